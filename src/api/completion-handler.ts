@@ -1,0 +1,139 @@
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { errors, GravityError, toGravityError } from '../core/errors.js';
+import type { Endpoint, RequestContext } from '../core/request-context.js';
+import type { StreamPart } from '../core/stream-parts.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { completionResponseBody, SseChunkEncoder } from './openai-wire-format.js';
+import type { ParsedRequest } from './request-schemas.js';
+
+/** HTTP status recorded for a request whose client went away (nginx's convention). */
+const clientClosedRequest = 499;
+
+/**
+ * Serves `/v1/chat/completions` and `/v1/completions`: validates, runs the request through the gateway
+ * and writes the answer as JSON or as OpenAI's SSE stream. Every request that reaches here ends with
+ * exactly one `gateway.end(context)`.
+ */
+export function completionHandler(options: {
+  gateway: Gateway;
+  endpoint: Endpoint;
+  parse: (body: unknown) => ParsedRequest;
+  log: (context: RequestContext, error: unknown) => void;
+}) {
+  const { gateway, endpoint, parse } = options;
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const body = request.body as { model?: unknown; stream?: unknown } | undefined;
+    const context = gateway.begin({
+      endpoint,
+      stream: body?.stream === true,
+      model: typeof body?.model === 'string' ? body.model : '',
+      serviceTier: 'auto',
+    });
+    reply.header('x-request-id', context.requestId);
+
+    // The client's disconnect aborts the generation. `close` on the response fires both on normal end
+    // and on disconnect; only an unfinished response means the client left.
+    const clientGone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished)
+        clientGone.abort(errors.cancelled('The client closed the connection.'));
+    });
+
+    let parsed: ParsedRequest | undefined;
+    let iterator: AsyncIterator<StreamPart> | undefined;
+    try {
+      parsed = parse(request.body);
+      context.serviceTier = parsed.serviceTier;
+      iterator = gateway.execute(context, parsed.generation, clientGone.signal)[Symbol.asyncIterator]();
+      // Wait for the engine to accept the request before committing to a 200: until then, any failure is
+      // still a plain HTTP error.
+      const first = await iterator.next();
+      if (first.done || first.value.type !== 'response-start')
+        throw errors.internal('engine sent no response-start');
+      context.status = 200;
+      if (parsed.stream) await writeStream(reply, context, iterator, parsed.includeUsage, clientGone.signal);
+      else await writeJson(reply, context, iterator);
+    } catch (error) {
+      const gravityError = clientGone.signal.aborted
+        ? errors.cancelled('The client closed the connection.')
+        : toGravityError(error);
+      if (!(error instanceof GravityError) && !clientGone.signal.aborted) options.log(context, error);
+      context.errorCode = gravityError.code;
+      if (clientGone.signal.aborted) context.status = clientClosedRequest;
+      else if (reply.raw.headersSent) {
+        // The stream has begun: the error travels as an SSE event, as OpenAI sends it.
+        endStreamWithError(reply.raw, gravityError);
+      } else {
+        context.status = gravityError.status;
+        await reply.code(gravityError.status).headers(gravityError.headers).send(gravityError.toBody());
+      }
+    } finally {
+      await iterator?.return?.(undefined).catch(() => {});
+      gateway.end(context);
+    }
+  };
+}
+
+async function writeJson(
+  reply: FastifyReply,
+  context: RequestContext,
+  parts: AsyncIterator<StreamPart>,
+): Promise<void> {
+  let text = '';
+  for (let next = await parts.next(); !next.done; next = await parts.next()) {
+    const part = next.value;
+    if (part.type === 'text-delta') text += part.text;
+    else if (part.type === 'finish') {
+      await reply.send(
+        completionResponseBody({ context, text, finishReason: part.finishReason, usage: part.usage }),
+      );
+      return;
+    }
+  }
+  throw errors.internal('engine ended without a finish part');
+}
+
+async function writeStream(
+  reply: FastifyReply,
+  context: RequestContext,
+  parts: AsyncIterator<StreamPart>,
+  includeUsage: boolean,
+  clientGone: AbortSignal,
+): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    // Tells nginx-style proxies in front of Gravity not to buffer the stream.
+    'x-accel-buffering': 'no',
+  });
+  const encoder = new SseChunkEncoder(context, includeUsage);
+  const opening = encoder.opening();
+  if (opening) await write(raw, opening, clientGone);
+  for (let next = await parts.next(); !next.done; next = await parts.next()) {
+    const part = next.value;
+    if (part.type === 'text-delta') await write(raw, encoder.text(part.text), clientGone);
+    else if (part.type === 'finish') {
+      raw.end(encoder.finish(part.finishReason, part.usage));
+      return;
+    }
+  }
+  throw errors.internal('engine ended without a finish part');
+}
+
+/** Writes with backpressure: a slow client pauses generation instead of growing Gravity's memory. */
+async function write(raw: ServerResponse, chunk: string, clientGone: AbortSignal): Promise<void> {
+  if (raw.write(chunk) || raw.destroyed) return;
+  // A client that disconnects while Gravity waits for `drain` rejects this wait, ending the request.
+  await once(raw, 'drain', { signal: clientGone });
+}
+
+function endStreamWithError(raw: ServerResponse, error: GravityError): void {
+  if (raw.writableEnded || raw.destroyed) return;
+  raw.end(`data: ${JSON.stringify(error.toBody())}\n\n`);
+}

@@ -1,0 +1,108 @@
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import { errors, GravityError } from '../core/errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { completionHandler } from './completion-handler.js';
+import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+
+export interface HttpServerOptions {
+  gateway: Gateway;
+  metrics: PrometheusMetrics;
+  bodyLimitBytes: number;
+  logLevel: string;
+}
+
+/** Maps framework-level failures (body parsing, limits, routing) to OpenAI-style errors. */
+function toOpenAIError(error: FastifyError | GravityError, bodyLimitBytes: number): GravityError {
+  if (error instanceof GravityError) return error;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return errors.payloadTooLarge(bodyLimitBytes);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return errors.invalidJson('the body is empty');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return errors.invalidRequest('The Content-Length header does not match the body.');
+  }
+  if (error instanceof SyntaxError) return errors.invalidJson(error.message);
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return errors.invalidRequest(error.message);
+  }
+  return errors.internal();
+}
+
+/** The OpenAI-compatible HTTP edge. Thin: it translates the wire format and delegates to the gateway. */
+export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+  const { gateway, metrics, bodyLimitBytes } = options;
+  const app = Fastify({
+    bodyLimit: bodyLimitBytes,
+    logger: { level: options.logLevel },
+    // Per-request log lines would sit on the hot path; metering records every request instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  });
+
+  // Every body is parsed as JSON whatever its content type (curl's -d sends form encoding by default);
+  // JSON.parse is iterative, so deeply nested input cannot exhaust the stack.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = body as string;
+    if (text.length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (error) {
+      done(errors.invalidJson((error as Error).message), undefined);
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError | GravityError, request, reply) => {
+    const gravityError = toOpenAIError(error, bodyLimitBytes);
+    if (gravityError.status >= 500) request.log.error({ err: error }, 'request failed');
+    return reply.code(gravityError.status).headers(gravityError.headers).send(gravityError.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const error = errors.notFound(request.method, request.url);
+    return reply.code(error.status).send(error.toBody());
+  });
+
+  const log = (context: { requestId: string }, error: unknown) =>
+    app.log.error({ err: error, requestId: context.requestId }, 'request failed');
+  app.post(
+    '/v1/chat/completions',
+    completionHandler({ gateway, endpoint: 'chat.completions', parse: parseChatCompletionRequest, log }),
+  );
+  app.post(
+    '/v1/completions',
+    completionHandler({ gateway, endpoint: 'completions', parse: parseCompletionRequest, log }),
+  );
+
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: gateway.models().map((model) => ({
+      id: model.id,
+      object: 'model',
+      created: 0,
+      owned_by: model.ownedBy,
+      ...(model.contextTokens === null ? {} : { context_length: model.contextTokens }),
+    })),
+  }));
+  app.get('/v1/models/:model', async (request, reply) => {
+    const { model } = request.params as { model: string };
+    const found = gateway.models().find((candidate) => candidate.id === model);
+    if (!found) {
+      const error = errors.modelNotFound(model);
+      return reply.code(error.status).send(error.toBody());
+    }
+    return { id: found.id, object: 'model', created: 0, owned_by: found.ownedBy };
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    if (gateway.ready) return { status: 'ready' };
+    return reply.code(503).send({ status: 'not ready' });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.contentType());
+    return metrics.render();
+  });
+  return app;
+}

@@ -1,0 +1,13 @@
+import { Command } from 'commander';
+import { registerServeCommand } from './serve-command.js';
+
+const program = new Command()
+  .name('gravity')
+  .description(
+    'Gravity: an OpenAI-compatible inference gateway that meters tokens, seconds, joules and dollars',
+  )
+  .version('0.1.0');
+
+registerServeCommand(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import { startGravityServer } from '../gateway/gravity-server.js';
+
+function integerOption(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed)) throw new Error(`expected an integer, got '${value}'`);
+  return parsed;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'Serve the OpenAI-compatible API (embedded llama.cpp engine and generated models by default)',
+    )
+    .option('-c, --config <file>', 'YAML configuration file (env GRAVITY_CONFIG)')
+    .option('--host <host>', 'address to listen on (env GRAVITY_HOST, default 127.0.0.1)')
+    .option(
+      '-p, --port <port>',
+      'port to listen on, 0 for any free port (env GRAVITY_PORT, default 8080)',
+      integerOption,
+    )
+    .option(
+      '-m, --model <file.gguf>',
+      'serve this GGUF model instead of the generated ones (env GRAVITY_MODEL)',
+    )
+    .option('--threads <n>', 'llama.cpp threads per engine (env GRAVITY_THREADS, default 1)', integerOption)
+    .option(
+      '--slots <n>',
+      'concurrent sequences per llama.cpp engine (env GRAVITY_SLOTS, default 4)',
+      integerOption,
+    )
+    .option(
+      '--context <tokens>',
+      'context window per slot (env GRAVITY_CONTEXT_TOKENS, default 4096)',
+      integerOption,
+    )
+    .option('--data-dir <dir>', 'where generated models live (env GRAVITY_DATA_DIR, default .gravity)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GRAVITY_LOG_LEVEL)')
+    .action(async (options) => {
+      let config: ReturnType<typeof loadConfig>;
+      try {
+        config = loadConfig({
+          configPath: options.config,
+          host: options.host,
+          port: options.port,
+          modelPath: options.model,
+          threads: options.threads,
+          slots: options.slots,
+          contextTokens: options.context,
+          logLevel: options.logLevel,
+          dataDir: options.dataDir,
+        });
+      } catch (error) {
+        if (error instanceof ConfigError) {
+          process.stderr.write(`gravity: ${error.message}\n`);
+          process.exit(2);
+        }
+        throw error;
+      }
+      const server = await startGravityServer(config);
+      const models = server.gateway.models().map((model) => model.id);
+      server.http.log.info({ url: server.url, models }, `Gravity listening on ${server.url}`);
+      // Machine-readable line for scripts and tests that start Gravity on port 0.
+      process.stdout.write(`gravity: listening on ${server.url} models=${models.join(',')}\n`);
+      let signals = 0;
+      const stop = (signal: string) => {
+        signals++;
+        if (signals > 1) process.exit(130); // A second signal means "now".
+        server.http.log.info({ signal }, 'shutting down: draining in-flight requests');
+        server.close().then(
+          () => process.exit(0),
+          (error) => {
+            server.http.log.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

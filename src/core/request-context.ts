@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import type { FinishReason, TokenUsage } from './stream-parts.js';
+
+export type Endpoint = 'chat.completions' | 'completions';
+export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale';
+
+/**
+ * Everything Gravity learns about one request as it moves through the stages. Each stage fills in its
+ * part (admission: tenant and key; scheduling: tier and queue time; routing: engine; execution: timings
+ * and usage), and metering reads the finished object. Times are Clock milliseconds.
+ */
+export interface RequestContext {
+  readonly requestId: string;
+  readonly endpoint: Endpoint;
+  readonly receivedAtMs: number;
+  readonly receivedAtEpochMs: number;
+  readonly stream: boolean;
+  model: string;
+  engineId: string | null;
+  /** The tier the client asked for, echoed in the response. */
+  serviceTier: ServiceTier;
+  /** When the engine accepted the request (slot secured or upstream answered). */
+  startedAtMs: number | null;
+  firstTokenAtMs: number | null;
+  lastTokenAtMs: number | null;
+  /** Gaps between consecutive text chunks, in ms, for inter-token latency. */
+  interTokenGapsMs: number[];
+  finishedAtMs: number | null;
+  finishReason: FinishReason | null;
+  usage: TokenUsage | null;
+  /** HTTP status of the response (200 for streams that failed after the first byte: see errorCode). */
+  status: number;
+  errorCode: string | null;
+}
+
+/** Request ids are random and URL-safe; they are returned as `x-request-id` and used in response ids. */
+export function newRequestId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+export function createRequestContext(options: {
+  endpoint: Endpoint;
+  stream: boolean;
+  model: string;
+  serviceTier: ServiceTier;
+  nowMs: number;
+  epochMs: number;
+  requestId?: string;
+}): RequestContext {
+  return {
+    requestId: options.requestId ?? newRequestId(),
+    endpoint: options.endpoint,
+    receivedAtMs: options.nowMs,
+    receivedAtEpochMs: options.epochMs,
+    stream: options.stream,
+    model: options.model,
+    engineId: null,
+    serviceTier: options.serviceTier,
+    startedAtMs: null,
+    firstTokenAtMs: null,
+    lastTokenAtMs: null,
+    interTokenGapsMs: [],
+    finishedAtMs: null,
+    finishReason: null,
+    usage: null,
+    status: 0,
+    errorCode: null,
+  };
+}

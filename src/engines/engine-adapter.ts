@@ -1,0 +1,66 @@
+import type { StreamPart } from '../core/stream-parts.js';
+
+/**
+ * The contract between Gravity and an inference engine (in-process llama.cpp, an OpenAI-compatible
+ * upstream, an emulated replica). Versioned so that adapters written outside this repository can say
+ * which contract they implement; a breaking change adds `gravity.engine.v2` beside it.
+ */
+export const engineSpecificationVersion = 'gravity.engine.v1';
+
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant';
+  content: string;
+}
+
+/** One generation as the pipeline hands it to an engine, already validated and normalised. */
+export interface GenerationRequest {
+  /** Gravity's request id, for logs and upstream correlation. */
+  requestId: string;
+  /** The model id as the engine knows it (after alias resolution). */
+  model: string;
+  input: { kind: 'chat'; messages: ChatMessage[] } | { kind: 'completion'; prompt: string };
+  /** Upper bound on completion tokens; null means "until the context is full or the model stops". */
+  maxTokens: number | null;
+  temperature: number;
+  topP: number;
+  seed: number | null;
+  stop: string[];
+  user: string | null;
+}
+
+export interface EngineModelInfo {
+  id: string;
+  contextTokens: number | null;
+  ownedBy: string;
+}
+
+/** Load figures that schedulers and routers read; cheap to call. */
+export interface EngineLoad {
+  slotsTotal: number;
+  slotsBusy: number;
+  waiting: number;
+}
+
+export interface EngineAdapter {
+  readonly specificationVersion: typeof engineSpecificationVersion;
+  /** The engine's name in config (`engines.<id>`). */
+  readonly id: string;
+  /** The registered type name, e.g. `llama-cpp`. */
+  readonly type: string;
+
+  /** Loads models or checks reachability. Must be awaited before `generate`. */
+  start(): Promise<void>;
+  /** Frees everything; in-flight generations end with an error. */
+  close(): Promise<void>;
+
+  models(): EngineModelInfo[];
+  load(): EngineLoad;
+
+  /**
+   * Runs one generation. The first part is `response-start`: validation errors (e.g. the prompt does not
+   * fit the context) are thrown before it, so the gateway can still answer with a plain HTTP error.
+   * Aborting `signal` must stop the work and free the engine's resources within a few tokens; the
+   * iterator then throws the signal's reason.
+   */
+  generate(request: GenerationRequest, signal: AbortSignal): AsyncIterable<StreamPart>;
+}

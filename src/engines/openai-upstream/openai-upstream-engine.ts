@@ -1,0 +1,261 @@
+import { errors, GravityError } from '../../core/errors.js';
+import type { FinishReason, StreamPart, TokenUsage } from '../../core/stream-parts.js';
+import {
+  type EngineAdapter,
+  type EngineLoad,
+  type EngineModelInfo,
+  engineSpecificationVersion,
+  type GenerationRequest,
+} from '../engine-adapter.js';
+import { SlotPool } from '../slot-pool.js';
+import { SseEventParser } from './sse-event-parser.js';
+
+export interface OpenAIUpstreamEngineOptions {
+  id: string;
+  /** e.g. `http://127.0.0.1:8000/v1` (vLLM, SGLang, TGI, llama.cpp server, Ollama's `/v1`). */
+  baseUrl: string;
+  apiKey: string | null;
+  /** Gravity model id → the upstream's model name. */
+  models: Array<{ id: string; upstreamModel: string; contextTokens: number | null }>;
+  /** Time allowed until the upstream answers with headers. */
+  connectTimeoutMs: number;
+  /** Concurrent requests Gravity sends this upstream; the rest wait in Gravity. */
+  maxConcurrentRequests: number;
+}
+
+/**
+ * Upstream chunks are parsed leniently: servers differ in which optional fields they send (TGI omits
+ * `usage`, Ollama sends `system_fingerprint`, vLLM adds `stop_reason`), and a missing optional field must
+ * not fail a response that is otherwise fine.
+ */
+interface UpstreamChunk {
+  choices?: Array<{ delta?: { content?: string | null }; text?: string; finish_reason?: string | null }>;
+  usage?: {
+    prompt_tokens?: number;
+    completion_tokens?: number;
+    prompt_tokens_details?: { cached_tokens?: number } | null;
+  } | null;
+  error?: { message?: string; code?: string | null };
+}
+
+/**
+ * Any OpenAI-compatible server as an engine. Gravity always streams from the upstream (asking for the
+ * usage chunk), so it sees the first token when the upstream produces it and can meter every response
+ * the same way; a non-streaming client gets the assembled result.
+ */
+export class OpenAIUpstreamEngine implements EngineAdapter {
+  readonly specificationVersion = engineSpecificationVersion;
+  readonly type = 'openai-upstream';
+  readonly id: string;
+  private readonly options: OpenAIUpstreamEngineOptions;
+  private readonly baseUrl: string;
+  private readonly slots: SlotPool<number>;
+
+  constructor(options: OpenAIUpstreamEngineOptions) {
+    this.id = options.id;
+    this.options = options;
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.slots = new SlotPool(Array.from({ length: options.maxConcurrentRequests }, (_, index) => index));
+  }
+
+  async start(): Promise<void> {
+    // Reachability is checked per request (and by health checks later); an upstream that starts after
+    // Gravity is normal in a deployment.
+  }
+
+  async close(): Promise<void> {}
+
+  models(): EngineModelInfo[] {
+    return this.options.models.map((model) => ({
+      id: model.id,
+      contextTokens: model.contextTokens,
+      ownedBy: this.id,
+    }));
+  }
+
+  load(): EngineLoad {
+    return { slotsTotal: this.slots.size, slotsBusy: this.slots.busy, waiting: this.slots.waiting };
+  }
+
+  async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
+    const target = this.options.models.find((model) => model.id === request.model);
+    if (!target) throw errors.modelNotFound(request.model);
+    const isChat = request.input.kind === 'chat';
+    const body: Record<string, unknown> = {
+      model: target.upstreamModel,
+      ...(request.input.kind === 'chat'
+        ? { messages: request.input.messages }
+        : { prompt: request.input.prompt }),
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: request.temperature,
+      top_p: request.topP,
+      ...(request.maxTokens === null ? {} : { max_tokens: request.maxTokens }),
+      ...(request.seed === null ? {} : { seed: request.seed }),
+      ...(request.stop.length === 0 ? {} : { stop: request.stop }),
+      ...(request.user === null ? {} : { user: request.user }),
+    };
+
+    let slot: number | undefined;
+    try {
+      slot = await this.slots.acquire(signal);
+      const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
+      yield { type: 'response-start', promptTokens: null };
+
+      const parser = new SseEventParser();
+      let finishReason: FinishReason = 'stop';
+      let reportedUsage: UpstreamChunk['usage'] = null;
+      let contentChunks = 0;
+      let done = false;
+      const handle = (data: string): StreamPart | null => {
+        if (data === '[DONE]') {
+          done = true;
+          return null;
+        }
+        let chunk: UpstreamChunk;
+        try {
+          chunk = JSON.parse(data) as UpstreamChunk;
+        } catch {
+          return null; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
+        }
+        if (chunk.error) {
+          throw errors.upstream({
+            status: 502,
+            message: `upstream '${this.id}': ${chunk.error.message ?? 'error'}`,
+          });
+        }
+        if (chunk.usage) reportedUsage = chunk.usage;
+        const choice = chunk.choices?.[0];
+        if (!choice) return null;
+        if (choice.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop';
+        const text = isChat ? choice.delta?.content : choice.text;
+        if (typeof text !== 'string' || text.length === 0) return null;
+        contentChunks++;
+        return { type: 'text-delta', text, tokens: 1 };
+      };
+
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      try {
+        for (;;) {
+          const { value, done: streamEnded } = await reader.read();
+          const events = streamEnded ? parser.end() : parser.push(value);
+          for (const event of events) {
+            const part = handle(event);
+            if (part) yield part;
+          }
+          if (streamEnded || done) break;
+        }
+      } finally {
+        reader.releaseLock();
+        if (!done) await response.body?.cancel().catch(() => {});
+      }
+      if (signal.aborted) throw signal.reason;
+      if (!done)
+        throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
+
+      yield { type: 'finish', finishReason, usage: usageFrom(reportedUsage, request, contentChunks) };
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof GravityError) throw error;
+      throw errors.upstreamUnreachable(this.id, (error as Error).message);
+    } finally {
+      if (slot !== undefined) this.slots.release(slot);
+    }
+  }
+
+  private async send(route: string, body: unknown, signal: AbortSignal): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.options.connectTimeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${route}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}),
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.any([signal, timeout]),
+      });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (timeout.aborted) {
+        throw new GravityError({
+          status: 504,
+          type: 'server_error',
+          code: 'upstream_timeout',
+          message: `upstream '${this.id}' did not answer within ${this.options.connectTimeoutMs} ms`,
+        });
+      }
+      throw errors.upstreamUnreachable(this.id, describeFetchError(error));
+    }
+    if (response.ok) return response;
+    throw await upstreamHttpError(this.id, response);
+  }
+}
+
+async function upstreamHttpError(engineId: string, response: Response): Promise<GravityError> {
+  const text = await response.text().catch(() => '');
+  let message = text.slice(0, 500);
+  let code: string | null = null;
+  try {
+    const parsed = JSON.parse(text) as {
+      error?: { message?: string; code?: string | null } | string;
+      message?: string;
+    };
+    if (typeof parsed.error === 'object' && parsed.error) {
+      message = parsed.error.message ?? message;
+      code = parsed.error.code ?? null;
+    } else if (typeof parsed.error === 'string') message = parsed.error;
+    else if (parsed.message) message = parsed.message;
+  } catch {}
+  // The client's own mistakes (400, 404, 413, 422) and rate limits keep their status; authentication
+  // failures and 5xx are Gravity's upstream problem, not the client's, so they become 502.
+  const passThrough = [400, 404, 413, 422, 429].includes(response.status);
+  const retryAfter = response.headers.get('retry-after');
+  return new GravityError({
+    status: passThrough ? (response.status === 422 ? 400 : response.status) : 502,
+    type:
+      response.status === 429 ? 'rate_limit_error' : passThrough ? 'invalid_request_error' : 'server_error',
+    code: code ?? (passThrough ? 'upstream_rejected' : 'upstream_error'),
+    message: `upstream '${engineId}' answered ${response.status}: ${message || response.statusText}`,
+    ...(retryAfter ? { headers: { 'retry-after': retryAfter } } : {}),
+  });
+}
+
+function describeFetchError(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
+}
+
+/** Usage from the upstream's usage chunk, or counted by Gravity when the upstream sent none. */
+function usageFrom(
+  reported: UpstreamChunk['usage'],
+  request: GenerationRequest,
+  contentChunks: number,
+): TokenUsage {
+  if (
+    reported &&
+    typeof reported.prompt_tokens === 'number' &&
+    typeof reported.completion_tokens === 'number'
+  ) {
+    return {
+      promptTokens: reported.prompt_tokens,
+      cachedPromptTokens: reported.prompt_tokens_details?.cached_tokens ?? 0,
+      completionTokens: reported.completion_tokens,
+      source: 'upstream',
+    };
+  }
+  // Without the upstream's tokenizer Gravity can only estimate: one token per content chunk (servers
+  // stream one token per chunk) and ~4 characters per prompt token. `source: counted` says so.
+  const promptCharacters =
+    request.input.kind === 'chat'
+      ? request.input.messages.reduce((sum, message) => sum + message.content.length, 0)
+      : request.input.prompt.length;
+  return {
+    promptTokens: Math.ceil(promptCharacters / 4),
+    cachedPromptTokens: 0,
+    completionTokens: contentChunks,
+    source: 'counted',
+  };
+}

@@ -1,0 +1,128 @@
+import type { Clock } from '../core/clock.js';
+import { errors } from '../core/errors.js';
+import {
+  createRequestContext,
+  type Endpoint,
+  type RequestContext,
+  type ServiceTier,
+} from '../core/request-context.js';
+import type { RequestObserver } from '../core/request-observer.js';
+import type { StreamPart } from '../core/stream-parts.js';
+import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
+
+/** The model label used for requests whose model does not exist, so clients cannot inflate label sets. */
+export const unknownModelLabel = '(unknown)';
+
+/**
+ * Wires the stages for one request: resolve the model to an engine, execute, observe. Later stages
+ * (admission, scheduling, routing) slot in here; the HTTP layer only translates to and from the wire.
+ */
+export class Gateway {
+  private readonly modelToEngine = new Map<string, EngineAdapter>();
+  private readonly inFlight = new Set<AbortController>();
+  private accepting = true;
+
+  constructor(
+    readonly engines: readonly EngineAdapter[],
+    private readonly clock: Clock,
+    private readonly observers: readonly RequestObserver[],
+  ) {}
+
+  async start(): Promise<void> {
+    await Promise.all(this.engines.map((engine) => engine.start()));
+    for (const engine of this.engines) {
+      for (const model of engine.models()) this.modelToEngine.set(model.id, engine);
+    }
+  }
+
+  get ready(): boolean {
+    return this.accepting && this.modelToEngine.size > 0;
+  }
+
+  models(): EngineModelInfo[] {
+    return this.engines.flatMap((engine) => engine.models());
+  }
+
+  /** Starts a request's record; `end` must follow exactly once. */
+  begin(options: {
+    endpoint: Endpoint;
+    stream: boolean;
+    model: string;
+    serviceTier: ServiceTier;
+  }): RequestContext {
+    const context = createRequestContext({
+      ...options,
+      model: this.modelToEngine.has(options.model) ? options.model : unknownModelLabel,
+      nowMs: this.clock.nowMs(),
+      epochMs: this.clock.epochMs(),
+    });
+    for (const observer of this.observers) observer.onRequestStart(context);
+    return context;
+  }
+
+  end(context: RequestContext): void {
+    context.finishedAtMs ??= this.clock.nowMs();
+    for (const observer of this.observers) observer.onRequestEnd(context);
+  }
+
+  /**
+   * Runs the generation on the model's engine and records timings in the context as parts pass.
+   * `signal` is the client's; shutdown can also abort the request once the grace period is over.
+   */
+  async *execute(
+    context: RequestContext,
+    request: Omit<GenerationRequest, 'requestId'>,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    if (!this.accepting) throw errors.shuttingDown();
+    const engine = this.modelToEngine.get(request.model);
+    if (!engine) throw errors.modelNotFound(request.model);
+    context.engineId = engine.id;
+
+    const controller = new AbortController();
+    const forwardAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) forwardAbort();
+    else signal.addEventListener('abort', forwardAbort, { once: true });
+    this.inFlight.add(controller);
+    try {
+      for await (const part of engine.generate(
+        { ...request, requestId: context.requestId },
+        controller.signal,
+      )) {
+        const nowMs = this.clock.nowMs();
+        if (part.type === 'text-delta') {
+          if (context.firstTokenAtMs === null) context.firstTokenAtMs = nowMs;
+          else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
+          context.lastTokenAtMs = nowMs;
+        } else if (part.type === 'response-start') {
+          context.startedAtMs = nowMs;
+        } else {
+          context.finishReason = part.finishReason;
+          context.usage = part.usage;
+        }
+        yield part;
+      }
+    } finally {
+      signal.removeEventListener('abort', forwardAbort);
+      this.inFlight.delete(controller);
+    }
+  }
+
+  /**
+   * Stops taking requests, lets in-flight ones finish for up to `graceMs`, then cancels the rest and
+   * closes the engines.
+   */
+  async shutdown(graceMs: number): Promise<{ cancelled: number }> {
+    this.accepting = false;
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight.size > 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    const cancelled = this.inFlight.size;
+    for (const controller of this.inFlight) controller.abort(errors.shuttingDown());
+    // Give cancelled streams a moment to write their error event and ledger record.
+    while (this.inFlight.size > 0 && Date.now() < deadline + 1000)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    await Promise.all(this.engines.map((engine) => engine.close()));
+    return { cancelled };
+  }
+}

@@ -1,0 +1,58 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { createHttpServer } from '../api/server.js';
+import type { GravityConfig } from '../config/config-schema.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { createEngines } from '../engines/engine-registry.js';
+import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { Gateway } from './gateway.js';
+
+export interface GravityServer {
+  gateway: Gateway;
+  http: FastifyInstance;
+  /** e.g. `http://127.0.0.1:8080` */
+  url: string;
+  /** Graceful stop: no new requests, in-flight ones get `shutdownGraceMs`, then everything closes. */
+  close(): Promise<void>;
+}
+
+/** Builds every stage from config, loads the engines, and listens. Used by `gravity serve` and tests. */
+export async function startGravityServer(
+  config: GravityConfig,
+  options: { clock?: Clock; env?: NodeJS.ProcessEnv } = {},
+): Promise<GravityServer> {
+  const engines = await createEngines(config, options.env);
+  const metrics = new PrometheusMetrics(() => engines);
+  const gateway = new Gateway(engines, options.clock ?? systemClock, [metrics]);
+  await gateway.start();
+
+  const http = createHttpServer({
+    gateway,
+    metrics,
+    bodyLimitBytes: config.server.bodyLimitBytes,
+    logLevel: config.server.logLevel,
+  });
+  await http.listen({ host: config.server.host, port: config.server.port });
+  const address = http.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    gateway,
+    http,
+    url: `http://${host}:${address.port}`,
+    close() {
+      closing ??= (async () => {
+        // Stop accepting first, then drain: the listener closes while in-flight streams finish.
+        const listenerClosed = http.close();
+        const { cancelled } = await gateway.shutdown(config.server.shutdownGraceMs);
+        if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
+        // Connections whose requests finished during the drain are idle keep-alives now; without this,
+        // close would wait for each client's keep-alive timeout.
+        http.server.closeAllConnections();
+        await listenerClosed;
+      })();
+      return closing;
+    },
+  };
+}

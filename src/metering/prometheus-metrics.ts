@@ -1,0 +1,140 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { RequestContext } from '../core/request-context.js';
+import type { RequestObserver } from '../core/request-observer.js';
+import type { EngineAdapter } from '../engines/engine-adapter.js';
+
+const secondsPerMs = 1 / 1000;
+
+/**
+ * Prometheus metrics for the gateway, named by Prometheus conventions (base units, `_total` counters).
+ * docs/metrics.md lists each one. Latencies are observed when a request ends, from its context, so the
+ * per-token path does no metrics work.
+ */
+export class PrometheusMetrics implements RequestObserver {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'endpoint' | 'model' | 'status'>;
+  private readonly promptTokens: Counter<'model'>;
+  private readonly cachedPromptTokens: Counter<'model'>;
+  private readonly completionTokens: Counter<'model'>;
+  private readonly timeToFirstToken: Histogram<'model'>;
+  private readonly interTokenLatency: Histogram<'model'>;
+  private readonly requestDuration: Histogram<'endpoint' | 'model'>;
+  private readonly inFlight: Gauge<'model'>;
+
+  constructor(engines: () => readonly EngineAdapter[]) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({
+      name: 'gravity_requests_total',
+      help: 'Requests handled, by endpoint, model and HTTP status (499: client disconnected).',
+      labelNames: ['endpoint', 'model', 'status'],
+      registers,
+    });
+    this.promptTokens = new Counter({
+      name: 'gravity_prompt_tokens_total',
+      help: 'Prompt tokens processed, by model.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.cachedPromptTokens = new Counter({
+      name: 'gravity_cached_prompt_tokens_total',
+      help: 'Prompt tokens served from an engine prefix cache, by model.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.completionTokens = new Counter({
+      name: 'gravity_completion_tokens_total',
+      help: 'Completion tokens generated, by model.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: 'gravity_time_to_first_token_seconds',
+      help: 'Time from request arrival to the first generated text, by model.',
+      labelNames: ['model'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.interTokenLatency = new Histogram({
+      name: 'gravity_inter_token_latency_seconds',
+      help: 'Gaps between consecutive streamed text chunks of one response, by model.',
+      labelNames: ['model'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'gravity_request_duration_seconds',
+      help: 'Time from request arrival to the end of the response, by endpoint and model.',
+      labelNames: ['endpoint', 'model'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: 'gravity_requests_in_flight',
+      help: 'Requests being served right now, by model.',
+      labelNames: ['model'],
+      registers,
+    });
+    const slotsGauge = new Gauge({
+      name: 'gravity_engine_slots',
+      help: 'Execution slots of each engine, by state (busy or total).',
+      labelNames: ['engine', 'state'],
+      registers,
+      collect() {
+        for (const engine of engines()) {
+          const load = engine.load();
+          slotsGauge.set({ engine: engine.id, state: 'busy' }, load.slotsBusy);
+          slotsGauge.set({ engine: engine.id, state: 'total' }, load.slotsTotal);
+        }
+      },
+    });
+    const waitingGauge = new Gauge({
+      name: 'gravity_engine_waiting_requests',
+      help: 'Requests waiting for a free slot, by engine.',
+      labelNames: ['engine'],
+      registers,
+      collect() {
+        for (const engine of engines()) waitingGauge.set({ engine: engine.id }, engine.load().waiting);
+      },
+    });
+  }
+
+  onRequestStart(context: RequestContext): void {
+    this.inFlight.inc({ model: context.model });
+  }
+
+  onRequestEnd(context: RequestContext): void {
+    const model = context.model;
+    this.inFlight.dec({ model });
+    this.requests.inc({ endpoint: context.endpoint, model, status: String(context.status) });
+    if (context.usage) {
+      this.promptTokens.inc({ model }, context.usage.promptTokens);
+      this.cachedPromptTokens.inc({ model }, context.usage.cachedPromptTokens);
+      this.completionTokens.inc({ model }, context.usage.completionTokens);
+    }
+    if (context.firstTokenAtMs !== null) {
+      this.timeToFirstToken.observe(
+        { model },
+        (context.firstTokenAtMs - context.receivedAtMs) * secondsPerMs,
+      );
+    }
+    if (context.interTokenGapsMs.length > 0) {
+      const histogram = this.interTokenLatency.labels({ model });
+      for (const gapMs of context.interTokenGapsMs) histogram.observe(gapMs * secondsPerMs);
+    }
+    if (context.finishedAtMs !== null) {
+      this.requestDuration.observe(
+        { endpoint: context.endpoint, model },
+        (context.finishedAtMs - context.receivedAtMs) * secondsPerMs,
+      );
+    }
+  }
+
+  contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

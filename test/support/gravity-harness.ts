@@ -1,0 +1,56 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import type { GravityConfig } from '../../src/config/config-schema.js';
+import { loadConfig } from '../../src/config/load-config.js';
+import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
+
+/** Generated models are cached per test process in one temp folder; every file builds its own copies. */
+const dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-test-'));
+
+export interface Harness {
+  server: GravityServer;
+  client: OpenAI;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A live Gravity on an ephemeral loopback port, configured like `gravity serve`, plus an `openai` SDK
+ * client pointed at it. `configure` edits the loaded config (slots, extra engines…).
+ */
+export async function startHarness(configure: (config: GravityConfig) => void = () => {}): Promise<Harness> {
+  const config = loadConfig({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
+  configure(config);
+  const server = await startGravityServer(config);
+  const client = new OpenAI({
+    baseURL: `${server.url}/v1`,
+    apiKey: 'unused',
+    maxRetries: 0,
+    timeout: 30_000,
+  });
+  return { server, client, url: server.url, close: () => server.close() };
+}
+
+/** POSTs raw bytes, for the error cases the SDK would refuse to send. */
+export async function postRaw(url: string, body: string, headers: Record<string, string> = {}) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  });
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return {
+    status: response.status,
+    headers: response.headers,
+    text,
+    json: json as { error?: Record<string, unknown> },
+  };
+}
