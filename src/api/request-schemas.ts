@@ -134,9 +134,26 @@ function formatPath(path: readonly PropertyKey[]): string {
   return formatted;
 }
 
+/**
+ * For a value matching no branch of a union (string or array of parts), the most useful report is the
+ * branch that got furthest: `content[0].type` beats "no union branch matched".
+ */
+function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return issue;
+  let best: z.core.$ZodIssue | undefined;
+  for (const branch of issue.errors) {
+    const candidate = branch[0];
+    if (candidate && (!best || candidate.path.length > best.path.length)) best = candidate;
+  }
+  if (!best || best.path.length === 0) return issue;
+  const resolved = deepestIssue(best);
+  return { ...resolved, path: [...issue.path, ...resolved.path] } as z.core.$ZodIssue;
+}
+
 function describeZodError(error: z.ZodError): GravityError {
-  const issue = error.issues[0];
-  if (!issue) return errors.invalidRequest('Invalid request body.');
+  const first = error.issues[0];
+  if (!first) return errors.invalidRequest('Invalid request body.');
+  const issue = deepestIssue(first);
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0] ?? '';
     const prefix = formatPath(issue.path);

@@ -1,0 +1,97 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './load-config.js';
+
+function configFile(yaml: string): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-config-')), 'gravity.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+function problemsOf(run: () => unknown): string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('serves the two generated models on loopback port 8080 by default', () => {
+    const config = loadConfig({}, {});
+    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080 });
+    expect(Object.keys(config.models)).toEqual(['gravity-tiny', 'gravity-tiny-random']);
+    expect(config.engines.tiny).toMatchObject({ type: 'llama-cpp', threads: 1, slots: 4 });
+  });
+
+  it('lets the command line win over the environment, and the environment over the file', () => {
+    const file = configFile('server:\n  port: 7000\n  host: 0.0.0.0\n');
+    const fromFile = loadConfig({ configPath: file }, {});
+    expect(fromFile.server).toMatchObject({ port: 7000, host: '0.0.0.0' });
+    const fromEnv = loadConfig({ configPath: file }, { GRAVITY_PORT: '7100', GRAVITY_THREADS: '2' });
+    expect(fromEnv.server.port).toBe(7100);
+    expect(fromEnv.engines.tiny).toMatchObject({ threads: 2 });
+    const fromFlags = loadConfig({ configPath: file, port: 7200 }, { GRAVITY_PORT: '7100' });
+    expect(fromFlags.server.port).toBe(7200);
+  });
+
+  it('serves a user GGUF under its file name with --model', () => {
+    const config = loadConfig({ modelPath: '/models/Llama-3.2-1B.Q4_K_M.gguf' }, {});
+    expect(config.models).toEqual({ 'Llama-3.2-1B.Q4_K_M': { engine: 'local' } });
+    expect(config.engines.local).toMatchObject({
+      type: 'llama-cpp',
+      model: { path: '/models/Llama-3.2-1B.Q4_K_M.gguf' },
+    });
+  });
+
+  it('names the path of an unknown key', () => {
+    const problems = problemsOf(() => loadConfig({ configPath: configFile('server:\n  prot: 80\n') }, {}));
+    expect(problems).toEqual(['server.prot: unknown setting']);
+  });
+
+  it('names the path of a value of the wrong type', () => {
+    const problems = problemsOf(() =>
+      loadConfig(
+        {
+          configPath: configFile(
+            'engines:\n  e1:\n    type: llama-cpp\n    model: {generated: gravity-tiny}\n    slots: many\nmodels:\n  m: {engine: e1}\n',
+          ),
+        },
+        {},
+      ),
+    );
+    expect(problems[0]).toMatch(/^engines\.e1\.slots: /);
+  });
+
+  it('reports a model that references an unknown engine', () => {
+    const yaml =
+      'engines:\n  e1: {type: llama-cpp, model: {generated: gravity-tiny}}\nmodels:\n  m1: {engine: e1}\n  m2: {engine: e2}\n';
+    expect(problemsOf(() => loadConfig({ configPath: configFile(yaml) }, {}))).toContain(
+      "models.m2.engine references unknown engine 'e2'",
+    );
+  });
+
+  it('reports an engine type that does not exist and an upstream URL that is not http', () => {
+    const yaml =
+      'engines:\n  e1: {type: vllm-magic}\n  e2: {type: openai-upstream, baseUrl: "ftp://x"}\nmodels:\n  m1: {engine: e1}\n  m2: {engine: e2}\n';
+    const problems = problemsOf(() => loadConfig({ configPath: configFile(yaml) }, {}));
+    expect(problems.some((problem) => problem.startsWith('engines.e1.type'))).toBe(true);
+    expect(problems.some((problem) => problem.startsWith('engines.e2.baseUrl'))).toBe(true);
+  });
+
+  it('rejects a bad environment override with the variable name', () => {
+    expect(problemsOf(() => loadConfig({}, { GRAVITY_PORT: 'eighty' }))).toEqual([
+      "GRAVITY_PORT: expected an integer, got 'eighty'",
+    ]);
+  });
+
+  it('reports YAML syntax errors', () => {
+    expect(problemsOf(() => loadConfig({ configPath: configFile('server: [unclosed\n') }, {}))[0]).toMatch(
+      /^YAML syntax/,
+    );
+  });
+});
