@@ -90,7 +90,9 @@ describe('client disconnects', () => {
     );
     // Far fewer than the 4000 tokens asked for were generated.
     const completionTokens = Number(
-      /gravity_completion_tokens_total\{model="gravity-tiny-random"\} (\d+)/.exec(metrics)?.[1] ?? 'NaN',
+      /gravity_completion_tokens_total\{model="gravity-tiny-random",tier="default",tenant="anonymous"\} (\d+)/.exec(
+        metrics,
+      )?.[1] ?? 'NaN',
     );
     expect(completionTokens).toBeLessThan(16 * 48 + 200);
   });

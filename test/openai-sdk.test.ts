@@ -139,7 +139,9 @@ describe('the openai SDK against gravity serve', () => {
     expect(text).toMatch(
       /gravity_requests_total\{endpoint="chat.completions",model="gravity-tiny",status="200"\} \d+/,
     );
-    expect(text).toMatch(/gravity_completion_tokens_total\{model="gravity-tiny"\} \d+/);
+    expect(text).toMatch(
+      /gravity_completion_tokens_total\{model="gravity-tiny",tier="default",tenant="anonymous"\} \d+/,
+    );
     expect(text).toMatch(/gravity_time_to_first_token_seconds_bucket\{le="0.005",model="gravity-tiny"\}/);
     expect(text).toMatch(/gravity_inter_token_latency_seconds_count\{model="gravity-tiny"\} [1-9]/);
     expect(text).toMatch(/gravity_requests_in_flight\{model="gravity-tiny"\} 0/);

@@ -19,8 +19,8 @@ beforeAll(async () => {
   });
   failingReplay = await startReplayUpstream({ events: [], delayMs: 0, status: 500 });
   process.env.REPLAY_KEY = 'sk-replay-secret';
-  gateway = await startHarness((config) => {
-    config.engines = {
+  gateway = await startHarness(undefined, {
+    engines: {
       remote: {
         type: 'openai-upstream',
         baseUrl: `${upstream.url}/v1`,
@@ -47,15 +47,15 @@ beforeAll(async () => {
         connectTimeoutMs: 2000,
         maxConcurrentRequests: 8,
       },
-    };
-    config.models = {
+    },
+    models: {
       'remote-tiny': { engine: 'remote', upstreamModel: 'gravity-tiny' },
       'remote-random': { engine: 'remote', upstreamModel: 'gravity-tiny-random' },
       'remote-missing': { engine: 'remote', upstreamModel: 'no-such-model' },
       'slow-model': { engine: 'slow' },
       'broken-model': { engine: 'broken' },
       'unreachable-model': { engine: 'unreachable' },
-    };
+    },
   });
 });
 

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors, GravityError, toGravityError } from '../core/errors.js';
-import type { Endpoint, RequestContext } from '../core/request-context.js';
+import type { Endpoint, MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { completionResponseBody, SseChunkEncoder } from './openai-wire-format.js';
@@ -14,7 +14,8 @@ const clientClosedRequest = 499;
 /**
  * Serves `/v1/chat/completions` and `/v1/completions`: validates, runs the request through the gateway
  * and writes the answer as JSON or as OpenAI's SSE stream. Every request that reaches here ends with
- * exactly one `gateway.end(context)`.
+ * exactly one `gateway.finish(context)`, awaited before the response's last bytes so that a response the
+ * client saw complete is already in the ledger.
  */
 export function completionHandler(options: {
   gateway: Gateway;
@@ -53,55 +54,78 @@ export function completionHandler(options: {
       if (first.done || first.value.type !== 'response-start')
         throw errors.internal('engine sent no response-start');
       context.status = 200;
-      if (parsed.stream) await writeStream(reply, context, iterator, parsed.includeUsage, clientGone.signal);
-      else await writeJson(reply, context, iterator);
+      if (parsed.stream)
+        await writeStream({
+          reply,
+          context,
+          gateway,
+          parts: iterator,
+          includeUsage: parsed.includeUsage,
+          clientGone: clientGone.signal,
+        });
+      else await writeJson({ reply, context, gateway, parts: iterator });
     } catch (error) {
       const gravityError = clientGone.signal.aborted
         ? errors.cancelled('The client closed the connection.')
         : toGravityError(error);
       if (!(error instanceof GravityError) && !clientGone.signal.aborted) options.log(context, error);
       context.errorCode = gravityError.code;
-      if (clientGone.signal.aborted) context.status = clientClosedRequest;
-      else if (reply.raw.headersSent) {
-        // The stream has begun: the error travels as an SSE event, as OpenAI sends it.
+      if (clientGone.signal.aborted) {
+        context.status = clientClosedRequest;
+        await gateway.finish(context);
+      } else if (reply.raw.headersSent) {
+        // The stream has begun (status stays 200): the error travels as an SSE event, as OpenAI sends it.
+        await gateway.finish(context);
         endStreamWithError(reply.raw, gravityError);
       } else {
         context.status = gravityError.status;
+        await gateway.finish(context);
         await reply.code(gravityError.status).headers(gravityError.headers).send(gravityError.toBody());
       }
     } finally {
       await iterator?.return?.(undefined).catch(() => {});
-      gateway.end(context);
+      await gateway.finish(context);
     }
   };
 }
 
-async function writeJson(
-  reply: FastifyReply,
-  context: RequestContext,
-  parts: AsyncIterator<StreamPart>,
-): Promise<void> {
+interface WriteOptions {
+  reply: FastifyReply;
+  context: RequestContext;
+  gateway: Gateway;
+  parts: AsyncIterator<StreamPart>;
+}
+
+async function writeJson({ reply, context, gateway, parts }: WriteOptions): Promise<void> {
   let text = '';
   for (let next = await parts.next(); !next.done; next = await parts.next()) {
     const part = next.value;
     if (part.type === 'text-delta') text += part.text;
     else if (part.type === 'finish') {
-      await reply.send(
-        completionResponseBody({ context, text, finishReason: part.finishReason, usage: part.usage }),
-      );
+      await gateway.finish(context);
+      if (context.metered) reply.headers(meteredHeaders(context.metered));
+      const body = completionResponseBody({
+        context,
+        text,
+        finishReason: part.finishReason,
+        usage: part.usage,
+        metered: context.metered,
+      });
+      await reply.send(body);
       return;
     }
   }
   throw errors.internal('engine ended without a finish part');
 }
 
-async function writeStream(
-  reply: FastifyReply,
-  context: RequestContext,
-  parts: AsyncIterator<StreamPart>,
-  includeUsage: boolean,
-  clientGone: AbortSignal,
-): Promise<void> {
+async function writeStream({
+  reply,
+  context,
+  gateway,
+  parts,
+  includeUsage,
+  clientGone,
+}: WriteOptions & { includeUsage: boolean; clientGone: AbortSignal }): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, {
@@ -119,11 +143,25 @@ async function writeStream(
     const part = next.value;
     if (part.type === 'text-delta') await write(raw, encoder.text(part.text), clientGone);
     else if (part.type === 'finish') {
-      raw.end(encoder.finish(part.finishReason, part.usage));
+      // The ledger commit happens before the final bytes: a client that saw [DONE] is on record.
+      await gateway.finish(context);
+      raw.end(encoder.finish(part.finishReason, part.usage, context.metered));
       return;
     }
   }
   throw errors.internal('engine ended without a finish part');
+}
+
+/** A non-streamed response carries its own metered figures in headers as well as in `usage.gravity`. */
+function meteredHeaders(metered: MeteredFigures): Record<string, string> {
+  return {
+    'x-gravity-energy-joules': String(metered.energyJoules),
+    'x-gravity-energy-source': metered.energySource,
+    'x-gravity-cost-usd': String(metered.costUsd),
+    'x-gravity-price-usd': String(metered.priceUsd),
+    'x-gravity-margin-usd': String(metered.marginUsd),
+    'x-gravity-carbon-grams': String(metered.carbonGrams),
+  };
 }
 
 /** Writes with backpressure: a slow client pauses generation instead of growing Gravity's memory. */

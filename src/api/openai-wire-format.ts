@@ -1,4 +1,4 @@
-import type { RequestContext, ServiceTier } from '../core/request-context.js';
+import type { MeteredFigures, RequestContext, ServiceTier } from '../core/request-context.js';
 import type { FinishReason, TokenUsage } from '../core/stream-parts.js';
 
 /**
@@ -12,13 +12,31 @@ export function echoedServiceTier(requested: ServiceTier): Exclude<ServiceTier, 
   return requested === 'auto' ? 'default' : requested;
 }
 
-export function usageObject(usage: TokenUsage) {
+/**
+ * OpenAI's usage object, plus Gravity's metered figures under `gravity` (an extension field: the SDK keeps
+ * unknown fields, so clients can read `usage.gravity.energy_joules`).
+ */
+export function usageObject(usage: TokenUsage, metered: MeteredFigures | null = null) {
   return {
     prompt_tokens: usage.promptTokens,
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
     prompt_tokens_details: { cached_tokens: usage.cachedPromptTokens },
     completion_tokens_details: { reasoning_tokens: 0 },
+    ...(metered
+      ? {
+          gravity: {
+            usage_source: usage.source,
+            energy_joules: metered.energyJoules,
+            energy_source: metered.energySource,
+            cost_usd: metered.costUsd,
+            cost_source: metered.costSource,
+            price_usd: metered.priceUsd,
+            margin_usd: metered.marginUsd,
+            carbon_grams: metered.carbonGrams,
+          },
+        }
+      : {}),
   };
 }
 
@@ -58,13 +76,17 @@ export class SseChunkEncoder {
       : `${this.head}"choices":[{"text":${encoded},"index":0,"logprobs":null,"finish_reason":null}]${this.usageNull()}}\n\n`;
   }
 
-  finish(finishReason: FinishReason, usage: TokenUsage | null): string {
+  finish(
+    finishReason: FinishReason,
+    usage: TokenUsage | null,
+    metered: MeteredFigures | null = null,
+  ): string {
     const last = this.isChat
       ? `${this.head}"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`
       : `${this.head}"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`;
     const usageChunk =
       this.includeUsage && usage
-        ? `${this.head}"choices":[],"usage":${JSON.stringify(usageObject(usage))}}\n\n`
+        ? `${this.head}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
         : '';
     return `${last}${usageChunk}data: [DONE]\n\n`;
   }
@@ -80,8 +102,9 @@ export function completionResponseBody(options: {
   text: string;
   finishReason: FinishReason;
   usage: TokenUsage;
+  metered: MeteredFigures | null;
 }) {
-  const { context, text, finishReason, usage } = options;
+  const { context, text, finishReason, usage, metered } = options;
   const common = {
     id: responseId(context),
     created: Math.floor(context.receivedAtEpochMs / 1000),
@@ -101,13 +124,13 @@ export function completionResponseBody(options: {
           finish_reason: finishReason,
         },
       ],
-      usage: usageObject(usage),
+      usage: usageObject(usage, metered),
     };
   }
   return {
     ...common,
     object: 'text_completion',
     choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }],
-    usage: usageObject(usage),
+    usage: usageObject(usage, metered),
   };
 }

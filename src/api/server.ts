@@ -1,13 +1,18 @@
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import { errors, GravityError } from '../core/errors.js';
+import type { Endpoint } from '../core/request-context.js';
 import type { Gateway } from '../gateway/gateway.js';
+import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { completionHandler } from './completion-handler.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+import { registerUsageRoute } from './usage-route.js';
 
 export interface HttpServerOptions {
   gateway: Gateway;
   metrics: PrometheusMetrics;
+  /** The ledger behind `/v1/usage`; absent when metering is off. */
+  ledger?: LedgerStore | undefined;
   bodyLimitBytes: number;
   logLevel: string;
 }
@@ -54,9 +59,23 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     }
   });
 
-  app.setErrorHandler((error: FastifyError | GravityError, request, reply) => {
+  const completionEndpoints: Record<string, Endpoint> = {
+    '/v1/chat/completions': 'chat.completions',
+    '/v1/completions': 'completions',
+  };
+  app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
     if (gravityError.status >= 500) request.log.error({ err: error }, 'request failed');
+    // A completion request rejected before its handler ran (bad JSON, body too large) still gets its
+    // one usage record.
+    const endpoint = completionEndpoints[request.routeOptions.url ?? ''];
+    if (endpoint) {
+      const context = gateway.begin({ endpoint, stream: false, model: '', serviceTier: 'auto' });
+      context.status = gravityError.status;
+      context.errorCode = gravityError.code;
+      reply.header('x-request-id', context.requestId);
+      await gateway.finish(context);
+    }
     return reply.code(gravityError.status).headers(gravityError.headers).send(gravityError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
@@ -94,6 +113,8 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     }
     return { id: found.id, object: 'model', created: 0, owned_by: found.ownedBy };
   });
+
+  if (options.ledger) registerUsageRoute(app, options.ledger);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -1,5 +1,51 @@
 import { z } from 'zod';
+import { hardwareProfileNames } from '../metering/energy/hardware-power-profiles.js';
 import { defaults } from './defaults.js';
+
+/** How a replica's energy and cost are measured or modelled, and how its requests' work is weighed. */
+const engineMeteringSchema = z
+  .strictObject({
+    energy: z
+      .strictObject({
+        /** `auto`: NVML for GPU engines when nvidia-smi answers, RAPL for CPU engines when readable, else the power model. */
+        source: z.enum(['auto', 'power-model', 'rapl', 'nvml']).default('auto'),
+        /** Declared hardware for the power model (see src/metering/energy/hardware-power-profiles.ts). */
+        hardware: z.enum(hardwareProfileNames).optional(),
+        /** How many of `hardware` the replica uses (GPUs, or CPU cores). */
+        count: z.number().int().min(1).optional(),
+        idleWatts: z.number().min(0).optional(),
+        maxWatts: z.number().min(0).optional(),
+        gpuIndices: z.array(z.number().int().min(0)).min(1).default([0]),
+        /** Concurrent requests at which the replica is fully utilised, for the power model. */
+        saturationRequests: z.number().int().min(1).optional(),
+      })
+      .prefault({}),
+    /** Hourly hardware cost amortised over what the replica served, or a paid API's per-token prices. */
+    cost: z
+      .union([
+        z.strictObject({ hourlyUsd: z.number().min(0) }),
+        z.strictObject({
+          inputPerMillionUsd: z.number().min(0),
+          cachedInputPerMillionUsd: z.number().min(0).optional(),
+          outputPerMillionUsd: z.number().min(0),
+        }),
+      ])
+      .optional(),
+    /** Relative work of one prefill token and one decode token, for splitting energy and cost. */
+    work: z
+      .strictObject({
+        prefillTokenWeight: z.number().min(0).default(defaults.metering.prefillTokenWeight),
+        decodeTokenWeight: z.number().min(0).default(defaults.metering.decodeTokenWeight),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const priceSchema = z.strictObject({
+  inputPerMillionUsd: z.number().min(0),
+  cachedInputPerMillionUsd: z.number().min(0).optional(),
+  outputPerMillionUsd: z.number().min(0),
+});
 
 /**
  * The YAML configuration, validated once at start. Objects are strict: an unknown key is an error that
@@ -16,6 +62,7 @@ const llamaCppEngineSchema = z.strictObject({
   slots: z.number().int().min(1).max(256).default(defaults.llamaCpp.slots),
   threads: z.number().int().min(1).max(256).default(defaults.llamaCpp.threads),
   batchSize: z.number().int().min(1).default(defaults.llamaCpp.batchSize),
+  metering: engineMeteringSchema,
 });
 
 const openAIUpstreamEngineSchema = z.strictObject({
@@ -25,6 +72,7 @@ const openAIUpstreamEngineSchema = z.strictObject({
   apiKeyEnv: z.string().min(1).optional(),
   connectTimeoutMs: z.number().int().min(1).default(defaults.upstream.connectTimeoutMs),
   maxConcurrentRequests: z.number().int().min(1).default(defaults.upstream.maxConcurrentRequests),
+  metering: engineMeteringSchema,
 });
 
 export const engineConfigSchema = z.discriminatedUnion('type', [
@@ -55,6 +103,33 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Where Gravity keeps generated models (and, later, its ledger). */
   dataDir: z.string().min(1).default(defaults.dataDir),
+  metering: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** SQLite ledger file; defaults to `<dataDir>/ledger.sqlite`. */
+      ledgerPath: z.string().min(1).optional(),
+      /** How often replicas' energy and cost intervals close. */
+      intervalMs: z.number().int().min(10).default(defaults.metering.intervalMs),
+      /** Grid carbon intensity for gCO2e: set your region's figure. */
+      gridIntensityGramsPerKwh: z.number().min(0).default(defaults.metering.gridIntensityGramsPerKwh),
+    })
+    .prefault({}),
+  /** What clients pay: $ per 1M tokens per model, scaled by the tier's multiplier (the latency premium). */
+  pricing: z
+    .strictObject({
+      default: priceSchema.default(defaults.pricing.default),
+      models: z.record(z.string(), priceSchema).default({}),
+      tierMultipliers: z
+        .strictObject({
+          priority: z.number().min(0).default(defaults.pricing.tierMultipliers.priority),
+          default: z.number().min(0).default(defaults.pricing.tierMultipliers.default),
+          flex: z.number().min(0).default(defaults.pricing.tierMultipliers.flex),
+          batch: z.number().min(0).default(defaults.pricing.tierMultipliers.batch),
+          scale: z.number().min(0).default(defaults.pricing.tierMultipliers.scale),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   engines: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i), engineConfigSchema),
   /** Model id as clients send it → the engine that serves it. */
   models: z.record(z.string().min(1), modelConfigSchema),
@@ -63,3 +138,5 @@ export const configSchema = z.strictObject({
 export type GravityConfig = z.infer<typeof configSchema>;
 export type EngineConfig = z.infer<typeof engineConfigSchema>;
 export type ModelConfig = z.infer<typeof modelConfigSchema>;
+export type EngineMeteringConfig = z.infer<typeof engineMeteringSchema>;
+export type PricingConfig = GravityConfig['pricing'];

@@ -13,6 +13,21 @@ export const defaults = {
     threads: 1,
     batchSize: 512,
   },
+  metering: {
+    intervalMs: 250,
+    // A world-average-like placeholder (gCO2e per kWh); operators set their grid's figure.
+    gridIntensityGramsPerKwh: 400,
+    // Decode tokens each run a full pass over the weights for one token; prefill tokens share one pass
+    // across the whole prompt, so one costs a fraction of a decode token. A declared default until the
+    // performance model supplies per-engine figures.
+    prefillTokenWeight: 0.2,
+    decodeTokenWeight: 1,
+  },
+  pricing: {
+    // Example list prices ($ per 1M tokens) so margins are visible out of the box; set your own.
+    default: { inputPerMillionUsd: 0.1, cachedInputPerMillionUsd: 0.05, outputPerMillionUsd: 0.4 },
+    tierMultipliers: { priority: 2, default: 1, flex: 0.5, batch: 0.5, scale: 1 },
+  },
   upstream: {
     connectTimeoutMs: 30_000,
     maxConcurrentRequests: 64,

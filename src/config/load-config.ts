@@ -18,6 +18,8 @@ export class ConfigError extends Error {
 /** Settings given on the command line; they win over environment variables, which win over the file. */
 export interface ConfigOverrides {
   configPath?: string | undefined;
+  /** A parsed configuration document, used instead of a file (tests, embedding). */
+  document?: Record<string, unknown> | undefined;
   host?: string | undefined;
   port?: number | undefined;
   /** Serve this GGUF file instead of the generated models. */
@@ -63,8 +65,12 @@ export function loadConfig(
   const configPath = overrides.configPath ?? env.GRAVITY_CONFIG;
   const modelPath = overrides.modelPath ?? env.GRAVITY_MODEL;
   let document: Record<string, unknown>;
-  const source = configPath ?? 'built-in defaults';
-  if (configPath) {
+  const source = configPath ?? (overrides.document ? 'inline document' : 'built-in defaults');
+  if (overrides.document) {
+    document = structuredClone(overrides.document);
+    document.engines ??= defaultDocument(undefined).engines;
+    document.models ??= defaultDocument(undefined).models;
+  } else if (configPath) {
     let text: string;
     try {
       text = readFileSync(configPath, 'utf8');
@@ -156,5 +162,9 @@ function checkReferences(config: GravityConfig): string[] {
     }
   }
   if (Object.keys(config.models).length === 0) problems.push('models: at least one model is required');
+  for (const modelId of Object.keys(config.pricing.models)) {
+    if (!config.models[modelId])
+      problems.push(`pricing.models.${modelId} prices a model that is not in models`);
+  }
   return problems;
 }

@@ -2,6 +2,19 @@ import { randomBytes } from 'node:crypto';
 import type { FinishReason, TokenUsage } from './stream-parts.js';
 
 export type Endpoint = 'chat.completions' | 'completions';
+
+/** What metering concluded about a finished request; the API puts it in headers and the usage object. */
+export interface MeteredFigures {
+  energyJoules: number;
+  /** `measured:nvml`, `measured:rapl` or `estimated:power-model`. */
+  energySource: string;
+  costUsd: number;
+  /** `amortized-hourly`, `per-token-api` or `none`. */
+  costSource: string;
+  priceUsd: number;
+  marginUsd: number;
+  carbonGrams: number;
+}
 export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale';
 
 /**
@@ -17,6 +30,9 @@ export interface RequestContext {
   readonly stream: boolean;
   model: string;
   engineId: string | null;
+  /** Filled by admission; null means anonymous (no keys configured). */
+  tenant: string | null;
+  apiKeyId: string | null;
   /** The tier the client asked for, echoed in the response. */
   serviceTier: ServiceTier;
   /** When the engine accepted the request (slot secured or upstream answered). */
@@ -26,8 +42,15 @@ export interface RequestContext {
   /** Gaps between consecutive text chunks, in ms, for inter-token latency. */
   interTokenGapsMs: number[];
   finishedAtMs: number | null;
+  /** Time spent waiting for an engine slot. */
+  queueWaitMs: number | null;
+  /** Prompt tokens the engine computed (not served from cache), known at start or at the end. */
+  prefillTokens: number;
+  /** Completion tokens generated so far; metering reads this to split energy by work. */
+  decodeTokens: number;
   finishReason: FinishReason | null;
   usage: TokenUsage | null;
+  metered: MeteredFigures | null;
   /** HTTP status of the response (200 for streams that failed after the first byte: see errorCode). */
   status: number;
   errorCode: string | null;
@@ -55,14 +78,20 @@ export function createRequestContext(options: {
     stream: options.stream,
     model: options.model,
     engineId: null,
+    tenant: null,
+    apiKeyId: null,
     serviceTier: options.serviceTier,
     startedAtMs: null,
     firstTokenAtMs: null,
     lastTokenAtMs: null,
     interTokenGapsMs: [],
     finishedAtMs: null,
+    queueWaitMs: null,
+    prefillTokens: 0,
+    decodeTokens: 0,
     finishReason: null,
     usage: null,
+    metered: null,
     status: 0,
     errorCode: null,
   };

@@ -2,10 +2,14 @@ import type { RequestContext } from './request-context.js';
 
 /**
  * Metering's seam into the request path: observers see each request begin and end. `onRequestEnd` is
- * called exactly once per request that reached a handler — completed, failed, cancelled or rejected — with
- * the finished context. Observers must not throw and must not block: heavy work (ledger writes) is queued.
+ * called exactly once per request that reached Gravity's completion endpoints — completed, failed,
+ * cancelled or rejected — with the finished context. An observer may return a promise (a ledger commit):
+ * a successful response's final bytes wait for it, so a response the client saw complete is on record.
+ * Observers must not throw.
  */
 export interface RequestObserver {
   onRequestStart(context: RequestContext): void;
-  onRequestEnd(context: RequestContext): void;
+  /** The request has an engine (`context.engineId`) and is about to run on it. */
+  onRouted?(context: RequestContext): void;
+  onRequestEnd(context: RequestContext): void | Promise<void>;
 }

@@ -19,8 +19,17 @@ export interface TokenUsage {
 }
 
 export type StreamPart =
-  /** The engine accepted the request: validation passed and a slot or upstream answer is secured. */
-  | { type: 'response-start'; promptTokens: number | null }
+  /**
+   * The engine accepted the request: validation passed and a slot or upstream answer is secured.
+   * Counts are null where the engine learns them only at the end (upstreams report usage last).
+   * `queueWaitMs` is how long the request waited for a free slot inside the engine.
+   */
+  | {
+      type: 'response-start';
+      promptTokens: number | null;
+      cachedPromptTokens: number | null;
+      queueWaitMs: number;
+    }
   /** Text for the client. `tokens` is how many completion tokens the text stands for. */
   | { type: 'text-delta'; text: string; tokens: number }
   | { type: 'finish'; finishReason: FinishReason; usage: TokenUsage };

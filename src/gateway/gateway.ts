@@ -20,6 +20,7 @@ export const unknownModelLabel = '(unknown)';
 export class Gateway {
   private readonly modelToEngine = new Map<string, EngineAdapter>();
   private readonly inFlight = new Set<AbortController>();
+  private readonly finished = new WeakSet<RequestContext>();
   private accepting = true;
 
   constructor(
@@ -60,9 +61,20 @@ export class Gateway {
     return context;
   }
 
-  end(context: RequestContext): void {
+  /**
+   * Ends the request's record: observers (metering, the ledger) run once, however often this is called.
+   * The promise settles when they have committed what they need to, e.g. the ledger row.
+   */
+  finish(context: RequestContext): Promise<void> {
+    if (this.finished.has(context)) return Promise.resolve();
+    this.finished.add(context);
     context.finishedAtMs ??= this.clock.nowMs();
-    for (const observer of this.observers) observer.onRequestEnd(context);
+    const pending: Promise<void>[] = [];
+    for (const observer of this.observers) {
+      const result = observer.onRequestEnd(context);
+      if (result) pending.push(result);
+    }
+    return pending.length === 0 ? Promise.resolve() : Promise.all(pending).then(() => {});
   }
 
   /**
@@ -78,6 +90,7 @@ export class Gateway {
     const engine = this.modelToEngine.get(request.model);
     if (!engine) throw errors.modelNotFound(request.model);
     context.engineId = engine.id;
+    for (const observer of this.observers) observer.onRouted?.(context);
 
     const controller = new AbortController();
     const forwardAbort = () => controller.abort(signal.reason);
@@ -91,14 +104,22 @@ export class Gateway {
       )) {
         const nowMs = this.clock.nowMs();
         if (part.type === 'text-delta') {
+          // Per-token path: a few field updates, no allocation beyond the gap sample.
           if (context.firstTokenAtMs === null) context.firstTokenAtMs = nowMs;
           else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
           context.lastTokenAtMs = nowMs;
+          context.decodeTokens += part.tokens;
         } else if (part.type === 'response-start') {
           context.startedAtMs = nowMs;
+          context.queueWaitMs = part.queueWaitMs;
+          if (part.promptTokens !== null)
+            context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
         } else {
           context.finishReason = part.finishReason;
           context.usage = part.usage;
+          // The engine's final counts are authoritative (an upstream reports them only now).
+          context.prefillTokens = part.usage.promptTokens - part.usage.cachedPromptTokens;
+          context.decodeTokens = part.usage.completionTokens;
         }
         yield part;
       }

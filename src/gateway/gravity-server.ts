@@ -1,9 +1,13 @@
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from '../api/server.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
+import type { LedgerStore } from '../metering/ledger/ledger-store.js';
+import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
+import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { Gateway } from './gateway.js';
 
@@ -21,17 +25,39 @@ export async function startGravityServer(
   config: GravityConfig,
   options: { clock?: Clock; env?: NodeJS.ProcessEnv } = {},
 ): Promise<GravityServer> {
+  const clock = options.clock ?? systemClock;
+  // The HTTP server's logger exists only later; metering logs through this forwarder.
+  const logger = {
+    error: (details: Record<string, unknown>, message: string) => httpLog?.error(details, message),
+  };
+  let httpLog: FastifyInstance['log'] | undefined;
   const engines = await createEngines(config, options.env);
   const metrics = new PrometheusMetrics(() => engines);
-  const gateway = new Gateway(engines, options.clock ?? systemClock, [metrics]);
+  let metering: MeteringService | undefined;
+  let store: LedgerStore | undefined;
+  if (config.metering.enabled) {
+    store = new SqliteLedgerStore(config.metering.ledgerPath ?? path.join(config.dataDir, 'ledger.sqlite'));
+    metering = new MeteringService({
+      config,
+      engines,
+      clock,
+      store,
+      log: (message, details) => logger.error(details, message),
+    });
+  }
+  // Metering runs first so that the Prometheus observer sees each request's metered figures.
+  const gateway = new Gateway(engines, clock, metering ? [metering, metrics] : [metrics]);
   await gateway.start();
+  metering?.start();
 
   const http = createHttpServer({
     gateway,
     metrics,
+    ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logLevel: config.server.logLevel,
   });
+  httpLog = http.log;
   await http.listen({ host: config.server.host, port: config.server.port });
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -47,6 +73,7 @@ export async function startGravityServer(
         const listenerClosed = http.close();
         const { cancelled } = await gateway.shutdown(config.server.shutdownGraceMs);
         if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
+        await metering?.close();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,
         // close would wait for each client's keep-alive timeout.
         http.server.closeAllConnections();

@@ -13,9 +13,14 @@ const secondsPerMs = 1 / 1000;
 export class PrometheusMetrics implements RequestObserver {
   readonly registry = new Registry();
   private readonly requests: Counter<'endpoint' | 'model' | 'status'>;
-  private readonly promptTokens: Counter<'model'>;
-  private readonly cachedPromptTokens: Counter<'model'>;
-  private readonly completionTokens: Counter<'model'>;
+  private readonly promptTokens: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly cachedPromptTokens: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly completionTokens: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly energy: Counter<'model' | 'tier' | 'tenant' | 'source'>;
+  private readonly cost: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly price: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly carbon: Counter<'model' | 'tier' | 'tenant'>;
+  private readonly queueWait: Histogram<'model'>;
   private readonly timeToFirstToken: Histogram<'model'>;
   private readonly interTokenLatency: Histogram<'model'>;
   private readonly requestDuration: Histogram<'endpoint' | 'model'>;
@@ -32,20 +37,51 @@ export class PrometheusMetrics implements RequestObserver {
     });
     this.promptTokens = new Counter({
       name: 'gravity_prompt_tokens_total',
-      help: 'Prompt tokens processed, by model.',
-      labelNames: ['model'],
+      help: 'Prompt tokens processed, by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
     this.cachedPromptTokens = new Counter({
       name: 'gravity_cached_prompt_tokens_total',
-      help: 'Prompt tokens served from an engine prefix cache, by model.',
-      labelNames: ['model'],
+      help: 'Prompt tokens served from an engine prefix cache, by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
     this.completionTokens = new Counter({
       name: 'gravity_completion_tokens_total',
-      help: 'Completion tokens generated, by model.',
+      help: 'Completion tokens generated, by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
+      registers,
+    });
+    this.energy = new Counter({
+      name: 'gravity_energy_joules_total',
+      help: 'Energy attributed to requests, by model, tier, tenant and source (measured:nvml, measured:rapl, estimated:power-model).',
+      labelNames: ['model', 'tier', 'tenant', 'source'],
+      registers,
+    });
+    this.cost = new Counter({
+      name: 'gravity_cost_usd_total',
+      help: 'Serving cost attributed to requests in US dollars, by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
+      registers,
+    });
+    this.price = new Counter({
+      name: 'gravity_price_usd_total',
+      help: 'Price charged for requests in US dollars, by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
+      registers,
+    });
+    this.carbon = new Counter({
+      name: 'gravity_carbon_grams_total',
+      help: 'Carbon attributed to requests in grams CO2e (energy × configured grid intensity), by model, tier and tenant.',
+      labelNames: ['model', 'tier', 'tenant'],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'gravity_queue_wait_seconds',
+      help: 'Time requests waited for an engine slot, by model.',
       labelNames: ['model'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
     this.timeToFirstToken = new Histogram({
@@ -107,11 +143,23 @@ export class PrometheusMetrics implements RequestObserver {
     const model = context.model;
     this.inFlight.dec({ model });
     this.requests.inc({ endpoint: context.endpoint, model, status: String(context.status) });
-    if (context.usage) {
-      this.promptTokens.inc({ model }, context.usage.promptTokens);
-      this.cachedPromptTokens.inc({ model }, context.usage.cachedPromptTokens);
-      this.completionTokens.inc({ model }, context.usage.completionTokens);
+    const labels = {
+      model,
+      tier: context.serviceTier === 'auto' ? 'default' : context.serviceTier,
+      tenant: context.tenant ?? 'anonymous',
+    };
+    // Requests cut short have no final usage: count what was generated, as the ledger does.
+    this.promptTokens.inc(labels, context.usage?.promptTokens ?? context.prefillTokens);
+    this.cachedPromptTokens.inc(labels, context.usage?.cachedPromptTokens ?? 0);
+    this.completionTokens.inc(labels, context.usage?.completionTokens ?? context.decodeTokens);
+    const metered = context.metered;
+    if (metered) {
+      this.energy.inc({ ...labels, source: metered.energySource }, metered.energyJoules);
+      this.cost.inc(labels, metered.costUsd);
+      this.price.inc(labels, metered.priceUsd);
+      this.carbon.inc(labels, metered.carbonGrams);
     }
+    if (context.queueWaitMs !== null) this.queueWait.observe({ model }, context.queueWaitMs * secondsPerMs);
     if (context.firstTokenAtMs !== null) {
       this.timeToFirstToken.observe(
         { model },

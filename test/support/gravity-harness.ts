@@ -18,10 +18,14 @@ export interface Harness {
 
 /**
  * A live Gravity on an ephemeral loopback port, configured like `gravity serve`, plus an `openai` SDK
- * client pointed at it. `configure` edits the loaded config (slots, extra engines…).
+ * client pointed at it. `document` is a configuration as YAML would give it (defaults apply);
+ * `configure` edits the validated result (slots, limits…).
  */
-export async function startHarness(configure: (config: GravityConfig) => void = () => {}): Promise<Harness> {
-  const config = loadConfig({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
+export async function startHarness(
+  configure: (config: GravityConfig) => void = () => {},
+  document?: Record<string, unknown>,
+): Promise<Harness> {
+  const config = loadConfig({ document, port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
   configure(config);
   const server = await startGravityServer(config);
   const client = new OpenAI({

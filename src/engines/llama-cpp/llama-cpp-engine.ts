@@ -150,9 +150,11 @@ export class LlamaCppEngine implements EngineAdapter {
 
     let sequence: LlamaContextSequence | undefined;
     try {
+      const queuedAtMs = performance.now();
       sequence = await slots.acquire(controller.signal, (free) => longestPrefixSlot(free, promptTokens));
+      const queueWaitMs = performance.now() - queuedAtMs;
       const cachedPromptTokens = await reuseCachedPrefix(sequence, promptTokens);
-      yield { type: 'response-start', promptTokens: promptTokens.length };
+      yield { type: 'response-start', promptTokens: promptTokens.length, cachedPromptTokens, queueWaitMs };
 
       const stopMatcher = new StopSequenceMatcher([...request.stop, ...stopTriggers]);
       const pendingTokens: Token[] = [];

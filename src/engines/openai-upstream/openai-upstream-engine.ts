@@ -98,9 +98,11 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
 
     let slot: number | undefined;
     try {
+      const queuedAtMs = performance.now();
       slot = await this.slots.acquire(signal);
+      const queueWaitMs = performance.now() - queuedAtMs;
       const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
-      yield { type: 'response-start', promptTokens: null };
+      yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
 
       const parser = new SseEventParser();
       let finishReason: FinishReason = 'stop';

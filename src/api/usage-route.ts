@@ -1,0 +1,97 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { errors } from '../core/errors.js';
+import type { LedgerStore, ReplicaPeriod } from '../metering/ledger/ledger-store.js';
+import {
+  aggregateUsage,
+  type UsageGroupKey,
+  usageGroupJson,
+  usageGroupKeys,
+} from '../metering/usage-report.js';
+
+const usageQuerySchema = z.strictObject({
+  /** Unix seconds, inclusive (OpenAI's usage API uses the same names). */
+  start_time: z.coerce.number().int().min(0).optional(),
+  /** Unix seconds, exclusive. */
+  end_time: z.coerce.number().int().min(0).optional(),
+  /** Comma-separated, or repeated: tenant, model, tier, engine, hour, day. */
+  group_by: z.union([z.string(), z.array(z.string())]).optional(),
+  tenant: z.string().optional(),
+});
+
+/** Sums replica periods per replica: what each replica drew in the range, and how much of it was idle. */
+export function replicaTotals(periods: readonly ReplicaPeriod[]) {
+  const totals = new Map<
+    string,
+    {
+      replica: string;
+      energy_joules: number;
+      idle_energy_joules: number;
+      energy_source: string;
+      cost_usd: number;
+      idle_cost_usd: number;
+    }
+  >();
+  for (const period of periods) {
+    const total = totals.get(period.replica) ?? {
+      replica: period.replica,
+      energy_joules: 0,
+      idle_energy_joules: 0,
+      energy_source: period.energySource,
+      cost_usd: 0,
+      idle_cost_usd: 0,
+    };
+    total.energy_joules += period.energyJoules;
+    total.idle_energy_joules += period.idleEnergyJoules;
+    total.cost_usd += period.costUsd;
+    total.idle_cost_usd += period.idleCostUsd;
+    totals.set(period.replica, total);
+  }
+  return [...totals.values()];
+}
+
+export function parseGroupBy(value: string | string[] | undefined): UsageGroupKey[] {
+  const names = (Array.isArray(value) ? value : value === undefined ? [] : [value])
+    .flatMap((item) => item.split(','))
+    .map((item) => item.trim())
+    .filter(Boolean);
+  for (const name of names) {
+    if (!(usageGroupKeys as readonly string[]).includes(name)) {
+      throw errors.invalidRequest(
+        `Invalid value for 'group_by': '${name}' (expected ${usageGroupKeys.join(', ')}).`,
+        'group_by',
+        'invalid_value',
+      );
+    }
+  }
+  return names as UsageGroupKey[];
+}
+
+/** `GET /v1/usage`: the ledger, grouped and totalled. Admin-only once keys exist (tenants issue). */
+export function registerUsageRoute(app: FastifyInstance, ledger: LedgerStore): void {
+  app.get('/v1/usage', async (request) => {
+    const parsed = usageQuerySchema.safeParse(request.query);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const param =
+        issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined) || null;
+      throw errors.invalidRequest(
+        `Invalid query parameter${param ? ` '${param}'` : ''}: ${issue?.message ?? 'invalid'}`,
+        param,
+      );
+    }
+    const query = parsed.data;
+    const groupBy = parseGroupBy(query.group_by);
+    const range = {
+      fromMs: query.start_time === undefined ? undefined : query.start_time * 1000,
+      toMs: query.end_time === undefined ? undefined : query.end_time * 1000,
+    };
+    const records = await ledger.records({ ...range, tenant: query.tenant });
+    return {
+      object: 'list',
+      group_by: groupBy,
+      data: aggregateUsage(records, groupBy).map(usageGroupJson),
+      replicas: replicaTotals(await ledger.replicaPeriods(range)),
+    };
+  });
+}

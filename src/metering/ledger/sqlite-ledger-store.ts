@@ -1,0 +1,163 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { UsageRecord } from '../usage-record.js';
+import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
+
+/** Column order of `usage_records`, shared by the insert and the row mapping. */
+const recordColumns = [
+  ['request_id', 'requestId'],
+  ['received_at_ms', 'receivedAtMs'],
+  ['finished_at_ms', 'finishedAtMs'],
+  ['endpoint', 'endpoint'],
+  ['tenant', 'tenant'],
+  ['api_key_id', 'apiKeyId'],
+  ['model', 'model'],
+  ['engine', 'engine'],
+  ['replica', 'replica'],
+  ['tier', 'tier'],
+  ['stream', 'stream'],
+  ['status', 'status'],
+  ['error_code', 'errorCode'],
+  ['finish_reason', 'finishReason'],
+  ['prompt_tokens', 'promptTokens'],
+  ['cached_prompt_tokens', 'cachedPromptTokens'],
+  ['completion_tokens', 'completionTokens'],
+  ['usage_source', 'usageSource'],
+  ['queue_wait_ms', 'queueWaitMs'],
+  ['ttft_ms', 'ttftMs'],
+  ['itl_mean_ms', 'itlMeanMs'],
+  ['itl_p50_ms', 'itlP50Ms'],
+  ['itl_p95_ms', 'itlP95Ms'],
+  ['itl_max_ms', 'itlMaxMs'],
+  ['e2e_ms', 'e2eMs'],
+  ['energy_joules', 'energyJoules'],
+  ['energy_source', 'energySource'],
+  ['cost_usd', 'costUsd'],
+  ['cost_source', 'costSource'],
+  ['price_usd', 'priceUsd'],
+  ['margin_usd', 'marginUsd'],
+  ['carbon_grams', 'carbonGrams'],
+] as const satisfies ReadonlyArray<readonly [string, keyof UsageRecord]>;
+
+const schema = `
+CREATE TABLE IF NOT EXISTS usage_records (
+  request_id TEXT PRIMARY KEY,
+  received_at_ms INTEGER NOT NULL,
+  finished_at_ms INTEGER NOT NULL,
+  endpoint TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  api_key_id TEXT,
+  model TEXT NOT NULL,
+  engine TEXT,
+  replica TEXT,
+  tier TEXT NOT NULL,
+  stream INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  error_code TEXT,
+  finish_reason TEXT,
+  prompt_tokens INTEGER NOT NULL,
+  cached_prompt_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  usage_source TEXT NOT NULL,
+  queue_wait_ms REAL,
+  ttft_ms REAL,
+  itl_mean_ms REAL,
+  itl_p50_ms REAL,
+  itl_p95_ms REAL,
+  itl_max_ms REAL,
+  e2e_ms REAL NOT NULL,
+  energy_joules REAL NOT NULL,
+  energy_source TEXT NOT NULL,
+  cost_usd REAL NOT NULL,
+  cost_source TEXT NOT NULL,
+  price_usd REAL NOT NULL,
+  margin_usd REAL NOT NULL,
+  carbon_grams REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS usage_records_received ON usage_records (received_at_ms);
+CREATE TABLE IF NOT EXISTS replica_periods (
+  replica TEXT NOT NULL,
+  period_start_ms INTEGER NOT NULL,
+  period_end_ms INTEGER NOT NULL,
+  energy_joules REAL NOT NULL,
+  idle_energy_joules REAL NOT NULL,
+  energy_source TEXT NOT NULL,
+  cost_usd REAL NOT NULL,
+  idle_cost_usd REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS replica_periods_start ON replica_periods (period_start_ms);
+`;
+
+/**
+ * The embedded ledger: one SQLite file in WAL mode. `synchronous = NORMAL` makes each committed
+ * transaction survive a crash of the process (kill -9), which is what the ledger promises; surviving
+ * power loss as well would need FULL, at a cost on every commit.
+ */
+export class SqliteLedgerStore implements LedgerStore {
+  private readonly database: Database.Database;
+  private readonly insertRecord: Database.Statement;
+  private readonly insertPeriod: Database.Statement;
+  private readonly appendBatch: (records: readonly UsageRecord[]) => void;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    this.database = new Database(file);
+    this.database.pragma('journal_mode = WAL');
+    this.database.pragma('synchronous = NORMAL');
+    this.database.pragma('busy_timeout = 5000');
+    this.database.exec(schema);
+    this.insertRecord = this.database.prepare(
+      `INSERT INTO usage_records (${recordColumns.map(([column]) => column).join(', ')}) VALUES (${recordColumns.map(([, field]) => `@${field}`).join(', ')})`,
+    );
+    this.insertPeriod = this.database.prepare(
+      `INSERT INTO replica_periods VALUES (@replica, @periodStartMs, @periodEndMs, @energyJoules, @idleEnergyJoules, @energySource, @costUsd, @idleCostUsd)`,
+    );
+    this.appendBatch = this.database.transaction((records: readonly UsageRecord[]) => {
+      for (const record of records) this.insertRecord.run({ ...record, stream: record.stream ? 1 : 0 });
+    });
+  }
+
+  async append(records: readonly UsageRecord[]): Promise<void> {
+    this.appendBatch(records);
+  }
+
+  async appendReplicaPeriods(periods: readonly ReplicaPeriod[]): Promise<void> {
+    this.database.transaction(() => {
+      for (const period of periods) this.insertPeriod.run(period);
+    })();
+  }
+
+  async records(query: LedgerQuery): Promise<UsageRecord[]> {
+    const rows = this.database
+      .prepare(
+        `SELECT * FROM usage_records WHERE received_at_ms >= @fromMs AND received_at_ms < @toMs
+         ${query.tenant === undefined ? '' : 'AND tenant = @tenant'} ORDER BY received_at_ms, request_id`,
+      )
+      .all({
+        fromMs: query.fromMs ?? 0,
+        toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
+        tenant: query.tenant,
+      }) as Array<Record<string, unknown>>;
+    return rows.map((row) => {
+      const record: Record<string, unknown> = {};
+      for (const [column, field] of recordColumns) record[field] = row[column];
+      record.stream = row.stream === 1;
+      return record as unknown as UsageRecord;
+    });
+  }
+
+  async replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]> {
+    return this.database
+      .prepare(
+        `SELECT replica, period_start_ms AS periodStartMs, period_end_ms AS periodEndMs, energy_joules AS energyJoules,
+                idle_energy_joules AS idleEnergyJoules, energy_source AS energySource, cost_usd AS costUsd, idle_cost_usd AS idleCostUsd
+         FROM replica_periods WHERE period_start_ms >= @fromMs AND period_start_ms < @toMs ORDER BY period_start_ms, replica`,
+      )
+      .all({ fromMs: query.fromMs ?? 0, toMs: query.toMs ?? Number.MAX_SAFE_INTEGER }) as ReplicaPeriod[];
+  }
+
+  async close(): Promise<void> {
+    if (this.database.open) this.database.close();
+  }
+}

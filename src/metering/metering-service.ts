@@ -1,0 +1,179 @@
+import type { GravityConfig } from '../config/config-schema.js';
+import type { Clock } from '../core/clock.js';
+import type { MeteredFigures, RequestContext } from '../core/request-context.js';
+import type { RequestObserver } from '../core/request-observer.js';
+import type { EngineAdapter } from '../engines/engine-adapter.js';
+import { selectPowerSource } from './energy/select-power-source.js';
+import type { LedgerStore, ReplicaPeriod } from './ledger/ledger-store.js';
+import { LedgerWriter } from './ledger/ledger-writer.js';
+import { PriceBook } from './price-book.js';
+import { ReplicaMeter } from './replica-meter.js';
+import { quantileOfSorted, type UsageRecord } from './usage-record.js';
+
+const joulesPerKwh = 3_600_000;
+/** How often replica totals (including idle) are written to the ledger. */
+const replicaPeriodMs = 10_000;
+
+/**
+ * Meters every request: attributes each replica's energy and cost to the requests it ran, prices them,
+ * and writes one ledger record per request. Runs as a RequestObserver; the interval timer is the only
+ * background work, and the per-token path never reaches it.
+ */
+export class MeteringService implements RequestObserver {
+  private readonly meters = new Map<string, ReplicaMeter>();
+  private readonly priceBook: PriceBook;
+  private readonly writer: LedgerWriter;
+  private timer: NodeJS.Timeout | undefined;
+  private lastPeriod: { atEpochMs: number; totals: Map<string, ReturnType<ReplicaMeter['totals']>> };
+
+  constructor(
+    private readonly options: {
+      config: GravityConfig;
+      engines: readonly EngineAdapter[];
+      clock: Clock;
+      store: LedgerStore;
+      log: (message: string, details: Record<string, unknown>) => void;
+    },
+  ) {
+    const { config, engines, clock } = options;
+    this.priceBook = new PriceBook(config.pricing);
+    this.writer = new LedgerWriter(options.store, options.log);
+    const cpuEngineCount = Object.values(config.engines).filter(
+      (engine) => engine.type === 'llama-cpp',
+    ).length;
+    for (const engine of engines) {
+      const engineConfig = config.engines[engine.id];
+      if (!engineConfig) continue;
+      const powerSource = selectPowerSource({ engine, config: engineConfig, cpuEngineCount });
+      this.meters.set(
+        engine.id,
+        new ReplicaMeter(engine.id, powerSource, engineConfig.metering, clock.nowMs()),
+      );
+    }
+    this.lastPeriod = { atEpochMs: clock.epochMs(), totals: this.snapshotTotals() };
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), this.options.config.metering.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Closes an interval on every replica; writes replica periods when one is due. */
+  tick(): void {
+    const nowMs = this.options.clock.nowMs();
+    for (const meter of this.meters.values()) meter.closeInterval(nowMs);
+    if (this.options.clock.epochMs() - this.lastPeriod.atEpochMs >= replicaPeriodMs)
+      void this.writeReplicaPeriods();
+  }
+
+  energySourceOf(engineId: string): string | undefined {
+    return this.meters.get(engineId)?.energySource;
+  }
+
+  onRequestStart(): void {}
+
+  onRouted(context: RequestContext): void {
+    if (context.engineId) this.meters.get(context.engineId)?.begin(context);
+  }
+
+  onRequestEnd(context: RequestContext): Promise<void> {
+    const { clock, config } = this.options;
+    const meter = context.engineId ? this.meters.get(context.engineId) : undefined;
+    const amounts = meter ? meter.end(context, clock.nowMs()) : { energyJoules: 0, costUsd: 0 };
+    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
+    const priceUsd = context.usage ? this.priceBook.priceUsd(context.model, tier, context.usage) : 0;
+    const metered: MeteredFigures = {
+      energyJoules: amounts.energyJoules,
+      energySource: meter?.energySource ?? 'none',
+      costUsd: amounts.costUsd,
+      costSource: meter?.costSource ?? 'none',
+      priceUsd,
+      marginUsd: priceUsd - amounts.costUsd,
+      carbonGrams: (amounts.energyJoules / joulesPerKwh) * config.metering.gridIntensityGramsPerKwh,
+    };
+    context.metered = metered;
+    return this.writer.write(this.recordOf(context, metered, tier));
+  }
+
+  private recordOf(context: RequestContext, metered: MeteredFigures, tier: string): UsageRecord {
+    const epochOffsetMs = context.receivedAtEpochMs - context.receivedAtMs;
+    const finishedAtMs = context.finishedAtMs ?? context.receivedAtMs;
+    const gaps = [...context.interTokenGapsMs].sort((a, b) => a - b);
+    const usage = context.usage;
+    return {
+      requestId: context.requestId,
+      receivedAtMs: Math.round(context.receivedAtEpochMs),
+      finishedAtMs: Math.round(finishedAtMs + epochOffsetMs),
+      endpoint: context.endpoint,
+      tenant: context.tenant ?? 'anonymous',
+      apiKeyId: context.apiKeyId,
+      model: context.model,
+      engine: context.engineId,
+      replica: context.engineId,
+      tier,
+      stream: context.stream,
+      status: context.status,
+      errorCode: context.errorCode,
+      finishReason: context.finishReason,
+      // A request cut short (disconnect, error) has no final usage: record what was generated so far.
+      promptTokens: usage?.promptTokens ?? context.prefillTokens,
+      cachedPromptTokens: usage?.cachedPromptTokens ?? 0,
+      completionTokens: usage?.completionTokens ?? context.decodeTokens,
+      usageSource:
+        usage?.source ?? (context.decodeTokens > 0 || context.prefillTokens > 0 ? 'counted' : 'none'),
+      queueWaitMs: context.queueWaitMs,
+      ttftMs: context.firstTokenAtMs === null ? null : context.firstTokenAtMs - context.receivedAtMs,
+      itlMeanMs: gaps.length === 0 ? null : gaps.reduce((sum, gap) => sum + gap, 0) / gaps.length,
+      itlP50Ms: quantileOfSorted(gaps, 0.5),
+      itlP95Ms: quantileOfSorted(gaps, 0.95),
+      itlMaxMs: gaps.length === 0 ? null : (gaps.at(-1) as number),
+      e2eMs: finishedAtMs - context.receivedAtMs,
+      energyJoules: metered.energyJoules,
+      energySource: metered.energySource,
+      costUsd: metered.costUsd,
+      costSource: metered.costSource,
+      priceUsd: metered.priceUsd,
+      marginUsd: metered.marginUsd,
+      carbonGrams: metered.carbonGrams,
+    };
+  }
+
+  private snapshotTotals() {
+    return new Map([...this.meters].map(([id, meter]) => [id, meter.totals()]));
+  }
+
+  private async writeReplicaPeriods(): Promise<void> {
+    const nowEpochMs = this.options.clock.epochMs();
+    const totals = this.snapshotTotals();
+    const periods: ReplicaPeriod[] = [];
+    for (const [replica, current] of totals) {
+      const previous = this.lastPeriod.totals.get(replica);
+      const meter = this.meters.get(replica);
+      if (!previous || !meter) continue;
+      periods.push({
+        replica,
+        periodStartMs: Math.round(this.lastPeriod.atEpochMs),
+        periodEndMs: Math.round(nowEpochMs),
+        energyJoules: current.energyJoules - previous.energyJoules,
+        idleEnergyJoules: current.idleEnergyJoules - previous.idleEnergyJoules,
+        energySource: meter.energySource,
+        costUsd: current.costUsd - previous.costUsd,
+        idleCostUsd: current.idleCostUsd - previous.idleCostUsd,
+      });
+    }
+    this.lastPeriod = { atEpochMs: nowEpochMs, totals };
+    await this.options.store.appendReplicaPeriods(periods).catch((error: Error) => {
+      this.options.log('ledger: replica periods not written', { error: error.message });
+    });
+  }
+
+  /** Writes what is pending (records, the last replica period) and closes the ledger. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.tick();
+    await this.writer.drain();
+    await this.writeReplicaPeriods();
+    for (const meter of this.meters.values()) meter.close();
+    await this.options.store.close();
+  }
+}
