@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerReportCommand } from './report-command.js';
 import { registerServeCommand } from './serve-command.js';
 
 const program = new Command()
@@ -9,5 +10,6 @@ const program = new Command()
   .version('0.1.0');
 
 registerServeCommand(program);
+registerReportCommand(program);
 
 await program.parseAsync(process.argv);

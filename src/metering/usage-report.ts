@@ -110,3 +110,21 @@ export function usageGroupJson(group: UsageGroup) {
     carbon_grams: group.carbonGrams,
   };
 }
+
+/** The figure columns of `usageGroupJson`, in order (after the group keys), for CSV headers. */
+export const usageFigureColumns = [
+  'requests',
+  'failed_requests',
+  'prompt_tokens',
+  'cached_prompt_tokens',
+  'completion_tokens',
+  'ttft_p50_ms',
+  'ttft_p95_ms',
+  'energy_joules',
+  'joules_per_completion_token',
+  'energy_sources',
+  'cost_usd',
+  'price_usd',
+  'margin_usd',
+  'carbon_grams',
+] as const satisfies ReadonlyArray<keyof ReturnType<typeof usageGroupJson>>;

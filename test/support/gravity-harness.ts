@@ -11,6 +11,7 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-test-'));
 
 export interface Harness {
   server: GravityServer;
+  ledgerPath: string;
   client: OpenAI;
   url: string;
   close(): Promise<void>;
@@ -26,6 +27,11 @@ export async function startHarness(
   document?: Record<string, unknown>,
 ): Promise<Harness> {
   const config = loadConfig({ document, port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
+  // Each server gets its own ledger; the generated models are shared.
+  config.metering.ledgerPath = path.join(
+    mkdtempSync(path.join(tmpdir(), 'gravity-ledger-')),
+    'ledger.sqlite',
+  );
   configure(config);
   const server = await startGravityServer(config);
   const client = new OpenAI({
@@ -34,7 +40,13 @@ export async function startHarness(
     maxRetries: 0,
     timeout: 30_000,
   });
-  return { server, client, url: server.url, close: () => server.close() };
+  return {
+    server,
+    client,
+    url: server.url,
+    ledgerPath: config.metering.ledgerPath,
+    close: () => server.close(),
+  };
 }
 
 /** POSTs raw bytes, for the error cases the SDK would refuse to send. */
