@@ -9,19 +9,39 @@ afterAll(async () => {
   await harness?.close();
 });
 
-function engineLoad(engineId: string) {
+function engineLoad(engineId = 'tiny-random') {
   const engine = harness.server.gateway.engines.find((candidate) => candidate.id === engineId);
   if (!engine) throw new Error(`no engine ${engineId}`);
   return engine.load();
 }
 
-async function streamText(prompt: string, seed: number, maxTokens: number): Promise<string> {
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(engineLoad())}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function completionTokensOf(metrics: string): number {
+  const pattern =
+    /gravity_completion_tokens_total\{model="gravity-tiny-random",tier="default",tenant="anonymous"\} (\d+)/;
+  return Number(pattern.exec(metrics)?.[1] ?? '0');
+}
+
+async function streamText(options: {
+  prompt: string;
+  maxTokens: number;
+  seed?: number;
+  temperature: number;
+}): Promise<string> {
   const stream = await harness.client.chat.completions.create({
     model: 'gravity-tiny-random',
-    messages: [{ role: 'user', content: prompt }],
-    max_tokens: maxTokens,
-    temperature: 0.9,
-    seed,
+    messages: [{ role: 'user', content: options.prompt }],
+    max_tokens: options.maxTokens,
+    temperature: options.temperature,
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
     stream: true,
   });
   let text = '';
@@ -30,44 +50,57 @@ async function streamText(prompt: string, seed: number, maxTokens: number): Prom
 }
 
 describe('continuous batching on one context', () => {
-  it('completes eight concurrent streams on four slots, each equal to the same request run alone', async () => {
+  it('completes eight concurrent seeded streams on four slots, each equal to the same request run alone', async () => {
+    // Short outputs: llama.cpp's batched and single-sequence kernels are not bit-identical, so over
+    // hundreds of sampled tokens a near-tie can flip between the two. A KV-cache mix-up between
+    // sequences changes the output within a few tokens, which 48 tokens catch.
     const requests = Array.from({ length: 8 }, (_, index) => ({
       prompt: `question number ${index} about ${'xyz'.repeat(index)}`,
       seed: 100 + index,
+      maxTokens: 48,
+      temperature: 0.9,
     }));
     const alone: string[] = [];
-    for (const request of requests) alone.push(await streamText(request.prompt, request.seed, 48));
-
-    let maxBusy = 0;
-    let maxWaiting = 0;
-    const sampler = setInterval(() => {
-      const load = engineLoad('tiny-random');
-      maxBusy = Math.max(maxBusy, load.slotsBusy);
-      maxWaiting = Math.max(maxWaiting, load.waiting);
-    }, 1);
-    const together = await Promise.all(
-      requests.map((request) => streamText(request.prompt, request.seed, 48)),
-    );
-    clearInterval(sampler);
-
+    for (const request of requests) alone.push(await streamText(request));
+    const together = await Promise.all(requests.map((request) => streamText(request)));
     expect(together).toEqual(alone);
     expect(new Set(alone).size).toBe(8);
     expect(alone.every((text) => text.length > 0)).toBe(true);
-    // All four slots were used at once and the other four requests waited instead of failing.
+  });
+
+  it('runs four requests at once and queues the rest instead of failing them', async () => {
+    let maxBusy = 0;
+    let maxWaiting = 0;
+    const sampler = setInterval(() => {
+      const load = engineLoad();
+      maxBusy = Math.max(maxBusy, load.slotsBusy);
+      maxWaiting = Math.max(maxWaiting, load.waiting);
+    }, 1);
+    const texts = await Promise.all(
+      Array.from({ length: 8 }, (_, index) =>
+        streamText({ prompt: `long answer ${index}`, maxTokens: 300, temperature: 0 }),
+      ),
+    );
+    clearInterval(sampler);
+    expect(texts.every((text) => text.length > 0)).toBe(true);
     expect(maxBusy).toBe(4);
     expect(maxWaiting).toBeGreaterThan(0);
-    expect(engineLoad('tiny-random')).toEqual({ slotsTotal: 4, slotsBusy: 0, waiting: 0 });
+    await waitFor('every slot free', () => engineLoad().slotsBusy === 0);
+    expect(engineLoad()).toEqual({ slotsTotal: 4, slotsBusy: 0, waiting: 0 });
   });
 });
 
 describe('client disconnects', () => {
   it('abort generation mid-stream and free the slot within a few tokens', async () => {
+    const completionTokensBefore = completionTokensOf(await (await fetch(`${harness.url}/metrics`)).text());
     const controller = new AbortController();
     const stream = await harness.client.chat.completions.create(
+      // Greedy: the random model never picks end-of-sequence then, so only the disconnect can end it.
       {
         model: 'gravity-tiny-random',
         messages: [{ role: 'user', content: 'talk forever' }],
         max_tokens: 4000,
+        temperature: 0,
         stream: true,
       },
       { signal: controller.signal },
@@ -78,23 +111,16 @@ describe('client disconnects', () => {
       chunks++;
       if (chunks === 5) controller.abort();
     }
-    expect(chunks).toBe(5);
-    const deadline = Date.now() + 2000;
-    while (engineLoad('tiny-random').slotsBusy > 0 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(engineLoad('tiny-random').slotsBusy).toBe(0);
+    // Chunks already buffered by the client may still be delivered after the abort.
+    expect(chunks).toBeLessThan(50);
+    await waitFor('the slot to be freed', () => engineLoad().slotsBusy === 0, 2000);
 
     const metrics = await (await fetch(`${harness.url}/metrics`)).text();
     expect(metrics).toMatch(
       /gravity_requests_total\{endpoint="chat.completions",model="gravity-tiny-random",status="499"\} 1/,
     );
     // Far fewer than the 4000 tokens asked for were generated.
-    const completionTokens = Number(
-      /gravity_completion_tokens_total\{model="gravity-tiny-random",tier="default",tenant="anonymous"\} (\d+)/.exec(
-        metrics,
-      )?.[1] ?? 'NaN',
-    );
-    expect(completionTokens).toBeLessThan(16 * 48 + 200);
+    expect(completionTokensOf(metrics) - completionTokensBefore).toBeLessThan(100);
   });
 
   it('removes a request waiting for a slot from the queue when its client leaves', async () => {
@@ -106,6 +132,7 @@ describe('client disconnects', () => {
             model: 'gravity-tiny-random',
             messages: [{ role: 'user', content: 'hold the slot' }],
             max_tokens: 4000,
+            temperature: 0,
             stream: true,
           },
           { signal: controller.signal },
@@ -116,7 +143,7 @@ describe('client disconnects', () => {
         })
         .catch(() => {}),
     );
-    while (engineLoad('tiny-random').slotsBusy < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor('all four slots busy', () => engineLoad().slotsBusy === 4);
     const waiter = new AbortController();
     const waiting = harness.client.chat.completions
       .create(
@@ -124,14 +151,13 @@ describe('client disconnects', () => {
         { signal: waiter.signal },
       )
       .catch((error: Error) => error);
-    while (engineLoad('tiny-random').waiting < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor('the fifth request waiting', () => engineLoad().waiting === 1);
     waiter.abort();
     await waiting;
-    const deadline = Date.now() + 2000;
-    while (engineLoad('tiny-random').waiting > 0 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(engineLoad('tiny-random').waiting).toBe(0);
+    await waitFor('the queue to empty', () => engineLoad().waiting === 0, 2000);
+    expect(engineLoad().slotsBusy).toBe(4);
     for (const controller of holders) controller.abort();
     await Promise.all(held);
+    await waitFor('every slot free', () => engineLoad().slotsBusy === 0, 2000);
   });
 });

@@ -168,27 +168,47 @@ export class LlamaCppEngine implements EngineAdapter {
         topP: request.topP,
         ...(request.seed === null ? {} : { seed: request.seed }),
       });
-      for await (const token of evaluation) {
-        if (controller.signal.aborted) break;
-        completionTokens++;
-        pendingTokens.push(token);
-        // Hot path, once per token: detokenize only what is pending, with the previous tokens as context
-        // so SPM leading spaces come out right.
-        const text = model.detokenize(pendingTokens, false, recentTokens);
-        const incomplete = text.endsWith('\uFFFD') && pendingTokens.length < maxIncompleteCharacterTokens;
-        if (!incomplete) {
-          const { emit, stopped: hitStop } = stopMatcher.push(text);
-          if (emit.length > 0) yield { type: 'text-delta', text: emit, tokens: pendingTokens.length };
-          recentTokens = pendingTokens.splice(0);
-          if (hitStop) {
-            stopped = true;
+      const tokens = evaluation[Symbol.asyncIterator]();
+      let nextToken = tokens.next();
+      try {
+        for (;;) {
+          const result = await nextToken;
+          if (result.done || controller.signal.aborted) break;
+          const token = result.value;
+          completionTokens++;
+          const isLastAllowed = completionTokens >= maxCompletionTokens;
+          // Pipelining: ask llama.cpp for the next token before handing this one downstream, so the native
+          // decode of token N+1 overlaps the JavaScript that detokenizes and streams token N. At most one
+          // decode step is wasted when a stop sequence or a disconnect ends the stream.
+          if (!isLastAllowed) {
+            nextToken = tokens.next();
+            // node-llama-cpp dispatches decode batches from setImmediate; waiting one turn lets that
+            // dispatch (for every sequence that asked) go first, so the native decode runs while the
+            // code below and the HTTP layer do their per-token work.
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
+          pendingTokens.push(token);
+          // Hot path, once per token: detokenize only what is pending, with the previous tokens as context
+          // so SPM leading spaces come out right.
+          const text = model.detokenize(pendingTokens, false, recentTokens);
+          const incomplete = text.endsWith('\uFFFD') && pendingTokens.length < maxIncompleteCharacterTokens;
+          if (!incomplete) {
+            const { emit, stopped: hitStop } = stopMatcher.push(text);
+            if (emit.length > 0) yield { type: 'text-delta', text: emit, tokens: pendingTokens.length };
+            recentTokens = pendingTokens.splice(0);
+            if (hitStop) {
+              stopped = true;
+              break;
+            }
+          }
+          if (isLastAllowed) {
+            finishReason = 'length';
             break;
           }
         }
-        if (completionTokens >= maxCompletionTokens) {
-          finishReason = 'length';
-          break;
-        }
+      } finally {
+        // Waits for a prefetched step to finish, so the sequence is idle before its slot is released.
+        await tokens.return(undefined);
       }
       if (controller.signal.aborted) throw controller.signal.reason;
       if (!stopped) {

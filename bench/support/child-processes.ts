@@ -1,0 +1,196 @@
+// Child processes for benchmarks: start one, wait for the line that says it is ready, keep the tail of its
+// output for error messages, and make sure none outlives the benchmark (normal end, error or Ctrl-C).
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const outputTailBytes = 4096;
+
+export interface ManagedChild {
+  name: string;
+  process: ChildProcess;
+  /** The pattern's match in the ready line. */
+  ready: RegExpMatchArray;
+  /** The last few KiB of stdout and stderr together, for diagnostics. */
+  outputTail(): string;
+  /** Set once the child has exited. */
+  exitCode: number | null;
+  exitSignal: NodeJS.Signals | null;
+  exited: Promise<void>;
+}
+
+export class ChildProcessGroup {
+  private readonly children = new Set<ManagedChild>();
+  /** Children being stopped on purpose: their exit is expected. */
+  private readonly stopping = new Set<ManagedChild>();
+  private readonly onExit = () => this.killAllNow();
+  /** Called when a child exits while the group still expects it to run. */
+  unexpectedExit: ((child: ManagedChild) => void) | null = null;
+
+  constructor() {
+    // Synchronous last resort: whatever way this process ends, no child is left running.
+    process.on('exit', this.onExit);
+  }
+
+  /**
+   * Spawns `command args` and resolves once a stdout line matches `readyPattern`; rejects with the child's
+   * output if it exits or stays silent for `startTimeoutMs` first.
+   */
+  async start(options: {
+    name: string;
+    command: string;
+    args: string[];
+    cwd: string;
+    env: NodeJS.ProcessEnv;
+    readyPattern: RegExp;
+    startTimeoutMs: number;
+    /** Open an IPC channel (for a preloaded probe such as event-loop-probe.ts). */
+    ipc?: boolean;
+  }): Promise<ManagedChild> {
+    const child = spawn(options.command, options.args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    });
+    let tail = '';
+    const keep = (text: string) => {
+      tail = (tail + text).slice(-outputTailBytes);
+    };
+    let resolveExited: () => void = () => {};
+    const managed: ManagedChild = {
+      name: options.name,
+      process: child,
+      ready: [] as unknown as RegExpMatchArray,
+      outputTail: () => tail,
+      exitCode: null,
+      exitSignal: null,
+      exited: new Promise<void>((resolve) => {
+        resolveExited = resolve;
+      }),
+    };
+    this.children.add(managed);
+    let isReady = false;
+    child.on('exit', (code, signal) => {
+      managed.exitCode = code;
+      managed.exitSignal = signal;
+      this.children.delete(managed);
+      resolveExited();
+      if (isReady && !this.stopping.has(managed)) this.unexpectedExit?.(managed);
+    });
+    child.stderr?.setEncoding('utf8').on('data', keep);
+    const stdout = child.stdout!.setEncoding('utf8');
+
+    managed.ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
+      let pending = '';
+      const timer = setTimeout(() => {
+        fail(new Error(`${options.name} did not start within ${options.startTimeoutMs} ms`));
+        child.kill('SIGKILL');
+      }, options.startTimeoutMs);
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        reject(new Error(`${error.message}; its output:\n${tail}`));
+      };
+      child.once('error', fail);
+      child.once('exit', (code, signal) => {
+        if (!isReady)
+          fail(new Error(`${options.name} exited (${signal ?? `code ${code}`}) before it was ready`));
+      });
+      stdout.on('data', (text: string) => {
+        keep(text);
+        if (isReady) return;
+        pending += text;
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) {
+          const match = line.match(options.readyPattern);
+          if (!match) continue;
+          isReady = true;
+          clearTimeout(timer);
+          resolve(match);
+          return;
+        }
+      });
+    });
+    return managed;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited. */
+  async stop(child: ManagedChild, graceMs: number): Promise<void> {
+    if (!this.children.has(child)) return;
+    this.stopping.add(child);
+    child.process.kill('SIGTERM');
+    const timer = setTimeout(() => child.process.kill('SIGKILL'), graceMs);
+    await child.exited;
+    clearTimeout(timer);
+  }
+
+  async stopAll(graceMs: number): Promise<void> {
+    await Promise.all([...this.children].map((child) => this.stop(child, graceMs)));
+  }
+
+  killAllNow(): void {
+    for (const child of this.children) {
+      this.stopping.add(child);
+      child.process.kill('SIGKILL');
+    }
+  }
+
+  dispose(): void {
+    process.off('exit', this.onExit);
+  }
+}
+
+/** Sends `message` over the child's IPC channel and resolves with the first reply of `replyType`. */
+export function askChild<Reply>(
+  child: ManagedChild,
+  message: { type: string },
+  replyType: string,
+  timeoutMs: number,
+): Promise<Reply> {
+  return new Promise<Reply>((resolve, reject) => {
+    const onMessage = (reply: { type?: string }) => {
+      if (reply?.type !== replyType) return;
+      clearTimeout(timer);
+      child.process.off('message', onMessage);
+      resolve(reply as Reply);
+    };
+    const timer = setTimeout(() => {
+      child.process.off('message', onMessage);
+      reject(new Error(`${child.name} did not answer '${message.type}' within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.process.on('message', onMessage);
+    child.process.send(message);
+  });
+}
+
+/** Bytes a process has caused to be written to storage (Linux /proc/<pid>/io), or null. */
+export function processDiskWriteBytes(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const match = readFileSync(`/proc/${pid}/io`, 'utf8').match(/^write_bytes: (\d+)$/m);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+// USER_HZ: 100 on every mainstream Linux build, and /proc offers no portable way to read it.
+const clockTicksPerSecond = 100;
+
+/**
+ * CPU time (user + system, all threads) a process has used, in ms, from /proc; null where /proc is
+ * missing (not Linux). Resolution is one clock tick (10 ms on most kernels).
+ */
+export function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[14 - 3]) + Number(fields[15 - 3]);
+  return Number.isFinite(ticks) ? (ticks / clockTicksPerSecond) * 1000 : null;
+}

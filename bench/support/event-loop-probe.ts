@@ -1,0 +1,44 @@
+// Preloaded into a benchmark's child process (`node --import <this file> …`, with an IPC channel) to
+// report the child's event-loop delay without changing its code: the benchmark resets the histogram when a
+// round starts and reads it when the round ends. A stall (a synchronous fsync, a long GC) shows up as a
+// large maximum even when CPU time barely moves.
+
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+export interface EventLoopDelayStats {
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export const probeMessages = {
+  reset: 'event-loop-probe:reset',
+  read: 'event-loop-probe:read',
+  stats: 'event-loop-probe:stats',
+} as const;
+
+const nsPerMs = 1e6;
+// Coarse enough to cost nothing measurable, fine enough to see multi-millisecond stalls.
+const resolutionMs = 10;
+
+if (process.send && process.channel) {
+  const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
+  histogram.enable();
+  process.on('message', (message: { type?: string } | null) => {
+    if (message?.type === probeMessages.reset) histogram.reset();
+    else if (message?.type === probeMessages.read) {
+      // The histogram holds the time between timer ticks; the delay is what exceeds the tick.
+      const delayMs = (ns: number) => (histogram.count === 0 ? 0 : Math.max(0, ns / nsPerMs - resolutionMs));
+      const stats: EventLoopDelayStats = {
+        meanMs: delayMs(histogram.mean),
+        p50Ms: delayMs(histogram.percentile(50)),
+        p99Ms: delayMs(histogram.percentile(99)),
+        maxMs: delayMs(histogram.max),
+      };
+      process.send?.({ type: probeMessages.stats, stats });
+    }
+  });
+  // The channel must not keep the child alive: it exits exactly as it would without the probe.
+  process.channel.unref();
+}
