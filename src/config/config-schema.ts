@@ -108,6 +108,11 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** SQLite ledger file; defaults to `<dataDir>/ledger.sqlite`. */
       ledgerPath: z.string().min(1).optional(),
+      /**
+       * Records ending within this window share one ledger commit; each response's last bytes wait for
+       * its commit, so this bounds the latency metering adds to the end of a response.
+       */
+      commitWindowMs: z.number().min(0).max(100).default(defaults.metering.commitWindowMs),
       /** How often replicas' energy and cost intervals close. */
       intervalMs: z.number().int().min(10).default(defaults.metering.intervalMs),
       /** Grid carbon intensity for gCO2e: set your region's figure. */

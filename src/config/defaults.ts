@@ -15,6 +15,7 @@ export const defaults = {
   },
   metering: {
     intervalMs: 250,
+    commitWindowMs: 1,
     // A world-average-like placeholder (gCO2e per kWh); operators set their grid's figure.
     gridIntensityGramsPerKwh: 400,
     // Decode tokens each run a full pass over the weights for one token; prefill tokens share one pass

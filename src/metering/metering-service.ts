@@ -13,8 +13,6 @@ import { quantileOfSorted, type UsageRecord } from './usage-record.js';
 const joulesPerKwh = 3_600_000;
 /** How often replica totals (including idle) are written to the ledger. */
 const replicaPeriodMs = 10_000;
-/** How often the store's housekeeping (the SQLite WAL checkpoint) runs: small and often beats large and rare. */
-const maintenancePeriodMs = 1_000;
 
 /**
  * Meters every request: attributes each replica's energy and cost to the requests it ran, prices them,
@@ -26,7 +24,6 @@ export class MeteringService implements RequestObserver {
   private readonly priceBook: PriceBook;
   private readonly writer: LedgerWriter;
   private timer: NodeJS.Timeout | undefined;
-  private lastMaintenanceEpochMs = 0;
   private lastPeriod: { atEpochMs: number; totals: Map<string, ReturnType<ReplicaMeter['totals']>> };
 
   constructor(
@@ -40,7 +37,7 @@ export class MeteringService implements RequestObserver {
   ) {
     const { config, engines, clock } = options;
     this.priceBook = new PriceBook(config.pricing);
-    this.writer = new LedgerWriter(options.store, options.log);
+    this.writer = new LedgerWriter(options.store, options.log, config.metering.commitWindowMs);
     const cpuEngineCount = Object.values(config.engines).filter(
       (engine) => engine.type === 'llama-cpp',
     ).length;
@@ -65,14 +62,8 @@ export class MeteringService implements RequestObserver {
   tick(): void {
     const nowMs = this.options.clock.nowMs();
     for (const meter of this.meters.values()) meter.closeInterval(nowMs);
-    const epochMs = this.options.clock.epochMs();
-    if (epochMs - this.lastPeriod.atEpochMs >= replicaPeriodMs) void this.writeReplicaPeriods();
-    if (epochMs - this.lastMaintenanceEpochMs >= maintenancePeriodMs) {
-      this.lastMaintenanceEpochMs = epochMs;
-      void this.options.store.maintain?.().catch((error: Error) => {
-        this.options.log('ledger: maintenance failed', { error: error.message });
-      });
-    }
+    if (this.options.clock.epochMs() - this.lastPeriod.atEpochMs >= replicaPeriodMs)
+      void this.writeReplicaPeriods();
   }
 
   onRequestStart(): void {}

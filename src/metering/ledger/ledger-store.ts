@@ -35,7 +35,5 @@ export interface LedgerStore {
   /** Records in the range, oldest first. */
   records(query: LedgerQuery): Promise<UsageRecord[]>;
   replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]>;
-  /** Housekeeping the store wants done off the request path now and then (e.g. a WAL checkpoint). */
-  maintain?(): Promise<void>;
   close(): Promise<void>;
 }

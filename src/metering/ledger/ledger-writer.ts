@@ -2,10 +2,11 @@ import type { UsageRecord } from '../usage-record.js';
 import type { LedgerStore } from './ledger-store.js';
 
 /**
- * Group commit for the ledger: records that end in the same turn of the event loop are written in one
- * transaction, after the per-token path has finished with them. Each `write` resolves once its record is
- * committed, so the gateway can hold a response's last bytes until its record is durable without paying
- * a transaction per request.
+ * Group commit for the ledger: records that end within `commitWindowMs` of each other (or in the same
+ * turn of the event loop, with a zero window) are written in one transaction, after the per-token path
+ * has finished with them. Each `write` resolves once its record is committed, so the gateway can hold a
+ * response's last bytes until its record is durable without paying a transaction per request: at 16
+ * requests per commit a row costs a quarter of what it costs alone (bench/metering).
  */
 export class LedgerWriter {
   private pending: Array<{ record: UsageRecord; resolve: () => void }> = [];
@@ -15,16 +16,22 @@ export class LedgerWriter {
   constructor(
     private readonly store: LedgerStore,
     private readonly log: (message: string, details: Record<string, unknown>) => void,
+    private readonly commitWindowMs = 0,
+    private readonly maxBatchRecords = 256,
   ) {}
 
   write(record: UsageRecord): Promise<void> {
     return new Promise<void>((resolve) => {
       this.pending.push({ record, resolve });
-      if (!this.scheduled) {
+      if (this.pending.length >= this.maxBatchRecords) {
+        this.flushing = this.flushing.then(() => this.flush());
+      } else if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => {
+        const flushLater = () => {
           this.flushing = this.flushing.then(() => this.flush());
-        });
+        };
+        if (this.commitWindowMs > 0) setTimeout(flushLater, this.commitWindowMs);
+        else setImmediate(flushLater);
       }
     });
   }

@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { UsageRecord } from '../usage-record.js';
 import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
@@ -99,6 +101,7 @@ export class SqliteLedgerStore implements LedgerStore {
   private readonly insertRecord: Database.Statement;
   private readonly insertPeriod: Database.Statement;
   private readonly appendBatch: (records: readonly UsageRecord[]) => void;
+  private readonly checkpointer: Worker | undefined;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -107,9 +110,12 @@ export class SqliteLedgerStore implements LedgerStore {
     this.database.pragma('synchronous = NORMAL');
     this.database.pragma('busy_timeout = 5000');
     // SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages, stalling that
-    // request's event-loop turn for tens of milliseconds (measured by bench/metering). Gravity checkpoints
-    // from its metering timer instead (`maintain`).
-    this.database.pragma('wal_autocheckpoint = 0');
+    // request's event-loop turn for tens of milliseconds (measured by bench/metering). A file ledger is
+    // checkpointed by its own connection on a worker thread instead; an in-memory one has no WAL.
+    if (file !== ':memory:') {
+      this.database.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = startCheckpointer(path.resolve(file));
+    }
     this.database.exec(schema);
     this.insertRecord = this.database.prepare(
       `INSERT INTO usage_records (${recordColumns.map(([column]) => column).join(', ')}) VALUES (${recordColumns.map(([, field]) => `@${field}`).join(', ')})`,
@@ -161,12 +167,35 @@ export class SqliteLedgerStore implements LedgerStore {
       .all({ fromMs: query.fromMs ?? 0, toMs: query.toMs ?? Number.MAX_SAFE_INTEGER }) as ReplicaPeriod[];
   }
 
-  async maintain(): Promise<void> {
-    // PASSIVE never waits for readers (gravity report); what it cannot copy now waits for the next call.
-    if (this.database.open) this.database.pragma('wal_checkpoint(PASSIVE)');
-  }
-
   async close(): Promise<void> {
+    await this.checkpointer?.terminate();
+    // Closing the last connection checkpoints the WAL into the database file.
     if (this.database.open) this.database.close();
   }
+}
+
+const checkpointPeriodMs = 1000;
+
+/**
+ * A worker thread with its own connection that copies the WAL into the database file every second.
+ * PASSIVE never blocks writers or readers; what it cannot copy now waits for the next round. The
+ * worker's code is a string so that it runs the same from the TypeScript sources and from dist/.
+ */
+function startCheckpointer(file: string): Worker {
+  const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
+  const worker = new Worker(
+    `const { workerData } = require('node:worker_threads');
+     const Database = require(workerData.betterSqlite3);
+     const database = new Database(workerData.file);
+     database.pragma('busy_timeout = 5000');
+     setInterval(() => { try { database.pragma('wal_checkpoint(PASSIVE)'); } catch {} }, workerData.periodMs);`,
+    {
+      eval: true,
+      workerData: { file, betterSqlite3, periodMs: checkpointPeriodMs },
+      name: 'gravity-ledger-checkpointer',
+    },
+  );
+  // The checkpointer must never keep the process alive on its own.
+  worker.unref();
+  return worker;
 }
