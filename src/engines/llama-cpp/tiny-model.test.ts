@@ -254,7 +254,9 @@ describe('tiny models in llama.cpp', () => {
     }
   });
 
-  it('gives parallel sequences the same output as running them alone', async () => {
+  // Retried: batched and single-sequence kernels are not bit-identical, so a rare near-tie can flip a
+  // greedy token; a KV-cache mix-up would fail every attempt.
+  it('gives parallel sequences the same output as running them alone', { retry: 2 }, async () => {
     const prompts = [withBos(random, 'x y z q'), withBos(random, 'm n o q')];
     const alone = [];
     for (const prompt of prompts) alone.push(await generate(randomContext, prompt, 50));
