@@ -48,6 +48,7 @@ export function completionHandler(options: {
       parsed = parse(request.body);
       context.serviceTier = parsed.serviceTier;
       iterator = gateway.execute(context, parsed.generation, clientGone.signal)[Symbol.asyncIterator]();
+      context.gatewayOverheadMs += gateway.clock.nowMs() - context.receivedAtMs;
       // Wait for the engine to accept the request before committing to a 200: until then, any failure is
       // still a plain HTTP error.
       const first = await iterator.next();
@@ -138,11 +139,17 @@ async function writeStream({
   });
   const encoder = new SseChunkEncoder(context, includeUsage);
   const opening = encoder.opening();
-  if (opening) await write(raw, opening, clientGone);
+  if (opening && !raw.write(opening)) await waitForDrain(raw, clientGone);
+  const clock = gateway.clock;
   for (let next = await parts.next(); !next.done; next = await parts.next()) {
     const part = next.value;
-    if (part.type === 'text-delta') await write(raw, encoder.text(part.text), clientGone);
-    else if (part.type === 'finish') {
+    if (part.type === 'text-delta') {
+      // Hot path, once per token: encode, write, and count the time as Gravity's own.
+      const partAtMs = clock.nowMs();
+      const flushed = raw.write(encoder.text(part.text));
+      context.gatewayOverheadMs += clock.nowMs() - partAtMs;
+      if (!flushed) await waitForDrain(raw, clientGone);
+    } else if (part.type === 'finish') {
       // The ledger commit happens before the final bytes: a client that saw [DONE] is on record.
       await gateway.finish(context);
       raw.end(encoder.finish(part.finishReason, part.usage, context.metered));
@@ -164,10 +171,12 @@ function meteredHeaders(metered: MeteredFigures): Record<string, string> {
   };
 }
 
-/** Writes with backpressure: a slow client pauses generation instead of growing Gravity's memory. */
-async function write(raw: ServerResponse, chunk: string, clientGone: AbortSignal): Promise<void> {
-  if (raw.write(chunk) || raw.destroyed) return;
-  // A client that disconnects while Gravity waits for `drain` rejects this wait, ending the request.
+/**
+ * Backpressure: a slow client pauses generation instead of growing Gravity's memory. A client that
+ * disconnects while Gravity waits rejects this wait, ending the request.
+ */
+async function waitForDrain(raw: ServerResponse, clientGone: AbortSignal): Promise<void> {
+  if (raw.destroyed) return;
   await once(raw, 'drain', { signal: clientGone });
 }
 

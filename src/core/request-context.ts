@@ -42,6 +42,11 @@ export interface RequestContext {
   /** Gaps between consecutive text chunks, in ms, for inter-token latency. */
   interTokenGapsMs: number[];
   finishedAtMs: number | null;
+  /**
+   * Time Gravity itself spent on the request, excluding the engine: parsing, validation and routing
+   * before the engine starts, and handling each streamed part until it is written to the socket.
+   */
+  gatewayOverheadMs: number;
   /** Time spent waiting for an engine slot. */
   queueWaitMs: number | null;
   /** Prompt tokens the engine computed (not served from cache), known at start or at the end. */
@@ -86,6 +91,7 @@ export function createRequestContext(options: {
     lastTokenAtMs: null,
     interTokenGapsMs: [],
     finishedAtMs: null,
+    gatewayOverheadMs: 0,
     queueWaitMs: null,
     prefillTokens: 0,
     decodeTokens: 0,

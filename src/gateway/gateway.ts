@@ -25,7 +25,7 @@ export class Gateway {
 
   constructor(
     readonly engines: readonly EngineAdapter[],
-    private readonly clock: Clock,
+    readonly clock: Clock,
     private readonly observers: readonly RequestObserver[],
   ) {}
 

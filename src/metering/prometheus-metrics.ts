@@ -21,6 +21,7 @@ export class PrometheusMetrics implements RequestObserver {
   private readonly price: Counter<'model' | 'tier' | 'tenant'>;
   private readonly carbon: Counter<'model' | 'tier' | 'tenant'>;
   private readonly queueWait: Histogram<'model'>;
+  private readonly gatewayOverhead: Histogram<'endpoint'>;
   private readonly timeToFirstToken: Histogram<'model'>;
   private readonly interTokenLatency: Histogram<'model'>;
   private readonly requestDuration: Histogram<'endpoint' | 'model'>;
@@ -75,6 +76,13 @@ export class PrometheusMetrics implements RequestObserver {
       name: 'gravity_carbon_grams_total',
       help: 'Carbon attributed to requests in grams CO2e (energy × configured grid intensity), by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
+      registers,
+    });
+    this.gatewayOverhead = new Histogram({
+      name: 'gravity_gateway_overhead_seconds',
+      help: 'Time Gravity itself spent per request, excluding the engine: parsing, validation and routing, plus handling each streamed chunk until written.',
+      labelNames: ['endpoint'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers,
     });
     this.queueWait = new Histogram({
@@ -160,6 +168,9 @@ export class PrometheusMetrics implements RequestObserver {
       this.carbon.inc(labels, metered.carbonGrams);
     }
     if (context.queueWaitMs !== null) this.queueWait.observe({ model }, context.queueWaitMs * secondsPerMs);
+    if (context.status !== 0) {
+      this.gatewayOverhead.observe({ endpoint: context.endpoint }, context.gatewayOverheadMs * secondsPerMs);
+    }
     if (context.firstTokenAtMs !== null) {
       this.timeToFirstToken.observe(
         { model },
