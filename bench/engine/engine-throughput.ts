@@ -67,7 +67,6 @@ const usage = `Usage: npm run bench:engine -- [options]
   --warmup <n>        unmeasured passes over every level and path first (default 2)
   --threads <n>       llama.cpp threads of each engine context (default 1)
   --concurrency <list> comma-separated stream counts (default 1,2,4,8; at most ${slots})
-  --client <where>    worker (default: the HTTP client on its own thread, as a remote client) or same-thread
   --json <file>       also write the results as JSON
   --help              print this`;
 
@@ -90,7 +89,6 @@ function parseOptions() {
       warmup: { type: 'string', default: '2' },
       threads: { type: 'string', default: '1' },
       concurrency: { type: 'string', default: '1,2,4,8' },
-      client: { type: 'string', default: 'worker' },
       json: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -110,10 +108,7 @@ function parseOptions() {
     throw new Error(
       `--tokens: at most ${contextTokens - promptWords - 2} with a ${contextTokens}-token context`,
     );
-  if (values.client !== 'worker' && values.client !== 'same-thread')
-    throw new Error(`--client: worker or same-thread, got '${values.client}'`);
   return {
-    client: values.client as 'worker' | 'same-thread',
     tokensPerStream,
     rounds: positiveInteger('rounds', values.rounds),
     warmUpPasses: nonNegativeInteger('warmup', values.warmup),
@@ -172,63 +167,6 @@ async function streamInProcess(
     }
   }
   throw new Error('in-process stream ended without a finish part');
-}
-
-interface SseUsage {
-  completion_tokens: number;
-  prompt_tokens_details?: { cached_tokens?: number };
-}
-
-/** Streams `/v1/completions` with plain fetch and parses every SSE event, as an OpenAI client does. */
-async function streamHttp(baseUrl: string, prompt: string, tokensPerStream: number): Promise<StreamResult> {
-  const sentAt = performance.now();
-  const response = await fetch(`${baseUrl}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: modelId,
-      prompt,
-      max_tokens: tokensPerStream,
-      temperature: 0,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
-  });
-  if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
-  const decoder = new TextDecoder();
-  let buffered = '';
-  let firstTextMs = Number.NaN;
-  let usageChunk: SseUsage | undefined;
-  let done = false;
-  for await (const bytes of response.body) {
-    buffered += decoder.decode(bytes as Uint8Array, { stream: true });
-    let boundary = buffered.indexOf('\n\n');
-    while (boundary !== -1) {
-      const event = buffered.slice(0, boundary);
-      buffered = buffered.slice(boundary + 2);
-      boundary = buffered.indexOf('\n\n');
-      if (!event.startsWith('data: ')) continue;
-      const data = event.slice(6);
-      if (data === '[DONE]') {
-        done = true;
-        continue;
-      }
-      const chunk = JSON.parse(data) as {
-        choices?: Array<{ text?: string }>;
-        usage?: SseUsage | null;
-        error?: unknown;
-      };
-      if (chunk.error) throw new Error(`stream error: ${data}`);
-      if (chunk.usage) usageChunk = chunk.usage;
-      if (Number.isNaN(firstTextMs) && chunk.choices?.[0]?.text) firstTextMs = performance.now() - sentAt;
-    }
-  }
-  if (!done || !usageChunk) throw new Error('HTTP stream ended without a usage chunk and [DONE]');
-  return {
-    completionTokens: usageChunk.completion_tokens,
-    cachedPromptTokens: usageChunk.prompt_tokens_details?.cached_tokens ?? 0,
-    firstTextMs,
-  };
 }
 
 /** Starts every stream at once; aggregate throughput = all tokens / (first request sent → last stream done). */
@@ -346,7 +284,6 @@ async function main(): Promise<void> {
     `--warmup ${warmUpPasses}`,
     `--threads ${threads}`,
     `--concurrency ${concurrencyLevels.join(',')}`,
-    `--client ${options.client}`,
     ...(options.jsonPath ? [`--json ${options.jsonPath}`] : []),
   ].join(' ');
   const cpus = os.cpus();
@@ -416,15 +353,11 @@ async function main(): Promise<void> {
     );
     console.log(
       `http:     streaming POST ${baseUrl}/v1/completions (include_usage) with fetch; the client runs ` +
-        (options.client === 'worker'
-          ? 'on a worker thread, as a remote client would run outside the server (--client same-thread to share the loop)'
-          : "on the server's own event loop (--client same-thread), so its SSE parsing is charged to the server"),
+        'on a worker thread, as a remote client would run outside the server, so its SSE parsing is not charged to Gravity',
     );
-    // Read loosely: the metering section is new, and whether it runs changes what the HTTP path costs.
-    const metering = (config as { metering?: { enabled?: unknown } }).metering;
     console.log(
       'server:   built-in config but for the settings above, port 0, log level warn; metering ' +
-        (metering === undefined ? 'not configured' : metering.enabled === true ? 'on' : 'off'),
+        (config.metering.enabled ? 'on' : 'off'),
     );
     console.log('');
 
@@ -433,13 +366,9 @@ async function main(): Promise<void> {
         streamInProcess(inProcessEngine, prompt, tokensPerStream, `bench-${id}-${index}`),
       );
     const httpRound = (concurrency: number, id: number) =>
-      options.client === 'worker'
-        ? runRoundBatch(concurrency, tokensPerStream, id, (prompts) =>
-            workerClient.run({ baseUrl, model: modelId, prompts, tokensPerStream }),
-          )
-        : runRound(concurrency, tokensPerStream, id, (prompt) =>
-            streamHttp(baseUrl, prompt, tokensPerStream),
-          );
+      runRoundBatch(concurrency, tokensPerStream, id, (prompts) =>
+        workerClient.run({ baseUrl, model: modelId, prompts, tokensPerStream }),
+      );
 
     // One pass = every level on both paths. Levels are interleaved within a pass, not measured one after
     // the other, because in trials throughput kept rising over the first ~8 rounds of a process: measured

@@ -2,9 +2,9 @@ import type { EngineMeteringConfig } from '../config/config-schema.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { TokenUsage } from '../core/stream-parts.js';
 import type { PowerSource } from './energy/power-source.js';
+import { chargeForTokensUsd } from './token-rates.js';
 import { type AttributedAmounts, WorkProportionalAttributor } from './work-proportional-attributor.js';
 
-const perMillion = 1e-6;
 const msPerHour = 3_600_000;
 
 /**
@@ -69,14 +69,7 @@ export class ReplicaMeter {
   private perTokenCostUsd(usage: TokenUsage | null): number {
     const cost = this.config.cost;
     if (!usage || !cost || 'hourlyUsd' in cost) return 0;
-    const uncached = usage.promptTokens - usage.cachedPromptTokens;
-    const cachedPrice = cost.cachedInputPerMillionUsd ?? cost.inputPerMillionUsd;
-    return (
-      (uncached * cost.inputPerMillionUsd +
-        usage.cachedPromptTokens * cachedPrice +
-        usage.completionTokens * cost.outputPerMillionUsd) *
-      perMillion
-    );
+    return chargeForTokensUsd(usage, cost);
   }
 
   totals() {
