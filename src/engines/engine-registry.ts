@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type { EngineConfig, GravityConfig } from '../config/config-schema.js';
 import type { EngineAdapter } from './engine-adapter.js';
-import { LlamaCppEngine } from './llama-cpp/llama-cpp-engine.js';
 import { ensureTinyModel, type TinyModelKind } from './llama-cpp/tiny-model.js';
 import { OpenAIUpstreamEngine } from './openai-upstream/openai-upstream-engine.js';
 
@@ -31,6 +30,8 @@ const engineFactories: {
             generatedKinds[config.model.generated] as TinyModelKind,
             path.join(dataDir, 'models'),
           );
+    // Loaded on demand: node-llama-cpp is large, and a gateway in front of upstreams never needs it.
+    const { LlamaCppEngine } = await import('./llama-cpp/llama-cpp-engine.js');
     return new LlamaCppEngine({
       id,
       modelId: models[0]?.id ?? id,
