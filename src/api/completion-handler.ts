@@ -144,8 +144,14 @@ async function writeStream({
   for (let next = await parts.next(); !next.done; next = await parts.next()) {
     const part = next.value;
     if (part.type === 'text-delta') {
-      // Hot path, once per token: encode, write, and count the time as Gravity's own.
+      // Hot path, once per token: encode, write, and count the time as Gravity's own. Writes made in
+      // the same tick (several upstream events in one read) leave in one system call: the socket is
+      // corked until the tick ends. One token per tick (llama.cpp) still leaves at once.
       const partAtMs = clock.nowMs();
+      if (raw.writableCorked === 0) {
+        raw.cork();
+        process.nextTick(() => raw.uncork());
+      }
       const flushed = raw.write(encoder.text(part.text));
       context.gatewayOverheadMs += clock.nowMs() - partAtMs;
       if (!flushed) await waitForDrain(raw, clientGone);

@@ -153,12 +153,13 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
 
       const upstreamBody = response.body;
       try {
+        // Read to the end even after [DONE]: a body read to its end returns the connection to the pool,
+        // one destroyed early closes it.
         for await (const bytes of upstreamBody) {
           for (const event of parser.push(bytes as Uint8Array)) {
             const part = handle(event);
             if (part) yield part;
           }
-          if (done) break;
         }
         if (!done) {
           for (const event of parser.end()) {
@@ -169,7 +170,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       } finally {
         // Leaving early (client gone, upstream error) must close the upstream stream, which tells the
         // upstream server to stop generating.
-        if (!upstreamBody.destroyed) upstreamBody.destroy();
+        if (!upstreamBody.readableEnded && !upstreamBody.destroyed) upstreamBody.destroy();
       }
       if (signal.aborted) throw signal.reason;
       if (!done)
