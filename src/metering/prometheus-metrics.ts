@@ -147,45 +147,72 @@ export class PrometheusMetrics implements RequestObserver {
     this.inFlight.inc({ model: context.model });
   }
 
+  /**
+   * Label children are looked up once per label combination and kept: prom-client hashes the label
+   * object on every call otherwise, which the overhead bench showed on each request's path.
+   */
+  private readonly children = new Map<string, unknown>();
+  private child<Child>(key: string, make: () => Child): Child {
+    let found = this.children.get(key) as Child | undefined;
+    if (found === undefined) {
+      found = make();
+      this.children.set(key, found);
+    }
+    return found;
+  }
+
   onRequestEnd(context: RequestContext): void {
-    const model = context.model;
-    this.inFlight.dec({ model });
-    this.requests.inc({ endpoint: context.endpoint, model, status: String(context.status) });
-    const labels = {
-      model,
-      tier: context.serviceTier === 'auto' ? 'default' : context.serviceTier,
-      tenant: context.tenant ?? 'anonymous',
-    };
+    const { model, endpoint } = context;
+    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
+    const tenant = context.tenant ?? 'anonymous';
+    const perModel = this.child(`model\0${model}`, () => ({
+      inFlight: this.inFlight.labels({ model }),
+      timeToFirstToken: this.timeToFirstToken.labels({ model }),
+      interTokenLatency: this.interTokenLatency.labels({ model }),
+      queueWait: this.queueWait.labels({ model }),
+    }));
+    const perSeries = this.child(`series\0${model}\0${tier}\0${tenant}`, () => {
+      const labels = { model, tier, tenant };
+      return {
+        promptTokens: this.promptTokens.labels(labels),
+        cachedPromptTokens: this.cachedPromptTokens.labels(labels),
+        completionTokens: this.completionTokens.labels(labels),
+        cost: this.cost.labels(labels),
+        price: this.price.labels(labels),
+        carbon: this.carbon.labels(labels),
+      };
+    });
+    perModel.inFlight.dec();
+    this.child(`requests\0${endpoint}\0${model}\0${context.status}`, () =>
+      this.requests.labels({ endpoint, model, status: String(context.status) }),
+    ).inc();
     // Requests cut short have no final usage: count what was generated, as the ledger does.
-    this.promptTokens.inc(labels, context.usage?.promptTokens ?? context.prefillTokens);
-    this.cachedPromptTokens.inc(labels, context.usage?.cachedPromptTokens ?? 0);
-    this.completionTokens.inc(labels, context.usage?.completionTokens ?? context.decodeTokens);
+    perSeries.promptTokens.inc(context.usage?.promptTokens ?? context.prefillTokens);
+    perSeries.cachedPromptTokens.inc(context.usage?.cachedPromptTokens ?? 0);
+    perSeries.completionTokens.inc(context.usage?.completionTokens ?? context.decodeTokens);
     const metered = context.metered;
     if (metered) {
-      this.energy.inc({ ...labels, source: metered.energySource }, metered.energyJoules);
-      this.cost.inc(labels, metered.costUsd);
-      this.price.inc(labels, metered.priceUsd);
-      this.carbon.inc(labels, metered.carbonGrams);
+      this.child(`energy\0${model}\0${tier}\0${tenant}\0${metered.energySource}`, () =>
+        this.energy.labels({ model, tier, tenant, source: metered.energySource }),
+      ).inc(metered.energyJoules);
+      perSeries.cost.inc(metered.costUsd);
+      perSeries.price.inc(metered.priceUsd);
+      perSeries.carbon.inc(metered.carbonGrams);
     }
-    if (context.queueWaitMs !== null) this.queueWait.observe({ model }, context.queueWaitMs * secondsPerMs);
+    if (context.queueWaitMs !== null) perModel.queueWait.observe(context.queueWaitMs * secondsPerMs);
     if (context.status !== 0) {
-      this.gatewayOverhead.observe({ endpoint: context.endpoint }, context.gatewayOverheadMs * secondsPerMs);
+      this.child(`overhead\0${endpoint}`, () => this.gatewayOverhead.labels({ endpoint })).observe(
+        context.gatewayOverheadMs * secondsPerMs,
+      );
     }
     if (context.firstTokenAtMs !== null) {
-      this.timeToFirstToken.observe(
-        { model },
-        (context.firstTokenAtMs - context.receivedAtMs) * secondsPerMs,
-      );
+      perModel.timeToFirstToken.observe((context.firstTokenAtMs - context.receivedAtMs) * secondsPerMs);
     }
-    if (context.interTokenGapsMs.length > 0) {
-      const histogram = this.interTokenLatency.labels({ model });
-      for (const gapMs of context.interTokenGapsMs) histogram.observe(gapMs * secondsPerMs);
-    }
+    for (const gapMs of context.interTokenGapsMs) perModel.interTokenLatency.observe(gapMs * secondsPerMs);
     if (context.finishedAtMs !== null) {
-      this.requestDuration.observe(
-        { endpoint: context.endpoint, model },
-        (context.finishedAtMs - context.receivedAtMs) * secondsPerMs,
-      );
+      this.child(`duration\0${endpoint}\0${model}`, () =>
+        this.requestDuration.labels({ endpoint, model }),
+      ).observe((context.finishedAtMs - context.receivedAtMs) * secondsPerMs);
     }
   }
 

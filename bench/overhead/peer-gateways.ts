@@ -1,0 +1,317 @@
+// The peers Gravity is measured against: the Portkey gateway (an npm package in ./peers, installed on first
+// use) and nginx (Debian's package) as a plain streaming reverse proxy. Both listen on 127.0.0.1 only.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { childPids } from './process-stats.js';
+
+const host = '127.0.0.1';
+const outputTailBytes = 4096;
+const installTimeoutMs = 300_000;
+
+export const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
+const loopbackListen = fileURLToPath(new URL('./loopback-listen.mjs', import.meta.url));
+const portkeyEntry = 'node_modules/@portkey-ai/gateway/build/start-server.js';
+
+function installedVersion(name: string): string | null {
+  try {
+    const manifest = readFileSync(path.join(peersDir, 'node_modules', name, 'package.json'), 'utf8');
+    return (JSON.parse(manifest) as { version: string }).version;
+  } catch {
+    return null;
+  }
+}
+
+/** The versions ./peers/package.json pins, and what is installed: the report names both. */
+export function peerPackageVersions(): Record<string, string | null> {
+  const names = ['@portkey-ai/gateway', 'hono', '@hono/node-server'];
+  return Object.fromEntries(names.map((name) => [name, installedVersion(name)]));
+}
+
+/** Installs ./peers (npm ci from the lockfile, npm install without one) unless the pinned Portkey is there. */
+export function ensurePortkeyInstalled(): void {
+  const manifest = JSON.parse(readFileSync(path.join(peersDir, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  const wanted = manifest.dependencies['@portkey-ai/gateway'];
+  if (installedVersion('@portkey-ai/gateway') === wanted && existsSync(path.join(peersDir, portkeyEntry)))
+    return;
+  const hasLock = existsSync(path.join(peersDir, 'package-lock.json'));
+  const args = [hasLock ? 'ci' : 'install', '--prefix', peersDir, '--no-audit', '--no-fund'];
+  console.error(`installing the peer gateways: npm ${args.join(' ')}`);
+  // npm's own output goes to stderr: stdout is the report.
+  const result = spawnSync('npm', args, { stdio: ['ignore', 2, 2], timeout: installTimeoutMs });
+  if (result.status !== 0)
+    throw new Error(
+      `npm ${args[0]} in ${peersDir} failed (${result.error?.message ?? `exit ${result.status}`})`,
+    );
+  if (installedVersion('@portkey-ai/gateway') !== wanted)
+    throw new Error(`@portkey-ai/gateway ${wanted} is still not installed in ${peersDir}`);
+}
+
+/** Portkey's own start script, with every listen forced onto 127.0.0.1 (it has no listen-address option). */
+export function portkeyCommand(): { args: string[]; cwd: string } {
+  return {
+    args: ['--import', loopbackListen, portkeyEntry, '--port=0', '--headless'],
+    cwd: peersDir,
+  };
+}
+
+export const nginxInstallCommand = 'apt-get install -y nginx';
+
+function onPath(command: string): string | null {
+  const result = spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' });
+  const found = result.stdout.trim();
+  return result.status === 0 && found ? found : null;
+}
+
+/** The nginx binary to use: an explicit one, Debian's, or one on PATH. */
+export function findNginx(explicit: string | undefined): string | null {
+  if (explicit) return existsSync(explicit) ? explicit : null;
+  if (existsSync('/usr/sbin/nginx')) return '/usr/sbin/nginx';
+  return onPath('nginx');
+}
+
+/**
+ * Installs Debian's nginx package, but only as root and only where the system's policy-rc.d forbids package
+ * scripts to start services (exit 101, as in containers): elsewhere the package would start its default
+ * site on port 80 of every interface. Returns why it did not install, or null once nginx is there.
+ */
+export function installNginx(): string | null {
+  if (process.getuid?.() !== 0) return `not root: run '${nginxInstallCommand}' as root, then rerun`;
+  if (!onPath('apt-get')) return 'no apt-get on this machine';
+  const policy = spawnSync('/usr/sbin/policy-rc.d', ['nginx', 'start'], { stdio: 'ignore' });
+  if (policy.status !== 101)
+    return (
+      `installing it here would start a system nginx on port 80: run '${nginxInstallCommand}' yourself ` +
+      '(and stop the service it starts), then rerun'
+    );
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '-q', 'nginx'], {
+      stdio: ['ignore', 2, 2],
+      env,
+      timeout: installTimeoutMs,
+    });
+  console.error(`nginx is missing: ${nginxInstallCommand}`);
+  // A fresh machine may have no package lists yet.
+  if (install().status !== 0) {
+    spawnSync('apt-get', ['update', '-q'], { stdio: ['ignore', 2, 2], env, timeout: installTimeoutMs });
+    if (install().status !== 0) return `'${nginxInstallCommand}' failed`;
+  }
+  return existsSync('/usr/sbin/nginx') ? null : `'${nginxInstallCommand}' did not install /usr/sbin/nginx`;
+}
+
+/** e.g. `nginx/1.22.1 (Debian package 1.22.1-9+deb12u11)` */
+export function nginxVersion(binary: string): string {
+  const result = spawnSync(binary, ['-v'], { encoding: 'utf8' });
+  const version = (result.stderr.match(/nginx version: (\S+)/)?.[1] as string | undefined) ?? 'unknown';
+  const owner = spawnSync('dpkg-query', ['-S', binary], { encoding: 'utf8' });
+  const packageName = owner.status === 0 ? owner.stdout.split(':')[0]?.trim() : undefined;
+  if (!packageName) return version;
+  // dpkg's own field syntax, not a template.
+  const versionFormat = '-f=$' + '{Version}';
+  const query = spawnSync('dpkg-query', ['-W', versionFormat, packageName], { encoding: 'utf8' });
+  return query.status === 0 ? `${version} (Debian package ${packageName} ${query.stdout.trim()})` : version;
+}
+
+/** A free port on 127.0.0.1 (for nginx, which cannot report the port it got for 0). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function nginxConfig(dir: string, port: number, fastUpstreamPort: number, pacedUpstreamPort: number): string {
+  // Keep-alive limits far above one run's request count, as Node servers have none: no reconnects mid-round.
+  const upstream = (name: string, upstreamPort: number) => `  upstream ${name} {
+    server ${host}:${upstreamPort};
+    keepalive 128;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+  }`;
+  return `daemon off;
+master_process on;
+worker_processes 1;
+error_log ${dir}/error.log warn;
+pid ${dir}/nginx.pid;
+
+events {
+  worker_connections 4096;
+}
+
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body_temp;
+  proxy_temp_path ${dir}/proxy_temp;
+  fastcgi_temp_path ${dir}/fastcgi_temp;
+  uwsgi_temp_path ${dir}/uwsgi_temp;
+  scgi_temp_path ${dir}/scgi_temp;
+  keepalive_timeout 300s;
+  keepalive_requests 10000000;
+
+${upstream('fake', fastUpstreamPort)}
+${upstream('fake_paced', pacedUpstreamPort)}
+
+  server {
+    listen ${host}:${port};
+    # Stream each upstream read straight to the client over reused upstream connections.
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+
+    location /paced/ {
+      proxy_pass http://fake_paced/;
+    }
+    location / {
+      proxy_pass http://fake;
+    }
+  }
+}
+`;
+}
+
+/** Whether `pid` is still an nginx process (and not an unrelated process that reused the id). */
+function isNginx(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('nginx');
+  } catch {
+    return false;
+  }
+}
+
+export interface NginxProcess {
+  port: number;
+  /** The master and its workers. */
+  pids(): number[];
+  /** Looks the workers up again (after a respawn). */
+  refreshWorkers(): void;
+  exited(): boolean;
+  outputTail(): string;
+  stop(graceMs: number): Promise<void>;
+  killNow(): void;
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('nginx exited during start-up');
+    const connected = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, host);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (connected) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nginx did not accept connections on ${host}:${port} within ${timeoutMs} ms`);
+}
+
+/** Starts nginx in the foreground (`nginx -c <conf> -p <dir>`) with everything it writes inside `dir`. */
+export async function startNginx(options: {
+  binary: string;
+  dir: string;
+  fastUpstreamPort: number;
+  pacedUpstreamPort: number;
+  /** e.g. ['taskset', '-c', '1']: a command prefix that pins the master and so its workers. */
+  commandPrefix: string[];
+  startTimeoutMs: number;
+  onUnexpectedExit: (description: string) => void;
+}): Promise<NginxProcess> {
+  const { dir } = options;
+  mkdirSync(dir, { recursive: true });
+  // Run as root, nginx's workers run as nobody: they must reach the temp folders nginx makes here.
+  chmodSync(dir, 0o755);
+  const port = await freeLoopbackPort();
+  const configPath = path.join(dir, 'nginx.conf');
+  writeFileSync(configPath, nginxConfig(dir, port, options.fastUpstreamPort, options.pacedUpstreamPort));
+  // -e: the error log nginx writes before it has read the configuration, otherwise under /var/log.
+  const nginxArgs = ['-c', configPath, '-p', `${dir}/`, '-e', path.join(dir, 'error.log')];
+  const [command, ...prefixArgs] = [...options.commandPrefix, options.binary];
+  const child = spawn(command as string, [...prefixArgs, ...nginxArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let tail = '';
+  const keep = (text: string) => {
+    tail = (tail + text).slice(-outputTailBytes);
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  let workers: number[] = [];
+  let stopping = false;
+  const errorLogTail = () => {
+    try {
+      return readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-outputTailBytes);
+    } catch {
+      return '';
+    }
+  };
+  const killNow = () => {
+    // SIGKILL to the master alone would leave its workers running (and listening): kill them by pid too.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const pid of workers) {
+      try {
+        if (isNginx(pid)) process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+  };
+  process.on('exit', killNow);
+  child.once('exit', (code, signal) => {
+    if (!stopping)
+      options.onUnexpectedExit(`nginx exited (${signal ?? `code ${code}`}): ${tail}${errorLogTail()}`);
+  });
+  const spawned = new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  try {
+    await spawned;
+    await waitForPort(port, child, options.startTimeoutMs);
+  } catch (error) {
+    stopping = true;
+    killNow();
+    throw new Error(`${(error as Error).message}; its output:\n${tail}${errorLogTail()}`);
+  }
+  const masterPid = child.pid as number;
+  const refreshWorkers = () => {
+    workers = childPids(masterPid);
+  };
+  refreshWorkers();
+  return {
+    port,
+    pids: () => [masterPid, ...workers],
+    refreshWorkers,
+    exited: () => child.exitCode !== null || child.signalCode !== null,
+    outputTail: () => tail + errorLogTail(),
+    killNow,
+    stop: async (graceMs) => {
+      stopping = true;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        // SIGTERM: nginx's fast shutdown; the master waits for its workers.
+        child.kill('SIGTERM');
+        const timer = setTimeout(killNow, graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      // A worker that outlived its master would keep the port.
+      for (const pid of workers) {
+        try {
+          if (isNginx(pid)) process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+      process.off('exit', killNow);
+    },
+  };
+}
