@@ -14,6 +14,7 @@ import type { GenerationRequest } from '../../src/engines/engine-adapter.js';
 import { LlamaCppEngine } from '../../src/engines/llama-cpp/llama-cpp-engine.js';
 import { ensureTinyModel, tinyModelIds } from '../../src/engines/llama-cpp/tiny-model.js';
 import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
+import { formatTable, median } from '../support/report-format.js';
 
 const modelId = tinyModelIds.random;
 const engineId = 'tiny-random';
@@ -238,25 +239,6 @@ async function runRoundBatch(
     return batch.then((results) => results[index] as StreamResult);
   });
   return result;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
-  );
-  const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`,
-    ...rows.map(line),
-  ].join('\n');
 }
 
 async function readNodeLlamaCppVersion(): Promise<string> {

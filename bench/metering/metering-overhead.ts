@@ -25,6 +25,7 @@ import {
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
 import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
+import { formatTable, median } from '../support/report-format.js';
 
 const lossTargetPercent = 5;
 const modelId = 'fake';
@@ -169,12 +170,6 @@ interface ModeResult {
   medianOffEventLoopDelayMaxMs: number;
   pass: boolean;
   rounds: RoundResult[];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function spread(values: number[]): number {
@@ -402,19 +397,6 @@ function formatRound(mode: Mode, pass: number, result: RoundResult): string {
     `(upstream ${optional(result.upstreamCpuCores, 2)}, load generator ${result.loadGeneratorCpuCores.toFixed(2)} cores)` +
     (result.failedRequests > 0 ? `  ${result.failedRequests} failed` : '')
   );
-}
-
-function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
-  );
-  const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`,
-    ...rows.map(line),
-  ].join('\n');
 }
 
 function configYaml(upstreamUrl: string, metering: Metering): string {

@@ -1,6 +1,7 @@
 // Turns the overhead benchmark's raw measurements into per-path figures, the one results table (values,
 // ratios against direct and Gravity against each peer) and the PASS/MISS verdicts on the issue's targets.
 
+import { formatTable } from '../support/report-format.js';
 import {
   type LatencyPhaseResult,
   mean,
@@ -225,19 +226,6 @@ function tableRows(
       false,
     ),
   ];
-}
-
-function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)),
-  );
-  const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`,
-    ...rows.map(line),
-  ].join('\n');
 }
 
 /** The one results table: a column per path, then each proxy against direct and Gravity against each peer. */
