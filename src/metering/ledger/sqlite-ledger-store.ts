@@ -101,7 +101,8 @@ export class SqliteLedgerStore implements LedgerStore {
   private readonly insertRecord: Database.Statement;
   private readonly insertPeriod: Database.Statement;
   private readonly appendBatch: (records: readonly UsageRecord[]) => void;
-  private readonly checkpointer: Worker | undefined;
+  /** For a file ledger: the thread that writes records and checkpoints the WAL. */
+  private readonly writerThread: LedgerWriterThread | undefined;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -109,32 +110,29 @@ export class SqliteLedgerStore implements LedgerStore {
     this.database.pragma('journal_mode = WAL');
     this.database.pragma('synchronous = NORMAL');
     this.database.pragma('busy_timeout = 5000');
-    // SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages, stalling that
-    // request's event-loop turn for tens of milliseconds (measured by bench/metering). A file ledger is
-    // checkpointed by its own connection on a worker thread instead; an in-memory one has no WAL.
+    this.database.exec(schema);
+    const insertSql = `INSERT INTO usage_records (${recordColumns.map(([column]) => column).join(', ')}) VALUES (${recordColumns.map(() => '?').join(', ')})`;
+    this.insertRecord = this.database.prepare(insertSql);
+    // A file ledger writes its records on a worker thread with its own connection: inserts, commits and
+    // WAL checkpoints then cost the gateway's event loop only a message (bench/metering measured the
+    // inserts and SQLite's automatic checkpoints on the request path). An in-memory ledger cannot be
+    // shared between threads and writes here.
     if (file !== ':memory:') {
       this.database.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = startCheckpointer(path.resolve(file));
+      this.writerThread = new LedgerWriterThread(path.resolve(file), insertSql);
     }
-    this.database.exec(schema);
-    this.insertRecord = this.database.prepare(
-      `INSERT INTO usage_records (${recordColumns.map(([column]) => column).join(', ')}) VALUES (${recordColumns.map(() => '?').join(', ')})`,
-    );
     this.insertPeriod = this.database.prepare(
       `INSERT INTO replica_periods VALUES (@replica, @periodStartMs, @periodEndMs, @energyJoules, @idleEnergyJoules, @energySource, @costUsd, @idleCostUsd)`,
     );
     this.appendBatch = this.database.transaction((records: readonly UsageRecord[]) => {
       // Positional values: binding 32 named parameters from an object cost more than the insert itself.
-      for (const record of records) {
-        this.insertRecord.run(
-          recordColumns.map(([, field]) => (field === 'stream' ? (record.stream ? 1 : 0) : record[field])),
-        );
-      }
+      for (const record of records) this.insertRecord.run(rowValues(record));
     });
   }
 
   async append(records: readonly UsageRecord[]): Promise<void> {
-    this.appendBatch(records);
+    if (this.writerThread) await this.writerThread.append(records.map(rowValues));
+    else this.appendBatch(records);
   }
 
   async appendReplicaPeriods(periods: readonly ReplicaPeriod[]): Promise<void> {
@@ -173,34 +171,77 @@ export class SqliteLedgerStore implements LedgerStore {
   }
 
   async close(): Promise<void> {
-    await this.checkpointer?.terminate();
+    await this.writerThread?.close();
     // Closing the last connection checkpoints the WAL into the database file.
     if (this.database.open) this.database.close();
   }
 }
 
+/** A record as positional values in column order: binding 32 named parameters cost more than the insert. */
+function rowValues(record: UsageRecord): unknown[] {
+  return recordColumns.map(([, field]) => (field === 'stream' ? (record.stream ? 1 : 0) : record[field]));
+}
+
 const checkpointPeriodMs = 1000;
 
 /**
- * A worker thread with its own connection that copies the WAL into the database file every second.
- * PASSIVE never blocks writers or readers; what it cannot copy now waits for the next round. The
- * worker's code is a string so that it runs the same from the TypeScript sources and from dist/.
+ * The ledger's writer thread: inserts each batch in one transaction and answers once it is committed;
+ * every second it copies the WAL into the database file (PASSIVE: never blocks writers or readers).
+ * The worker's code is a string so that it runs the same from the TypeScript sources and from dist/.
  */
-function startCheckpointer(file: string): Worker {
-  const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(
-    `const { workerData } = require('node:worker_threads');
-     const Database = require(workerData.betterSqlite3);
-     const database = new Database(workerData.file);
-     database.pragma('busy_timeout = 5000');
-     setInterval(() => { try { database.pragma('wal_checkpoint(PASSIVE)'); } catch {} }, workerData.periodMs);`,
-    {
-      eval: true,
-      workerData: { file, betterSqlite3, periodMs: checkpointPeriodMs },
-      name: 'gravity-ledger-checkpointer',
-    },
-  );
-  // The checkpointer must never keep the process alive on its own.
-  worker.unref();
-  return worker;
+class LedgerWriterThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextBatchId = 1;
+
+  constructor(file: string, insertSql: string) {
+    const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const Database = require(workerData.betterSqlite3);
+       const database = new Database(workerData.file);
+       database.pragma('synchronous = NORMAL');
+       database.pragma('busy_timeout = 5000');
+       database.pragma('wal_autocheckpoint = 0');
+       const insert = database.prepare(workerData.insertSql);
+       const insertAll = database.transaction((rows) => { for (const row of rows) insert.run(row); });
+       parentPort.on('message', ({ batchId, rows }) => {
+         try { insertAll(rows); parentPort.postMessage({ batchId }); }
+         catch (error) { parentPort.postMessage({ batchId, error: String(error && error.message || error) }); }
+       });
+       setInterval(() => { try { database.pragma('wal_checkpoint(PASSIVE)'); } catch {} }, workerData.periodMs).unref();`,
+      {
+        eval: true,
+        workerData: { file, betterSqlite3, insertSql, periodMs: checkpointPeriodMs },
+        name: 'gravity-ledger-writer',
+      },
+    );
+    this.worker.on('message', ({ batchId, error }: { batchId: number; error?: string }) => {
+      const waiter = this.pending.get(batchId);
+      this.pending.delete(batchId);
+      if (this.pending.size === 0) this.worker.unref();
+      if (error) waiter?.reject(new Error(error));
+      else waiter?.resolve();
+    });
+    this.worker.on('error', (error) => {
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    });
+    // Idle, the writer must not keep the process alive; with batches in flight it must.
+    this.worker.unref();
+  }
+
+  append(rows: unknown[][]): Promise<void> {
+    const batchId = this.nextBatchId++;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(batchId, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ batchId, rows });
+    });
+  }
+
+  async close(): Promise<void> {
+    while (this.pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.worker.terminate();
+  }
 }
