@@ -69,7 +69,7 @@ export class MeteringService implements RequestObserver {
   onRequestStart(): void {}
 
   onRouted(context: RequestContext): void {
-    if (context.engineId) this.meters.get(context.engineId)?.begin(context);
+    if (context.engineId) this.meters.get(context.engineId)?.begin(context, this.options.clock.nowMs());
   }
 
   onRequestEnd(context: RequestContext): Promise<void> {

@@ -37,7 +37,12 @@ export class ReplicaMeter {
     return 'hourlyUsd' in this.config.cost ? 'amortized-hourly' : 'per-token-api';
   }
 
-  begin(context: RequestContext): void {
+  /**
+   * The request starts sharing this replica. The interval is closed first, so energy spent before the
+   * request arrived goes to whoever was running then (or to idle), not to the newcomer.
+   */
+  begin(context: RequestContext, nowMs: number): void {
+    this.closeInterval(nowMs);
     const { prefillTokenWeight, decodeTokenWeight } = this.config.work;
     this.attributor.begin(
       context.requestId,
