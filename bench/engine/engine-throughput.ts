@@ -14,7 +14,7 @@ import type { GenerationRequest } from '../../src/engines/engine-adapter.js';
 import { LlamaCppEngine } from '../../src/engines/llama-cpp/llama-cpp-engine.js';
 import { ensureTinyModel, tinyModelIds } from '../../src/engines/llama-cpp/tiny-model.js';
 import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
-import { formatTable, median } from '../support/report-format.js';
+import { describeMachine, formatTable, median } from '../support/report-format.js';
 
 const modelId = tinyModelIds.random;
 const engineId = 'tiny-random';
@@ -268,13 +268,7 @@ async function main(): Promise<void> {
     `--concurrency ${concurrencyLevels.join(',')}`,
     ...(options.jsonPath ? [`--json ${options.jsonPath}`] : []),
   ].join(' ');
-  const cpus = os.cpus();
-  const machine = {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  };
+  const machine = describeMachine();
   const nodeLlamaCppVersion = await readNodeLlamaCppVersion();
 
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-bench-'));

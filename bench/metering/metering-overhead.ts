@@ -25,7 +25,7 @@ import {
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
 import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
-import { formatTable, median } from '../support/report-format.js';
+import { describeMachine, formatTable, median, positiveNumber } from '../support/report-format.js';
 
 const lossTargetPercent = 5;
 const modelId = 'fake';
@@ -69,13 +69,6 @@ const usage = `Usage: npx tsx bench/metering/metering-overhead.ts [options]
                         profiling slows both, so its ratio is not the benchmark's
   --cpu-prof-dir <dir>  where the .cpuprofile files go (default: a new folder under the OS temp dir)
   --help                print this`;
-
-function positiveNumber(name: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
-    throw new Error(`--${name}: expected a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
-  return value;
-}
 
 function parseOptions() {
   const { values } = parseArgs({
@@ -440,13 +433,7 @@ async function main(): Promise<void> {
     'npx tsx bench/metering/metering-overhead.ts',
     ...process.argv.slice(2).map(quoteArgument),
   ].join(' ');
-  const cpus = os.cpus();
-  const machine = {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  };
+  const machine = describeMachine();
 
   const children = new ChildProcessGroup();
   let fatalError: Error | null = null;

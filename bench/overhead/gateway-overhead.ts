@@ -19,6 +19,7 @@ import {
   readCpuProfile,
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
+import { describeMachine, positiveNumber } from '../support/report-format.js';
 import {
   checkPaths,
   formatRound,
@@ -85,13 +86,6 @@ proxying one fake OpenAI upstream on 127.0.0.1. Installs Portkey into bench/over
   --cpu-prof-dir <dir>    profile the Gravity child (node --cpu-prof) into <dir> and summarise its hot spots;
                           profiling slows Gravity, so that run's figures are not the benchmark's
   --help                  print this`;
-
-function positiveNumber(name: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
-    throw new Error(`--${name}: expected a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
-  return value;
-}
 
 function parseOptions() {
   const { values } = parseArgs({
@@ -259,13 +253,7 @@ async function main(): Promise<void> {
     'npx tsx bench/overhead/gateway-overhead.ts',
     ...process.argv.slice(2).map(quoteArgument),
   ].join(' ');
-  const cpus = os.cpus();
-  const machine = {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  };
+  const machine = describeMachine();
   const startedAt = performance.now();
 
   const children = new ChildProcessGroup();

@@ -1,3 +1,5 @@
+import os from 'node:os';
+
 /** Helpers every benchmark's report shares. */
 
 /** The middle value (the mean of the two middle values for an even count). */
@@ -19,4 +21,23 @@ export function formatTable(header: string[], rows: string[][]): string {
     `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`,
     ...rows.map(line),
   ].join('\n');
+}
+
+/** The machine a benchmark ran on, as every report prints it. */
+export function describeMachine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+  };
+}
+
+/** A command-line value that must be a positive number (or integer); the message names the flag. */
+export function positiveNumber(name: string, text: string, integer: boolean): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
+    throw new Error(`--${name}: expected a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
+  return value;
 }
