@@ -109,13 +109,6 @@ export const errors = {
       code: 'unknown_url',
       message: `Unrecognized request URL (${method} ${url}).`,
     }),
-  methodNotAllowed: (method: string, url: string) =>
-    new GravityError({
-      status: 405,
-      type: 'invalid_request_error',
-      code: 'method_not_allowed',
-      message: `Method ${method} is not allowed for ${url}.`,
-    }),
   shuttingDown: () =>
     new GravityError({
       status: 503,

@@ -144,7 +144,7 @@ export class PrometheusMetrics implements RequestObserver {
   }
 
   onRequestStart(context: RequestContext): void {
-    this.inFlight.inc({ model: context.model });
+    this.perModel(context.model).inFlight.inc();
   }
 
   /**
@@ -161,16 +161,20 @@ export class PrometheusMetrics implements RequestObserver {
     return found;
   }
 
-  onRequestEnd(context: RequestContext): void {
-    const { model, endpoint } = context;
-    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
-    const tenant = context.tenant ?? 'anonymous';
-    const perModel = this.child(`model\0${model}`, () => ({
+  private perModel(model: string) {
+    return this.child(`model\0${model}`, () => ({
       inFlight: this.inFlight.labels({ model }),
       timeToFirstToken: this.timeToFirstToken.labels({ model }),
       interTokenLatency: this.interTokenLatency.labels({ model }),
       queueWait: this.queueWait.labels({ model }),
     }));
+  }
+
+  onRequestEnd(context: RequestContext): void {
+    const { model, endpoint } = context;
+    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
+    const tenant = context.tenant ?? 'anonymous';
+    const perModel = this.perModel(model);
     const perSeries = this.child(`series\0${model}\0${tier}\0${tenant}`, () => {
       const labels = { model, tier, tenant };
       return {
