@@ -1,6 +1,8 @@
 import { Command } from 'commander';
+import { registerPlanCommand } from './plan-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerSimCommand } from './sim-command.js';
 
 const program = new Command()
   .name('gravity')
@@ -11,5 +13,7 @@ const program = new Command()
 
 registerServeCommand(program);
 registerReportCommand(program);
+registerSimCommand(program);
+registerPlanCommand(program);
 
 await program.parseAsync(process.argv);

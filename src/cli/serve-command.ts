@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load-config.js';
-import { startGravityServer } from '../gateway/gravity-server.js';
+import { EmulatedEngine } from '../engines/emulated/emulated-engine.js';
+import { describeReplicaSpec } from '../engines/emulated/emulated-replica-spec.js';
+import { type GravityServer, startGravityServer } from '../gateway/gravity-server.js';
 
 function integerOption(value: string): number {
   const parsed = Number(value);
@@ -36,6 +38,10 @@ export function registerServeCommand(program: Command): void {
       'context window per slot (env GRAVITY_CONTEXT_TOKENS, default 4096)',
       integerOption,
     )
+    .option(
+      '--emulate <fleet>',
+      'serve an emulated fleet instead: <hardware>:<model>:<replicas>[x<devices>], e.g. h100:llama-3.1-8b:4 (env GRAVITY_EMULATE)',
+    )
     .option('--data-dir <dir>', 'where generated models live (env GRAVITY_DATA_DIR, default .gravity)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GRAVITY_LOG_LEVEL)')
     .action(async (options) => {
@@ -46,6 +52,7 @@ export function registerServeCommand(program: Command): void {
           host: options.host,
           port: options.port,
           modelPath: options.model,
+          emulate: options.emulate,
           threads: options.threads,
           slots: options.slots,
           contextTokens: options.context,
@@ -59,9 +66,20 @@ export function registerServeCommand(program: Command): void {
         }
         throw error;
       }
-      const server = await startGravityServer(config);
+      let server: GravityServer;
+      try {
+        server = await startGravityServer(config);
+      } catch (error) {
+        // Problems only found when engines are created (e.g. a model that does not fit its emulated GPUs).
+        if (error instanceof ConfigError) {
+          process.stderr.write(`gravity: ${error.message}\n`);
+          process.exit(2);
+        }
+        throw error;
+      }
       const models = server.gateway.models().map((model) => model.id);
       server.http.log.info({ url: server.url, models }, `Gravity listening on ${server.url}`);
+      logEmulatedEngines(server);
       // Machine-readable line for scripts and tests that start Gravity on port 0.
       process.stdout.write(`gravity: listening on ${server.url} models=${models.join(',')}\n`);
       let signals = 0;
@@ -80,4 +98,20 @@ export function registerServeCommand(program: Command): void {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });
+}
+
+/** Says at start what is emulated, one line per distinct replica shape, so a reader knows what answers. */
+function logEmulatedEngines(server: GravityServer): void {
+  const replicasByShape = new Map<string, string[]>();
+  for (const engine of server.gateway.engines) {
+    if (!(engine instanceof EmulatedEngine)) continue;
+    const shape = `${engine.models()[0]?.id ?? engine.id} = ${describeReplicaSpec(engine.spec)}`;
+    replicasByShape.set(shape, [...(replicasByShape.get(shape) ?? []), engine.id]);
+  }
+  for (const [shape, engineIds] of replicasByShape) {
+    server.http.log.info(
+      { engines: engineIds },
+      `emulating ${engineIds.length} replica${engineIds.length === 1 ? '' : 's'} of ${shape}`,
+    );
+  }
 }

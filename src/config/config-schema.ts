@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import { hardwareProfileNames } from '../metering/energy/hardware-power-profiles.js';
+import { engineFlavours } from '../performance-model/calibration.js';
+import { modelProfileNames } from '../performance-model/model-profiles.js';
+import { routingPolicyNames } from '../routing/routing-policy.js';
+import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
 import { defaults } from './defaults.js';
 
 /** How a replica's energy and cost are measured or modelled, and how its requests' work is weighed. */
@@ -75,14 +79,45 @@ const openAIUpstreamEngineSchema = z.strictObject({
   metering: engineMeteringSchema,
 });
 
+/**
+ * One replica emulated by the performance model (src/performance-model/): it answers with synthetic text
+ * at the speed, memory and power the declared hardware and model would have. Whether the model fits the
+ * hardware is checked when the engine is created.
+ */
+const emulatedEngineSchema = z.strictObject({
+  type: z.literal('emulated'),
+  hardware: z.enum(hardwareProfileNames),
+  /** Devices per replica: the tensor-parallel degree. */
+  devices: z.number().int().min(1).max(64).default(defaults.emulated.devices),
+  /** A model profile name (src/performance-model/model-profiles.ts), or a GGUF file whose shape is read. */
+  model: z.union([z.enum(modelProfileNames), z.strictObject({ gguf: z.string().min(1) })]),
+  /** Weight precision of a named profile (a GGUF file's own precision is used as stored). */
+  weightDtype: z.enum(['bf16', 'fp8', 'int4']).optional(),
+  kvDtype: z.enum(['bf16', 'fp8']).optional(),
+  /** Which engine's per-step host overhead to model (vllm-v1 on GPUs by default). */
+  flavour: z.enum(engineFlavours).optional(),
+  /** vLLM's scheduler limits; defaults follow vLLM's per-GPU defaults. */
+  maxNumSeqs: z.number().int().min(1).optional(),
+  maxNumBatchedTokens: z.number().int().min(1).optional(),
+  prefixCaching: z.boolean().default(defaults.emulated.prefixCaching),
+  /** Context window; defaults to the model's. */
+  contextTokens: z.number().int().min(16).optional(),
+  /** Which waiting request is admitted next: arrival order, or service tier first. */
+  ordering: z.enum(queueOrderingPolicyNames).default(defaults.emulated.ordering),
+  metering: engineMeteringSchema,
+});
+
 export const engineConfigSchema = z.discriminatedUnion('type', [
   llamaCppEngineSchema,
   openAIUpstreamEngineSchema,
+  emulatedEngineSchema,
 ]);
 
 const modelConfigSchema = z.strictObject({
-  /** Key of an entry in `engines`. */
-  engine: z.string().min(1),
+  /** Key of the entry in `engines` that serves the model. Give this or `engines`. */
+  engine: z.string().min(1).optional(),
+  /** Several engines (replicas) serving the model; `routing.policy` picks one per request. */
+  engines: z.array(z.string().min(1)).min(1).optional(),
   /** The model name the upstream expects; defaults to the Gravity model id. Upstream engines only. */
   upstreamModel: z.string().min(1).optional(),
   /** Context window, for upstream models whose window Gravity cannot read. */
@@ -136,12 +171,24 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   engines: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i), engineConfigSchema),
-  /** Model id as clients send it → the engine that serves it. */
+  /** Model id as clients send it → the engine (or engines) that serve it. */
   models: z.record(z.string().min(1), modelConfigSchema),
+  /** How a request for a model served by several engines picks one. */
+  routing: z
+    .strictObject({
+      policy: z.enum(routingPolicyNames).default(defaults.routing.policy),
+    })
+    .prefault({}),
 });
 
 export type GravityConfig = z.infer<typeof configSchema>;
 export type EngineConfig = z.infer<typeof engineConfigSchema>;
 export type ModelConfig = z.infer<typeof modelConfigSchema>;
+export type EmulatedEngineConfig = z.infer<typeof emulatedEngineSchema>;
+
+/** The engines that serve a model, whichever of `engine` and `engines` the config used. */
+export function servingEngineIds(model: ModelConfig): string[] {
+  return model.engines ?? (model.engine === undefined ? [] : [model.engine]);
+}
 export type EngineMeteringConfig = z.infer<typeof engineMeteringSchema>;
 export type PricingConfig = GravityConfig['pricing'];

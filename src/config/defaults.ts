@@ -29,6 +29,13 @@ export const defaults = {
     default: { inputPerMillionUsd: 0.1, cachedInputPerMillionUsd: 0.05, outputPerMillionUsd: 0.4 },
     tierMultipliers: { priority: 2, default: 1, flex: 0.5, batch: 0.5, scale: 1 },
   },
+  emulated: {
+    devices: 1,
+    prefixCaching: true,
+    ordering: 'fcfs',
+  },
+  // Fewest requests in the replica: the load-aware baseline (round-robin and random are blind to load).
+  routing: { policy: 'least-loaded' },
   upstream: {
     connectTimeoutMs: 30_000,
     maxConcurrentRequests: 64,

@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type GravityConfig } from './config-schema.js';
+import { emulatedReplicaSpec, namedEmulatedModel } from '../engines/emulated/emulated-replica-spec.js';
+import { ReplicaSpecError } from '../performance-model/replica-spec.js';
+import { configSchema, type GravityConfig, servingEngineIds } from './config-schema.js';
+import { emulatedFleetDocument, parseEmulateOption } from './emulate-option.js';
 
 /** A configuration problem, with the path of every offending setting. Printed as is at start. */
 export class ConfigError extends Error {
@@ -24,6 +27,8 @@ export interface ConfigOverrides {
   port?: number | undefined;
   /** Serve this GGUF file instead of the generated models. */
   modelPath?: string | undefined;
+  /** Serve an emulated fleet instead, e.g. `h100:llama-3.1-8b:4` (see emulate-option.ts). */
+  emulate?: string | undefined;
   threads?: number | undefined;
   slots?: number | undefined;
   contextTokens?: number | undefined;
@@ -31,8 +36,18 @@ export interface ConfigOverrides {
   dataDir?: string | undefined;
 }
 
-/** The embedded defaults: the two models Gravity generates, each on its own in-process engine. */
-function defaultDocument(modelPath: string | undefined): Record<string, unknown> {
+/**
+ * The engines and models when the configuration names none: an emulated fleet (`--emulate`), one GGUF
+ * file (`--model`), or the two models Gravity generates, each on its own in-process engine.
+ */
+function defaultDocument(modelPath: string | undefined, emulate?: string): Record<string, unknown> {
+  if (emulate !== undefined) {
+    try {
+      return emulatedFleetDocument(parseEmulateOption(emulate));
+    } catch (error) {
+      throw new ConfigError([`--emulate: ${(error as Error).message}`], 'command line');
+    }
+  }
   if (modelPath) {
     const modelId = path.basename(modelPath).replace(/\.gguf$/i, '');
     return {
@@ -64,10 +79,16 @@ export function loadConfig(
 ): GravityConfig {
   const configPath = overrides.configPath ?? env.GRAVITY_CONFIG;
   const modelPath = overrides.modelPath ?? env.GRAVITY_MODEL;
+  const emulate = overrides.emulate ?? (env.GRAVITY_EMULATE || undefined);
   let document: Record<string, unknown>;
-  const source = configPath ?? (overrides.document ? 'inline document' : 'built-in defaults');
+  const source =
+    configPath ??
+    (overrides.document ? 'inline document' : emulate !== undefined ? '--emulate' : 'built-in defaults');
+  if (modelPath && emulate !== undefined)
+    throw new ConfigError(['--model and --emulate cannot be combined: choose one'], 'command line');
   if (overrides.document) {
     document = structuredClone(overrides.document);
+    if (emulate !== undefined) Object.assign(document, defaultDocument(undefined, emulate));
     document.engines ??= defaultDocument(undefined).engines;
     document.models ??= defaultDocument(undefined).models;
   } else if (configPath) {
@@ -87,11 +108,11 @@ export function loadConfig(
       throw new ConfigError(['the file must hold a YAML mapping'], source);
     }
     document = parsed as Record<string, unknown>;
-    if (modelPath) Object.assign(document, defaultDocument(modelPath));
+    if (modelPath || emulate !== undefined) Object.assign(document, defaultDocument(modelPath, emulate));
     document.engines ??= defaultDocument(undefined).engines;
     document.models ??= defaultDocument(undefined).models;
   } else {
-    document = defaultDocument(modelPath);
+    document = defaultDocument(modelPath, emulate);
   }
 
   const result = configSchema.safeParse(document);
@@ -125,6 +146,27 @@ export function loadConfig(
   return final.data;
 }
 
+/**
+ * Whether a named model fits its emulated hardware (a GGUF file's shape is only known at start). Each
+ * problem starts with the setting's path below `engines.<id>`.
+ */
+function emulatedEngineProblems(
+  engine: Extract<GravityConfig['engines'][string], { type: 'emulated' }>,
+): string[] {
+  const problems: string[] = [];
+  if (typeof engine.model !== 'string' && engine.weightDtype !== undefined)
+    problems.push('.weightDtype applies to named model profiles; a GGUF file has its own');
+  const model = namedEmulatedModel(engine);
+  if (!model) return problems;
+  try {
+    emulatedReplicaSpec(engine, model);
+  } catch (error) {
+    if (!(error instanceof ReplicaSpecError)) throw error;
+    problems.push(`: ${error.message}`);
+  }
+  return problems;
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   const at = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
   if (issue.code === 'unrecognized_keys') {
@@ -139,27 +181,49 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 function checkReferences(config: GravityConfig): string[] {
   const problems: string[] = [];
   const modelsByEngine = new Map<string, string[]>();
+  const emulatedProblems = new Map<string, string[]>();
   for (const [modelId, model] of Object.entries(config.models)) {
-    const engine = config.engines[model.engine];
-    if (!engine) {
-      problems.push(`models.${modelId}.engine references unknown engine '${model.engine}'`);
+    if ((model.engine === undefined) === (model.engines === undefined)) {
+      problems.push(
+        `models.${modelId}: give either engine (one engine) or engines (a list), not both or neither`,
+      );
       continue;
     }
-    modelsByEngine.set(model.engine, [...(modelsByEngine.get(model.engine) ?? []), modelId]);
-    if (engine.type === 'llama-cpp' && model.upstreamModel !== undefined) {
-      problems.push(
-        `models.${modelId}.upstreamModel applies to openai-upstream engines, not '${model.engine}' (llama-cpp)`,
-      );
+    const key = model.engines ? 'engines' : 'engine';
+    const engineIds = servingEngineIds(model);
+    if (new Set(engineIds).size !== engineIds.length)
+      problems.push(`models.${modelId}.engines lists an engine more than once`);
+    for (const engineId of new Set(engineIds)) {
+      const engine = config.engines[engineId];
+      if (!engine) {
+        problems.push(`models.${modelId}.${key} references unknown engine '${engineId}'`);
+        continue;
+      }
+      modelsByEngine.set(engineId, [...(modelsByEngine.get(engineId) ?? []), modelId]);
+      if (engine.type !== 'openai-upstream' && model.upstreamModel !== undefined) {
+        problems.push(
+          `models.${modelId}.upstreamModel applies to openai-upstream engines, not '${engineId}' (${engine.type})`,
+        );
+      }
     }
   }
   for (const [engineId, engine] of Object.entries(config.engines)) {
     const served = modelsByEngine.get(engineId) ?? [];
     if (served.length === 0) problems.push(`engines.${engineId} is not used by any entry in models`);
-    if (engine.type === 'llama-cpp' && served.length > 1) {
+    if (engine.type !== 'openai-upstream' && served.length > 1) {
       problems.push(
-        `engines.${engineId} is a llama-cpp engine and serves one model, but models ${served.join(', ')} use it`,
+        `engines.${engineId} is a ${engine.type} engine and serves one model, but models ${served.join(', ')} use it`,
       );
     }
+    if (engine.type === 'emulated') {
+      for (const problem of emulatedEngineProblems(engine))
+        emulatedProblems.set(problem, [...(emulatedProblems.get(problem) ?? []), engineId]);
+    }
+  }
+  // Identical replicas fail identically: say it once, not once per replica.
+  for (const [problem, engineIds] of emulatedProblems) {
+    const more = engineIds.length > 1 ? ` (and ${engineIds.length - 1} more like it)` : '';
+    problems.push(`engines.${engineIds[0]}${problem}${more}`);
   }
   if (Object.keys(config.models).length === 0) problems.push('models: at least one model is required');
   for (const modelId of Object.keys(config.pricing.models)) {

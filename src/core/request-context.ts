@@ -6,7 +6,7 @@ export type Endpoint = 'chat.completions' | 'completions';
 /** What metering concluded about a finished request; the API puts it in headers and the usage object. */
 export interface MeteredFigures {
   energyJoules: number;
-  /** `measured:nvml`, `measured:rapl` or `estimated:power-model`. */
+  /** `measured:nvml`, `measured:rapl`, `estimated:power-model` or `estimated:performance-model`. */
   energySource: string;
   costUsd: number;
   /** `amortized-hourly`, `per-token-api` or `none`. */

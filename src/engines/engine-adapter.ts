@@ -1,3 +1,4 @@
+import type { ServiceTier } from '../core/request-context.js';
 import type { StreamPart } from '../core/stream-parts.js';
 
 /**
@@ -26,6 +27,8 @@ export interface GenerationRequest {
   seed: number | null;
   stop: string[];
   user: string | null;
+  /** The tier the client asked for; engines that order their queue by priority read it. */
+  serviceTier?: ServiceTier;
 }
 
 export interface EngineModelInfo {
@@ -39,6 +42,32 @@ export interface EngineLoad {
   slotsTotal: number;
   slotsBusy: number;
   waiting: number;
+  /** Fraction of the engine's KV cache in use, in [0, 1]; absent or null where the engine cannot tell. */
+  kvUsedFraction?: number | null;
+}
+
+/**
+ * Power figures of an engine that models its own device (the emulated engine): metering turns them into
+ * the replica's energy counter instead of guessing utilisation from busy slots.
+ */
+export interface ModelledPower {
+  readonly idleWatts: number;
+  /** Device energy above idle since the engine was created, in joules. Never decreases. */
+  dynamicEnergyJoules(): number;
+}
+
+/**
+ * Running totals an engine keeps about its own work, named after vLLM's metrics so Gravity can expose an
+ * engine it runs itself the way vLLM would (`vllm:prompt_tokens_total` …).
+ */
+export interface EngineCounters {
+  /** Prompt tokens of requests whose prefill finished (cached ones included, as vLLM counts them). */
+  promptTokens: number;
+  generationTokens: number;
+  preemptions: number;
+  /** Prompt tokens looked up in the prefix cache, and of those, found there. */
+  prefixCacheQueriedTokens: number;
+  prefixCacheHitTokens: number;
 }
 
 export interface EngineAdapter {
@@ -55,6 +84,10 @@ export interface EngineAdapter {
 
   models(): EngineModelInfo[];
   load(): EngineLoad;
+  /** Present only on engines that model their device's power (see ModelledPower). */
+  readonly modelledPower?: ModelledPower;
+  /** Present only on engines that count their own work (see EngineCounters). */
+  counters?(): EngineCounters;
 
   /**
    * Runs one generation. The first part is `response-start`: validation errors (e.g. the prompt does not

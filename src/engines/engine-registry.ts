@@ -1,5 +1,10 @@
 import path from 'node:path';
-import type { EngineConfig, GravityConfig } from '../config/config-schema.js';
+import { type EngineConfig, type GravityConfig, servingEngineIds } from '../config/config-schema.js';
+import { ConfigError } from '../config/load-config.js';
+import { ReplicaSpecError } from '../performance-model/replica-spec.js';
+import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
+import { EmulatedEngine } from './emulated/emulated-engine.js';
+import { emulatedReplicaSpec, loadEmulatedModel } from './emulated/emulated-replica-spec.js';
 import type { EngineAdapter } from './engine-adapter.js';
 import { ensureTinyModel, type TinyModelKind } from './llama-cpp/tiny-model.js';
 import { OpenAIUpstreamEngine } from './openai-upstream/openai-upstream-engine.js';
@@ -55,6 +60,33 @@ const engineFactories: {
       connectTimeoutMs: config.connectTimeoutMs,
       maxConcurrentRequests: config.maxConcurrentRequests,
     }),
+  emulated: async ({ id, config, models }) => {
+    let model: Awaited<ReturnType<typeof loadEmulatedModel>>;
+    try {
+      model = await loadEmulatedModel(config);
+    } catch (error) {
+      throw new ConfigError(
+        [`engines.${id}.model.gguf: ${(error as Error).message}`],
+        'checked at engine start',
+      );
+    }
+    let spec: ReturnType<typeof emulatedReplicaSpec>;
+    try {
+      spec = emulatedReplicaSpec(config, model);
+    } catch (error) {
+      // Said like a configuration error: the fix is in the config (more devices, smaller model).
+      if (error instanceof ReplicaSpecError)
+        throw new ConfigError([`engines.${id}: ${error.message}`], 'checked at engine start');
+      throw error;
+    }
+    return new EmulatedEngine({
+      id,
+      modelId: models[0]?.id ?? id,
+      spec,
+      ordering: queueOrderingPolicies[config.ordering] ?? queueOrderingPolicies.fcfs!,
+      contextTokens: config.contextTokens ?? models[0]?.contextTokens ?? model.contextTokens,
+    });
+  },
 };
 
 export async function createEngines(
@@ -64,7 +96,7 @@ export async function createEngines(
   const engines: EngineAdapter[] = [];
   for (const [id, engineConfig] of Object.entries(config.engines)) {
     const models = Object.entries(config.models)
-      .filter(([, model]) => model.engine === id)
+      .filter(([, model]) => servingEngineIds(model).includes(id))
       .map(([modelId, model]) => ({
         id: modelId,
         upstreamModel: model.upstreamModel,

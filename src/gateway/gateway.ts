@@ -9,16 +9,19 @@ import {
 import type { RequestObserver } from '../core/request-observer.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
+import type { ReplicaLoadView, RoutingPolicy } from '../routing/routing-policy.js';
+import { tierRanks } from '../scheduling/queue-ordering.js';
 
 /** The model label used for requests whose model does not exist, so clients cannot inflate label sets. */
 export const unknownModelLabel = '(unknown)';
 
 /**
- * Wires the stages for one request: resolve the model to an engine, execute, observe. Later stages
- * (admission, scheduling, routing) slot in here; the HTTP layer only translates to and from the wire.
+ * Wires the stages for one request: resolve the model to its engines, route to one, execute, observe.
+ * Later stages (admission, scheduling) slot in here; the HTTP layer only translates to and from the wire.
  */
 export class Gateway {
-  private readonly modelToEngine = new Map<string, EngineAdapter>();
+  /** Model id → the engines (replicas) serving it, in configuration order. */
+  private readonly modelToEngines = new Map<string, EngineAdapter[]>();
   private readonly inFlight = new Set<AbortController>();
   private readonly finished = new WeakSet<RequestContext>();
   private accepting = true;
@@ -27,21 +30,37 @@ export class Gateway {
     readonly engines: readonly EngineAdapter[],
     readonly clock: Clock,
     private readonly observers: readonly RequestObserver[],
+    /** Picks one of several engines serving a model; unused for models with one engine. */
+    private readonly routing: RoutingPolicy | null = null,
   ) {}
 
   async start(): Promise<void> {
     await Promise.all(this.engines.map((engine) => engine.start()));
     for (const engine of this.engines) {
-      for (const model of engine.models()) this.modelToEngine.set(model.id, engine);
+      for (const model of engine.models()) {
+        const serving = this.modelToEngines.get(model.id);
+        if (serving) serving.push(engine);
+        else this.modelToEngines.set(model.id, [engine]);
+      }
     }
   }
 
   get ready(): boolean {
-    return this.accepting && this.modelToEngine.size > 0;
+    return this.accepting && this.modelToEngines.size > 0;
   }
 
+  /** Each model once, however many engines serve it (as the first engine describes it). */
   models(): EngineModelInfo[] {
-    return this.engines.flatMap((engine) => engine.models());
+    const seen = new Set<string>();
+    const models: EngineModelInfo[] = [];
+    for (const engine of this.engines) {
+      for (const model of engine.models()) {
+        if (seen.has(model.id)) continue;
+        seen.add(model.id);
+        models.push(model);
+      }
+    }
+    return models;
   }
 
   /** Starts a request's record; `end` must follow exactly once. */
@@ -53,7 +72,7 @@ export class Gateway {
   }): RequestContext {
     const context = createRequestContext({
       ...options,
-      model: this.modelToEngine.has(options.model) ? options.model : unknownModelLabel,
+      model: this.modelToEngines.has(options.model) ? options.model : unknownModelLabel,
       nowMs: this.clock.nowMs(),
       epochMs: this.clock.epochMs(),
     });
@@ -87,8 +106,11 @@ export class Gateway {
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
     if (!this.accepting) throw errors.shuttingDown();
-    const engine = this.modelToEngine.get(request.model);
-    if (!engine) throw errors.modelNotFound(request.model);
+    const serving = this.modelToEngines.get(request.model);
+    if (!serving) throw errors.modelNotFound(request.model);
+    // Fast path: a model with one engine needs no load readings.
+    const engine =
+      serving.length === 1 ? (serving[0] as EngineAdapter) : this.route(serving, context, request);
     context.engineId = engine.id;
     for (const observer of this.observers) observer.onRouted?.(context);
 
@@ -99,7 +121,7 @@ export class Gateway {
     this.inFlight.add(controller);
     try {
       for await (const part of engine.generate(
-        { ...request, requestId: context.requestId },
+        { ...request, requestId: context.requestId, serviceTier: context.serviceTier },
         controller.signal,
       )) {
         const nowMs = this.clock.nowMs();
@@ -129,6 +151,31 @@ export class Gateway {
     }
   }
 
+  /** Asks the routing policy which engine serves the request, from each engine's load figures now. */
+  private route(
+    serving: readonly EngineAdapter[],
+    context: RequestContext,
+    request: Omit<GenerationRequest, 'requestId'>,
+  ): EngineAdapter {
+    if (!this.routing) return serving[0] as EngineAdapter;
+    const replicas: ReplicaLoadView[] = serving.map((engine) => {
+      const load = engine.load();
+      return {
+        id: engine.id,
+        waitingRequests: load.waiting,
+        runningRequests: load.slotsBusy,
+        kvUsedFraction: load.kvUsedFraction ?? null,
+      };
+    });
+    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
+    const index = this.routing.pick(
+      replicas,
+      { promptTokens: estimatedPromptTokens(request.input), priority: tierRanks[tier] },
+      this.clock.nowMs(),
+    );
+    return serving[index] ?? (serving[0] as EngineAdapter);
+  }
+
   /**
    * Stops taking requests, lets in-flight ones finish for up to `graceMs`, then cancels the rest and
    * closes the engines.
@@ -146,4 +193,15 @@ export class Gateway {
     await Promise.all(this.engines.map((engine) => engine.close()));
     return { cancelled };
   }
+}
+
+/**
+ * A tokenizer-free prompt size for routing (~4 characters per token); engines report the real count.
+ * Routing policies use it only to weigh requests against each other.
+ */
+function estimatedPromptTokens(input: GenerationRequest['input']): number {
+  if (input.kind === 'completion') return Math.ceil(input.prompt.length / 4);
+  let characters = 0;
+  for (const message of input.messages) characters += message.content.length;
+  return Math.ceil(characters / 4);
 }

@@ -9,6 +9,7 @@ import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { createRoutingPolicy } from '../routing/routing-policy.js';
 import { Gateway } from './gateway.js';
 
 export interface GravityServer {
@@ -46,7 +47,9 @@ export async function startGravityServer(
     });
   }
   // Metering runs first so that the Prometheus observer sees each request's metered figures.
-  const gateway = new Gateway(engines, clock, metering ? [metering, metrics] : [metrics]);
+  // Live routing draws from Math.random; the simulator seeds the same policies.
+  const routing = createRoutingPolicy(config.routing.policy, { random: Math.random });
+  const gateway = new Gateway(engines, clock, metering ? [metering, metrics] : [metrics], routing);
   await gateway.start();
   metering?.start();
 

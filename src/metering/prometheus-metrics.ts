@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
-import type { EngineAdapter } from '../engines/engine-adapter.js';
+import type { EngineAdapter, EngineCounters } from '../engines/engine-adapter.js';
 
 const secondsPerMs = 1 / 1000;
 
@@ -56,7 +56,7 @@ export class PrometheusMetrics implements RequestObserver {
     });
     this.energy = new Counter({
       name: 'gravity_energy_joules_total',
-      help: 'Energy attributed to requests, by model, tier, tenant and source (measured:nvml, measured:rapl, estimated:power-model).',
+      help: 'Energy attributed to requests, by model, tier, tenant and source (measured:nvml, measured:rapl, estimated:power-model, estimated:performance-model).',
       labelNames: ['model', 'tier', 'tenant', 'source'],
       registers,
     });
@@ -141,6 +141,7 @@ export class PrometheusMetrics implements RequestObserver {
         for (const engine of engines()) waitingGauge.set({ engine: engine.id }, engine.load().waiting);
       },
     });
+    registerEngineCounterMetrics(this.registry, engines);
   }
 
   onRequestStart(context: RequestContext): void {
@@ -227,4 +228,84 @@ export class PrometheusMetrics implements RequestObserver {
   render(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/**
+ * vLLM's own metrics (names, units, labels `model_name` and `engine`) for every engine that counts its
+ * own work, i.e. engines Gravity runs itself such as the emulated one. A Gravity in front of this one can
+ * then scrape it exactly as it would scrape a vLLM server. Read lazily at scrape time: the engines keep
+ * running totals, so no metrics work happens per token.
+ */
+function registerEngineCounterMetrics(registry: Registry, engines: () => readonly EngineAdapter[]): void {
+  const registers = [registry];
+  const counted = () =>
+    engines().flatMap((engine) =>
+      engine.counters
+        ? [{ engine, labels: { model_name: engine.models()[0]?.id ?? engine.id, engine: engine.id } }]
+        : [],
+    );
+  const gauge = (name: string, help: string, read: (engine: EngineAdapter) => number) => {
+    const metric: Gauge<'model_name' | 'engine'> = new Gauge({
+      name,
+      help,
+      labelNames: ['model_name', 'engine'],
+      registers,
+      collect() {
+        for (const { engine, labels } of counted()) metric.set(labels, read(engine));
+      },
+    });
+  };
+  gauge(
+    'vllm:num_requests_waiting',
+    'Requests waiting to be admitted to the batch.',
+    (engine) => engine.load().waiting,
+  );
+  gauge('vllm:num_requests_running', 'Requests in the running batch.', (engine) => engine.load().slotsBusy);
+  gauge(
+    'vllm:kv_cache_usage_perc',
+    'KV cache usage: 1 means every block is in use.',
+    (engine) => engine.load().kvUsedFraction ?? 0,
+  );
+
+  // Counters advance by the difference since the last scrape, so they stay counters (TYPE counter).
+  const counter = (name: string, help: string, read: (counters: EngineCounters) => number) => {
+    const seen = new Map<string, number>();
+    const metric: Counter<'model_name' | 'engine'> = new Counter({
+      name,
+      help,
+      labelNames: ['model_name', 'engine'],
+      registers,
+      collect() {
+        for (const { engine, labels } of counted()) {
+          const value = read((engine.counters as () => EngineCounters)());
+          const previous = seen.get(engine.id);
+          // Touch the series even at zero so it is exposed from the first scrape.
+          metric.inc(labels, previous === undefined ? value : Math.max(0, value - previous));
+          seen.set(engine.id, Math.max(value, previous ?? 0));
+        }
+      },
+    });
+  };
+  // prom-client appends nothing: the names below are exactly vLLM's exposed names.
+  counter(
+    'vllm:prefix_cache_queries_total',
+    'Prompt tokens looked up in the prefix cache (in whole KV blocks).',
+    (counters) => counters.prefixCacheQueriedTokens,
+  );
+  counter(
+    'vllm:prefix_cache_hits_total',
+    'Prompt tokens found in the prefix cache (in whole KV blocks).',
+    (counters) => counters.prefixCacheHitTokens,
+  );
+  counter(
+    'vllm:num_preemptions_total',
+    'Preemptions of running requests.',
+    (counters) => counters.preemptions,
+  );
+  counter(
+    'vllm:prompt_tokens_total',
+    'Prompt tokens of requests whose prefill finished.',
+    (counters) => counters.promptTokens,
+  );
+  counter('vllm:generation_tokens_total', 'Generated tokens.', (counters) => counters.generationTokens);
 }

@@ -2,9 +2,13 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { engineConfigSchema } from '../../config/config-schema.js';
+import type { EngineAdapter, ModelledPower } from '../../engines/engine-adapter.js';
 import { parseReadings } from './nvml-power-source.js';
+import { PerformanceModelPowerSource } from './performance-model-power-source.js';
 import { PowerModelSource } from './power-model-source.js';
 import { RaplPowerSource } from './rapl-power-source.js';
+import { selectPowerSource } from './select-power-source.js';
 
 describe('PowerModelSource', () => {
   it('integrates idle power when unused and interpolates utilisation between readings', () => {
@@ -23,6 +27,41 @@ describe('PowerModelSource', () => {
     source.energyJoules(1000);
     const later = source.energyJoules(2000);
     expect(source.energyJoules(1500)).toBe(later);
+  });
+});
+
+describe('PerformanceModelPowerSource', () => {
+  it('adds idle power since the first reading to the modelled dynamic energy, never decreasing', () => {
+    let dynamicJoules = 0;
+    const source = new PerformanceModelPowerSource({
+      idleWatts: 75,
+      dynamicEnergyJoules: () => dynamicJoules,
+    });
+    expect(source.energyJoules(1000)).toBe(0);
+    expect(source.energyJoules(3000)).toBe(150); // 2 s idle at 75 W
+    dynamicJoules = 40;
+    expect(source.energyJoules(4000)).toBe(225 + 40);
+    expect(source.energyJoules(3500)).toBe(265);
+    expect(source.source).toBe('estimated:performance-model');
+  });
+
+  it('is what selectPowerSource picks for an engine that models its power, under auto and power-model', () => {
+    const modelledPower: ModelledPower = { idleWatts: 75, dynamicEnergyJoules: () => 0 };
+    const engine = { id: 'e', modelledPower, load: () => ({ slotsTotal: 1, slotsBusy: 0, waiting: 0 }) };
+    for (const source of ['auto', 'power-model'] as const) {
+      const config = engineConfigSchema.parse({
+        type: 'emulated',
+        hardware: 'h100-sxm',
+        model: 'llama-3.1-8b',
+        metering: { energy: { source } },
+      });
+      const selected = selectPowerSource({
+        engine: engine as unknown as EngineAdapter,
+        config,
+        cpuEngineCount: 0,
+      });
+      expect(selected.source).toBe('estimated:performance-model');
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import type { EngineConfig } from '../../config/config-schema.js';
 import type { EngineAdapter } from '../../engines/engine-adapter.js';
 import { type HardwareProfileName, hardwarePowerProfiles } from './hardware-power-profiles.js';
 import { NvmlPowerSource } from './nvml-power-source.js';
+import { PerformanceModelPowerSource } from './performance-model-power-source.js';
 import { PowerModelSource } from './power-model-source.js';
 import type { PowerSource } from './power-source.js';
 import { RaplPowerSource } from './rapl-power-source.js';
@@ -10,8 +11,9 @@ import { RaplPowerSource } from './rapl-power-source.js';
  * Picks each engine's energy source. `auto` prefers a measurement: RAPL for the in-process CPU engine
  * when the host exposes it (and only when one CPU engine shares the package, since RAPL measures the
  * whole package), otherwise the declared power model. A remote upstream cannot be measured from here,
- * so `auto` models it from its declared hardware (one H100 SXM unless told otherwise). `nvml` and `rapl`
- * asked for explicitly fail at start when unavailable, rather than silently estimating.
+ * so `auto` models it from its declared hardware (one H100 SXM unless told otherwise). An engine that
+ * models its own device (the emulated engine) reports that model's energy under `auto` and `power-model`.
+ * `nvml` and `rapl` asked for explicitly fail at start when unavailable, rather than silently estimating.
  */
 export function selectPowerSource(options: {
   engine: EngineAdapter;
@@ -29,6 +31,8 @@ export function selectPowerSource(options: {
       );
     return source;
   }
+  if ((requested === 'auto' || requested === 'power-model') && engine.modelledPower)
+    return new PerformanceModelPowerSource(engine.modelledPower);
   const isCpuEngine = config.type === 'llama-cpp';
   if (requested === 'rapl' || (requested === 'auto' && isCpuEngine && options.cpuEngineCount === 1)) {
     const source = RaplPowerSource.detect();

@@ -1,0 +1,241 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { GravityError } from '../../core/errors.js';
+import type { StreamPart } from '../../core/stream-parts.js';
+import { hardwareProfiles } from '../../performance-model/hardware-profiles.js';
+import { modelProfile } from '../../performance-model/model-profiles.js';
+import { resolveReplicaSpec } from '../../performance-model/replica-spec.js';
+import { StepCostModel } from '../../performance-model/step-cost-model.js';
+import { firstComeFirstServed, tierPriority } from '../../scheduling/queue-ordering.js';
+import type { GenerationRequest } from '../engine-adapter.js';
+import { EmulatedEngine } from './emulated-engine.js';
+
+const engines: EmulatedEngine[] = [];
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((engine) => engine.close()));
+});
+
+/** A fast replica (8B in FP8 on an H200: a few ms per step) so that tests take milliseconds. */
+async function startEngine(
+  options: { maxNumSeqs?: number; contextTokens?: number; ordering?: typeof tierPriority } = {},
+) {
+  const model = modelProfile('llama-3.1-8b', { weightDtype: 'fp8' });
+  if (!model) throw new Error('no profile');
+  const spec = resolveReplicaSpec({ hardware: hardwareProfiles.h200, model, maxNumSeqs: options.maxNumSeqs });
+  const engine = new EmulatedEngine({
+    id: 'e0',
+    modelId: 'llama-3.1-8b',
+    spec,
+    ordering: options.ordering ?? firstComeFirstServed,
+    contextTokens: options.contextTokens ?? 8192,
+  });
+  await engine.start();
+  engines.push(engine);
+  return engine;
+}
+
+function request(overrides: Partial<GenerationRequest> = {}): GenerationRequest {
+  return {
+    requestId: 'r',
+    model: 'llama-3.1-8b',
+    input: { kind: 'chat', messages: [{ role: 'user', content: 'Tell me about routing.' }] },
+    maxTokens: 12,
+    temperature: 1,
+    topP: 1,
+    seed: null,
+    stop: [],
+    user: null,
+    ...overrides,
+  };
+}
+
+async function collect(parts: AsyncIterable<StreamPart>): Promise<StreamPart[]> {
+  const collected: StreamPart[] = [];
+  for await (const part of parts) collected.push(part);
+  return collected;
+}
+
+function textOf(parts: StreamPart[]): string {
+  return parts.map((part) => (part.type === 'text-delta' ? part.text : '')).join('');
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+describe('EmulatedEngine', () => {
+  it('streams response-start, one text-delta per token and a finish with the engine’s usage', async () => {
+    const engine = await startEngine();
+    const parts = await collect(engine.generate(request(), new AbortController().signal));
+    expect(parts[0]).toEqual({
+      type: 'response-start',
+      promptTokens: 6,
+      cachedPromptTokens: 0,
+      queueWaitMs: 0,
+    });
+    const deltas = parts.filter((part) => part.type === 'text-delta');
+    expect(deltas).toHaveLength(12);
+    expect(deltas.every((part) => part.tokens === 1 && /^ [A-Za-z]+\.?$/.test(part.text))).toBe(true);
+    expect(parts.at(-1)).toEqual({
+      type: 'finish',
+      finishReason: 'length',
+      usage: { promptTokens: 6, cachedPromptTokens: 0, completionTokens: 12, source: 'engine' },
+    });
+    expect(engine.load()).toEqual({ slotsTotal: 1024, slotsBusy: 0, waiting: 0, kvUsedFraction: 0 });
+  });
+
+  it('gives the same answer for the same prompt, and a different one for another seed', async () => {
+    const engine = await startEngine();
+    const signal = new AbortController().signal;
+    const first = textOf(await collect(engine.generate(request({ maxTokens: 30 }), signal)));
+    const again = textOf(await collect(engine.generate(request({ maxTokens: 30 }), signal)));
+    const seeded = textOf(await collect(engine.generate(request({ maxTokens: 30, seed: 7 }), signal)));
+    expect(again).toBe(first);
+    expect(seeded).not.toBe(first);
+    // Sentences: a capital after each full stop.
+    expect(first).toMatch(/^ [A-Z]/);
+    expect(
+      first
+        .split('. ')
+        .slice(1)
+        .every((sentence) => /^[A-Z]/.test(sentence)),
+    ).toBe(true);
+  });
+
+  it('ends with finish_reason stop after a drawn length when max_tokens is absent', async () => {
+    const engine = await startEngine();
+    const parts = await collect(
+      engine.generate(request({ maxTokens: null, seed: 8 }), new AbortController().signal),
+    );
+    const finish = parts.at(-1);
+    expect(finish?.type === 'finish' && finish.finishReason).toBe('stop');
+    const completionTokens = finish?.type === 'finish' ? finish.usage.completionTokens : 0;
+    expect(completionTokens).toBeGreaterThan(0);
+    expect(textOf(parts).split(' ').length - 1).toBe(completionTokens);
+  });
+
+  it('serves a repeated long prompt’s blocks from the prefix cache', async () => {
+    const engine = await startEngine();
+    const content = 'You are a careful assistant who answers questions about networks. '.repeat(20);
+    const longRequest = request({
+      input: { kind: 'chat', messages: [{ role: 'system', content }] },
+      maxTokens: 2,
+    });
+    const first = await collect(engine.generate(longRequest, new AbortController().signal));
+    const second = await collect(engine.generate(longRequest, new AbortController().signal));
+    const promptTokens = Math.ceil(content.length / 4);
+    expect(first[0]).toMatchObject({ promptTokens, cachedPromptTokens: 0 });
+    const cached = second[0]?.type === 'response-start' ? (second[0].cachedPromptTokens ?? 0) : 0;
+    expect(cached).toBeGreaterThan(promptTokens / 2);
+    expect(cached % 16).toBe(0);
+    expect(cached).toBeLessThan(promptTokens);
+    const counters = engine.counters();
+    expect(counters.prefixCacheHitTokens).toBe(cached);
+    expect(counters.prefixCacheQueriedTokens).toBe(2 * promptTokens);
+    expect(counters.promptTokens).toBe(2 * promptTokens);
+  });
+
+  it('rejects a request that does not fit the context before its first part', async () => {
+    const engine = await startEngine({ contextTokens: 100 });
+    const iterator = engine.generate(request({ maxTokens: 95 }), new AbortController().signal);
+    const error = await iterator.next().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(GravityError);
+    expect((error as GravityError).code).toBe('context_length_exceeded');
+    expect((error as GravityError).message).toContain('maximum context length is 100 tokens');
+  });
+
+  it('cancels on abort: the iterator throws the reason and the sequence’s KV blocks are freed', async () => {
+    const engine = await startEngine();
+    const controller = new AbortController();
+    const reason = new Error('client left');
+    let deltas = 0;
+    const run = (async () => {
+      for await (const part of engine.generate(request({ maxTokens: 5000 }), controller.signal)) {
+        if (part.type === 'text-delta' && ++deltas === 3) controller.abort(reason);
+      }
+    })();
+    await expect(run).rejects.toBe(reason);
+    expect(deltas).toBe(3);
+    await waitFor(() => engine.load().slotsBusy === 0);
+    expect(engine.load().kvUsedFraction).toBe(0);
+  });
+
+  it('queues beyond maxNumSeqs and reports the wait', async () => {
+    const engine = await startEngine({ maxNumSeqs: 2 });
+    let maxWaiting = 0;
+    const sampler = setInterval(() => {
+      maxWaiting = Math.max(maxWaiting, engine.load().waiting);
+    }, 1);
+    const results = await Promise.all(
+      [0, 1, 2, 3].map((index) =>
+        collect(engine.generate(request({ seed: index, maxTokens: 20 }), new AbortController().signal)),
+      ),
+    );
+    clearInterval(sampler);
+    // The first request starts the idle replica at once; the others arrive during its first step and
+    // wait for the next, where only one more fits.
+    expect(maxWaiting).toBe(3);
+    const waits = results.map((parts) => (parts[0]?.type === 'response-start' ? parts[0].queueWaitMs : -1));
+    expect(waits[0]).toBe(0);
+    expect(waits[1]).toBeGreaterThan(0);
+    expect(Math.min(waits[2] ?? 0, waits[3] ?? 0)).toBeGreaterThan(waits[1] ?? 0);
+  });
+
+  it('admits the priority tier first when ordering by priority', async () => {
+    const engine = await startEngine({ maxNumSeqs: 1, ordering: tierPriority });
+    const admitted: string[] = [];
+    const run = async (name: string, serviceTier: GenerationRequest['serviceTier']) => {
+      for await (const part of engine.generate(
+        request({ serviceTier, maxTokens: 5 }),
+        new AbortController().signal,
+      ))
+        if (part.type === 'response-start') admitted.push(name);
+    };
+    const first = run('first', 'default');
+    await waitFor(() => engine.load().slotsBusy === 1);
+    await Promise.all([first, run('flex', 'flex'), run('priority', 'priority')]);
+    expect(admitted).toEqual(['first', 'priority', 'flex']);
+  });
+
+  it('takes at least the modelled decode step time per token (8B BF16 on one H100)', async () => {
+    const model = modelProfile('llama-3.1-8b');
+    if (!model) throw new Error('no profile');
+    const spec = resolveReplicaSpec({ hardware: hardwareProfiles['h100-sxm'], model });
+    const engine = new EmulatedEngine({
+      id: 'h100',
+      modelId: 'llama-3.1-8b',
+      spec,
+      ordering: firstComeFirstServed,
+      contextTokens: 8192,
+    });
+    await engine.start();
+    engines.push(engine);
+    // The cheapest possible decode step: one sequence, no context, weights read once, plus host overhead.
+    const floorMs = new StepCostModel(spec).cost({
+      decodeSequences: 1,
+      decodeContextTokens: 0,
+      prefillTokens: 0,
+      prefillAttentionPositions: 0,
+      prefillContextTokens: 0,
+    }).stepMs;
+    expect(floorMs).toBeGreaterThan(5); // ~8 ms: 16 GB of weights at ~2.4 TB/s effective
+    const startedMs = performance.now();
+    await collect(engine.generate(request({ maxTokens: 64 }), new AbortController().signal));
+    const elapsedMs = performance.now() - startedMs;
+    // 63 decode steps after the prefill step that gives the first token; a timer may fire 0.25 ms early.
+    expect(elapsedMs).toBeGreaterThanOrEqual(63 * floorMs - 1);
+    expect(elapsedMs).toBeLessThan(63 * floorMs * 10 + 2000);
+    expect(engine.modelledPower.dynamicEnergyJoules()).toBeGreaterThan(0);
+  });
+
+  it('ends in-flight generations with an error when closed', async () => {
+    const engine = await startEngine();
+    const iterator = engine.generate(request({ maxTokens: 5000 }), new AbortController().signal);
+    await iterator.next();
+    await engine.close();
+    await expect(iterator.next()).rejects.toMatchObject({ code: 'engine_error' });
+  });
+});

@@ -1,0 +1,87 @@
+import type { ReplicaSpec } from './replica-spec.js';
+
+/**
+ * What one engine step computes, summarised so that its cost is a handful of multiplications whatever
+ * the batch size. The replica model keeps these sums up to date incrementally.
+ */
+export interface StepWork {
+  /** Sequences producing one token each. */
+  decodeSequences: number;
+  /** Σ over decoding sequences of the tokens already in their KV cache (what attention reads). */
+  decodeContextTokens: number;
+  /** Prompt tokens computed this step (chunks of one or more prompts). */
+  prefillTokens: number;
+  /** Σ over prefill tokens of their position: attention FLOPs grow with it. */
+  prefillAttentionPositions: number;
+  /** Σ over prefill chunks of the context they attend to (KV read once per chunk). */
+  prefillContextTokens: number;
+}
+
+export interface StepCost {
+  /** Time the device computes (the roofline bound). */
+  deviceMs: number;
+  /** Device time plus host overhead: when the step's tokens are out. */
+  stepMs: number;
+}
+
+/**
+ * The roofline cost of a step: the larger of compute time (FLOPs at a calibrated MFU) and memory time
+ * (weights read once per step plus KV read and written, at a calibrated MBU), plus per-step host overhead.
+ * Weights and KV are read at different efficiencies (see calibration.ts).
+ * Prefill-heavy steps are compute-bound, decode-heavy steps memory-bound; mixed (chunked-prefill) steps
+ * land wherever their sums put them.
+ */
+export class StepCostModel {
+  private readonly flopsPerToken: number;
+  private readonly attentionFlopsPerPosition: number;
+
+  constructor(private readonly spec: ReplicaSpec) {
+    const model = spec.model;
+    this.flopsPerToken = 2 * model.parameters;
+    // QKᵀ and AV: 2 matmuls × 2 FLOPs per multiply-add × query heads × head size, per layer.
+    this.attentionFlopsPerPosition = 4 * model.layers * model.attentionHeads * model.headDim;
+  }
+
+  cost(work: StepWork): StepCost {
+    const tokens = work.decodeSequences + work.prefillTokens;
+    if (tokens === 0) return { deviceMs: 0, stepMs: 0 };
+    const deviceMs = this.deviceMs(work);
+    return {
+      deviceMs,
+      stepMs: deviceMs + this.spec.stepOverheadMs + this.spec.perSequenceOverheadMs * work.decodeSequences,
+    };
+  }
+
+  deviceMs(work: StepWork): number {
+    const spec = this.spec;
+    const flops =
+      this.flopsPerToken * (work.decodeSequences + work.prefillTokens) +
+      this.attentionFlopsPerPosition * (work.decodeContextTokens + work.prefillAttentionPositions);
+    const kvTokensTouched =
+      work.decodeContextTokens + work.decodeSequences + work.prefillContextTokens + work.prefillTokens;
+    const memoryMs =
+      spec.model.weightBytes / spec.effectiveBytesPerMs +
+      (spec.model.kvBytesPerToken * kvTokensTouched) / spec.effectiveKvBytesPerMs;
+    return Math.max(flops / spec.effectiveFlopsPerMs, memoryMs) + spec.stepDeviceFixedMs;
+  }
+
+  /**
+   * A decode-only step's device time as two lines in the context sum, for stepping through many steps of
+   * the same batch without rebuilding StepWork: device time = max(computeBase + computePerToken·context,
+   * memoryBase + memoryPerToken·context).
+   */
+  decodeLines(decodeSequences: number) {
+    const spec = this.spec;
+    return {
+      computeBaseMs:
+        (this.flopsPerToken * decodeSequences) / spec.effectiveFlopsPerMs + spec.stepDeviceFixedMs,
+      computePerContextTokenMs: this.attentionFlopsPerPosition / spec.effectiveFlopsPerMs,
+      memoryBaseMs:
+        spec.stepDeviceFixedMs +
+        spec.model.weightBytes / spec.effectiveBytesPerMs +
+        (spec.model.kvBytesPerToken * decodeSequences) / spec.effectiveKvBytesPerMs,
+      memoryPerContextTokenMs: spec.model.kvBytesPerToken / spec.effectiveKvBytesPerMs,
+      overheadMs: spec.stepOverheadMs + spec.perSequenceOverheadMs * decodeSequences,
+    };
+  }
+}

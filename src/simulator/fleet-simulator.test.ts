@@ -1,0 +1,194 @@
+import { describe, expect, it } from 'vitest';
+import { parseScenario } from './load-scenario.js';
+import { runScenario } from './run-scenario.js';
+import type { SimulationResult } from './simulation-result.js';
+
+function scenario(overrides: Record<string, unknown>) {
+  return parseScenario(
+    {
+      name: 'test',
+      seed: 3,
+      fleet: { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 2 },
+      workload: { arrivals: { process: 'poisson', ratePerSecond: 20 }, requests: 2000 },
+      ...overrides,
+    },
+    'test',
+  );
+}
+
+/** Results without the host timing, which differs run to run. */
+function comparable(result: SimulationResult) {
+  const { wallSeconds: _wall, simulatedRequestsPerSecond: _rate, ...rest } = result;
+  return rest;
+}
+
+const sessionsWorkload = {
+  arrivals: { process: 'poisson', ratePerSecond: 4 },
+  requests: 1500,
+  mix: [
+    {
+      name: 'agent',
+      tier: 'priority',
+      sharedPrefix: { groups: 4, tokens: 1500 },
+      input: { lognormal: { mean: 100, cv: 1 }, min: 4, max: 500 },
+      output: { lognormal: { mean: 120, cv: 1 }, min: 1, max: 600 },
+      session: { turns: { uniform: [2, 5] }, thinkSeconds: { exponential: { mean: 1 } } },
+    },
+    {
+      name: 'chat',
+      tier: 'flex',
+      input: { fixed: 300 },
+      output: { uniform: [1, 300] },
+    },
+  ],
+};
+
+describe('fleet simulator', () => {
+  it('gives the same results for the same seed, and different ones for another seed', () => {
+    const first = runScenario(scenario({ workload: sessionsWorkload }));
+    const second = runScenario(scenario({ workload: sessionsWorkload }));
+    expect(comparable(second)).toEqual(comparable(first));
+    const other = runScenario(scenario({ seed: 4, workload: sessionsWorkload }));
+    expect(other.overall.ttft.meanMs).not.toEqual(first.overall.ttft.meanMs);
+  });
+
+  it('ends every request exactly once: Poisson, gamma, closed loop, sessions, trace of preemptions', () => {
+    const cases = [
+      scenario({}),
+      scenario({ workload: { arrivals: { process: 'gamma', ratePerSecond: 30, cv: 3 }, requests: 1500 } }),
+      scenario({ workload: { arrivals: { process: 'closed-loop', concurrency: 32 }, requests: 1500 } }),
+      scenario({ workload: sessionsWorkload }),
+      // A KV cache far too small for the load: requests are preempted and recomputed, none is lost.
+      scenario({
+        fleet: { hardware: 'l4', model: 'llama-3.1-8b', replicas: 1, weightDtype: 'fp8', maxNumSeqs: 128 },
+        workload: {
+          arrivals: { process: 'poisson', ratePerSecond: 50 },
+          requests: 400,
+          mix: [{ name: 'long', input: { fixed: 1500 }, output: { fixed: 800 } }],
+        },
+      }),
+    ];
+    for (const run of cases) {
+      const result = runScenario(run);
+      expect(result.overall.submitted).toBeGreaterThan(0);
+      expect(result.overall.completed).toBe(result.overall.submitted);
+      const perTier = result.tiers.reduce((sum, tier) => sum + tier.completed, 0);
+      expect(perTier).toBe(result.overall.completed);
+    }
+    const preempting = runScenario(cases[4] as Parameters<typeof runScenario>[0]);
+    expect(preempting.fleet.preemptions).toBeGreaterThan(0);
+  });
+
+  it('predicts the same timeline whether decode steps are taken one by one or as spans', () => {
+    const multiStep = {
+      hardware: 'a100-80gb',
+      model: 'llama-3.1-8b',
+      replicas: 2,
+      flavour: 'vllm-0.6-multistep',
+    };
+    for (const run of [
+      scenario({ workload: sessionsWorkload }),
+      scenario({}),
+      scenario({ fleet: multiStep }),
+    ]) {
+      const spans = runScenario(run, {}, { coalesceDecodeSteps: true });
+      const steps = runScenario(run, {}, { coalesceDecodeSteps: false });
+      expect(spans.overall.completed).toBe(steps.overall.completed);
+      for (const key of ['ttft', 'tpot', 'e2e', 'queue', 'itl'] as const) {
+        expect(spans.overall[key].meanMs).toBeCloseTo(steps.overall[key].meanMs as number, 2);
+        expect(spans.overall[key].p99Ms).toBeCloseTo(steps.overall[key].p99Ms as number, 1);
+      }
+      expect(spans.durationSeconds).toBeCloseTo(steps.durationSeconds, 6);
+      expect(spans.fleet.energyJoules).toBeCloseTo(steps.fleet.energyJoules, 3);
+    }
+  });
+
+  it('matches M/D/1 queueing theory for one replica serving one request at a time', () => {
+    const mix = [{ name: 'fixed', input: { fixed: 256 }, output: { fixed: 64 } }];
+    const fleet = { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 1, maxNumSeqs: 1 };
+    // The service time: a request alone on the replica.
+    const alone = runScenario(
+      scenario({
+        fleet,
+        workload: { arrivals: { process: 'poisson', ratePerSecond: 0.01 }, requests: 3, mix },
+      }),
+    );
+    const serviceSeconds = (alone.overall.e2e.meanMs as number) / 1000;
+    const utilisation = 0.7;
+    const rate = utilisation / serviceSeconds;
+    const loaded = runScenario(
+      scenario({
+        seed: 17,
+        fleet,
+        workload: { arrivals: { process: 'poisson', ratePerSecond: rate }, requests: 40_000, mix },
+      }),
+    );
+    // Pollaczek–Khinchine for deterministic service: Wq = ρ·S / (2(1 − ρ)).
+    const theoryMs = ((utilisation * serviceSeconds) / (2 * (1 - utilisation))) * 1000;
+    const simulatedMs = loaded.overall.queue.meanMs as number;
+    expect(Math.abs(simulatedMs - theoryMs) / theoryMs).toBeLessThan(0.05);
+  });
+
+  it('serves shared system prompts and later turns from the prefix cache', () => {
+    const result = runScenario(scenario({ workload: sessionsWorkload }));
+    expect(result.fleet.prefixHitRate).toBeGreaterThan(0.5);
+    const priority = result.tiers.find((tier) => tier.tier === 'priority');
+    expect(priority?.cachedInputTokens).toBeGreaterThan(0.5 * (priority?.inputTokens ?? 0));
+    const noCache = runScenario(
+      scenario({
+        fleet: { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 2, prefixCaching: false },
+        workload: sessionsWorkload,
+      }),
+    );
+    expect(noCache.fleet.prefixHitRate).toBe(0);
+    expect(noCache.overall.ttft.meanMs as number).toBeGreaterThan(result.overall.ttft.meanMs as number);
+  });
+
+  it('replays a JSONL trace with its tiers and shared blocks', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const folder = mkdtempSync(path.join(tmpdir(), 'gravity-trace-'));
+    const tracePath = path.join(folder, 'trace.jsonl');
+    const lines = Array.from({ length: 200 }, (_, index) =>
+      JSON.stringify({
+        timestamp: index * 50,
+        input_length: 1100,
+        output_length: 20,
+        hash_ids: [7, 8, 1000 + index],
+        tier: index % 2 === 0 ? 'priority' : 'batch',
+      }),
+    );
+    writeFileSync(tracePath, `${lines.join('\n')}\n`);
+    const result = runScenario(
+      scenario({
+        workload: { arrivals: { process: 'trace', path: tracePath } },
+        fleet: { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 1 },
+      }),
+    );
+    expect(result.overall.completed).toBe(200);
+    expect(result.tiers.map((tier) => tier.tier).sort()).toEqual(['batch', 'priority']);
+    // Two shared 512-token trace blocks = 64 KV blocks of each 68-block prompt hit after the first request.
+    expect(result.fleet.prefixHitRate).toBeGreaterThan(0.8);
+    expect(result.durationSeconds).toBeGreaterThan(9.9);
+  });
+
+  it("holds the priority tier's latency under overload when the engine queue orders by tier", () => {
+    const overloaded = {
+      fleet: { hardware: 'a100-80gb', model: 'llama-3.1-8b', replicas: 1, maxNumSeqs: 32 },
+      workload: {
+        arrivals: { process: 'poisson', ratePerSecond: 30 },
+        requests: 3000,
+        mix: [
+          { name: 'vip', weight: 1, tier: 'priority', input: { fixed: 200 }, output: { fixed: 100 } },
+          { name: 'bulk', weight: 3, tier: 'flex', input: { fixed: 200 }, output: { fixed: 100 } },
+        ],
+      },
+    };
+    const fcfs = runScenario(scenario({ ...overloaded, policies: { ordering: 'fcfs' } }));
+    const priority = runScenario(scenario({ ...overloaded, policies: { ordering: 'priority' } }));
+    const p90 = (result: SimulationResult) =>
+      result.tiers.find((tier) => tier.tier === 'priority')?.ttft.p90Ms as number;
+    expect(p90(priority)).toBeLessThan(p90(fcfs) / 5);
+  });
+});

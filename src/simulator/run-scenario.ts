@@ -1,0 +1,144 @@
+import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
+import { type ModelProfile, modelProfile } from '../performance-model/model-profiles.js';
+import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/replica-spec.js';
+import { createRoutingPolicy } from '../routing/routing-policy.js';
+import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
+import { FleetSimulator } from './fleet-simulator.js';
+import type { Scenario } from './scenario-schema.js';
+import { SeededRandom } from './seeded-random.js';
+import type { SimulationResult, SweepPoint } from './simulation-result.js';
+import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
+import { SyntheticWorkload } from './workload/synthetic-workload.js';
+import type { WorkloadSource } from './workload/workload-source.js';
+
+export interface RunScenarioOptions {
+  onProgress?: (completed: number, expected: number | null) => void;
+  /** A model read from a GGUF file (async, so resolved by the caller); otherwise `fleet.model` names a profile. */
+  modelProfile?: ModelProfile;
+  /** See FleetSimulationOptions.coalesceDecodeSteps. */
+  coalesceDecodeSteps?: boolean;
+}
+
+/** The scenario with a sweep point's values in place. */
+export function applySweepPoint(scenario: Scenario, point: SweepPoint): Scenario {
+  const arrivals = { ...scenario.workload.arrivals };
+  if (point.ratePerSecond !== undefined && (arrivals.process === 'poisson' || arrivals.process === 'gamma'))
+    arrivals.ratePerSecond = point.ratePerSecond;
+  if (point.concurrency !== undefined && arrivals.process === 'closed-loop')
+    arrivals.concurrency = point.concurrency;
+  return {
+    ...scenario,
+    fleet: {
+      ...scenario.fleet,
+      ...(point.replicas !== undefined && { replicas: point.replicas }),
+      ...(point.hardware !== undefined && { hardware: point.hardware as Scenario['fleet']['hardware'] }),
+      ...(point.devices !== undefined && { devices: point.devices }),
+    },
+    policies: {
+      routing: point.routing ?? scenario.policies.routing,
+      ordering: point.ordering ?? scenario.policies.ordering,
+    },
+    workload: { ...scenario.workload, arrivals },
+  };
+}
+
+/**
+ * Runs one simulation: synchronous, deterministic for a given scenario, point and seed. Throws
+ * ReplicaSpecError when the model does not fit the hardware.
+ */
+export function runScenario(
+  baseScenario: Scenario,
+  point: SweepPoint = {},
+  options: RunScenarioOptions = {},
+): SimulationResult {
+  const startedAt = performance.now();
+  const scenario = applySweepPoint(baseScenario, point);
+  const fleet = scenario.fleet;
+  const model =
+    options.modelProfile ??
+    modelProfile(fleet.model, { weightDtype: fleet.weightDtype, kvDtype: fleet.kvDtype });
+  if (!model) throw new ReplicaSpecError(`unknown model profile '${fleet.model}'`);
+  const spec = resolveReplicaSpec({
+    hardware: hardwareProfiles[fleet.hardware],
+    deviceCount: fleet.devices,
+    model,
+    flavour: fleet.flavour,
+    ...(fleet.maxNumSeqs !== undefined && { maxNumSeqs: fleet.maxNumSeqs }),
+    ...(fleet.maxNumBatchedTokens !== undefined && { maxNumBatchedTokens: fleet.maxNumBatchedTokens }),
+    prefixCaching: fleet.prefixCaching,
+  });
+  const random = new SeededRandom(scenario.seed);
+  const routingRandom = random.fork('routing');
+  const simulator = new FleetSimulator({
+    spec,
+    replicas: fleet.replicas,
+    routing: createRoutingPolicy(scenario.policies.routing, { random: () => routingRandom.uniform() }),
+    ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
+    workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random),
+    slo: scenario.slo,
+    ...(options.onProgress && { onProgress: options.onProgress }),
+    ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
+  });
+  const outcome = simulator.run();
+  const wallSeconds = (performance.now() - startedAt) / 1000;
+  return {
+    scenario: scenario.name,
+    seed: scenario.seed,
+    point,
+    durationSeconds: outcome.durationSeconds,
+    overall: outcome.overall,
+    tiers: outcome.tiers,
+    fleet: {
+      ...outcome.fleet,
+      hardware: fleet.hardware,
+      model: model.name,
+      flavour: spec.flavour,
+      routing: scenario.policies.routing,
+      ordering: scenario.policies.ordering,
+    },
+    wallSeconds,
+    simulatedRequestsPerSecond: wallSeconds > 0 ? outcome.requestsSubmitted / wallSeconds : 0,
+  };
+}
+
+function createWorkload(
+  scenario: Scenario,
+  contextTokens: number,
+  blockTokens: number,
+  random: SeededRandom,
+): WorkloadSource {
+  const workload = scenario.workload;
+  const maxRequests = workload.requests ?? Number.POSITIVE_INFINITY;
+  const endMs =
+    workload.durationSeconds !== undefined ? workload.durationSeconds * 1000 : Number.POSITIVE_INFINITY;
+  const arrivals = workload.arrivals;
+  if (arrivals.process === 'trace' || arrivals.process === 'ledger') {
+    const source =
+      arrivals.process === 'trace'
+        ? { records: readTraceFile(arrivals.path), count: null }
+        : readLedgerFile(arrivals.path);
+    return new ReplayWorkload(source.records, {
+      timeScale: arrivals.timeScale,
+      maxRequests,
+      endMs,
+      blockTokens,
+      hashBlockTokens: arrivals.process === 'trace' ? arrivals.hashBlockTokens : blockTokens,
+      contextTokens,
+      expectedRequests: source.count === null ? null : Math.min(source.count, maxRequests),
+    });
+  }
+  for (const requestClass of workload.mix)
+    if (requestClass.sharedPrefix && requestClass.sharedPrefix.tokens >= contextTokens)
+      throw new ReplicaSpecError(
+        `workload.mix.${requestClass.name}.sharedPrefix.tokens (${requestClass.sharedPrefix.tokens}) does not fit the model's ${contextTokens}-token context`,
+      );
+  return new SyntheticWorkload({
+    arrivals,
+    mix: workload.mix,
+    maxRequests,
+    endMs,
+    contextTokens,
+    blockTokens,
+    random,
+  });
+}

@@ -1,0 +1,186 @@
+import { z } from 'zod';
+import { engineFlavours } from '../performance-model/calibration.js';
+import { hardwareProfileNames } from '../performance-model/hardware-profiles.js';
+import { routingPolicyNames } from '../routing/routing-policy.js';
+import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
+
+/**
+ * A simulation scenario as written in YAML (scenarios/*.yaml): the fleet, the policies, the workload,
+ * the SLOs per tier, and optionally a sweep. Strict, like Gravity's config: a typo is an error with its
+ * path, never a silent default.
+ */
+
+/** A token-count distribution. Draws are rounded and clamped to [min, max]. */
+export const lengthDistributionSchema = z.union([
+  z.strictObject({ fixed: z.number().int().min(1) }),
+  z.strictObject({ uniform: z.tuple([z.number().int().min(1), z.number().int().min(1)]) }),
+  z.strictObject({
+    lognormal: z.strictObject({ mean: z.number().positive(), cv: z.number().min(0) }),
+    min: z.number().int().min(1).default(1),
+    max: z.number().int().min(1).default(1_000_000),
+  }),
+  z.strictObject({
+    exponential: z.strictObject({ mean: z.number().positive() }),
+    min: z.number().int().min(1).default(1),
+    max: z.number().int().min(1).default(1_000_000),
+  }),
+]);
+export type LengthDistribution = z.infer<typeof lengthDistributionSchema>;
+
+/** Seconds, drawn per use: think times between turns. */
+const secondsDistributionSchema = z.union([
+  z.number().min(0),
+  z.strictObject({ exponential: z.strictObject({ mean: z.number().min(0) }) }),
+]);
+export type SecondsDistribution = z.infer<typeof secondsDistributionSchema>;
+
+export const tierNames = ['priority', 'default', 'flex', 'batch'] as const;
+export type TierName = (typeof tierNames)[number];
+
+const requestClassSchema = z.strictObject({
+  name: z.string().min(1),
+  /** Share of arrivals of this class. */
+  weight: z.number().positive().default(1),
+  tenant: z.string().min(1).default('default'),
+  tier: z.enum(tierNames).default('default'),
+  /** Prompt tokens (for sessions: the new user message of each turn). */
+  input: lengthDistributionSchema,
+  output: lengthDistributionSchema,
+  /** Requests of this class start with one of `groups` system prompts of `tokens` tokens each. */
+  sharedPrefix: z
+    .strictObject({ groups: z.number().int().min(1), tokens: z.number().int().min(1) })
+    .optional(),
+  /** Multi-turn sessions: each arrival opens a session; later turns carry the whole conversation. */
+  session: z
+    .strictObject({ turns: lengthDistributionSchema, thinkSeconds: secondsDistributionSchema.default(0) })
+    .optional(),
+});
+export type RequestClass = z.infer<typeof requestClassSchema>;
+
+const arrivalsSchema = z.discriminatedUnion('process', [
+  z.strictObject({ process: z.literal('poisson'), ratePerSecond: z.number().positive() }),
+  /** Bursty open loop: gamma inter-arrival times; cv > 1 is burstier than Poisson (cv = 1). */
+  z.strictObject({
+    process: z.literal('gamma'),
+    ratePerSecond: z.number().positive(),
+    cv: z.number().positive(),
+  }),
+  z.strictObject({
+    process: z.literal('closed-loop'),
+    concurrency: z.number().int().min(1),
+    thinkSeconds: secondsDistributionSchema.default(0),
+  }),
+  /** Replays a JSONL trace: one request per line (see docs/simulator.md for the fields). */
+  z.strictObject({
+    process: z.literal('trace'),
+    path: z.string().min(1),
+    /** Multiplies inter-arrival times: 0.5 replays twice as fast. */
+    timeScale: z.number().positive().default(1),
+    /** Tokens per entry of a line's `hash_ids` (Mooncake traces use 512). */
+    hashBlockTokens: z.number().int().min(1).default(512),
+  }),
+  /** Replays Gravity's own ledger (SQLite): every completed request at its recorded arrival time. */
+  z.strictObject({
+    process: z.literal('ledger'),
+    path: z.string().min(1),
+    timeScale: z.number().positive().default(1),
+  }),
+]);
+export type ArrivalsConfig = z.infer<typeof arrivalsSchema>;
+
+const sloSchema = z.strictObject({
+  ttftMs: z.number().positive(),
+  tpotMs: z.number().positive(),
+});
+
+export const fleetSchema = z.strictObject({
+  hardware: z.enum(hardwareProfileNames),
+  /** Devices per replica (tensor-parallel degree). */
+  devices: z.number().int().min(1).default(1),
+  replicas: z.number().int().min(1).default(1),
+  model: z.string().min(1),
+  weightDtype: z.enum(['bf16', 'fp8', 'int4']).default('bf16'),
+  kvDtype: z.enum(['bf16', 'fp8']).default('bf16'),
+  flavour: z.enum(engineFlavours).default('vllm-v1'),
+  maxNumSeqs: z.number().int().min(1).optional(),
+  maxNumBatchedTokens: z.number().int().min(1).optional(),
+  prefixCaching: z.boolean().default(true),
+});
+export type FleetConfig = z.infer<typeof fleetSchema>;
+
+const defaultSlos = {
+  priority: { ttftMs: 500, tpotMs: 50 },
+  default: { ttftMs: 2000, tpotMs: 100 },
+  flex: { ttftMs: 10_000, tpotMs: 200 },
+  batch: { ttftMs: 3_600_000, tpotMs: 1000 },
+};
+
+export const scenarioSchema = z.strictObject({
+  name: z.string().min(1),
+  description: z.string().optional(),
+  seed: z.number().int().default(1),
+  fleet: fleetSchema,
+  policies: z
+    .strictObject({
+      routing: z.enum(routingPolicyNames).default('least-loaded'),
+      ordering: z.enum(queueOrderingPolicyNames).default('fcfs'),
+    })
+    .prefault({}),
+  workload: z.strictObject({
+    arrivals: arrivalsSchema,
+    /** Stop creating requests after this many (sessions count each turn). */
+    requests: z.number().int().min(1).optional(),
+    /** …or after this many simulated seconds of arrivals. */
+    durationSeconds: z.number().positive().optional(),
+    /** Ignored for trace and ledger replay, whose lines say what each request is. */
+    mix: z
+      .array(requestClassSchema)
+      .min(1)
+      .default([
+        {
+          name: 'chat',
+          weight: 1,
+          tenant: 'default',
+          tier: 'default',
+          // ShareGPT averages ~202 input / ~179 output tokens (vLLM blog, published-figures.md).
+          input: { lognormal: { mean: 202, cv: 1 }, min: 4, max: 4096 },
+          output: { lognormal: { mean: 179, cv: 1 }, min: 1, max: 2048 },
+        },
+      ]),
+  }),
+  /** DistServe goodput: a request counts when it meets both its tier's TTFT and TPOT targets. */
+  slo: z
+    .strictObject({
+      priority: sloSchema.default(defaultSlos.priority),
+      default: sloSchema.default(defaultSlos.default),
+      flex: sloSchema.default(defaultSlos.flex),
+      batch: sloSchema.default(defaultSlos.batch),
+      /** Share of a tier's requests that must meet the SLO for the tier to pass (`gravity plan`). */
+      attainment: z.number().min(0).max(1).default(0.9),
+    })
+    .prefault({}),
+  /** Runs the scenario once per combination of these values. */
+  sweep: z
+    .strictObject({
+      ratePerSecond: z.array(z.number().positive()).min(1).optional(),
+      concurrency: z.array(z.number().int().min(1)).min(1).optional(),
+      replicas: z.array(z.number().int().min(1)).min(1).optional(),
+      hardware: z.array(z.enum(hardwareProfileNames)).min(1).optional(),
+      devices: z.array(z.number().int().min(1)).min(1).optional(),
+      routing: z.array(z.enum(routingPolicyNames)).min(1).optional(),
+      ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).optional(),
+    })
+    .optional(),
+  /** The capacity question for `gravity plan`: candidates to search. */
+  plan: z
+    .strictObject({
+      hardware: z.array(z.enum(hardwareProfileNames)).min(1),
+      devices: z.array(z.number().int().min(1)).min(1).default([1]),
+      maxReplicas: z.number().int().min(1).default(64),
+      routing: z.array(z.enum(routingPolicyNames)).min(1).default(['least-loaded']),
+      ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).default(['fcfs']),
+    })
+    .optional(),
+});
+export type Scenario = z.infer<typeof scenarioSchema>;
+export type SloTargets = Scenario['slo'];

@@ -1,0 +1,34 @@
+import { parseScenario } from '../load-scenario.js';
+import { runScenario } from '../run-scenario.js';
+import type { SimulationResult } from '../simulation-result.js';
+import { type PublishedPoint, publishedPoints } from './published-points.js';
+
+export interface ValidationRow {
+  point: PublishedPoint;
+  simulated: number;
+  /** (simulated − published) / published. */
+  error: number;
+}
+
+/** Runs every published point's scenario once (points sharing a scenario share the run). */
+export function validateModel(points: readonly PublishedPoint[] = publishedPoints): ValidationRow[] {
+  const runs = new Map<string, SimulationResult>();
+  return points.map((point) => {
+    const key = JSON.stringify(point.scenario);
+    let result = runs.get(key);
+    if (!result) {
+      result = runScenario(parseScenario(point.scenario, point.id));
+      runs.set(key, result);
+    }
+    const simulated = point.read(result);
+    return { point, simulated, error: (simulated - point.published) / point.published };
+  });
+}
+
+export function medianAbsoluteError(rows: readonly ValidationRow[]): number {
+  const errors = rows.map((row) => Math.abs(row.error)).sort((a, b) => a - b);
+  const middle = Math.floor(errors.length / 2);
+  return errors.length % 2 === 1
+    ? (errors[middle] as number)
+    : ((errors[middle - 1] as number) + (errors[middle] as number)) / 2;
+}
