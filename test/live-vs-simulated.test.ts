@@ -134,4 +134,25 @@ describe('the emulated engine live and the simulator', () => {
     expect(Math.abs(liveThroughput - simulatedThroughput) / simulatedThroughput, report).toBeLessThan(0.1);
     expect(Math.abs(liveTtftP50 - simulatedTtftP50) / simulatedTtftP50, report).toBeLessThan(0.1);
   });
+
+  it("replays the live run from Gravity's own ledger: every completed request, its tokens and its tier", () => {
+    const workload = plannedWorkload();
+    const replayed = runScenario(
+      parseScenario(
+        {
+          name: 'ledger-replay',
+          fleet: { ...fleet, replicas: 2 },
+          workload: { arrivals: { process: 'ledger', path: harness.ledgerPath } },
+        },
+        'test',
+      ),
+    );
+    expect(replayed.overall.completed).toBe(requestCount);
+    expect(replayed.overall.inputTokens).toBe(requestCount * promptTokens);
+    expect(replayed.overall.outputTokens).toBe(
+      workload.reduce((sum, request) => sum + request.outputTokens, 0),
+    );
+    expect(replayed.tiers.map((tier) => tier.tier)).toEqual(['default']);
+    expect(replayed.fleet.replicas).toBe(2);
+  });
 });

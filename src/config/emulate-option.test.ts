@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { problemsOf } from '../../test/support/config-problems.js';
 import { emulatedFleetDocument, parseEmulateOption } from './emulate-option.js';
-import { ConfigError, loadConfig } from './load-config.js';
-
-function problemsOf(run: () => unknown): string[] {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { loadConfig } from './load-config.js';
 
 describe('--emulate', () => {
   it('parses <hardware>:<model>:<replicas>[x<devices>] and the short hardware aliases', () => {

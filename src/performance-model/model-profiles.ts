@@ -35,16 +35,17 @@ export const bytesPerWeight: Record<Exclude<WeightDtype, 'gguf'>, number> = {
 };
 export const bytesPerKvElement: Record<KvDtype, number> = { bf16: 2, fp8: 1 };
 
-interface ModelShape {
-  parameters: number;
-  layers: number;
-  hiddenSize: number;
-  attentionHeads: number;
-  kvHeads: number;
-  headDim: number;
-  contextTokens: number;
-  source: string;
-}
+type ModelShape = Pick<
+  ModelProfile,
+  | 'parameters'
+  | 'layers'
+  | 'hiddenSize'
+  | 'attentionHeads'
+  | 'kvHeads'
+  | 'headDim'
+  | 'contextTokens'
+  | 'source'
+>;
 
 const modelShapes = {
   'llama-3.1-8b': {
