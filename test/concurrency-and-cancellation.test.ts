@@ -9,10 +9,13 @@ afterAll(async () => {
   await harness?.close();
 });
 
+/** The engine's slots, and what waits for them: in the gateway's queue in front of it or in the engine. */
 function engineLoad(engineId = 'tiny-random') {
   const engine = harness.server.gateway.engines.find((candidate) => candidate.id === engineId);
   if (!engine) throw new Error(`no engine ${engineId}`);
-  return engine.load();
+  const load = engine.load();
+  const queued = harness.server.gateway.schedulers.get(engineId)?.queuedRequests ?? 0;
+  return { slotsTotal: load.slotsTotal, slotsBusy: load.slotsBusy, waiting: load.waiting + queued };
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {

@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Admission } from '../admission/admission.js';
+import { requestCaller } from '../admission/request-caller.js';
 import { errors, GravityError, toGravityError } from '../core/errors.js';
 import type { Endpoint, MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { StreamPart } from '../core/stream-parts.js';
@@ -22,6 +24,8 @@ export function completionHandler(options: {
   endpoint: Endpoint;
   parse: (body: unknown) => ParsedRequest;
   log: (context: RequestContext, error: unknown) => void;
+  /** Tiers and limits; absent: the requested tier as is, no limits. */
+  admission?: Admission | undefined;
 }) {
   const { gateway, endpoint, parse } = options;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -33,6 +37,9 @@ export function completionHandler(options: {
       serviceTier: 'auto',
     });
     reply.header('x-request-id', context.requestId);
+    const caller = requestCaller(request);
+    context.tenant = caller.tenant;
+    context.apiKeyId = caller.apiKeyId;
 
     // The client's disconnect aborts the generation. `close` on the response fires both on normal end
     // and on disconnect; only an unfinished response means the client left.
@@ -46,7 +53,12 @@ export function completionHandler(options: {
     let iterator: AsyncIterator<StreamPart> | undefined;
     try {
       parsed = parse(request.body);
-      context.serviceTier = parsed.serviceTier;
+      if (options.admission) {
+        // 403 for a tier the key may not use, 429 over a limit; the x-ratelimit-* headers go on every
+        // answer from here on, streamed or not.
+        context.serviceTier = options.admission.resolveTier(caller, parsed.serviceTier);
+        reply.headers(await options.admission.admit(context, caller, parsed.generation));
+      } else context.serviceTier = parsed.serviceTier;
       iterator = gateway.execute(context, parsed.generation, clientGone.signal)[Symbol.asyncIterator]();
       context.gatewayOverheadMs += gateway.clock.nowMs() - context.receivedAtMs;
       // Wait for the engine to accept the request before committing to a 200: until then, any failure is
@@ -55,6 +67,8 @@ export function completionHandler(options: {
       if (first.done || first.value.type !== 'response-start')
         throw errors.internal('engine sent no response-start');
       context.status = 200;
+      // Why this replica: its scores and the runners-up (docs/routing.md).
+      if (context.route !== null) reply.header('x-gravity-route', context.route);
       if (parsed.stream)
         await writeStream({
           reply,

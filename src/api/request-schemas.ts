@@ -27,7 +27,8 @@ const commonFields = {
   stream: z.boolean().nullish(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
   user: z.string().nullish(),
-  service_tier: z.enum(['auto', 'default', 'flex', 'priority', 'scale']).nullish(),
+  // `batch` is Gravity's: what the Batch API's lines run at, also selectable directly by keys allowed it.
+  service_tier: z.enum(['auto', 'default', 'flex', 'priority', 'scale', 'batch']).nullish(),
   n: z.literal(1).nullish(),
 };
 
@@ -150,7 +151,7 @@ function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
   return { ...resolved, path: [...issue.path, ...resolved.path] } as z.core.$ZodIssue;
 }
 
-function describeZodError(error: z.ZodError): GravityError {
+export function describeZodError(error: z.ZodError): GravityError {
   const first = error.issues[0];
   if (!first) return errors.invalidRequest('Invalid request body.');
   const issue = deepestIssue(first);

@@ -1,11 +1,16 @@
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import type { Admission } from '../admission/admission.js';
+import { requestCaller } from '../admission/request-caller.js';
+import { type BatchRoutesOptions, registerBatchRoutes } from '../batch/batch-routes.js';
 import { errors, GravityError } from '../core/errors.js';
 import type { Endpoint } from '../core/request-context.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { registerAuthentication } from './authentication.js';
 import { completionHandler } from './completion-handler.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+import { registerRoutingRoutes } from './routing-route.js';
 import { registerUsageRoute } from './usage-route.js';
 
 export interface HttpServerOptions {
@@ -15,6 +20,10 @@ export interface HttpServerOptions {
   ledger?: LedgerStore | undefined;
   bodyLimitBytes: number;
   logLevel: string;
+  /** Keys, tiers and limits; absent: every caller is anonymous and unlimited (open mode). */
+  admission?: Admission | undefined;
+  /** The Batch API (`/v1/files`, `/v1/batches`); absent when `batch.enabled` is false. */
+  batch?: BatchRoutesOptions | undefined;
 }
 
 /** Maps framework-level failures (body parsing, limits, routing) to OpenAI-style errors. */
@@ -71,6 +80,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     const endpoint = completionEndpoints[request.routeOptions.url ?? ''];
     if (endpoint) {
       const context = gateway.begin({ endpoint, stream: false, model: '', serviceTier: 'auto' });
+      // Anonymous when authentication itself refused the request; the key's tenant when it passed.
+      const caller = requestCaller(request);
+      context.tenant = caller.tenant;
+      context.apiKeyId = caller.apiKeyId;
       context.status = gravityError.status;
       context.errorCode = gravityError.code;
       reply.header('x-request-id', context.requestId);
@@ -83,15 +96,23 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     return reply.code(error.status).send(error.toBody());
   });
 
+  registerAuthentication(app, options.admission);
+  const admission = options.admission;
   const log = (context: { requestId: string }, error: unknown) =>
     app.log.error({ err: error, requestId: context.requestId }, 'request failed');
   app.post(
     '/v1/chat/completions',
-    completionHandler({ gateway, endpoint: 'chat.completions', parse: parseChatCompletionRequest, log }),
+    completionHandler({
+      gateway,
+      endpoint: 'chat.completions',
+      parse: parseChatCompletionRequest,
+      log,
+      admission,
+    }),
   );
   app.post(
     '/v1/completions',
-    completionHandler({ gateway, endpoint: 'completions', parse: parseCompletionRequest, log }),
+    completionHandler({ gateway, endpoint: 'completions', parse: parseCompletionRequest, log, admission }),
   );
 
   app.get('/v1/models', async () => ({
@@ -115,6 +136,8 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   if (options.ledger) registerUsageRoute(app, options.ledger);
+  registerRoutingRoutes(app, gateway);
+  if (options.batch) registerBatchRoutes(app, options.batch);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

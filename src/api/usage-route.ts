@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { anonymousTenant } from '../admission/api-key.js';
+import { requestCaller } from '../admission/request-caller.js';
 import { errors } from '../core/errors.js';
 import type { LedgerStore, ReplicaPeriod } from '../metering/ledger/ledger-store.js';
 import {
@@ -67,7 +69,10 @@ export function parseGroupBy(value: string | string[] | undefined): UsageGroupKe
   return names as UsageGroupKey[];
 }
 
-/** `GET /v1/usage`: the ledger, grouped and totalled. Admin-only once keys exist (tenants issue). */
+/**
+ * `GET /v1/usage`: the ledger, grouped and totalled. A tenant's key reads only its own tenant (asking for
+ * another is a 403) and not the fleet's replica figures; an admin key (or open mode) reads everything.
+ */
 export function registerUsageRoute(app: FastifyInstance, ledger: LedgerStore): void {
   app.get('/v1/usage', async (request) => {
     const parsed = usageQuerySchema.safeParse(request.query);
@@ -86,12 +91,20 @@ export function registerUsageRoute(app: FastifyInstance, ledger: LedgerStore): v
       fromMs: query.start_time === undefined ? undefined : query.start_time * 1000,
       toMs: query.end_time === undefined ? undefined : query.end_time * 1000,
     };
-    const records = await ledger.records({ ...range, tenant: query.tenant });
+    const caller = requestCaller(request);
+    let tenant = query.tenant;
+    if (!caller.admin) {
+      const own = caller.tenant ?? anonymousTenant;
+      if (tenant !== undefined && tenant !== own)
+        throw errors.adminKeyRequired("Reading another tenant's usage");
+      tenant = own;
+    }
+    const records = await ledger.records({ ...range, tenant });
     return {
       object: 'list',
       group_by: groupBy,
       data: aggregateUsage(records, groupBy).map(usageGroupJson),
-      replicas: replicaTotals(await ledger.replicaPeriods(range)),
+      replicas: caller.admin ? replicaTotals(await ledger.replicaPeriods(range)) : [],
     };
   });
 }

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerKeysCommand } from './keys-command.js';
 import { registerPlanCommand } from './plan-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerServeCommand } from './serve-command.js';
@@ -15,5 +16,6 @@ registerServeCommand(program);
 registerReportCommand(program);
 registerSimCommand(program);
 registerPlanCommand(program);
+registerKeysCommand(program);
 
 await program.parseAsync(process.argv);

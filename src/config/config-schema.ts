@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { spendPeriods, tenantNamePattern } from '../admission/api-key.js';
 import { hardwareProfileNames } from '../metering/energy/hardware-power-profiles.js';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { modelProfileNames } from '../performance-model/model-profiles.js';
-import { routingPolicyNames } from '../routing/routing-policy.js';
+import { routingConfigSchema } from '../routing/routing-config.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
+import { fairnessPolicies, orderingPolicies, saturationPolicies } from '../scheduling/scheduling-policies.js';
 import { defaults } from './defaults.js';
 
 /** How a replica's energy and cost are measured or modelled, and how its requests' work is weighed. */
@@ -124,6 +126,25 @@ const modelConfigSchema = z.strictObject({
   contextTokens: z.number().int().min(1).optional(),
 });
 
+function tierSchema(tierDefaults: { ttftMs: number; tpotMs: number; maxQueueWaitMs: number }) {
+  return z
+    .strictObject({
+      ttftMs: z.number().positive().default(tierDefaults.ttftMs),
+      tpotMs: z.number().positive().default(tierDefaults.tpotMs),
+      maxQueueWaitMs: z.number().positive().default(tierDefaults.maxQueueWaitMs),
+    })
+    .prefault({});
+}
+
+/** A tenant's limits (docs/admission.md); an absent figure is no limit. */
+const tenantLimitsSchema = z.strictObject({
+  rpm: z.number().int().min(1).optional(),
+  tpm: z.number().int().min(1).optional(),
+  concurrency: z.number().int().min(1).optional(),
+  spendUsd: z.number().min(0).optional(),
+  period: z.enum(spendPeriods).default('month'),
+});
+
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
@@ -173,12 +194,74 @@ export const configSchema = z.strictObject({
   engines: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i), engineConfigSchema),
   /** Model id as clients send it → the engine (or engines) that serve it. */
   models: z.record(z.string().min(1), modelConfigSchema),
-  /** How a request for a model served by several engines picks one. */
-  routing: z
+  /** Latency targets and queue bounds per service tier (docs/scheduling.md). */
+  tiers: z
     .strictObject({
-      policy: z.enum(routingPolicyNames).default(defaults.routing.policy),
+      priority: tierSchema(defaults.tiers.priority),
+      default: tierSchema(defaults.tiers.default),
+      flex: tierSchema(defaults.tiers.flex),
+      batch: tierSchema(defaults.tiers.batch),
     })
     .prefault({}),
+  /** The gateway's queue in front of each engine replica: ordering, fairness, saturation. */
+  scheduling: z
+    .strictObject({
+      enabled: z.boolean().default(defaults.scheduling.enabled),
+      /** Tiers as strict bands (priority first); false gives one first-come-first-served queue. */
+      tierBands: z.boolean().default(defaults.scheduling.tierBands),
+      ordering: z
+        .enum(Object.keys(orderingPolicies) as [string, ...string[]])
+        .default(defaults.scheduling.ordering),
+      fairness: z
+        .enum(Object.keys(fairnessPolicies) as [string, ...string[]])
+        .default(defaults.scheduling.fairness),
+      saturation: z
+        .enum(Object.keys(saturationPolicies) as [string, ...string[]])
+        .default(defaults.scheduling.saturation),
+      batchReserveFraction: z.number().min(0).max(1).default(defaults.scheduling.batchReserveFraction),
+      /** Share of slots only priority may take, so a priority arrival rarely waits for one. */
+      priorityReserveFraction: z.number().min(0).max(1).default(defaults.scheduling.priorityReserveFraction),
+      inputTokenWeight: z.number().min(0).default(defaults.scheduling.inputTokenWeight),
+      outputTokenWeight: z.number().min(0).default(defaults.scheduling.outputTokenWeight),
+      /** Requests each replica runs at once; default: what the engine reports (slots, max_num_seqs). */
+      slotsPerReplica: z.number().int().min(1).optional(),
+    })
+    .prefault({}),
+  /** The Batch API (/v1/files, /v1/batches): JSONL files of requests run at the batch tier. */
+  batch: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Where uploaded and result files and `batches.sqlite` live; defaults to `<dataDir>`. */
+      directory: z.string().min(1).optional(),
+      maxConcurrentLines: z.number().int().min(1).max(1024).default(defaults.batch.maxConcurrentLines),
+      /** Largest file `POST /v1/files` accepts (its own limit: `server.bodyLimitBytes` is for JSON). */
+      fileLimitBytes: z.number().int().min(1024).default(defaults.batch.fileLimitBytes),
+      maxLinesPerBatch: z.number().int().min(1).default(defaults.batch.maxLinesPerBatch),
+    })
+    .prefault({}),
+  /** How a request picks one of its model's replicas: profiles, labels, residency, health (docs/routing.md). */
+  routing: routingConfigSchema.prefault({}),
+  /** API keys (docs/admission.md). With no key ever created, Gravity is open, on loopback only. */
+  auth: z
+    .strictObject({
+      /** Refuse requests without a valid key even while no key exists. */
+      required: z.boolean().default(false),
+      /** Serve openly (no keys) on a non-loopback host: refused at start unless set. */
+      allowOpen: z.boolean().default(false),
+      /** The key store; defaults to `<dataDir>/keys.sqlite`. */
+      keysPath: z.string().min(1).optional(),
+      /** How long a key read from the store is trusted: revocations take effect within this. */
+      keyCacheMs: z.number().int().min(0).default(defaults.auth.keyCacheMs),
+      /** Completion tokens a request without max_tokens reserves against a tokens-per-minute limit. */
+      unboundedCompletionReserveTokens: z
+        .number()
+        .int()
+        .min(0)
+        .default(defaults.auth.unboundedCompletionReserveTokens),
+    })
+    .prefault({}),
+  /** Limits per tenant, on top of each key's own; `anonymous` limits open mode. */
+  tenants: z.record(z.string().regex(tenantNamePattern), tenantLimitsSchema).default({}),
 });
 
 export type GravityConfig = z.infer<typeof configSchema>;

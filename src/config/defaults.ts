@@ -36,8 +36,45 @@ export const defaults = {
   },
   // Fewest requests in the replica: the load-aware baseline (round-robin and random are blind to load).
   routing: { policy: 'least-loaded' },
+  /**
+   * Latency targets per service tier, which the scheduler sheds and bounds against, and how long a
+   * request of each tier may wait in the gateway's queue. Set them to your SLOs.
+   */
+  tiers: {
+    priority: { ttftMs: 500, tpotMs: 50, maxQueueWaitMs: 60_000 },
+    default: { ttftMs: 2000, tpotMs: 100, maxQueueWaitMs: 30_000 },
+    flex: { ttftMs: 10_000, tpotMs: 200, maxQueueWaitMs: 120_000 },
+    batch: { ttftMs: 86_400_000, tpotMs: 1000, maxQueueWaitMs: 86_400_000 },
+  },
+  scheduling: {
+    enabled: true,
+    tierBands: true,
+    ordering: 'earliest-deadline',
+    fairness: 'vtc',
+    saturation: 'slo',
+    batchReserveFraction: 0.25,
+    priorityReserveFraction: 0.25,
+    // VTC (OSDI'24) weighs an output token twice a prompt token.
+    inputTokenWeight: 1,
+    outputTokenWeight: 2,
+  },
+  auth: {
+    // A revoked key keeps working for at most this long on a running server; a key lookup then costs a
+    // Map read instead of an SQLite read.
+    keyCacheMs: 1000,
+    // What a request without max_tokens reserves against a tokens-per-minute limit until its real usage
+    // is known (a 1k-token answer is a generous chat reply).
+    unboundedCompletionReserveTokens: 1024,
+  },
   upstream: {
     connectTimeoutMs: 30_000,
     maxConcurrentRequests: 64,
+  },
+  batch: {
+    // Lines of one batch in flight at once; the scheduler further holds batch-tier lines to spare capacity.
+    maxConcurrentLines: 4,
+    // OpenAI's limits for a batch input file.
+    fileLimitBytes: 100 * 1024 * 1024,
+    maxLinesPerBatch: 50_000,
   },
 } as const;

@@ -230,5 +230,13 @@ function checkReferences(config: GravityConfig): string[] {
     if (!config.models[modelId])
       problems.push(`pricing.models.${modelId} prices a model that is not in models`);
   }
+  for (const engineId of Object.keys(config.routing.replicas))
+    if (!config.engines[engineId])
+      problems.push(`routing.replicas.${engineId} labels an engine that is not in engines`);
+  for (const [alias, modelId] of Object.entries(config.routing.aliases)) {
+    if (!config.models[modelId])
+      problems.push(`routing.aliases.${alias} points to '${modelId}', which is not in models`);
+    if (config.models[alias]) problems.push(`routing.aliases.${alias} is also a model id`);
+  }
   return problems;
 }

@@ -8,6 +8,7 @@ export type OpenAIErrorType =
   | 'permission_error'
   | 'not_found_error'
   | 'rate_limit_error'
+  | 'insufficient_quota'
   | 'server_error'
   | 'service_unavailable';
 
@@ -139,6 +140,113 @@ export const errors = {
       type: 'server_error',
       code: 'engine_error',
       message: `Engine '${engineId}' failed: ${detail}`,
+    }),
+  /**
+   * The scheduler sheds a request whose tier would miss its TTFT target (flex): come back later. A 429,
+   * as OpenAI answers flex requests it has no capacity for, with Retry-After.
+   */
+  tierOverloaded: (tier: string, retryAfterSeconds: number, predictedTtftMs: number) =>
+    new GravityError({
+      status: 429,
+      type: 'rate_limit_error',
+      code: 'rate_limit_exceeded',
+      message: `The ${tier} tier is at capacity: the predicted time to first token (${Math.round(predictedTtftMs)} ms) exceeds its target. Retry after ${retryAfterSeconds} s, or use a higher service_tier.`,
+      headers: { 'retry-after': String(retryAfterSeconds) },
+    }),
+  /** A queued request waited past its tier's bound. */
+  overloaded: (waitedSeconds: number) =>
+    new GravityError({
+      status: 503,
+      type: 'service_unavailable',
+      code: 'overloaded',
+      message: `The engine is currently overloaded (waited ${waitedSeconds} s in the queue); please try again later.`,
+      headers: { 'retry-after': String(Math.max(1, waitedSeconds)) },
+    }),
+  fileNotFound: (fileId: string, param = 'id') =>
+    new GravityError({
+      status: 404,
+      type: 'invalid_request_error',
+      code: 'file_not_found',
+      message: `No such File object: ${fileId}`,
+      param,
+    }),
+  batchNotFound: (batchId: string) =>
+    new GravityError({
+      status: 404,
+      type: 'invalid_request_error',
+      code: 'batch_not_found',
+      message: `No batch found with id '${batchId}'.`,
+      param: 'batch_id',
+    }),
+  /** The object exists but its state forbids the operation (cancel a finished batch, delete a file in use). */
+  conflict: (message: string, code: string) =>
+    new GravityError({ status: 409, type: 'invalid_request_error', code, message }),
+  missingApiKey: () =>
+    new GravityError({
+      status: 401,
+      type: 'invalid_request_error',
+      code: 'invalid_api_key',
+      message:
+        "You didn't provide an API key. Send it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY).",
+    }),
+  invalidApiKey: (redactedKey: string) =>
+    new GravityError({
+      status: 401,
+      type: 'invalid_request_error',
+      code: 'invalid_api_key',
+      message: `Incorrect API key provided: ${redactedKey}. Ask your Gravity operator for a valid key.`,
+    }),
+  revokedApiKey: (prefix: string) =>
+    new GravityError({
+      status: 401,
+      type: 'invalid_request_error',
+      code: 'invalid_api_key',
+      message: `The API key ${prefix}*** has been revoked.`,
+    }),
+  tierNotAllowed: (tier: string, allowed: readonly string[]) =>
+    new GravityError({
+      status: 403,
+      type: 'permission_error',
+      code: 'tier_not_allowed',
+      param: 'service_tier',
+      message: `Your API key may not use service_tier '${tier}' (allowed: ${allowed.join(', ')}, or auto).`,
+    }),
+  adminKeyRequired: (what: string) =>
+    new GravityError({
+      status: 403,
+      type: 'permission_error',
+      code: 'admin_key_required',
+      message: `${what} requires an admin API key.`,
+    }),
+  /** Over a requests, tokens or concurrency limit; `headers` carry x-ratelimit-* and retry-after. */
+  rateLimited: (message: string, headers: Record<string, string>) =>
+    new GravityError({
+      status: 429,
+      type: 'rate_limit_error',
+      code: 'rate_limit_exceeded',
+      message,
+      headers,
+    }),
+  /** Over a spend budget for the period. */
+  insufficientQuota: (message: string, headers: Record<string, string>) =>
+    new GravityError({
+      status: 429,
+      type: 'insufficient_quota',
+      code: 'insufficient_quota',
+      message,
+      headers,
+    }),
+  /** A tenant's data-residency policy allows none of the replicas serving the model. */
+  residencyDenied: (message: string) =>
+    new GravityError({ status: 403, type: 'permission_error', code: 'data_residency_denied', message }),
+  /** Every replica of the model is ejected or unhealthy (routing's filters left none). */
+  noReplicaAvailable: (model: string, reason: string) =>
+    new GravityError({
+      status: 503,
+      type: 'service_unavailable',
+      code: 'no_replica_available',
+      message: `No replica can serve '${model}' now: ${reason}.`,
+      headers: { 'retry-after': '1' },
     }),
   internal: (detail = 'The server had an error while processing your request.') =>
     new GravityError({ status: 500, type: 'server_error', code: 'internal_error', message: detail }),

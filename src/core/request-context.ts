@@ -15,7 +15,7 @@ export interface MeteredFigures {
   marginUsd: number;
   carbonGrams: number;
 }
-export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale';
+export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale' | 'batch';
 
 /**
  * Everything Gravity learns about one request as it moves through the stages. Each stage fills in its
@@ -59,6 +59,11 @@ export interface RequestContext {
   /** HTTP status of the response (200 for streams that failed after the first byte: see errorCode). */
   status: number;
   errorCode: string | null;
+  /**
+   * Routing's explanation as JSON: the chosen replica, the profile, the top candidates' scores, replicas
+   * filtered out and attempts (x-gravity-route, the ledger's `route`). Null when no routing ran.
+   */
+  route: string | null;
 }
 
 // Random bytes are drawn in bulk: one system call per 256 ids instead of one per request.
@@ -111,5 +116,6 @@ export function createRequestContext(options: {
     metered: null,
     status: 0,
     errorCode: null,
+    route: null,
   };
 }

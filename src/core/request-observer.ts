@@ -11,5 +11,10 @@ export interface RequestObserver {
   onRequestStart(context: RequestContext): void;
   /** The request has an engine (`context.engineId`) and is about to run on it. */
   onRouted?(context: RequestContext): void;
+  /**
+   * The attempt on `context.engineId` failed before its first token and the request is being retried on
+   * another replica: `onRouted` follows for that one. Lets metering close what it began for the first.
+   */
+  onRouteAbandoned?(context: RequestContext): void;
   onRequestEnd(context: RequestContext): void | Promise<void>;
 }

@@ -88,6 +88,11 @@ export interface EngineAdapter {
   readonly modelledPower?: ModelledPower;
   /** Present only on engines that count their own work (see EngineCounters). */
   counters?(): EngineCounters;
+  /**
+   * Optional active health check (routing calls it on an interval): resolves when the engine answers,
+   * throws when it does not. Engines in Gravity's own process need none.
+   */
+  probe?(signal: AbortSignal): Promise<void>;
 
   /**
    * Runs one generation. The first part is `response-start`: validation errors (e.g. the prompt does not

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { errors } from '../core/errors.js';
+import { errors, GravityError } from '../core/errors.js';
 import {
   createRequestContext,
   type Endpoint,
@@ -8,9 +8,12 @@ import {
 } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { StreamPart } from '../core/stream-parts.js';
+import { promptText } from '../engines/emulated/emulated-prompt.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
-import type { ReplicaLoadView, RoutingPolicy } from '../routing/routing-policy.js';
-import { tierRanks } from '../scheduling/queue-ordering.js';
+import type { FleetRouter, RoutingTier } from '../routing/fleet-router.js';
+import type { ReplicaLoadView, RoutingDecision } from '../routing/routing-policy.js';
+import type { LiveReplicaScheduler, SchedulerTicket } from '../scheduling/live-replica-scheduler.js';
+import type { SchedulerTier } from '../scheduling/scheduling-policies.js';
 
 /** The model label used for requests whose model does not exist, so clients cannot inflate label sets. */
 export const unknownModelLabel = '(unknown)';
@@ -30,12 +33,23 @@ export class Gateway {
     readonly engines: readonly EngineAdapter[],
     readonly clock: Clock,
     private readonly observers: readonly RequestObserver[],
-    /** Picks one of several engines serving a model; unused for models with one engine. */
-    private readonly routing: RoutingPolicy | null = null,
+    /**
+     * Routes each request to one of its model's engines (filters, scores, health, retries, aliases);
+     * null sends every request to the model's first engine.
+     */
+    readonly router: FleetRouter | null = null,
+    /** Builds the queue in front of each engine (null: requests go straight to the engine). */
+    private readonly schedulerFor: ((engine: EngineAdapter) => LiveReplicaScheduler) | null = null,
   ) {}
+
+  /** The gateway's queue in front of each engine, by engine id. */
+  readonly schedulers = new Map<string, LiveReplicaScheduler>();
 
   async start(): Promise<void> {
     await Promise.all(this.engines.map((engine) => engine.start()));
+    this.router?.start();
+    if (this.schedulerFor)
+      for (const engine of this.engines) this.schedulers.set(engine.id, this.schedulerFor(engine));
     for (const engine of this.engines) {
       for (const model of engine.models()) {
         const serving = this.modelToEngines.get(model.id);
@@ -72,7 +86,9 @@ export class Gateway {
   }): RequestContext {
     const context = createRequestContext({
       ...options,
-      model: this.modelToEngines.has(options.model) ? options.model : unknownModelLabel,
+      model: this.modelToEngines.has(this.resolveModel(options.model))
+        ? this.resolveModel(options.model)
+        : unknownModelLabel,
       nowMs: this.clock.nowMs(),
       epochMs: this.clock.epochMs(),
     });
@@ -106,13 +122,10 @@ export class Gateway {
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
     if (!this.accepting) throw errors.shuttingDown();
-    const serving = this.modelToEngines.get(request.model);
+    const model = this.resolveModel(request.model);
+    const serving = this.modelToEngines.get(model);
     if (!serving) throw errors.modelNotFound(request.model);
-    // Fast path: a model with one engine needs no load readings.
-    const engine =
-      serving.length === 1 ? (serving[0] as EngineAdapter) : this.route(serving, context, request);
-    context.engineId = engine.id;
-    for (const observer of this.observers) observer.onRouted?.(context);
+    const generation = model === request.model ? request : { ...request, model };
 
     const controller = new AbortController();
     const forwardAbort = () => controller.abort(signal.reason);
@@ -120,9 +133,113 @@ export class Gateway {
     else signal.addEventListener('abort', forwardAbort, { once: true });
     this.inFlight.add(controller);
     try {
+      yield* this.generateWithRetries(serving, context, generation, controller.signal);
+    } finally {
+      signal.removeEventListener('abort', forwardAbort);
+      this.inFlight.delete(controller);
+    }
+  }
+
+  /**
+   * Routes the request and runs it, retrying on the next best replica when an attempt fails before its
+   * first token (connection errors, 5xx, 429) while attempts and the retry budget last. Until the first
+   * token the attempt's response-start is held back, so the client has seen nothing of a failed attempt;
+   * after it, a failure ends the response (an SSE error event, a ledger record marked partial).
+   */
+  private async *generateWithRetries(
+    serving: readonly EngineAdapter[],
+    context: RequestContext,
+    request: Omit<GenerationRequest, 'requestId'>,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    const router = this.router;
+    router?.onRequest();
+    const tried = new Set<EngineAdapter>();
+    const failures: string[] = [];
+    let lastFailure: unknown;
+    for (let attempt = 1; ; attempt++) {
+      let engine: EngineAdapter;
+      try {
+        engine = this.route(serving, tried, context, request, attempt, failures);
+      } catch (error) {
+        // No replica left for a retry (all ejected): the client hears about the attempt that failed.
+        if (lastFailure !== undefined) throw lastFailure;
+        throw error;
+      }
+      // Retrying needs a router and another replica to go to; otherwise parts pass straight through.
+      const retryable = router !== null && tried.size + 1 < serving.length;
+      const attemptStartMs = this.clock.nowMs();
+      let heldStart: StreamPart | null = null;
+      let delivered = false;
+      try {
+        for await (const part of this.runOnReplica(engine, context, request, signal)) {
+          if (!delivered) {
+            if (part.type === 'response-start' && retryable) {
+              heldStart = part;
+              continue;
+            }
+            if (part.type !== 'response-start') {
+              delivered = true;
+              router?.health.onSuccess(engine.id);
+            }
+            if (heldStart) {
+              const held = heldStart;
+              heldStart = null;
+              yield held;
+            }
+          }
+          yield part;
+        }
+        router?.onSuccess(
+          engine.id,
+          routingTier(context.serviceTier),
+          context.firstTokenAtMs === null ? null : context.firstTokenAtMs - attemptStartMs,
+          meanOf(context.interTokenGapsMs),
+        );
+        return;
+      } catch (error) {
+        if (signal.aborted || !router) throw error;
+        if (isReplicaFault(error)) router.onFailure(engine.id, error);
+        if (delivered || !retryable || !isRetryable(error) || !router.mayRetry(attempt)) throw error;
+        tried.add(engine);
+        lastFailure = error;
+        failures.push(`${engine.id}: ${error instanceof GravityError ? error.code : 'error'}`);
+        for (const observer of this.observers) observer.onRouteAbandoned?.(context);
+        context.startedAtMs = null;
+        context.queueWaitMs = null;
+        context.prefillTokens = 0;
+      }
+    }
+  }
+
+  /**
+   * One attempt on one replica: waits for the replica's queue, runs the generation and records timings
+   * in the context as parts pass. Called once per attempt; a retry calls it again for another replica.
+   */
+  private async *runOnReplica(
+    engine: EngineAdapter,
+    context: RequestContext,
+    request: Omit<GenerationRequest, 'requestId'>,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    let ticket: SchedulerTicket | null = null;
+    try {
+      // Wait for the replica's queue to let the request run: by tier, tenant share and deadline.
+      const scheduler = this.schedulers.get(engine.id);
+      if (scheduler) {
+        ticket = await scheduler.acquire(
+          {
+            tenant: context.tenant ?? 'anonymous',
+            tier: schedulerTier(context.serviceTier),
+            promptTokens: estimatedPromptTokens(request.input),
+          },
+          signal,
+        );
+      }
+      const gatewayQueueWaitMs = ticket?.queueWaitMs ?? 0;
       for await (const part of engine.generate(
         { ...request, requestId: context.requestId, serviceTier: context.serviceTier },
-        controller.signal,
+        signal,
       )) {
         const nowMs = this.clock.nowMs();
         if (part.type === 'text-delta') {
@@ -131,9 +248,11 @@ export class Gateway {
           else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
           context.lastTokenAtMs = nowMs;
           context.decodeTokens += part.tokens;
+          ticket?.onTokens(part.tokens);
         } else if (part.type === 'response-start') {
           context.startedAtMs = nowMs;
-          context.queueWaitMs = part.queueWaitMs;
+          // Time in the gateway's queue plus time in the engine's own.
+          context.queueWaitMs = gatewayQueueWaitMs + part.queueWaitMs;
           if (part.promptTokens !== null)
             context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
         } else {
@@ -146,34 +265,102 @@ export class Gateway {
         yield part;
       }
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.inFlight.delete(controller);
+      ticket?.release();
     }
   }
 
-  /** Asks the routing policy which engine serves the request, from each engine's load figures now. */
+  /**
+   * Which replica would serve this request now, and why: routing's decision without running it or
+   * teaching the prefix index (the debug endpoint, `POST /v1/routing/explain`).
+   */
+  explainRoute(options: {
+    model: string;
+    input: GenerationRequest['input'];
+    maxTokens: number | null;
+    tenant: string | null;
+    serviceTier: ServiceTier;
+  }): { model: string; candidates: string[]; decision: RoutingDecision | null } {
+    const model = this.resolveModel(options.model);
+    const serving = this.modelToEngines.get(model);
+    if (!serving) throw errors.modelNotFound(options.model);
+    if (!this.router) return { model, candidates: serving.map((engine) => engine.id), decision: null };
+    const text = promptText(options.input);
+    const { decision } = this.router.route(
+      serving,
+      serving.map((engine) => this.loadView(engine)),
+      {
+        model,
+        promptText: text,
+        promptTokens: Math.ceil(text.length / 4),
+        maxTokens: options.maxTokens,
+        tenant: options.tenant,
+        tier: routingTier(options.serviceTier),
+      },
+      { dryRun: true },
+    );
+    return { model, candidates: serving.map((engine) => engine.id), decision };
+  }
+
+  /** A model alias resolved to the model id that serves it. */
+  private resolveModel(model: string): string {
+    return this.router ? this.router.resolveModel(model) : model;
+  }
+
+  /**
+   * Chooses the engine for an attempt among the model's engines not yet tried, records the choice and its
+   * explanation in the context, and tells observers. A model with one engine skips scoring unless a
+   * residency policy must still be checked.
+   */
   private route(
     serving: readonly EngineAdapter[],
+    tried: ReadonlySet<EngineAdapter>,
     context: RequestContext,
     request: Omit<GenerationRequest, 'requestId'>,
+    attempt: number,
+    failures: readonly string[],
   ): EngineAdapter {
-    if (!this.routing) return serving[0] as EngineAdapter;
-    const replicas: ReplicaLoadView[] = serving.map((engine) => {
-      const load = engine.load();
-      return {
-        id: engine.id,
-        waitingRequests: load.waiting,
-        runningRequests: load.slotsBusy,
-        kvUsedFraction: load.kvUsedFraction ?? null,
-      };
-    });
-    const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
-    const index = this.routing.pick(
-      replicas,
-      { promptTokens: estimatedPromptTokens(request.input), priority: tierRanks[tier] },
-      this.clock.nowMs(),
-    );
-    return serving[index] ?? (serving[0] as EngineAdapter);
+    const candidates = tried.size === 0 ? serving : serving.filter((engine) => !tried.has(engine));
+    let engine = candidates[0] as EngineAdapter;
+    const router = this.router;
+    // Fast path: one engine and nothing to filter needs no load readings.
+    if (router && (candidates.length > 1 || router.filtersSingleReplicas)) {
+      const text = promptText(request.input);
+      const { replica, decision } = router.route(
+        candidates,
+        candidates.map((candidate) => this.loadView(candidate)),
+        {
+          model: request.model,
+          promptText: text,
+          promptTokens: Math.ceil(text.length / 4),
+          maxTokens: request.maxTokens,
+          tenant: context.tenant,
+          tier: routingTier(context.serviceTier),
+        },
+      );
+      engine = replica as EngineAdapter;
+      context.route = JSON.stringify({
+        replica: engine.id,
+        profile: decision.profile,
+        attempt,
+        top: decision.top,
+        ...(decision.filtered.length > 0 && { filtered: decision.filtered }),
+        ...(failures.length > 0 && { failed: failures }),
+      });
+    }
+    context.engineId = engine.id;
+    for (const observer of this.observers) observer.onRouted?.(context);
+    return engine;
+  }
+
+  /** An engine's load as routing sees it: what waits in the gateway's queue for it counts as waiting. */
+  loadView(engine: EngineAdapter): ReplicaLoadView {
+    const load = engine.load();
+    return {
+      id: engine.id,
+      waitingRequests: load.waiting + (this.schedulers.get(engine.id)?.queuedRequests ?? 0),
+      runningRequests: load.slotsBusy,
+      kvUsedFraction: load.kvUsedFraction ?? null,
+    };
   }
 
   /**
@@ -190,6 +377,8 @@ export class Gateway {
     // Give cancelled streams a moment to write their error event and ledger record.
     while (this.inFlight.size > 0 && Date.now() < deadline + 1000)
       await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const scheduler of this.schedulers.values()) scheduler.close();
+    this.router?.close();
     await Promise.all(this.engines.map((engine) => engine.close()));
     return { cancelled };
   }
@@ -204,4 +393,36 @@ function estimatedPromptTokens(input: GenerationRequest['input']): number {
   let characters = 0;
   for (const message of input.messages) characters += message.content.length;
   return Math.ceil(characters / 4);
+}
+
+/** The scheduler's band for a service tier: OpenAI's `auto` and `scale` run as `default`. */
+function schedulerTier(tier: ServiceTier): SchedulerTier {
+  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
+}
+
+/** The routing profile's tier for a service tier: OpenAI's `auto` and `scale` route as `default`. */
+function routingTier(tier: ServiceTier): RoutingTier {
+  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
+}
+
+function meanOf(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  let sum = 0;
+  for (const value of values) sum += value;
+  return sum / values.length;
+}
+
+/** Failures that say something about the replica (outlier detection counts them), not about the request. */
+function isReplicaFault(error: unknown): boolean {
+  if (!(error instanceof GravityError)) return true;
+  if (error.code === 'overloaded' || error.code === 'shutting_down' || error.code === 'cancelled')
+    return false;
+  return error.status >= 500;
+}
+
+/** Failures another replica may not have: replica faults, and 429s or 503s (this replica is full). */
+function isRetryable(error: unknown): boolean {
+  if (!(error instanceof GravityError)) return true;
+  if (error.code === 'cancelled' || error.code === 'shutting_down') return false;
+  return error.status >= 500 || error.status === 429;
 }

@@ -1,7 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Admission } from '../admission/admission.js';
+import { keysPathOf, openModeWarning, refuseOpenModeOffLoopback } from '../admission/open-mode.js';
+import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
 import { createHttpServer } from '../api/server.js';
+import { createBatchApi } from '../batch/batch-api.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
@@ -9,7 +13,8 @@ import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
-import { createRoutingPolicy } from '../routing/routing-policy.js';
+import { FleetRouter } from '../routing/fleet-router.js';
+import { createLiveScheduler } from '../scheduling/scheduler-settings.js';
 import { Gateway } from './gateway.js';
 
 export interface GravityServer {
@@ -32,6 +37,14 @@ export async function startGravityServer(
     error: (details: Record<string, unknown>, message: string) => httpLog?.error(details, message),
   };
   let httpLog: FastifyInstance['log'] | undefined;
+  // Before any engine loads: an open server on a reachable host must not start at all.
+  const keys = new SqliteKeyStore(keysPathOf(config));
+  try {
+    refuseOpenModeOffLoopback(config, keys);
+  } catch (error) {
+    keys.close();
+    throw error;
+  }
   const engines = await createEngines(config, options.env);
   const metrics = new PrometheusMetrics(() => engines);
   let metering: MeteringService | undefined;
@@ -46,12 +59,35 @@ export async function startGravityServer(
       log: (message, details) => logger.error(details, message),
     });
   }
-  // Metering runs first so that the Prometheus observer sees each request's metered figures.
+  const ledger = store;
+  const admission = new Admission({
+    keys,
+    clock,
+    keyCacheMs: config.auth.keyCacheMs,
+    required: config.auth.required,
+    tenants: config.tenants,
+    unboundedCompletionReserveTokens: config.auth.unboundedCompletionReserveTokens,
+    spentUsd: ledger
+      ? ({ tenant, apiKeyId, fromEpochMs, toEpochMs }) =>
+          ledger.spentUsd({ tenant, apiKeyId, fromMs: fromEpochMs, toMs: toEpochMs })
+      : undefined,
+  });
+  // Metering runs first so that the Prometheus observer sees each request's metered figures, and
+  // admission each request's price.
   // Live routing draws from Math.random; the simulator seeds the same policies.
-  const routing = createRoutingPolicy(config.routing.policy, { random: Math.random });
-  const gateway = new Gateway(engines, clock, metering ? [metering, metrics] : [metrics], routing);
+  const router = new FleetRouter({ config: config.routing, replicas: engines, clock, random: Math.random });
+  const gateway = new Gateway(
+    engines,
+    clock,
+    metering ? [metering, admission, metrics] : [admission, metrics],
+    router,
+    config.scheduling.enabled ? (engine) => createLiveScheduler(config, engine, clock) : null,
+  );
   await gateway.start();
   metering?.start();
+  const batch = config.batch.enabled
+    ? createBatchApi({ config, gateway, clock, log: (message, details) => logger.error(details, message) })
+    : undefined;
 
   const http = createHttpServer({
     gateway,
@@ -59,11 +95,16 @@ export async function startGravityServer(
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logLevel: config.server.logLevel,
+    batch: batch?.routes,
+    admission,
   });
   httpLog = http.log;
+  if (admission.authenticator.isOpen()) http.log.warn(openModeWarning(config));
   await http.listen({ host: config.server.host, port: config.server.port });
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  // Unfinished batches (from before a restart) resume once the server is up.
+  batch?.start();
 
   let closing: Promise<void> | undefined;
   return {
@@ -74,9 +115,13 @@ export async function startGravityServer(
       closing ??= (async () => {
         // Stop accepting first, then drain: the listener closes while in-flight streams finish.
         const listenerClosed = http.close();
+        // Batch lines in flight drain with the rest; those cancelled run again after the restart.
+        batch?.stopDispatching();
         const { cancelled } = await gateway.shutdown(config.server.shutdownGraceMs);
         if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
+        await batch?.close();
         await metering?.close();
+        keys.close();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,
         // close would wait for each client's keep-alive timeout.
         http.server.closeAllConnections();

@@ -72,6 +72,11 @@ export class MeteringService implements RequestObserver {
     if (context.engineId) this.meters.get(context.engineId)?.begin(context, this.options.clock.nowMs());
   }
 
+  /** A retry leaves this replica before its first token: close its share there (it did little work). */
+  onRouteAbandoned(context: RequestContext): void {
+    if (context.engineId) this.meters.get(context.engineId)?.end(context, this.options.clock.nowMs());
+  }
+
   onRequestEnd(context: RequestContext): Promise<void> {
     const { clock, config } = this.options;
     const meter = context.engineId ? this.meters.get(context.engineId) : undefined;
@@ -131,6 +136,9 @@ export class MeteringService implements RequestObserver {
       priceUsd: metered.priceUsd,
       marginUsd: metered.marginUsd,
       carbonGrams: metered.carbonGrams,
+      route: context.route,
+      // Cut short after its first token: an engine failure mid-stream, or the client leaving.
+      partial: context.errorCode !== null && context.firstTokenAtMs !== null,
     };
   }
 

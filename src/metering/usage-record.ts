@@ -39,6 +39,10 @@ export interface UsageRecord {
   priceUsd: number;
   marginUsd: number;
   carbonGrams: number;
+  /** Routing's explanation as JSON (replica, profile, top scores, attempts); null without routing. */
+  route?: string | null;
+  /** Cut short after its first token (engine failure mid-stream or client gone): what was sent is all there is. */
+  partial?: boolean;
 }
 
 /** The quantile of sorted values by linear interpolation between closest ranks. */

@@ -49,15 +49,25 @@ export class KvBlockManager {
   }
 
   peekPrefixHits(hashes: ArrayLike<number>, maxBlocks: number): number {
-    if (!this.prefixCaching) return 0;
+    return this.lookupPrefix(hashes, maxBlocks).hits;
+  }
+
+  /**
+   * Leading cached blocks of `hashes` (at most `maxBlocks`), and how many of them are idle: taking an
+   * idle block turns free-able space into used space, so admission must count those as allocations.
+   */
+  lookupPrefix(hashes: ArrayLike<number>, maxBlocks: number): { hits: number; idleHits: number } {
+    if (!this.prefixCaching) return { hits: 0, idleHits: 0 };
     const limit = Math.min(hashes.length, maxBlocks);
     let hits = 0;
+    let idleHits = 0;
     while (hits < limit) {
       const hash = hashes[hits] as number;
-      if (!this.referenced.has(hash) && !this.idleCached.has(hash)) break;
+      if (this.idleCached.has(hash)) idleHits++;
+      else if (!this.referenced.has(hash)) break;
       hits++;
     }
-    return hits;
+    return { hits, idleHits };
   }
 
   /** Takes a reference on a cached block found by `countPrefixHits`. */

@@ -237,4 +237,22 @@ describe('replica model', () => {
     expect(replica.model.generatedTokensTotal).toBe(decodedBefore + 1);
     expect(replica.model.pendingPrefillTokens).toBe(30_000 - (8192 - 1));
   });
+
+  it('admits shared-prefix prompts under KV pressure without over-allocating (idle cached hits count)', () => {
+    const replica = harness({ kvBlocks: 80 });
+    const groups = [1, 2, 3].map((seed) => segmentBlockHashes([{ tokens: 480, seed }], 16));
+    for (let index = 0; index < 60; index++) {
+      const hashes = groups[index % 3] as number[];
+      replica.submit(`r${index}`, {
+        promptTokens: 480 + (index % 7) * 9,
+        outputTokens: 40 + (index % 5) * 30,
+        promptBlockHashes: hashes,
+      });
+      if (index % 4 === 3) replica.run(replica.nowMs + 40);
+    }
+    replica.run();
+    for (const trace of replica.traces.values()) expect(trace.cancelled).toBe(false);
+    expect(replica.model.kv.availableBlocks).toBe(80);
+    expect(replica.model.kv.prefixStats.hitTokens).toBeGreaterThan(0);
+  });
 });

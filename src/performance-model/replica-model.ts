@@ -412,14 +412,18 @@ export class ReplicaModel<Tag> {
     return true;
   }
 
-  /** Blocks a waiting request needs to be admitted (its whole prefill target, less cached prefix blocks). */
+  /**
+   * Blocks a waiting request takes from the free space to be admitted: its whole prefill target less
+   * cached prefix blocks — except idle cached ones, which stop being reclaimable once it holds them.
+   */
   private blocksToAdmit(sequence: ModelledSequence<Tag>): number {
     const total = Math.ceil(sequence.prefillTarget / this.blockTokens);
     const hashes = sequence.request.promptBlockHashes;
     if (!hashes) return total;
     // At least one token is always computed, so the last block of an exactly-cached prompt is not a hit.
     const maxHits = Math.floor((sequence.prefillTarget - 1) / this.blockTokens);
-    return total - this.kv.peekPrefixHits(hashes, maxHits);
+    const { hits, idleHits } = this.kv.lookupPrefix(hashes, maxHits);
+    return total - hits + idleHits;
   }
 
   private admit(sequence: ModelledSequence<Tag>, nowMs: number): void {

@@ -1,9 +1,22 @@
 /**
- * Routing: which replica of a model serves a request. A policy sees plain load figures and a clock
+ * Routing: which replica of a model serves a request. A policy sees plain replica figures and a clock
  * reading, never sockets or wall time, so the gateway and the fleet simulator run the same code
- * (../shared/STYLE.md). The filter → score → pick pipeline with per-tier profiles builds on this
- * boundary; here are the baseline policies that every comparison needs.
+ * (../shared/STYLE.md). Every policy is a profile of the filter → scorer → picker pipeline
+ * (routing-pipeline.ts); the names below are the built-in profiles (routing-profile.ts).
  */
+
+/** What an operator says about a replica in config: where it runs, whose it is, what it costs. */
+export interface ReplicaLabels {
+  readonly region?: string | undefined;
+  readonly provider?: string | undefined;
+  /** A hardware profile name, e.g. `h100-sxm`. */
+  readonly hardware?: string | undefined;
+  /** Blended $ per 1M tokens the replica costs to run (or a paid API charges). */
+  readonly costPerMillionTokensUsd?: number | undefined;
+  /** Joules per generated token, measured or modelled. */
+  readonly energyJoulesPerToken?: number | undefined;
+}
+
 export interface ReplicaLoadView {
   /** Stable id, e.g. `h100-0`. */
   readonly id: string;
@@ -13,81 +26,76 @@ export interface ReplicaLoadView {
   readonly runningRequests: number;
   /** Fraction of the replica's KV cache in use, or null where unknown (an upstream without metrics). */
   readonly kvUsedFraction: number | null;
+  /** Labels from config; absent in the simulator unless a scenario gives them. */
+  readonly labels?: ReplicaLabels | undefined;
+  /** The replica's context window for the request's model, or null where unknown. */
+  readonly contextTokens?: number | null | undefined;
+  /** False while health checks or outlier detection keep the replica out; absent means healthy. */
+  readonly healthy?: boolean | undefined;
 }
 
 export interface RoutedRequestView {
   readonly promptTokens: number;
   /** Tier rank (priority 0 … batch 3). */
   readonly priority: number;
+  /** Completion tokens asked for, or null/absent when the client set no limit. */
+  readonly maxTokens?: number | null | undefined;
+  /** The tenant admission resolved (`anonymous` without keys); residency filters read it. */
+  readonly tenant?: string | null | undefined;
+  /**
+   * Chained hashes of the prompt's blocks (block-hashes.ts): the prefix index's keys. The simulator passes
+   * the workload's hashes; the gateway hashes the prompt text. Null where no scorer needs them.
+   */
+  readonly promptBlockHashes?: readonly number[] | null | undefined;
+}
+
+/** One candidate's weighted total and each scorer's value, for explanations. */
+export interface ReplicaScore {
+  readonly replica: string;
+  readonly score: number;
+  readonly scorers: Readonly<Record<string, number>>;
+}
+
+/** Why a replica was chosen: what `x-gravity-route` and the ledger's `route` column carry. */
+export interface RoutingDecision {
+  /** Index into the replicas passed in. */
+  readonly index: number;
+  readonly profile: string;
+  /** Replicas the filters removed, with the filter that removed each. */
+  readonly filtered: ReadonlyArray<{ replica: string; filter: string }>;
+  /** The best candidates, best first (at most five). */
+  readonly top: readonly ReplicaScore[];
+}
+
+/** What became of a routed request, reported back so latency scorers can learn (EWMA). */
+export interface RouteOutcome {
+  readonly replica: string;
+  /** Arrival at the replica to first token; null when it failed first. */
+  readonly ttftMs: number | null;
+  /** Mean gap between tokens; null with fewer than two tokens. */
+  readonly interTokenMs: number | null;
 }
 
 export interface RoutingPolicy {
   readonly name: string;
-  /** Index into `replicas` (never empty) of the replica that should serve `request`. */
+  /**
+   * Index into `replicas` (never empty) of the replica that should serve `request`. Throws a
+   * RoutingRejection when the filters leave no candidate. Hot in the simulator: allocates nothing.
+   */
   pick(replicas: readonly ReplicaLoadView[], request: RoutedRequestView, nowMs: number): number;
+  /** `pick` with its reasons; allocates, so the live gateway uses it and the simulator does not. */
+  decide(
+    replicas: readonly ReplicaLoadView[],
+    request: RoutedRequestView,
+    nowMs: number,
+    options?: { dryRun?: boolean },
+  ): RoutingDecision;
+  /** Feeds latency scorers; optional to call. */
+  observe(outcome: RouteOutcome, nowMs: number): void;
+  /** Whether any scorer reads `promptBlockHashes` (the gateway hashes prompts only then). */
+  readonly usesPromptBlocks: boolean;
 }
 
-export interface RoutingPolicyContext {
-  /** Uniform in [0, 1): seeded in the simulator, Math.random live. */
-  random: () => number;
-}
-
-type RoutingPolicyFactory = (context: RoutingPolicyContext) => RoutingPolicy;
-
-/** Every replica in turn, blind to load: the baseline that load-aware routing is measured against. */
-const roundRobin: RoutingPolicyFactory = () => {
-  let next = 0;
-  return {
-    name: 'round-robin',
-    pick: (replicas) => {
-      const index = next % replicas.length;
-      next = index + 1;
-      return index;
-    },
-  };
-};
-
-/** Uniformly at random: what a plain Kubernetes Service does. */
-const random: RoutingPolicyFactory = (context) => ({
-  name: 'random',
-  pick: (replicas) => Math.floor(context.random() * replicas.length),
-});
-
-/**
- * Fewest requests in the replica (waiting + running), ties broken at random so equal replicas share
- * load instead of the first one taking every tie.
- */
-const leastLoaded: RoutingPolicyFactory = (context) => ({
-  name: 'least-loaded',
-  pick: (replicas) => {
-    let best = -1;
-    let bestLoad = Number.POSITIVE_INFINITY;
-    let ties = 0;
-    for (let index = 0; index < replicas.length; index++) {
-      const replica = replicas[index] as ReplicaLoadView;
-      const load = replica.waitingRequests + replica.runningRequests;
-      if (load < bestLoad) {
-        best = index;
-        bestLoad = load;
-        ties = 1;
-      } else if (load === bestLoad && context.random() * ++ties < 1) {
-        // Reservoir sampling over the tied replicas: each is picked with probability 1/ties.
-        best = index;
-      }
-    }
-    return best;
-  },
-});
-
-export const routingPolicyFactories: Record<string, RoutingPolicyFactory> = {
-  'round-robin': roundRobin,
-  random,
-  'least-loaded': leastLoaded,
-};
-export const routingPolicyNames = Object.keys(routingPolicyFactories) as [string, ...string[]];
-
-export function createRoutingPolicy(name: string, context: RoutingPolicyContext): RoutingPolicy {
-  const factory = routingPolicyFactories[name];
-  if (!factory) throw new Error(`unknown routing policy '${name}' (known: ${routingPolicyNames.join(', ')})`);
-  return factory(context);
-}
+export type { RoutingPolicyContext } from './routing-profile.js';
+export { builtInProfileNames as routingPolicyNames, createRoutingPolicy } from './routing-profile.js';
+export { RoutingRejection } from './routing-rejection.js';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseScenario } from './load-scenario.js';
 import { runScenario } from './run-scenario.js';
 import type { SimulationResult } from './simulation-result.js';
+import { expandSweep } from './sweep.js';
 
 function scenario(overrides: Record<string, unknown>) {
   return parseScenario(
@@ -190,5 +191,33 @@ describe('fleet simulator', () => {
     const p90 = (result: SimulationResult) =>
       result.tiers.find((tier) => tier.tier === 'priority')?.ttft.p90Ms as number;
     expect(p90(priority)).toBeLessThan(p90(fcfs) / 5);
+  });
+
+  it("runs the gateway's SLO scheduler: priority held under overload, flex shed, every request accounted for", () => {
+    const overloaded = scenario({
+      fleet: { hardware: 'a100-80gb', model: 'llama-3.1-8b', replicas: 1, maxNumSeqs: 16 },
+      workload: {
+        arrivals: { process: 'poisson', ratePerSecond: 30 },
+        requests: 3000,
+        mix: [
+          { name: 'vip', weight: 1, tier: 'priority', input: { fixed: 200 }, output: { fixed: 100 } },
+          { name: 'chat', weight: 2, tier: 'default', input: { fixed: 200 }, output: { fixed: 100 } },
+          { name: 'bulk', weight: 2, tier: 'flex', input: { fixed: 200 }, output: { fixed: 100 } },
+        ],
+      },
+      slo: { priority: { ttftMs: 500, tpotMs: 100 }, flex: { ttftMs: 5000, tpotMs: 200 } },
+      sweep: { scheduler: ['fcfs', 'slo'] },
+    });
+    const [fcfs, slo] = expandSweep(overloaded).map((point) => runScenario(overloaded, point));
+    const tier = (result: SimulationResult, name: string) =>
+      result.tiers.find((candidate) => candidate.tier === name);
+    for (const result of [fcfs, slo] as SimulationResult[])
+      expect(result.overall.completed + result.overall.rejected).toBe(result.overall.submitted);
+    expect(tier(slo as SimulationResult, 'flex')?.rejected).toBeGreaterThan(0);
+    expect(tier(slo as SimulationResult, 'priority')?.rejected).toBe(0);
+    expect(tier(slo as SimulationResult, 'priority')?.ttft.p90Ms as number).toBeLessThan(
+      (tier(fcfs as SimulationResult, 'priority')?.ttft.p90Ms as number) / 5,
+    );
+    expect(slo?.fleet.scheduler).toBe('slo');
   });
 });

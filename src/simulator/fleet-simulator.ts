@@ -9,6 +9,7 @@ import type { ReplicaSpec } from '../performance-model/replica-spec.js';
 import type { ReplicaLoadView, RoutingPolicy } from '../routing/routing-policy.js';
 import type { QueueOrderingPolicy } from '../scheduling/queue-ordering.js';
 import { tierRanks } from '../scheduling/queue-ordering.js';
+import { ReplicaScheduler, type ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
 import { type SloTargets, type TierName, tierNames } from './scenario-schema.js';
 import type { FleetResult, TierResult } from './simulation-result.js';
 import { TierStatistics } from './tier-statistics.js';
@@ -20,13 +21,16 @@ class SimulatedReplica implements ReplicaLoadView {
   kvUseIntegralMs = 0;
   lastSampleMs = 0;
 
+  scheduler: ReplicaScheduler<SimulatedRequest> | null = null;
+
   constructor(
     readonly id: string,
     readonly model: ReplicaModel<SimulatedRequest>,
   ) {}
 
+  /** Waiting in the engine's queue and, with a gateway scheduler, in the gateway's queue for it. */
   get waitingRequests(): number {
-    return this.model.waitingRequests;
+    return this.model.waitingRequests + (this.scheduler?.queuedRequests ?? 0);
   }
   get runningRequests(): number {
     return this.model.runningRequests;
@@ -53,6 +57,11 @@ export interface FleetSimulationOptions {
    * engine's way; results are the same, which the tests check.
    */
   coalesceDecodeSteps?: boolean;
+  /**
+   * The gateway's scheduler in front of each replica (tier bands, VTC, shedding), as `gravity serve`
+   * runs it; `slots` defaults to the replica's maxNumSeqs. Null: straight to the engine queues.
+   */
+  scheduler?: (Omit<ReplicaSchedulerSettings, 'slots'> & { slots?: number }) | null;
   /** Called now and then with completed requests and the expected total (null when unknown). */
   onProgress?: (completed: number, expected: number | null) => void;
 }
@@ -61,7 +70,7 @@ export interface FleetSimulationOutcome {
   durationSeconds: number;
   overall: TierResult;
   tiers: TierResult[];
-  fleet: Omit<FleetResult, 'routing' | 'ordering' | 'hardware' | 'model' | 'flavour'>;
+  fleet: Omit<FleetResult, 'routing' | 'ordering' | 'scheduler' | 'hardware' | 'model' | 'flavour'>;
   requestsSubmitted: number;
 }
 
@@ -86,12 +95,29 @@ export class FleetSimulator {
   private lastCompletionMs = 0;
   private readonly progressEvery: number;
   private readonly horizonMs: (nowMs: number) => number;
+  /** Gateway-queue wait bounds, by replica index: the earliest per replica, checked lazily. */
+  private readonly expiries = new FlatQueue<number>();
+  /** True while a replica completes a step: dispatches then join the step the loop starts next. */
+  private completingStep = false;
 
   constructor(private readonly options: FleetSimulationOptions) {
     this.tierStatistics = tierNames.map((tier) => new TierStatistics(tier, options.slo[tier]));
     for (let index = 0; index < options.replicas; index++) {
       const model = new ReplicaModel(options.spec, options.ordering, this.replicaEvents());
-      this.replicas.push(new SimulatedReplica(`${options.spec.hardware.name}-${index}`, model));
+      const replica = new SimulatedReplica(`${options.spec.hardware.name}-${index}`, model);
+      if (options.scheduler) {
+        replica.scheduler = new ReplicaScheduler<SimulatedRequest>(
+          { ...options.scheduler, slots: options.scheduler.slots ?? options.spec.maxNumSeqs },
+          {
+            onDispatch: (ticket, nowMs) => {
+              ticket.tag.ticket = ticket;
+              this.startOnReplica(index, ticket.tag, nowMs);
+            },
+            onExpire: (ticket, nowMs) => this.reject(ticket.tag, nowMs),
+          },
+        );
+      }
+      this.replicas.push(replica);
     }
     this.horizonMs =
       options.coalesceDecodeSteps === false ? (nowMs) => nowMs : () => Number.POSITIVE_INFINITY;
@@ -133,6 +159,13 @@ export class FleetSimulator {
     this.overall.recordCompletion({ ...figures, metSlo });
     this.completed++;
     this.lastCompletionMs = atMs;
+    if (request.ticket) {
+      // VTC counts the answer at its end here (the live gateway counts it token by token).
+      const scheduler = (this.replicas[request.replicaIndex as number] as SimulatedReplica).scheduler;
+      scheduler?.onTokens(request.ticket, request.outputTokens, atMs);
+      scheduler?.release(request.ticket, atMs);
+      this.armExpiry(request.replicaIndex as number);
+    }
     if (this.completed % this.progressEvery === 0)
       this.options.onProgress?.(this.completed, this.options.workload.expectedRequests);
     const next = this.options.workload.onComplete(request, atMs);
@@ -145,11 +178,35 @@ export class FleetSimulator {
     (this.tierStatistics[tierRanks[request.tier]] as TierStatistics).submitted++;
     this.overall.submitted++;
     const priority = tierRanks[request.tier];
-    const index = this.options.routing.pick(
+    const routing = this.options.routing;
+    const index = routing.pick(
       this.replicas,
-      { promptTokens: request.promptTokens, priority },
+      {
+        promptTokens: request.promptTokens,
+        priority,
+        maxTokens: request.outputTokens,
+        tenant: request.tenant,
+        // The workload's block hashes are the router's prefix-index keys, as prompt-text hashes are live.
+        promptBlockHashes: routing.usesPromptBlocks ? request.promptBlockHashes : null,
+      },
       nowMs,
     );
+    request.replicaIndex = index;
+    const scheduler = (this.replicas[index] as SimulatedReplica).scheduler;
+    if (!scheduler) {
+      this.startOnReplica(index, request, nowMs);
+      return;
+    }
+    const outcome = scheduler.submit(
+      { tag: request, tenant: request.tenant, tier: request.tier, promptTokens: request.promptTokens },
+      nowMs,
+    );
+    if (outcome.decision.kind === 'shed') this.reject(request, nowMs);
+    else this.armExpiry(index);
+  }
+
+  /** Hands a request to the replica's engine model, starting a step or ending a span if it can join now. */
+  private startOnReplica(index: number, request: SimulatedRequest, nowMs: number): void {
     const replica = this.replicas[index] as SimulatedReplica;
     const model = replica.model;
     model.submit(
@@ -158,11 +215,12 @@ export class FleetSimulator {
         outputTokens: request.outputTokens,
         promptBlockHashes: request.promptBlockHashes,
         outputSeed: request.outputSeed,
-        priority,
+        priority: tierRanks[request.tier],
         tag: request,
       },
       nowMs,
     );
+    if (this.completingStep) return; // the event loop starts the replica's next step right after
     if (!model.stepInProgress) {
       replica.sampleKv(nowMs);
       if (model.startStep(nowMs, this.horizonMs(nowMs))) this.stepEnds.push(index, model.stepEndMs);
@@ -172,6 +230,30 @@ export class FleetSimulator {
       model.interruptSpan(nowMs);
       if (model.stepEndMs !== plannedEndMs) this.stepEnds.push(index, model.stepEndMs);
     }
+  }
+
+  /** The scheduler refused the request (shed, or it waited past its bound). Its client carries on. */
+  private reject(request: SimulatedRequest, nowMs: number): void {
+    (this.tierStatistics[tierRanks[request.tier]] as TierStatistics).rejected++;
+    this.overall.rejected++;
+    const next = this.options.workload.onComplete(request, nowMs);
+    if (next) this.followUps.push(next, next.arrivalMs);
+  }
+
+  private armExpiry(index: number): void {
+    const atMs =
+      (this.replicas[index] as SimulatedReplica).scheduler?.nextExpiryMs() ?? Number.POSITIVE_INFINITY;
+    if (Number.isFinite(atMs)) this.expiries.push(index, atMs);
+  }
+
+  private nextExpiryMs(): number {
+    while (this.expiries.length > 0) {
+      const replica = this.replicas[this.expiries.peek() as number] as SimulatedReplica;
+      const atMs = this.expiries.peekValue() as number;
+      if (replica.scheduler?.nextExpiryMs() === atMs) return atMs;
+      this.expiries.pop();
+    }
+    return Number.POSITIVE_INFINITY;
   }
 
   private nextStepEndMs(): number {
@@ -191,13 +273,21 @@ export class FleetSimulator {
       const followUpMs =
         this.followUps.length > 0 ? (this.followUps.peekValue() as number) : Number.POSITIVE_INFINITY;
       const arrivalMs = workload.peekArrivalMs();
-      if (stepEndMs <= followUpMs && stepEndMs <= arrivalMs) {
+      const expiryMs = this.nextExpiryMs();
+      if (expiryMs < stepEndMs && expiryMs <= followUpMs && expiryMs <= arrivalMs) {
+        const index = this.expiries.pop() as number;
+        this.clock.advanceTo(expiryMs);
+        (this.replicas[index] as SimulatedReplica).scheduler?.expire(expiryMs);
+        this.armExpiry(index);
+      } else if (stepEndMs <= followUpMs && stepEndMs <= arrivalMs) {
         if (stepEndMs === Number.POSITIVE_INFINITY) break;
         const index = this.stepEnds.pop() as number;
         const replica = this.replicas[index] as SimulatedReplica;
         this.clock.advanceTo(stepEndMs);
         replica.sampleKv(stepEndMs);
+        this.completingStep = true;
         replica.model.completeStep();
+        this.completingStep = false;
         if (replica.model.startStep(stepEndMs, this.horizonMs(stepEndMs)))
           this.stepEnds.push(index, replica.model.stepEndMs);
       } else if (followUpMs <= arrivalMs) {

@@ -1,10 +1,22 @@
+import { defaults } from '../config/defaults.js';
 import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
 import { type ModelProfile, modelProfile } from '../performance-model/model-profiles.js';
 import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/replica-spec.js';
 import { createRoutingPolicy } from '../routing/routing-policy.js';
 import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
-import { FleetSimulator } from './fleet-simulator.js';
-import type { Scenario } from './scenario-schema.js';
+import {
+  arrivalOrder,
+  type FairnessPolicy,
+  fairnessPolicies,
+  neverShed,
+  noFairness,
+  type OrderingPolicy,
+  orderingPolicies,
+  type SaturationPolicy,
+  saturationPolicies,
+} from '../scheduling/scheduling-policies.js';
+import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
+import { type Scenario, scenarioSchema } from './scenario-schema.js';
 import { SeededRandom } from './seeded-random.js';
 import type { SimulationResult, SweepPoint } from './simulation-result.js';
 import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
@@ -67,17 +79,23 @@ export function runScenario(
     ...(fleet.maxNumBatchedTokens !== undefined && { maxNumBatchedTokens: fleet.maxNumBatchedTokens }),
     prefixCaching: fleet.prefixCaching,
   });
+  const schedulerMode = point.scheduler ?? scenario.scheduling?.mode ?? 'off';
   const random = new SeededRandom(scenario.seed);
   const routingRandom = random.fork('routing');
   const simulator = new FleetSimulator({
     spec,
     replicas: fleet.replicas,
-    routing: createRoutingPolicy(scenario.policies.routing, { random: () => routingRandom.uniform() }),
+    routing: createRoutingPolicy(scenario.policies.routing, {
+      random: () => routingRandom.uniform(),
+      profiles: scenario.routing.profiles,
+      prefixIndex: scenario.routing.prefixIndex,
+    }),
     ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
     workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random),
     slo: scenario.slo,
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
+    scheduler: gatewayScheduler(scenario, schedulerMode),
   });
   const outcome = simulator.run();
   const wallSeconds = (performance.now() - startedAt) / 1000;
@@ -95,6 +113,7 @@ export function runScenario(
       flavour: spec.flavour,
       routing: scenario.policies.routing,
       ordering: scenario.policies.ordering,
+      scheduler: schedulerMode,
     },
     wallSeconds,
     simulatedRequestsPerSecond: wallSeconds > 0 ? outcome.requestsSubmitted / wallSeconds : 0,
@@ -141,4 +160,33 @@ function createWorkload(
     blockTokens,
     random,
   });
+}
+
+/**
+ * The gateway scheduler's settings for a run: `slo` as the scenario's `scheduling` section says (the
+ * gateway's defaults otherwise), `fcfs` one first-come queue with no shedding (the baseline), `off` none.
+ * Tier targets come from the scenario's SLOs; queue bounds from `slo.<tier>.maxQueueWaitMs` or the
+ * gateway's defaults.
+ */
+function gatewayScheduler(scenario: Scenario, mode: string): FleetSimulationOptions['scheduler'] {
+  if (mode === 'off') return null;
+  const scheduling = scenario.scheduling ?? scenarioSchema.shape.scheduling.unwrap().parse({});
+  const tier = (name: 'priority' | 'default' | 'flex' | 'batch') => ({
+    ttftMs: scenario.slo[name].ttftMs,
+    tpotMs: scenario.slo[name].tpotMs,
+    maxQueueWaitMs: scenario.slo[name].maxQueueWaitMs ?? defaults.tiers[name].maxQueueWaitMs,
+  });
+  const slo = mode === 'slo';
+  return {
+    tiers: { priority: tier('priority'), default: tier('default'), flex: tier('flex'), batch: tier('batch') },
+    tierBands: slo && scheduling.tierBands,
+    ordering: (slo ? orderingPolicies[scheduling.ordering] : arrivalOrder) as OrderingPolicy,
+    fairness: (slo ? fairnessPolicies[scheduling.fairness] : noFairness) as FairnessPolicy,
+    saturation: (slo ? saturationPolicies[scheduling.saturation] : neverShed) as SaturationPolicy,
+    batchReserveFraction: scheduling.batchReserveFraction,
+    priorityReserveFraction: slo ? scheduling.priorityReserveFraction : 0,
+    inputTokenWeight: scheduling.inputTokenWeight,
+    outputTokenWeight: scheduling.outputTokenWeight,
+    ...(scheduling.slotsPerReplica !== undefined && { slots: scheduling.slotsPerReplica }),
+  };
 }

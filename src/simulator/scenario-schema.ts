@@ -1,8 +1,14 @@
 import { z } from 'zod';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { hardwareProfileNames } from '../performance-model/hardware-profiles.js';
-import { routingPolicyNames } from '../routing/routing-policy.js';
+import {
+  builtInProfileNames,
+  prefixIndexSettingsSchema,
+  routingProfileProblems,
+  routingProfileSchema,
+} from '../routing/routing-profile.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
+import { fairnessPolicies, orderingPolicies, saturationPolicies } from '../scheduling/scheduling-policies.js';
 
 /**
  * A simulation scenario as written in YAML (scenarios/*.yaml): the fleet, the policies, the workload,
@@ -91,6 +97,8 @@ export type ArrivalsConfig = z.infer<typeof arrivalsSchema>;
 const sloSchema = z.strictObject({
   ttftMs: z.number().positive(),
   tpotMs: z.number().positive(),
+  /** With `scheduling`: how long a request may wait in the gateway's queue before it is refused. */
+  maxQueueWaitMs: z.number().positive().optional(),
 });
 
 export const fleetSchema = z.strictObject({
@@ -115,72 +123,134 @@ const defaultSlos = {
   batch: { ttftMs: 3_600_000, tpotMs: 1000 },
 };
 
-export const scenarioSchema = z.strictObject({
-  name: z.string().min(1),
-  description: z.string().optional(),
-  seed: z.number().int().default(1),
-  fleet: fleetSchema,
-  policies: z
-    .strictObject({
-      routing: z.enum(routingPolicyNames).default('least-loaded'),
-      ordering: z.enum(queueOrderingPolicyNames).default('fcfs'),
-    })
-    .prefault({}),
-  workload: z.strictObject({
-    arrivals: arrivalsSchema,
-    /** Stop creating requests after this many (sessions count each turn). */
-    requests: z.number().int().min(1).optional(),
-    /** …or after this many simulated seconds of arrivals. */
-    durationSeconds: z.number().positive().optional(),
-    /** Ignored for trace and ledger replay, whose lines say what each request is. */
-    mix: z
-      .array(requestClassSchema)
-      .min(1)
-      .default([
-        {
-          name: 'chat',
-          weight: 1,
-          tenant: 'default',
-          tier: 'default',
-          // ShareGPT averages ~202 input / ~179 output tokens (vLLM blog, published-figures.md).
-          input: { lognormal: { mean: 202, cv: 1 }, min: 4, max: 4096 },
-          output: { lognormal: { mean: 179, cv: 1 }, min: 1, max: 2048 },
-        },
+export const scenarioSchema = z
+  .strictObject({
+    name: z.string().min(1),
+    description: z.string().optional(),
+    seed: z.number().int().default(1),
+    fleet: fleetSchema,
+    policies: z
+      .strictObject({
+        /** A built-in routing profile or one of `routing.profiles`. */
+        routing: z.string().min(1).default('least-loaded'),
+        ordering: z.enum(queueOrderingPolicyNames).default('fcfs'),
+      })
+      .prefault({}),
+    /**
+     * The gateway's SLO scheduler in front of each replica (src/scheduling/), as `gravity serve` runs it.
+     * Absent: requests go straight to the replicas' engine queues.
+     */
+    scheduling: z
+      .strictObject({
+        /** `slo`: tier bands, VTC and shedding as configured below; `fcfs`: one first-come queue; `off`: none. */
+        mode: z.enum(['off', 'fcfs', 'slo']).default('slo'),
+        tierBands: z.boolean().default(true),
+        ordering: z.enum(Object.keys(orderingPolicies) as [string, ...string[]]).default('earliest-deadline'),
+        fairness: z.enum(Object.keys(fairnessPolicies) as [string, ...string[]]).default('vtc'),
+        saturation: z.enum(Object.keys(saturationPolicies) as [string, ...string[]]).default('slo'),
+        batchReserveFraction: z.number().min(0).max(1).default(0.25),
+        priorityReserveFraction: z.number().min(0).max(1).default(0.25),
+        inputTokenWeight: z.number().min(0).default(1),
+        outputTokenWeight: z.number().min(0).default(2),
+        /** Requests each replica runs at once; default its maxNumSeqs. */
+        slotsPerReplica: z.number().int().min(1).optional(),
+      })
+      .optional(),
+    /**
+     * Routing profiles beside the built-in ones (round-robin, random, least-loaded, prefix-only,
+     * prefix-load, latency, cost-energy): filters, weighted scorers and a picker, as in Gravity's config
+     * (docs/routing.md). `policies.routing` and `sweep.routing` name them.
+     */
+    routing: z
+      .strictObject({
+        profiles: z.record(z.string().min(1), routingProfileSchema).default({}),
+        prefixIndex: prefixIndexSettingsSchema,
+      })
+      .prefault({}),
+    workload: z.strictObject({
+      arrivals: arrivalsSchema,
+      /** Stop creating requests after this many (sessions count each turn). */
+      requests: z.number().int().min(1).optional(),
+      /** …or after this many simulated seconds of arrivals. */
+      durationSeconds: z.number().positive().optional(),
+      /** Ignored for trace and ledger replay, whose lines say what each request is. */
+      mix: z
+        .array(requestClassSchema)
+        .min(1)
+        .default([
+          {
+            name: 'chat',
+            weight: 1,
+            tenant: 'default',
+            tier: 'default',
+            // ShareGPT averages ~202 input / ~179 output tokens (vLLM blog, published-figures.md).
+            input: { lognormal: { mean: 202, cv: 1 }, min: 4, max: 4096 },
+            output: { lognormal: { mean: 179, cv: 1 }, min: 1, max: 2048 },
+          },
+        ]),
+    }),
+    /** DistServe goodput: a request counts when it meets both its tier's TTFT and TPOT targets. */
+    slo: z
+      .strictObject({
+        priority: sloSchema.default(defaultSlos.priority),
+        default: sloSchema.default(defaultSlos.default),
+        flex: sloSchema.default(defaultSlos.flex),
+        batch: sloSchema.default(defaultSlos.batch),
+        /** Share of a tier's requests that must meet the SLO for the tier to pass (`gravity plan`). */
+        attainment: z.number().min(0).max(1).default(0.9),
+      })
+      .prefault({}),
+    /** Runs the scenario once per combination of these values. */
+    sweep: z
+      .strictObject({
+        ratePerSecond: z.array(z.number().positive()).min(1).optional(),
+        concurrency: z.array(z.number().int().min(1)).min(1).optional(),
+        replicas: z.array(z.number().int().min(1)).min(1).optional(),
+        hardware: z.array(z.enum(hardwareProfileNames)).min(1).optional(),
+        devices: z.array(z.number().int().min(1)).min(1).optional(),
+        routing: z.array(z.string().min(1)).min(1).optional(),
+        ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).optional(),
+        /** The gateway scheduler: off, one FCFS queue, or the SLO scheduler (tier bands, VTC, shedding). */
+        scheduler: z
+          .array(z.enum(['off', 'fcfs', 'slo']))
+          .min(1)
+          .optional(),
+      })
+      .optional(),
+    /** The capacity question for `gravity plan`: candidates to search. */
+    plan: z
+      .strictObject({
+        hardware: z.array(z.enum(hardwareProfileNames)).min(1),
+        devices: z.array(z.number().int().min(1)).min(1).default([1]),
+        maxReplicas: z.number().int().min(1).default(64),
+        routing: z.array(z.string().min(1)).min(1).default(['least-loaded']),
+        ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).default(['fcfs']),
+      })
+      .optional(),
+  })
+  .superRefine((scenario, context) => {
+    // Profile plugins and every routing name must exist: `sweep.routing.1: unknown routing policy …`.
+    for (const problem of routingProfileProblems(scenario.routing.profiles, ['routing', 'profiles']))
+      context.addIssue({ code: 'custom', ...problem });
+    const known = new Set([...builtInProfileNames, ...Object.keys(scenario.routing.profiles)]);
+    const names: Array<[string, Array<string | number>]> = [
+      [scenario.policies.routing, ['policies', 'routing']],
+      ...(scenario.sweep?.routing ?? []).map((name, index): [string, Array<string | number>] => [
+        name,
+        ['sweep', 'routing', index],
       ]),
-  }),
-  /** DistServe goodput: a request counts when it meets both its tier's TTFT and TPOT targets. */
-  slo: z
-    .strictObject({
-      priority: sloSchema.default(defaultSlos.priority),
-      default: sloSchema.default(defaultSlos.default),
-      flex: sloSchema.default(defaultSlos.flex),
-      batch: sloSchema.default(defaultSlos.batch),
-      /** Share of a tier's requests that must meet the SLO for the tier to pass (`gravity plan`). */
-      attainment: z.number().min(0).max(1).default(0.9),
-    })
-    .prefault({}),
-  /** Runs the scenario once per combination of these values. */
-  sweep: z
-    .strictObject({
-      ratePerSecond: z.array(z.number().positive()).min(1).optional(),
-      concurrency: z.array(z.number().int().min(1)).min(1).optional(),
-      replicas: z.array(z.number().int().min(1)).min(1).optional(),
-      hardware: z.array(z.enum(hardwareProfileNames)).min(1).optional(),
-      devices: z.array(z.number().int().min(1)).min(1).optional(),
-      routing: z.array(z.enum(routingPolicyNames)).min(1).optional(),
-      ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).optional(),
-    })
-    .optional(),
-  /** The capacity question for `gravity plan`: candidates to search. */
-  plan: z
-    .strictObject({
-      hardware: z.array(z.enum(hardwareProfileNames)).min(1),
-      devices: z.array(z.number().int().min(1)).min(1).default([1]),
-      maxReplicas: z.number().int().min(1).default(64),
-      routing: z.array(z.enum(routingPolicyNames)).min(1).default(['least-loaded']),
-      ordering: z.array(z.enum(queueOrderingPolicyNames)).min(1).default(['fcfs']),
-    })
-    .optional(),
-});
+      ...(scenario.plan?.routing ?? []).map((name, index): [string, Array<string | number>] => [
+        name,
+        ['plan', 'routing', index],
+      ]),
+    ];
+    for (const [name, path] of names)
+      if (!known.has(name))
+        context.addIssue({
+          code: 'custom',
+          path,
+          message: `unknown routing policy '${name}' (known: ${[...known].join(', ')})`,
+        });
+  });
 export type Scenario = z.infer<typeof scenarioSchema>;
 export type SloTargets = Scenario['slo'];

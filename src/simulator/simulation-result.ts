@@ -15,6 +15,8 @@ export interface TierResult {
   tier: TierName | 'all';
   submitted: number;
   completed: number;
+  /** Refused by the gateway scheduler (shed or over its queue bound); 0 without `scheduling`. */
+  rejected: number;
   inputTokens: number;
   cachedInputTokens: number;
   outputTokens: number;
@@ -44,6 +46,7 @@ export type SweepPoint = Partial<{
   devices: number;
   routing: string;
   ordering: string;
+  scheduler: string;
 }>;
 
 export interface FleetResult {
@@ -55,6 +58,8 @@ export interface FleetResult {
   flavour: string;
   routing: string;
   ordering: string;
+  /** The gateway scheduler in front of replicas: `off`, `fcfs` (one queue) or `slo` (tiers, VTC, shedding). */
+  scheduler: string;
   kvBlocksPerReplica: number;
   /** Share of wall time replicas spent in steps (mean over replicas). */
   utilisation: number;

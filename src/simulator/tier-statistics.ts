@@ -32,6 +32,8 @@ const toMicroseconds = (ms: number) => Math.max(0, Math.round(ms * 1000));
 export class TierStatistics {
   submitted = 0;
   completed = 0;
+  /** Refused by the scheduler: shed at arrival or over the queue-wait bound. */
+  rejected = 0;
   inputTokens = 0;
   cachedInputTokens = 0;
   outputTokens = 0;
@@ -86,6 +88,7 @@ export class TierStatistics {
       tier: this.tier,
       submitted: this.submitted,
       completed: this.completed,
+      rejected: this.rejected,
       inputTokens: this.inputTokens,
       cachedInputTokens: this.cachedInputTokens,
       outputTokens: this.outputTokens,

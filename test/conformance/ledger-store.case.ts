@@ -36,6 +36,8 @@ export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
     priceUsd: 0.00001,
     marginUsd: 0.000009,
     carbonGrams: 0.0000833,
+    route: '{"replica":"h100-0","profile":"prefix-load","attempt":1,"top":[]}',
+    partial: false,
     ...overrides,
   };
 }
@@ -87,6 +89,20 @@ export function describeLedgerStoreConformance(name: string, createStore: () => 
       ]);
       expect((await store.records({ tenant: 'acme' })).map((record) => record.requestId)).toEqual(['a', 'c']);
       expect(await store.records({ fromMs: 5000 })).toEqual([]);
+    });
+
+    it('sums the price of a tenant, or of one of its keys, over a range', async () => {
+      await store.append([
+        usageRecord({ requestId: 'a', receivedAtMs: 1000, tenant: 'acme', apiKeyId: 'k1', priceUsd: 0.5 }),
+        usageRecord({ requestId: 'b', receivedAtMs: 2000, tenant: 'acme', apiKeyId: 'k2', priceUsd: 0.25 }),
+        usageRecord({ requestId: 'c', receivedAtMs: 3000, tenant: 'acme', apiKeyId: 'k1', priceUsd: 1 }),
+        usageRecord({ requestId: 'd', receivedAtMs: 2000, tenant: 'globex', apiKeyId: 'k3', priceUsd: 8 }),
+      ]);
+      expect(await store.spentUsd({ tenant: 'acme' })).toBeCloseTo(1.75);
+      expect(await store.spentUsd({ tenant: 'acme', apiKeyId: 'k1', fromMs: 0, toMs: 3000 })).toBeCloseTo(
+        0.5,
+      );
+      expect(await store.spentUsd({ tenant: 'nobody' })).toBe(0);
     });
 
     it('keeps many records from one batch', async () => {

@@ -12,6 +12,8 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-test-'));
 export interface Harness {
   server: GravityServer;
   ledgerPath: string;
+  /** This server's own key store (empty: the server is open), for `createKey` and `revokeKey`. */
+  keysPath: string;
   client: OpenAI;
   url: string;
   close(): Promise<void>;
@@ -27,11 +29,12 @@ export async function startHarness(
   document?: Record<string, unknown>,
 ): Promise<Harness> {
   const config = loadConfig({ document, port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
-  // Each server gets its own ledger; the generated models are shared.
-  config.metering.ledgerPath = path.join(
-    mkdtempSync(path.join(tmpdir(), 'gravity-ledger-')),
-    'ledger.sqlite',
-  );
+  // Each server gets its own ledger, key store and batch store; the generated models are shared.
+  const serverDir = mkdtempSync(path.join(tmpdir(), 'gravity-ledger-'));
+  config.metering.ledgerPath = path.join(serverDir, 'ledger.sqlite');
+  config.batch.directory = serverDir;
+  const keysPath = path.join(serverDir, 'keys.sqlite');
+  config.auth.keysPath = keysPath;
   configure(config);
   const server = await startGravityServer(config);
   const client = new OpenAI({
@@ -45,6 +48,7 @@ export async function startHarness(
     client,
     url: server.url,
     ledgerPath: config.metering.ledgerPath,
+    keysPath: config.auth.keysPath ?? keysPath,
     close: () => server.close(),
   };
 }

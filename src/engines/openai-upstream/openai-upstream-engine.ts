@@ -216,6 +216,19 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     throw await upstreamHttpError(this.id, response);
   }
 
+  /** Health check: the upstream's `GET /models` answers 2xx. */
+  async probe(signal: AbortSignal): Promise<void> {
+    const response = await this.pool.request({
+      method: 'GET',
+      path: `${this.basePath}/models`,
+      headers: this.requestHeaders,
+      signal,
+    });
+    await response.body.dump();
+    if (response.statusCode < 200 || response.statusCode >= 300)
+      throw new Error(`GET /models answered ${response.statusCode}`);
+  }
+
   async close(): Promise<void> {
     await this.pool.close().catch(() => {});
   }

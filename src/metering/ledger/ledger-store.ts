@@ -35,5 +35,10 @@ export interface LedgerStore {
   /** Records in the range, oldest first. */
   records(query: LedgerQuery): Promise<UsageRecord[]>;
   replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]>;
+  /**
+   * The sum of `priceUsd` over the records in the range, for one tenant (and one of its keys when
+   * `apiKeyId` is given): what admission's spend budgets start a period from.
+   */
+  spentUsd(query: LedgerQuery & { tenant: string; apiKeyId?: string | undefined }): Promise<number>;
   close(): Promise<void>;
 }

@@ -40,6 +40,8 @@ const recordColumns = [
   ['price_usd', 'priceUsd'],
   ['margin_usd', 'marginUsd'],
   ['carbon_grams', 'carbonGrams'],
+  ['route', 'route'],
+  ['partial', 'partial'],
 ] as const satisfies ReadonlyArray<readonly [string, keyof UsageRecord]>;
 
 const schema = `
@@ -75,7 +77,9 @@ CREATE TABLE IF NOT EXISTS usage_records (
   cost_source TEXT NOT NULL,
   price_usd REAL NOT NULL,
   margin_usd REAL NOT NULL,
-  carbon_grams REAL NOT NULL
+  carbon_grams REAL NOT NULL,
+  route TEXT,
+  partial INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_records_received ON usage_records (received_at_ms);
 CREATE TABLE IF NOT EXISTS replica_periods (
@@ -111,6 +115,7 @@ export class SqliteLedgerStore implements LedgerStore {
     this.database.pragma('synchronous = NORMAL');
     this.database.pragma('busy_timeout = 5000');
     this.database.exec(schema);
+    addMissingColumns(this.database);
     const insertSql = `INSERT INTO usage_records (${recordColumns.map(([column]) => column).join(', ')}) VALUES (${recordColumns.map(() => '?').join(', ')})`;
     this.insertRecord = this.database.prepare(insertSql);
     // A file ledger writes its records on a worker thread with its own connection: inserts, commits and
@@ -156,8 +161,25 @@ export class SqliteLedgerStore implements LedgerStore {
       const record: Record<string, unknown> = {};
       for (const [column, field] of recordColumns) record[field] = row[column];
       record.stream = row.stream === 1;
+      record.partial = row.partial === 1;
       return record as unknown as UsageRecord;
     });
+  }
+
+  async spentUsd(query: LedgerQuery & { tenant: string; apiKeyId?: string | undefined }): Promise<number> {
+    const row = this.database
+      .prepare(
+        `SELECT COALESCE(SUM(price_usd), 0) AS spent FROM usage_records
+         WHERE received_at_ms >= @fromMs AND received_at_ms < @toMs AND tenant = @tenant
+         ${query.apiKeyId === undefined ? '' : 'AND api_key_id = @apiKeyId'}`,
+      )
+      .get({
+        fromMs: query.fromMs ?? 0,
+        toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
+        tenant: query.tenant,
+        apiKeyId: query.apiKeyId,
+      }) as { spent: number };
+    return row.spent;
   }
 
   async replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]> {
@@ -179,7 +201,30 @@ export class SqliteLedgerStore implements LedgerStore {
 
 /** A record as positional values in column order: binding 32 named parameters cost more than the insert. */
 function rowValues(record: UsageRecord): unknown[] {
-  return recordColumns.map(([, field]) => (field === 'stream' ? (record.stream ? 1 : 0) : record[field]));
+  return recordColumns.map(([, field]) => {
+    if (field === 'stream') return record.stream ? 1 : 0;
+    if (field === 'partial') return record.partial ? 1 : 0;
+    return record[field] ?? null;
+  });
+}
+
+/**
+ * Columns added after the first ledger format, with their definitions: a ledger file written by an
+ * older Gravity gets them (ALTER TABLE … ADD COLUMN) when opened, its old rows reading the defaults.
+ */
+const addedColumns: ReadonlyArray<readonly [string, string]> = [
+  ['route', 'TEXT'],
+  ['partial', 'INTEGER NOT NULL DEFAULT 0'],
+];
+
+function addMissingColumns(database: Database.Database): void {
+  const present = new Set(
+    (database.prepare('PRAGMA table_info(usage_records)').all() as Array<{ name: string }>).map(
+      (column) => column.name,
+    ),
+  );
+  for (const [column, definition] of addedColumns)
+    if (!present.has(column)) database.exec(`ALTER TABLE usage_records ADD COLUMN ${column} ${definition}`);
 }
 
 const checkpointPeriodMs = 1000;

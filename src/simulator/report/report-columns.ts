@@ -45,10 +45,16 @@ export interface FleetColumn {
  * Per-tier latency, throughput and goodput: one value per run × tier. Latencies past saturation run to six
  * digits of milliseconds; `212k` reads faster than `212337` in a narrow column.
  */
+export const refusedColumnHeader = 'refused\n%';
+
 export const tierColumns: readonly TierColumn[] = [
   { header: 'req/s', cell: (tier) => formatSignificant(tier.requestsPerSecond) },
   { header: 'goodput\nreq/s', cell: (tier) => formatSignificant(tier.goodputRequestsPerSecond) },
   { header: 'SLO\n%', cell: (tier) => formatPercent(tier.sloAttainment) },
+  {
+    header: refusedColumnHeader,
+    cell: (tier) => formatPercent(tier.submitted > 0 ? tier.rejected / tier.submitted : 0),
+  },
   { header: 'TTFT\np50 ms', cell: (tier) => formatCompact(tier.ttft.p50Ms) },
   { header: 'TTFT\np90 ms', cell: (tier) => formatCompact(tier.ttft.p90Ms) },
   { header: 'TTFT\np99 ms', cell: (tier) => formatCompact(tier.ttft.p99Ms) },

@@ -14,6 +14,7 @@ export const configurationKeys = [
   'devices',
   'routing',
   'ordering',
+  'scheduler',
 ] as const;
 export type ConfigurationKey = (typeof configurationKeys)[number];
 export type RunConfiguration = Record<ConfigurationKey, string | number | undefined>;
@@ -30,6 +31,7 @@ export const configurationHeaders: Record<ConfigurationKey, string> = {
   devices: 'devices',
   routing: 'routing',
   ordering: 'ordering',
+  scheduler: 'scheduler',
 };
 
 export function runConfiguration(result: SimulationResult): RunConfiguration {
@@ -42,6 +44,7 @@ export function runConfiguration(result: SimulationResult): RunConfiguration {
     devices: result.fleet.devicesPerReplica,
     routing: result.fleet.routing,
     ordering: result.fleet.ordering,
+    scheduler: result.fleet.scheduler,
   };
 }
 

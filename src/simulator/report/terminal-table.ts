@@ -1,6 +1,12 @@
 import Table from 'cli-table3';
 import type { SimulationResult } from '../simulation-result.js';
-import { energyCostProvenance, fleetColumns, reportedTiers, tierColumns } from './report-columns.js';
+import {
+  tierColumns as allTierColumns,
+  energyCostProvenance,
+  fleetColumns,
+  refusedColumnHeader,
+  reportedTiers,
+} from './report-columns.js';
 import {
   type ConfigurationKey,
   configurationHeaders,
@@ -52,6 +58,11 @@ export function formatSimulationTable(
     return keys.map((key) => String(configuration[key] ?? '–'));
   };
 
+  // Refusals happen only with a gateway scheduler: show the column only when some run refused anything.
+  const tierColumns = allTierColumns.filter(
+    (column) =>
+      column.header !== refusedColumnHeader || results.some((result) => result.overall.rejected > 0),
+  );
   const combinedRows: string[][] = [];
   for (const result of results) {
     const fleetCells = fleetColumns.map((column) => column.cell(result));

@@ -1,4 +1,5 @@
 import type { PromptSegment } from '../../performance-model/block-hashes.js';
+import type { ScheduledRequest } from '../../scheduling/replica-scheduler.js';
 import type { TierName } from '../scenario-schema.js';
 
 /** One request as the simulator carries it from arrival to completion. */
@@ -14,6 +15,9 @@ export interface SimulatedRequest {
   outputSeed: number | null;
   /** Who sent it: follow-ups (next turn, next closed-loop request) go back to this client. */
   client: SimulatedClient | null;
+  /** Set by the simulator: the replica that serves it and its place in that replica's gateway queue. */
+  replicaIndex?: number;
+  ticket?: ScheduledRequest<SimulatedRequest>;
 }
 
 /** A sender with state between requests: a multi-turn session or a closed-loop user. */

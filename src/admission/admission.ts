@@ -1,0 +1,263 @@
+import type { Clock } from '../core/clock.js';
+import { errors, type GravityError } from '../core/errors.js';
+import type { RequestContext, ServiceTier } from '../core/request-context.js';
+import type { RequestObserver } from '../core/request-observer.js';
+import { anonymousTenant, type Limits } from './api-key.js';
+import { Authenticator } from './authenticator.js';
+import type { KeyStore } from './key-store.js';
+import {
+  type LimitDenial,
+  Limiter,
+  type LimitScope,
+  type LimitSnapshot,
+  type LimitTicket,
+} from './limiter.js';
+import { rateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
+import type { Caller } from './request-caller.js';
+
+/** What admission needs to know of a request to size its token reservation. */
+export interface AdmissionRequest {
+  input:
+    | { kind: 'completion'; prompt: string }
+    | { kind: 'chat'; messages: ReadonlyArray<{ content: string }> };
+  maxTokens: number | null;
+}
+
+/** Reads what a tenant (or one of its keys) spent in a range from the ledger. */
+export type SpendReader = (query: {
+  tenant: string;
+  apiKeyId?: string | undefined;
+  fromEpochMs: number;
+  toEpochMs: number;
+}) => Promise<number>;
+
+export interface AdmissionOptions {
+  keys: KeyStore;
+  clock: Clock;
+  /** How long a key read from the store is trusted (revocations take effect within this). */
+  keyCacheMs: number;
+  /** Demand keys even while none exist. */
+  required: boolean;
+  /** Limits per tenant, from config (`tenants:`). `anonymous` limits open mode. */
+  tenants: Readonly<Record<string, Limits>>;
+  /** The ledger's spend; without it (metering off) budgets start each run at zero. */
+  spentUsd?: SpendReader | undefined;
+  /** Completion tokens reserved for a request that sets no `max_tokens`. */
+  unboundedCompletionReserveTokens: number;
+}
+
+/**
+ * The admission stage: who is calling (keys), which tier they get, and whether their limits and budgets
+ * let the request in. It runs before the gateway executes a request, and observes each request's end to
+ * free its concurrency slot, true up its tokens and count its price.
+ */
+export class Admission implements RequestObserver {
+  readonly authenticator: Authenticator;
+  readonly limiter: Limiter;
+  private readonly tickets = new WeakMap<RequestContext, LimitTicket>();
+  private readonly tenantScopes = new Map<string, LimitScope | null>();
+  private readonly keyScopes = new Map<string, LimitScope>();
+  private readonly spendLoads = new Map<string, Promise<void>>();
+
+  constructor(private readonly options: AdmissionOptions) {
+    this.authenticator = new Authenticator({
+      store: options.keys,
+      clock: options.clock,
+      cacheMs: options.keyCacheMs,
+      required: options.required,
+    });
+    this.limiter = new Limiter(options.clock);
+  }
+
+  /** See Authenticator.authenticate. */
+  authenticate(authorization: string | undefined): Caller {
+    return this.authenticator.authenticate(authorization);
+  }
+
+  /**
+   * The tier a request runs at: `auto` (or none) is the key's default tier (`default` for anonymous
+   * callers); an explicit tier must be one the key may use (403 otherwise).
+   */
+  resolveTier(caller: Caller, requested: ServiceTier): Exclude<ServiceTier, 'auto'> {
+    const key = caller.key;
+    if (requested === 'auto') return key?.defaultTier ?? 'default';
+    if (key && !(key.allowedTiers as readonly string[]).includes(requested))
+      throw errors.tierNotAllowed(requested, key.allowedTiers);
+    return requested;
+  }
+
+  /**
+   * Admits the request against its key's and its tenant's limits, or throws the 429 to answer. Returns
+   * the `x-ratelimit-*` headers for the response. Every admitted request must reach `gateway.finish`
+   * (this object observes it) so its slot and reservation are returned.
+   *
+   * Tokens per minute are charged before the request runs, when the real count is unknown: the prompt
+   * estimated from its length plus `max_tokens` (the most it may generate), as OpenAI does. Charging only
+   * at the end would let a burst of long requests through at once; charging the estimate alone would
+   * under-count long completions. The reservation is trued up with the real usage when the request ends.
+   */
+  async admit(
+    context: RequestContext,
+    caller: Caller,
+    request: AdmissionRequest,
+  ): Promise<Record<string, string>> {
+    const scopes = this.scopesOf(caller);
+    if (scopes.length === 0) return {};
+    for (const scope of scopes) {
+      if (scope.limits.spendUsd !== undefined) await this.loadSpend(scope, caller);
+    }
+    const decision = this.limiter.admit(scopes, this.reservedTokens(request));
+    if (!decision.admitted) throw denialError(decision.denial, decision.snapshot);
+    this.tickets.set(context, decision.ticket);
+    return rateLimitHeaders(decision.snapshot);
+  }
+
+  onRequestStart(): void {}
+
+  onRequestEnd(context: RequestContext): void {
+    const ticket = this.tickets.get(context);
+    if (ticket) {
+      this.tickets.delete(context);
+      const usage = context.usage;
+      // A request cut short has no final usage: count what the engine processed so far.
+      const usedTokens = usage
+        ? usage.promptTokens + usage.completionTokens
+        : context.prefillTokens + context.decodeTokens;
+      this.limiter.release(ticket, usedTokens);
+    }
+    const priceUsd = context.metered?.priceUsd ?? 0;
+    if (priceUsd > 0) {
+      // Counted for every request with a price, admitted here or not (Batch API lines run internally).
+      if (context.apiKeyId)
+        this.limiter.addSpend(`key:${context.apiKeyId}`, context.receivedAtEpochMs, priceUsd);
+      this.limiter.addSpend(
+        `tenant:${context.tenant ?? anonymousTenant}`,
+        context.receivedAtEpochMs,
+        priceUsd,
+      );
+    }
+  }
+
+  private reservedTokens(request: AdmissionRequest): number {
+    return (
+      estimatedPromptTokens(request.input) +
+      (request.maxTokens ?? this.options.unboundedCompletionReserveTokens)
+    );
+  }
+
+  /** The key's scope (when it has limits) and the tenant's (when config gives it any). */
+  private scopesOf(caller: Caller): LimitScope[] {
+    const scopes: LimitScope[] = [];
+    const key = caller.key;
+    if (key && hasLimits(key.limits)) {
+      let scope = this.keyScopes.get(key.id);
+      if (!scope) {
+        scope = { id: `key:${key.id}`, description: `key ${key.prefix}***`, limits: key.limits };
+        this.keyScopes.set(key.id, scope);
+      }
+      scopes.push(scope);
+    }
+    const tenant = caller.tenant ?? anonymousTenant;
+    let tenantScope = this.tenantScopes.get(tenant);
+    if (tenantScope === undefined) {
+      const limits = this.options.tenants[tenant];
+      tenantScope =
+        limits && hasLimits(limits)
+          ? { id: `tenant:${tenant}`, description: `tenant ${tenant}`, limits }
+          : null;
+      this.tenantScopes.set(tenant, tenantScope);
+    }
+    if (tenantScope) scopes.push(tenantScope);
+    return scopes;
+  }
+
+  /** Reads a scope's spend so far this period from the ledger, once per period (concurrent callers share it). */
+  private async loadSpend(scope: LimitScope, caller: Caller): Promise<void> {
+    const pending = this.spendLoads.get(scope.id);
+    if (pending) return pending;
+    const range = this.limiter.spendToLoad(scope);
+    if (!range) return;
+    const reader = this.options.spentUsd;
+    const load = (async () => {
+      try {
+        const spent = reader
+          ? await reader({
+              tenant: caller.tenant ?? anonymousTenant,
+              apiKeyId: scope.id.startsWith('key:') ? (caller.apiKeyId ?? undefined) : undefined,
+              ...range,
+            })
+          : 0;
+        this.limiter.spendLoaded(scope, spent);
+      } catch (error) {
+        this.limiter.spendLoaded(scope, undefined);
+        throw error;
+      } finally {
+        this.spendLoads.delete(scope.id);
+      }
+    })();
+    this.spendLoads.set(scope.id, load);
+    return load;
+  }
+}
+
+function hasLimits(limits: Limits): boolean {
+  return (
+    limits.rpm !== undefined ||
+    limits.tpm !== undefined ||
+    limits.concurrency !== undefined ||
+    limits.spendUsd !== undefined
+  );
+}
+
+/**
+ * A tokenizer-free prompt size (~4 characters per token), the same rule routing uses. Only the
+ * reservation depends on it: the real count replaces it when the request ends.
+ */
+export function estimatedPromptTokens(input: AdmissionRequest['input']): number {
+  if (input.kind === 'completion') return Math.ceil(input.prompt.length / 4);
+  let characters = 0;
+  for (const message of input.messages) characters += message.content.length;
+  return Math.ceil(characters / 4);
+}
+
+function formatUsd(usd: number): string {
+  return `$${usd.toFixed(usd >= 1 ? 2 : 6)}`;
+}
+
+/** The 429 for a denial, in OpenAI's words where OpenAI has them. */
+function denialError(denial: LimitDenial, snapshot: LimitSnapshot): GravityError {
+  const headers = rateLimitHeaders(snapshot);
+  const on = denial.scope.description;
+  switch (denial.kind) {
+    case 'spend': {
+      const resets = new Date(denial.resetsAtEpochMs).toISOString();
+      return errors.insufficientQuota(
+        `You exceeded your current quota: ${on} spent ${formatUsd(denial.spentUsd)} of its ` +
+          `${formatUsd(denial.limitUsd)} budget for the ${denial.scope.limits.period}. The budget renews at ${resets}.`,
+        { ...headers, 'retry-after': retryAfterSeconds(denial.retryAfterMs) },
+      );
+    }
+    case 'requests':
+    case 'tokens': {
+      const what = denial.kind === 'requests' ? 'requests per min (RPM)' : 'tokens per min (TPM)';
+      const seconds = (denial.retryAfterMs / 1000).toFixed(3).replace(/\.?0+$/, '');
+      return errors.rateLimited(
+        `Rate limit reached for ${what} on ${on}: Limit ${denial.limit}, Used ${denial.used}, ` +
+          `Requested ${denial.requested}. Please try again in ${seconds}s.`,
+        { ...headers, 'retry-after': retryAfterSeconds(denial.retryAfterMs) },
+      );
+    }
+    case 'request-too-large':
+      // Waiting cannot help, so no retry-after.
+      return errors.rateLimited(
+        `Request too large for tokens per min (TPM) on ${on}: Limit ${denial.limit}, Requested ` +
+          `${denial.requested} (the prompt plus max_tokens). Reduce the prompt or max_tokens.`,
+        headers,
+      );
+    case 'concurrency':
+      return errors.rateLimited(
+        `Too many concurrent requests on ${on}: Limit ${denial.limit}. Wait for a request to finish.`,
+        { ...headers, 'retry-after': '1' },
+      );
+  }
+}

@@ -1,0 +1,359 @@
+import { readFile } from 'node:fs/promises';
+import type { Clock } from '../core/clock.js';
+import { errors } from '../core/errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { type BatchInputLine, parseBatchInput } from './batch-input.js';
+import { executeBatchLine, type LineAnswer } from './batch-line-executor.js';
+import {
+  type BatchStore,
+  type LineOutcome,
+  newObjectId,
+  type StoredBatch,
+  type StoredFile,
+  terminalBatchStatuses,
+} from './batch-store.js';
+import { resultLine } from './batch-wire-format.js';
+
+export interface BatchRunnerOptions {
+  store: BatchStore;
+  gateway: Gateway;
+  clock: Clock;
+  /** Lines of one batch in flight at once. */
+  maxConcurrentLines: number;
+  maxLinesPerBatch: number;
+  log: (message: string, details: Record<string, unknown>) => void;
+  /** How often running batches are checked against their expiry. */
+  expiryCheckIntervalMs?: number;
+  /** First wait before a line the scheduler pushed back (429, 503 overloaded) is tried again. */
+  retryDelayMs?: number;
+}
+
+/** Answers that mean "not now" rather than "this request fails": the line is tried again later. */
+function isPushBack(answer: LineAnswer): boolean {
+  return answer.statusCode === 429 || (answer.statusCode === 503 && answer.errorCode !== 'shutting_down');
+}
+
+const unfinishedLineErrors = {
+  cancelled: {
+    code: 'batch_cancelled',
+    message: 'This request was not executed because the batch was cancelled.',
+  },
+  expired: {
+    code: 'batch_expired',
+    message: 'This request could not be executed before the completion window expired.',
+  },
+} as const;
+
+/**
+ * Runs batches: validates the input file, runs its lines through the gateway with bounded concurrency,
+ * records each line's outcome before counting it, and writes the output and error files at the end.
+ *
+ * Durability: every line's outcome is committed (and only then counted) as soon as it is known, so after
+ * a restart `start()` resumes each unfinished batch with the lines that have no outcome yet. A line that
+ * was running when the process died runs again: a line runs at most twice per crash, never zero times.
+ *
+ * Cancel and expiry stop dispatching and abort the lines in flight (their capacity goes back to
+ * interactive traffic at once; what they generated so far is metered as for a client that left). Lines
+ * without an outcome then appear in the error file as `batch_cancelled` / `batch_expired`; they are
+ * not counted as failed (they never ran), so `total - completed - failed` is what did not run.
+ *
+ * Shutdown (`stopDispatching`, then `close`) starts no new line; lines in flight get the gateway's
+ * grace period, and those it cancels are left without an outcome, to run again after the restart.
+ */
+export class BatchRunner {
+  private readonly jobs = new Map<string, BatchJob>();
+  private stopping = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: BatchRunnerOptions) {}
+
+  /** Resumes every unfinished batch (after a restart) and starts watching expiries. */
+  start(): void {
+    for (const batch of this.options.store.unfinishedBatches()) this.launch(batch.id);
+    this.expiryTimer = setInterval(() => this.expireDue(), this.options.expiryCheckIntervalMs ?? 1000);
+    this.expiryTimer.unref();
+  }
+
+  /** Starts a newly created batch. */
+  submit(batchId: string): void {
+    this.launch(batchId);
+  }
+
+  /** The batch was just marked `cancelling`: stop its lines and write what it has. */
+  cancel(batchId: string): void {
+    const job = this.jobs.get(batchId);
+    if (job) job.end('cancelled');
+    else this.launch(batchId);
+  }
+
+  /** Shutdown, first step: no new lines from now on; lines in flight carry on. */
+  stopDispatching(): void {
+    this.stopping = true;
+    for (const job of this.jobs.values()) job.halt();
+  }
+
+  /** Shutdown, last step (after the gateway drained): waits for every batch job to stop. */
+  async close(): Promise<void> {
+    this.stopDispatching();
+    clearInterval(this.expiryTimer);
+    await Promise.all([...this.jobs.values()].map((job) => job.done));
+  }
+
+  /** Test hook and timer body: ends every batch whose completion window has passed. */
+  expireDue(): void {
+    const nowSeconds = Math.floor(this.options.clock.epochMs() / 1000);
+    for (const job of this.jobs.values()) if (nowSeconds >= job.expiresAt) job.end('expired');
+  }
+
+  private launch(batchId: string): void {
+    if (this.stopping || this.jobs.has(batchId)) return;
+    const batch = this.options.store.batch(batchId);
+    if (!batch || terminalBatchStatuses.has(batch.status)) return;
+    const job = new BatchJob(batch, this.options);
+    this.jobs.set(batchId, job);
+    job.done = job
+      .run()
+      .catch((error: unknown) => {
+        // The batch stays unfinished and is resumed at the next start.
+        this.options.log('batch failed to run; it resumes at the next start', { err: error, batchId });
+      })
+      .finally(() => this.jobs.delete(batchId));
+  }
+}
+
+/** One batch being run in this process. */
+class BatchJob {
+  readonly expiresAt: number;
+  done: Promise<void> = Promise.resolve();
+  private readonly inFlight = new Set<AbortController>();
+  private readonly sleepers = new Set<() => void>();
+  private ending: 'cancelled' | 'expired' | null = null;
+  private halted = false;
+
+  constructor(
+    private readonly batch: StoredBatch,
+    private readonly options: BatchRunnerOptions,
+  ) {
+    this.expiresAt = batch.expiresAt;
+    if (batch.status === 'cancelling') this.ending = 'cancelled';
+  }
+
+  /** Cancel or expiry: no new lines, and the running ones are aborted. */
+  end(reason: 'cancelled' | 'expired'): void {
+    if (this.ending) return;
+    this.ending = reason;
+    const why = errors.cancelled(`The batch was ${reason} before this request finished.`);
+    for (const controller of this.inFlight) controller.abort(why);
+    this.wake();
+  }
+
+  /** Shutdown: no new lines; the running ones finish (or the gateway cancels them). */
+  halt(): void {
+    this.halted = true;
+    this.wake();
+  }
+
+  private get stopped(): boolean {
+    return this.halted || this.ending !== null;
+  }
+
+  private nowSeconds(): number {
+    return Math.floor(this.options.clock.epochMs() / 1000);
+  }
+
+  async run(): Promise<void> {
+    const { store } = this.options;
+    const batch = this.batch;
+    if (this.nowSeconds() >= this.expiresAt) this.ending ??= 'expired';
+
+    let text: string;
+    try {
+      text = await readFile(store.filePath(batch.inputFileId), 'utf8');
+    } catch {
+      store.setStatus(batch.id, {
+        status: 'failed',
+        from: ['validating', 'in_progress', 'finalizing', 'cancelling'],
+        stamp: { field: 'failedAt', atSeconds: this.nowSeconds() },
+        errors: [
+          {
+            code: 'file_not_found',
+            message: `The input file ${batch.inputFileId} could not be read.`,
+            param: 'input_file_id',
+            line: null,
+          },
+        ],
+      });
+      return;
+    }
+    // A batch validated before a restart is not failed afterwards by a lower configured limit.
+    const maxLines = batch.validated ? Number.POSITIVE_INFINITY : this.options.maxLinesPerBatch;
+    const parsed = parseBatchInput(text, batch.endpoint, { maxLines });
+    if (!parsed.ok) {
+      // A whole-file problem (empty, too many lines, duplicate custom_id): the batch fails validation.
+      store.setStatus(batch.id, {
+        status: 'failed',
+        from: ['validating', 'cancelling'],
+        stamp: { field: 'failedAt', atSeconds: this.nowSeconds() },
+        errors: parsed.errors,
+      });
+      return;
+    }
+    if (!batch.validated) {
+      store.startBatch(batch.id, {
+        total: parsed.lines.length + parsed.malformed.length,
+        malformed: parsed.malformed.map(
+          (line): LineOutcome => ({
+            lineNumber: line.lineNumber,
+            succeeded: false,
+            usage: null,
+            resultLine: resultLine({
+              id: newObjectId('batch_req_'),
+              customId: line.customId,
+              response: null,
+              error: { code: line.code, message: line.message },
+            }),
+          }),
+        ),
+        atSeconds: this.nowSeconds(),
+      });
+    }
+
+    const recorded = store.recordedLineNumbers(batch.id);
+    const pending = parsed.lines.filter((line) => !recorded.has(line.lineNumber));
+    const workers = Math.min(this.options.maxConcurrentLines, pending.length);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: workers }, async () => {
+        while (!this.stopped && next < pending.length) await this.runLine(pending[next++] as BatchInputLine);
+      }),
+    );
+    if (this.halted) return; // shutdown: the rest runs after the restart
+    await this.finish(parsed.lines);
+  }
+
+  /** Runs one line until it has an outcome, or the batch stops; records the outcome, then counts it. */
+  private async runLine(line: BatchInputLine): Promise<void> {
+    const { store, gateway } = this.options;
+    let retryDelayMs = this.options.retryDelayMs ?? 250;
+    for (;;) {
+      const controller = new AbortController();
+      this.inFlight.add(controller);
+      let answer: LineAnswer;
+      try {
+        answer = await executeBatchLine({
+          gateway,
+          endpoint: this.batch.endpoint,
+          body: line.body,
+          tenant: this.batch.tenant,
+          signal: controller.signal,
+        });
+      } finally {
+        this.inFlight.delete(controller);
+      }
+      // Stopped by cancel or expiry: a finished answer still counts; an aborted one is reported at the end.
+      if (controller.signal.aborted && answer.statusCode !== 200) return;
+      if (answer.errorCode === 'shutting_down') {
+        this.halted = true;
+        return;
+      }
+      if (isPushBack(answer)) {
+        // The scheduler holds batch work to spare capacity; try again later, backing off to 5 s.
+        if (this.stopped) return;
+        await this.sleep(retryDelayMs);
+        retryDelayMs = Math.min(retryDelayMs * 2, 5000);
+        if (this.stopped) return;
+        continue;
+      }
+      const succeeded = answer.statusCode >= 200 && answer.statusCode < 300;
+      store.recordLine(this.batch.id, {
+        lineNumber: line.lineNumber,
+        succeeded,
+        usage: answer.usage,
+        resultLine: resultLine({
+          id: newObjectId('batch_req_'),
+          customId: line.customId,
+          response: { statusCode: answer.statusCode, requestId: answer.requestId, body: answer.body },
+          error: null,
+        }),
+      });
+      return;
+    }
+  }
+
+  /**
+   * Writes the output and error files and moves the batch to its final status: `completed` (through
+   * `finalizing`), `cancelled` or `expired`. Each file exists only when it has lines, as with OpenAI.
+   */
+  private async finish(lines: readonly BatchInputLine[]): Promise<void> {
+    const { store } = this.options;
+    const batchId = this.batch.id;
+    let status: 'completed' | 'cancelled' | 'expired';
+    if (this.ending === 'expired') status = 'expired';
+    else if (store.batch(batchId)?.status === 'cancelling') status = 'cancelled';
+    else if (
+      store.setStatus(batchId, {
+        status: 'finalizing',
+        from: ['in_progress', 'finalizing'],
+        stamp: { field: 'finalizingAt', atSeconds: this.nowSeconds() },
+      })
+    )
+      status = 'completed';
+    else status = 'cancelled'; // cancelled between the last line and now
+
+    const output: string[] = [];
+    const failed: string[] = [];
+    const recorded = new Set<number>();
+    for (const line of store.recordedLines(batchId)) {
+      recorded.add(line.lineNumber);
+      (line.succeeded ? output : failed).push(line.resultLine);
+    }
+    if (status !== 'completed') {
+      const reason = unfinishedLineErrors[status];
+      for (const line of lines) {
+        if (recorded.has(line.lineNumber)) continue;
+        failed.push(
+          resultLine({
+            id: newObjectId('batch_req_'),
+            customId: line.customId,
+            response: null,
+            error: reason,
+          }),
+        );
+      }
+    }
+    const outputFile = await this.writeResultFile('output', output);
+    const errorFile = await this.writeResultFile('error', failed);
+    store.finishBatch(batchId, { status, atSeconds: this.nowSeconds(), outputFile, errorFile });
+  }
+
+  private async writeResultFile(kind: 'output' | 'error', lines: string[]): Promise<StoredFile | null> {
+    if (lines.length === 0) return null;
+    const id = newObjectId('file-');
+    const bytes = await this.options.store.writeFileBytes(id, `${lines.join('\n')}\n`);
+    return {
+      id,
+      tenant: this.batch.tenant,
+      purpose: 'batch_output',
+      filename: `${this.batch.id}_${kind}.jsonl`,
+      bytes,
+      createdAtSeconds: this.nowSeconds(),
+    };
+  }
+
+  /** A wait that `end` and `halt` cut short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleepers.add(wake);
+    });
+  }
+
+  private wake(): void {
+    for (const wake of [...this.sleepers]) wake();
+  }
+}
