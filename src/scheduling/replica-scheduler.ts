@@ -271,7 +271,8 @@ export class ReplicaScheduler<Tag> {
     const cap = Math.floor(settings.slots * settings.priorityReserveFraction);
     if (cap === 0) return settings.slots;
     const priorityWeight =
-      (this.arrivalWeights[0] as number) * Math.exp(-Math.max(0, nowMs - this.lastArrivalMs) / arrivalWindowMs);
+      (this.arrivalWeights[0] as number) *
+      Math.exp(-Math.max(0, nowMs - this.lastArrivalMs) / arrivalWindowMs);
     const demand =
       this.serviceMs === null ? cap : Math.ceil((priorityWeight / arrivalWindowMs) * this.serviceMs - 0.05);
     return settings.slots - Math.min(cap, Math.max(0, demand));
@@ -283,7 +284,8 @@ export class ReplicaScheduler<Tag> {
       const band = this.bands[index] as Band<Tag>;
       if (band.queued === 0) continue;
       if (settings.tierBands && index > 0 && !othersMayRun) return undefined;
-      if (settings.tierBands && schedulerTiers[index] === 'batch' && !this.spareCapacity(nowMs)) return undefined;
+      if (settings.tierBands && schedulerTiers[index] === 'batch' && !this.spareCapacity(nowMs))
+        return undefined;
       const flows: Flow<Tag>[] = [];
       const views: FlowView[] = [];
       for (const flow of band.flows.values()) {
