@@ -53,7 +53,7 @@ export const defaults = {
     fairness: 'vtc',
     saturation: 'slo',
     batchReserveFraction: 0.25,
-    priorityReserveFraction: 0.25,
+    priorityReserveFraction: 0.5,
     // VTC (OSDI'24) weighs an output token twice a prompt token.
     inputTokenWeight: 1,
     outputTokenWeight: 2,

@@ -149,7 +149,7 @@ export const scenarioSchema = z
         fairness: z.enum(Object.keys(fairnessPolicies) as [string, ...string[]]).default('vtc'),
         saturation: z.enum(Object.keys(saturationPolicies) as [string, ...string[]]).default('slo'),
         batchReserveFraction: z.number().min(0).max(1).default(0.25),
-        priorityReserveFraction: z.number().min(0).max(1).default(0.25),
+        priorityReserveFraction: z.number().min(0).max(1).default(0.5),
         inputTokenWeight: z.number().min(0).default(1),
         outputTokenWeight: z.number().min(0).default(2),
         /** Requests each replica runs at once; default its maxNumSeqs. */
