@@ -79,6 +79,16 @@ describe('tier scheduling', () => {
     expect(error.code).toBe('rate_limit_exceeded');
     expect(Number(error.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
     await Promise.allSettled([running, queued]);
+    // The refusal is counted on /metrics and leaves its ledger record like any other request.
+    const metrics = await (await fetch(`${harness.url}/metrics`)).text();
+    expect(metrics).toMatch(/gravity_scheduler_refused_total\{engine="replica",reason="shed"\} 1/);
+    const ledger = new SqliteLedgerStore(harness.ledgerPath);
+    try {
+      const records = await ledger.records({});
+      expect(records.filter((record) => record.status === 429 && record.tier === 'flex')).toHaveLength(1);
+    } finally {
+      await ledger.close();
+    }
   });
 
   it('refuses a default request that waited past its bound with 503 overloaded', async () => {

@@ -46,7 +46,19 @@ export async function startGravityServer(
     throw error;
   }
   const engines = await createEngines(config, options.env);
-  const metrics = new PrometheusMetrics(() => engines);
+  // The gateway is built after the metrics (it observes requests through them); queues are read at scrape.
+  let queuesOf: Gateway | undefined;
+  const metrics = new PrometheusMetrics(
+    () => engines,
+    () =>
+      [...(queuesOf?.schedulers ?? [])].map(([engine, queue]) => ({
+        engine,
+        queued: queue.queuedRequests,
+        running: queue.runningRequests,
+        shedTotal: queue.shedTotal,
+        expiredTotal: queue.expiredTotal,
+      })),
+  );
   let metering: MeteringService | undefined;
   let store: LedgerStore | undefined;
   if (config.metering.enabled) {
@@ -83,6 +95,7 @@ export async function startGravityServer(
     router,
     config.scheduling.enabled ? (engine) => createLiveScheduler(config, engine, clock) : null,
   );
+  queuesOf = gateway;
   await gateway.start();
   metering?.start();
   const batch = config.batch.enabled

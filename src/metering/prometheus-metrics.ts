@@ -27,7 +27,11 @@ export class PrometheusMetrics implements RequestObserver {
   private readonly requestDuration: Histogram<'endpoint' | 'model'>;
   private readonly inFlight: Gauge<'model'>;
 
-  constructor(engines: () => readonly EngineAdapter[]) {
+  constructor(
+    engines: () => readonly EngineAdapter[],
+    /** The gateway's queues in front of the engines, read at scrape time. */
+    queues: () => Iterable<EngineQueueFigures> = () => [],
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -142,6 +146,7 @@ export class PrometheusMetrics implements RequestObserver {
       },
     });
     registerEngineCounterMetrics(this.registry, engines);
+    registerQueueMetrics(this.registry, queues);
   }
 
   onRequestStart(context: RequestContext): void {
@@ -308,4 +313,52 @@ function registerEngineCounterMetrics(registry: Registry, engines: () => readonl
     (counters) => counters.promptTokens,
   );
   counter('vllm:generation_tokens_total', 'Generated tokens.', (counters) => counters.generationTokens);
+}
+
+/** What the gateway's queue in front of one engine reports (src/scheduling/live-replica-scheduler.ts). */
+export interface EngineQueueFigures {
+  engine: string;
+  queued: number;
+  running: number;
+  /** Refused at arrival (flex whose TTFT target cannot be met): 429. */
+  shedTotal: number;
+  /** Refused after waiting past the tier's bound: 503 overloaded. */
+  expiredTotal: number;
+}
+
+function registerQueueMetrics(registry: Registry, queues: () => Iterable<EngineQueueFigures>): void {
+  const requests = new Gauge({
+    name: 'gravity_scheduler_requests',
+    help: "Requests in the gateway's queue in front of each engine, by state (queued or running).",
+    labelNames: ['engine', 'state'],
+    registers: [registry],
+    collect() {
+      for (const queue of queues()) {
+        requests.set({ engine: queue.engine, state: 'queued' }, queue.queued);
+        requests.set({ engine: queue.engine, state: 'running' }, queue.running);
+      }
+    },
+  });
+  // The scheduler keeps running totals; each scrape adds what changed since the last one.
+  const reported = new Map<string, number>();
+  const refused: Counter<'engine' | 'reason'> = new Counter({
+    name: 'gravity_scheduler_refused_total',
+    help: 'Requests the scheduler refused: shed at arrival (429) or over their queue bound (503 overloaded).',
+    labelNames: ['engine', 'reason'],
+    registers: [registry],
+    collect() {
+      for (const queue of queues()) {
+        for (const [reason, total] of [
+          ['shed', queue.shedTotal],
+          ['overloaded', queue.expiredTotal],
+        ] as const) {
+          const key = `${queue.engine}\u0000${reason}`;
+          const delta = total - (reported.get(key) ?? 0);
+          if (delta > 0) refused.inc({ engine: queue.engine, reason }, delta);
+          else refused.inc({ engine: queue.engine, reason }, 0);
+          reported.set(key, total);
+        }
+      }
+    },
+  });
 }
