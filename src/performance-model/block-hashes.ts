@@ -71,3 +71,19 @@ export function stringSeed(text: string, start: number, end: number): number {
   }
   return h >>> 0;
 }
+
+/**
+ * Hashes of a text's full blocks of `blockCharacters` characters, chained: how the emulated engine names
+ * a prompt's KV blocks and how the router indexes prompts it routed (64 characters ≈ 16 tokens).
+ */
+export function textBlockHashes(text: string, blockCharacters: number): number[] {
+  const blocks = Math.floor(text.length / blockCharacters);
+  const hashes = new Array<number>(blocks);
+  let previous = 0;
+  for (let block = 0; block < blocks; block++) {
+    const start = block * blockCharacters;
+    previous = chainBlockHash(previous, stringSeed(text, start, start + blockCharacters));
+    hashes[block] = previous;
+  }
+  return hashes;
+}

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
-import { chainBlockHash, stringSeed } from '../performance-model/block-hashes.js';
+import { textBlockHashes } from '../performance-model/block-hashes.js';
 import { PrometheusScraper } from './engine-signals/prometheus-scraper.js';
 import { ReplicaHealth, type ReplicaHealthSnapshot } from './replica-health.js';
 import { RetryBudget } from './retry-budget.js';
@@ -243,13 +243,5 @@ export class FleetRouter {
  * end of that block is the same.
  */
 export function promptTextBlockHashes(text: string): number[] {
-  const blocks = Math.floor(text.length / blockCharacters);
-  const hashes = new Array<number>(blocks);
-  let previous = 0;
-  for (let block = 0; block < blocks; block++) {
-    const start = block * blockCharacters;
-    previous = chainBlockHash(previous, stringSeed(text, start, start + blockCharacters));
-    hashes[block] = previous;
-  }
-  return hashes;
+  return textBlockHashes(text, blockCharacters);
 }

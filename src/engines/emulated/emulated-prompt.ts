@@ -1,4 +1,4 @@
-import { chainBlockHash, stringSeed } from '../../performance-model/block-hashes.js';
+import { textBlockHashes } from '../../performance-model/block-hashes.js';
 import type { GenerationRequest } from '../engine-adapter.js';
 
 /**
@@ -29,14 +29,5 @@ export function estimatePromptTokens(text: string): number {
  * whole character blocks are hashed, never more blocks than the estimated tokens fill.
  */
 export function promptBlockHashes(text: string, blockTokens: number): number[] {
-  const blockCharacters = blockTokens * charactersPerToken;
-  const blocks = Math.floor(text.length / blockCharacters);
-  const hashes = new Array<number>(blocks);
-  let previous = 0;
-  for (let block = 0; block < blocks; block++) {
-    const start = block * blockCharacters;
-    previous = chainBlockHash(previous, stringSeed(text, start, start + blockCharacters));
-    hashes[block] = previous;
-  }
-  return hashes;
+  return textBlockHashes(text, blockTokens * charactersPerToken);
 }
