@@ -63,6 +63,15 @@ describe('Admission: keys', () => {
     expect(thrown(() => admission.authenticate(undefined)).status).toBe(401);
   });
 
+  it('honours a key created moments ago at once, and closes open mode with it', () => {
+    const { keys, admission } = setup();
+    expect(admission.authenticate(undefined)).toBe(openModeCaller);
+    const { key } = createKey(keys, { tenant: 'acme' });
+    // Within keyCacheMs of the last key count: the presented key is looked up, not ignored.
+    expect(admission.authenticate(`Bearer ${key}`).tenant).toBe('acme');
+    expect(thrown(() => admission.authenticate(undefined)).code).toBe('invalid_api_key');
+  });
+
   it('demands a key even with none when auth is required', () => {
     const { admission } = setup({ required: true });
     const error = thrown(() => admission.authenticate('Bearer anything'));

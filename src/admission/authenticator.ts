@@ -39,8 +39,14 @@ export class Authenticator {
 
   /** The caller for a request's `Authorization` header value; throws the 401 to answer otherwise. */
   authenticate(authorization: string | undefined): Caller {
-    if (this.isOpen()) return openModeCaller;
     const token = bearerToken(authorization);
+    if (this.isOpen()) {
+      // A Gravity key in open mode may be one created moments ago: if the store knows it, the server is
+      // no longer open, and this request is the key's, not anonymous.
+      const candidate = token === null ? null : parseApiKey(token);
+      if (candidate === null || this.lookUp(candidate.id) === null) return openModeCaller;
+      this.keysExist = true;
+    }
     if (token === null) throw errors.missingApiKey();
     const parsed = parseApiKey(token);
     if (!parsed) throw errors.invalidApiKey(redactKey(token));

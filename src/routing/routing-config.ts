@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaults } from '../config/defaults.js';
 import {
   builtInProfileNames,
   prefixIndexSettingsSchema,
@@ -42,7 +43,7 @@ const replicaSchema = z.strictObject({
 export const routingConfigSchema = z
   .strictObject({
     /** The profile every tier uses unless `tierProfiles` says otherwise. */
-    policy: z.string().min(1).default('least-loaded'),
+    policy: z.string().min(1).default(defaults.routing.policy),
     /** A profile per tier, e.g. `{ priority: latency, batch: cost-energy }`. */
     tierProfiles: z.partialRecord(z.enum(tierNames), z.string().min(1)).default({}),
     /** Profiles beside the built-in ones. */
