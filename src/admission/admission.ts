@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors, type GravityError } from '../core/errors.js';
+import { estimateInputTokens, type PromptInput } from '../core/prompt-size.js';
 import type { RequestContext, ServiceTier } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import { anonymousTenant, type Limits } from './api-key.js';
@@ -17,9 +18,8 @@ import type { Caller } from './request-caller.js';
 
 /** What admission needs to know of a request to size its token reservation. */
 export interface AdmissionRequest {
-  input:
-    | { kind: 'completion'; prompt: string }
-    | { kind: 'chat'; messages: ReadonlyArray<{ content: string }> };
+  /** Sized with Gravity's prompt estimate; only the reservation depends on it (the real count replaces it). */
+  input: PromptInput;
   maxTokens: number | null;
 }
 
@@ -140,7 +140,7 @@ export class Admission implements RequestObserver {
 
   private reservedTokens(request: AdmissionRequest): number {
     return (
-      estimatedPromptTokens(request.input) +
+      estimateInputTokens(request.input) +
       (request.maxTokens ?? this.options.unboundedCompletionReserveTokens)
     );
   }
@@ -207,17 +207,6 @@ function hasLimits(limits: Limits): boolean {
     limits.concurrency !== undefined ||
     limits.spendUsd !== undefined
   );
-}
-
-/**
- * A tokenizer-free prompt size (~4 characters per token), the same rule routing uses. Only the
- * reservation depends on it: the real count replaces it when the request ends.
- */
-export function estimatedPromptTokens(input: AdmissionRequest['input']): number {
-  if (input.kind === 'completion') return Math.ceil(input.prompt.length / 4);
-  let characters = 0;
-  for (const message of input.messages) characters += message.content.length;
-  return Math.ceil(characters / 4);
 }
 
 function formatUsd(usd: number): string {

@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
+import { estimateInputTokens, estimateTextTokens, promptText } from '../core/prompt-size.js';
 import {
   createRequestContext,
   type Endpoint,
@@ -8,7 +9,6 @@ import {
 } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { StreamPart } from '../core/stream-parts.js';
-import { promptText } from '../engines/emulated/emulated-prompt.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
 import type { FleetRouter, RoutingTier } from '../routing/fleet-router.js';
 import type { ReplicaLoadView, RoutingDecision } from '../routing/routing-policy.js';
@@ -231,7 +231,7 @@ export class Gateway {
           {
             tenant: context.tenant ?? 'anonymous',
             tier: schedulerTier(context.serviceTier),
-            promptTokens: estimatedPromptTokens(request.input),
+            promptTokens: estimateInputTokens(request.input),
           },
           signal,
         );
@@ -291,7 +291,7 @@ export class Gateway {
       {
         model,
         promptText: text,
-        promptTokens: Math.ceil(text.length / 4),
+        promptTokens: estimateTextTokens(text),
         maxTokens: options.maxTokens,
         tenant: options.tenant,
         tier: routingTier(options.serviceTier),
@@ -331,7 +331,7 @@ export class Gateway {
         {
           model: request.model,
           promptText: text,
-          promptTokens: Math.ceil(text.length / 4),
+          promptTokens: estimateTextTokens(text),
           maxTokens: request.maxTokens,
           tenant: context.tenant,
           tier: routingTier(context.serviceTier),
@@ -382,17 +382,6 @@ export class Gateway {
     await Promise.all(this.engines.map((engine) => engine.close()));
     return { cancelled };
   }
-}
-
-/**
- * A tokenizer-free prompt size for routing (~4 characters per token); engines report the real count.
- * Routing policies use it only to weigh requests against each other.
- */
-function estimatedPromptTokens(input: GenerationRequest['input']): number {
-  if (input.kind === 'completion') return Math.ceil(input.prompt.length / 4);
-  let characters = 0;
-  for (const message of input.messages) characters += message.content.length;
-  return Math.ceil(characters / 4);
 }
 
 /** The scheduler's band for a service tier: OpenAI's `auto` and `scale` run as `default`. */

@@ -1,25 +1,17 @@
+import { charactersPerToken, estimateTextTokens } from '../../core/prompt-size.js';
 import { textBlockHashes } from '../../performance-model/block-hashes.js';
-import type { GenerationRequest } from '../engine-adapter.js';
 
 /**
- * How the emulated engine reads a prompt without a tokenizer. It has no vocabulary, so token counts are
- * estimated from characters: ~4 characters per token, the usual figure for English text with a BPE
- * tokenizer. No chat template is applied (a real engine would add a few tokens per message).
+ * How the emulated engine reads a prompt without a tokenizer: it has no vocabulary, so it counts tokens
+ * with Gravity's character estimate (src/core/prompt-size.ts) over the prompt text (`promptText`, chat
+ * contents joined by newlines). No chat template is applied (a real engine would add a few tokens per
+ * message).
  */
-export const charactersPerToken = 4;
-
-/** The prompt as one string: a completion's prompt, or the chat messages' contents joined by newlines. */
-export function promptText(input: GenerationRequest['input']): string {
-  if (input.kind === 'completion') return input.prompt;
-  let text = '';
-  for (const [index, message] of input.messages.entries())
-    text += index === 0 ? message.content : `\n${message.content}`;
-  return text;
-}
+export { promptText } from '../../core/prompt-size.js';
 
 /** Estimated prompt tokens: characters ÷ 4, rounded up, at least 1 (an empty prompt still has a BOS). */
 export function estimatePromptTokens(text: string): number {
-  return Math.max(1, Math.ceil(text.length / charactersPerToken));
+  return Math.max(1, estimateTextTokens(text));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type Dispatcher, Pool } from 'undici';
 import { errors, GravityError } from '../../core/errors.js';
+import { estimateInputTokens } from '../../core/prompt-size.js';
 import type { FinishReason, StreamPart, TokenUsage } from '../../core/stream-parts.js';
 import {
   type EngineAdapter,
@@ -284,12 +285,8 @@ function usageFrom(
   }
   // Without the upstream's tokenizer Gravity can only estimate: one token per content chunk (servers
   // stream one token per chunk) and ~4 characters per prompt token. `source: counted` says so.
-  const promptCharacters =
-    request.input.kind === 'chat'
-      ? request.input.messages.reduce((sum, message) => sum + message.content.length, 0)
-      : request.input.prompt.length;
   return {
-    promptTokens: Math.ceil(promptCharacters / 4),
+    promptTokens: estimateInputTokens(request.input),
     cachedPromptTokens: 0,
     completionTokens: contentChunks,
     source: 'counted',

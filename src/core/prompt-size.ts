@@ -1,0 +1,35 @@
+/**
+ * Prompt sizes before an engine has counted them. Without the model's tokenizer Gravity estimates ~4
+ * characters per token, the usual figure for English text with a BPE tokenizer. Admission reserves
+ * tokens with it, the scheduler and router weigh requests with it, the upstream adapter reports it when
+ * an upstream sends no usage, and the emulated engine counts prompts with it. One rule, so these never
+ * disagree about the same prompt.
+ */
+export const charactersPerToken = 4;
+
+/** A generation's input, as far as its size goes (chat content parts already joined). */
+export type PromptInput =
+  | { kind: 'completion'; prompt: string }
+  | { kind: 'chat'; messages: ReadonlyArray<{ role?: string; content: string }> };
+
+/** Estimated tokens of a piece of text. */
+export function estimateTextTokens(text: string): number {
+  return Math.ceil(text.length / charactersPerToken);
+}
+
+/** Estimated prompt tokens of an input: its prompt, or the sum of its messages' contents. */
+export function estimateInputTokens(input: PromptInput): number {
+  if (input.kind === 'completion') return estimateTextTokens(input.prompt);
+  let characters = 0;
+  for (const message of input.messages) characters += message.content.length;
+  return Math.ceil(characters / charactersPerToken);
+}
+
+/** The prompt as one string: a completion's prompt, or the chat messages' contents joined by newlines. */
+export function promptText(input: PromptInput): string {
+  if (input.kind === 'completion') return input.prompt;
+  let text = '';
+  for (const [index, message] of input.messages.entries())
+    text += index === 0 ? message.content : `\n${message.content}`;
+  return text;
+}
