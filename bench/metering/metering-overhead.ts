@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import {
   askChild,
   ChildProcessGroup,
+  gravityChildEnvironment,
   type ManagedChild,
   processCpuMs,
   processDiskWriteBytes,
@@ -25,7 +26,13 @@ import {
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
 import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
-import { describeMachine, formatTable, median, positiveNumber } from '../support/report-format.js';
+import {
+  describeMachine,
+  formatTable,
+  median,
+  positiveNumber,
+  quoteArgument,
+} from '../support/report-format.js';
 
 const lossTargetPercent = 5;
 const modelId = 'fake';
@@ -415,10 +422,6 @@ function ledgerRowCount(dataDir: string): number {
   }
 }
 
-function quoteArgument(argument: string): string {
-  return /^[\w@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", "'\\''")}'`;
-}
-
 async function main(): Promise<void> {
   let options: Options;
   try {
@@ -461,10 +464,7 @@ async function main(): Promise<void> {
     : null;
   const targets: Target[] = [];
   try {
-    // Children get a clean environment: a GRAVITY_* variable of the caller's must not change one server.
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([name]) => !name.startsWith('GRAVITY_')),
-    );
+    const env = gravityChildEnvironment();
     const upstreamArgs = [
       '--import',
       'tsx',

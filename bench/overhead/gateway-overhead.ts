@@ -12,14 +12,14 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ChildProcessGroup } from '../support/child-processes.js';
+import { ChildProcessGroup, gravityChildEnvironment } from '../support/child-processes.js';
 import {
   type CpuProfileSummary,
   formatCpuProfileSummary,
   readCpuProfile,
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
-import { describeMachine, positiveNumber } from '../support/report-format.js';
+import { describeMachine, positiveNumber, quoteArgument } from '../support/report-format.js';
 import {
   checkPaths,
   formatRound,
@@ -33,7 +33,7 @@ import {
   type ThroughputRound,
   throughputRound,
 } from './overhead-measure.js';
-import { type PathName, type ProxyPath, pathLabels, quoteArgument, startPaths } from './overhead-paths.js';
+import { type PathName, type ProxyPath, pathLabels, startPaths } from './overhead-paths.js';
 import {
   bytesPerMb,
   formatVerdict,
@@ -309,10 +309,7 @@ async function main(): Promise<void> {
     }
     const pinning = pinCpus(options.pin);
 
-    // Children get a clean environment: a GRAVITY_* variable of the caller's must not change the server.
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([name]) => !name.startsWith('GRAVITY_')),
-    );
+    const env = gravityChildEnvironment();
     const started = await startPaths({
       children,
       proxies,

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcessGroup, ManagedChild } from '../support/child-processes.js';
+import { quoteArgument } from '../support/report-format.js';
 import { type NginxProcess, portkeyCommand, startNginx } from './peer-gateways.js';
 import type { RequestTarget } from './sse-load-client.js';
 
@@ -46,10 +47,6 @@ export interface ProxyPath {
 
 export function newAgent(): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 1024 });
-}
-
-export function quoteArgument(argument: string): string {
-  return /^[\w@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", "'\\''")}'`;
 }
 
 function gravityConfig(fastUpstreamUrl: string, pacedUpstreamUrl: string): string {

@@ -194,3 +194,11 @@ export function processCpuMs(pid: number | undefined): number | null {
   const ticks = Number(fields[14 - 3]) + Number(fields[15 - 3]);
   return Number.isFinite(ticks) ? (ticks / clockTicksPerSecond) * 1000 : null;
 }
+
+/**
+ * The environment for a benchmark's Gravity child: the caller's, without GRAVITY_* variables, which would
+ * otherwise change one server's configuration behind the benchmark's back.
+ */
+export function gravityChildEnvironment(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GRAVITY_')));
+}

@@ -41,3 +41,8 @@ export function positiveNumber(name: string, text: string, integer: boolean): nu
     throw new Error(`--${name}: expected a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
   return value;
 }
+
+/** An argument as a POSIX shell would need it, so printed commands can be pasted back. */
+export function quoteArgument(argument: string): string {
+  return /^[\w@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", "'\\''")}'`;
+}

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import OpenAI, { toFile } from 'openai';
-import { ChildProcessGroup } from '../support/child-processes.js';
+import { ChildProcessGroup, gravityChildEnvironment } from '../support/child-processes.js';
 import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -199,7 +199,7 @@ async function runVariant(
       dataDir,
     ],
     cwd: repoRoot,
-    env: Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GRAVITY_'))),
+    env: gravityChildEnvironment(),
     readyPattern: /gravity: listening on (\S+)/,
     startTimeoutMs: 60_000,
   });
