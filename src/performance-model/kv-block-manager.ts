@@ -48,10 +48,6 @@ export class KvBlockManager {
     this.hitTokensTotal += hitTokens;
   }
 
-  peekPrefixHits(hashes: ArrayLike<number>, maxBlocks: number): number {
-    return this.lookupPrefix(hashes, maxBlocks).hits;
-  }
-
   /**
    * Leading cached blocks of `hashes` (at most `maxBlocks`), and how many of them are idle: taking an
    * idle block turns free-able space into used space, so admission must count those as allocations.
@@ -70,7 +66,7 @@ export class KvBlockManager {
     return { hits, idleHits };
   }
 
-  /** Takes a reference on a cached block found by `countPrefixHits`. */
+  /** Takes a reference on a cached block found by `lookupPrefix`. */
   acquireCached(hash: number): void {
     const references = this.referenced.get(hash);
     if (references !== undefined) {

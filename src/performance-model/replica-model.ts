@@ -127,6 +127,8 @@ export class ReplicaModel<Tag> {
     decodeSequences: number;
   } | null = null;
   private readonly pendingCancels: ModelledSequence<Tag>[] = [];
+  /** Device time booked for the step or span in progress, to give back what an interrupted span skips. */
+  private spanDeviceMs = 0;
 
   // Totals.
   deviceBusyMs = 0;
@@ -295,8 +297,6 @@ export class ReplicaModel<Tag> {
     span.endMs = endMs;
   }
 
-  private spanDeviceMs = 0;
-
   /** Whether this step may admit waiting requests: every step, or every N under multi-step scheduling. */
   private get atSchedulingBoundary(): boolean {
     return this.running.size === 0 || this.stepIndex % this.spec.scheduleEverySteps === 0;
@@ -309,7 +309,7 @@ export class ReplicaModel<Tag> {
   canAdmitHead(): boolean {
     if (this.waitingCount === 0 || this.running.size >= this.spec.maxNumSeqs) return false;
     const head = this.peekWaiting();
-    return head !== undefined && this.blocksToAdmit(head) <= this.kv.availableBlocks;
+    return head !== undefined && this.admissionCost(head).blocks <= this.kv.availableBlocks;
   }
 
   private blocksNeededAt(step: number): number {
@@ -391,10 +391,10 @@ export class ReplicaModel<Tag> {
     while (mayAdmit && budget > 0 && this.running.size < this.spec.maxNumSeqs) {
       const head = this.peekWaiting();
       if (!head) break;
-      const blocks = this.blocksToAdmit(head);
-      if (blocks > this.kv.availableBlocks) break; // head-of-line blocking, as vLLM does
+      const cost = this.admissionCost(head);
+      if (cost.blocks > this.kv.availableBlocks) break; // head-of-line blocking, as vLLM does
       this.waiting.pop();
-      this.admit(head, nowMs);
+      this.admit(head, cost.hits, nowMs);
       addChunk(head);
     }
 
@@ -413,27 +413,26 @@ export class ReplicaModel<Tag> {
   }
 
   /**
-   * Blocks a waiting request takes from the free space to be admitted: its whole prefill target less
-   * cached prefix blocks — except idle cached ones, which stop being reclaimable once it holds them.
+   * What admitting a waiting request costs: its leading cached prompt blocks (`hits`), and the blocks it
+   * takes from the free space — its whole prefill target less those hits, except idle cached ones, which
+   * stop being reclaimable once it holds them.
    */
-  private blocksToAdmit(sequence: ModelledSequence<Tag>): number {
+  private admissionCost(sequence: ModelledSequence<Tag>): { blocks: number; hits: number } {
     const total = Math.ceil(sequence.prefillTarget / this.blockTokens);
     const hashes = sequence.request.promptBlockHashes;
-    if (!hashes) return total;
+    if (!hashes) return { blocks: total, hits: 0 };
     // At least one token is always computed, so the last block of an exactly-cached prompt is not a hit.
     const maxHits = Math.floor((sequence.prefillTarget - 1) / this.blockTokens);
     const { hits, idleHits } = this.kv.lookupPrefix(hashes, maxHits);
-    return total - hits + idleHits;
+    return { blocks: total - hits + idleHits, hits };
   }
 
-  private admit(sequence: ModelledSequence<Tag>, nowMs: number): void {
+  /** Admits the queue's head, whose `hits` leading prompt blocks `admissionCost` found cached just now. */
+  private admit(sequence: ModelledSequence<Tag>, hits: number, nowMs: number): void {
     this.waitingCount--;
     this.waitingPromptTokens -= sequence.prefillTarget;
     const hashes = sequence.request.promptBlockHashes;
-    let hits = 0;
     if (hashes) {
-      const maxHits = Math.floor((sequence.prefillTarget - 1) / this.blockTokens);
-      hits = this.kv.peekPrefixHits(hashes, maxHits);
       for (let index = 0; index < hits; index++) {
         const hash = hashes[index] as number;
         this.kv.acquireCached(hash);
@@ -528,7 +527,10 @@ export class ReplicaModel<Tag> {
     return ((offset % this.blockTokens) + this.blockTokens) % this.blockTokens;
   }
 
-  /** Takes a sequence out of the decode aggregates; its generated count is frozen. */
+  /**
+   * Takes a sequence out of the decode aggregates; its generated count is frozen. The caller gives it its
+   * next state (finished, cancelled, or waiting again) before any event reports it.
+   */
   private leaveDecode(sequence: ModelledSequence<Tag>): void {
     sequence.generatedBeforeDecode += this.stepIndex - sequence.joinedStep;
     this.decodeCount--;
@@ -537,7 +539,6 @@ export class ReplicaModel<Tag> {
     this.decodeByResidue[residue] = (this.decodeByResidue[residue] as number) - 1;
     const band = priorityBand(sequence.priority);
     this.decodeByPriority[band] = (this.decodeByPriority[band] as number) - 1;
-    sequence.state = 'prefill'; // transient: the caller sets the real state
   }
 
   /** Frees a sequence's blocks: its KV tokens rounded up to blocks, of which the named ones are shared. */

@@ -374,9 +374,4 @@ export class ReplicaScheduler<Tag> {
       this.events.onExpire(request, nowMs);
     }
   }
-
-  /** Service counters per tenant in a tier (for tests and the fairness benchmark). */
-  servedTokens(tier: SchedulerTier): Map<string, number> {
-    return new Map((this.bands[this.bandOf(tier)] as Band<Tag>).counters);
-  }
 }
