@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { type ManagedChild, processCpuMs } from '../support/child-processes.js';
+import { percentile } from '../support/report-format.js';
 import {
   fastModel,
   newAgent,
@@ -31,12 +32,6 @@ const latencyRounds = 5;
 export const rssSampleIntervalMs = 100;
 export const noiseProbeMs = 1000;
 export const stallThresholdMs = 1;
-
-export function percentile(sorted: number[], fraction: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  // Nearest rank: the smallest value with at least `fraction` of the samples at or below it.
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
-}
 
 export function mean(values: number[]): number {
   return values.length === 0 ? Number.NaN : values.reduce((sum, value) => sum + value, 0) / values.length;

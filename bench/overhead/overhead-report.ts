@@ -1,14 +1,8 @@
 // Turns the overhead benchmark's raw measurements into per-path figures, the one results table (values,
 // ratios against direct and Gravity against each peer) and the PASS/MISS verdicts on the targets.
 
-import { formatTable } from '../support/report-format.js';
-import {
-  type LatencyPhaseResult,
-  mean,
-  median,
-  percentile,
-  type ThroughputRound,
-} from './overhead-measure.js';
+import { formatTable, percentile } from '../support/report-format.js';
+import { type LatencyPhaseResult, mean, median, type ThroughputRound } from './overhead-measure.js';
 import { type PathName, pathLabels } from './overhead-paths.js';
 import type { ResponseMode } from './sse-load-client.js';
 

@@ -9,6 +9,12 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/** Nearest-rank percentile of sorted values: the smallest with at least `fraction` of them at or below it. */
+export function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))] as number;
+}
+
 /** A Markdown table: first column left-aligned, the rest right-aligned, as the docs paste them. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((title, column) =>

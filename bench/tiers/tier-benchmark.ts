@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import OpenAI, { toFile } from 'openai';
 import { ChildProcessGroup, gravityChildEnvironment } from '../support/child-processes.js';
-import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';
+import { describeMachine, formatTable, percentile, positiveNumber } from '../support/report-format.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const modelId = 'llama-3.1-8b';
@@ -109,10 +109,14 @@ async function send(client: OpenAI, tenant: Tenant, tier: string, signal?: Abort
   }
 }
 
-function percentile(values: number[], p: number): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+/** Nearest-rank percentile `p` (0–100) of unsorted values; null when there are none. */
+function percentileOf(values: number[], p: number): number | null {
+  return values.length === 0
+    ? null
+    : percentile(
+        [...values].sort((a, b) => a - b),
+        p / 100,
+      );
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -219,7 +223,7 @@ async function runVariant(
 
   // 2. Unloaded priority TTFT.
   const unloaded = await openLoop(2, 8, () => send(clients.interactive, 'interactive', 'priority'));
-  const unloadedPriorityP90 = percentile(
+  const unloadedPriorityP90 = percentileOf(
     unloaded.flatMap((outcome) => (outcome.ttftMs === null ? [] : [outcome.ttftMs])),
     90,
   );
@@ -334,8 +338,8 @@ function tierSummary(outcomes: Outcome[], tier: string) {
     ok: ok.length,
     shed: mine.filter((outcome) => outcome.status === 429).length,
     overloaded: mine.filter((outcome) => outcome.status === 503).length,
-    p50: percentile(ttfts, 50),
-    p90: percentile(ttfts, 90),
+    p50: percentileOf(ttfts, 50),
+    p90: percentileOf(ttfts, 90),
   };
 }
 
