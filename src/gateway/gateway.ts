@@ -244,8 +244,10 @@ export class Gateway {
         const nowMs = this.clock.nowMs();
         if (part.type === 'text-delta') {
           // Per-token path: a few field updates, no allocation beyond the gap sample.
-          if (context.firstTokenAtMs === null) context.firstTokenAtMs = nowMs;
-          else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
+          if (context.firstTokenAtMs === null) {
+            context.firstTokenAtMs = nowMs;
+            ticket?.onFirstToken(nowMs);
+          } else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
           context.lastTokenAtMs = nowMs;
           context.decodeTokens += part.tokens;
           ticket?.onTokens(part.tokens);

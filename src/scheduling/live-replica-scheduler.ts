@@ -13,6 +13,8 @@ export interface SchedulerTicket {
   readonly queueWaitMs: number;
   /** Tokens streamed: they count against the tenant's fair share. */
   onTokens(tokens: number): void;
+  /** The first token reached the gateway at `atMs` (Clock milliseconds). */
+  onFirstToken(atMs: number): void;
   /** Must be called once when the request ends, however it ends. */
   release(): void;
 }
@@ -103,7 +105,8 @@ export class LiveReplicaScheduler {
     let released = false;
     return {
       queueWaitMs: dispatchedMs - request.arrivalMs,
-      onTokens: (tokens) => this.scheduler.onTokens(request, tokens, this.clock.nowMs()),
+      onTokens: (tokens) => this.scheduler.onTokens(request, tokens),
+      onFirstToken: (atMs) => this.scheduler.onFirstToken(request, atMs),
       release: () => {
         if (released) return;
         released = true;

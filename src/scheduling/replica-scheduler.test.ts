@@ -54,7 +54,8 @@ function scheduler(overrides: Partial<ReplicaSchedulerSettings> = {}) {
   /** Finishes the running request `tag` after it produced `tokens` tokens. */
   const finish = (tag: string, nowMs: number, tokens = 10) => {
     const request = running.get(tag) as ScheduledRequest<string>;
-    instance.onTokens(request, tokens, nowMs);
+    instance.onFirstToken(request, nowMs);
+    instance.onTokens(request, tokens);
     running.delete(tag);
     instance.release(request, nowMs);
   };

@@ -37,7 +37,6 @@ export type ScheduledState = 'queued' | 'running' | 'done' | 'cancelled' | 'expi
 export class ScheduledRequest<Tag> {
   state: ScheduledState = 'queued';
   dispatchedMs: number | null = null;
-  firstTokenSeen = false;
 
   constructor(
     readonly tag: Tag,
@@ -314,19 +313,21 @@ export class ReplicaScheduler<Tag> {
     return this.running < batchSlots;
   }
 
-  /** Tokens the request produced: they count against its tenant in VTC. */
-  onTokens(request: ScheduledRequest<Tag>, tokens: number, nowMs: number): void {
+  /** Tokens the request produced: they count against its tenant in VTC. Per-token path: no clock read. */
+  onTokens(request: ScheduledRequest<Tag>, tokens: number): void {
     const band = this.bands[request.band] as Band<Tag>;
     band.counters.set(
       request.tenant,
       (band.counters.get(request.tenant) ?? 0) + this.settings.outputTokenWeight * tokens,
     );
-    if (!request.firstTokenSeen && request.dispatchedMs !== null) {
-      request.firstTokenSeen = true;
-      const ttftMs = nowMs - request.dispatchedMs;
-      this.engineTtftMs =
-        this.engineTtftMs === null ? ttftMs : this.engineTtftMs + ewmaWeight * (ttftMs - this.engineTtftMs);
-    }
+  }
+
+  /** The request's first token came out at `atMs`: the engine's own TTFT, for predicting newcomers'. */
+  onFirstToken(request: ScheduledRequest<Tag>, atMs: number): void {
+    if (request.dispatchedMs === null) return;
+    const ttftMs = atMs - request.dispatchedMs;
+    this.engineTtftMs =
+      this.engineTtftMs === null ? ttftMs : this.engineTtftMs + ewmaWeight * (ttftMs - this.engineTtftMs);
   }
 
   /** The request is over (finished, failed or cancelled while running): its slot goes to the next. */

@@ -162,7 +162,8 @@ export class FleetSimulator {
     if (request.ticket) {
       // VTC counts the answer at its end here (the live gateway counts it token by token).
       const scheduler = (this.replicas[request.replicaIndex as number] as SimulatedReplica).scheduler;
-      scheduler?.onTokens(request.ticket, request.outputTokens, atMs);
+      scheduler?.onFirstToken(request.ticket, atMs);
+      scheduler?.onTokens(request.ticket, request.outputTokens);
       scheduler?.release(request.ticket, atMs);
       this.armExpiry(request.replicaIndex as number);
     }
