@@ -127,7 +127,15 @@ export class FleetSimulator {
 
   private replicaEvents(): ReplicaModelEvents<SimulatedRequest> {
     return {
-      onFirstToken: () => {},
+      onFirstToken: (sequence, atMs) => {
+        // The gateway scheduler learns the engine's own TTFT from it, as it does live.
+        const request = sequence.tag;
+        if (request.ticket)
+          (this.replicas[request.replicaIndex as number] as SimulatedReplica).scheduler?.onFirstToken(
+            request.ticket,
+            atMs,
+          );
+      },
       onDecodeSteps: (sequencesByPriority, steps, durationMs) => {
         const gapMs = durationMs / steps;
         let all = 0;
@@ -162,7 +170,6 @@ export class FleetSimulator {
     if (request.ticket) {
       // VTC counts the answer at its end here (the live gateway counts it token by token).
       const scheduler = (this.replicas[request.replicaIndex as number] as SimulatedReplica).scheduler;
-      scheduler?.onFirstToken(request.ticket, atMs);
       scheduler?.onTokens(request.ticket, request.outputTokens);
       scheduler?.release(request.ticket, atMs);
       this.armExpiry(request.replicaIndex as number);
