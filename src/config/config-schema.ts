@@ -5,7 +5,7 @@ import { engineFlavours } from '../performance-model/calibration.js';
 import { modelProfileNames } from '../performance-model/model-profiles.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
-import { fairnessPolicies, orderingPolicies, saturationPolicies } from '../scheduling/scheduling-policies.js';
+import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
 import { defaults } from './defaults.js';
 
 /** How a replica's energy and cost are measured or modelled, and how its requests' work is weighed. */
@@ -207,24 +207,7 @@ export const configSchema = z.strictObject({
   scheduling: z
     .strictObject({
       enabled: z.boolean().default(defaults.scheduling.enabled),
-      /** Tiers as strict bands (priority first); false gives one first-come-first-served queue. */
-      tierBands: z.boolean().default(defaults.scheduling.tierBands),
-      ordering: z
-        .enum(Object.keys(orderingPolicies) as [string, ...string[]])
-        .default(defaults.scheduling.ordering),
-      fairness: z
-        .enum(Object.keys(fairnessPolicies) as [string, ...string[]])
-        .default(defaults.scheduling.fairness),
-      saturation: z
-        .enum(Object.keys(saturationPolicies) as [string, ...string[]])
-        .default(defaults.scheduling.saturation),
-      batchReserveFraction: z.number().min(0).max(1).default(defaults.scheduling.batchReserveFraction),
-      /** Share of slots only priority may take, so a priority arrival rarely waits for one. */
-      priorityReserveFraction: z.number().min(0).max(1).default(defaults.scheduling.priorityReserveFraction),
-      inputTokenWeight: z.number().min(0).default(defaults.scheduling.inputTokenWeight),
-      outputTokenWeight: z.number().min(0).default(defaults.scheduling.outputTokenWeight),
-      /** Requests each replica runs at once; default: what the engine reports (slots, max_num_seqs). */
-      slotsPerReplica: z.number().int().min(1).optional(),
+      ...schedulingSettingsShape,
     })
     .prefault({}),
   /** The Batch API (/v1/files, /v1/batches): JSONL files of requests run at the batch tier. */

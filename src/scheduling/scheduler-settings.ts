@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
 import { LiveReplicaScheduler } from './live-replica-scheduler.js';
 import type { ReplicaSchedulerSettings } from './replica-scheduler.js';
+import type { SchedulingSettings } from './scheduling-config.js';
 import {
   type FairnessPolicy,
   fairnessPolicies,
@@ -12,10 +13,13 @@ import {
   saturationPolicies,
 } from './scheduling-policies.js';
 
-/** The scheduler's settings from the validated config; `slots` is what the replica runs at once. */
+/**
+ * The scheduler's settings from validated `scheduling:` settings (Gravity's config or a scenario's) and
+ * tier targets; `slots` is what the replica runs at once.
+ */
 export function schedulerSettings(
-  scheduling: GravityConfig['scheduling'],
-  tiers: GravityConfig['tiers'],
+  scheduling: SchedulingSettings,
+  tiers: ReplicaSchedulerSettings['tiers'],
   slots: number,
 ): ReplicaSchedulerSettings {
   return {

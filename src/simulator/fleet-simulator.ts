@@ -59,9 +59,9 @@ export interface FleetSimulationOptions {
   coalesceDecodeSteps?: boolean;
   /**
    * The gateway's scheduler in front of each replica (tier bands, VTC, shedding), as `gravity serve`
-   * runs it; `slots` defaults to the replica's maxNumSeqs. Null: straight to the engine queues.
+   * runs it (run-scenario gives it the replica's maxNumSeqs as slots unless set). Null: straight to the engine queues.
    */
-  scheduler?: (Omit<ReplicaSchedulerSettings, 'slots'> & { slots?: number }) | null;
+  scheduler?: ReplicaSchedulerSettings | null;
   /** Called now and then with completed requests and the expected total (null when unknown). */
   onProgress?: (completed: number, expected: number | null) => void;
 }
@@ -106,16 +106,13 @@ export class FleetSimulator {
       const model = new ReplicaModel(options.spec, options.ordering, this.replicaEvents());
       const replica = new SimulatedReplica(`${options.spec.hardware.name}-${index}`, model);
       if (options.scheduler) {
-        replica.scheduler = new ReplicaScheduler<SimulatedRequest>(
-          { ...options.scheduler, slots: options.scheduler.slots ?? options.spec.maxNumSeqs },
-          {
-            onDispatch: (ticket, nowMs) => {
-              ticket.tag.ticket = ticket;
-              this.startOnReplica(index, ticket.tag, nowMs);
-            },
-            onExpire: (ticket, nowMs) => this.reject(ticket.tag, nowMs),
+        replica.scheduler = new ReplicaScheduler<SimulatedRequest>(options.scheduler, {
+          onDispatch: (ticket, nowMs) => {
+            ticket.tag.ticket = ticket;
+            this.startOnReplica(index, ticket.tag, nowMs);
           },
-        );
+          onExpire: (ticket, nowMs) => this.reject(ticket.tag, nowMs),
+        });
       }
       this.replicas.push(replica);
     }

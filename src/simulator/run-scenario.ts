@@ -4,17 +4,8 @@ import { type ModelProfile, modelProfile } from '../performance-model/model-prof
 import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/replica-spec.js';
 import { createRoutingPolicy } from '../routing/routing-policy.js';
 import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
-import {
-  arrivalOrder,
-  type FairnessPolicy,
-  fairnessPolicies,
-  neverShed,
-  noFairness,
-  type OrderingPolicy,
-  orderingPolicies,
-  type SaturationPolicy,
-  saturationPolicies,
-} from '../scheduling/scheduling-policies.js';
+import { schedulerSettings } from '../scheduling/scheduler-settings.js';
+import { arrivalOrder, neverShed, noFairness } from '../scheduling/scheduling-policies.js';
 import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
 import { type Scenario, scenarioSchema } from './scenario-schema.js';
 import { SeededRandom } from './seeded-random.js';
@@ -95,7 +86,7 @@ export function runScenario(
     slo: scenario.slo,
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
-    scheduler: gatewayScheduler(scenario, schedulerMode),
+    scheduler: gatewayScheduler(scenario, schedulerMode, spec.maxNumSeqs),
   });
   const outcome = simulator.run();
   const wallSeconds = (performance.now() - startedAt) / 1000;
@@ -164,11 +155,16 @@ function createWorkload(
 
 /**
  * The gateway scheduler's settings for a run: `slo` as the scenario's `scheduling` section says (the
- * gateway's defaults otherwise), `fcfs` one first-come queue with no shedding (the baseline), `off` none.
- * Tier targets come from the scenario's SLOs; queue bounds from `slo.<tier>.maxQueueWaitMs` or the
- * gateway's defaults.
+ * gateway's defaults otherwise), exactly as `gravity serve` builds them; `fcfs` one first-come queue with
+ * no shedding and no reserve (the baseline); `off` none. Tier targets come from the scenario's SLOs, queue
+ * bounds from `slo.<tier>.maxQueueWaitMs` or the gateway's defaults, slots from `slotsPerReplica` or the
+ * replica's maxNumSeqs.
  */
-function gatewayScheduler(scenario: Scenario, mode: string): FleetSimulationOptions['scheduler'] {
+function gatewayScheduler(
+  scenario: Scenario,
+  mode: string,
+  maxNumSeqs: number,
+): FleetSimulationOptions['scheduler'] {
   if (mode === 'off') return null;
   const scheduling = scenario.scheduling ?? scenarioSchema.shape.scheduling.unwrap().parse({});
   const tier = (name: 'priority' | 'default' | 'flex' | 'batch') => ({
@@ -176,17 +172,18 @@ function gatewayScheduler(scenario: Scenario, mode: string): FleetSimulationOpti
     tpotMs: scenario.slo[name].tpotMs,
     maxQueueWaitMs: scenario.slo[name].maxQueueWaitMs ?? defaults.tiers[name].maxQueueWaitMs,
   });
-  const slo = mode === 'slo';
+  const settings = schedulerSettings(
+    scheduling,
+    { priority: tier('priority'), default: tier('default'), flex: tier('flex'), batch: tier('batch') },
+    scheduling.slotsPerReplica ?? maxNumSeqs,
+  );
+  if (mode === 'slo') return settings;
   return {
-    tiers: { priority: tier('priority'), default: tier('default'), flex: tier('flex'), batch: tier('batch') },
-    tierBands: slo && scheduling.tierBands,
-    ordering: (slo ? orderingPolicies[scheduling.ordering] : arrivalOrder) as OrderingPolicy,
-    fairness: (slo ? fairnessPolicies[scheduling.fairness] : noFairness) as FairnessPolicy,
-    saturation: (slo ? saturationPolicies[scheduling.saturation] : neverShed) as SaturationPolicy,
-    batchReserveFraction: scheduling.batchReserveFraction,
-    priorityReserveFraction: slo ? scheduling.priorityReserveFraction : 0,
-    inputTokenWeight: scheduling.inputTokenWeight,
-    outputTokenWeight: scheduling.outputTokenWeight,
-    ...(scheduling.slotsPerReplica !== undefined && { slots: scheduling.slotsPerReplica }),
+    ...settings,
+    tierBands: false,
+    ordering: arrivalOrder,
+    fairness: noFairness,
+    saturation: neverShed,
+    priorityReserveFraction: 0,
   };
 }

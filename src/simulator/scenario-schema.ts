@@ -8,7 +8,7 @@ import {
   routingProfileSchema,
 } from '../routing/routing-profile.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
-import { fairnessPolicies, orderingPolicies, saturationPolicies } from '../scheduling/scheduling-policies.js';
+import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
 
 /**
  * A simulation scenario as written in YAML (scenarios/*.yaml): the fleet, the policies, the workload,
@@ -144,16 +144,8 @@ export const scenarioSchema = z
       .strictObject({
         /** `slo`: tier bands, VTC and shedding as configured below; `fcfs`: one first-come queue; `off`: none. */
         mode: z.enum(['off', 'fcfs', 'slo']).default('slo'),
-        tierBands: z.boolean().default(true),
-        ordering: z.enum(Object.keys(orderingPolicies) as [string, ...string[]]).default('earliest-deadline'),
-        fairness: z.enum(Object.keys(fairnessPolicies) as [string, ...string[]]).default('vtc'),
-        saturation: z.enum(Object.keys(saturationPolicies) as [string, ...string[]]).default('slo'),
-        batchReserveFraction: z.number().min(0).max(1).default(0.25),
-        priorityReserveFraction: z.number().min(0).max(1).default(0.5),
-        inputTokenWeight: z.number().min(0).default(1),
-        outputTokenWeight: z.number().min(0).default(2),
-        /** Requests each replica runs at once; default its maxNumSeqs. */
-        slotsPerReplica: z.number().int().min(1).optional(),
+        /** As in Gravity's config, with its defaults (`slotsPerReplica` defaults to the fleet's maxNumSeqs). */
+        ...schedulingSettingsShape,
       })
       .optional(),
     /**
