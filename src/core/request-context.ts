@@ -17,6 +17,13 @@ export interface MeteredFigures {
 }
 export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale' | 'batch';
 
+/** The tiers Gravity schedules and routes by; OpenAI's `auto` and `scale` run as `default`. */
+export type ServiceBand = 'priority' | 'default' | 'flex' | 'batch';
+
+export function serviceBand(tier: ServiceTier): ServiceBand {
+  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
+}
+
 /**
  * Everything Gravity learns about one request as it moves through the stages. Each stage fills in its
  * part (admission: tenant and key; scheduling: tier and queue time; routing: engine; execution: timings

@@ -6,14 +6,14 @@ import {
   type Endpoint,
   type RequestContext,
   type ServiceTier,
+  serviceBand,
 } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
-import type { FleetRouter, RoutingTier } from '../routing/fleet-router.js';
+import type { FleetRouter } from '../routing/fleet-router.js';
 import type { ReplicaLoadView, RoutingDecision } from '../routing/routing-policy.js';
 import type { LiveReplicaScheduler, SchedulerTicket } from '../scheduling/live-replica-scheduler.js';
-import type { SchedulerTier } from '../scheduling/scheduling-policies.js';
 
 /** The model label used for requests whose model does not exist, so clients cannot inflate label sets. */
 export const unknownModelLabel = '(unknown)';
@@ -192,7 +192,7 @@ export class Gateway {
         }
         router?.onSuccess(
           engine.id,
-          routingTier(context.serviceTier),
+          serviceBand(context.serviceTier),
           context.firstTokenAtMs === null ? null : context.firstTokenAtMs - attemptStartMs,
           meanOf(context.interTokenGapsMs),
         );
@@ -230,7 +230,7 @@ export class Gateway {
         ticket = await scheduler.acquire(
           {
             tenant: context.tenant ?? 'anonymous',
-            tier: schedulerTier(context.serviceTier),
+            tier: serviceBand(context.serviceTier),
             promptTokens: estimateInputTokens(request.input),
           },
           signal,
@@ -296,7 +296,7 @@ export class Gateway {
         promptTokens: estimateTextTokens(text),
         maxTokens: options.maxTokens,
         tenant: options.tenant,
-        tier: routingTier(options.serviceTier),
+        tier: serviceBand(options.serviceTier),
       },
       { dryRun: true },
     );
@@ -336,7 +336,7 @@ export class Gateway {
           promptTokens: estimateTextTokens(text),
           maxTokens: request.maxTokens,
           tenant: context.tenant,
-          tier: routingTier(context.serviceTier),
+          tier: serviceBand(context.serviceTier),
         },
       );
       engine = replica as EngineAdapter;
@@ -384,16 +384,6 @@ export class Gateway {
     await Promise.all(this.engines.map((engine) => engine.close()));
     return { cancelled };
   }
-}
-
-/** The scheduler's band for a service tier: OpenAI's `auto` and `scale` run as `default`. */
-function schedulerTier(tier: ServiceTier): SchedulerTier {
-  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
-}
-
-/** The routing profile's tier for a service tier: OpenAI's `auto` and `scale` route as `default`. */
-function routingTier(tier: ServiceTier): RoutingTier {
-  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
 }
 
 function meanOf(values: readonly number[]): number | null {
