@@ -2,9 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SeededRandom } from '../src/core/seeded-random.js';
 import { parseScenario } from '../src/simulator/load-scenario.js';
 import { runScenario } from '../src/simulator/run-scenario.js';
-import { SeededRandom } from '../src/simulator/seeded-random.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**

@@ -1,8 +1,9 @@
 import type { Clock } from '../core/clock.js';
 import { errors, type GravityError } from '../core/errors.js';
 import { estimateInputTokens, type PromptInput } from '../core/prompt-size.js';
-import type { RequestContext, ServiceTier } from '../core/request-context.js';
+import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
+import type { ServiceTier } from '../core/service-tiers.js';
 import { anonymousTenant, type Limits } from './api-key.js';
 import { Authenticator } from './authenticator.js';
 import type { KeyStore } from './key-store.js';

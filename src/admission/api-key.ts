@@ -1,8 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-
-/** The tiers a key may be granted: OpenAI's `service_tier` values plus Gravity's `batch`. */
-export const grantableTiers = ['priority', 'default', 'flex', 'batch', 'scale'] as const;
-export type GrantableTier = (typeof grantableTiers)[number];
+import type { GrantableTier } from '../core/service-tiers.js';
 
 export type SpendPeriod = 'day' | 'month';
 export const spendPeriods = ['day', 'month'] as const satisfies readonly SpendPeriod[];

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { GravityConfig } from '../config/config-schema.js';
-import { ConfigError } from '../config/load-config.js';
+import { ConfigError } from '../core/config-error.js';
 import type { KeyStore } from './key-store.js';
 import { isLoopbackHost } from './loopback.js';
 

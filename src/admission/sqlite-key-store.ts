@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApiKey, GrantableTier, SpendPeriod } from './api-key.js';
+import type { GrantableTier } from '../core/service-tiers.js';
+import type { ApiKey, SpendPeriod } from './api-key.js';
 import type { KeyStore, NewApiKey } from './key-store.js';
 
 const schema = `

@@ -1,4 +1,5 @@
-import type { MeteredFigures, RequestContext, ServiceTier } from '../core/request-context.js';
+import type { MeteredFigures, RequestContext } from '../core/request-context.js';
+import type { ServiceTier } from '../core/service-tiers.js';
 import type { FinishReason, TokenUsage } from '../core/stream-parts.js';
 
 /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errors, type GravityError } from '../core/errors.js';
-import type { ServiceTier } from '../core/request-context.js';
+import type { ServiceTier } from '../core/service-tiers.js';
 import type { ChatMessage, GenerationRequest } from '../engines/engine-adapter.js';
 
 /**

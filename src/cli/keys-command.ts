@@ -4,9 +4,7 @@ import {
   type ApiKey,
   anonymousTenant,
   displayPrefix,
-  type GrantableTier,
   generateApiKey,
-  grantableTiers,
   hashSecret,
   type Limits,
   parseApiKey,
@@ -17,7 +15,9 @@ import {
 import type { KeyStore } from '../admission/key-store.js';
 import { keysPathOf } from '../admission/open-mode.js';
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../core/config-error.js';
+import { type GrantableTier, grantableTiers } from '../core/service-tiers.js';
 
 /** A mistake in the command's arguments: printed as is, exit status 2. */
 export class KeysCommandError extends Error {

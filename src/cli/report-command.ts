@@ -3,7 +3,8 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseGroupBy, replicaTotals } from '../api/usage-route.js';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../core/config-error.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { aggregateUsage, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
 

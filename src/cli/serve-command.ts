@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../core/config-error.js';
 import { EmulatedEngine } from '../engines/emulated/emulated-engine.js';
 import { describeReplicaSpec } from '../engines/emulated/emulated-replica-spec.js';
 import { type GravityServer, startGravityServer } from '../gateway/gravity-server.js';

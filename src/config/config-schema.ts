@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { spendPeriods, tenantNamePattern } from '../admission/api-key.js';
+import { defaults } from '../core/defaults.js';
 import { hardwareProfileNames } from '../metering/energy/hardware-power-profiles.js';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { modelProfileNames } from '../performance-model/model-profiles.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
-import { defaults } from './defaults.js';
 
 /** How a replica's energy and cost are measured or modelled, and how its requests' work is weighed. */
 const engineMeteringSchema = z

@@ -2,21 +2,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { ConfigError } from '../core/config-error.js';
 import { emulatedReplicaSpec, namedEmulatedModel } from '../engines/emulated/emulated-replica-spec.js';
 import { ReplicaSpecError } from '../performance-model/replica-spec.js';
 import { configSchema, type GravityConfig, servingEngineIds } from './config-schema.js';
 import { emulatedFleetDocument, parseEmulateOption } from './emulate-option.js';
-
-/** A configuration problem, with the path of every offending setting. Printed as is at start. */
-export class ConfigError extends Error {
-  constructor(
-    readonly problems: string[],
-    source: string,
-  ) {
-    super(`invalid configuration (${source}):\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
 
 /** Settings given on the command line; they win over environment variables, which win over the file. */
 export interface ConfigOverrides {

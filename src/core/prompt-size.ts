@@ -7,6 +7,13 @@
  */
 export const charactersPerToken = 4;
 
+/**
+ * Tokens per prefix-cache block: vLLM's default KV block size. The emulated engine caches prompts in
+ * blocks of this size and the router indexes the prompts it routed the same way, so a router's prefix hit
+ * is an engine's cache hit.
+ */
+export const prefixBlockTokens = 16;
+
 /** A generation's input, as far as its size goes (chat content parts already joined). */
 export type PromptInput =
   | { kind: 'completion'; prompt: string }

@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import type { ServiceTier } from './service-tiers.js';
 import type { FinishReason, TokenUsage } from './stream-parts.js';
 
 export type Endpoint = 'chat.completions' | 'completions';
@@ -15,15 +16,6 @@ export interface MeteredFigures {
   marginUsd: number;
   carbonGrams: number;
 }
-export type ServiceTier = 'auto' | 'default' | 'flex' | 'priority' | 'scale' | 'batch';
-
-/** The tiers Gravity schedules and routes by; OpenAI's `auto` and `scale` run as `default`. */
-export type ServiceBand = 'priority' | 'default' | 'flex' | 'batch';
-
-export function serviceBand(tier: ServiceTier): ServiceBand {
-  return tier === 'priority' || tier === 'flex' || tier === 'batch' ? tier : 'default';
-}
-
 /**
  * Everything Gravity learns about one request as it moves through the stages. Each stage fills in its
  * part (admission: tenant and key; scheduling: tier and queue time; routing: engine; execution: timings

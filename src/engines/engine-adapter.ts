@@ -1,4 +1,4 @@
-import type { ServiceTier } from '../core/request-context.js';
+import type { ServiceTier } from '../core/service-tiers.js';
 import type { StreamPart } from '../core/stream-parts.js';
 
 /**

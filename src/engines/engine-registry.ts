@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { type EngineConfig, type GravityConfig, servingEngineIds } from '../config/config-schema.js';
-import { ConfigError } from '../config/load-config.js';
+import { ConfigError } from '../core/config-error.js';
 import { ReplicaSpecError } from '../performance-model/replica-spec.js';
 import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
 import { EmulatedEngine } from './emulated/emulated-engine.js';

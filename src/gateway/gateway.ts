@@ -1,14 +1,9 @@
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
 import { estimateInputTokens, estimateTextTokens, promptText } from '../core/prompt-size.js';
-import {
-  createRequestContext,
-  type Endpoint,
-  type RequestContext,
-  type ServiceTier,
-  serviceBand,
-} from '../core/request-context.js';
+import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
+import { type ServiceTier, serviceBand } from '../core/service-tiers.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
 import type { FleetRouter } from '../routing/fleet-router.js';

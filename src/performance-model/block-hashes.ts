@@ -1,3 +1,5 @@
+import { charactersPerToken, prefixBlockTokens } from '../core/prompt-size.js';
+
 /**
  * Identities of KV cache blocks for prefix caching. A block's identity depends on its own content and on
  * every block before it (as vLLM's chained block hashes do), so two prompts share a cached block only if
@@ -73,10 +75,13 @@ export function stringSeed(text: string, start: number, end: number): number {
 }
 
 /**
- * Hashes of a text's full blocks of `blockCharacters` characters, chained: how the emulated engine names
- * a prompt's KV blocks and how the router indexes prompts it routed (64 characters ≈ 16 tokens).
+ * Prefix-cache identities of a prompt's full blocks of `blockTokens` tokens, counted with Gravity's
+ * character estimate (`blockTokens × 4` characters: 64 for 16-token blocks), chained, so two prompts share
+ * a block only when all text up to its end is the same. How the emulated engine names a prompt's KV blocks
+ * and how the router indexes the prompts it routed.
  */
-export function textBlockHashes(text: string, blockCharacters: number): number[] {
+export function promptBlockHashes(text: string, blockTokens: number = prefixBlockTokens): number[] {
+  const blockCharacters = blockTokens * charactersPerToken;
   const blocks = Math.floor(text.length / blockCharacters);
   const hashes = new Array<number>(blocks);
   let previous = 0;

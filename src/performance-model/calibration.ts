@@ -1,3 +1,4 @@
+import { prefixBlockTokens } from '../core/prompt-size.js';
 /**
  * Every tunable constant of the performance model, in one place, with where it came from. Nothing here
  * is fitted to a point that docs/simulator-validation.md then reports as validation: the validation
@@ -61,7 +62,7 @@ export const memoryPlan = {
   gpuMemoryUtilization: 0.9,
   /** Peak activations for an 8k-token batch on an 8B model are a few GB; estimate per GPU. */
   activationReserveBytes: 2e9,
-  kvBlockTokens: 16,
+  kvBlockTokens: prefixBlockTokens,
 };
 
 /**

@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
-import { textBlockHashes } from '../performance-model/block-hashes.js';
+import { bandRank, type ServiceBand } from '../core/service-tiers.js';
+import { promptBlockHashes } from '../performance-model/block-hashes.js';
 import { PrometheusScraper } from './engine-signals/prometheus-scraper.js';
 import { ReplicaHealth, type ReplicaHealthSnapshot } from './replica-health.js';
 import { RetryBudget } from './retry-budget.js';
@@ -18,9 +19,6 @@ export interface RoutableReplica {
   probe?(signal: AbortSignal): Promise<void>;
 }
 
-export type RoutingTier = 'priority' | 'default' | 'flex' | 'batch';
-const tierRank: Record<RoutingTier, number> = { priority: 0, default: 1, flex: 2, batch: 3 };
-
 export interface LiveRouteRequest {
   model: string;
   /** The prompt as one string (what the prefix index hashes). */
@@ -28,11 +26,8 @@ export interface LiveRouteRequest {
   promptTokens: number;
   maxTokens: number | null;
   tenant: string | null;
-  tier: RoutingTier;
+  tier: ServiceBand;
 }
-
-/** Characters per prefix-index block: 16 tokens of ~4 characters, vLLM's block size. */
-const blockCharacters = 64;
 
 /**
  * Routing as the live gateway runs it: the same policies the simulator runs, fed with live replica views
@@ -42,7 +37,7 @@ const blockCharacters = 64;
 export class FleetRouter {
   readonly state: RoutingState;
   private readonly defaultPolicy: RoutingPolicy;
-  private readonly tierPolicies = new Map<RoutingTier, RoutingPolicy>();
+  private readonly tierPolicies = new Map<ServiceBand, RoutingPolicy>();
   readonly health: ReplicaHealth;
   private readonly retryBudget: RetryBudget;
   private readonly scrapers = new Map<string, PrometheusScraper>();
@@ -67,7 +62,7 @@ export class FleetRouter {
     this.defaultPolicy = createRoutingPolicy(config.policy, { ...context, state: this.state });
     for (const [tier, name] of Object.entries(config.tierProfiles))
       this.tierPolicies.set(
-        tier as RoutingTier,
+        tier as ServiceBand,
         createRoutingPolicy(name as string, { ...context, state: this.state }),
       );
     this.health = new ReplicaHealth(config.health);
@@ -117,7 +112,7 @@ export class FleetRouter {
     return Object.keys(this.options.config.residency).length > 0;
   }
 
-  policyFor(tier: RoutingTier): RoutingPolicy {
+  policyFor(tier: ServiceBand): RoutingPolicy {
     return this.tierPolicies.get(tier) ?? this.defaultPolicy;
   }
 
@@ -143,10 +138,10 @@ export class FleetRouter {
         views,
         {
           promptTokens: request.promptTokens,
-          priority: tierRank[request.tier],
+          priority: bandRank[request.tier],
           maxTokens: request.maxTokens,
           tenant: request.tenant ?? 'anonymous',
-          promptBlockHashes: policy.usesPromptBlocks ? promptTextBlockHashes(request.promptText) : null,
+          promptBlockHashes: policy.usesPromptBlocks ? promptBlockHashes(request.promptText) : null,
         },
         nowMs,
         options,
@@ -173,7 +168,7 @@ export class FleetRouter {
   }
 
   /** The attempt reached its first token: the replica is healthy; latency feeds the latency scorer. */
-  onSuccess(replica: string, tier: RoutingTier, ttftMs: number | null, interTokenMs: number | null): void {
+  onSuccess(replica: string, tier: ServiceBand, ttftMs: number | null, interTokenMs: number | null): void {
     this.health.onSuccess(replica);
     this.policyFor(tier).observe({ replica, ttftMs, interTokenMs }, this.options.clock.nowMs());
   }
@@ -235,13 +230,4 @@ export class FleetRouter {
       healthy: this.health.isAvailable(replica.id, nowMs),
     };
   }
-}
-
-/**
- * Prefix-index keys of a prompt: chained hashes of each full 64-character block (16 tokens at ~4
- * characters each), the emulated engine's scheme, so two prompts share a key only when all text up to the
- * end of that block is the same.
- */
-export function promptTextBlockHashes(text: string): number[] {
-  return textBlockHashes(text, blockCharacters);
 }

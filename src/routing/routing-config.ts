@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { defaults } from '../config/defaults.js';
+import { defaults } from '../core/defaults.js';
+import { serviceBands } from '../core/service-tiers.js';
 import {
   builtInProfileNames,
   prefixIndexSettingsSchema,
@@ -11,7 +12,6 @@ import {
  * The `routing` section of Gravity's config (docs/routing.md). Defaults live here, next to the plugins
  * they configure; cross-references to engines are checked in FleetRouter's constructor.
  */
-const tierNames = ['priority', 'default', 'flex', 'batch'] as const;
 
 const residencyPolicySchema = z.strictObject({
   /** Allowed replica regions (label `region`); absent: any region. */
@@ -45,7 +45,7 @@ export const routingConfigSchema = z
     /** The profile every tier uses unless `tierProfiles` says otherwise. */
     policy: z.string().min(1).default(defaults.routing.policy),
     /** A profile per tier, e.g. `{ priority: latency, batch: cost-energy }`. */
-    tierProfiles: z.partialRecord(z.enum(tierNames), z.string().min(1)).default({}),
+    tierProfiles: z.partialRecord(z.enum(serviceBands), z.string().min(1)).default({}),
     /** Profiles beside the built-in ones. */
     profiles: z.record(z.string().min(1), routingProfileSchema).default({}),
     /** Labels and signal sources per replica (engine id). */

@@ -1,11 +1,11 @@
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
+import type { ServiceBand } from '../core/service-tiers.js';
 import {
   ReplicaScheduler,
   type ReplicaSchedulerSettings,
   type ScheduledRequest,
 } from './replica-scheduler.js';
-import type { SchedulerTier } from './scheduling-policies.js';
 
 /** A request's place at the replica, from dispatch to release. */
 export interface SchedulerTicket {
@@ -59,7 +59,7 @@ export class LiveReplicaScheduler {
   }
 
   acquire(
-    options: { tenant: string; tier: SchedulerTier; promptTokens: number },
+    options: { tenant: string; tier: ServiceBand; promptTokens: number },
     signal: AbortSignal,
   ): Promise<SchedulerTicket> {
     if (signal.aborted) return Promise.reject(signal.reason);

@@ -34,5 +34,3 @@ export const queueOrderingPolicies: Record<string, QueueOrderingPolicy> = {
   [tierPriority.name]: tierPriority,
 };
 export const queueOrderingPolicyNames = Object.keys(queueOrderingPolicies) as [string, ...string[]];
-
-export const tierRanks = { priority: 0, default: 1, scale: 1, flex: 2, batch: 3 } as const;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ServiceBand } from '../core/service-tiers.js';
 import {
   ReplicaScheduler,
   type ReplicaSchedulerSettings,
@@ -9,7 +10,6 @@ import {
   earliestDeadlineFirst,
   neverShed,
   noFairness,
-  type SchedulerTier,
   sloShedding,
   virtualTokenCounter,
 } from './scheduling-policies.js';
@@ -49,7 +49,7 @@ function scheduler(overrides: Partial<ReplicaSchedulerSettings> = {}) {
       },
     },
   );
-  const submit = (tag: string, tier: SchedulerTier, nowMs: number, tenant = 'acme', promptTokens = 10) =>
+  const submit = (tag: string, tier: ServiceBand, nowMs: number, tenant = 'acme', promptTokens = 10) =>
     instance.submit({ tag, tenant, tier, promptTokens }, nowMs);
   /** Finishes the running request `tag` after it produced `tokens` tokens. */
   const finish = (tag: string, nowMs: number, tokens = 10) => {

@@ -1,20 +1,19 @@
 import FlatQueue from 'flatqueue';
 import TinyQueue from 'tinyqueue';
-import {
-  type AdmissionDecision,
-  type FairnessPolicy,
-  type FlowView,
-  type OrderingPolicy,
-  type SaturationPolicy,
-  type SchedulerTier,
-  schedulerTiers,
-  type TierTargets,
+import { type ServiceBand, serviceBands } from '../core/service-tiers.js';
+import type {
+  AdmissionDecision,
+  FairnessPolicy,
+  FlowView,
+  OrderingPolicy,
+  SaturationPolicy,
+  TierTargets,
 } from './scheduling-policies.js';
 
 export interface ReplicaSchedulerSettings {
   /** Requests the engine replica runs at once; the rest wait here, where they can be ordered. */
   slots: number;
-  tiers: Record<SchedulerTier, TierTargets>;
+  tiers: Record<ServiceBand, TierTargets>;
   /** Tiers as strict bands (priority first). Off: one queue for every tier (the FCFS baseline). */
   tierBands: boolean;
   ordering: OrderingPolicy;
@@ -41,7 +40,7 @@ export class ScheduledRequest<Tag> {
   constructor(
     readonly tag: Tag,
     readonly tenant: string,
-    readonly tier: SchedulerTier,
+    readonly tier: ServiceBand,
     readonly band: number,
     readonly arrivalOrder: number,
     readonly arrivalMs: number,
@@ -117,10 +116,7 @@ export class ReplicaScheduler<Tag> {
     private readonly settings: ReplicaSchedulerSettings,
     private readonly events: ReplicaSchedulerEvents<Tag>,
   ) {
-    this.bands = Array.from(
-      { length: settings.tierBands ? schedulerTiers.length : 1 },
-      () => new Band<Tag>(),
-    );
+    this.bands = Array.from({ length: settings.tierBands ? serviceBands.length : 1 }, () => new Band<Tag>());
     this.arrivalWeights = this.bands.map(() => 0);
   }
 
@@ -143,8 +139,8 @@ export class ReplicaScheduler<Tag> {
     return this.running;
   }
 
-  private bandOf(tier: SchedulerTier): number {
-    return this.settings.tierBands ? schedulerTiers.indexOf(tier) : 0;
+  private bandOf(tier: ServiceBand): number {
+    return this.settings.tierBands ? serviceBands.indexOf(tier) : 0;
   }
 
   /**
@@ -153,7 +149,7 @@ export class ReplicaScheduler<Tag> {
    * of higher bands will take ahead of it — a strict-priority queue's wait grows as 1 / (1 − σ), σ the
    * load of the bands above. When those bands alone saturate the replica, the wait is unbounded.
    */
-  predictWaitMs(tier: SchedulerTier, nowMs: number): number {
+  predictWaitMs(tier: ServiceBand, nowMs: number): number {
     const band = this.bandOf(tier);
     let ahead = 0;
     for (let index = 0; index <= band; index++) ahead += (this.bands[index] as Band<Tag>).queued;
@@ -173,7 +169,7 @@ export class ReplicaScheduler<Tag> {
    * when a slot is free (`onDispatch` fires before this returns).
    */
   submit(
-    options: { tag: Tag; tenant: string; tier: SchedulerTier; promptTokens: number },
+    options: { tag: Tag; tenant: string; tier: ServiceBand; promptTokens: number },
     nowMs: number,
   ): { request: ScheduledRequest<Tag> | null; decision: AdmissionDecision } {
     const targets = this.settings.tiers[options.tier];
@@ -283,7 +279,7 @@ export class ReplicaScheduler<Tag> {
       const band = this.bands[index] as Band<Tag>;
       if (band.queued === 0) continue;
       if (settings.tierBands && index > 0 && !othersMayRun) return undefined;
-      if (settings.tierBands && schedulerTiers[index] === 'batch' && !this.spareCapacity(nowMs))
+      if (settings.tierBands && serviceBands[index] === 'batch' && !this.spareCapacity(nowMs))
         return undefined;
       const flows: Flow<Tag>[] = [];
       const views: FlowView[] = [];

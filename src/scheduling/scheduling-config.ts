@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defaults } from '../config/defaults.js';
+import { defaults } from '../core/defaults.js';
 import { fairnessPolicies, orderingPolicies, saturationPolicies } from './scheduling-policies.js';
 
 /**

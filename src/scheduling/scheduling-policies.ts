@@ -10,8 +10,7 @@
  * in the scheduler that uses them, created on demand. Nothing here reads a clock: callers pass times.
  */
 
-export const schedulerTiers = ['priority', 'default', 'flex', 'batch'] as const;
-export type SchedulerTier = (typeof schedulerTiers)[number];
+import type { ServiceBand } from '../core/service-tiers.js';
 
 /** A request as the queue sees it. */
 export interface QueuedRequestView {
@@ -107,7 +106,7 @@ export type AdmissionDecision =
 export interface SaturationPolicy {
   readonly name: string;
   decide(options: {
-    tier: SchedulerTier;
+    tier: ServiceBand;
     nowMs: number;
     /** The queue's estimate of this request's time to first token if it waits its turn. */
     predictedTtftMs: number;

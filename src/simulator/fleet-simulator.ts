@@ -1,4 +1,5 @@
 import FlatQueue from 'flatqueue';
+import { bandRank, type ServiceBand, serviceBands } from '../core/service-tiers.js';
 import { powerModelName } from '../performance-model/calibration.js';
 import {
   type ModelledSequence,
@@ -8,9 +9,8 @@ import {
 import type { ReplicaSpec } from '../performance-model/replica-spec.js';
 import type { ReplicaLoadView, RoutingPolicy } from '../routing/routing-policy.js';
 import type { QueueOrderingPolicy } from '../scheduling/queue-ordering.js';
-import { tierRanks } from '../scheduling/queue-ordering.js';
 import { ReplicaScheduler, type ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
-import { type SloTargets, type TierName, tierNames } from './scenario-schema.js';
+import type { SloTargets } from './scenario-schema.js';
 import type { FleetResult, TierResult } from './simulation-result.js';
 import { TierStatistics } from './tier-statistics.js';
 import { VirtualClock } from './virtual-clock.js';
@@ -74,8 +74,6 @@ export interface FleetSimulationOutcome {
   requestsSubmitted: number;
 }
 
-const tierByRank: TierName[] = ['priority', 'default', 'flex', 'batch'];
-
 /**
  * The discrete-event fleet simulator: arrivals, routing, and every replica's engine steps on one virtual
  * clock. Events are the next open-loop arrival, follow-ups (the next turn of a session, a closed-loop
@@ -101,7 +99,7 @@ export class FleetSimulator {
   private completingStep = false;
 
   constructor(private readonly options: FleetSimulationOptions) {
-    this.tierStatistics = tierNames.map((tier) => new TierStatistics(tier, options.slo[tier]));
+    this.tierStatistics = serviceBands.map((tier) => new TierStatistics(tier, options.slo[tier]));
     for (let index = 0; index < options.replicas; index++) {
       const model = new ReplicaModel(options.spec, options.ordering, this.replicaEvents());
       const replica = new SimulatedReplica(`${options.spec.hardware.name}-${index}`, model);
@@ -136,7 +134,7 @@ export class FleetSimulator {
       onDecodeSteps: (sequencesByPriority, steps, durationMs) => {
         const gapMs = durationMs / steps;
         let all = 0;
-        for (let rank = 0; rank < tierByRank.length; rank++) {
+        for (let rank = 0; rank < serviceBands.length; rank++) {
           const count = (sequencesByPriority[rank] as number) * steps;
           all += count;
           this.tierStatistics[rank]?.recordInterTokenGaps(gapMs, count);
@@ -151,7 +149,7 @@ export class FleetSimulator {
 
   private complete(sequence: ModelledSequence<SimulatedRequest>, atMs: number): void {
     const request = sequence.tag;
-    const statistics = this.tierStatistics[tierRanks[request.tier]] as TierStatistics;
+    const statistics = this.tierStatistics[bandRank[request.tier]] as TierStatistics;
     const figures = {
       ttftMs: (sequence.firstTokenMs as number) - request.arrivalMs,
       e2eMs: atMs - request.arrivalMs,
@@ -180,9 +178,9 @@ export class FleetSimulator {
   private submit(request: SimulatedRequest, nowMs: number): void {
     this.submitted++;
     this.firstArrivalMs = Math.min(this.firstArrivalMs, nowMs);
-    (this.tierStatistics[tierRanks[request.tier]] as TierStatistics).submitted++;
+    (this.tierStatistics[bandRank[request.tier]] as TierStatistics).submitted++;
     this.overall.submitted++;
-    const priority = tierRanks[request.tier];
+    const priority = bandRank[request.tier];
     const routing = this.options.routing;
     const index = routing.pick(
       this.replicas,
@@ -220,7 +218,7 @@ export class FleetSimulator {
         outputTokens: request.outputTokens,
         promptBlockHashes: request.promptBlockHashes,
         outputSeed: request.outputSeed,
-        priority: tierRanks[request.tier],
+        priority: bandRank[request.tier],
         tag: request,
       },
       nowMs,
@@ -239,7 +237,7 @@ export class FleetSimulator {
 
   /** The scheduler refused the request (shed, or it waited past its bound). Its client carries on. */
   private reject(request: SimulatedRequest, nowMs: number): void {
-    (this.tierStatistics[tierRanks[request.tier]] as TierStatistics).rejected++;
+    (this.tierStatistics[bandRank[request.tier]] as TierStatistics).rejected++;
     this.overall.rejected++;
     const next = this.options.workload.onComplete(request, nowMs);
     if (next) this.followUps.push(next, next.arrivalMs);

@@ -1,4 +1,5 @@
-import { defaults } from '../config/defaults.js';
+import { defaults } from '../core/defaults.js';
+import { SeededRandom } from '../core/seeded-random.js';
 import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
 import { type ModelProfile, modelProfile } from '../performance-model/model-profiles.js';
 import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/replica-spec.js';
@@ -8,7 +9,6 @@ import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 import { arrivalOrder, neverShed, noFairness } from '../scheduling/scheduling-policies.js';
 import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
 import { type Scenario, scenarioSchema } from './scenario-schema.js';
-import { SeededRandom } from './seeded-random.js';
 import type { SimulationResult, SweepPoint } from './simulation-result.js';
 import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
 import { SyntheticWorkload } from './workload/synthetic-workload.js';

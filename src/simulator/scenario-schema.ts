@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { serviceBands } from '../core/service-tiers.js';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { hardwareProfileNames } from '../performance-model/hardware-profiles.js';
 import {
@@ -40,15 +41,12 @@ const secondsDistributionSchema = z.union([
 ]);
 export type SecondsDistribution = z.infer<typeof secondsDistributionSchema>;
 
-export const tierNames = ['priority', 'default', 'flex', 'batch'] as const;
-export type TierName = (typeof tierNames)[number];
-
 const requestClassSchema = z.strictObject({
   name: z.string().min(1),
   /** Share of arrivals of this class. */
   weight: z.number().positive().default(1),
   tenant: z.string().min(1).default('default'),
-  tier: z.enum(tierNames).default('default'),
+  tier: z.enum(serviceBands).default('default'),
   /** Prompt tokens (for sessions: the new user message of each turn). */
   input: lengthDistributionSchema,
   output: lengthDistributionSchema,

@@ -1,4 +1,4 @@
-import type { TierName } from './scenario-schema.js';
+import type { ServiceBand } from '../core/service-tiers.js';
 
 /** Percentiles of a latency distribution, in milliseconds. Null when nothing was recorded. */
 export interface LatencySummary {
@@ -12,7 +12,7 @@ export interface LatencySummary {
 }
 
 export interface TierResult {
-  tier: TierName | 'all';
+  tier: ServiceBand | 'all';
   submitted: number;
   completed: number;
   /** Refused by the gateway scheduler (shed or over its queue bound); 0 without `scheduling`. */

@@ -1,5 +1,5 @@
 import { build, type Histogram } from 'hdr-histogram-js';
-import type { TierName } from './scenario-schema.js';
+import type { ServiceBand } from '../core/service-tiers.js';
 import type { LatencySummary, TierResult } from './simulation-result.js';
 
 /** Latencies are recorded in microseconds: HDR histograms hold integers, at 3 significant digits. */
@@ -45,7 +45,7 @@ export class TierStatistics {
   private readonly queue = latencyHistogram();
 
   constructor(
-    readonly tier: TierName | 'all',
+    readonly tier: ServiceBand | 'all',
     private readonly slo: { ttftMs: number; tpotMs: number } | null,
   ) {}
 

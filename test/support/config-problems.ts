@@ -1,4 +1,4 @@
-import { ConfigError } from '../../src/config/load-config.js';
+import { ConfigError } from '../../src/core/config-error.js';
 
 /** The problems a configuration error lists; fails the test if `run` does not throw a ConfigError. */
 export function problemsOf(run: () => unknown): string[] {

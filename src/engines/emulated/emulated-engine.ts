@@ -1,5 +1,7 @@
 import { type Clock, systemClock } from '../../core/clock.js';
 import { errors } from '../../core/errors.js';
+import { SeededRandom } from '../../core/seeded-random.js';
+import { bandRank, serviceBand } from '../../core/service-tiers.js';
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import { stringSeed } from '../../performance-model/block-hashes.js';
 import {
@@ -8,7 +10,7 @@ import {
   type ReplicaModelEvents,
 } from '../../performance-model/replica-model.js';
 import type { ReplicaSpec } from '../../performance-model/replica-spec.js';
-import { type QueueOrderingPolicy, tierRanks } from '../../scheduling/queue-ordering.js';
+import type { QueueOrderingPolicy } from '../../scheduling/queue-ordering.js';
 import {
   type EngineAdapter,
   type EngineCounters,
@@ -19,7 +21,7 @@ import {
   type ModelledPower,
 } from '../engine-adapter.js';
 import { estimatePromptTokens, promptBlockHashes, promptText } from './emulated-prompt.js';
-import { drawAnswerTokens, SeededRandom, SyntheticText } from './synthetic-text.js';
+import { drawAnswerTokens, SyntheticText } from './synthetic-text.js';
 
 export interface EmulatedEngineOptions {
   id: string;
@@ -227,8 +229,7 @@ export class EmulatedEngine implements EngineAdapter {
             ? promptBlockHashes(text, this.spec.kvBlockTokens)
             : null,
           outputSeed: null,
-          priority:
-            tierRanks[request.serviceTier === 'auto' ? 'default' : (request.serviceTier ?? 'default')],
+          priority: bandRank[serviceBand(request.serviceTier ?? 'default')],
           tag: stream,
         },
         nowMs,

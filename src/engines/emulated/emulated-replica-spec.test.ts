@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { engineConfigSchema } from '../../config/config-schema.js';
-import { ConfigError } from '../../config/load-config.js';
+import { ConfigError } from '../../core/config-error.js';
 import { createEngines } from '../engine-registry.js';
 import { ensureTinyModel } from '../llama-cpp/tiny-model.js';
 import { EmulatedEngine } from './emulated-engine.js';

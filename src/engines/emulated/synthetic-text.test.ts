@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../../core/seeded-random.js';
 import { estimatePromptTokens, promptBlockHashes, promptText } from './emulated-prompt.js';
-import { drawAnswerTokens, SeededRandom, SyntheticText } from './synthetic-text.js';
+import { drawAnswerTokens, SyntheticText } from './synthetic-text.js';
 
 describe('synthetic text', () => {
   it('is the same for the same seed, one readable ASCII word per token', () => {
@@ -15,7 +16,7 @@ describe('synthetic text', () => {
 
   it('folds any integer seed, negative or beyond 32 bits, into a usable state', () => {
     for (const seed of [-1, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER]) {
-      const value = new SeededRandom(seed).next();
+      const value = new SeededRandom(seed).uniform();
       expect(value).toBeGreaterThanOrEqual(0);
       expect(value).toBeLessThan(1);
     }

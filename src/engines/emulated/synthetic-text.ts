@@ -1,46 +1,10 @@
+import type { SeededRandom } from '../../core/seeded-random.js';
+
 /**
  * What the emulated engine says: readable, deterministic filler. Each completion token is one word with
  * a leading space, drawn from a fixed vocabulary by a seeded generator, grouped into sentences (capital
  * first word, full stop at the end). Plain ASCII, so every chunk is valid UTF-8 on its own.
  */
-
-/**
- * A small seeded generator (a Weyl sequence through a 32-bit avalanche mix). Not for cryptography; what
- * matters here is that one seed always gives the same answer, on every platform.
- */
-export class SeededRandom {
-  private state: number;
-
-  constructor(seed: number) {
-    // Any integer seed (negative or beyond 32 bits, as clients send them) folds into 32 bits.
-    this.state = Number.isFinite(seed) ? (Math.trunc(seed) % 2 ** 32) >>> 0 : 0;
-  }
-
-  nextUint32(): number {
-    this.state = (this.state + 0x9e3779b9) >>> 0;
-    let mixed = this.state;
-    mixed = Math.imul(mixed ^ (mixed >>> 16), 0x85ebca6b);
-    mixed = Math.imul(mixed ^ (mixed >>> 13), 0xc2b2ae35);
-    return (mixed ^ (mixed >>> 16)) >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.nextUint32() / 2 ** 32;
-  }
-
-  /** Uniform integer in [min, max]. */
-  integer(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-
-  /** Standard normal (Box–Muller; one of the pair is dropped to keep the state simple). */
-  normal(): number {
-    const u1 = 1 - this.next(); // (0, 1]: log(0) must not happen
-    const u2 = this.next();
-    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
-  }
-}
 
 const vocabulary = (
   'the a system model request token answer server engine queue batch cache memory step time data ' +
@@ -71,7 +35,7 @@ export class SyntheticText {
   take(tokens: number): string {
     let text = '';
     for (let index = 0; index < tokens; index++) {
-      const word = Math.floor(this.random.next() * vocabulary.length);
+      const word = Math.floor(this.random.uniform() * vocabulary.length);
       if (this.wordsLeftInSentence === 0) {
         this.wordsLeftInSentence = this.random.integer(4, 14);
         text += openingPieces[word];

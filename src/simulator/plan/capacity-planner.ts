@@ -1,8 +1,9 @@
+import { type ServiceBand, serviceBands } from '../../core/service-tiers.js';
 import { hardwareProfile } from '../../performance-model/hardware-profiles.js';
 import type { ModelProfile } from '../../performance-model/model-profiles.js';
 import { ReplicaSpecError } from '../../performance-model/replica-spec.js';
 import { runScenario as simulate } from '../run-scenario.js';
-import { type Scenario, type TierName, tierNames } from '../scenario-schema.js';
+import type { Scenario } from '../scenario-schema.js';
 import type { LatencySummary, SimulationResult, SweepPoint, TierResult } from '../simulation-result.js';
 
 /**
@@ -22,7 +23,7 @@ export interface PlanCandidate {
 
 /** How one tier fared in one probe. */
 export interface TierCheck {
-  tier: TierName;
+  tier: ServiceBand;
   submitted: number;
   /** Share of the tier's submitted requests that completed within both targets. */
   attainment: number;
@@ -73,7 +74,7 @@ export interface CapacityPlan {
   attainment: number;
   maxReplicas: number;
   /** The targets of the tiers that had requests in any probe. */
-  tierTargets: { tier: TierName; ttftMs: number; tpotMs: number }[];
+  tierTargets: { tier: ServiceBand; ttftMs: number; tpotMs: number }[];
   /** Cheapest first: $ per hour of the fleet, then $ per 1M output tokens, then J per output token. */
   feasible: FeasibleCandidate[];
   infeasible: InfeasibleCandidate[];
@@ -132,7 +133,7 @@ const percentiles = [
 ] as const;
 
 function checkTier(tier: TierResult, scenario: Scenario): TierCheck {
-  const name = tier.tier as TierName;
+  const name = tier.tier as ServiceBand;
   const targets = tier.slo ?? scenario.slo[name];
   const required = scenario.slo.attainment;
   // Requests that never completed count as misses: attainment is over what was submitted.
@@ -312,7 +313,7 @@ export function planCapacity(scenario: Scenario, options: PlanCapacityOptions = 
     else infeasible.push(outcome);
     options.onProgress?.({ kind: 'candidate', outcome, ...position });
   });
-  const tierTargets = new Map<TierName, { tier: TierName; ttftMs: number; tpotMs: number }>();
+  const tierTargets = new Map<ServiceBand, { tier: ServiceBand; ttftMs: number; tpotMs: number }>();
   for (const outcome of [...feasible, ...infeasible])
     for (const probe of outcome.probes)
       for (const tier of probe.tiers)
@@ -321,7 +322,7 @@ export function planCapacity(scenario: Scenario, options: PlanCapacityOptions = 
     scenario: scenario.name,
     attainment: scenario.slo.attainment,
     maxReplicas: scenario.plan?.maxReplicas ?? 64,
-    tierTargets: tierNames.flatMap((tier) => tierTargets.get(tier) ?? []),
+    tierTargets: serviceBands.flatMap((tier) => tierTargets.get(tier) ?? []),
     feasible: rankFeasible(feasible),
     infeasible,
   };

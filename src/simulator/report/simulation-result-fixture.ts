@@ -1,4 +1,4 @@
-import type { TierName } from '../scenario-schema.js';
+import type { ServiceBand } from '../../core/service-tiers.js';
 import type { LatencySummary, SimulationResult, SweepPoint, TierResult } from '../simulation-result.js';
 
 /**
@@ -19,7 +19,7 @@ function latency(p50Ms: number): LatencySummary {
 }
 
 export function tierResultFixture(
-  tier: TierName | 'all',
+  tier: ServiceBand | 'all',
   load = 1,
   overrides: Partial<TierResult> = {},
 ): TierResult {
@@ -48,7 +48,7 @@ export function tierResultFixture(
 export interface ResultFixtureOptions {
   scenario?: string;
   point?: SweepPoint;
-  tiers?: (TierName | 'all')[];
+  tiers?: (ServiceBand | 'all')[];
   load?: number;
   hardware?: string;
   devices?: number;
@@ -63,14 +63,14 @@ export function simulationResultFixture(options: ResultFixtureOptions = {}): Sim
   const hardware = point.hardware ?? options.hardware ?? 'h100-sxm';
   const devices = point.devices ?? options.devices ?? 1;
   const replicas = point.replicas ?? options.replicas ?? 2;
-  const tierNames = options.tiers ?? ['default'];
+  const serviceBands = options.tiers ?? ['default'];
   return {
     scenario: options.scenario ?? 'fixture',
     seed: 1,
     point,
     durationSeconds: 50,
     overall: tierResultFixture('all', load),
-    tiers: tierNames.map((tier) => tierResultFixture(tier, load)),
+    tiers: serviceBands.map((tier) => tierResultFixture(tier, load)),
     fleet: {
       hardware,
       devicesPerReplica: devices,

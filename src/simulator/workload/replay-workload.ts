@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { type ServiceBand, serviceBands } from '../../core/service-tiers.js';
 import { chainBlockHash } from '../../performance-model/block-hashes.js';
-import { type TierName, tierNames } from '../scenario-schema.js';
 import type { SimulatedRequest, WorkloadSource } from './workload-source.js';
 
 /** One recorded request, whatever file it came from. */
@@ -10,7 +10,7 @@ interface ReplayedRequest {
   promptTokens: number;
   outputTokens: number;
   tenant: string;
-  tier: TierName;
+  tier: ServiceBand;
   /** Content ids of the prompt's blocks of `hashBlockTokens` tokens (Mooncake's `hash_ids`). */
   hashIds: number[] | null;
 }
@@ -96,9 +96,9 @@ export class ReplayWorkload implements WorkloadSource {
   }
 }
 
-function asTier(value: unknown): TierName {
-  return typeof value === 'string' && (tierNames as readonly string[]).includes(value)
-    ? (value as TierName)
+function asTier(value: unknown): ServiceBand {
+  return typeof value === 'string' && (serviceBands as readonly string[]).includes(value)
+    ? (value as ServiceBand)
     : 'default';
 }
 

@@ -1,3 +1,4 @@
+import type { SeededRandom } from '../../core/seeded-random.js';
 import { type PromptSegment, segmentBlockHashes } from '../../performance-model/block-hashes.js';
 import type {
   ArrivalsConfig,
@@ -5,7 +6,6 @@ import type {
   RequestClass,
   SecondsDistribution,
 } from '../scenario-schema.js';
-import type { SeededRandom } from '../seeded-random.js';
 import type { SimulatedClient, SimulatedRequest, WorkloadSource } from './workload-source.js';
 
 export function sampleLength(distribution: LengthDistribution, random: SeededRandom): number {

@@ -1,6 +1,6 @@
+import type { ServiceBand } from '../../core/service-tiers.js';
 import type { PromptSegment } from '../../performance-model/block-hashes.js';
 import type { ScheduledRequest } from '../../scheduling/replica-scheduler.js';
-import type { TierName } from '../scenario-schema.js';
 
 /** One request as the simulator carries it from arrival to completion. */
 export interface SimulatedRequest {
@@ -8,7 +8,7 @@ export interface SimulatedRequest {
   id: number;
   arrivalMs: number;
   tenant: string;
-  tier: TierName;
+  tier: ServiceBand;
   promptTokens: number;
   outputTokens: number;
   promptBlockHashes: number[] | null;

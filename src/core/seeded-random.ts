@@ -3,14 +3,17 @@ import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { RandomGenerator } from 'pure-rand/types/RandomGenerator';
 
 /**
- * Seeded random draws for the simulator: the same seed gives the same run, bit for bit. Each consumer
- * (arrivals, lengths, routing ties) gets its own stream via `fork`, so adding draws in one place does not
- * shift every other sequence of draws.
+ * Seeded random draws, the one generator for every stage that needs reproducible randomness: the
+ * simulator's workloads and routing ties, the emulated engine's answers (seeded by the client's `seed`).
+ * The same seed gives the same draws, bit for bit, on every platform. Each consumer gets its own stream
+ * via `fork`, so adding draws in one place does not shift every other sequence of draws.
  */
 export class SeededRandom {
   private readonly generator: RandomGenerator;
 
   constructor(seed: number) {
+    // Any number folds into 32 bits (clients send seeds beyond 2^32, negative ones, fractions).
+    seed = Number.isFinite(seed) ? (Math.trunc(seed) % 2 ** 32) | 0 : 0;
     // Small seeds start xoroshiro in a low-entropy state; scramble the seed and drop the first draws.
     let scrambled = Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) ^ (seed >>> 15);
     scrambled = Math.imul(scrambled ^ (scrambled >>> 13), 0x165667b1);
@@ -76,6 +79,11 @@ export class SeededRandom {
     let index = 0;
     while ((cumulativeWeights[index] as number) <= target) index++;
     return index;
+  }
+
+  /** Uniform integer in [min, max]. */
+  integer(min: number, max: number): number {
+    return min + Math.floor(this.uniform() * (max - min + 1));
   }
 
   /** A 31-bit integer, e.g. a content seed. */
