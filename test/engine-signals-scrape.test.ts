@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEngineSignals } from '../src/routing/engine-signals/prometheus-signals.js';
+import { parseEngineSignals } from '../src/gateway/engine-signals/prometheus-signals.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**

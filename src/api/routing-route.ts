@@ -23,10 +23,7 @@ const explainSchema = z.object({
  * behind the same network controls as `/metrics`.
  */
 export function registerRoutingRoutes(app: FastifyInstance, gateway: Gateway): void {
-  app.get('/v1/routing/replicas', async () => ({
-    policy: gateway.router ? 'configured' : 'none',
-    ...(gateway.router?.snapshot() ?? { replicas: [], prefixIndexBlocks: 0 }),
-  }));
+  app.get('/v1/routing/replicas', async () => gateway.routingSnapshot());
   app.post('/v1/routing/explain', async (request, reply) => {
     const parsed = explainSchema.safeParse(request.body);
     const caller = requestCaller(request);

@@ -1,61 +1,119 @@
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
-import { estimateInputTokens, estimateTextTokens, promptText } from '../core/prompt-size.js';
+import { estimateInputTokens, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
-import { type ServiceTier, serviceBand } from '../core/service-tiers.js';
+import { type ServiceBand, type ServiceTier, serviceBand } from '../core/service-tiers.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { EngineAdapter, EngineModelInfo, GenerationRequest } from '../engines/engine-adapter.js';
-import type { FleetRouter } from '../routing/fleet-router.js';
-import type { ReplicaLoadView, RoutingDecision } from '../routing/routing-policy.js';
-import type { LiveReplicaScheduler, SchedulerTicket } from '../scheduling/live-replica-scheduler.js';
+import {
+  type AttemptFailure,
+  type FleetAttempt,
+  FleetCore,
+  type FleetEvents,
+  type FleetRefusal,
+  type FleetRoutingSettings,
+  fleetRequest,
+  isRefusal,
+} from '../fleet/fleet-core.js';
+import { promptBlockHashes } from '../performance-model/block-hashes.js';
+import type { RoutingDecision } from '../routing/routing-policy.js';
+import type { ReplicaScheduler, ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
+import { LiveFleetSignals } from './live-fleet-signals.js';
 
 /** The model label used for requests whose model does not exist, so clients cannot inflate label sets. */
 export const unknownModelLabel = '(unknown)';
 
+/** The live driver's handle on a request inside the fleet core: who to wake when an attempt may run. */
+interface LiveRequest {
+  readonly context: RequestContext;
+  waiter: { resolve: () => void; reject: (reason: unknown) => void } | null;
+}
+
+export interface GatewayOptions {
+  engines: readonly EngineAdapter[];
+  clock: Clock;
+  observers: readonly RequestObserver[];
+  routing: FleetRoutingSettings;
+  /** The queue in front of each engine (null: requests go straight to the engines). */
+  schedulerFor: ((engine: EngineAdapter) => ReplicaSchedulerSettings) | null;
+  /** Uniform in [0, 1) for routing ties; the simulator seeds the same policies. */
+  random?: () => number;
+}
+
 /**
- * Wires the stages for one request: resolve the model to its engines, route to one, execute, observe.
- * Later stages (admission, scheduling) slot in here; the HTTP layer only translates to and from the wire.
+ * The live driver of the fleet core (src/fleet/): it turns the core's decisions into promises and engine
+ * calls on the wall clock. Per request: begin a record, submit to the core, wait for its dispatch (one
+ * timer for every queue bound), run the generation on the chosen engine while reporting first token,
+ * tokens and the end back, and on a failure before the first token run the retry the core decides.
+ * Every decision lives in the core, which the simulator drives the same way on a virtual clock.
  */
 export class Gateway {
-  /** Model id → the engines (replicas) serving it, in configuration order. */
-  private readonly modelToEngines = new Map<string, EngineAdapter[]>();
+  readonly engines: readonly EngineAdapter[];
+  readonly clock: Clock;
+  readonly signals: LiveFleetSignals;
+  /** The gateway's queue in front of each engine, by engine id (metrics and tests read it). */
+  readonly schedulers = new Map<string, ReplicaScheduler<unknown>>();
+  private readonly observers: readonly RequestObserver[];
   private readonly inFlight = new Set<AbortController>();
   private readonly finished = new WeakSet<RequestContext>();
   private accepting = true;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAtMs = Number.POSITIVE_INFINITY;
 
-  constructor(
-    readonly engines: readonly EngineAdapter[],
-    readonly clock: Clock,
-    private readonly observers: readonly RequestObserver[],
-    /**
-     * Routes each request to one of its model's engines (filters, scores, health, retries, aliases);
-     * null sends every request to the model's first engine.
-     */
-    readonly router: FleetRouter | null = null,
-    /** Builds the queue in front of each engine (null: requests go straight to the engine). */
-    private readonly schedulerFor: ((engine: EngineAdapter) => LiveReplicaScheduler) | null = null,
-  ) {}
+  constructor(private readonly options: GatewayOptions) {
+    this.engines = options.engines;
+    this.clock = options.clock;
+    this.observers = options.observers;
+    this.signals = new LiveFleetSignals({
+      engines: options.engines,
+      routing: options.routing,
+      clock: options.clock,
+    });
+  }
 
-  /** The gateway's queue in front of each engine, by engine id. */
-  readonly schedulers = new Map<string, LiveReplicaScheduler>();
+  /** The fleet core this gateway drives; built in `start`, once the engines know their models. */
+  get core(): FleetCore<LiveRequest> {
+    if (!this.fleetCore) throw new Error('the gateway has not started');
+    return this.fleetCore;
+  }
+  private fleetCore: FleetCore<LiveRequest> | undefined;
+
+  private readonly events: FleetEvents<LiveRequest> = {
+    onDispatch: (attempt) => {
+      const waiter = attempt.request.tag.waiter;
+      attempt.request.tag.waiter = null;
+      waiter?.resolve();
+    },
+    onExpire: (attempt, refusal) => {
+      const waiter = attempt.request.tag.waiter;
+      attempt.request.tag.waiter = null;
+      waiter?.reject(refusalError(refusal, attempt.request.model));
+    },
+  };
 
   async start(): Promise<void> {
     await Promise.all(this.engines.map((engine) => engine.start()));
-    this.router?.start();
-    if (this.schedulerFor)
-      for (const engine of this.engines) this.schedulers.set(engine.id, this.schedulerFor(engine));
-    for (const engine of this.engines) {
-      for (const model of engine.models()) {
-        const serving = this.modelToEngines.get(model.id);
-        if (serving) serving.push(engine);
-        else this.modelToEngines.set(model.id, [engine]);
-      }
-    }
+    const core = new FleetCore<LiveRequest>({
+      replicas: this.engines.map((engine) => ({
+        id: engine.id,
+        models: engine.models(),
+        signals: this.signals.signalsOf(engine),
+        scheduler: this.options.schedulerFor?.(engine) ?? null,
+      })),
+      routing: this.options.routing,
+      random: this.options.random ?? Math.random,
+      explain: true,
+      events: this.events,
+    });
+    this.fleetCore = core;
+    for (const replica of core.replicas)
+      if (replica.scheduler) this.schedulers.set(replica.id, replica.scheduler);
+    this.signals.start(core as FleetCore<unknown>);
   }
 
   get ready(): boolean {
-    return this.accepting && this.modelToEngines.size > 0;
+    return this.accepting && this.fleetCore !== undefined && this.fleetCore.models().length > 0;
   }
 
   /** Each model once, however many engines serve it (as the first engine describes it). */
@@ -72,18 +130,17 @@ export class Gateway {
     return models;
   }
 
-  /** Starts a request's record; `end` must follow exactly once. */
+  /** Starts a request's record; `finish` must follow exactly once. */
   begin(options: {
     endpoint: Endpoint;
     stream: boolean;
     model: string;
     serviceTier: ServiceTier;
   }): RequestContext {
+    const model = this.core.resolveModel(options.model);
     const context = createRequestContext({
       ...options,
-      model: this.modelToEngines.has(this.resolveModel(options.model))
-        ? this.resolveModel(options.model)
-        : unknownModelLabel,
+      model: this.core.pool(model) ? model : unknownModelLabel,
       nowMs: this.clock.nowMs(),
       epochMs: this.clock.epochMs(),
     });
@@ -108,8 +165,8 @@ export class Gateway {
   }
 
   /**
-   * Runs the generation on the model's engine and records timings in the context as parts pass.
-   * `signal` is the client's; shutdown can also abort the request once the grace period is over.
+   * Runs the generation on the replica the fleet core chooses and records timings in the context as
+   * parts pass. `signal` is the client's; shutdown can also abort the request once the grace period is over.
    */
   async *execute(
     context: RequestContext,
@@ -117,9 +174,8 @@ export class Gateway {
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
     if (!this.accepting) throw errors.shuttingDown();
-    const model = this.resolveModel(request.model);
-    const serving = this.modelToEngines.get(model);
-    if (!serving) throw errors.modelNotFound(request.model);
+    const model = this.core.resolveModel(request.model);
+    if (!this.core.pool(model)) throw errors.modelNotFound(request.model);
     const generation = model === request.model ? request : { ...request, model };
 
     const controller = new AbortController();
@@ -128,7 +184,7 @@ export class Gateway {
     else signal.addEventListener('abort', forwardAbort, { once: true });
     this.inFlight.add(controller);
     try {
-      yield* this.generateWithRetries(serving, context, generation, controller.signal);
+      yield* this.run(context, generation, controller.signal);
     } finally {
       signal.removeEventListener('abort', forwardAbort);
       this.inFlight.delete(controller);
@@ -136,134 +192,164 @@ export class Gateway {
   }
 
   /**
-   * Routes the request and runs it, retrying on the next best replica when an attempt fails before its
-   * first token (connection errors, 5xx, 429) while attempts and the retry budget last. Until the first
-   * token the attempt's response-start is held back, so the client has seen nothing of a failed attempt;
-   * after it, a failure ends the response (an SSE error event, a ledger record marked partial).
+   * Submits the request to the core and runs each attempt it dispatches. Until an attempt's first token
+   * its response-start is held back whenever a retry could still follow, so the client has seen nothing of
+   * a failed attempt; after it, a failure ends the response (an SSE error event, a ledger record marked
+   * partial).
    */
-  private async *generateWithRetries(
-    serving: readonly EngineAdapter[],
+  private async *run(
     context: RequestContext,
     request: Omit<GenerationRequest, 'requestId'>,
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
-    const router = this.router;
-    router?.onRequest();
-    const tried = new Set<EngineAdapter>();
+    const core = this.core;
+    const band = serviceBand(context.serviceTier);
+    const tag: LiveRequest = { context, waiter: null };
+    let outcome = core.submit(
+      fleetRequest({
+        tag,
+        model: request.model,
+        tenant: context.tenant ?? 'anonymous',
+        band,
+        promptTokens: estimateInputTokens(request.input),
+        maxTokens: request.maxTokens,
+        promptBlockHashes: core.usesPromptBlocks(band) ? promptBlockHashes(promptText(request.input)) : null,
+      }),
+      this.clock.nowMs(),
+    );
+    this.armTimer();
     const failures: string[] = [];
-    let lastFailure: unknown;
-    for (let attempt = 1; ; attempt++) {
-      let engine: EngineAdapter;
+    for (;;) {
+      if (isRefusal(outcome)) throw refusalError(outcome, request.model);
+      const attempt = outcome;
+      this.recordRoute(context, attempt, failures);
       try {
-        engine = this.route(serving, tried, context, request, attempt, failures);
-      } catch (error) {
-        // No replica left for a retry (all ejected): the client hears about the attempt that failed.
-        if (lastFailure !== undefined) throw lastFailure;
-        throw error;
-      }
-      // Retrying needs a router and another replica to go to; otherwise parts pass straight through.
-      const retryable = router !== null && tried.size + 1 < serving.length;
-      const attemptStartMs = this.clock.nowMs();
-      let heldStart: StreamPart | null = null;
-      let delivered = false;
-      try {
-        for await (const part of this.runOnReplica(engine, context, request, signal)) {
-          if (!delivered) {
-            if (part.type === 'response-start' && retryable) {
-              heldStart = part;
-              continue;
-            }
-            if (part.type !== 'response-start') {
-              delivered = true;
-              router?.health.onSuccess(engine.id);
-            }
-            if (heldStart) {
-              const held = heldStart;
-              heldStart = null;
-              yield held;
-            }
-          }
-          yield part;
-        }
-        router?.onSuccess(
-          engine.id,
-          serviceBand(context.serviceTier),
-          context.firstTokenAtMs === null ? null : context.firstTokenAtMs - attemptStartMs,
-          meanOf(context.interTokenGapsMs),
-        );
+        if (attempt.state === 'queued') await this.dispatched(attempt, signal);
+        yield* this.runAttempt(attempt, context, request, signal);
         return;
       } catch (error) {
-        if (signal.aborted || !router) throw error;
-        if (isReplicaFault(error)) router.onFailure(engine.id, error);
-        if (delivered || !retryable || !isRetryable(error) || !router.mayRetry(attempt)) throw error;
-        tried.add(engine);
-        lastFailure = error;
-        failures.push(`${engine.id}: ${error instanceof GravityError ? error.code : 'error'}`);
+        const nowMs = this.clock.nowMs();
+        if (signal.aborted) {
+          core.cancel(attempt, nowMs);
+          this.armTimer();
+          throw error;
+        }
+        const next = core.fail(attempt, nowMs, classify(error));
+        this.armTimer();
+        if (next === null) throw error;
+        failures.push(`${attempt.replica.id}: ${error instanceof GravityError ? error.code : 'error'}`);
         for (const observer of this.observers) observer.onRouteAbandoned?.(context);
         context.startedAtMs = null;
         context.queueWaitMs = null;
         context.prefillTokens = 0;
+        // A retry the core could not place (shed everywhere else) answers with the first failure.
+        if (isRefusal(next)) throw error;
+        outcome = next;
+      } finally {
+        // The consumer stopped iterating (or the engine ended without a finish): free the replica.
+        if (attempt.state !== 'done') {
+          core.cancel(attempt, this.clock.nowMs());
+          this.armTimer();
+        }
       }
     }
   }
 
-  /**
-   * One attempt on one replica: waits for the replica's queue, runs the generation and records timings
-   * in the context as parts pass. Called once per attempt; a retry calls it again for another replica.
-   */
-  private async *runOnReplica(
-    engine: EngineAdapter,
+  /** Waits until the core dispatches the attempt; a client that leaves takes it out of the queue. */
+  private dispatched(attempt: FleetAttempt<LiveRequest>, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        attempt.request.tag.waiter = null;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      attempt.request.tag.waiter = {
+        resolve: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (reason) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(reason);
+        },
+      };
+    });
+  }
+
+  /** One attempt on its replica: runs the generation and reports it to the core as parts pass. */
+  private async *runAttempt(
+    attempt: FleetAttempt<LiveRequest>,
     context: RequestContext,
     request: Omit<GenerationRequest, 'requestId'>,
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
-    let ticket: SchedulerTicket | null = null;
-    try {
-      // Wait for the replica's queue to let the request run: by tier, tenant share and deadline.
-      const scheduler = this.schedulers.get(engine.id);
-      if (scheduler) {
-        ticket = await scheduler.acquire(
-          {
-            tenant: context.tenant ?? 'anonymous',
-            tier: serviceBand(context.serviceTier),
-            promptTokens: estimateInputTokens(request.input),
-          },
-          signal,
-        );
-      }
-      const gatewayQueueWaitMs = ticket?.queueWaitMs ?? 0;
-      for await (const part of engine.generate(
-        { ...request, requestId: context.requestId, serviceTier: context.serviceTier },
-        signal,
-      )) {
-        const nowMs = this.clock.nowMs();
-        if (part.type === 'text-delta') {
-          // Per-token path: a few field updates, no allocation beyond the gap sample.
-          if (context.firstTokenAtMs === null) {
-            context.firstTokenAtMs = nowMs;
-            ticket?.onFirstToken(nowMs);
-          } else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
-          context.lastTokenAtMs = nowMs;
-          context.decodeTokens += part.tokens;
-          ticket?.onTokens(part.tokens);
-        } else if (part.type === 'response-start') {
-          context.startedAtMs = nowMs;
-          // Time in the gateway's queue plus time in the engine's own.
-          context.queueWaitMs = gatewayQueueWaitMs + part.queueWaitMs;
-          if (part.promptTokens !== null)
-            context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
-        } else {
-          context.finishReason = part.finishReason;
-          context.usage = part.usage;
-          // The engine's final counts are authoritative (an upstream reports them only now).
-          context.prefillTokens = part.usage.promptTokens - part.usage.cachedPromptTokens;
-          context.decodeTokens = part.usage.completionTokens;
+    const core = this.core;
+    const engine = this.engines[attempt.replica.index] as EngineAdapter;
+    // Hold the response-start while another replica could still take over from a failure.
+    const holdStart = attempt.tried.length + 1 < (core.pool(request.model)?.length ?? 1);
+    let heldStart: StreamPart | null = null;
+    for await (const part of engine.generate(
+      { ...request, requestId: context.requestId, serviceTier: context.serviceTier },
+      signal,
+    )) {
+      const nowMs = this.clock.nowMs();
+      if (part.type === 'text-delta') {
+        // Per-token path: a few field updates, no allocation beyond the gap sample.
+        if (context.firstTokenAtMs === null) {
+          context.firstTokenAtMs = nowMs;
+          core.firstToken(attempt, nowMs);
+        } else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
+        context.lastTokenAtMs = nowMs;
+        context.decodeTokens += part.tokens;
+        core.tokens(attempt, part.tokens);
+      } else if (part.type === 'response-start') {
+        context.startedAtMs = nowMs;
+        // Time in the gateway's queue plus time in the engine's own.
+        context.queueWaitMs = attempt.queueWaitMs + part.queueWaitMs;
+        if (part.promptTokens !== null)
+          context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
+        if (holdStart) {
+          heldStart = part;
+          continue;
         }
-        yield part;
+      } else {
+        context.finishReason = part.finishReason;
+        context.usage = part.usage;
+        // The engine's final counts are authoritative (an upstream reports them only now).
+        context.prefillTokens = part.usage.promptTokens - part.usage.cachedPromptTokens;
+        context.decodeTokens = part.usage.completionTokens;
+        // Told before the part is passed on: a consumer may stop iterating once it has the finish.
+        core.finish(attempt, nowMs, meanOf(context.interTokenGapsMs));
+        this.armTimer();
       }
-    } finally {
-      ticket?.release();
+      if (heldStart) {
+        const held = heldStart;
+        heldStart = null;
+        yield held;
+      }
+      yield part;
     }
+  }
+
+  /** The chosen replica and routing's reasons on the context (`x-gravity-route`, the ledger's `route`). */
+  private recordRoute(
+    context: RequestContext,
+    attempt: FleetAttempt<LiveRequest>,
+    failures: readonly string[],
+  ): void {
+    const decision = attempt.decision;
+    if (decision)
+      context.route = JSON.stringify({
+        replica: attempt.replica.id,
+        profile: decision.profile,
+        attempt: attempt.number,
+        top: decision.top,
+        ...(decision.filtered.length > 0 && { filtered: decision.filtered }),
+        ...(failures.length > 0 && { failed: failures }),
+      });
+    context.engineId = attempt.replica.id;
+    for (const observer of this.observers) observer.onRouted?.(context);
   }
 
   /**
@@ -277,87 +363,51 @@ export class Gateway {
     tenant: string | null;
     serviceTier: ServiceTier;
   }): { model: string; candidates: string[]; decision: RoutingDecision | null } {
-    const model = this.resolveModel(options.model);
-    const serving = this.modelToEngines.get(model);
-    if (!serving) throw errors.modelNotFound(options.model);
-    if (!this.router) return { model, candidates: serving.map((engine) => engine.id), decision: null };
-    const text = promptText(options.input);
-    const { decision } = this.router.route(
-      serving,
-      serving.map((engine) => this.loadView(engine)),
-      {
+    const model = this.core.resolveModel(options.model);
+    const pool = this.core.pool(model);
+    if (!pool) throw errors.modelNotFound(options.model);
+    const band: ServiceBand = serviceBand(options.serviceTier);
+    const decision = this.core.explain(
+      fleetRequest({
+        tag: { context: null as unknown as RequestContext, waiter: null },
         model,
-        promptText: text,
-        promptTokens: estimateTextTokens(text),
+        tenant: options.tenant ?? 'anonymous',
+        band,
+        promptTokens: estimateInputTokens(options.input),
         maxTokens: options.maxTokens,
-        tenant: options.tenant,
-        tier: serviceBand(options.serviceTier),
-      },
-      { dryRun: true },
+        promptBlockHashes: this.core.usesPromptBlocks(band)
+          ? promptBlockHashes(promptText(options.input))
+          : null,
+      }),
+      this.clock.nowMs(),
     );
-    return { model, candidates: serving.map((engine) => engine.id), decision };
+    if (isRefusal(decision)) throw refusalError(decision, options.model);
+    return { model, candidates: pool.map((replica) => replica.id), decision };
   }
 
-  /** A model alias resolved to the model id that serves it. */
-  private resolveModel(model: string): string {
-    return this.router ? this.router.resolveModel(model) : model;
+  /** Health, labels and scraped-signal freshness per replica (`GET /v1/routing/replicas`). */
+  routingSnapshot(): ReturnType<LiveFleetSignals['snapshot']> {
+    return this.signals.snapshot(this.core as FleetCore<unknown>);
   }
 
-  /**
-   * Chooses the engine for an attempt among the model's engines not yet tried, records the choice and its
-   * explanation in the context, and tells observers. A model with one engine skips scoring unless a
-   * residency policy must still be checked.
-   */
-  private route(
-    serving: readonly EngineAdapter[],
-    tried: ReadonlySet<EngineAdapter>,
-    context: RequestContext,
-    request: Omit<GenerationRequest, 'requestId'>,
-    attempt: number,
-    failures: readonly string[],
-  ): EngineAdapter {
-    const candidates = tried.size === 0 ? serving : serving.filter((engine) => !tried.has(engine));
-    let engine = candidates[0] as EngineAdapter;
-    const router = this.router;
-    // Fast path: one engine and nothing to filter needs no load readings.
-    if (router && (candidates.length > 1 || router.filtersSingleReplicas)) {
-      const text = promptText(request.input);
-      const { replica, decision } = router.route(
-        candidates,
-        candidates.map((candidate) => this.loadView(candidate)),
-        {
-          model: request.model,
-          promptText: text,
-          promptTokens: estimateTextTokens(text),
-          maxTokens: request.maxTokens,
-          tenant: context.tenant,
-          tier: serviceBand(context.serviceTier),
-        },
-      );
-      engine = replica as EngineAdapter;
-      context.route = JSON.stringify({
-        replica: engine.id,
-        profile: decision.profile,
-        attempt,
-        top: decision.top,
-        ...(decision.filtered.length > 0 && { filtered: decision.filtered }),
-        ...(failures.length > 0 && { failed: failures }),
-      });
-    }
-    context.engineId = engine.id;
-    for (const observer of this.observers) observer.onRouted?.(context);
-    return engine;
-  }
-
-  /** An engine's load as routing sees it: what waits in the gateway's queue for it counts as waiting. */
-  loadView(engine: EngineAdapter): ReplicaLoadView {
-    const load = engine.load();
-    return {
-      id: engine.id,
-      waitingRequests: load.waiting + (this.schedulers.get(engine.id)?.queuedRequests ?? 0),
-      runningRequests: load.slotsBusy,
-      kvUsedFraction: load.kvUsedFraction ?? null,
-    };
+  /** One timer for the earliest queue bound of any replica. */
+  private armTimer(): void {
+    const nextMs = this.core.nextExpiryMs();
+    if (nextMs === this.timerAtMs) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAtMs = nextMs;
+    if (!Number.isFinite(nextMs)) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAtMs = Number.POSITIVE_INFINITY;
+        this.core.expire(this.clock.nowMs());
+        this.armTimer();
+      },
+      Math.max(0, Math.ceil(nextMs - this.clock.nowMs())),
+    );
+    this.timer.unref();
   }
 
   /**
@@ -374,8 +424,8 @@ export class Gateway {
     // Give cancelled streams a moment to write their error event and ledger record.
     while (this.inFlight.size > 0 && Date.now() < deadline + 1000)
       await new Promise((resolve) => setTimeout(resolve, 10));
-    for (const scheduler of this.schedulers.values()) scheduler.close();
-    this.router?.close();
+    if (this.timer) clearTimeout(this.timer);
+    this.signals.close();
     await Promise.all(this.engines.map((engine) => engine.close()));
     return { cancelled };
   }
@@ -388,17 +438,41 @@ function meanOf(values: readonly number[]): number | null {
   return sum / values.length;
 }
 
-/** Failures that say something about the replica (outlier detection counts them), not about the request. */
-function isReplicaFault(error: unknown): boolean {
-  if (!(error instanceof GravityError)) return true;
-  if (error.code === 'overloaded' || error.code === 'shutting_down' || error.code === 'cancelled')
-    return false;
-  return error.status >= 500;
+/** The client's answer for a refusal of the core. */
+function refusalError(refusal: FleetRefusal, model: string): GravityError {
+  switch (refusal.kind) {
+    case 'shed':
+      return errors.tierOverloaded(
+        refusal.band,
+        Math.ceil(refusal.retryAfterMs / 1000),
+        refusal.predictedTtftMs,
+      );
+    case 'expired':
+      return errors.overloaded(Math.ceil(refusal.waitedMs / 1000));
+    case 'no-replica':
+      return refusal.filter === 'residency'
+        ? errors.residencyDenied(refusal.reason)
+        : errors.noReplicaAvailable(model, refusal.reason);
+  }
 }
 
-/** Failures another replica may not have: replica faults, and 429s or 503s (this replica is full). */
-function isRetryable(error: unknown): boolean {
-  if (!(error instanceof GravityError)) return true;
-  if (error.code === 'cancelled' || error.code === 'shutting_down') return false;
-  return error.status >= 500 || error.status === 429;
+/** What a failed attempt says about its replica and whether another replica may do better. */
+function classify(error: unknown): AttemptFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  if (!(error instanceof GravityError)) return { replicaFault: true, retryable: true, message };
+  const notTheReplicas =
+    error.code === 'overloaded' ||
+    error.code === 'tier_overloaded' ||
+    error.code === 'shutting_down' ||
+    error.code === 'cancelled';
+  return {
+    // Outlier detection counts what says something about the replica, not about the request.
+    replicaFault: !notTheReplicas && error.status >= 500,
+    // 429s and 503s mean this replica is full; another may not be.
+    retryable:
+      error.code !== 'cancelled' &&
+      error.code !== 'shutting_down' &&
+      (error.status >= 500 || error.status === 429),
+    message,
+  };
 }

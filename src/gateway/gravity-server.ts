@@ -13,8 +13,7 @@ import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
-import { FleetRouter } from '../routing/fleet-router.js';
-import { createLiveScheduler } from '../scheduling/scheduler-settings.js';
+import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 import { Gateway } from './gateway.js';
 
 export interface GravityServer {
@@ -87,14 +86,22 @@ export async function startGravityServer(
   // Metering runs first so that the Prometheus observer sees each request's metered figures, and
   // admission each request's price.
   // Live routing draws from Math.random; the simulator seeds the same policies.
-  const router = new FleetRouter({ config: config.routing, replicas: engines, clock, random: Math.random });
-  const gateway = new Gateway(
+  const gateway = new Gateway({
     engines,
     clock,
-    metering ? [metering, admission, metrics] : [admission, metrics],
-    router,
-    config.scheduling.enabled ? (engine) => createLiveScheduler(config, engine, clock) : null,
-  );
+    observers: metering ? [metering, admission, metrics] : [admission, metrics],
+    routing: config.routing,
+    // The queue lets through as many requests as the engine runs at once (its slots, or an emulated or
+    // vLLM replica's max_num_seqs), so the engine never queues internally and the order is decided here.
+    schedulerFor: config.scheduling.enabled
+      ? (engine) =>
+          schedulerSettings(
+            config.scheduling,
+            config.tiers,
+            config.scheduling.slotsPerReplica ?? Math.max(1, engine.load().slotsTotal),
+          )
+      : null,
+  });
   queuesOf = gateway;
   await gateway.start();
   metering?.start();

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { parseEngineSignals } from './engine-signals/prometheus-signals.js';
 import { PrefixIndex } from './prefix-index.js';
 import { ReplicaHealth } from './replica-health.js';
 import { RetryBudget } from './retry-budget.js';
@@ -190,29 +189,6 @@ describe('health, retries and signals', () => {
     for (let request = 0; request < 50; request++) budget.onRequest(1000);
     const granted = Array.from({ length: 10 }, () => budget.tryRetry(1000)).filter(Boolean).length;
     expect(granted).toBe(5);
-  });
-
-  it('reads vLLM and SGLang queue and KV figures from Prometheus text', () => {
-    expect(
-      parseEngineSignals(
-        [
-          '# HELP vllm:num_requests_waiting waiting',
-          'vllm:num_requests_waiting{model_name="m",engine="0"} 3',
-          'vllm:num_requests_waiting{model_name="m",engine="1"} 2',
-          'vllm:num_requests_running{model_name="m"} 7.0',
-          'vllm:kv_cache_usage_perc{model_name="m"} 0.25',
-          'vllm:kv_cache_usage_perc{model_name="m"} 0.75',
-          'garbage line',
-        ].join('\n'),
-      ),
-    ).toEqual({ waitingRequests: 5, runningRequests: 7, kvUsedFraction: 0.5 });
-    expect(
-      parseEngineSignals('sglang:num_queue_reqs 4\nsglang:num_running_reqs 1\nsglang:token_usage 0.1'),
-    ).toEqual({
-      waitingRequests: 4,
-      runningRequests: 1,
-      kvUsedFraction: 0.1,
-    });
   });
 });
 

@@ -1,7 +1,3 @@
-import type { GravityConfig } from '../config/config-schema.js';
-import type { Clock } from '../core/clock.js';
-import type { EngineAdapter } from '../engines/engine-adapter.js';
-import { LiveReplicaScheduler } from './live-replica-scheduler.js';
 import type { ReplicaSchedulerSettings } from './replica-scheduler.js';
 import type { SchedulingSettings } from './scheduling-config.js';
 import {
@@ -34,14 +30,4 @@ export function schedulerSettings(
     inputTokenWeight: scheduling.inputTokenWeight,
     outputTokenWeight: scheduling.outputTokenWeight,
   };
-}
-
-/**
- * The queue in front of one engine. It lets through as many requests as the engine runs at once (its
- * slots, or an emulated/vLLM replica's max_num_seqs), so the engine never queues internally and the
- * order of what waits is decided here.
- */
-export function createLiveScheduler(config: GravityConfig, engine: EngineAdapter, clock: Clock) {
-  const slots = config.scheduling.slotsPerReplica ?? Math.max(1, engine.load().slotsTotal);
-  return new LiveReplicaScheduler(schedulerSettings(config.scheduling, config.tiers, slots), clock);
 }
