@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { engineConfigSchema } from '../../config/config-schema.js';
 import type { EngineAdapter, ModelledPower } from '../../engines/engine-adapter.js';
+import { engineConfigSchema, engineHardware } from '../../engines/engine-registry.js';
 import { parseReadings } from './nvml-power-source.js';
 import { PerformanceModelPowerSource } from './performance-model-power-source.js';
 import { PowerModelSource } from './power-model-source.js';
@@ -47,7 +47,11 @@ describe('PerformanceModelPowerSource', () => {
 
   it('is what selectPowerSource picks for an engine that models its power, under auto and power-model', () => {
     const modelledPower: ModelledPower = { idleWatts: 75, dynamicEnergyJoules: () => 0 };
-    const engine = { id: 'e', modelledPower, load: () => ({ slotsTotal: 1, slotsBusy: 0, waiting: 0 }) };
+    const engine = {
+      id: 'e',
+      extensions: { modelledPower },
+      load: () => ({ slotsTotal: 1, slotsBusy: 0, waiting: 0 }),
+    };
     for (const source of ['auto', 'power-model'] as const) {
       const config = engineConfigSchema.parse({
         type: 'emulated',
@@ -57,8 +61,9 @@ describe('PerformanceModelPowerSource', () => {
       });
       const selected = selectPowerSource({
         engine: engine as unknown as EngineAdapter,
-        config,
-        cpuEngineCount: 0,
+        hardware: engineHardware(config),
+        energy: config.metering.energy,
+        cpuEnginesOnHost: 0,
       });
       expect(selected.source).toBe('estimated:performance-model');
     }
