@@ -16,7 +16,7 @@ const modelConfigSchema = z.strictObject({
   engine: z.string().min(1).optional(),
   /** Several engines (replicas) serving the model; `routing.policy` picks one per request. */
   engines: z.array(z.string().min(1)).min(1).optional(),
-  /** The model name the upstream expects; defaults to the Gravity model id. Upstream engines only. */
+  /** The model name the upstream expects; defaults to the Gravity model id. For engine types that take upstream model names (openai-upstream). */
   upstreamModel: z.string().min(1).optional(),
   /** Context window, for upstream models whose window Gravity cannot read. */
   contextTokens: z.number().int().min(1).optional(),

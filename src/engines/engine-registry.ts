@@ -21,6 +21,7 @@ export const engineDefinitions = [
   emulatedEngineDefinition,
 ] as const;
 
+/** The tuple of the definitions' schemas: `map` returns an array, and zod needs the tuple to infer the union. */
 type ConfigSchemasOf<Definitions extends readonly { configSchema: EngineConfigSchema }[]> = {
   -readonly [Index in keyof Definitions]: Definitions[Index]['configSchema'];
 };
@@ -32,10 +33,9 @@ export const engineConfigSchema = z.discriminatedUnion(
 );
 
 export type EngineConfig = z.infer<typeof engineConfigSchema>;
-export type EngineType = EngineConfig['type'];
 
 const definitionsByType = new Map<string, EngineDefinition>(
-  engineDefinitions.map((definition) => [definition.type, definition as unknown as EngineDefinition]),
+  engineDefinitions.map((definition) => [definition.type, definition]),
 );
 
 /** The definition of a registered type; config validation has already refused any other. */

@@ -1,5 +1,4 @@
 import { emulatedEngineDefinition } from '../../src/engines/emulated/emulated-definition.js';
-import type { EngineDefinition } from '../../src/engines/engine-definition.js';
 import { describeEngineConformance } from './engine-contract.case.js';
 
 describeEngineConformance('the emulated engine (an 8B model in FP8 on an H200)', async () => {
@@ -22,7 +21,7 @@ describeEngineConformance('the emulated engine (an 8B model in FP8 on an H200)',
   });
   await engine.start();
   return {
-    definition: definition as unknown as EngineDefinition,
+    definition,
     engine,
     model: 'llama-3.1-8b',
     // The emulated engine counts about four characters per prompt token.

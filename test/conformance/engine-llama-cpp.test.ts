@@ -1,7 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { EngineDefinition } from '../../src/engines/engine-definition.js';
 import { llamaCppEngineDefinition } from '../../src/engines/llama-cpp/llama-cpp-definition.js';
 import { describeEngineConformance } from './engine-contract.case.js';
 
@@ -22,7 +21,7 @@ describeEngineConformance('the llama.cpp engine (generated gravity-tiny model)',
   });
   await engine.start();
   return {
-    definition: definition as unknown as EngineDefinition,
+    definition,
     engine,
     model: 'gravity-tiny',
     // Every letter is at least one token: far more than the 256-token window.

@@ -1,4 +1,3 @@
-import type { EngineDefinition } from '../../src/engines/engine-definition.js';
 import { openAIUpstreamEngineDefinition } from '../../src/engines/openai-upstream/openai-upstream-definition.js';
 import { startHarness } from '../support/gravity-harness.js';
 import { describeEngineConformance } from './engine-contract.case.js';
@@ -36,7 +35,7 @@ describeEngineConformance(
     });
     await engine.start();
     return {
-      definition: definition as unknown as EngineDefinition,
+      definition,
       engine,
       model: 'remote-llama',
       overlongPrompt: 'word '.repeat(1000),

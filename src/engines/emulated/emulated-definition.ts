@@ -18,8 +18,9 @@ export const emulatedEngineDefinition = {
     modelledPower: true,
     workCounters: true,
   },
-  // The modelled device does the work, not this host: metering reads the engine's own power model
-  // (extensions.modelledPower); the power-model defaults apply only when config asks for rapl or nvml.
+  // The modelled device does the work, not this host, so RAPL under `auto` never applies; metering reads
+  // the engine's own power model (extensions.modelledPower), and the declared power model below is only
+  // the description of the same hardware for anything that lacks it.
   hardware: (config) => ({
     processor: hardwareProfiles[config.hardware].kind,
     onThisHost: false,
