@@ -276,7 +276,7 @@ describe('gravity serve --emulate', () => {
     const gravity = await startGravityProcess(['--emulate', 'h200:qwen2.5-7b:2', '--log-level', 'info']);
     try {
       const emulating =
-        /emulating 2 replicas of qwen2\.5-7b = qwen2\.5-7b on 1× h200 \(vllm-v1\): \d+ KV blocks/;
+        /2 emulated replicas of qwen2\.5-7b = qwen2\.5-7b on 1× h200 \(vllm-v1\): \d+ KV blocks/;
       // Log lines are written asynchronously: the listening line can come first.
       await waitFor('the emulation log line', () => emulating.test(gravity.stdout()));
       expect(gravity.stdout()).toContain('models=qwen2.5-7b');

@@ -212,7 +212,7 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
   let queriedBefore = 0;
   let hitsBefore = 0;
   for (const engineAdapter of server.gateway.engines) {
-    const counters = engineAdapter.counters?.();
+    const counters = engineAdapter.extensions?.counters?.();
     queriedBefore += counters?.prefixCacheQueriedTokens ?? 0;
     hitsBefore += counters?.prefixCacheHitTokens ?? 0;
   }
@@ -254,7 +254,7 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
   let queried = -queriedBefore;
   let hits = -hitsBefore;
   for (const engineAdapter of server.gateway.engines) {
-    const counters = engineAdapter.counters?.();
+    const counters = engineAdapter.extensions?.counters?.();
     queried += counters?.prefixCacheQueriedTokens ?? 0;
     hits += counters?.prefixCacheHitTokens ?? 0;
   }

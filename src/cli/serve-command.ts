@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
-import { EmulatedEngine } from '../engines/emulated/emulated-engine.js';
-import { describeReplicaSpec } from '../engines/emulated/emulated-replica-spec.js';
 import { type GravityServer, startGravityServer } from '../gateway/gravity-server.js';
 
 function integerOption(value: string): number {
@@ -80,7 +78,7 @@ export function registerServeCommand(program: Command): void {
       }
       const models = server.gateway.models().map((model) => model.id);
       server.http.log.info({ url: server.url, models }, `Gravity listening on ${server.url}`);
-      logEmulatedEngines(server);
+      logReplicaDescriptions(server);
       // Machine-readable line for scripts and tests that start Gravity on port 0.
       process.stdout.write(`gravity: listening on ${server.url} models=${models.join(',')}\n`);
       let signals = 0;
@@ -101,18 +99,24 @@ export function registerServeCommand(program: Command): void {
     });
 }
 
-/** Says at start what is emulated, one line per distinct replica shape, so a reader knows what answers. */
-function logEmulatedEngines(server: GravityServer): void {
-  const replicasByShape = new Map<string, string[]>();
+/**
+ * Says at start what answers, for engines that describe their replicas (extensions.description: an
+ * emulated replica's modelled hardware and limits), one line per distinct shape so a reader knows what
+ * a fleet of identical replicas is.
+ */
+function logReplicaDescriptions(server: GravityServer): void {
+  const shapes = new Map<string, { type: string; what: string; engineIds: string[] }>();
   for (const engine of server.gateway.engines) {
-    if (!(engine instanceof EmulatedEngine)) continue;
-    const shape = `${engine.models()[0]?.id ?? engine.id} = ${describeReplicaSpec(engine.spec)}`;
-    replicasByShape.set(shape, [...(replicasByShape.get(shape) ?? []), engine.id]);
+    const description = engine.extensions?.description;
+    if (description === undefined) continue;
+    const what = `${engine.models()[0]?.id ?? engine.id} = ${description}`;
+    const key = `${engine.type} ${what}`;
+    const shape = shapes.get(key) ?? { type: engine.type, what, engineIds: [] };
+    shape.engineIds.push(engine.id);
+    shapes.set(key, shape);
   }
-  for (const [shape, engineIds] of replicasByShape) {
-    server.http.log.info(
-      { engines: engineIds },
-      `emulating ${engineIds.length} replica${engineIds.length === 1 ? '' : 's'} of ${shape}`,
-    );
+  for (const { type, what, engineIds } of shapes.values()) {
+    const replicas = `${engineIds.length} ${type} replica${engineIds.length === 1 ? '' : 's'}`;
+    server.http.log.info({ engines: engineIds }, `${replicas} of ${what}`);
   }
 }

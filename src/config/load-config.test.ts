@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { problemsOf } from '../../test/support/config-problems.js';
+import { engineDefinitions, engineTypesWith } from '../engines/engine-registry.js';
 import { loadConfig } from './load-config.js';
 
 function configFile(yaml: string): string {
@@ -84,5 +85,42 @@ describe('loadConfig', () => {
     expect(problemsOf(() => loadConfig({ configPath: configFile('server: [unclosed\n') }, {}))[0]).toMatch(
       /^YAML syntax/,
     );
+  });
+});
+
+describe('loadConfig with the registered engine types', () => {
+  it('names every registered type when config asks for one that is not', () => {
+    const document = { engines: { x: { type: 'vllm' } }, models: { m: { engine: 'x' } } };
+    expect(() => loadConfig({ document }, {})).toThrow(
+      `engines.x.type: Invalid discriminator value. Expected ${engineDefinitions.map((definition) => `'${definition.type}'`).join(' | ')}`,
+    );
+  });
+
+  it('says where a setting applies from the capabilities definitions declare', () => {
+    expect(engineTypesWith('upstreamModelNames')).toEqual(
+      engineDefinitions
+        .filter((definition) => definition.capabilities.upstreamModelNames)
+        .map((definition) => definition.type),
+    );
+    const document = {
+      engines: { tiny: { type: 'llama-cpp', model: { generated: 'gravity-tiny' } } },
+      models: { m: { engine: 'tiny', upstreamModel: 'other' } },
+    };
+    expect(() => loadConfig({ document }, {})).toThrow(
+      `models.m.upstreamModel applies to ${engineTypesWith('upstreamModelNames').join(' and ')} engines, not 'tiny' (llama-cpp)`,
+    );
+  });
+
+  it('applies command-line tuning only to engines whose definition takes it', () => {
+    const document = {
+      engines: {
+        tiny: { type: 'llama-cpp', model: { generated: 'gravity-tiny' } },
+        remote: { type: 'openai-upstream', baseUrl: 'http://127.0.0.1:8000/v1' },
+      },
+      models: { a: { engine: 'tiny' }, b: { engine: 'remote' } },
+    };
+    const config = loadConfig({ document, threads: 3, slots: 5, contextTokens: 1024 }, {});
+    expect(config.engines.tiny).toMatchObject({ threads: 3, slots: 5, contextTokens: 1024 });
+    expect(config.engines.remote).not.toHaveProperty('threads');
   });
 });

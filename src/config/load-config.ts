@@ -3,9 +3,8 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/config-error.js';
-import { emulatedReplicaSpec, namedEmulatedModel } from '../engines/emulated/emulated-replica-spec.js';
-import { ReplicaSpecError } from '../performance-model/replica-spec.js';
-import { configSchema, type GravityConfig, servingEngineIds } from './config-schema.js';
+import { engineDefinition, engineTypesWith, servingEngineIds } from '../engines/engine-registry.js';
+import { configSchema, type GravityConfig } from './config-schema.js';
 import { emulatedFleetDocument, parseEmulateOption } from './emulate-option.js';
 
 /** Settings given on the command line; they win over environment variables, which win over the file. */
@@ -116,16 +115,15 @@ export function loadConfig(
     env.GRAVITY_LOG_LEVEL ??
     server.logLevel) as typeof server.logLevel;
   config.dataDir = overrides.dataDir ?? env.GRAVITY_DATA_DIR ?? config.dataDir;
-  const threads = overrides.threads ?? integerFrom('GRAVITY_THREADS', env.GRAVITY_THREADS);
-  const slots = overrides.slots ?? integerFrom('GRAVITY_SLOTS', env.GRAVITY_SLOTS);
-  const contextTokens =
-    overrides.contextTokens ?? integerFrom('GRAVITY_CONTEXT_TOKENS', env.GRAVITY_CONTEXT_TOKENS);
-  for (const engine of Object.values(config.engines)) {
-    if (engine.type !== 'llama-cpp') continue;
-    if (threads !== undefined) engine.threads = threads;
-    if (slots !== undefined) engine.slots = slots;
-    if (contextTokens !== undefined) engine.contextTokens = contextTokens;
-  }
+  const tuning = {
+    threads: overrides.threads ?? integerFrom('GRAVITY_THREADS', env.GRAVITY_THREADS),
+    slots: overrides.slots ?? integerFrom('GRAVITY_SLOTS', env.GRAVITY_SLOTS),
+    contextTokens:
+      overrides.contextTokens ?? integerFrom('GRAVITY_CONTEXT_TOKENS', env.GRAVITY_CONTEXT_TOKENS),
+  };
+  // Each engine type applies the settings it has (today the in-process llama.cpp engine).
+  for (const engine of Object.values(config.engines))
+    engineDefinition(engine.type).applyTuning?.(engine, tuning);
 
   // Re-validate after overrides so a bad environment value is reported like a bad file value.
   const final = configSchema.safeParse(config);
@@ -134,27 +132,6 @@ export function loadConfig(
   const referenceProblems = checkReferences(final.data);
   if (referenceProblems.length > 0) throw new ConfigError(referenceProblems, source);
   return final.data;
-}
-
-/**
- * Whether a named model fits its emulated hardware (a GGUF file's shape is only known at start). Each
- * problem starts with the setting's path below `engines.<id>`.
- */
-function emulatedEngineProblems(
-  engine: Extract<GravityConfig['engines'][string], { type: 'emulated' }>,
-): string[] {
-  const problems: string[] = [];
-  if (typeof engine.model !== 'string' && engine.weightDtype !== undefined)
-    problems.push('.weightDtype applies to named model profiles; a GGUF file has its own');
-  const model = namedEmulatedModel(engine);
-  if (!model) return problems;
-  try {
-    emulatedReplicaSpec(engine, model);
-  } catch (error) {
-    if (!(error instanceof ReplicaSpecError)) throw error;
-    problems.push(`: ${error.message}`);
-  }
-  return problems;
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
@@ -171,7 +148,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 function checkReferences(config: GravityConfig): string[] {
   const problems: string[] = [];
   const modelsByEngine = new Map<string, string[]>();
-  const emulatedProblems = new Map<string, string[]>();
+  /** Problems an engine type finds in its own settings, each with the engine ids it applies to. */
+  const engineProblems = new Map<string, string[]>();
   for (const [modelId, model] of Object.entries(config.models)) {
     if ((model.engine === undefined) === (model.engines === undefined)) {
       problems.push(
@@ -190,28 +168,30 @@ function checkReferences(config: GravityConfig): string[] {
         continue;
       }
       modelsByEngine.set(engineId, [...(modelsByEngine.get(engineId) ?? []), modelId]);
-      if (engine.type !== 'openai-upstream' && model.upstreamModel !== undefined) {
+      if (
+        !engineDefinition(engine.type).capabilities.upstreamModelNames &&
+        model.upstreamModel !== undefined
+      ) {
         problems.push(
-          `models.${modelId}.upstreamModel applies to openai-upstream engines, not '${engineId}' (${engine.type})`,
+          `models.${modelId}.upstreamModel applies to ${engineTypesWith('upstreamModelNames').join(' and ')} engines, not '${engineId}' (${engine.type})`,
         );
       }
     }
   }
   for (const [engineId, engine] of Object.entries(config.engines)) {
+    const definition = engineDefinition(engine.type);
     const served = modelsByEngine.get(engineId) ?? [];
     if (served.length === 0) problems.push(`engines.${engineId} is not used by any entry in models`);
-    if (engine.type !== 'openai-upstream' && served.length > 1) {
+    if (!definition.capabilities.servesSeveralModels && served.length > 1) {
       problems.push(
         `engines.${engineId} is a ${engine.type} engine and serves one model, but models ${served.join(', ')} use it`,
       );
     }
-    if (engine.type === 'emulated') {
-      for (const problem of emulatedEngineProblems(engine))
-        emulatedProblems.set(problem, [...(emulatedProblems.get(problem) ?? []), engineId]);
-    }
+    for (const problem of definition.configProblems?.(engine) ?? [])
+      engineProblems.set(problem, [...(engineProblems.get(problem) ?? []), engineId]);
   }
   // Identical replicas fail identically: say it once, not once per replica.
-  for (const [problem, engineIds] of emulatedProblems) {
+  for (const [problem, engineIds] of engineProblems) {
     const more = engineIds.length > 1 ? ` (and ${engineIds.length - 1} more like it)` : '';
     problems.push(`engines.${engineIds[0]}${problem}${more}`);
   }

@@ -4,9 +4,13 @@ import type { StreamPart } from '../core/stream-parts.js';
 /**
  * The contract between Gravity and an inference engine (in-process llama.cpp, an OpenAI-compatible
  * upstream, an emulated replica). Versioned so that adapters written outside this repository can say
- * which contract they implement; a breaking change adds `gravity.engine.v2` beside it.
+ * which contract they implement.
+ *
+ * v2: what only some engines have (modelled power, vLLM-style work counters, a start-log description)
+ * moved from the adapter's top level into `extensions`, declared by the engine's definition
+ * (engine-definition.ts). What the gateway calls is unchanged from v1.
  */
-export const engineSpecificationVersion = 'gravity.engine.v1';
+export const engineSpecificationVersion = 'gravity.engine.v2';
 
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant';
@@ -70,6 +74,22 @@ export interface EngineCounters {
   prefixCacheHitTokens: number;
 }
 
+/**
+ * What some engines offer beyond generating text. Each member is present exactly when the engine's
+ * definition declares the matching capability (EngineCapabilities); the engine contract suite checks that.
+ */
+export interface EngineExtensions {
+  /** The engine models its device's power (see ModelledPower). */
+  readonly modelledPower?: ModelledPower;
+  /** The engine counts its own work (see EngineCounters); read at scrape time, never per token. */
+  readonly counters?: () => EngineCounters;
+  /**
+   * One line for the start log saying what this replica is when its config alone does not make it
+   * evident (an emulated replica's modelled hardware, KV cache and limits).
+   */
+  readonly description?: string;
+}
+
 export interface EngineAdapter {
   readonly specificationVersion: typeof engineSpecificationVersion;
   /** The engine's name in config (`engines.<id>`). */
@@ -84,10 +104,6 @@ export interface EngineAdapter {
 
   models(): EngineModelInfo[];
   load(): EngineLoad;
-  /** Present only on engines that model their device's power (see ModelledPower). */
-  readonly modelledPower?: ModelledPower;
-  /** Present only on engines that count their own work (see EngineCounters). */
-  counters?(): EngineCounters;
   /**
    * Optional active health check (routing calls it on an interval): resolves when the engine answers,
    * throws when it does not. Engines in Gravity's own process need none.
@@ -98,7 +114,11 @@ export interface EngineAdapter {
    * Runs one generation. The first part is `response-start`: validation errors (e.g. the prompt does not
    * fit the context) are thrown before it, so the gateway can still answer with a plain HTTP error.
    * Aborting `signal` must stop the work and free the engine's resources within a few tokens; the
-   * iterator then throws the signal's reason.
+   * iterator then throws the signal's reason. `finish` is the last part; its usage says its `source`, and
+   * the `tokens` of the text-deltas add up to its `completionTokens`.
    */
   generate(request: GenerationRequest, signal: AbortSignal): AsyncIterable<StreamPart>;
+
+  /** Capabilities beyond generation; absent on engines that have none. */
+  readonly extensions?: EngineExtensions;
 }

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
+import { engineHardware } from '../engines/engine-registry.js';
 import { selectPowerSource } from './energy/select-power-source.js';
 import type { LedgerStore, ReplicaPeriod } from './ledger/ledger-store.js';
 import { LedgerWriter } from './ledger/ledger-writer.js';
@@ -38,13 +39,22 @@ export class MeteringService implements RequestObserver {
     const { config, engines, clock } = options;
     this.priceBook = new PriceBook(config.pricing);
     this.writer = new LedgerWriter(options.store, options.log, config.metering.commitWindowMs);
-    const cpuEngineCount = Object.values(config.engines).filter(
-      (engine) => engine.type === 'llama-cpp',
+    const hardwareById = new Map(
+      Object.entries(config.engines).map(([id, engineConfig]) => [id, engineHardware(engineConfig)]),
+    );
+    const cpuEnginesOnHost = [...hardwareById.values()].filter(
+      (hardware) => hardware.processor === 'cpu' && hardware.onThisHost,
     ).length;
     for (const engine of engines) {
       const engineConfig = config.engines[engine.id];
-      if (!engineConfig) continue;
-      const powerSource = selectPowerSource({ engine, config: engineConfig, cpuEngineCount });
+      const hardware = hardwareById.get(engine.id);
+      if (!engineConfig || !hardware) continue;
+      const powerSource = selectPowerSource({
+        engine,
+        hardware,
+        energy: engineConfig.metering.energy,
+        cpuEnginesOnHost,
+      });
       this.meters.set(
         engine.id,
         new ReplicaMeter(engine.id, powerSource, engineConfig.metering, clock.nowMs()),

@@ -244,11 +244,18 @@ export class PrometheusMetrics implements RequestObserver {
 function registerEngineCounterMetrics(registry: Registry, engines: () => readonly EngineAdapter[]): void {
   const registers = [registry];
   const counted = () =>
-    engines().flatMap((engine) =>
-      engine.counters
-        ? [{ engine, labels: { model_name: engine.models()[0]?.id ?? engine.id, engine: engine.id } }]
-        : [],
-    );
+    engines().flatMap((engine) => {
+      const counters = engine.extensions?.counters;
+      return counters
+        ? [
+            {
+              engine,
+              counters,
+              labels: { model_name: engine.models()[0]?.id ?? engine.id, engine: engine.id },
+            },
+          ]
+        : [];
+    });
   const gauge = (name: string, help: string, read: (engine: EngineAdapter) => number) => {
     const metric: Gauge<'model_name' | 'engine'> = new Gauge({
       name,
@@ -281,8 +288,8 @@ function registerEngineCounterMetrics(registry: Registry, engines: () => readonl
       labelNames: ['model_name', 'engine'],
       registers,
       collect() {
-        for (const { engine, labels } of counted()) {
-          const value = read((engine.counters as () => EngineCounters)());
+        for (const { engine, counters, labels } of counted()) {
+          const value = read(counters());
           const previous = seen.get(engine.id);
           // Touch the series even at zero so it is exposed from the first scrape.
           metric.inc(labels, previous === undefined ? value : Math.max(0, value - previous));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { engineConfigSchema } from '../config/config-schema.js';
 import { createRequestContext } from '../core/request-context.js';
+import { engineConfigSchema } from '../engines/engine-registry.js';
 import { PowerModelSource } from './energy/power-model-source.js';
 import { ReplicaMeter } from './replica-meter.js';
 

@@ -1,6 +1,6 @@
-import type { EngineMeteringConfig } from '../config/config-schema.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { TokenUsage } from '../core/stream-parts.js';
+import type { EngineMeteringConfig } from '../engines/engine-metering-config.js';
 import type { PowerSource } from './energy/power-source.js';
 import { chargeForTokensUsd } from './token-rates.js';
 import { type AttributedAmounts, WorkProportionalAttributor } from './work-proportional-attributor.js';

@@ -132,7 +132,7 @@ describe('EmulatedEngine', () => {
     expect(cached).toBeGreaterThan(promptTokens / 2);
     expect(cached % 16).toBe(0);
     expect(cached).toBeLessThan(promptTokens);
-    const counters = engine.counters();
+    const counters = engine.extensions.counters();
     expect(counters.prefixCacheHitTokens).toBe(cached);
     expect(counters.prefixCacheQueriedTokens).toBe(2 * promptTokens);
     expect(counters.promptTokens).toBe(2 * promptTokens);
@@ -228,7 +228,7 @@ describe('EmulatedEngine', () => {
     // 63 decode steps after the prefill step that gives the first token; a timer may fire 0.25 ms early.
     expect(elapsedMs).toBeGreaterThanOrEqual(63 * floorMs - 1);
     expect(elapsedMs).toBeLessThan(63 * floorMs * 10 + 2000);
-    expect(engine.modelledPower.dynamicEnergyJoules()).toBeGreaterThan(0);
+    expect(engine.extensions.modelledPower.dynamicEnergyJoules()).toBeGreaterThan(0);
   });
 
   it('ends in-flight generations with an error when closed', async () => {

@@ -14,13 +14,14 @@ import type { QueueOrderingPolicy } from '../../scheduling/queue-ordering.js';
 import {
   type EngineAdapter,
   type EngineCounters,
+  type EngineExtensions,
   type EngineLoad,
   type EngineModelInfo,
   engineSpecificationVersion,
   type GenerationRequest,
-  type ModelledPower,
 } from '../engine-adapter.js';
 import { estimatePromptTokens, promptBlockHashes, promptText } from './emulated-prompt.js';
+import { describeReplicaSpec } from './emulated-replica-spec.js';
 import { drawAnswerTokens, SyntheticText } from './synthetic-text.js';
 
 export interface EmulatedEngineOptions {
@@ -96,7 +97,8 @@ export class EmulatedEngine implements EngineAdapter {
   readonly type = 'emulated';
   readonly id: string;
   readonly spec: ReplicaSpec;
-  readonly modelledPower: ModelledPower;
+  /** Modelled power and vLLM-style counters, as the emulated definition declares. */
+  readonly extensions: Required<EngineExtensions>;
   private readonly options: EmulatedEngineOptions;
   private readonly clock: Clock;
   private readonly model: ReplicaModel<EmulatedStream>;
@@ -145,9 +147,13 @@ export class EmulatedEngine implements EngineAdapter {
     };
     this.model = new ReplicaModel(options.spec, options.ordering, events);
     const model = this.model;
-    this.modelledPower = {
-      idleWatts: options.spec.idleWatts,
-      dynamicEnergyJoules: () => model.dynamicEnergyJoules,
+    this.extensions = {
+      modelledPower: {
+        idleWatts: options.spec.idleWatts,
+        dynamicEnergyJoules: () => model.dynamicEnergyJoules,
+      },
+      counters: () => this.counters(),
+      description: describeReplicaSpec(options.spec),
     };
   }
 
@@ -177,7 +183,7 @@ export class EmulatedEngine implements EngineAdapter {
     };
   }
 
-  counters(): EngineCounters {
+  private counters(): EngineCounters {
     const { queriedTokens, hitTokens } = this.model.kv.prefixStats;
     return {
       promptTokens: this.promptTokensTotal,

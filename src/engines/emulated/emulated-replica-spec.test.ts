@@ -2,17 +2,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { engineConfigSchema } from '../../config/config-schema.js';
 import { ConfigError } from '../../core/config-error.js';
 import { createEngines } from '../engine-registry.js';
 import { ensureTinyModel } from '../llama-cpp/tiny-model.js';
+import { emulatedConfigSchema } from './emulated-config.js';
 import { EmulatedEngine } from './emulated-engine.js';
 import { describeReplicaSpec, emulatedReplicaSpec, loadEmulatedModel } from './emulated-replica-spec.js';
 
 function emulatedConfig(document: Record<string, unknown>) {
-  const config = engineConfigSchema.parse({ type: 'emulated', ...document });
-  if (config.type !== 'emulated') throw new Error('not emulated');
-  return config;
+  return emulatedConfigSchema.parse({ type: 'emulated', ...document });
 }
 
 describe('emulated replica specs', () => {

@@ -1,4 +1,3 @@
-import type { EmulatedEngineConfig } from '../../config/config-schema.js';
 import { hardwareProfiles } from '../../performance-model/hardware-profiles.js';
 import {
   kvBytesPerToken,
@@ -7,6 +6,7 @@ import {
   modelProfileFromGguf,
 } from '../../performance-model/model-profiles.js';
 import { type ReplicaSpec, resolveReplicaSpec } from '../../performance-model/replica-spec.js';
+import type { EmulatedEngineConfig } from './emulated-config.js';
 
 /** The model profile an emulated engine names, or null when it points at a GGUF file (read at start). */
 export function namedEmulatedModel(config: EmulatedEngineConfig): ModelProfile | null {

@@ -160,6 +160,9 @@ export class LlamaCppEngine implements EngineAdapter {
       const pendingTokens: Token[] = [];
       let recentTokens: Token[] = promptTokens.slice(-maxIncompleteCharacterTokens);
       let completionTokens = 0;
+      // Tokens generated but not yet on a text-delta (text the stop matcher holds back): they ride on the
+      // next delta, so the deltas' tokens add up to the usage's completionTokens.
+      let unreportedTokens = 0;
       let finishReason: FinishReason = 'stop';
       let stopped = false;
 
@@ -194,7 +197,11 @@ export class LlamaCppEngine implements EngineAdapter {
           const incomplete = text.endsWith('\uFFFD') && pendingTokens.length < maxIncompleteCharacterTokens;
           if (!incomplete) {
             const { emit, stopped: hitStop } = stopMatcher.push(text);
-            if (emit.length > 0) yield { type: 'text-delta', text: emit, tokens: pendingTokens.length };
+            unreportedTokens += pendingTokens.length;
+            if (emit.length > 0) {
+              yield { type: 'text-delta', text: emit, tokens: unreportedTokens };
+              unreportedTokens = 0;
+            }
             recentTokens = pendingTokens.splice(0);
             if (hitStop) {
               stopped = true;
@@ -215,8 +222,15 @@ export class LlamaCppEngine implements EngineAdapter {
         const rest =
           (pendingTokens.length > 0 ? model.detokenize(pendingTokens, false, recentTokens) : '') +
           stopMatcher.flush();
-        if (rest.length > 0) yield { type: 'text-delta', text: rest, tokens: pendingTokens.length };
+        unreportedTokens += pendingTokens.length;
+        if (rest.length > 0) {
+          yield { type: 'text-delta', text: rest, tokens: unreportedTokens };
+          unreportedTokens = 0;
+        }
       }
+      // Tokens whose text never reaches the client (a stop sequence and what it held back) were still
+      // generated: an empty delta reports them before finish.
+      if (unreportedTokens > 0) yield { type: 'text-delta', text: '', tokens: unreportedTokens };
       yield {
         type: 'finish',
         finishReason,

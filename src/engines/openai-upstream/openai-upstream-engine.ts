@@ -177,7 +177,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       if (!done)
         throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
 
-      yield { type: 'finish', finishReason, usage: usageFrom(reportedUsage, request, contentChunks) };
+      const usage = usageFrom(reportedUsage, request, contentChunks);
+      // Deltas count one token per content chunk; an upstream that packs several tokens into a chunk
+      // reports more in its usage, and an empty delta reports the rest so the deltas add up to it.
+      if (usage.completionTokens > contentChunks)
+        yield { type: 'text-delta', text: '', tokens: usage.completionTokens - contentChunks };
+      yield { type: 'finish', finishReason, usage };
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;

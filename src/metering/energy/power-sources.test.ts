@@ -2,8 +2,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { engineConfigSchema } from '../../config/config-schema.js';
 import type { EngineAdapter, ModelledPower } from '../../engines/engine-adapter.js';
+import { engineConfigSchema, engineHardware } from '../../engines/engine-registry.js';
+import { hardwarePowerProfiles } from './hardware-power-profiles.js';
 import { parseReadings } from './nvml-power-source.js';
 import { PerformanceModelPowerSource } from './performance-model-power-source.js';
 import { PowerModelSource } from './power-model-source.js';
@@ -47,7 +48,11 @@ describe('PerformanceModelPowerSource', () => {
 
   it('is what selectPowerSource picks for an engine that models its power, under auto and power-model', () => {
     const modelledPower: ModelledPower = { idleWatts: 75, dynamicEnergyJoules: () => 0 };
-    const engine = { id: 'e', modelledPower, load: () => ({ slotsTotal: 1, slotsBusy: 0, waiting: 0 }) };
+    const engine = {
+      id: 'e',
+      extensions: { modelledPower },
+      load: () => ({ slotsTotal: 1, slotsBusy: 0, waiting: 0 }),
+    };
     for (const source of ['auto', 'power-model'] as const) {
       const config = engineConfigSchema.parse({
         type: 'emulated',
@@ -57,11 +62,44 @@ describe('PerformanceModelPowerSource', () => {
       });
       const selected = selectPowerSource({
         engine: engine as unknown as EngineAdapter,
-        config,
-        cpuEngineCount: 0,
+        hardware: engineHardware(config),
+        energy: config.metering.energy,
+        cpuEnginesOnHost: 0,
       });
       expect(selected.source).toBe('estimated:performance-model');
     }
+  });
+});
+
+describe('selectPowerSource with the declared power model', () => {
+  const idleEngine = {
+    id: 'e',
+    load: () => ({ slotsTotal: 4, slotsBusy: 0, waiting: 0 }),
+  } as unknown as EngineAdapter;
+  // Idle for one second: the energy is the idle power the engine's hardware description implies.
+  function idleWattsOf(document: Record<string, unknown>): number {
+    const config = engineConfigSchema.parse({
+      ...document,
+      metering: { energy: { source: 'power-model' } },
+    });
+    const source = selectPowerSource({
+      engine: idleEngine,
+      hardware: engineHardware(config),
+      energy: config.metering.energy,
+      cpuEnginesOnHost: 1,
+    });
+    source.energyJoules(0);
+    return source.energyJoules(1000);
+  }
+
+  it('models an in-process llama.cpp engine as one CPU core per thread', () => {
+    const document = { type: 'llama-cpp', model: { generated: 'gravity-tiny' }, threads: 4 };
+    expect(idleWattsOf(document)).toBeCloseTo(4 * hardwarePowerProfiles['cpu-core'].idleWatts);
+  });
+
+  it('models a remote upstream as one H100 SXM unless told otherwise', () => {
+    const document = { type: 'openai-upstream', baseUrl: 'http://127.0.0.1:8000/v1' };
+    expect(idleWattsOf(document)).toBeCloseTo(hardwarePowerProfiles['h100-sxm'].idleWatts);
   });
 });
 

@@ -1,5 +1,6 @@
-import type { EngineConfig } from '../../config/config-schema.js';
 import type { EngineAdapter } from '../../engines/engine-adapter.js';
+import type { EngineHardware } from '../../engines/engine-definition.js';
+import type { EngineMeteringConfig } from '../../engines/engine-metering-config.js';
 import { type HardwareProfileName, hardwarePowerProfiles } from './hardware-power-profiles.js';
 import { NvmlPowerSource } from './nvml-power-source.js';
 import { PerformanceModelPowerSource } from './performance-model-power-source.js';
@@ -8,20 +9,22 @@ import type { PowerSource } from './power-source.js';
 import { RaplPowerSource } from './rapl-power-source.js';
 
 /**
- * Picks each engine's energy source. `auto` prefers a measurement: RAPL for the in-process CPU engine
- * when the host exposes it (and only when one CPU engine shares the package, since RAPL measures the
- * whole package), otherwise the declared power model. A remote upstream cannot be measured from here,
- * so `auto` models it from its declared hardware (one H100 SXM unless told otherwise). An engine that
- * models its own device (the emulated engine) reports that model's energy under `auto` and `power-model`.
- * `nvml` and `rapl` asked for explicitly fail at start when unavailable, rather than silently estimating.
+ * Picks each engine's energy source. `auto` prefers what the engine knows or the host can measure: an
+ * engine that models its own device (extensions.modelledPower) reports that model's energy; an engine on
+ * this host's CPU reads RAPL when the host exposes it, but only when it is the only such engine, since
+ * RAPL measures the whole package; anything else gets the declared power model, with the defaults of the
+ * engine's hardware description (a remote upstream: one H100 SXM). `nvml` and `rapl` asked for
+ * explicitly fail at start when unavailable, rather than silently estimating.
  */
 export function selectPowerSource(options: {
   engine: EngineAdapter;
-  config: EngineConfig;
-  cpuEngineCount: number;
+  /** From the engine's definition (EngineDefinition.hardware). */
+  hardware: EngineHardware;
+  energy: EngineMeteringConfig['energy'];
+  /** Engines whose work runs on this host's CPU package, this one included. */
+  cpuEnginesOnHost: number;
 }): PowerSource {
-  const { engine, config } = options;
-  const energy = config.metering.energy;
+  const { engine, hardware, energy } = options;
   const requested = energy.source;
   if (requested === 'nvml') {
     const source = NvmlPowerSource.detect({ gpuIndices: energy.gpuIndices });
@@ -31,10 +34,11 @@ export function selectPowerSource(options: {
       );
     return source;
   }
-  if ((requested === 'auto' || requested === 'power-model') && engine.modelledPower)
-    return new PerformanceModelPowerSource(engine.modelledPower);
-  const isCpuEngine = config.type === 'llama-cpp';
-  if (requested === 'rapl' || (requested === 'auto' && isCpuEngine && options.cpuEngineCount === 1)) {
+  const modelledPower = engine.extensions?.modelledPower;
+  if ((requested === 'auto' || requested === 'power-model') && modelledPower)
+    return new PerformanceModelPowerSource(modelledPower);
+  const onHostCpu = hardware.processor === 'cpu' && hardware.onThisHost;
+  if (requested === 'rapl' || (requested === 'auto' && onHostCpu && options.cpuEnginesOnHost === 1)) {
     const source = RaplPowerSource.detect();
     if (source) return source;
     if (requested === 'rapl')
@@ -43,12 +47,10 @@ export function selectPowerSource(options: {
       );
   }
 
-  const profileName: HardwareProfileName = energy.hardware ?? (isCpuEngine ? 'cpu-core' : 'h100-sxm');
+  const profileName: HardwareProfileName = energy.hardware ?? hardware.powerModel.hardware;
   const profile = hardwarePowerProfiles[profileName];
-  const count = energy.count ?? (isCpuEngine && config.type === 'llama-cpp' ? config.threads : 1);
-  // A single-threaded CPU engine is fully busy with one running sequence; an upstream GPU server is
-  // assumed saturated at 16 concurrent requests unless configured.
-  const saturationRequests = energy.saturationRequests ?? (isCpuEngine ? 1 : 16);
+  const count = energy.count ?? hardware.powerModel.count;
+  const saturationRequests = energy.saturationRequests ?? hardware.powerModel.saturationRequests;
   return new PowerModelSource({
     idleWatts: energy.idleWatts ?? profile.idleWatts * count,
     maxWatts: energy.maxWatts ?? profile.maxWatts * count,

@@ -1,0 +1,18 @@
+import { z } from 'zod';
+import { defaults } from '../../core/defaults.js';
+import { defineEngineConfigSchema } from '../engine-definition.js';
+
+/** A GGUF model run in Gravity's own process by llama.cpp, on the CPU. */
+export const llamaCppConfigSchema = defineEngineConfigSchema('llama-cpp', {
+  /** A GGUF file path, or the name of a model Gravity generates itself. */
+  model: z.union([
+    z.strictObject({ path: z.string().min(1) }),
+    z.strictObject({ generated: z.enum(['gravity-tiny', 'gravity-tiny-random']) }),
+  ]),
+  contextTokens: z.number().int().min(16).default(defaults.llamaCpp.contextTokens),
+  slots: z.number().int().min(1).max(256).default(defaults.llamaCpp.slots),
+  threads: z.number().int().min(1).max(256).default(defaults.llamaCpp.threads),
+  batchSize: z.number().int().min(1).default(defaults.llamaCpp.batchSize),
+});
+
+export type LlamaCppEngineConfig = z.infer<typeof llamaCppConfigSchema>;
