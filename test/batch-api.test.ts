@@ -5,7 +5,7 @@ import OpenAI, { APIError, toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
-import { type CreateKeyOptions, createKey } from '../src/cli/keys-command.js';
+import { type CreateKeyOptions, createKey, revokeKey } from '../src/cli/keys-command.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { type Clock, systemClock } from '../src/core/clock.js';
 import { type GravityServer, startGravityServer } from '../src/gateway/gravity-server.js';
@@ -483,8 +483,11 @@ async function startServerWithKey(
   if (options.maxConcurrentLines !== undefined) config.batch.maxConcurrentLines = options.maxConcurrentLines;
   const keys = new SqliteKeyStore(config.auth.keysPath);
   let created: ReturnType<typeof createKey>;
+  let another: ReturnType<typeof createKey>;
   try {
     created = createKey(keys, { ...limits, tenant: 'acme' });
+    // The same tenant's other key, without limits: it reads the tenant's batches whatever befalls the first.
+    another = createKey(keys, { tenant: 'acme' });
   } finally {
     keys.close();
   }
@@ -496,7 +499,9 @@ async function startServerWithKey(
   return {
     server,
     client,
+    tenantClient: new OpenAI({ baseURL: `${server.url}/v1`, apiKey: another.key, maxRetries: 0 }),
     keyId: created.record.id,
+    keysPath: config.auth.keysPath,
     async ledgerRecords(): Promise<UsageRecord[]> {
       const ledger = new SqliteLedgerStore(path.join(config.dataDir, 'ledger.sqlite'));
       try {
@@ -603,6 +608,57 @@ describe('batch lines and the limits of the key that created the batch', () => {
         .catch((error: unknown) => error);
       expect(refused).toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
       expect((refused as APIError).message).toMatch(/requests per min \(RPM\)/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stops running the lines of a batch whose key was revoked, each saying so', async () => {
+    // rpm 1 makes the second line wait; while it waits, the key is revoked and the key cache outlived.
+    let offsetMs = 0;
+    const clock: Clock = {
+      nowMs: () => systemClock.nowMs() + offsetMs,
+      epochMs: () => systemClock.epochMs() + offsetMs,
+    };
+    let revoke = () => {};
+    const sleep: Sleep = async (ms, signal) => {
+      signal.throwIfAborted();
+      revoke();
+      offsetMs += ms;
+    };
+    const { server, client, tenantClient, keyId, keysPath, ledgerRecords } = await startServerWithKey(
+      { rpm: 1 },
+      { clock, sleep, maxConcurrentLines: 1 },
+    );
+    revoke = () => {
+      const keys = new SqliteKeyStore(keysPath);
+      try {
+        revokeKey(keys, keyId);
+      } finally {
+        keys.close();
+      }
+    };
+    try {
+      const lines = ['first', 'second', 'third', 'fourth'].map((customId) => chatLine(customId));
+      // The batch is created with the key still valid; its lines start at once.
+      const created = await submit(client, jsonl(lines));
+      const batch = await waitForBatch(tenantClient, created.id, terminal);
+      // The first two lines had passed the key check before the revocation; the rest fail with 401.
+      expect(batch).toMatchObject({
+        status: 'completed',
+        request_counts: { total: 4, completed: 2, failed: 2 },
+      });
+      const failures = await resultLines(tenantClient, batch.error_file_id);
+      expect(failures.map((line) => line.custom_id).sort()).toEqual(['fourth', 'third']);
+      for (const line of failures) {
+        expect(line.response?.status_code).toBe(401);
+        expect(line.response?.body).toMatchObject({
+          error: { code: 'invalid_api_key', message: expect.stringMatching(/has been revoked/) },
+        });
+      }
+      const records = await ledgerRecords();
+      expect(records).toHaveLength(4);
+      for (const record of records) expect(record.apiKeyId).toBe(keyId);
     } finally {
       await server.close();
     }
