@@ -23,7 +23,7 @@ export interface HttpServerOptions {
   ledger?: LedgerStore | undefined;
   bodyLimitBytes: number;
   logLevel: string;
-  /** Keys, tiers and limits; absent: every caller is anonymous and unlimited (open mode). */
+  /** Keys, for authentication (the pipeline applies tiers and limits); absent: everyone is anonymous. */
   admission?: Admission | undefined;
   /** The Batch API (`/v1/files`, `/v1/batches`); absent when `batch.enabled` is false. */
   batch?: BatchRoutesOptions | undefined;
@@ -50,7 +50,10 @@ function toOpenAIError(error: FastifyError | GravityError, bodyLimitBytes: numbe
   return errors.internal();
 }
 
-/** The OpenAI-compatible HTTP edge. Thin: it translates the wire format and delegates to the gateway. */
+/**
+ * The OpenAI-compatible HTTP edge. Thin: it translates the wire format; completions run through the
+ * request pipeline, the rest asks the gateway (models, routing) or the ledger (usage).
+ */
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const { gateway, pipeline, metrics, bodyLimitBytes } = options;
   const app = Fastify({
