@@ -5,11 +5,13 @@ import OpenAI, { APIError, toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
-import { createKey } from '../src/cli/keys-command.js';
+import { type CreateKeyOptions, createKey, revokeKey } from '../src/cli/keys-command.js';
 import { loadConfig } from '../src/config/load-config.js';
-import { systemClock } from '../src/core/clock.js';
-import { startGravityServer } from '../src/gateway/gravity-server.js';
+import { type Clock, systemClock } from '../src/core/clock.js';
+import { type GravityServer, startGravityServer } from '../src/gateway/gravity-server.js';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
+import type { UsageRecord } from '../src/metering/usage-record.js';
+import type { Sleep } from '../src/pipeline/request-pipeline.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**
@@ -466,6 +468,199 @@ describe('batches and files per tenant', () => {
       expect(refused).toMatchObject({ status: 403, code: 'tier_not_allowed' });
     } finally {
       await keyed.close();
+    }
+  });
+});
+
+/** A server whose one key (tenant `acme`) has the given limits, with that key's openai client. */
+async function startServerWithKey(
+  limits: Omit<CreateKeyOptions, 'tenant'>,
+  options: { clock?: Clock; sleep?: Sleep; maxConcurrentLines?: number } = {},
+) {
+  const config = loadConfig({ document, port: 0, host: '127.0.0.1', logLevel: 'silent' }, {});
+  config.dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-batch-limits-'));
+  config.auth.keysPath = path.join(config.dataDir, 'keys.sqlite');
+  if (options.maxConcurrentLines !== undefined) config.batch.maxConcurrentLines = options.maxConcurrentLines;
+  const keys = new SqliteKeyStore(config.auth.keysPath);
+  let created: ReturnType<typeof createKey>;
+  let another: ReturnType<typeof createKey>;
+  try {
+    created = createKey(keys, { ...limits, tenant: 'acme' });
+    // The same tenant's other key, without limits: it reads the tenant's batches whatever befalls the first.
+    another = createKey(keys, { tenant: 'acme' });
+  } finally {
+    keys.close();
+  }
+  const server: GravityServer = await startGravityServer(config, {
+    ...(options.clock && { clock: options.clock }),
+    ...(options.sleep && { sleep: options.sleep }),
+  });
+  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: created.key, maxRetries: 0 });
+  return {
+    server,
+    client,
+    tenantClient: new OpenAI({ baseURL: `${server.url}/v1`, apiKey: another.key, maxRetries: 0 }),
+    keyId: created.record.id,
+    keysPath: config.auth.keysPath,
+    async ledgerRecords(): Promise<UsageRecord[]> {
+      const ledger = new SqliteLedgerStore(path.join(config.dataDir, 'ledger.sqlite'));
+      try {
+        return await ledger.records({});
+      } finally {
+        await ledger.close();
+      }
+    },
+  };
+}
+
+describe('batch lines and the limits of the key that created the batch', () => {
+  it('fails every line too large for the key’s tokens per minute, saying why, and runs none', async () => {
+    // The issue's repro: a key limited to 3 requests and 2,000 tokens per minute, a 20-line batch of
+    // 3,000-token requests. Before, all 20 ran.
+    const { server, client, keyId, ledgerRecords } = await startServerWithKey({ rpm: 3, tpm: 2000 });
+    try {
+      const lines = Array.from({ length: 20 }, (_, index) => chatLine(`big-${index}`, { max_tokens: 3000 }));
+      const created = await submit(client, jsonl(lines));
+      const batch = await waitForBatch(client, created.id, terminal);
+      expect(batch).toMatchObject({
+        status: 'completed',
+        request_counts: { total: 20, completed: 0, failed: 20 },
+        output_file_id: null,
+      });
+      const failures = await resultLines(client, batch.error_file_id);
+      expect(failures).toHaveLength(20);
+      for (const line of failures) {
+        expect(line.response?.status_code).toBe(429);
+        const error = (line.response?.body as { error?: { message: string } } | undefined)?.error;
+        expect(error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+        expect(error?.message).toMatch(
+          /^Request too large for tokens per min \(TPM\) on key gk-[0-9a-f]+-[\w-]+\*\*\*: Limit 2000, Requested 30\d\d/,
+        );
+      }
+
+      // One record per line, under the key that created the batch, and no engine ran any of them.
+      const records = await ledgerRecords();
+      expect(records).toHaveLength(20);
+      for (const record of records) {
+        expect(record).toMatchObject({
+          tenant: 'acme',
+          apiKeyId: keyId,
+          tier: 'batch',
+          status: 429,
+          errorCode: 'rate_limit_exceeded',
+          engine: null,
+          completionTokens: 0,
+        });
+      }
+      expect(new Set(records.map((record) => record.requestId))).toEqual(
+        new Set(failures.map((line) => line.response?.request_id)),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('paces lines refused for requests per minute until every one runs, where an HTTP request is refused', async () => {
+    // A minute of rate limit passes in milliseconds: sleeping moves the server's clock forward instead
+    // of waiting. One line at a time, so the sleeps do not overlap.
+    let offsetMs = 0;
+    const clock: Clock = {
+      nowMs: () => systemClock.nowMs() + offsetMs,
+      epochMs: () => systemClock.epochMs() + offsetMs,
+    };
+    const sleepsMs: number[] = [];
+    const sleep: Sleep = async (ms, signal) => {
+      signal.throwIfAborted();
+      sleepsMs.push(ms);
+      offsetMs += ms;
+    };
+    const { server, client, keyId, ledgerRecords } = await startServerWithKey(
+      { rpm: 2 },
+      { clock, sleep, maxConcurrentLines: 1 },
+    );
+    try {
+      const lines = Array.from({ length: 5 }, (_, index) => chatLine(`paced-${index}`));
+      const created = await submit(client, jsonl(lines));
+      const batch = await waitForBatch(client, created.id, terminal);
+      expect(batch).toMatchObject({
+        status: 'completed',
+        request_counts: { total: 5, completed: 5, failed: 0 },
+      });
+      expect((await resultLines(client, batch.output_file_id)).map((line) => line.custom_id).sort()).toEqual(
+        lines.map((line) => line.custom_id).sort(),
+      );
+
+      // Two lines fit the burst; each of the other three waited the 30 s the limiter asked for (rpm 2
+      // refills one request every 30 s), not a guessed back-off.
+      expect(sleepsMs.length).toBeGreaterThanOrEqual(3);
+      for (const ms of sleepsMs) expect(ms).toBeLessThanOrEqual(30_000);
+      expect(sleepsMs.reduce((sum, ms) => sum + ms, 0)).toBeGreaterThanOrEqual(3 * 30_000 - 100);
+
+      // The waits left no records: one per line, each a success under the batch's key.
+      const records = await ledgerRecords();
+      expect(records).toHaveLength(5);
+      for (const record of records)
+        expect(record).toMatchObject({ apiKeyId: keyId, tier: 'batch', status: 200, errorCode: null });
+
+      // The batch spent the key's requests: an HTTP request now is refused at once, as ever.
+      const refused = await client.chat.completions
+        .create({ model: 'llama-3.1-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 })
+        .catch((error: unknown) => error);
+      expect(refused).toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
+      expect((refused as APIError).message).toMatch(/requests per min \(RPM\)/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stops running the lines of a batch whose key was revoked, each saying so', async () => {
+    // rpm 1 makes the second line wait; while it waits, the key is revoked and the key cache outlived.
+    let offsetMs = 0;
+    const clock: Clock = {
+      nowMs: () => systemClock.nowMs() + offsetMs,
+      epochMs: () => systemClock.epochMs() + offsetMs,
+    };
+    let revoke = () => {};
+    const sleep: Sleep = async (ms, signal) => {
+      signal.throwIfAborted();
+      revoke();
+      offsetMs += ms;
+    };
+    const { server, client, tenantClient, keyId, keysPath, ledgerRecords } = await startServerWithKey(
+      { rpm: 1 },
+      { clock, sleep, maxConcurrentLines: 1 },
+    );
+    revoke = () => {
+      const keys = new SqliteKeyStore(keysPath);
+      try {
+        revokeKey(keys, keyId);
+      } finally {
+        keys.close();
+      }
+    };
+    try {
+      const lines = ['first', 'second', 'third', 'fourth'].map((customId) => chatLine(customId));
+      // The batch is created with the key still valid; its lines start at once.
+      const created = await submit(client, jsonl(lines));
+      const batch = await waitForBatch(tenantClient, created.id, terminal);
+      // The first two lines had passed the key check before the revocation; the rest fail with 401.
+      expect(batch).toMatchObject({
+        status: 'completed',
+        request_counts: { total: 4, completed: 2, failed: 2 },
+      });
+      const failures = await resultLines(tenantClient, batch.error_file_id);
+      expect(failures.map((line) => line.custom_id).sort()).toEqual(['fourth', 'third']);
+      for (const line of failures) {
+        expect(line.response?.status_code).toBe(401);
+        expect(line.response?.body).toMatchObject({
+          error: { code: 'invalid_api_key', message: expect.stringMatching(/has been revoked/) },
+        });
+      }
+      const records = await ledgerRecords();
+      expect(records).toHaveLength(4);
+      for (const record of records) expect(record.apiKeyId).toBe(keyId);
+    } finally {
+      await server.close();
     }
   });
 });

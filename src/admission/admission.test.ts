@@ -3,7 +3,7 @@ import { createKey } from '../cli/keys-command.js';
 import { GravityError } from '../core/errors.js';
 import { createRequestContext } from '../core/request-context.js';
 import { VirtualClock } from '../simulator/virtual-clock.js';
-import { Admission, type AdmissionOptions } from './admission.js';
+import { Admission, type AdmissionOptions, concurrencyRecheckMs } from './admission.js';
 import { parseApiKey, redactKey } from './api-key.js';
 import { openModeCaller } from './request-caller.js';
 import { SqliteKeyStore } from './sqlite-key-store.js';
@@ -236,5 +236,43 @@ describe('Admission: limits', () => {
     expect(refused.status).toBe(429);
     expect(refused.message).toMatch(/spent \$1\.00 of its \$1\.00 budget for the day/);
     expect(refused.headers['retry-after']).toBe(String(12 * 3600));
+  });
+
+  it('says how long to wait when a rate limit refuses, and that waiting cannot help a budget or a request too large', async () => {
+    const spentUsd = async () => 5;
+    const { clock, keys, admission } = setup({ spentUsd });
+    const limited = admission.authenticate(
+      `Bearer ${createKey(keys, { tenant: 'acme', rpm: 2, tpm: 1000, concurrency: 3 }).key}`,
+    );
+    await admission.admit(context(clock), limited, chat('hi'));
+    await admission.admit(context(clock), limited, chat('hi'));
+    // rpm 2 refills one request every 30 s.
+    expect(await admission.tryAdmit(context(clock), limited, chat('hi'))).toMatchObject({
+      admitted: false,
+      retryAfterMs: 30_000,
+      error: { status: 429, code: 'rate_limit_exceeded' },
+    });
+    // Too large for the 1,000 tokens per minute: refused with no wait, even while rpm is spent.
+    const tooLarge = await admission.tryAdmit(context(clock), limited, chat('hi', 2000));
+    expect(tooLarge).toMatchObject({ admitted: false, retryAfterMs: null });
+    expect(!tooLarge.admitted && tooLarge.error.message).toMatch(/Request too large for tokens per min/);
+
+    clock.advanceTo(30_000);
+    await admission.admit(context(clock), limited, chat('hi'));
+    clock.advanceTo(60_000);
+    // Three in flight: the fourth waits for a slot, which the limiter cannot time, so it checks again.
+    expect(await admission.tryAdmit(context(clock), limited, chat('hi'))).toMatchObject({
+      admitted: false,
+      retryAfterMs: concurrencyRecheckMs,
+    });
+
+    const broke = admission.authenticate(
+      `Bearer ${createKey(keys, { tenant: 'acme', spendUsd: 1, period: 'day' }).key}`,
+    );
+    expect(await admission.tryAdmit(context(clock), broke, chat('hi'))).toMatchObject({
+      admitted: false,
+      retryAfterMs: null,
+      error: { code: 'insufficient_quota' },
+    });
   });
 });

@@ -4,7 +4,7 @@ import { estimateInputTokens, type PromptInput } from '../core/prompt-size.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { ServiceTier } from '../core/service-tiers.js';
-import { anonymousTenant, type Limits } from './api-key.js';
+import { type ApiKey, anonymousTenant, type Limits } from './api-key.js';
 import { Authenticator } from './authenticator.js';
 import type { KeyStore } from './key-store.js';
 import {
@@ -23,6 +23,26 @@ export interface AdmissionRequest {
   input: PromptInput;
   maxTokens: number | null;
 }
+
+/** Admission's answer: in, with the `x-ratelimit-*` headers; or the 429/403 to answer and when to retry. */
+export type AdmissionDecision =
+  | { admitted: true; rateLimitHeaders: Record<string, string> }
+  | {
+      admitted: false;
+      error: GravityError;
+      /**
+       * When trying again may succeed (clock ms): a rate limit refilling or a concurrency slot freeing.
+       * Null when waiting cannot help within the minutes a caller may wait: a request larger than its
+       * tokens-per-minute limit, or a spent budget (it renews at the next period).
+       */
+      retryAfterMs: number | null;
+    };
+
+/**
+ * How often a request waiting for a concurrency slot checks again: the limiter cannot know when a
+ * running request ends, so waiters poll; a quarter second keeps the slot busy without spinning.
+ */
+export const concurrencyRecheckMs = 250;
 
 /** Reads what a tenant (or one of its keys) spent in a range from the ledger. */
 export type SpendReader = (query: {
@@ -89,28 +109,55 @@ export class Admission implements RequestObserver {
 
   /**
    * Admits the request against its key's and its tenant's limits, or throws the 429 to answer. Returns
-   * the `x-ratelimit-*` headers for the response. Every admitted request must reach `gateway.finish`
-   * (this object observes it) so its slot and reservation are returned.
-   *
-   * Tokens per minute are charged before the request runs, when the real count is unknown: the prompt
-   * estimated from its length plus `max_tokens` (the most it may generate), as OpenAI does. Charging only
-   * at the end would let a burst of long requests through at once; charging the estimate alone would
-   * under-count long completions. The reservation is trued up with the real usage when the request ends.
+   * the `x-ratelimit-*` headers for the response. See `tryAdmit`.
    */
   async admit(
     context: RequestContext,
     caller: Caller,
     request: AdmissionRequest,
   ): Promise<Record<string, string>> {
+    const decision = await this.tryAdmit(context, caller, request);
+    if (!decision.admitted) throw decision.error;
+    return decision.rateLimitHeaders;
+  }
+
+  /**
+   * Admits the request against its key's and its tenant's limits, or says why not and whether waiting
+   * would help. Every admitted request must reach `gateway.finish` (this object observes it) so its slot
+   * and reservation are returned.
+   *
+   * Tokens per minute are charged before the request runs, when the real count is unknown: the prompt
+   * estimated from its length plus `max_tokens` (the most it may generate), as OpenAI does. Charging only
+   * at the end would let a burst of long requests through at once; charging the estimate alone would
+   * under-count long completions. The reservation is trued up with the real usage when the request ends.
+   */
+  async tryAdmit(
+    context: RequestContext,
+    caller: Caller,
+    request: AdmissionRequest,
+  ): Promise<AdmissionDecision> {
     const scopes = this.scopesOf(caller);
-    if (scopes.length === 0) return {};
+    if (scopes.length === 0) return { admitted: true, rateLimitHeaders: {} };
     for (const scope of scopes) {
       if (scope.limits.spendUsd !== undefined) await this.loadSpend(scope, caller);
     }
     const decision = this.limiter.admit(scopes, this.reservedTokens(request));
-    if (!decision.admitted) throw denialError(decision.denial, decision.snapshot);
+    if (!decision.admitted)
+      return {
+        admitted: false,
+        error: denialError(decision.denial, decision.snapshot),
+        retryAfterMs: waitThatHelpsMs(decision.denial),
+      };
     this.tickets.set(context, decision.ticket);
-    return rateLimitHeaders(decision.snapshot);
+    return { admitted: true, rateLimitHeaders: rateLimitHeaders(decision.snapshot) };
+  }
+
+  /**
+   * A key by id, revoked or not, through the authentication cache: for work a key started earlier and
+   * Gravity runs later (batch lines run under the key that created the batch).
+   */
+  keyById(apiKeyId: string): ApiKey | null {
+    return this.authenticator.keyById(apiKeyId);
   }
 
   onRequestStart(): void {}
@@ -128,7 +175,8 @@ export class Admission implements RequestObserver {
     }
     const priceUsd = context.metered?.priceUsd ?? 0;
     if (priceUsd > 0) {
-      // Counted for every request with a price, admitted here or not (Batch API lines run internally).
+      // Counted for every request with a price, ticket or not: a key without limits of its own still
+      // spends its tenant's budget.
       if (context.apiKeyId)
         this.limiter.addSpend(`key:${context.apiKeyId}`, context.receivedAtEpochMs, priceUsd);
       this.limiter.addSpend(
@@ -208,6 +256,20 @@ function hasLimits(limits: Limits): boolean {
     limits.concurrency !== undefined ||
     limits.spendUsd !== undefined
   );
+}
+
+/** See AdmissionDecision.retryAfterMs. Never below 1 ms, so a waiter always lets time pass. */
+function waitThatHelpsMs(denial: LimitDenial): number | null {
+  switch (denial.kind) {
+    case 'requests':
+    case 'tokens':
+      return Math.max(1, Math.ceil(denial.retryAfterMs));
+    case 'concurrency':
+      return concurrencyRecheckMs;
+    case 'request-too-large':
+    case 'spend':
+      return null;
+  }
 }
 
 function formatUsd(usd: number): string {

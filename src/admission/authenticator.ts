@@ -58,6 +58,11 @@ export class Authenticator {
     return keyCaller(key);
   }
 
+  /** A key by id, revoked or not, cached like every lookup; null when the store has none. */
+  keyById(id: string): ApiKey | null {
+    return this.lookUp(id);
+  }
+
   private lookUp(id: string): ApiKey | null {
     const nowMs = this.options.clock.nowMs();
     const cached = this.cache.get(id);

@@ -29,6 +29,18 @@ describe('Limiter', () => {
     expect(limiter.admit([key], 0).admitted).toBe(true);
   });
 
+  it('calls a request larger than the tokens-per-minute limit too large at once, even while rpm is spent', () => {
+    const { limiter } = setup();
+    const key = scope('key:a', { rpm: 1, tpm: 1000 });
+    expect(limiter.admit([key], 10).admitted).toBe(true);
+    const refused = limiter.admit([key], 1001);
+    expect(refused.admitted === false && refused.denial).toMatchObject({
+      kind: 'request-too-large',
+      limit: 1000,
+      requested: 1001,
+    });
+  });
+
   it('reports remaining requests and the time until the bucket is full again', () => {
     const { clock, limiter } = setup();
     const key = scope('key:a', { rpm: 60, tpm: 6000 });

@@ -180,7 +180,10 @@ export class Limiter {
     return state;
   }
 
-  /** Budget first (nothing helps but waiting for the next period), then rates, then concurrency. */
+  /**
+   * Budget first (nothing helps but waiting for the next period), then requests too large for a limit
+   * (nothing helps), then rates, then concurrency.
+   */
   private firstDenial(
     scopes: readonly LimitScope[],
     states: readonly ScopeState[],
@@ -202,6 +205,12 @@ export class Limiter {
         };
       }
     }
+    // A request larger than a tokens-per-minute limit never fits: said at once, not after a wait for rpm.
+    for (const scope of scopes) {
+      const { tpm } = scope.limits;
+      if (tpm !== undefined && tokens > tpm)
+        return { kind: 'request-too-large', scope, limit: tpm, requested: tokens };
+    }
     for (const [index, scope] of scopes.entries()) {
       const state = states[index] as ScopeState;
       const { rpm, tpm, concurrency } = scope.limits;
@@ -216,7 +225,6 @@ export class Limiter {
         };
       }
       if (tpm !== undefined && state.tokens) {
-        if (tokens > tpm) return { kind: 'request-too-large', scope, limit: tpm, requested: tokens };
         if (state.tokens.level < tokens) {
           return {
             kind: 'tokens',

@@ -7,24 +7,30 @@ import type { Endpoint } from '../core/request-context.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { registerAuthentication } from './authentication.js';
-import { completionHandler } from './completion-handler.js';
+import { completionHandler, refusedRequestRenderer } from './completion-handler.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
 import { registerRoutingRoutes } from './routing-route.js';
 import { registerUsageRoute } from './usage-route.js';
 
 export interface HttpServerOptions {
   gateway: Gateway;
+  /** The request lifecycle the completion endpoints run through (admission included). */
+  pipeline: RequestPipeline;
   metrics: PrometheusMetrics;
   /** The ledger behind `/v1/usage`; absent when metering is off. */
   ledger?: LedgerStore | undefined;
   bodyLimitBytes: number;
   logLevel: string;
-  /** Keys, tiers and limits; absent: every caller is anonymous and unlimited (open mode). */
+  /** Keys, for authentication (the pipeline applies tiers and limits); absent: everyone is anonymous. */
   admission?: Admission | undefined;
   /** The Batch API (`/v1/files`, `/v1/batches`); absent when `batch.enabled` is false. */
   batch?: BatchRoutesOptions | undefined;
 }
+
+/** For requests refused before they could be read: no client disconnect can cancel anything. */
+const neverAborted = new AbortController().signal;
 
 /** Maps framework-level failures (body parsing, limits, routing) to OpenAI-style errors. */
 function toOpenAIError(error: FastifyError | GravityError, bodyLimitBytes: number): GravityError {
@@ -44,9 +50,12 @@ function toOpenAIError(error: FastifyError | GravityError, bodyLimitBytes: numbe
   return errors.internal();
 }
 
-/** The OpenAI-compatible HTTP edge. Thin: it translates the wire format and delegates to the gateway. */
+/**
+ * The OpenAI-compatible HTTP edge. Thin: it translates the wire format; completions run through the
+ * request pipeline, the rest asks the gateway (models, routing) or the ledger (usage).
+ */
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
-  const { gateway, metrics, bodyLimitBytes } = options;
+  const { gateway, pipeline, metrics, bodyLimitBytes } = options;
   const app = Fastify({
     bodyLimit: bodyLimitBytes,
     logger: { level: options.logLevel },
@@ -75,19 +84,22 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
     if (gravityError.status >= 500) request.log.error({ err: error }, 'request failed');
-    // A completion request rejected before its handler ran (bad JSON, body too large) still gets its
-    // one usage record.
+    // A completion request refused before its handler ran (bad JSON, body too large, no valid key)
+    // still gets its one usage record: it enters the pipeline and fails its parse. The caller is
+    // anonymous when authentication itself refused the request; the key's tenant when it passed.
     const endpoint = completionEndpoints[request.routeOptions.url ?? ''];
     if (endpoint) {
-      const context = gateway.begin({ endpoint, stream: false, model: '', serviceTier: 'auto' });
-      // Anonymous when authentication itself refused the request; the key's tenant when it passed.
-      const caller = requestCaller(request);
-      context.tenant = caller.tenant;
-      context.apiKeyId = caller.apiKeyId;
-      context.status = gravityError.status;
-      context.errorCode = gravityError.code;
-      reply.header('x-request-id', context.requestId);
-      await gateway.finish(context);
+      await pipeline.run({
+        endpoint,
+        received: { model: '', stream: false },
+        caller: requestCaller(request),
+        parse: () => {
+          throw gravityError;
+        },
+        renderer: refusedRequestRenderer(reply),
+        signal: neverAborted,
+      });
+      return reply;
     }
     return reply.code(gravityError.status).headers(gravityError.headers).send(gravityError.toBody());
   });
@@ -97,22 +109,14 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   registerAuthentication(app, options.admission);
-  const admission = options.admission;
-  const log = (context: { requestId: string }, error: unknown) =>
-    app.log.error({ err: error, requestId: context.requestId }, 'request failed');
+  const clock = gateway.clock;
   app.post(
     '/v1/chat/completions',
-    completionHandler({
-      gateway,
-      endpoint: 'chat.completions',
-      parse: parseChatCompletionRequest,
-      log,
-      admission,
-    }),
+    completionHandler({ pipeline, clock, endpoint: 'chat.completions', parse: parseChatCompletionRequest }),
   );
   app.post(
     '/v1/completions',
-    completionHandler({ gateway, endpoint: 'completions', parse: parseCompletionRequest, log, admission }),
+    completionHandler({ pipeline, clock, endpoint: 'completions', parse: parseCompletionRequest }),
   );
 
   app.get('/v1/models', async () => ({

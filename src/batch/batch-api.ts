@@ -1,6 +1,7 @@
+import type { Admission } from '../admission/admission.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import type { Clock } from '../core/clock.js';
-import type { Gateway } from '../gateway/gateway.js';
+import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import type { BatchRoutesOptions } from './batch-routes.js';
 import { BatchRunner } from './batch-runner.js';
 import { BatchStore } from './batch-store.js';
@@ -18,15 +19,18 @@ export interface BatchApi {
 
 export function createBatchApi(options: {
   config: GravityConfig;
-  gateway: Gateway;
+  pipeline: RequestPipeline;
+  /** Finds the key that created a batch; absent (no admission): lines run under their tenant alone. */
+  admission?: Admission | undefined;
   clock: Clock;
   log: (message: string, details: Record<string, unknown>) => void;
 }): BatchApi {
-  const { config, gateway, clock, log } = options;
+  const { config, pipeline, admission, clock, log } = options;
   const store = new BatchStore(config.batch.directory ?? config.dataDir);
   const runner = new BatchRunner({
     store,
-    gateway,
+    pipeline,
+    findKey: admission && ((apiKeyId) => admission.keyById(apiKeyId)),
     clock,
     maxConcurrentLines: config.batch.maxConcurrentLines,
     maxLinesPerBatch: config.batch.maxLinesPerBatch,

@@ -1,9 +1,14 @@
+import type { Caller } from '../admission/request-caller.js';
 import { completionResponseBody } from '../api/openai-wire-format.js';
-import { parseChatCompletionRequest, parseCompletionRequest } from '../api/request-schemas.js';
-import { errors, GravityError, toGravityError } from '../core/errors.js';
-import type { Endpoint } from '../core/request-context.js';
+import {
+  type ParsedRequest,
+  parseChatCompletionRequest,
+  parseCompletionRequest,
+} from '../api/request-schemas.js';
+import { errors, type GravityError } from '../core/errors.js';
+import type { Endpoint, RequestContext } from '../core/request-context.js';
 import type { StreamPart, TokenUsage } from '../core/stream-parts.js';
-import type { Gateway } from '../gateway/gateway.js';
+import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import type { BatchEndpoint } from './batch-input.js';
 
 /** What one line's request answered, as an HTTP client would have seen it. */
@@ -14,6 +19,12 @@ export interface LineAnswer {
   usage: TokenUsage | null;
   /** The error code when the answer is an error (`shutting_down`, `rate_limit_exceeded` …). */
   errorCode: string | null;
+  /**
+   * True when the gateway's queues or replicas pushed the line back (429, 503 overloaded): not an answer
+   * about this request, so the runner tries it again later. Refusals by admission are answers: the
+   * pipeline already waited for rate limits, and what is left (budget, too large) will not pass later.
+   */
+  pushedBack: boolean;
 }
 
 const endpoints: Record<BatchEndpoint, Endpoint> = {
@@ -22,79 +33,97 @@ const endpoints: Record<BatchEndpoint, Endpoint> = {
 };
 
 /**
- * Runs one batch line through exactly the path an HTTP request takes — `gateway.begin`, the edge's own
- * request parser, `gateway.execute`, `gateway.finish` — non-streamed, at the `batch` tier and as the
- * batch owner's tenant, so the line leaves one ledger record like any request. Never throws: a failure
- * is the line's answer, with the status and body the HTTP edge would have sent.
+ * Runs one batch line through the request pipeline, exactly as the same request over HTTP would run —
+ * the edge's request parser, admission against the limits of the key that created the batch, the
+ * gateway, one ledger record — non-streamed and at the `batch` tier. A line refused for a rate limit
+ * waits for it (a batch has 24 hours) until `stopWaiting` aborts. Never throws: a failure is the line's
+ * answer, with the status and body the HTTP edge would have sent.
  */
-export async function executeBatchLine(options: {
-  gateway: Gateway;
+export function executeBatchLine(options: {
+  pipeline: RequestPipeline;
   endpoint: BatchEndpoint;
   body: Record<string, unknown>;
-  tenant: string;
+  /** The batch's owner: its tenant and the key that created the batch (limits, ledger `apiKeyId`). */
+  caller: Caller;
+  /** Why the line may not run at all (the key that created the batch was revoked): its answer. */
+  refusal: GravityError | null;
+  /** Cancel or expiry: ends the line whatever it is doing; its reason is the answer. */
   signal: AbortSignal;
+  /** Shutdown: ends a wait for a rate limit (its reason is the answer); running lines carry on. */
+  stopWaiting: AbortSignal;
 }): Promise<LineAnswer> {
-  const { gateway, body, signal } = options;
+  const { body } = options;
   const endpoint = endpoints[options.endpoint];
-  const context = gateway.begin({
+  return options.pipeline.run({
     endpoint,
-    stream: false,
-    model: typeof body.model === 'string' ? body.model : '',
-    serviceTier: 'batch',
+    received: {
+      model: typeof body.model === 'string' ? body.model : '',
+      stream: false,
+      serviceTier: 'batch',
+    },
+    caller: options.caller,
+    parse: () => {
+      if (options.refusal) throw options.refusal;
+      if (body.stream === true)
+        throw errors.unsupportedParameter(
+          'stream',
+          'is not supported in a batch: each line is answered whole.',
+        );
+      // A line's own service_tier is not the batch's: batch lines always run at the batch tier.
+      const { service_tier: _ignored, ...request } = body;
+      const parsed =
+        endpoint === 'chat.completions'
+          ? parseChatCompletionRequest(request)
+          : parseCompletionRequest(request);
+      return { ...parsed, serviceTier: 'batch' };
+    },
+    renderer: new LineAnswerRenderer(),
+    signal: options.signal,
+    waitForRateLimits: { until: options.stopWaiting },
   });
-  context.tenant = options.tenant;
-  let iterator: AsyncIterator<StreamPart> | undefined;
-  try {
-    if (body.stream === true)
-      throw errors.unsupportedParameter(
-        'stream',
-        'is not supported in a batch: each line is answered whole.',
-      );
-    // A line's own service_tier is not the batch's: batch lines always run at the batch tier.
-    const { service_tier: _ignored, ...request } = body;
-    const parsed =
-      endpoint === 'chat.completions' ? parseChatCompletionRequest(request) : parseCompletionRequest(request);
-    iterator = gateway.execute(context, parsed.generation, signal)[Symbol.asyncIterator]();
-    context.gatewayOverheadMs += gateway.clock.nowMs() - context.receivedAtMs;
-    let text = '';
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-      const part = next.value;
-      if (part.type === 'response-start') context.status = 200;
-      else if (part.type === 'text-delta') text += part.text;
-      else if (part.type === 'finish') {
-        await gateway.finish(context);
-        return {
-          statusCode: 200,
-          requestId: context.requestId,
-          body: completionResponseBody({
-            context,
-            text,
-            finishReason: part.finishReason,
-            usage: part.usage,
-            metered: context.metered,
-          }),
-          usage: part.usage,
-          errorCode: null,
-        };
-      }
-    }
-    throw errors.internal('engine ended without a finish part');
-  } catch (error) {
-    // Stopped by the runner (cancel, expiry): the abort's reason says why, whatever the engine threw.
-    const gravityError =
-      signal.aborted && signal.reason instanceof GravityError ? signal.reason : toGravityError(error);
-    context.status = gravityError.status;
-    context.errorCode = gravityError.code;
-    await gateway.finish(context);
+}
+
+/** Collects a line's text and answers with the JSON body or error an HTTP client would have received. */
+class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
+  readonly committed = false;
+  private content = '';
+
+  admitted(): void {}
+
+  started(): void {}
+
+  text(part: Extract<StreamPart, { type: 'text-delta' }>): undefined {
+    this.content += part.text;
+    return undefined;
+  }
+
+  finished(part: Extract<StreamPart, { type: 'finish' }>, context: RequestContext): LineAnswer {
     return {
-      statusCode: gravityError.status,
+      statusCode: 200,
       requestId: context.requestId,
-      body: gravityError.toBody(),
-      usage: null,
-      errorCode: gravityError.code,
+      body: completionResponseBody({
+        context,
+        text: this.content,
+        finishReason: part.finishReason,
+        usage: part.usage,
+        metered: context.metered,
+      }),
+      usage: part.usage,
+      errorCode: null,
+      pushedBack: false,
     };
-  } finally {
-    await iterator?.return?.(undefined).catch(() => {});
-    await gateway.finish(context);
+  }
+
+  failed({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
+    return {
+      statusCode: error.status,
+      requestId: context.requestId,
+      body: error.toBody(),
+      usage: null,
+      errorCode: error.code,
+      pushedBack:
+        stage === 'execution' &&
+        (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
+    };
   }
 }

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { requestCaller } from '../admission/request-caller.js';
 import { describeZodError } from '../api/request-schemas.js';
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
@@ -174,6 +175,8 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
     const batch: StoredBatch = {
       id: newObjectId('batch_'),
       tenant,
+      // Its lines run under this key's limits and carry its id in the ledger.
+      apiKeyId: requestCaller(request).apiKeyId,
       endpoint: body.endpoint,
       inputFileId: input.id,
       completionWindow: body.completion_window,

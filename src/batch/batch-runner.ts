@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
+import type { ApiKey } from '../admission/api-key.js';
+import { type Caller, keyCaller } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
-import { errors } from '../core/errors.js';
-import type { Gateway } from '../gateway/gateway.js';
+import { errors, type GravityError } from '../core/errors.js';
+import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { type BatchInputLine, parseBatchInput } from './batch-input.js';
 import { executeBatchLine, type LineAnswer } from './batch-line-executor.js';
 import {
@@ -16,7 +18,10 @@ import { resultLine } from './batch-wire-format.js';
 
 export interface BatchRunnerOptions {
   store: BatchStore;
-  gateway: Gateway;
+  /** Lines run through the same request pipeline as HTTP requests: admission, gateway, ledger. */
+  pipeline: RequestPipeline;
+  /** The key that created a batch, by id (revoked ones too); absent: lines run under the tenant only. */
+  findKey?: ((apiKeyId: string) => ApiKey | null) | undefined;
   clock: Clock;
   /** Lines of one batch in flight at once. */
   maxConcurrentLines: number;
@@ -26,11 +31,6 @@ export interface BatchRunnerOptions {
   expiryCheckIntervalMs?: number;
   /** First wait before a line the scheduler pushed back (429, 503 overloaded) is tried again. */
   retryDelayMs?: number;
-}
-
-/** Answers that mean "not now" rather than "this request fails": the line is tried again later. */
-function isPushBack(answer: LineAnswer): boolean {
-  return answer.statusCode === 429 || (answer.statusCode === 503 && answer.errorCode !== 'shutting_down');
 }
 
 const unfinishedLineErrors = {
@@ -126,6 +126,8 @@ class BatchJob {
   readonly expiresAt: number;
   done: Promise<void> = Promise.resolve();
   private readonly inFlight = new Set<AbortController>();
+  /** Aborted at shutdown: lines waiting for a rate limit stop waiting (and run again after the restart). */
+  private readonly halting = new AbortController();
   private readonly sleepers = new Set<() => void>();
   private ending: 'cancelled' | 'expired' | null = null;
   private halted = false;
@@ -150,6 +152,7 @@ class BatchJob {
   /** Shutdown: no new lines; the running ones finish (or the gateway cancels them). */
   halt(): void {
     this.halted = true;
+    this.halting.abort(errors.shuttingDown());
     this.wake();
   }
 
@@ -233,7 +236,7 @@ class BatchJob {
 
   /** Runs one line until it has an outcome, or the batch stops; records the outcome, then counts it. */
   private async runLine(line: BatchInputLine): Promise<void> {
-    const { store, gateway } = this.options;
+    const { store, pipeline } = this.options;
     let retryDelayMs = this.options.retryDelayMs ?? 250;
     for (;;) {
       const controller = new AbortController();
@@ -241,11 +244,12 @@ class BatchJob {
       let answer: LineAnswer;
       try {
         answer = await executeBatchLine({
-          gateway,
+          pipeline,
           endpoint: this.batch.endpoint,
           body: line.body,
-          tenant: this.batch.tenant,
+          ...this.owner(),
           signal: controller.signal,
+          stopWaiting: this.halting.signal,
         });
       } finally {
         this.inFlight.delete(controller);
@@ -256,7 +260,7 @@ class BatchJob {
         this.halted = true;
         return;
       }
-      if (isPushBack(answer)) {
+      if (answer.pushedBack) {
         // The scheduler holds batch work to spare capacity; try again later, backing off to 5 s.
         if (this.stopped) return;
         await this.sleep(retryDelayMs);
@@ -278,6 +282,24 @@ class BatchJob {
       });
       return;
     }
+  }
+
+  /**
+   * Who the batch's lines run as: the key that created it (its limits apply, the ledger records its id)
+   * and its tenant. A batch from before keys were recorded on batches runs under its tenant's limits.
+   * Looked up per line (through the authenticator's cache), so a revoked key stops its batches.
+   */
+  private owner(): { caller: Caller; refusal: GravityError | null } {
+    const { tenant, apiKeyId } = this.batch;
+    const findKey = this.options.findKey;
+    if (apiKeyId === null || !findKey)
+      return { caller: { tenant, apiKeyId, admin: false, key: null }, refusal: null };
+    const key = findKey(apiKeyId);
+    if (key && key.revokedAtMs === null) return { caller: keyCaller(key), refusal: null };
+    return {
+      caller: { tenant, apiKeyId, admin: false, key: null },
+      refusal: errors.revokedApiKey(key?.prefix ?? `gk-${apiKeyId}-`),
+    };
   }
 
   /**

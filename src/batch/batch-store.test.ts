@@ -1,12 +1,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BatchStore, newObjectId, type StoredBatch, type StoredFile } from './batch-store.js';
 
 let store: BatchStore;
+let directory: string;
 beforeEach(() => {
-  store = new BatchStore(mkdtempSync(path.join(tmpdir(), 'gravity-batch-store-')));
+  directory = mkdtempSync(path.join(tmpdir(), 'gravity-batch-store-'));
+  store = new BatchStore(directory);
 });
 afterEach(() => store.close());
 
@@ -24,10 +27,11 @@ async function addFile(tenant: string, purpose: StoredFile['purpose'] = 'batch')
   return file;
 }
 
-function addBatch(tenant: string, inputFileId: string): StoredBatch {
+function addBatch(tenant: string, inputFileId: string, apiKeyId: string | null = null): StoredBatch {
   const batch: StoredBatch = {
     id: newObjectId('batch_'),
     tenant,
+    apiKeyId,
     endpoint: '/v1/chat/completions',
     inputFileId,
     completionWindow: '24h',
@@ -140,5 +144,28 @@ describe('BatchStore', () => {
     expect(store.batch(batch.id)).toMatchObject({ status: 'cancelled', cancelledAt: 4, cancellingAt: 2 });
     expect(store.unfinishedBatches()).toEqual([]);
     expect(store.batchesReading('acme', input.id)).toEqual([]);
+  });
+
+  it('keeps the key that created a batch, and reads batches stored before keys were recorded', async () => {
+    const input = await addFile('acme');
+    const keyed = addBatch('acme', input.id, '0123456789ab');
+    expect(store.batch(keyed.id)?.apiKeyId).toBe('0123456789ab');
+
+    // A store written by an older Gravity: the batches table has no api_key_id column.
+    store.close();
+    const older = new Database(path.join(directory, 'batches.sqlite'));
+    older.exec('ALTER TABLE batches DROP COLUMN api_key_id');
+    older
+      .prepare(
+        `INSERT INTO batches (id, tenant, endpoint, input_file_id, completion_window, status, created_at,
+         expires_at) VALUES ('batch_old', 'acme', '/v1/chat/completions', ?, '24h', 'in_progress', 1, 86401)`,
+      )
+      .run(input.id);
+    older.close();
+    store = new BatchStore(directory);
+    expect(store.batch('batch_old')).toMatchObject({ tenant: 'acme', apiKeyId: null, status: 'in_progress' });
+    expect(store.unfinishedBatches().map((batch) => batch.id)).toContain('batch_old');
+    const after = addBatch('acme', input.id, 'ba9876543210');
+    expect(store.batch(after.id)?.apiKeyId).toBe('ba9876543210');
   });
 });

@@ -48,6 +48,11 @@ export interface BatchTimestamps {
 export interface StoredBatch extends BatchTimestamps {
   id: string;
   tenant: string;
+  /**
+   * The key that created the batch: its lines run under its limits and carry its id in the ledger. Null
+   * in open mode, and for batches stored before Gravity recorded it (they run under the tenant alone).
+   */
+  apiKeyId: string | null;
   endpoint: BatchEndpoint;
   inputFileId: string;
   completionWindow: string;
@@ -116,7 +121,8 @@ CREATE TABLE IF NOT EXISTS batches (
   failed INTEGER NOT NULL DEFAULT 0,
   prompt_tokens INTEGER NOT NULL DEFAULT 0,
   cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
-  completion_tokens INTEGER NOT NULL DEFAULT 0
+  completion_tokens INTEGER NOT NULL DEFAULT 0,
+  api_key_id TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant, seq);
 CREATE TABLE IF NOT EXISTS batch_lines (
@@ -141,6 +147,7 @@ const timestampColumns: Record<keyof BatchTimestamps, string> = {
 interface BatchRow {
   id: string;
   tenant: string;
+  api_key_id: string | null;
   endpoint: string;
   input_file_id: string;
   completion_window: string;
@@ -171,6 +178,7 @@ function batchOf(row: BatchRow): StoredBatch {
   return {
     id: row.id,
     tenant: row.tenant,
+    apiKeyId: row.api_key_id,
     endpoint: row.endpoint as BatchEndpoint,
     inputFileId: row.input_file_id,
     completionWindow: row.completion_window,
@@ -218,6 +226,17 @@ function fileOf(row: FileRow): StoredFile {
   };
 }
 
+/**
+ * Columns added after the first release: a store written by an older Gravity gets them (null for the
+ * rows it holds), so its batches stay readable and resumable.
+ */
+function addMissingColumns(database: Database.Database): void {
+  const columns = new Set(
+    (database.pragma('table_info(batches)') as { name: string }[]).map((column) => column.name),
+  );
+  if (!columns.has('api_key_id')) database.exec('ALTER TABLE batches ADD COLUMN api_key_id TEXT');
+}
+
 /** Random ids in OpenAI's shapes: `file-…`, `batch_…`, `batch_req_…`. */
 export function newObjectId(prefix: 'file-' | 'batch_' | 'batch_req_'): string {
   return `${prefix}${randomBytes(12).toString('hex')}`;
@@ -246,6 +265,7 @@ export class BatchStore {
     this.database.pragma('synchronous = NORMAL');
     this.database.pragma('busy_timeout = 5000');
     this.database.exec(schema);
+    addMissingColumns(this.database);
   }
 
   close(): void {
@@ -341,12 +361,13 @@ export class BatchStore {
   insertBatch(batch: StoredBatch): void {
     this.database
       .prepare(
-        `INSERT INTO batches (id, tenant, endpoint, input_file_id, completion_window, status, created_at,
-         expires_at, metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO batches (id, tenant, api_key_id, endpoint, input_file_id, completion_window, status,
+         created_at, expires_at, metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         batch.id,
         batch.tenant,
+        batch.apiKeyId,
         batch.endpoint,
         batch.inputFileId,
         batch.completionWindow,

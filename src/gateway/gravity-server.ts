@@ -13,6 +13,7 @@ import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 import { Gateway } from './gateway.js';
 
@@ -28,7 +29,12 @@ export interface GravityServer {
 /** Builds every stage from config, loads the engines, and listens. Used by `gravity serve` and tests. */
 export async function startGravityServer(
   config: GravityConfig,
-  options: { clock?: Clock; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    clock?: Clock;
+    env?: NodeJS.ProcessEnv;
+    /** How requests waiting for a rate limit (batch lines) sleep; tests pass one that moves `clock`. */
+    sleep?: Sleep;
+  } = {},
 ): Promise<GravityServer> {
   const clock = options.clock ?? systemClock;
   // The HTTP server's logger exists only later; metering logs through this forwarder.
@@ -105,12 +111,26 @@ export async function startGravityServer(
   queuesOf = gateway;
   await gateway.start();
   metering?.start();
+  // One request lifecycle for the HTTP endpoints and batch lines alike.
+  const pipeline = new RequestPipeline({
+    gateway,
+    admission,
+    log: (context, error) => logger.error({ err: error, requestId: context.requestId }, 'request failed'),
+    sleep: options.sleep,
+  });
   const batch = config.batch.enabled
-    ? createBatchApi({ config, gateway, clock, log: (message, details) => logger.error(details, message) })
+    ? createBatchApi({
+        config,
+        pipeline,
+        admission,
+        clock,
+        log: (message, details) => logger.error(details, message),
+      })
     : undefined;
 
   const http = createHttpServer({
     gateway,
+    pipeline,
     metrics,
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
