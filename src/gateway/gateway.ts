@@ -25,7 +25,7 @@ import { LiveFleetSignals } from './live-fleet-signals.js';
 export const unknownModelLabel = '(unknown)';
 
 /** The live driver's handle on a request inside the fleet core: who to wake when an attempt may run. */
-interface LiveRequest {
+export interface LiveRequest {
   readonly context: RequestContext;
   waiter: { resolve: () => void; reject: (reason: unknown) => void } | null;
 }
@@ -39,6 +39,8 @@ export interface GatewayOptions {
   schedulerFor: ((engine: EngineAdapter) => ReplicaSchedulerSettings) | null;
   /** Uniform in [0, 1) for routing ties; the simulator seeds the same policies. */
   random?: () => number;
+  /** Every decision of the fleet core, in order (parity tests; allocates per request). */
+  onDecision?: FleetEvents<LiveRequest>['onDecision'];
 }
 
 /**
@@ -104,7 +106,7 @@ export class Gateway {
       routing: this.options.routing,
       random: this.options.random ?? Math.random,
       explain: true,
-      events: this.events,
+      events: this.options.onDecision ? { ...this.events, onDecision: this.options.onDecision } : this.events,
     });
     this.fleetCore = core;
     for (const replica of core.replicas)

@@ -78,7 +78,7 @@ export function defaultSchedulerLimits(hardware: { memoryBytes: number; name: st
 
 /**
  * Power = idle + (max − idle) × the fraction of the step the device computes. Host-side overhead time
- * counts as idle: the GPU waits for the host. A linear utilisation model, named `linear-utilisation` in
- * every figure it produces.
+ * counts as idle: the GPU waits for the host. One label for every figure this formula produces, whether
+ * the simulator or the emulated engine ran the steps: the ledger, `/metrics` and simulation reports agree.
  */
-export const powerModelName = 'estimated:linear-utilisation-power-model';
+export const performanceModelEnergySource = 'estimated:performance-model' as const;

@@ -72,9 +72,10 @@ describe('fleet simulator', () => {
     for (const run of cases) {
       const result = runScenario(run);
       expect(result.overall.submitted).toBeGreaterThan(0);
-      expect(result.overall.completed).toBe(result.overall.submitted);
-      const perTier = result.tiers.reduce((sum, tier) => sum + tier.completed, 0);
-      expect(perTier).toBe(result.overall.completed);
+      // Completed or refused by the gateway's scheduler (flex shed, queue bounds), never both or neither.
+      expect(result.overall.completed + result.overall.rejected).toBe(result.overall.submitted);
+      const perTier = result.tiers.reduce((sum, tier) => sum + tier.completed + tier.rejected, 0);
+      expect(perTier).toBe(result.overall.submitted);
     }
     const preempting = runScenario(cases[4] as Parameters<typeof runScenario>[0]);
     expect(preempting.fleet.preemptions).toBeGreaterThan(0);
@@ -186,8 +187,12 @@ describe('fleet simulator', () => {
         ],
       },
     };
-    const fcfs = runScenario(scenario({ ...overloaded, policies: { ordering: 'fcfs' } }));
-    const priority = runScenario(scenario({ ...overloaded, policies: { ordering: 'priority' } }));
+    // The engine's own queue order, with no gateway queue in front of it.
+    const off = { mode: 'off' };
+    const fcfs = runScenario(scenario({ ...overloaded, scheduling: off, policies: { ordering: 'fcfs' } }));
+    const priority = runScenario(
+      scenario({ ...overloaded, scheduling: off, policies: { ordering: 'priority' } }),
+    );
     const p90 = (result: SimulationResult) =>
       result.tiers.find((tier) => tier.tier === 'priority')?.ttft.p90Ms as number;
     expect(p90(priority)).toBeLessThan(p90(fcfs) / 5);

@@ -1,14 +1,15 @@
 import { defaults } from '../core/defaults.js';
 import { SeededRandom } from '../core/seeded-random.js';
+import type { ServiceBand } from '../core/service-tiers.js';
 import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
 import { type ModelProfile, modelProfile } from '../performance-model/model-profiles.js';
 import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/replica-spec.js';
-import { createRoutingPolicy } from '../routing/routing-policy.js';
 import { queueOrderingPolicies } from '../scheduling/queue-ordering.js';
+import type { ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 import { arrivalOrder, neverShed, noFairness } from '../scheduling/scheduling-policies.js';
-import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
-import { type Scenario, scenarioSchema } from './scenario-schema.js';
+import { FleetSimulator } from './fleet-simulator.js';
+import type { Scenario } from './scenario-schema.js';
 import type { SimulationResult, SweepPoint } from './simulation-result.js';
 import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
 import { SyntheticWorkload } from './workload/synthetic-workload.js';
@@ -37,10 +38,8 @@ export function applySweepPoint(scenario: Scenario, point: SweepPoint): Scenario
       ...(point.hardware !== undefined && { hardware: point.hardware as Scenario['fleet']['hardware'] }),
       ...(point.devices !== undefined && { devices: point.devices }),
     },
-    policies: {
-      routing: point.routing ?? scenario.policies.routing,
-      ordering: point.ordering ?? scenario.policies.ordering,
-    },
+    policies: { ordering: point.ordering ?? scenario.policies.ordering },
+    routing: { ...scenario.routing, policy: point.routing ?? scenario.routing.policy },
     workload: { ...scenario.workload, arrivals },
   };
 }
@@ -70,23 +69,23 @@ export function runScenario(
     ...(fleet.maxNumBatchedTokens !== undefined && { maxNumBatchedTokens: fleet.maxNumBatchedTokens }),
     prefixCaching: fleet.prefixCaching,
   });
-  const schedulerMode = point.scheduler ?? scenario.scheduling?.mode ?? 'off';
+  const schedulerMode = point.scheduler ?? scenario.scheduling.mode;
   const random = new SeededRandom(scenario.seed);
   const routingRandom = random.fork('routing');
+  const scheduler = gatewayScheduler(scenario, schedulerMode);
   const simulator = new FleetSimulator({
-    spec,
-    replicas: fleet.replicas,
-    routing: createRoutingPolicy(scenario.policies.routing, {
-      random: () => routingRandom.uniform(),
-      profiles: scenario.routing.profiles,
-      prefixIndex: scenario.routing.prefixIndex,
-    }),
+    replicas: Array.from({ length: fleet.replicas }, (_, index) => ({
+      id: `${spec.hardware.name}-${index}`,
+      spec,
+    })),
+    routing: scenario.routing,
+    random: () => routingRandom.uniform(),
     ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
     workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random),
     slo: scenario.slo,
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
-    scheduler: gatewayScheduler(scenario, schedulerMode, spec.maxNumSeqs),
+    scheduler: scheduler && ((replica) => scheduler(replica.spec.maxNumSeqs)),
   });
   const outcome = simulator.run();
   const wallSeconds = (performance.now() - startedAt) / 1000;
@@ -102,7 +101,7 @@ export function runScenario(
       hardware: fleet.hardware,
       model: model.name,
       flavour: spec.flavour,
-      routing: scenario.policies.routing,
+      routing: scenario.routing.policy,
       ordering: scenario.policies.ordering,
       scheduler: schedulerMode,
     },
@@ -154,36 +153,39 @@ function createWorkload(
 }
 
 /**
- * The gateway scheduler's settings for a run: `slo` as the scenario's `scheduling` section says (the
- * gateway's defaults otherwise), exactly as `gravity serve` builds them; `fcfs` one first-come queue with
- * no shedding and no reserve (the baseline); `off` none. Tier targets come from the scenario's SLOs, queue
- * bounds from `slo.<tier>.maxQueueWaitMs` or the gateway's defaults, slots from `slotsPerReplica` or the
- * replica's maxNumSeqs.
+ * The gateway scheduler's settings for a run, by the replica's slots: `slo` as the scenario's `scheduling`
+ * section says (Gravity's defaults otherwise), exactly as `gravity serve` builds them; `fcfs` one
+ * first-come queue with no shedding and no reserve (the baseline); `off` none. Tier targets come from the
+ * scenario's SLOs, queue bounds from `slo.<tier>.maxQueueWaitMs` or Gravity's defaults, slots from
+ * `slotsPerReplica` or the replica's maxNumSeqs.
  */
 function gatewayScheduler(
   scenario: Scenario,
   mode: string,
-  maxNumSeqs: number,
-): FleetSimulationOptions['scheduler'] {
+): ((maxNumSeqs: number) => ReplicaSchedulerSettings) | null {
   if (mode === 'off') return null;
-  const scheduling = scenario.scheduling ?? scenarioSchema.shape.scheduling.unwrap().parse({});
-  const tier = (name: 'priority' | 'default' | 'flex' | 'batch') => ({
+  const scheduling = scenario.scheduling;
+  const tier = (name: ServiceBand) => ({
     ttftMs: scenario.slo[name].ttftMs,
     tpotMs: scenario.slo[name].tpotMs,
     maxQueueWaitMs: scenario.slo[name].maxQueueWaitMs ?? defaults.tiers[name].maxQueueWaitMs,
   });
-  const settings = schedulerSettings(
-    scheduling,
-    { priority: tier('priority'), default: tier('default'), flex: tier('flex'), batch: tier('batch') },
-    scheduling.slotsPerReplica ?? maxNumSeqs,
-  );
-  if (mode === 'slo') return settings;
-  return {
-    ...settings,
-    tierBands: false,
-    ordering: arrivalOrder,
-    fairness: noFairness,
-    saturation: neverShed,
-    priorityReserveFraction: 0,
+  const tiers = {
+    priority: tier('priority'),
+    default: tier('default'),
+    flex: tier('flex'),
+    batch: tier('batch'),
+  };
+  return (maxNumSeqs) => {
+    const settings = schedulerSettings(scheduling, tiers, scheduling.slotsPerReplica ?? maxNumSeqs);
+    if (mode === 'slo') return settings;
+    return {
+      ...settings,
+      tierBands: false,
+      ordering: arrivalOrder,
+      fairness: noFairness,
+      saturation: neverShed,
+      priorityReserveFraction: 0,
+    };
   };
 }

@@ -1,13 +1,10 @@
 import { z } from 'zod';
+import { defaults } from '../core/defaults.js';
 import { serviceBands } from '../core/service-tiers.js';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { hardwareProfileNames } from '../performance-model/hardware-profiles.js';
-import {
-  builtInProfileNames,
-  prefixIndexSettingsSchema,
-  routingProfileProblems,
-  routingProfileSchema,
-} from '../routing/routing-profile.js';
+import { routingConfigSchema } from '../routing/routing-config.js';
+import { builtInProfileNames } from '../routing/routing-profile.js';
 import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
 
@@ -114,12 +111,11 @@ export const fleetSchema = z.strictObject({
 });
 export type FleetConfig = z.infer<typeof fleetSchema>;
 
-const defaultSlos = {
-  priority: { ttftMs: 500, tpotMs: 50 },
-  default: { ttftMs: 2000, tpotMs: 100 },
-  flex: { ttftMs: 10_000, tpotMs: 200 },
-  batch: { ttftMs: 3_600_000, tpotMs: 1000 },
-};
+/** Tier targets default to Gravity's own (`tiers:` in its config), so a scenario simulates what serve runs. */
+const defaultSlo = (tier: keyof typeof defaults.tiers) => ({
+  ttftMs: defaults.tiers[tier].ttftMs,
+  tpotMs: defaults.tiers[tier].tpotMs,
+});
 
 export const scenarioSchema = z
   .strictObject({
@@ -129,34 +125,29 @@ export const scenarioSchema = z
     fleet: fleetSchema,
     policies: z
       .strictObject({
-        /** A built-in routing profile or one of `routing.profiles`. */
-        routing: z.string().min(1).default('least-loaded'),
+        /** Which waiting request an engine admits next: arrival order, or tier order (vLLM's `priority`). */
         ordering: z.enum(queueOrderingPolicyNames).default('fcfs'),
       })
       .prefault({}),
     /**
-     * The gateway's SLO scheduler in front of each replica (src/scheduling/), as `gravity serve` runs it.
-     * Absent: requests go straight to the replicas' engine queues.
+     * The gateway's SLO scheduler in front of each replica (src/scheduling/), exactly as `gravity serve`
+     * runs it: the same settings and defaults as Gravity's `scheduling:` config, on by default as there.
      */
     scheduling: z
       .strictObject({
-        /** `slo`: tier bands, VTC and shedding as configured below; `fcfs`: one first-come queue; `off`: none. */
+        /** `slo`: tier bands, VTC and shedding as configured below; `fcfs`: one first-come queue (the baseline); `off`: none. */
         mode: z.enum(['off', 'fcfs', 'slo']).default('slo'),
-        /** As in Gravity's config, with its defaults (`slotsPerReplica` defaults to the fleet's maxNumSeqs). */
+        /** As in Gravity's config (`slotsPerReplica` defaults to each replica's maxNumSeqs). */
         ...schedulingSettingsShape,
       })
-      .optional(),
-    /**
-     * Routing profiles beside the built-in ones (round-robin, random, least-loaded, prefix-only,
-     * prefix-load, latency, cost-energy): filters, weighted scorers and a picker, as in Gravity's config
-     * (docs/routing.md). `policies.routing` and `sweep.routing` name them.
-     */
-    routing: z
-      .strictObject({
-        profiles: z.record(z.string().min(1), routingProfileSchema).default({}),
-        prefixIndex: prefixIndexSettingsSchema,
-      })
       .prefault({}),
+    /**
+     * Routing exactly as Gravity's config writes it (docs/routing.md): `policy` (a built-in profile or one
+     * of `profiles`), `tierProfiles`, `profiles`, labels per replica under `replicas` (ids `<hardware>-<n>`,
+     * e.g. `h100-sxm-0`), `residency` per tenant, `prefixIndex`, `health` and `retries`. `sweep.routing`
+     * and `plan.routing` vary `policy`.
+     */
+    routing: routingConfigSchema.prefault({}),
     workload: z.strictObject({
       arrivals: arrivalsSchema,
       /** Stop creating requests after this many (sessions count each turn). */
@@ -182,10 +173,10 @@ export const scenarioSchema = z
     /** DistServe goodput: a request counts when it meets both its tier's TTFT and TPOT targets. */
     slo: z
       .strictObject({
-        priority: sloSchema.default(defaultSlos.priority),
-        default: sloSchema.default(defaultSlos.default),
-        flex: sloSchema.default(defaultSlos.flex),
-        batch: sloSchema.default(defaultSlos.batch),
+        priority: sloSchema.default(defaultSlo('priority')),
+        default: sloSchema.default(defaultSlo('default')),
+        flex: sloSchema.default(defaultSlo('flex')),
+        batch: sloSchema.default(defaultSlo('batch')),
         /** Share of a tier's requests that must meet the SLO for the tier to pass (`gravity plan`). */
         attainment: z.number().min(0).max(1).default(0.9),
       })
@@ -219,12 +210,10 @@ export const scenarioSchema = z
       .optional(),
   })
   .superRefine((scenario, context) => {
-    // Profile plugins and every routing name must exist: `sweep.routing.1: unknown routing policy …`.
-    for (const problem of routingProfileProblems(scenario.routing.profiles, ['routing', 'profiles']))
-      context.addIssue({ code: 'custom', ...problem });
+    // Every routing name must exist: `sweep.routing.1: unknown routing policy …` (the routing section
+    // checks its own profiles, `policy` and `tierProfiles`).
     const known = new Set([...builtInProfileNames, ...Object.keys(scenario.routing.profiles)]);
     const names: Array<[string, Array<string | number>]> = [
-      [scenario.policies.routing, ['policies', 'routing']],
       ...(scenario.sweep?.routing ?? []).map((name, index): [string, Array<string | number>] => [
         name,
         ['sweep', 'routing', index],

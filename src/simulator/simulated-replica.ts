@@ -16,6 +16,8 @@ export interface CompletionFigures {
 /** What a simulated engine tells the simulator; the simulator tells the fleet core. */
 export interface SimulatedEngineEvents {
   firstToken(request: SimulatedRequest, atMs: number): void;
+  /** Tokens streamed (engines with `reportsTokens`); they count against the tenant's fair share. */
+  tokens(request: SimulatedRequest, tokens: number): void;
   finished(request: SimulatedRequest, atMs: number, figures: CompletionFigures): void;
   failed(request: SimulatedRequest, atMs: number, failure: AttemptFailure): void;
   /** Decoding sequences each made one token per step for `steps` steps of `durationMs` in all, by tier rank. */
@@ -39,6 +41,11 @@ export interface ReplicaRunFigures {
  */
 export interface SimulatedEngine {
   readonly signals: ReplicaSignals;
+  /**
+   * Whether it reports tokens as they stream (`tokens` events). The performance model does not: it
+   * steps whole batches in O(1), so its answers count for fairness at their end instead.
+   */
+  readonly reportsTokens: boolean;
   submit(request: SimulatedRequest, nowMs: number): void;
   /** When its next event is due; Infinity while idle. */
   nextEventMs(): number;
@@ -56,6 +63,7 @@ export interface SimulatedEngine {
 export class ModelledReplica implements SimulatedEngine {
   readonly model: ReplicaModel<SimulatedRequest>;
   readonly signals: ReplicaSignals;
+  readonly reportsTokens = false;
   private kvUseIntegralMs = 0;
   private lastSampleMs = 0;
   /** True while the model completes a step: dispatches then join the step that starts right after. */
@@ -89,7 +97,6 @@ export class ModelledReplica implements SimulatedEngine {
       },
     };
   }
-
 
   submit(request: SimulatedRequest, nowMs: number): void {
     const model = this.model;

@@ -1,4 +1,5 @@
 import type { ModelledPower } from '../../engines/engine-adapter.js';
+import { performanceModelEnergySource } from '../../performance-model/calibration.js';
 import type { PowerSource } from './power-source.js';
 
 /**
@@ -8,7 +9,7 @@ import type { PowerSource } from './power-source.js';
  * device computes, not only how many requests hold a slot.
  */
 export class PerformanceModelPowerSource implements PowerSource {
-  readonly source = 'estimated:performance-model' as const;
+  readonly source = performanceModelEnergySource;
   private firstReadingMs: number | null = null;
   private lastJoules = 0;
 

@@ -151,7 +151,7 @@ describe('renderHtmlReport', () => {
     const html = renderHtmlReport(sweep, meta);
     expect(markup(html)).toContain('gravity sim scenarios/chat.yaml --html out.html');
     expect(markup(html)).toContain('2026-11-27T10:00:00.000Z');
-    expect(markup(html)).toContain('estimated:linear-utilisation-power-model');
+    expect(markup(html)).toContain('estimated:performance-model');
     expect(markup(html)).toContain('src/performance-model/hardware-profiles.ts');
   });
 

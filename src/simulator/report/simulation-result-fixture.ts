@@ -87,7 +87,7 @@ export function simulationResultFixture(options: ResultFixtureOptions = {}): Sim
       prefixHitRate: 0.2,
       preemptions: 0,
       energyJoules: 40_000 * load,
-      energySource: 'estimated:linear-utilisation-power-model',
+      energySource: 'estimated:performance-model',
       costUsd: 0.07,
       costSource: `estimated:hourly-price (${hardware} at $2.5/device-hour)`,
       joulesPerOutputToken: 0.45 / load,

@@ -77,7 +77,7 @@ describe('formatSimulationTable', () => {
 
   it('ends with where the joules and dollars come from', () => {
     const lastLine = formatSimulationTable(sweep).split('\n').at(-1)!;
-    expect(lastLine).toContain('estimated:linear-utilisation-power-model');
+    expect(lastLine).toContain('estimated:performance-model');
     expect(lastLine).toContain('src/performance-model/hardware-profiles.ts');
     expect(lastLine).toContain('h100-sxm at $2.5/device-hour');
   });

@@ -1,6 +1,6 @@
 import type { ServiceBand } from '../../core/service-tiers.js';
+import type { FleetAttempt } from '../../fleet/fleet-core.js';
 import type { PromptSegment } from '../../performance-model/block-hashes.js';
-import type { ScheduledRequest } from '../../scheduling/replica-scheduler.js';
 
 /** One request as the simulator carries it from arrival to completion. */
 export interface SimulatedRequest {
@@ -15,9 +15,8 @@ export interface SimulatedRequest {
   outputSeed: number | null;
   /** Who sent it: follow-ups (next turn, next closed-loop request) go back to this client. */
   client: SimulatedClient | null;
-  /** Set by the simulator: the replica that serves it and its place in that replica's gateway queue. */
-  replicaIndex?: number;
-  ticket?: ScheduledRequest<SimulatedRequest>;
+  /** Set by the simulator: the fleet core's attempt that runs it (replica, queue place, timings). */
+  attempt?: FleetAttempt<SimulatedRequest>;
 }
 
 /** A sender with state between requests: a multi-turn session or a closed-loop user. */
