@@ -7,25 +7,32 @@
 
 /** Stage folders under src/, lowest first. Stages on one line are peers and do not import each other. */
 const stagesBottomUp = [
-  // shared vocabulary: request, clock, errors, tiers, stream parts
+  // shared vocabulary: request, clock, errors, tiers, stream parts, seeded randomness, defaults
   ['core'],
-  // the engine performance model (steps, KV cache) that schedulers and the simulator predict with
+  // the engine performance model (steps, KV cache, the engine's own queue order) that the emulated
+  // engine, the schedulers' predictions and the simulator share
   ['performance-model'],
   // pure policies on a Clock and plain state: they must run unchanged in the simulator
   ['scheduling', 'routing'],
-  // the clock-free fleet state machine that drives routing and scheduling
+  // the clock-free fleet state machine that wires routing, scheduling, feedback and retries
   ['fleet'],
-  // what serves, meters and admits a request
-  ['engines', 'metering', 'admission'],
+  // engine adapters behind the versioned contract, each folder a plugin with its own definition
+  ['engines'],
+  // what meters (reads what engines declare about their hardware and power), admits, and drives the
+  // fleet core on the wall clock over live engines (the gateway)
+  ['metering', 'admission', 'gateway'],
   // begin → admit → execute → finish, once for every entry point
   ['pipeline'],
-  // the entry points: the OpenAI HTTP edge, batch files, and the simulator's virtual-clock driver
-  ['api', 'batch', 'simulator'],
+  // the OpenAI HTTP edge: wire format, schemas, SSE
+  ['api'],
+  // entry points built on the edge's wire format (batch lines are answered as the edge would answer),
+  // and the simulator, the fleet core's virtual-clock driver
+  ['batch', 'simulator'],
   // Gravity's config file: composes the stages' config slices, so it sits above them and only the
   // composition roots (server, cli) read it; a stage gets its own settings passed in.
   ['config'],
-  // the one place that wires the stages into a running gateway (src/gateway today)
-  ['server', 'gateway'],
+  // the one place that wires the stages into a running Gravity
+  ['server'],
   // one file per command
   ['cli'],
 ];
@@ -65,7 +72,7 @@ export default {
     {
       name: 'stage-not-in-layer-table',
       comment:
-        'Every folder under src/ is a stage listed in .dependency-cruiser.cjs; a folder missing from the ' +
+        'Every folder under src/ is a stage listed in .dependency-cruiser.mjs; a folder missing from the ' +
         'table would escape the layer rules unnoticed.',
       severity: 'error',
       from: { path: '^src/', pathNot: folders(allStages) },

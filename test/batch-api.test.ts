@@ -8,10 +8,10 @@ import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { type CreateKeyOptions, createKey, revokeKey } from '../src/cli/keys-command.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { type Clock, systemClock } from '../src/core/clock.js';
-import { type GravityServer, startGravityServer } from '../src/gateway/gravity-server.js';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
 import type { UsageRecord } from '../src/metering/usage-record.js';
 import type { Sleep } from '../src/pipeline/request-pipeline.js';
+import { type GravityServer, startGravityServer } from '../src/server/gravity-server.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**

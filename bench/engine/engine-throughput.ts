@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import type { GenerationRequest } from '../../src/engines/engine-adapter.js';
 import { LlamaCppEngine } from '../../src/engines/llama-cpp/llama-cpp-engine.js';
 import { ensureTinyModel, tinyModelIds } from '../../src/engines/llama-cpp/tiny-model.js';
-import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
+import { type GravityServer, startGravityServer } from '../../src/server/gravity-server.js';
 import { describeMachine, formatTable, median } from '../support/report-format.js';
 
 const modelId = tinyModelIds.random;

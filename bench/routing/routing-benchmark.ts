@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { request as httpRequest } from 'undici';
 import { loadConfig } from '../../src/config/load-config.js';
 import { SeededRandom } from '../../src/core/seeded-random.js';
-import { startGravityServer } from '../../src/gateway/gravity-server.js';
+import { startGravityServer } from '../../src/server/gravity-server.js';
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VirtualClock } from '../simulator/virtual-clock.js';
+import { VirtualClock } from '../core/virtual-clock.js';
 import type { Limits } from './api-key.js';
 import { Limiter, type LimitScope } from './limiter.js';
 

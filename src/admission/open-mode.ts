@@ -1,11 +1,19 @@
 import path from 'node:path';
-import type { GravityConfig } from '../config/config-schema.js';
 import { ConfigError } from '../core/config-error.js';
+import type { AuthConfig } from './admission-config.js';
 import type { KeyStore } from './key-store.js';
+
+/** What open mode needs to know of the configuration. */
+interface OpenModeSettings {
+  server: { host: string };
+  auth: AuthConfig;
+  dataDir: string;
+}
+
 import { isLoopbackHost } from './loopback.js';
 
 /** Where the key store lives: `auth.keysPath`, or `<dataDir>/keys.sqlite`. */
-export function keysPathOf(config: Pick<GravityConfig, 'auth' | 'dataDir'>): string {
+export function keysPathOf(config: Pick<OpenModeSettings, 'auth' | 'dataDir'>): string {
   return config.auth.keysPath ?? path.join(config.dataDir, 'keys.sqlite');
 }
 
@@ -13,7 +21,7 @@ export function keysPathOf(config: Pick<GravityConfig, 'auth' | 'dataDir'>): str
  * Open mode (no keys: anyone may call) is for a developer's own machine. Listening anywhere else without
  * keys is refused at start, before the port opens, unless `auth.allowOpen` says it is meant.
  */
-export function refuseOpenModeOffLoopback(config: GravityConfig, keys: KeyStore): void {
+export function refuseOpenModeOffLoopback(config: OpenModeSettings, keys: KeyStore): void {
   const { host } = config.server;
   if (config.auth.required || config.auth.allowOpen || isLoopbackHost(host) || keys.count() > 0) return;
   throw new ConfigError(
@@ -27,7 +35,7 @@ export function refuseOpenModeOffLoopback(config: GravityConfig, keys: KeyStore)
 }
 
 /** The warning `gravity serve` logs at start in open mode. */
-export function openModeWarning(config: GravityConfig): string {
+export function openModeWarning(config: Pick<OpenModeSettings, 'auth' | 'dataDir'>): string {
   return (
     `no API keys in ${keysPathOf(config)}: the server is open, every request is anonymous and unlimited ` +
     `(create one with gravity keys create --tenant <name>)`

@@ -1,7 +1,6 @@
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Admission } from '../admission/admission.js';
 import { requestCaller } from '../admission/request-caller.js';
-import { type BatchRoutesOptions, registerBatchRoutes } from '../batch/batch-routes.js';
 import { errors, GravityError } from '../core/errors.js';
 import type { Endpoint } from '../core/request-context.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -25,8 +24,11 @@ export interface HttpServerOptions {
   logLevel: string;
   /** Keys, for authentication (the pipeline applies tiers and limits); absent: everyone is anonymous. */
   admission?: Admission | undefined;
-  /** The Batch API (`/v1/files`, `/v1/batches`); absent when `batch.enabled` is false. */
-  batch?: BatchRoutesOptions | undefined;
+  /**
+   * Routes of the entry points built on this edge (the Batch API's `/v1/files` and `/v1/batches`): they
+   * register themselves, so the edge does not depend on them.
+   */
+  extraRoutes?: ReadonlyArray<(app: FastifyInstance) => void> | undefined;
 }
 
 /** For requests refused before they could be read: no client disconnect can cancel anything. */
@@ -141,7 +143,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
 
   if (options.ledger) registerUsageRoute(app, options.ledger);
   registerRoutingRoutes(app, gateway);
-  if (options.batch) registerBatchRoutes(app, options.batch);
+  for (const register of options.extraRoutes ?? []) register(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

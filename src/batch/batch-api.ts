@@ -1,7 +1,7 @@
 import type { Admission } from '../admission/admission.js';
-import type { GravityConfig } from '../config/config-schema.js';
 import type { Clock } from '../core/clock.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
+import type { BatchConfig } from './batch-config.js';
 import type { BatchRoutesOptions } from './batch-routes.js';
 import { BatchRunner } from './batch-runner.js';
 import { BatchStore } from './batch-store.js';
@@ -18,7 +18,7 @@ export interface BatchApi {
 }
 
 export function createBatchApi(options: {
-  config: GravityConfig;
+  config: { batch: BatchConfig; dataDir: string };
   pipeline: RequestPipeline;
   /** Finds the key that created a batch; absent (no admission): lines run under their tenant alone. */
   admission?: Admission | undefined;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
-import { type GravityServer, startGravityServer } from '../gateway/gravity-server.js';
+import { type GravityServer, startGravityServer } from '../server/gravity-server.js';
 
 function integerOption(value: string): number {
   const parsed = Number(value);

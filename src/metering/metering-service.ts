@@ -1,12 +1,12 @@
-import type { GravityConfig } from '../config/config-schema.js';
 import type { Clock } from '../core/clock.js';
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
-import { engineHardware } from '../engines/engine-registry.js';
+import { type EngineConfig, engineHardware } from '../engines/engine-registry.js';
 import { selectPowerSource } from './energy/select-power-source.js';
 import type { LedgerStore, ReplicaPeriod } from './ledger/ledger-store.js';
 import { LedgerWriter } from './ledger/ledger-writer.js';
+import type { MeteringConfig, PricingConfig } from './metering-config.js';
 import { PriceBook } from './price-book.js';
 import { ReplicaMeter } from './replica-meter.js';
 import { quantileOfSorted, type UsageRecord } from './usage-record.js';
@@ -29,7 +29,8 @@ export class MeteringService implements RequestObserver {
 
   constructor(
     private readonly options: {
-      config: GravityConfig;
+      /** Metering's slices of the config, and the engines whose hardware and meters it reads. */
+      config: { metering: MeteringConfig; pricing: PricingConfig; engines: Record<string, EngineConfig> };
       engines: readonly EngineAdapter[];
       clock: Clock;
       store: LedgerStore;

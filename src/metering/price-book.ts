@@ -1,5 +1,5 @@
-import type { PricingConfig } from '../config/config-schema.js';
 import type { TokenUsage } from '../core/stream-parts.js';
+import type { PricingConfig } from './metering-config.js';
 import { chargeForTokensUsd } from './token-rates.js';
 
 /**

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { firstComeFirstServed, tierPriority } from '../scheduling/queue-ordering.js';
 import { segmentBlockHashes } from './block-hashes.js';
 import { rooflineEfficiency } from './calibration.js';
 import { hardwareProfiles } from './hardware-profiles.js';
 import { modelProfile } from './model-profiles.js';
+import { firstComeFirstServed, tierPriority } from './queue-ordering.js';
 import { type ModelledSequence, ReplicaModel, type SequenceRequest } from './replica-model.js';
 import { ReplicaSpecError, resolveReplicaSpec } from './replica-spec.js';
 import { StepCostModel } from './step-cost-model.js';

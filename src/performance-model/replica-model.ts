@@ -1,8 +1,8 @@
 import FlatQueue from 'flatqueue';
 import TinyQueue from 'tinyqueue';
-import type { OrderedRequest, QueueOrderingPolicy } from '../scheduling/queue-ordering.js';
 import { chainBlockHash } from './block-hashes.js';
 import { KvBlockManager } from './kv-block-manager.js';
+import type { OrderedRequest, QueueOrderingPolicy } from './queue-ordering.js';
 import type { ReplicaSpec } from './replica-spec.js';
 import { StepCostModel, type StepWork } from './step-cost-model.js';
 

@@ -3,13 +3,9 @@ import { PrefixIndex } from './prefix-index.js';
 import { ReplicaHealth } from './replica-health.js';
 import { RetryBudget } from './retry-budget.js';
 import { routingConfigSchema } from './routing-config.js';
-import {
-  createRoutingPolicy,
-  type ReplicaLoadView,
-  type RoutedRequestView,
-  RoutingRejection,
-} from './routing-policy.js';
-import { createRoutingState } from './routing-profile.js';
+import type { ReplicaLoadView, RoutedRequestView } from './routing-policy.js';
+import { createRoutingPolicy, createRoutingState } from './routing-profile.js';
+import { RoutingRejection } from './routing-rejection.js';
 
 function replica(id: string, load: number, extra: Partial<ReplicaLoadView> = {}): ReplicaLoadView {
   return { id, waitingRequests: 0, runningRequests: load, kvUsedFraction: 0.5, ...extra };

@@ -95,7 +95,3 @@ export interface RoutingPolicy {
   /** Whether any scorer reads `promptBlockHashes` (the gateway hashes prompts only then). */
   readonly usesPromptBlocks: boolean;
 }
-
-export type { RoutingPolicyContext } from './routing-profile.js';
-export { builtInProfileNames as routingPolicyNames, createRoutingPolicy } from './routing-profile.js';
-export { RoutingRejection } from './routing-rejection.js';

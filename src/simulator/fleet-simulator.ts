@@ -1,5 +1,6 @@
 import FlatQueue from 'flatqueue';
 import { bandRank, serviceBands } from '../core/service-tiers.js';
+import { VirtualClock } from '../core/virtual-clock.js';
 import {
   type AttemptFailure,
   type FleetAttempt,
@@ -10,9 +11,9 @@ import {
   isRefusal,
 } from '../fleet/fleet-core.js';
 import { performanceModelEnergySource } from '../performance-model/calibration.js';
+import type { QueueOrderingPolicy } from '../performance-model/queue-ordering.js';
 import type { ReplicaSpec } from '../performance-model/replica-spec.js';
 import type { ReplicaLabels } from '../routing/routing-policy.js';
-import type { QueueOrderingPolicy } from '../scheduling/queue-ordering.js';
 import type { ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
 import type { SloTargets } from './scenario-schema.js';
 import {
@@ -23,7 +24,6 @@ import {
 } from './simulated-replica.js';
 import type { FleetResult, TierResult } from './simulation-result.js';
 import { TierStatistics } from './tier-statistics.js';
-import { VirtualClock } from './virtual-clock.js';
 import type { SimulatedRequest, WorkloadSource } from './workload/workload-source.js';
 
 /** The one model a simulated fleet serves (every replica serves it). */

@@ -3,9 +3,9 @@ import { defaults } from '../core/defaults.js';
 import { serviceBands } from '../core/service-tiers.js';
 import { engineFlavours } from '../performance-model/calibration.js';
 import { hardwareProfileNames } from '../performance-model/hardware-profiles.js';
+import { queueOrderingPolicyNames } from '../performance-model/queue-ordering.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { builtInProfileNames } from '../routing/routing-profile.js';
-import { queueOrderingPolicyNames } from '../scheduling/queue-ordering.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
 
 /**

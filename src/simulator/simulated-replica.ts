@@ -1,8 +1,8 @@
 import { bandRank } from '../core/service-tiers.js';
 import type { AttemptFailure, ReplicaSignals } from '../fleet/fleet-core.js';
+import type { QueueOrderingPolicy } from '../performance-model/queue-ordering.js';
 import { type ModelledSequence, ReplicaModel } from '../performance-model/replica-model.js';
 import type { ReplicaSpec } from '../performance-model/replica-spec.js';
-import type { QueueOrderingPolicy } from '../scheduling/queue-ordering.js';
 import type { SimulatedRequest } from './workload/workload-source.js';
 
 /** How a simulated request ended on its replica, for the run's statistics. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import type { GravityConfig } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
-import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
+import { type GravityServer, startGravityServer } from '../../src/server/gravity-server.js';
 
 /** Generated models are cached per test process in one temp folder; every file builds its own copies. */
 const dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-test-'));

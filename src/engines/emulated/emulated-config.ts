@@ -3,7 +3,7 @@ import { defaults } from '../../core/defaults.js';
 import { engineFlavours } from '../../performance-model/calibration.js';
 import { hardwareProfileNames } from '../../performance-model/hardware-profiles.js';
 import { modelProfileNames } from '../../performance-model/model-profiles.js';
-import { queueOrderingPolicyNames } from '../../scheduling/queue-ordering.js';
+import { queueOrderingPolicyNames } from '../../performance-model/queue-ordering.js';
 import { defineEngineConfigSchema } from '../engine-definition.js';
 
 /**

@@ -1,8 +1,8 @@
 import { ConfigError } from '../../core/config-error.js';
 import { hardwareProfiles } from '../../performance-model/hardware-profiles.js';
 import type { ModelProfile } from '../../performance-model/model-profiles.js';
+import { queueOrderingPolicies } from '../../performance-model/queue-ordering.js';
 import { type ReplicaSpec, ReplicaSpecError } from '../../performance-model/replica-spec.js';
-import { queueOrderingPolicies } from '../../scheduling/queue-ordering.js';
 import type { EngineDefinition } from '../engine-definition.js';
 import { emulatedConfigSchema } from './emulated-config.js';
 import { EmulatedEngine } from './emulated-engine.js';

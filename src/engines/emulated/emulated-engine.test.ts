@@ -3,9 +3,9 @@ import { GravityError } from '../../core/errors.js';
 import type { StreamPart } from '../../core/stream-parts.js';
 import { hardwareProfiles } from '../../performance-model/hardware-profiles.js';
 import { modelProfile } from '../../performance-model/model-profiles.js';
+import { firstComeFirstServed, tierPriority } from '../../performance-model/queue-ordering.js';
 import { resolveReplicaSpec } from '../../performance-model/replica-spec.js';
 import { StepCostModel } from '../../performance-model/step-cost-model.js';
-import { firstComeFirstServed, tierPriority } from '../../scheduling/queue-ordering.js';
 import type { GenerationRequest } from '../engine-adapter.js';
 import { EmulatedEngine } from './emulated-engine.js';
 

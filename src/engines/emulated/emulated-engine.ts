@@ -4,13 +4,13 @@ import { SeededRandom } from '../../core/seeded-random.js';
 import { bandRank, serviceBand } from '../../core/service-tiers.js';
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import { stringSeed } from '../../performance-model/block-hashes.js';
+import type { QueueOrderingPolicy } from '../../performance-model/queue-ordering.js';
 import {
   type ModelledSequence,
   ReplicaModel,
   type ReplicaModelEvents,
 } from '../../performance-model/replica-model.js';
 import type { ReplicaSpec } from '../../performance-model/replica-spec.js';
-import type { QueueOrderingPolicy } from '../../scheduling/queue-ordering.js';
 import {
   type EngineAdapter,
   type EngineCounters,

@@ -6,16 +6,17 @@ import { keysPathOf, openModeWarning, refuseOpenModeOffLoopback } from '../admis
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
 import { createHttpServer } from '../api/server.js';
 import { createBatchApi } from '../batch/batch-api.js';
+import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
+import { Gateway } from '../gateway/gateway.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
-import { Gateway } from './gateway.js';
 
 export interface GravityServer {
   gateway: Gateway;
@@ -135,7 +136,7 @@ export async function startGravityServer(
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logLevel: config.server.logLevel,
-    batch: batch?.routes,
+    extraRoutes: batch ? [(app) => registerBatchRoutes(app, batch.routes)] : [],
     admission,
   });
   httpLog = http.log;

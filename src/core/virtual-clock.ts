@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js';
+import type { Clock } from './clock.js';
 
 /**
  * The simulator's clock: time moves only when the event loop says so. Policies read it through the same

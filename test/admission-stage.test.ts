@@ -1,12 +1,12 @@
 import { describe, expect, it, vi } from 'vitest';
-import { createKey } from '../cli/keys-command.js';
-import { GravityError } from '../core/errors.js';
-import { createRequestContext } from '../core/request-context.js';
-import { VirtualClock } from '../simulator/virtual-clock.js';
-import { Admission, type AdmissionOptions, concurrencyRecheckMs } from './admission.js';
-import { parseApiKey, redactKey } from './api-key.js';
-import { openModeCaller } from './request-caller.js';
-import { SqliteKeyStore } from './sqlite-key-store.js';
+import { Admission, type AdmissionOptions, concurrencyRecheckMs } from '../src/admission/admission.js';
+import { parseApiKey, redactKey } from '../src/admission/api-key.js';
+import { openModeCaller } from '../src/admission/request-caller.js';
+import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
+import { createKey } from '../src/cli/keys-command.js';
+import { GravityError } from '../src/core/errors.js';
+import { createRequestContext } from '../src/core/request-context.js';
+import { VirtualClock } from '../src/core/virtual-clock.js';
 
 function setup(options: Partial<AdmissionOptions> = {}) {
   const clock = new VirtualClock(Date.UTC(2026, 10, 27, 12));

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { problemsOf } from '../../test/support/config-problems.js';
-import { createKey } from '../cli/keys-command.js';
-import { loadConfig } from '../config/load-config.js';
-import { keysPathOf, refuseOpenModeOffLoopback } from './open-mode.js';
-import { SqliteKeyStore } from './sqlite-key-store.js';
+import { keysPathOf, refuseOpenModeOffLoopback } from '../src/admission/open-mode.js';
+import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
+import { createKey } from '../src/cli/keys-command.js';
+import { loadConfig } from '../src/config/load-config.js';
+import { problemsOf } from './support/config-problems.js';
 
 describe('open mode at start', () => {
   it('is allowed on loopback, and refused on a reachable host unless keys exist or it is meant', () => {

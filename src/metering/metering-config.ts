@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { defaults } from '../core/defaults.js';
+
+/**
+ * Metering's slices of Gravity's config (docs/configuration.md): the ledger and its intervals
+ * (`metering:`) and what clients pay (`pricing:`). They live with the stage that reads them; config/
+ * composes them into the whole file.
+ */
+
+export const priceSchema = z.strictObject({
+  inputPerMillionUsd: z.number().min(0),
+  cachedInputPerMillionUsd: z.number().min(0).optional(),
+  outputPerMillionUsd: z.number().min(0),
+});
+
+/** The `metering` section: the ledger, its commit window, intervals and grid carbon intensity. */
+export const meteringConfigSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    /** SQLite ledger file; defaults to `<dataDir>/ledger.sqlite`. */
+    ledgerPath: z.string().min(1).optional(),
+    /**
+     * Records ending within this window share one ledger commit; each response's last bytes wait for
+     * its commit, so this bounds the latency metering adds to the end of a response.
+     */
+    commitWindowMs: z.number().min(0).max(100).default(defaults.metering.commitWindowMs),
+    /** How often replicas' energy and cost intervals close. */
+    intervalMs: z.number().int().min(10).default(defaults.metering.intervalMs),
+    /** Grid carbon intensity for gCO2e: set your region's figure. */
+    gridIntensityGramsPerKwh: z.number().min(0).default(defaults.metering.gridIntensityGramsPerKwh),
+  })
+  .prefault({});
+
+/** The `pricing` section: $ per 1M tokens per model, scaled by the tier's multiplier. */
+export const pricingConfigSchema = z
+  .strictObject({
+    default: priceSchema.default(defaults.pricing.default),
+    models: z.record(z.string(), priceSchema).default({}),
+    tierMultipliers: z
+      .strictObject({
+        priority: z.number().min(0).default(defaults.pricing.tierMultipliers.priority),
+        default: z.number().min(0).default(defaults.pricing.tierMultipliers.default),
+        flex: z.number().min(0).default(defaults.pricing.tierMultipliers.flex),
+        batch: z.number().min(0).default(defaults.pricing.tierMultipliers.batch),
+        scale: z.number().min(0).default(defaults.pricing.tierMultipliers.scale),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export type MeteringConfig = z.output<typeof meteringConfigSchema>;
+export type PricingConfig = z.output<typeof pricingConfigSchema>;
