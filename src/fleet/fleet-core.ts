@@ -216,6 +216,11 @@ export class FleetCore<Tag> {
   private readonly hasResidency: boolean;
   /** Earliest queue-bound expiry per replica index; stale entries are dropped lazily. */
   private readonly expiries = new FlatQueue<number>();
+  /**
+   * The expiry last queued for each replica: a replica whose earliest bound did not move queues nothing,
+   * so the heap holds about one live entry per replica instead of one per request.
+   */
+  private readonly armedExpiryMs: number[] = [];
 
   constructor(private readonly options: FleetCoreOptions<Tag>) {
     const routing = options.routing;
@@ -361,10 +366,12 @@ export class FleetCore<Tag> {
   /** The earliest time a queued request's wait bound passes (Infinity when none waits). */
   nextExpiryMs(): number {
     while (this.expiries.length > 0) {
-      const replica = this.replicas[this.expiries.peek() as number] as FleetReplica;
+      const index = this.expiries.peek() as number;
+      const replica = this.replicas[index] as FleetReplica;
       const atMs = this.expiries.peekValue() as number;
       if (replica.scheduler?.nextExpiryMs() === atMs) return atMs;
       this.expiries.pop();
+      if (this.armedExpiryMs[index] === atMs) this.armedExpiryMs[index] = Number.NaN;
     }
     return Number.POSITIVE_INFINITY;
   }
@@ -373,6 +380,7 @@ export class FleetCore<Tag> {
   expire(nowMs: number): void {
     while (this.nextExpiryMs() <= nowMs) {
       const index = this.expiries.pop() as number;
+      this.armedExpiryMs[index] = Number.NaN;
       (this.replicas[index] as FleetReplica).scheduler?.expire(nowMs);
       this.armExpiry(index);
     }
@@ -530,7 +538,9 @@ export class FleetCore<Tag> {
 
   private armExpiry(index: number): void {
     const atMs = (this.replicas[index] as FleetReplica).scheduler?.nextExpiryMs() ?? Number.POSITIVE_INFINITY;
-    if (Number.isFinite(atMs)) this.expiries.push(index, atMs);
+    if (!Number.isFinite(atMs) || this.armedExpiryMs[index] === atMs) return;
+    this.armedExpiryMs[index] = atMs;
+    this.expiries.push(index, atMs);
   }
 }
 
