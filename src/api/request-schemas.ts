@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errors, type GravityError } from '../core/errors.js';
-import type { ServiceTier } from '../core/service-tiers.js';
+import { type ServiceTier, serviceTiers } from '../core/service-tiers.js';
 import type { ChatMessage, GenerationRequest } from '../engines/engine-adapter.js';
 
 /**
@@ -28,7 +28,7 @@ const commonFields = {
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
   user: z.string().nullish(),
   // `batch` is Gravity's: what the Batch API's lines run at, also selectable directly by keys allowed it.
-  service_tier: z.enum(['auto', 'default', 'flex', 'priority', 'scale', 'batch']).nullish(),
+  service_tier: z.enum(serviceTiers).nullish(),
   n: z.literal(1).nullish(),
 };
 

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { requestCaller } from '../admission/request-caller.js';
 import { errors, GravityError } from '../core/errors.js';
+import { serviceTiers } from '../core/service-tiers.js';
 import type { Gateway } from '../gateway/gateway.js';
 
 /** What `POST /v1/routing/explain` accepts: a completion request's routing-relevant fields, plus a tenant. */
@@ -11,7 +12,7 @@ const explainSchema = z.object({
   prompt: z.string().optional(),
   max_tokens: z.number().int().min(1).nullable().optional(),
   max_completion_tokens: z.number().int().min(1).nullable().optional(),
-  service_tier: z.enum(['auto', 'default', 'flex', 'priority', 'scale', 'batch']).optional(),
+  service_tier: z.enum(serviceTiers).optional(),
   /** Whose residency policy applies: admin keys (and open mode) may name any tenant; others get their own. */
   tenant: z.string().min(1).optional(),
 });

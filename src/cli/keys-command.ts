@@ -17,7 +17,7 @@ import { keysPathOf } from '../admission/open-mode.js';
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
-import { type GrantableTier, grantableTiers } from '../core/service-tiers.js';
+import { type GrantableTier, grantableTiers, tiersGrantedByDefault } from '../core/service-tiers.js';
 
 /** A mistake in the command's arguments: printed as is, exit status 2. */
 export class KeysCommandError extends Error {
@@ -36,9 +36,6 @@ export interface CreateKeyOptions {
   period?: string | undefined;
   admin?: boolean | undefined;
 }
-
-/** Tiers a key gets when `--tiers` is not given: all but `priority`, the premium one, granted explicitly. */
-const defaultAllowedTiers: GrantableTier[] = ['default', 'flex', 'batch'];
 
 function tierOf(value: string, flag: string): GrantableTier {
   if (!(grantableTiers as readonly string[]).includes(value))
@@ -71,7 +68,7 @@ export function createKey(
           .map((tier) => tierOf(tier, '--tiers'));
   let allowedTiers: GrantableTier[];
   if (listed === undefined) {
-    allowedTiers = [...new Set([...defaultAllowedTiers, defaultTier])];
+    allowedTiers = [...new Set([...tiersGrantedByDefault, defaultTier])];
   } else {
     if (!listed.includes(defaultTier))
       throw new KeysCommandError(`--tiers must include the default tier '${defaultTier}'`);
@@ -242,7 +239,7 @@ export function registerKeysCommand(program: Command): void {
     )
     .option(
       '--tiers <list>',
-      `comma-separated tiers the key may use (default: ${defaultAllowedTiers.join(',')})`,
+      `comma-separated tiers the key may use (default: ${tiersGrantedByDefault.join(',')})`,
     )
     .option('--rpm <n>', 'requests per minute', numberOption)
     .option('--tpm <n>', 'tokens per minute (prompt + completion)', numberOption)

@@ -15,6 +15,12 @@ export type ServiceBand = (typeof serviceBands)[number];
 export const grantableTiers = ['priority', 'default', 'flex', 'batch', 'scale'] as const;
 export type GrantableTier = (typeof grantableTiers)[number];
 
+/**
+ * What a new key may use when its creator names no tiers: everything but `priority`, which costs more and
+ * jumps queues, so it must be granted on purpose.
+ */
+export const tiersGrantedByDefault: readonly GrantableTier[] = ['default', 'flex', 'batch'];
+
 /** A band's rank: 0 for priority … 3 for batch (an engine's priority queue orders by it). */
 export const bandRank: Readonly<Record<ServiceBand, number>> = { priority: 0, default: 1, flex: 2, batch: 3 };
 
