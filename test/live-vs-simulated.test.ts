@@ -10,7 +10,8 @@ import { type Harness, startHarness } from './support/gravity-harness.js';
 /**
  * One workload, two clocks: sent to a live Gravity whose replica is an emulated engine (wall clock,
  * real HTTP, the openai SDK), and replayed through the fleet simulator (virtual clock) as a trace. Both
- * run the same ReplicaModel; they must agree on throughput and median TTFT within 10%.
+ * run the same fleet core (the gateway's scheduler in front of the replica, on by default in both) and
+ * the same ReplicaModel; they must agree on throughput and median TTFT within 10%.
  *
  * The replica is Llama-3.1-8B on an L4 (~75 ms per decode step, ~300 ms to prefill a 1,024-token prompt), so timer and HTTP noise of a
  * millisecond or two stay small against the modelled times.
@@ -127,6 +128,9 @@ describe('the emulated engine live and the simulator', () => {
         'test',
       ),
     );
+    // Like for like: both runs put the gateway's SLO scheduler in front of the replica, by default.
+    expect(harness.server.gateway.schedulers.has('replica')).toBe(true);
+    expect(simulated.fleet.scheduler).toBe('slo');
     const simulatedTtftP50 = simulated.overall.ttft.p50Ms as number;
     const simulatedThroughput = simulated.overall.outputTokensPerSecond;
 
