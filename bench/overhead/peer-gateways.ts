@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childPids } from './process-stats.js';
+import { childPids } from '../support/process-stats.js';
 
 const host = '127.0.0.1';
 const outputTailBytes = 4096;
@@ -194,10 +194,7 @@ export interface NginxProcess {
   pids(): number[];
   /** Looks the workers up again (after a respawn). */
   refreshWorkers(): void;
-  exited(): boolean;
-  outputTail(): string;
   stop(graceMs: number): Promise<void>;
-  killNow(): void;
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -292,9 +289,6 @@ export async function startNginx(options: {
     port,
     pids: () => [masterPid, ...workers],
     refreshWorkers,
-    exited: () => child.exitCode !== null || child.signalCode !== null,
-    outputTail: () => tail + errorLogTail(),
-    killNow,
     stop: async (graceMs) => {
       stopping = true;
       if (child.exitCode === null && child.signalCode === null) {
