@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import type { SimulationResult } from '../../src/simulator/simulation-result.js';
-import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';
+import { formatTable, positiveNumber, printPreamble } from '../support/report-format.js';
 
 const targetSeconds = 60;
 
@@ -17,15 +17,18 @@ const { values: flags } = parseArgs({
     requests: { type: 'string', default: '1000000' },
     replicas: { type: 'string', default: '16' },
     'compare-requests': { type: 'string', default: '100000' },
+    quick: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
   process.stdout.write(
-    'npx tsx bench/sim/sim-throughput.ts [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n',
+    'npm run bench:sim -- [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n' +
+      '  [--quick: 20000 requests, 2000 to compare]\n',
   );
   process.exit(0);
 }
+if (flags.quick) Object.assign(flags, { requests: '20000', 'compare-requests': '2000' });
 const requests = positiveNumber('requests', flags.requests, true);
 const replicas = positiveNumber('replicas', flags.replicas, true);
 const compareRequests = positiveNumber('compare-requests', flags['compare-requests'], true);
@@ -83,12 +86,10 @@ function measure(requestCount: number, coalesceDecodeSteps: boolean) {
   return { result, peakHeapMiB: peakHeapBytes / 2 ** 20 };
 }
 
-const machine = describeMachine();
-process.stdout.write(
-  `# bench/sim — ${new Date().toISOString()}\n` +
-    `command: npx tsx bench/sim/sim-throughput.ts --requests ${requests} --replicas ${replicas} --compare-requests ${compareRequests}\n` +
-    `machine: ${machine.cpu}, ${machine.cores} cores (the simulator uses one), ${machine.memoryGiB} GiB, ${machine.platform}, Node ${process.version}\n\n`,
-);
+printPreamble('Simulator speed', 'bench:sim', [
+  'workload: Llama-3.1-8B on H100s at ~75% load, ShareGPT-like lengths, a third sharing 32 system prompts; ' +
+    'the simulator uses one core',
+]);
 
 const main = measure(requests, true);
 const summary = main.result;

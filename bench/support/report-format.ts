@@ -29,11 +29,14 @@ export function describeMachine(): string {
 
 /**
  * The lines every report starts with: what ran (as a command to paste back, e.g. `npm run bench:tiers --
- * --quick`), on what machine, and when; then the benchmark's own settings.
+ * --quick`), on what machine, and when; then the benchmark's own settings. `script`: an npm script
+ * (`bench:tiers`) or a file run with tsx.
  */
-export function printPreamble(title: string, npmScript: string, settings: string[] = []): string {
+export function printPreamble(title: string, script: string, settings: string[] = []): string {
   const args = process.argv.slice(2).map(quoteArgument).join(' ');
-  const command = `npm run ${npmScript}${args ? ` -- ${args}` : ''}`;
+  const command = script.startsWith('bench:')
+    ? `npm run ${script}${args ? ` -- ${args}` : ''}`
+    : `npx tsx ${script}${args ? ` ${args}` : ''}`;
   console.log(`# ${title}, ${new Date().toISOString()}`);
   console.log(`command:  ${command}`);
   console.log(`machine:  ${describeMachine()}`);
