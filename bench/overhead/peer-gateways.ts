@@ -25,12 +25,6 @@ function installedVersion(name: string): string | null {
   }
 }
 
-/** The versions ./peers/package.json pins, and what is installed: the report names both. */
-export function peerPackageVersions(): Record<string, string | null> {
-  const names = ['@portkey-ai/gateway', 'hono', '@hono/node-server'];
-  return Object.fromEntries(names.map((name) => [name, installedVersion(name)]));
-}
-
 /** Installs ./peers (npm ci from the lockfile, npm install without one) unless the pinned Portkey is there. */
 export function ensurePortkeyInstalled(): void {
   const manifest = JSON.parse(readFileSync(path.join(peersDir, 'package.json'), 'utf8')) as {
