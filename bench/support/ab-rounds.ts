@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { medianOf } from '../../src/core/quantile.js';
-import { formatTable } from './report-format.js';
+import { fixed, formatTable } from './report-format.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -80,7 +80,6 @@ export function compare(perRound: Map<string, Array<number | null>>, baseline: s
 
 /** A Markdown table of comparisons: figure, median, ratio, paired ratio and spread per variant. */
 export function comparisonTable(figure: string, baseline: string, rows: Comparison[], digits = 3): string {
-  const fixed = (value: number | null, places: number) => (value === null ? '–' : value.toFixed(places));
   return formatTable(
     [figure, 'median', `/ ${baseline}`, `paired / ${baseline}`, 'spread'],
     rows.map((row) => [
