@@ -12,7 +12,7 @@ const host = '127.0.0.1';
 const outputTailBytes = 4096;
 const installTimeoutMs = 300_000;
 
-export const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
+const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
 const loopbackListen = fileURLToPath(new URL('./loopback-listen.mjs', import.meta.url));
 const portkeyEntry = 'node_modules/@portkey-ai/gateway/build/start-server.js';
 
@@ -54,7 +54,7 @@ export function portkeyCommand(): { args: string[]; cwd: string } {
   };
 }
 
-export const nginxInstallCommand = 'apt-get install -y nginx';
+const nginxInstallCommand = 'apt-get install -y nginx';
 
 function onPath(command: string): string | null {
   const result = spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' });
@@ -113,7 +113,7 @@ export function nginxVersion(binary: string): string {
 }
 
 /** A free port on 127.0.0.1 (for nginx, which cannot report the port it got for 0). */
-export function freeLoopbackPort(): Promise<number> {
+function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

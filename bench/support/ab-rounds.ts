@@ -15,7 +15,7 @@ import { fixed, formatTable } from './report-format.js';
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The items in a different order each round: `by` places later items first. */
-export function rotated<T>(items: readonly T[], by: number): T[] {
+function rotated<T>(items: readonly T[], by: number): T[] {
   const shift = by % items.length;
   return [...items.slice(shift), ...items.slice(0, shift)];
 }

@@ -5,7 +5,6 @@
 // loop of a server measured in the same process, nor waits behind the benchmark's main thread.
 
 import { Worker } from 'node:worker_threads';
-import { quantileOf } from '../../src/core/quantile.js';
 import type { SeededRandom } from '../../src/core/seeded-random.js';
 
 export interface LoadRequest {
@@ -138,47 +137,4 @@ export function chatBody(options: {
     ...(options.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     ...options.extra,
   });
-}
-
-export interface RunSummary {
-  sent: number;
-  completed: number;
-  failed: number;
-  requestsPerSecond: number;
-  ttftP50Ms: number | null;
-  ttftP90Ms: number | null;
-  ttftP99Ms: number | null;
-  e2eP50Ms: number | null;
-  e2eP99Ms: number | null;
-  /** Pooled over every gap of every completed request. */
-  itlMeanMs: number | null;
-  itlP99Ms: number | null;
-  /** By status, e.g. { 200: 950, 429: 50 }. */
-  statuses: Record<number, number>;
-  firstError: string | null;
-}
-
-/** Counts and quantiles (src/core/quantile.ts) of completed requests; `wallMs` for the rate. */
-export function summarize(outcomes: RequestOutcome[], wallMs: number): RunSummary {
-  const completed = outcomes.filter((outcome) => outcome.error === null);
-  const ttfts = completed.flatMap((outcome) => (outcome.ttftMs === null ? [] : [outcome.ttftMs]));
-  const e2es = completed.map((outcome) => outcome.e2eMs);
-  const gaps = completed.flatMap((outcome) => outcome.gapsMs ?? []);
-  const statuses: Record<number, number> = {};
-  for (const outcome of outcomes) statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
-  return {
-    sent: outcomes.length,
-    completed: completed.length,
-    failed: outcomes.length - completed.length,
-    requestsPerSecond: completed.length / (wallMs / 1000),
-    ttftP50Ms: quantileOf(ttfts, 0.5),
-    ttftP90Ms: quantileOf(ttfts, 0.9),
-    ttftP99Ms: quantileOf(ttfts, 0.99),
-    e2eP50Ms: quantileOf(e2es, 0.5),
-    e2eP99Ms: quantileOf(e2es, 0.99),
-    itlMeanMs: gaps.length === 0 ? null : gaps.reduce((sum, gap) => sum + gap, 0) / gaps.length,
-    itlP99Ms: quantileOf(gaps, 0.99),
-    statuses,
-    firstError: outcomes.find((outcome) => outcome.error !== null)?.error ?? null,
-  };
 }
