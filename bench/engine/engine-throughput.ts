@@ -7,7 +7,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../../src/config/load-config.js';
 import { medianOf } from '../../src/core/quantile.js';
 import { LlamaCppEngine } from '../../src/engines/llama-cpp/llama-cpp-engine.js';
@@ -15,7 +14,7 @@ import { ensureTinyModel, tinyModelIds } from '../../src/engines/llama-cpp/tiny-
 import { type GravityServer, startGravityServer } from '../../src/gateway/gravity-server.js';
 import { alternatingRounds, compare, repoRoot } from '../support/ab-rounds.js';
 import { LoadClient } from '../support/load-client.js';
-import { fixed, formatTable, positiveNumber, printPreamble } from '../support/report-format.js';
+import { fixed, formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
 const modelId = tinyModelIds.random;
 const engineId = 'tiny-random';
@@ -35,41 +34,30 @@ const usage = `Usage: npm run bench:engine -- [options]
   --quick               a short run: 32 tokens, 2 rounds after 1 warm-up, concurrency 1,4
   --help                print this`;
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      tokens: { type: 'string', default: '256' },
-      rounds: { type: 'string', default: '9' },
-      warmup: { type: 'string', default: '2' },
-      threads: { type: 'string', default: '1' },
-      concurrency: { type: 'string', default: '1,2,4,8' },
-      quick: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
+const parseOptions = () =>
+  readOptions(
+    usage,
+    { tokens: '256', rounds: '9', warmup: '2', threads: '1', concurrency: '1,2,4,8' },
+    { tokens: '32', rounds: '2', warmup: '1', concurrency: '1,4' },
+    (values) => {
+      const levels = values.concurrency.split(',').map((item) => positiveNumber('concurrency', item, true));
+      // More streams than slots would queue, measuring waiting rather than batching.
+      if (levels.some((level) => level > slots)) throw new Error(`--concurrency: at most ${slots} streams`);
+      const tokensPerStream = positiveNumber('tokens', values.tokens, true);
+      // The prompt (BOS + words) and the completion must fit one slot's context.
+      if (tokensPerStream + promptWords + 1 >= contextTokens)
+        throw new Error(
+          `--tokens: at most ${contextTokens - promptWords - 2} with a ${contextTokens}-token context`,
+        );
+      return {
+        tokensPerStream,
+        rounds: positiveNumber('rounds', values.rounds, true),
+        warmUpRounds: values.warmup === '0' ? 0 : positiveNumber('warmup', values.warmup, true),
+        threads: positiveNumber('threads', values.threads, true),
+        levels,
+      };
     },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  if (values.quick) Object.assign(values, { tokens: '32', rounds: '2', warmup: '1', concurrency: '1,4' });
-  const levels = values.concurrency.split(',').map((item) => positiveNumber('concurrency', item, true));
-  // More streams than slots would queue, measuring waiting rather than batching.
-  if (levels.some((level) => level > slots)) throw new Error(`--concurrency: at most ${slots} streams`);
-  const tokensPerStream = positiveNumber('tokens', values.tokens, true);
-  // The prompt (BOS + words) and the completion must fit one slot's context.
-  if (tokensPerStream + promptWords + 1 >= contextTokens)
-    throw new Error(
-      `--tokens: at most ${contextTokens - promptWords - 2} with a ${contextTokens}-token context`,
-    );
-  return {
-    tokensPerStream,
-    rounds: positiveNumber('rounds', values.rounds, true),
-    warmUpRounds: values.warmup === '0' ? 0 : positiveNumber('warmup', values.warmup, true),
-    threads: positiveNumber('threads', values.threads, true),
-    levels,
-  };
-}
+  );
 
 /**
  * Deterministic prompt of single-letter words (each one token in the generated vocabulary). The first word
@@ -100,14 +88,7 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  let options: ReturnType<typeof parseOptions>;
-  try {
-    options = parseOptions();
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${usage}`);
-    process.exitCode = 2;
-    return;
-  }
+  const options = parseOptions();
   const { tokensPerStream } = options;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-bench-'));
   let server: GravityServer | undefined;

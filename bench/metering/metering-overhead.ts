@@ -9,7 +9,6 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { medianOf } from '../../src/core/quantile.js';
 import { alternatingRounds, compare, comparisonTable, repoRoot } from '../support/ab-rounds.js';
@@ -27,7 +26,7 @@ import {
 import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
 import { chatBody, LoadClient } from '../support/load-client.js';
 import { processCpuMs, processDiskWriteBytes } from '../support/process-stats.js';
-import { fixed, positiveNumber, printPreamble } from '../support/report-format.js';
+import { fixed, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
 const lossTargetPercent = 5;
 const modelId = 'fake';
@@ -50,39 +49,34 @@ const usage = `Usage: npm run bench:metering -- [options]
                         profiling slows both, so that run's ratio is not the benchmark's
   --help                print this`;
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      concurrency: { type: 'string', default: '16' },
-      seconds: { type: 'string', default: '5' },
-      'warmup-seconds': { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '3' },
-      tokens: { type: 'string', default: '16' },
-      mode: { type: 'string', default: 'both' },
-      quick: { type: 'boolean', default: false },
-      'cpu-prof-dir': { type: 'string' },
-      help: { type: 'boolean', default: false },
+const parseOptions = () =>
+  readOptions(
+    usage,
+    {
+      concurrency: '16',
+      seconds: '5',
+      'warmup-seconds': '3',
+      rounds: '3',
+      tokens: '16',
+      mode: 'both',
+      'cpu-prof-dir': '',
     },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  if (values.quick) Object.assign(values, { seconds: '1', 'warmup-seconds': '0.5', rounds: '2' });
-  const modes: Mode[] = values.mode === 'both' ? ['stream', 'json'] : [values.mode as Mode];
-  if (!['stream', 'json', 'both'].includes(values.mode))
-    throw new Error(`--mode: expected stream, json or both, got '${values.mode}'`);
-  return {
-    concurrency: positiveNumber('concurrency', values.concurrency, true),
-    roundSeconds: positiveNumber('seconds', values.seconds, false),
-    warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
-    rounds: positiveNumber('rounds', values.rounds, true),
-    tokensPerResponse: positiveNumber('tokens', values.tokens, true),
-    modes,
-    cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
-  };
-}
+    { seconds: '1', 'warmup-seconds': '0.5', rounds: '2' },
+    (values) => {
+      const modes: Mode[] = values.mode === 'both' ? ['stream', 'json'] : [values.mode as Mode];
+      if (!['stream', 'json', 'both'].includes(values.mode))
+        throw new Error(`--mode: expected stream, json or both, got '${values.mode}'`);
+      return {
+        concurrency: positiveNumber('concurrency', values.concurrency, true),
+        roundSeconds: positiveNumber('seconds', values.seconds, false),
+        warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
+        rounds: positiveNumber('rounds', values.rounds, true),
+        tokensPerResponse: positiveNumber('tokens', values.tokens, true),
+        modes,
+        cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
+      };
+    },
+  );
 
 interface Server {
   name: 'metering on' | 'metering off';
@@ -101,14 +95,7 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  let options: ReturnType<typeof parseOptions>;
-  try {
-    options = parseOptions();
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${usage}`);
-    process.exitCode = 2;
-    return;
-  }
+  const options = parseOptions();
   const children = new ChildProcessGroup();
   const client = new LoadClient();
   let fatalError: Error | null = null;

@@ -9,7 +9,6 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { quantileOf } from '../../src/core/quantile.js';
 import {
   alternatingRounds,
@@ -34,7 +33,14 @@ import {
   processRssBytes,
   sumOrNull,
 } from '../support/process-stats.js';
-import { fixed, formatTable, positiveNumber, printPreamble, ratio } from '../support/report-format.js';
+import {
+  fixed,
+  formatTable,
+  positiveNumber,
+  printPreamble,
+  ratio,
+  readOptions,
+} from '../support/report-format.js';
 import { type ProxyPath, type ResponseMode, startPaths, type UpstreamKind } from './overhead-paths.js';
 import {
   ensurePortkeyInstalled,
@@ -84,69 +90,63 @@ Gravity beside nginx and Portkey, all proxying one fake OpenAI upstream on 127.0
                           slows Gravity, so that run's figures are not the benchmark's
   --help                  print this`;
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      peers: { type: 'string', default: 'both' },
-      base: { type: 'string' },
-      tsx: { type: 'boolean', default: false },
-      tokens: { type: 'string', default: '16' },
-      'ttft-requests': { type: 'string', default: '500' },
-      'gap-requests': { type: 'string', default: '100' },
-      'delay-ms': { type: 'string', default: '2' },
-      concurrency: { type: 'string', default: '16,64' },
-      seconds: { type: 'string', default: '3' },
-      'warmup-seconds': { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '3' },
-      quick: { type: 'boolean', default: false },
-      pin: { type: 'string', default: 'on' },
-      nginx: { type: 'string' },
-      json: { type: 'string' },
-      'cpu-prof-dir': { type: 'string' },
-      help: { type: 'boolean', default: false },
+const parseOptions = () =>
+  readOptions(
+    usage,
+    {
+      peers: 'both',
+      base: '',
+      tsx: false as boolean,
+      tokens: '16',
+      'ttft-requests': '500',
+      'gap-requests': '100',
+      'delay-ms': '2',
+      concurrency: '16,64',
+      seconds: '3',
+      'warmup-seconds': '1',
+      rounds: '3',
+      pin: 'on',
+      nginx: '',
+      json: '',
+      'cpu-prof-dir': '',
     },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  if (values.quick)
-    Object.assign(values, {
+    {
       'ttft-requests': '50',
       'gap-requests': '20',
       concurrency: '16',
       seconds: '1',
       'warmup-seconds': '0.5',
       rounds: '2',
-    });
-  const known = ['portkey', 'nginx'];
-  const peers = values.peers === 'both' ? known : values.peers === 'none' ? [] : values.peers.split(',');
-  for (const peer of peers)
-    if (!known.includes(peer))
-      throw new Error(`--peers: expected nginx, portkey, both or none, got '${values.peers}'`);
-  if (values.pin !== 'on' && values.pin !== 'off')
-    throw new Error(`--pin: expected on or off, got '${values.pin}'`);
-  return {
-    peers,
-    base: values.base ?? null,
-    compiled: !values.tsx,
-    tokensPerResponse: positiveNumber('tokens', values.tokens, true),
-    ttftRequests: positiveNumber('ttft-requests', values['ttft-requests'], true),
-    gapRequests: positiveNumber('gap-requests', values['gap-requests'], true),
-    interTokenDelayMs: positiveNumber('delay-ms', values['delay-ms'], false),
-    concurrencies: [
-      ...new Set(values.concurrency.split(',').map((text) => positiveNumber('concurrency', text, true))),
-    ],
-    roundSeconds: positiveNumber('seconds', values.seconds, false),
-    warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
-    rounds: positiveNumber('rounds', values.rounds, true),
-    pin: values.pin === 'on',
-    nginxBinary: values.nginx,
-    jsonPath: values.json,
-    cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
-  };
-}
+    },
+    (values) => {
+      const known = ['portkey', 'nginx'];
+      const peers = values.peers === 'both' ? known : values.peers === 'none' ? [] : values.peers.split(',');
+      for (const peer of peers)
+        if (!known.includes(peer))
+          throw new Error(`--peers: expected nginx, portkey, both or none, got '${values.peers}'`);
+      if (values.pin !== 'on' && values.pin !== 'off')
+        throw new Error(`--pin: expected on or off, got '${values.pin}'`);
+      return {
+        peers,
+        base: values.base || null,
+        compiled: !values.tsx,
+        tokensPerResponse: positiveNumber('tokens', values.tokens, true),
+        ttftRequests: positiveNumber('ttft-requests', values['ttft-requests'], true),
+        gapRequests: positiveNumber('gap-requests', values['gap-requests'], true),
+        interTokenDelayMs: positiveNumber('delay-ms', values['delay-ms'], false),
+        concurrencies: [
+          ...new Set(values.concurrency.split(',').map((text) => positiveNumber('concurrency', text, true))),
+        ],
+        roundSeconds: positiveNumber('seconds', values.seconds, false),
+        warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
+        rounds: positiveNumber('rounds', values.rounds, true),
+        pin: values.pin === 'on',
+        nginxBinary: values.nginx || undefined,
+        jsonPath: values.json || undefined,
+        cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
+      };
+    },
+  );
 
 /** Each proxy gets the last CPU to itself; the client and both upstreams share the rest. */
 function pinCpus(wanted: boolean): { proxyPrefix: string[]; description: string } {
@@ -238,14 +238,7 @@ interface ThroughputRound {
 }
 
 async function main(): Promise<void> {
-  let options: ReturnType<typeof parseOptions>;
-  try {
-    options = parseOptions();
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${usage}`);
-    process.exitCode = 2;
-    return;
-  }
+  const options = parseOptions();
   const peers = new Set(options.peers);
   // Peers and builds first: installing and compiling are no part of any measurement.
   if (peers.has('portkey')) ensurePortkeyInstalled();

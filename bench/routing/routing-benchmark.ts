@@ -4,7 +4,6 @@
 // with no shared prefixes where prefix + load must stay within ±5% of least-loaded.
 // Run with `npm run bench:routing -- --help`.
 
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../../src/config/load-config.js';
 import { quantileOf } from '../../src/core/quantile.js';
 import { SeededRandom } from '../../src/core/seeded-random.js';
@@ -13,41 +12,36 @@ import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import { alternatingRounds } from '../support/ab-rounds.js';
 import { chatBody, LoadClient } from '../support/load-client.js';
-import { formatTable, positiveNumber, printPreamble } from '../support/report-format.js';
+import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    rate: { type: 'string', default: '23' },
-    'live-seconds': { type: 'string', default: '30' },
-    'sim-seconds': { type: 'string', default: '120' },
-    groups: { type: 'string', default: '150' },
-    'prefix-tokens': { type: 'string', default: '6000' },
-    'ttft-slo-ms': { type: 'string', default: '200' },
-    'tpot-slo-ms': { type: 'string', default: '50' },
-    'sim-only': { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+const { rate, liveSeconds, simSeconds, groups, prefixTokens, slo, simOnly } = readOptions(
+  'npm run bench:routing -- [--rate 23] [--live-seconds 30] [--sim-seconds 120] [--groups 150]\n' +
+    '  [--prefix-tokens 6000] [--ttft-slo-ms 200] [--tpot-slo-ms 50] [--sim-only]\n' +
+    '  [--quick: 4 s live, 15 s simulated, 20 groups of 2000 tokens]',
+  {
+    rate: '23',
+    'live-seconds': '30',
+    'sim-seconds': '120',
+    groups: '150',
+    'prefix-tokens': '6000',
+    'ttft-slo-ms': '200',
+    'tpot-slo-ms': '50',
+    'sim-only': false as boolean,
   },
-});
-if (flags.help) {
-  process.stdout.write(
-    'npm run bench:routing -- [--rate 23] [--live-seconds 30] [--sim-seconds 120] [--groups 150]\n' +
-      '  [--prefix-tokens 6000] [--ttft-slo-ms 200] [--tpot-slo-ms 50] [--sim-only]\n' +
-      '  [--quick: 4 s live, 15 s simulated, 20 groups of 2000 tokens]\n',
-  );
-  process.exit(0);
-}
-if (flags.quick)
-  Object.assign(flags, { 'live-seconds': '4', 'sim-seconds': '15', groups: '20', 'prefix-tokens': '2000' });
-const rate = positiveNumber('rate', flags.rate, false);
-const liveSeconds = positiveNumber('live-seconds', flags['live-seconds'], false);
-const simSeconds = positiveNumber('sim-seconds', flags['sim-seconds'], false);
-const groups = positiveNumber('groups', flags.groups, true);
-const prefixTokens = positiveNumber('prefix-tokens', flags['prefix-tokens'], true);
-const slo = {
-  ttftMs: positiveNumber('ttft-slo-ms', flags['ttft-slo-ms'], false),
-  tpotMs: positiveNumber('tpot-slo-ms', flags['tpot-slo-ms'], false),
-};
+  { 'live-seconds': '4', 'sim-seconds': '15', groups: '20', 'prefix-tokens': '2000' },
+  (flags) => ({
+    rate: positiveNumber('rate', flags.rate, false),
+    liveSeconds: positiveNumber('live-seconds', flags['live-seconds'], false),
+    simSeconds: positiveNumber('sim-seconds', flags['sim-seconds'], false),
+    groups: positiveNumber('groups', flags.groups, true),
+    prefixTokens: positiveNumber('prefix-tokens', flags['prefix-tokens'], true),
+    slo: {
+      ttftMs: positiveNumber('ttft-slo-ms', flags['ttft-slo-ms'], false),
+      tpotMs: positiveNumber('tpot-slo-ms', flags['tpot-slo-ms'], false),
+    },
+    simOnly: flags['sim-only'] === true,
+  }),
+);
 const policies = ['round-robin', 'least-loaded', 'prefix-only', 'prefix-load'];
 const replicas = 4;
 const questionTokens = 60;
@@ -323,7 +317,7 @@ console.log(
   `Simulated, no shared prefixes (${uniquePromptTokens}-token unique prompts):\n${table(simUnique)}\n${ratios(simUnique, 'simulated, no shared prefix')}\n`,
 );
 
-if (!flags['sim-only']) {
+if (!simOnly) {
   const client = new LoadClient();
   const liveRows = async (workload: LiveRequest[], names: string[]) => {
     const results = await alternatingRounds({

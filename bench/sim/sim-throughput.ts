@@ -4,34 +4,24 @@
 // A second, smaller run compares decode spans against step-by-step simulation in the same process (a
 // ratio; both must predict the same latencies). Run with `npx tsx bench/sim/sim-throughput.ts --help`.
 
-import { parseArgs } from 'node:util';
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import type { SimulationResult } from '../../src/simulator/simulation-result.js';
-import { formatTable, positiveNumber, printPreamble } from '../support/report-format.js';
+import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
 const targetSeconds = 60;
 
-const { values: flags } = parseArgs({
-  options: {
-    requests: { type: 'string', default: '1000000' },
-    replicas: { type: 'string', default: '16' },
-    'compare-requests': { type: 'string', default: '100000' },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
-});
-if (flags.help) {
-  process.stdout.write(
-    'npm run bench:sim -- [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n' +
-      '  [--quick: 20000 requests, 2000 to compare]\n',
-  );
-  process.exit(0);
-}
-if (flags.quick) Object.assign(flags, { requests: '20000', 'compare-requests': '2000' });
-const requests = positiveNumber('requests', flags.requests, true);
-const replicas = positiveNumber('replicas', flags.replicas, true);
-const compareRequests = positiveNumber('compare-requests', flags['compare-requests'], true);
+const { requests, replicas, compareRequests } = readOptions(
+  'npm run bench:sim -- [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n' +
+    '  [--quick: 20000 requests, 2000 to compare]',
+  { requests: '1000000', replicas: '16', 'compare-requests': '100000' },
+  { requests: '20000', 'compare-requests': '2000' },
+  (flags) => ({
+    requests: positiveNumber('requests', flags.requests, true),
+    replicas: positiveNumber('replicas', flags.replicas, true),
+    compareRequests: positiveNumber('compare-requests', flags['compare-requests'], true),
+  }),
+);
 
 /**
  * Llama-3.1-8B on H100s at ~75% of the fleet's capacity (about 13 requests/s per replica on this

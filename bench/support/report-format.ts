@@ -2,6 +2,7 @@
 // command-line values. Quantiles come from src/core/quantile.ts, the one definition.
 
 import os from 'node:os';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 /** A Markdown table: first column left-aligned, the rest right-aligned, as the docs paste them. */
 export function formatTable(header: string[], rows: string[][]): string {
@@ -67,4 +68,31 @@ export function positiveNumber(name: string, text: string, integer: boolean): nu
 /** An argument as a POSIX shell would need it, so printed commands can be pasted back. */
 export function quoteArgument(argument: string): string {
   return /^[\w@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * A benchmark's command line. `defaults` names every option (a string value, or false for a flag); `--quick`
+ * applies `quick` to the options not given explicitly; `--help` prints `usage`. Returns `read(values)`; a
+ * mistake in the options (found by parseArgs or by `read`) prints the message and the usage, exit code 2.
+ */
+export function readOptions<Values extends Record<string, string | boolean>, Result>(
+  usage: string,
+  defaults: Values,
+  quick: Partial<Values>,
+  read: (values: Values) => Result,
+): Result {
+  const options: ParseArgsConfig['options'] = { quick: { type: 'boolean' }, help: { type: 'boolean' } };
+  for (const [name, value] of Object.entries(defaults))
+    options[name] = { type: typeof value === 'boolean' ? 'boolean' : 'string' };
+  try {
+    const { values } = parseArgs({ options, strict: true });
+    if (values.help) {
+      console.log(usage);
+      process.exit(0);
+    }
+    return read({ ...defaults, ...(values.quick ? quick : {}), ...values } as Values);
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${usage}`);
+    process.exit(2);
+  }
 }

@@ -15,7 +15,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import OpenAI, { toFile } from 'openai';
 import { quantileOf } from '../../src/core/quantile.js';
@@ -29,7 +28,7 @@ import {
   poissonArrivalsMs,
   type RequestOutcome,
 } from '../support/load-client.js';
-import { fixed, formatTable, positiveNumber, printPreamble } from '../support/report-format.js';
+import { fixed, formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
 const modelId = 'llama-3.1-8b';
 const promptText = 'Summarise the following notes for the weekly report. '.repeat(16); // ≈ 200 tokens
@@ -38,39 +37,34 @@ const priorityTtftTargetMs = 300;
 const tenants = ['interactive', 'big', 'small', 'batcher'] as const;
 type Tenant = (typeof tenants)[number];
 
-const { values: flags } = parseArgs({
-  options: {
-    factor: { type: 'string', default: '1.5' },
-    'capacity-seconds': { type: 'string', default: '10' },
-    'unloaded-seconds': { type: 'string', default: '8' },
-    'overload-seconds': { type: 'string', default: '36' },
-    'fairness-seconds': { type: 'string', default: '20' },
-    'batch-lines': { type: 'string', default: '60' },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
-});
-if (flags.help) {
-  console.log(
+const { factor, capacitySeconds, unloadedSeconds, overloadSeconds, fairnessSeconds, batchLines } =
+  readOptions(
     'npm run bench:tiers -- [--factor 1.5] [--capacity-seconds 10] [--unloaded-seconds 8] [--overload-seconds 36]\n' +
       '  [--fairness-seconds 20] [--batch-lines 60] [--quick: 3, 3, 6 and 4 s, 6 batch lines]',
+    {
+      factor: '1.5',
+      'capacity-seconds': '10',
+      'unloaded-seconds': '8',
+      'overload-seconds': '36',
+      'fairness-seconds': '20',
+      'batch-lines': '60',
+    },
+    {
+      'capacity-seconds': '3',
+      'unloaded-seconds': '3',
+      'overload-seconds': '6',
+      'fairness-seconds': '4',
+      'batch-lines': '6',
+    },
+    (flags) => ({
+      factor: positiveNumber('factor', flags.factor, false),
+      capacitySeconds: positiveNumber('capacity-seconds', flags['capacity-seconds'], false),
+      unloadedSeconds: positiveNumber('unloaded-seconds', flags['unloaded-seconds'], false),
+      overloadSeconds: positiveNumber('overload-seconds', flags['overload-seconds'], false),
+      fairnessSeconds: positiveNumber('fairness-seconds', flags['fairness-seconds'], false),
+      batchLines: positiveNumber('batch-lines', flags['batch-lines'], true),
+    }),
   );
-  process.exit(0);
-}
-if (flags.quick)
-  Object.assign(flags, {
-    'capacity-seconds': '3',
-    'unloaded-seconds': '3',
-    'overload-seconds': '6',
-    'fairness-seconds': '4',
-    'batch-lines': '6',
-  });
-const factor = positiveNumber('factor', flags.factor, false);
-const capacitySeconds = positiveNumber('capacity-seconds', flags['capacity-seconds'], false);
-const unloadedSeconds = positiveNumber('unloaded-seconds', flags['unloaded-seconds'], false);
-const overloadSeconds = positiveNumber('overload-seconds', flags['overload-seconds'], false);
-const fairnessSeconds = positiveNumber('fairness-seconds', flags['fairness-seconds'], false);
-const batchLines = positiveNumber('batch-lines', flags['batch-lines'], true);
 
 interface Scheduler {
   name: 'fcfs' | 'slo';
