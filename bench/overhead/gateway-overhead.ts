@@ -1,542 +1,608 @@
-// Gateway overhead beside peers: what Gravity adds to a request's latency, and how much throughput it keeps,
-// next to the Portkey gateway and nginx, all proxying the same fake OpenAI upstream on loopback in one run.
-// Four paths to the upstream (direct, Gravity, Portkey, nginx) are measured round by round in rotation so
-// that machine noise hits all alike; the upstreams and each proxy run in their own process, so each proxy's
-// memory and CPU time can be read apart from /proc. Run with `npx tsx bench/overhead/gateway-overhead.ts --help`.
+// Gateway overhead beside peers: the latency Gravity adds, the throughput it keeps and the CPU it spends per
+// request, next to nginx (and the Portkey gateway), all proxying the same fake OpenAI upstream on loopback.
+// Every path (and, with --base, Gravity built from an earlier commit) is measured in alternating rounds of
+// one run, so machine noise hits all alike; only ratios within a run compare. Each proxy runs in its own
+// process on a CPU of its own, so its CPU time and memory can be read apart from /proc.
+// Run with `npm run bench:overhead -- --help`.
 
-import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { quantileOf } from '../../src/core/quantile.js';
+import {
+  alternatingRounds,
+  type Comparison,
+  compare,
+  comparisonTable,
+  type GravityBuild,
+  gravityBuild,
+  repoRoot,
+} from '../support/ab-rounds.js';
 import { ChildProcessGroup, gravityChildEnvironment } from '../support/child-processes.js';
 import {
-  type CpuProfileSummary,
   formatCpuProfileSummary,
   readCpuProfile,
   summarizeCpuProfile,
 } from '../support/cpu-profile-summary.js';
-import { describeMachine, positiveNumber, quoteArgument } from '../support/report-format.js';
+import { LoadClient, type RequestOutcome } from '../support/load-client.js';
 import {
-  checkPaths,
-  formatRound,
-  formatStalls,
-  latencyPhase,
-  noiseProbeMs,
-  probeStalls,
-  proxyRssBytes,
-  rotated,
-  rssSampleIntervalMs,
-  type ThroughputRound,
-  throughputRound,
-} from './overhead-measure.js';
-import { type PathName, type ProxyPath, pathLabels, startPaths } from './overhead-paths.js';
+  allowedCpus,
+  pinThisProcess,
+  processCpuMs,
+  processRssBytes,
+  sumOrNull,
+} from '../support/process-stats.js';
 import {
-  bytesPerMb,
-  formatVerdict,
-  type PathFigures,
-  resultsTable,
-  summarizePath,
-  targets,
-  verdicts,
-} from './overhead-report.js';
+  fixed,
+  formatTable,
+  positiveNumber,
+  printPreamble,
+  ratio,
+  readOptions,
+} from '../support/report-format.js';
+import { type ProxyPath, type ResponseMode, startPaths, type UpstreamKind } from './overhead-paths.js';
 import {
   ensurePortkeyInstalled,
   findNginx,
   installNginx,
   type NginxProcess,
   nginxVersion,
-  peerPackageVersions,
 } from './peer-gateways.js';
-import { allowedCpus, pinThisProcess } from './process-stats.js';
 
 const stopGraceMs = 10_000;
-const ttftWarmUpRequests = 50;
-const gapWarmUpRequests = 10;
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+/** Requests at concurrency 1 are split into this many rounds, rotating the paths between rounds. */
+const latencyRounds = 5;
+const rssSampleIntervalMs = 100;
+const maxErrorsPerRound = 20;
+const bytesPerMb = 1e6;
+/** The hot-path targets (issue 11): Gravity's CPU per request against nginx's, in the same run. */
+const cpuTargets: Record<ResponseMode, number> = { stream: 9, json: 8 };
+const targets = {
+  addedTtftP99Ms: 1,
+  streamingVersusPortkey: 4,
+  streamingVersusNginx: 0.5,
+  rssUnderLoadMb: 150,
+};
 
-/** Set by Ctrl-C: what fails afterwards is the interruption's doing, not worth reporting. */
-let interrupted = false;
+const usage = `Usage: npm run bench:overhead -- [options]
 
-type PeerName = 'portkey' | 'nginx';
+Gravity beside nginx and Portkey, all proxying one fake OpenAI upstream on 127.0.0.1, in alternating rounds.
 
-const usage = `Usage: npx tsx bench/overhead/gateway-overhead.ts [options]
-
-Measures the latency Gravity adds and the throughput it keeps next to the Portkey gateway and nginx, all
-proxying one fake OpenAI upstream on 127.0.0.1. Installs Portkey into bench/overhead/peers on first run.
-
+  --peers <list>          nginx, portkey, both (default) or none; nginx is installed with apt-get when root in
+                          a container; Portkey from npm into bench/overhead/peers on first use
+  --base <commit>         also measure Gravity built from <commit> (a temporary git worktree), alternating
+                          with the working tree, and report working tree / base
+  --tsx                   run Gravity's sources through tsx instead of compiling them (tsc) first
   --tokens <n>            completion tokens per response (default 16)
-  --ttft-requests <n>     streamed requests per path at concurrency 1 for time to first token (default 500)
-  --gap-requests <n>      streamed requests per path at concurrency 1 against the paced upstream, for the
-                          gaps between content chunks (default 100)
+  --ttft-requests <n>     streams per path at concurrency 1 for time to first token (default 500)
+  --gap-requests <n>      streams per path at concurrency 1 against the paced upstream (default 100)
   --delay-ms <ms>         the paced upstream's pause between tokens (default 2)
-  --concurrency <list>    closed-loop concurrencies for throughput (default 16,64)
-  --seconds <s>           length of each measured throughput round (default 3)
-  --warmup-seconds <s>    unmeasured round per path before each mode and concurrency (default 1)
-  --rounds <n>            measured throughput rounds per path, mode and concurrency (default 3)
-  --peers <list>          portkey, nginx, both (default) or none
-  --pin <on|off>          pin each proxy to the last CPU and the client and upstreams to the others (default on)
-  --gravity-entry <file>  Gravity's CLI entry: a .js file runs with plain node, a .ts file through tsx
-                          (default bin/gravity.js: the compiled build, as shipped; rebuilt before the run)
-  --nginx <path>          nginx binary (default /usr/sbin/nginx, installed with apt-get when root in a container)
-  --json <file>           also write the results as JSON
-  --cpu-prof-dir <dir>    profile the Gravity child (node --cpu-prof) into <dir> and summarise its hot spots;
-                          profiling slows Gravity, so that run's figures are not the benchmark's
+  --concurrency <list>    closed-loop concurrencies for throughput and CPU (default 16,64)
+  --seconds <s>           length of each throughput round (default 3)
+  --warmup-seconds <s>    length of the unmeasured first round of each mode and concurrency (default 1)
+  --rounds <n>            throughput rounds per path, mode and concurrency (default 3)
+  --quick                 a short run: 50 and 20 latency streams, c=16, 2 rounds of 1 s
+  --pin <on|off>          each proxy on the last CPU, client and upstreams on the others (default on)
+  --nginx <path>          nginx binary (default /usr/sbin/nginx or nginx on PATH)
+  --json <file>           also write every round as JSON
+  --cpu-prof-dir <dir>    profile the working tree's Gravity (node --cpu-prof) and summarise it; profiling
+                          slows Gravity, so that run's figures are not the benchmark's
   --help                  print this`;
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      tokens: { type: 'string', default: '16' },
-      'ttft-requests': { type: 'string', default: '500' },
-      'gap-requests': { type: 'string', default: '100' },
-      'delay-ms': { type: 'string', default: '2' },
-      concurrency: { type: 'string', default: '16,64' },
-      seconds: { type: 'string', default: '3' },
-      'warmup-seconds': { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '3' },
-      peers: { type: 'string', default: 'both' },
-      pin: { type: 'string', default: 'on' },
-      nginx: { type: 'string' },
-      'gravity-entry': { type: 'string', default: 'bin/gravity.js' },
-      json: { type: 'string' },
-      'cpu-prof-dir': { type: 'string' },
-      help: { type: 'boolean', default: false },
+const parseOptions = () =>
+  readOptions(
+    usage,
+    {
+      peers: 'both',
+      base: '',
+      tsx: false as boolean,
+      tokens: '16',
+      'ttft-requests': '500',
+      'gap-requests': '100',
+      'delay-ms': '2',
+      concurrency: '16,64',
+      seconds: '3',
+      'warmup-seconds': '1',
+      rounds: '3',
+      pin: 'on',
+      nginx: '',
+      json: '',
+      'cpu-prof-dir': '',
     },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
-  const peerNames: PeerName[] = ['portkey', 'nginx'];
-  const peers: PeerName[] =
-    values.peers === 'both'
-      ? peerNames
-      : values.peers === 'none'
-        ? []
-        : values.peers.split(',').map((name) => {
-            if (!peerNames.includes(name as PeerName))
-              throw new Error(`--peers: expected portkey, nginx, both or none, got '${values.peers}'`);
-            return name as PeerName;
-          });
-  if (values.pin !== 'on' && values.pin !== 'off')
-    throw new Error(`--pin: expected on or off, got '${values.pin}'`);
-  const concurrencies = [
-    ...new Set(values.concurrency.split(',').map((text) => positiveNumber('concurrency', text, true))),
-  ].sort((a, b) => a - b);
-  return {
-    tokensPerResponse: positiveNumber('tokens', values.tokens, true),
-    ttftRequests: positiveNumber('ttft-requests', values['ttft-requests'], true),
-    gapRequests: positiveNumber('gap-requests', values['gap-requests'], true),
-    interTokenDelayMs: positiveNumber('delay-ms', values['delay-ms'], false),
-    concurrencies,
-    roundSeconds: positiveNumber('seconds', values.seconds, false),
-    warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
-    rounds: positiveNumber('rounds', values.rounds, true),
-    peers,
-    pin: values.pin === 'on',
-    nginxBinary: values.nginx,
-    gravityEntry: path.resolve(values['gravity-entry']),
-    jsonPath: values.json,
-    cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
-  };
-}
+    {
+      'ttft-requests': '50',
+      'gap-requests': '20',
+      concurrency: '16',
+      seconds: '1',
+      'warmup-seconds': '0.5',
+      rounds: '2',
+    },
+    (values) => {
+      const known = ['portkey', 'nginx'];
+      const peers = values.peers === 'both' ? known : values.peers === 'none' ? [] : values.peers.split(',');
+      for (const peer of peers)
+        if (!known.includes(peer))
+          throw new Error(`--peers: expected nginx, portkey, both or none, got '${values.peers}'`);
+      if (values.pin !== 'on' && values.pin !== 'off')
+        throw new Error(`--pin: expected on or off, got '${values.pin}'`);
+      return {
+        peers,
+        base: values.base || null,
+        compiled: !values.tsx,
+        tokensPerResponse: positiveNumber('tokens', values.tokens, true),
+        ttftRequests: positiveNumber('ttft-requests', values['ttft-requests'], true),
+        gapRequests: positiveNumber('gap-requests', values['gap-requests'], true),
+        interTokenDelayMs: positiveNumber('delay-ms', values['delay-ms'], false),
+        concurrencies: [
+          ...new Set(values.concurrency.split(',').map((text) => positiveNumber('concurrency', text, true))),
+        ],
+        roundSeconds: positiveNumber('seconds', values.seconds, false),
+        warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
+        rounds: positiveNumber('rounds', values.rounds, true),
+        pin: values.pin === 'on',
+        nginxBinary: values.nginx || undefined,
+        jsonPath: values.json || undefined,
+        cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
+      };
+    },
+  );
 
-type Options = ReturnType<typeof parseOptions>;
-
-function versionOf(manifestPath: string): string {
-  try {
-    return (JSON.parse(readFileSync(manifestPath, 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-/** nginx to use, installing Debian's package where that is safe; null (with the reason) to skip the path. */
-function resolveNginx(explicit: string | undefined): { binary: string | null; skipped: string | null } {
-  const found = findNginx(explicit);
-  if (found) return { binary: found, skipped: null };
-  if (explicit) throw new Error(`--nginx: no such file '${explicit}'`);
-  const why = installNginx();
-  const installed = findNginx(undefined);
-  return installed ? { binary: installed, skipped: null } : { binary: null, skipped: why };
-}
-
-/**
- * The proxy under test gets a CPU to itself; the client (this process) and both upstreams share the rest,
- * so every path faces the same client and upstream capacity and each proxy the same CPU.
- */
+/** Each proxy gets the last CPU to itself; the client and both upstreams share the rest. */
 function pinCpus(wanted: boolean): { proxyPrefix: string[]; description: string } {
   if (!wanted) return { proxyPrefix: [], description: 'off (--pin off)' };
   const allowed = allowedCpus();
   if (!allowed || allowed.length < 2) return { proxyPrefix: [], description: 'off (fewer than 2 CPUs)' };
   const proxyCpu = allowed.at(-1) as number;
-  const clientCpus = allowed.slice(0, -1);
-  if (!pinThisProcess(clientCpus)) return { proxyPrefix: [], description: 'off (taskset failed)' };
+  const rest = allowed.slice(0, -1);
+  if (!pinThisProcess(rest)) return { proxyPrefix: [], description: 'off (taskset failed)' };
   return {
     proxyPrefix: ['taskset', '-c', String(proxyCpu)],
-    description: `each proxy on CPU ${proxyCpu}; client (this process) and both upstreams on CPU ${clientCpus.join(',')}`,
+    description: `each proxy on CPU ${proxyCpu}; client (a worker thread of this process) and upstreams on CPU ${rest.join(',')}`,
   };
 }
 
-/** Folders of this benchmark in the OS temp dir carry the pid of the run that made them. */
-const ownerPidFile = 'owner-pid';
-const tempDirPattern = /^gravity-overhead-(bench|nginx)-/;
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+/** The proxy's CPU over `work` (null for direct or without /proc) and, optionally, its peak RSS. */
+async function withProxyStats<T>(proxy: ProxyPath, sampleRss: boolean, work: () => Promise<T>) {
+  proxy.refresh();
+  const pids = proxy.pids();
+  let peakRssBytes: number | null = null;
+  const sample = () => {
+    const bytes = pids.length === 0 ? null : sumOrNull(pids, processRssBytes);
+    if (bytes !== null) peakRssBytes = Math.max(peakRssBytes ?? 0, bytes);
+  };
+  const timer = sampleRss ? setInterval(sample, rssSampleIntervalMs) : undefined;
+  const before = pids.length === 0 ? null : sumOrNull(pids, processCpuMs);
+  const result = await work();
+  const after = pids.length === 0 ? null : sumOrNull(pids, processCpuMs);
+  clearInterval(timer);
+  if (sampleRss) sample();
+  return { result, cpuMs: before === null || after === null ? null : after - before, peakRssBytes };
 }
 
-/**
- * Removes the temp folders of earlier runs whose process is gone: a run killed outright (SIGKILL, or tsx
- * force-killing it when Ctrl-C is slow to be acknowledged) cannot remove its own.
- */
-async function sweepStaleTempDirs(): Promise<void> {
-  const entries = await readdir(os.tmpdir()).catch(() => [] as string[]);
-  for (const entry of entries.filter((name) => tempDirPattern.test(name))) {
-    const dir = path.join(os.tmpdir(), entry);
-    const owner = Number(await readFile(path.join(dir, ownerPidFile), 'utf8').catch(() => ''));
-    if (Number.isInteger(owner) && owner > 0 && !isRunning(owner))
-      await rm(dir, { recursive: true, force: true });
-  }
+function failIfBroken(proxy: ProxyPath, outcomes: RequestOutcome[], what: string): void {
+  const failed = outcomes.filter((outcome) => outcome.error !== null);
+  if (failed.length > 0)
+    throw new Error(
+      `${proxy.label}, ${what}: ${failed.length} of ${outcomes.length} failed: ${failed[0]?.error}`,
+    );
 }
 
-/** Summaries of Gravity's main-thread profile; the other threads' files are listed by busy time. */
-async function gravityProfiles(
-  dir: string,
-  gravityPid: number,
-): Promise<Array<{ file: string; summary: CpuProfileSummary }>> {
-  // Node names them CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; thread 0 runs Gravity's code.
-  const files = (await readdir(dir).catch(() => [] as string[]))
-    .filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${gravityPid}.`))
-    .sort();
-  const profiles: Array<{ file: string; summary: CpuProfileSummary }> = [];
-  for (const file of files) {
-    const fullPath = path.join(dir, file);
-    const summary = summarizeCpuProfile(readCpuProfile(fullPath), { rootDir: repoRoot, top: 20 });
-    if (!file.includes(`.${gravityPid}.0.`)) {
-      console.log(`\nGravity CPU profile, other thread: ${fullPath}: busy ${summary.busyMs.toFixed(0)} ms`);
-      continue;
+/** One stream per upstream and one JSON request per path, read in full: same tokens and text everywhere. */
+async function checkPaths(client: LoadClient, paths: ProxyPath[], tokens: number): Promise<void> {
+  let expected: string | null = null;
+  const problems: string[] = [];
+  for (const proxy of paths)
+    for (const [upstream, mode] of [
+      ['fast', 'stream'],
+      ['paced', 'stream'],
+      ['fast', 'json'],
+    ] as const) {
+      const run = await client.run({
+        requests: [proxy.request(upstream, mode)],
+        maxRequests: 1,
+        detail: 'timing',
+        keepBody: true,
+      });
+      const outcome = run.outcomes[0] as RequestOutcome;
+      expected ??= outcome.content ?? null;
+      if (outcome.error) problems.push(`${proxy.label} ${upstream} ${mode}: ${outcome.error}`);
+      else if (mode === 'stream' && outcome.contentChunks !== tokens)
+        problems.push(
+          `${proxy.label} ${upstream} stream: ${outcome.contentChunks} content chunks, expected ${tokens}`,
+        );
+      else if (outcome.content !== expected)
+        problems.push(
+          `${proxy.label} ${upstream} ${mode}: content '${outcome.content}', expected '${expected}'`,
+        );
     }
-    profiles.push({ file: fullPath, summary });
-    console.log(`\nGravity CPU profile, main thread: ${fullPath}`);
-    console.log(formatCpuProfileSummary(summary));
-  }
-  if (profiles.length === 0) console.log(`\nno Gravity CPU profile found in ${dir}`);
-  return profiles;
+  if (problems.length > 0) throw new Error(`path check failed:\n  ${problems.join('\n  ')}`);
+}
+
+interface LatencyRound {
+  outcomes: RequestOutcome[];
+  cpuMs: number | null;
+}
+
+interface ThroughputRound {
+  mode: ResponseMode;
+  concurrency: number;
+  round: number;
+  requestsPerSecond: number;
+  e2eP50Ms: number | null;
+  e2eP99Ms: number | null;
+  proxyCpuMsPerRequest: number | null;
+  proxyCpuCores: number | null;
+  clientCpuCores: number;
+  peakRssBytes: number | null;
 }
 
 async function main(): Promise<void> {
-  let options: Options;
-  try {
-    options = parseOptions();
-  } catch (error) {
-    // A usage mistake needs the message and the options, not a stack trace.
-    console.error(`${(error as Error).message}\n\n${usage}`);
-    process.exitCode = 2;
-    return;
+  const options = parseOptions();
+  const peers = new Set(options.peers);
+  // Peers and builds first: installing and compiling are no part of any measurement.
+  if (peers.has('portkey')) ensurePortkeyInstalled();
+  let nginxBinary = peers.has('nginx') ? findNginx(options.nginxBinary) : null;
+  if (peers.has('nginx') && !nginxBinary) {
+    if (options.nginxBinary) throw new Error(`--nginx: no such file '${options.nginxBinary}'`);
+    const why = installNginx();
+    nginxBinary = findNginx(undefined);
+    if (!nginxBinary) console.error(`nginx path skipped: ${why}`);
   }
-  if (path.basename(options.gravityEntry) === 'gravity.js') {
-    // Measure Gravity as shipped: the compiled build, fresh from the sources.
-    execFileSync('npm', ['run', 'build'], { cwd: repoRoot, stdio: 'ignore' });
-  }
-  const command = [
-    'npx tsx bench/overhead/gateway-overhead.ts',
-    ...process.argv.slice(2).map(quoteArgument),
-  ].join(' ');
-  const machine = describeMachine();
-  const startedAt = performance.now();
-
+  const builds: GravityBuild[] = [];
   const children = new ChildProcessGroup();
-  let fatalError: Error | null = null;
-  children.unexpectedExit = (child) => {
-    fatalError = new Error(
-      `${child.name} exited during the run (${child.exitSignal ?? `code ${child.exitCode}`}); its output:\n${child.outputTail()}`,
-    );
-  };
-  const fatal = () => fatalError;
-  await sweepStaleTempDirs();
+  const client = new LoadClient();
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-overhead-bench-'));
-  await writeFile(path.join(workDir, ownerPidFile), String(process.pid));
-  let nginxDir: string | null = null;
   let nginx: NginxProcess | null = null;
-  const proxies: ProxyPath[] = [];
-  const cleanUp = async () => {
-    for (const proxy of proxies) proxy.agent.destroy();
-    await Promise.all([children.stopAll(stopGraceMs), nginx?.stop(stopGraceMs)]);
-    children.dispose();
-    await rm(workDir, { recursive: true, force: true });
-    if (nginxDir) await rm(nginxDir, { recursive: true, force: true });
+  let nginxDir: string | null = null;
+  let fatalError: Error | null = null;
+  const fail = (error: Error) => {
+    fatalError ??= error;
+    client.stop();
   };
-  // Last resort, whatever way this process ends: no temp dir outlives it (the children are seen to by the
-  // group and by NginxProcess, in their own exit handlers).
-  const removeTempDirs = () => {
+  children.unexpectedExit = (child) =>
+    fail(
+      new Error(
+        `${child.name} exited during the run (${child.exitSignal ?? `code ${child.exitCode}`}):\n${child.outputTail()}`,
+      ),
+    );
+  // Whatever way this process ends, no temp folder or worktree outlives it (children see to themselves).
+  const removeAll = () => {
+    for (const build of builds) build.remove();
     for (const dir of [workDir, nginxDir]) if (dir) rmSync(dir, { recursive: true, force: true });
   };
-  process.on('exit', removeTempDirs);
-  const onSignal = (signal: NodeJS.Signals) => {
-    // Ctrl-C reaches this process more than once (from the terminal, relayed by npx and tsx): the handler
-    // stays installed so a repeat cannot kill the process mid clean-up, and one clean-up is enough.
-    if (interrupted) return;
-    interrupted = true;
-    fatalError = new Error('interrupted');
-    console.error(`\n${signal}: stopping child processes`);
-    cleanUp().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
+  process.on('exit', removeAll);
+  process.once('SIGINT', () => process.exit(130));
+  const paths: ProxyPath[] = [];
   try {
-    // Peers first: installing them is no part of any measurement.
-    const notes: string[] = [];
-    const peers = new Set(options.peers);
-    if (peers.has('portkey')) ensurePortkeyInstalled();
-    const nginxFound = peers.has('nginx')
-      ? resolveNginx(options.nginxBinary)
-      : { binary: null, skipped: null };
-    if (nginxFound.skipped) {
-      notes.push(`nginx path skipped: nginx is not installed (${nginxFound.skipped})`);
-      console.error(`nginx path skipped: ${nginxFound.skipped}`);
-    }
+    builds.push(gravityBuild(null, options.compiled));
+    if (options.base) builds.push(gravityBuild(options.base, options.compiled));
     const pinning = pinCpus(options.pin);
-
-    const env = gravityChildEnvironment();
     const started = await startPaths({
       children,
-      proxies,
+      paths,
       workDir,
-      env,
+      env: gravityChildEnvironment(),
       proxyPrefix: pinning.proxyPrefix,
       tokensPerResponse: options.tokensPerResponse,
       interTokenDelayMs: options.interTokenDelayMs,
-      gravityEntry: options.gravityEntry,
+      builds,
       cpuProfileDir: options.cpuProfileDir,
       portkey: peers.has('portkey'),
-      nginxBinary: nginxFound.binary,
-      onNginxDir: (dir) => {
+      nginxBinary,
+      onNginx: (started, dir) => {
+        nginx = started;
         nginxDir = dir;
       },
-      onNginx: (startedNginx) => {
-        nginx = startedNginx;
-      },
-      onFatal: (error) => {
-        fatalError = error;
-      },
+      onFatal: fail,
     });
-    const paths = proxies.map((proxy) => proxy.name);
-    const peerVersions = peerPackageVersions();
-    const hasPortkey = paths.includes('portkey');
-    const versions = {
-      node: process.version,
-      gravity: versionOf(path.join(repoRoot, 'package.json')),
-      gravityEntry: path.relative(repoRoot, options.gravityEntry),
-      tsx: started.gravityThroughTsx ? versionOf(path.join(repoRoot, 'node_modules/tsx/package.json')) : null,
-      portkeyGateway: hasPortkey ? peerVersions['@portkey-ai/gateway'] : null,
-      hono: hasPortkey ? peerVersions.hono : null,
-      honoNodeServer: hasPortkey ? peerVersions['@hono/node-server'] : null,
-      nginx: nginxFound.binary ? nginxVersion(nginxFound.binary) : null,
-    };
-    const maxConcurrency = Math.max(...options.concurrencies);
-    const client =
-      'node:http keep-alive agent in the main thread of this process (a fresh pool per throughput round, ' +
-      'primed with one request per connection before the clock starts)';
-
-    console.log('Gateway overhead: Gravity beside Portkey and nginx');
-    console.log(`command:  ${command}`);
-    console.log(
-      `machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}`,
-    );
-    console.log(
-      `versions: Node ${versions.node}; Gravity ${versions.gravity} (${versions.gravityEntry}` +
-        `${versions.tsx ? ` through tsx ${versions.tsx}` : ', plain node'})` +
-        (versions.portkeyGateway
-          ? `; @portkey-ai/gateway ${versions.portkeyGateway} (hono ${versions.hono}, @hono/node-server ${versions.honoNodeServer})`
-          : '') +
-        (versions.nginx ? `; nginx ${versions.nginx}` : ''),
-    );
-    console.log(`pinning:  ${pinning.description}`);
-    console.log(`client:   ${client}`);
-    console.log(
-      `upstream: bench/support/fake-openai-upstream.ts, ${options.tokensPerResponse} tokens per response: ` +
-        `fast (whole stream in one write) at ${started.fastUpstreamUrl}, paced (${options.interTokenDelayMs} ms ` +
-        `between tokens) at ${started.pacedUpstreamUrl}`,
-    );
-    for (const proxy of proxies) console.log(`path:     ${proxy.label.padEnd(7)} ${proxy.commandLine}`);
-    console.log(
-      'method:   POST /v1/chat/completions, the same body on every path; TTFT = arrival of the first ' +
-        `non-empty content delta, ${options.ttftRequests} streams per path at concurrency 1 on the fast ` +
-        `upstream; gaps = between content chunks, ${options.gapRequests} streams per path on the paced ` +
-        `upstream; req/s = closed loop, median of ${options.rounds} rounds of ${options.roundSeconds} s per ` +
-        `path (after a ${options.warmUpSeconds} s warm-up); paths rotate round by round; RSS = VmRSS ` +
-        `(MB = 10^6 bytes), idle after the checks and peak sampled every ${rssSampleIntervalMs} ms in the ` +
-        `c=${maxConcurrency} rounds; CPU = utime+stime of the proxy processes over the measured requests`,
-    );
-    if (options.cpuProfileDir)
-      console.log(`profile:  node --cpu-prof in the Gravity child, into ${options.cpuProfileDir} (slows it)`);
-    for (const note of notes) console.log(`note:     ${note}`);
-    console.log('');
-
-    const noise = await probeStalls(pinning.proxyPrefix);
-    console.log(
-      `noise:    a ${noiseProbeMs} ms spin loop on the client CPU saw ${formatStalls(noise.client)}; ` +
-        `on ${pinning.proxyPrefix.length > 0 ? 'the proxy CPU' : 'another process'} ${formatStalls(noise.proxy)} ` +
-        '(time the machine took the CPU away: tail latencies include it)',
-    );
-    await checkPaths(proxies, options.tokensPerResponse);
-    console.log(
-      `checked:  ${paths.map((name) => pathLabels[name]).join(', ')}: streams and JSON as expected`,
-    );
-    const rssIdleBytes = new Map(proxies.map((proxy) => [proxy.name, proxyRssBytes(proxy)]));
-
-    const ttft = await latencyPhase({
-      proxies,
-      upstream: 'fast',
-      requestsPerPath: options.ttftRequests,
-      warmUpRequests: ttftWarmUpRequests,
-      tokensPerResponse: options.tokensPerResponse,
-      fatal,
-    });
-    console.log(`measured: time to first token, ${options.ttftRequests} streams per path`);
-    const gaps = await latencyPhase({
-      proxies,
-      upstream: 'paced',
-      requestsPerPath: options.gapRequests,
-      warmUpRequests: gapWarmUpRequests,
-      tokensPerResponse: options.tokensPerResponse,
-      fatal,
-    });
-    console.log(`measured: inter-chunk gaps, ${options.gapRequests} paced streams per path`);
-
-    const rounds: ThroughputRound[] = [];
-    for (const mode of ['stream', 'json'] as const) {
-      for (const concurrency of options.concurrencies) {
-        const round = (proxy: ProxyPath, seconds: number, index: number) =>
-          throughputRound({
-            proxy,
-            upstreams: started.upstreams,
-            mode,
-            concurrency,
-            seconds,
-            round: index,
-            tokensPerResponse: options.tokensPerResponse,
-            fatal,
-          });
-        // Warm-up: JIT and connection pools (client to proxy and proxy to upstream) on every path.
-        for (const proxy of proxies) await round(proxy, options.warmUpSeconds, -1);
-        for (let index = 0; index < options.rounds; index++) {
-          for (const proxy of rotated(proxies, index)) {
-            const result = await round(proxy, options.roundSeconds, index);
-            rounds.push(result);
-            console.log(formatRound(result, options.rounds, bytesPerMb));
-          }
-        }
-      }
-    }
-
-    // Everything measured: stop the children (Gravity writes its CPU profile as it exits).
-    const fatalBeforeStop = fatalError as Error | null;
-    if (fatalBeforeStop) throw fatalBeforeStop;
-    const gravityPid = proxies.find((proxy) => proxy.name === 'gravity')?.pids()[0];
-    await Promise.all([
-      children.stopAll(stopGraceMs),
-      nginx ? (nginx as NginxProcess).stop(stopGraceMs) : null,
+    printPreamble('Gateway overhead: Gravity beside its peers', 'bench:overhead', [
+      `gravity:  ${builds.map((build) => build.label).join(' and ')}, ${options.compiled ? 'compiled with tsc, plain node' : 'sources through tsx'}`,
+      ...(nginxBinary ? [`nginx:    ${nginxVersion(nginxBinary)}`] : []),
+      `pinning:  ${pinning.description}`,
+      `upstream: ${started.describe}`,
+      ...paths.map((proxy) => `path:     ${proxy.label.padEnd(16)} ${proxy.commandLine}`),
+      'client:   bench/support/load-client.ts on a worker thread, node:http keep-alive pools; a fresh, primed pool per throughput round',
+      `method:   POST /v1/chat/completions, the same body on every path; TTFT = first non-empty content delta, ${options.ttftRequests} ` +
+        `streams per path at c=1; gaps between content chunks: ${options.gapRequests} paced streams per path; req/s and CPU: closed loop, ` +
+        `${options.rounds} rounds of ${options.roundSeconds} s per path, mode and concurrency after a ${options.warmUpSeconds} s warm-up; ` +
+        'paths rotate round by round; CPU = utime+stime of the proxy processes from /proc; RSS = VmRSS (MB = 10^6 bytes)',
     ]);
-
-    const figures = new Map<PathName, PathFigures>(
-      paths.map((name) => [
-        name,
-        summarizePath({
-          path: name,
-          ttft,
-          gaps,
-          rounds,
-          concurrencies: options.concurrencies,
-          rssIdleBytes: rssIdleBytes.get(name) ?? null,
-        }),
+    await checkPaths(client, paths, options.tokensPerResponse);
+    console.log(`checked:  ${paths.map((proxy) => proxy.label).join(', ')}: streams and JSON as expected`);
+    const rssIdle = new Map(
+      paths.map((proxy) => [
+        proxy.name,
+        proxy.pids().length === 0 ? null : sumOrNull(proxy.pids(), processRssBytes),
       ]),
     );
-    console.log('');
-    console.log(resultsTable(figures, options.concurrencies, options.interTokenDelayMs));
-    console.log('');
-    const judged = verdicts(figures, options.concurrencies);
-    for (const verdict of judged)
-      console.log(formatVerdict(verdict) + (options.cpuProfileDir ? ' (profiled run)' : ''));
-    if (maxConcurrency !== 64)
-      console.log(
-        `note: the throughput targets name c=64; this run's highest concurrency is ${maxConcurrency}`,
-      );
-    const elapsedSeconds = (performance.now() - startedAt) / 1000;
-    console.log(`\nran for ${elapsedSeconds.toFixed(0)} s`);
 
-    const profiles =
-      options.cpuProfileDir && gravityPid !== undefined
-        ? await gravityProfiles(options.cpuProfileDir, gravityPid)
-        : [];
-
-    if (options.jsonPath) {
-      const report = {
-        command,
-        recordedAt: new Date().toISOString(),
-        machine,
-        versions,
-        settings: {
-          tokensPerResponse: options.tokensPerResponse,
-          ttftRequests: options.ttftRequests,
-          gapRequests: options.gapRequests,
-          interTokenDelayMs: options.interTokenDelayMs,
-          concurrencies: options.concurrencies,
-          roundSeconds: options.roundSeconds,
-          warmUpSeconds: options.warmUpSeconds,
-          rounds: options.rounds,
-          pinning: pinning.description,
-          client,
-          endpoint: '/v1/chat/completions',
-          cpuProfileDir: options.cpuProfileDir,
+    const latency = (upstream: UpstreamKind, requests: number) =>
+      alternatingRounds<ProxyPath, LatencyRound>({
+        variants: paths,
+        rounds: latencyRounds,
+        warmUpRounds: 1,
+        measure: async (proxy) => {
+          const { result, cpuMs } = await withProxyStats(proxy, false, () =>
+            client.run({
+              requests: [proxy.request(upstream, 'stream')],
+              maxRequests: Math.ceil(requests / latencyRounds),
+              detail: 'timing',
+            }),
+          );
+          failIfBroken(proxy, result.outcomes, `${upstream} streams`);
+          if (fatalError) throw fatalError;
+          return { outcomes: result.outcomes, cpuMs };
         },
-        paths: Object.fromEntries(proxies.map((proxy) => [proxy.name, proxy.commandLine])),
-        notes,
-        noise,
-        figures: Object.fromEntries(figures),
-        targets,
-        verdicts: judged,
-        rounds,
-        // In measurement order, so outliers can be placed in time (a round switch, a GC).
-        samples: Object.fromEntries(
-          paths.map((name) => [
-            name,
-            {
-              ttftMs: ttft.timings.get(name)!.map((timing) => timing.firstContentMs),
-              pacedTtftMs: gaps.timings.get(name)!.map((timing) => timing.firstContentMs),
-            },
-          ]),
-        ),
-        profiles,
-        elapsedSeconds,
+      });
+    const ttft = await latency('fast', options.ttftRequests);
+    console.log(`measured: time to first token, ${options.ttftRequests} streams per path`);
+    const gaps = await latency('paced', options.gapRequests);
+    console.log(`measured: gaps between chunks, ${options.gapRequests} paced streams per path`);
+
+    const throughput = new Map<string, ThroughputRound[]>(paths.map((proxy) => [proxy.name, []]));
+    for (const mode of ['stream', 'json'] as const)
+      for (const concurrency of options.concurrencies) {
+        const rounds = await alternatingRounds<ProxyPath, ThroughputRound>({
+          variants: paths,
+          rounds: options.rounds,
+          warmUpRounds: 1,
+          measure: async (proxy, round) => {
+            const { result, cpuMs, peakRssBytes } = await withProxyStats(proxy, true, () =>
+              client.run({
+                requests: [proxy.request('fast', mode)],
+                concurrency,
+                seconds: round < 0 ? options.warmUpSeconds : options.roundSeconds,
+                detail: 'light',
+                freshConnections: true,
+                prime: concurrency,
+                maxErrors: maxErrorsPerRound,
+              }),
+            );
+            if (fatalError) throw fatalError;
+            failIfBroken(proxy, result.outcomes, `${mode} c=${concurrency}`);
+            const e2e = result.outcomes.map((outcome) => outcome.e2eMs);
+            return {
+              mode,
+              concurrency,
+              round,
+              requestsPerSecond: result.outcomes.length / (result.wallMs / 1000),
+              e2eP50Ms: quantileOf(e2e, 0.5),
+              e2eP99Ms: quantileOf(e2e, 0.99),
+              proxyCpuMsPerRequest: cpuMs === null ? null : cpuMs / result.outcomes.length,
+              proxyCpuCores: cpuMs === null ? null : cpuMs / result.wallMs,
+              clientCpuCores: result.clientCpuMs / result.wallMs,
+              peakRssBytes,
+            };
+          },
+          onResult: (proxy, round, result) =>
+            console.log(
+              `  ${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} round ${round + 1}/${options.rounds} ${proxy.label.padEnd(16)} ` +
+                `${result.requestsPerSecond.toFixed(0).padStart(6)} req/s  latency p50 ${fixed(result.e2eP50Ms, 1)} ` +
+                `p99 ${fixed(result.e2eP99Ms, 1)} ms  proxy ${fixed(result.proxyCpuMsPerRequest, 3)} ms CPU/req, ` +
+                `${fixed(result.proxyCpuCores, 2)} cores; client ${result.clientCpuCores.toFixed(2)} cores`,
+            ),
+        });
+        for (const [name, list] of rounds) throughput.get(name)!.push(...list);
+      }
+    if (fatalError) throw fatalError;
+    const gravityPid = paths.find((proxy) => proxy.name === 'gravity')?.pids()[0];
+    // Everything measured: stop the children (Gravity writes its CPU profile as it exits).
+    await Promise.all([children.stopAll(stopGraceMs), (nginx as NginxProcess | null)?.stop(stopGraceMs)]);
+
+    report({ options, paths, ttft, gaps, throughput, rssIdle });
+    if (options.cpuProfileDir && gravityPid !== undefined)
+      await printProfiles(options.cpuProfileDir, gravityPid);
+    if (options.jsonPath) {
+      const json = {
+        options,
+        paths: paths.map((proxy) => proxy.commandLine),
+        throughput: Object.fromEntries(throughput),
       };
-      await writeFile(options.jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+      await writeFile(options.jsonPath, `${JSON.stringify(json, null, 2)}\n`);
       console.log(`\nwrote ${options.jsonPath}`);
     }
   } finally {
-    if (!interrupted) {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      await cleanUp();
-      process.off('exit', removeTempDirs);
+    await client.close();
+    await Promise.all([children.stopAll(stopGraceMs), (nginx as NginxProcess | null)?.stop(stopGraceMs)]);
+    children.dispose();
+    removeAll();
+    process.off('exit', removeAll);
+  }
+}
+
+function report(results: {
+  options: ReturnType<typeof parseOptions>;
+  paths: ProxyPath[];
+  ttft: Map<string, LatencyRound[]>;
+  gaps: Map<string, LatencyRound[]>;
+  throughput: Map<string, ThroughputRound[]>;
+  rssIdle: Map<string, number | null>;
+}): void {
+  const { options, paths, throughput } = results;
+  const names = paths.map((proxy) => proxy.name);
+  const pooled = (rounds: LatencyRound[], read: (outcome: RequestOutcome) => number[]) =>
+    rounds.flatMap((round) => round.outcomes.flatMap(read));
+  const ttftOf = (name: string) =>
+    pooled(results.ttft.get(name)!, (outcome) => (outcome.ttftMs === null ? [] : [outcome.ttftMs]));
+  const gapsOf = (name: string) => pooled(results.gaps.get(name)!, (outcome) => outcome.gapsMs ?? []);
+  const ofMode = (name: string, mode: ResponseMode, concurrency?: number) =>
+    throughput
+      .get(name)!
+      .filter(
+        (round) => round.mode === mode && (concurrency === undefined || round.concurrency === concurrency),
+      );
+  const medianOfRounds = (name: string, mode: ResponseMode, concurrency: number) =>
+    quantileOf(
+      ofMode(name, mode, concurrency).map((round) => round.requestsPerSecond),
+      0.5,
+    );
+  const cpuPerRound = (mode: ResponseMode) =>
+    new Map(names.map((name) => [name, ofMode(name, mode).map((round) => round.proxyCpuMsPerRequest)]));
+  const cpuBaseline = names.includes('nginx') ? 'nginx' : 'gravity';
+  const cpuComparisons = Object.fromEntries(
+    (['stream', 'json'] as const).map((mode) => [mode, compare(cpuPerRound(mode), cpuBaseline)]),
+  ) as Record<ResponseMode, Comparison[]>;
+  const maxConcurrency = Math.max(...options.concurrencies);
+
+  type Row = [label: string, read: (name: string) => number | null, digits: number, againstDirect: boolean];
+  const rows: Row[] = [
+    ['TTFT p50, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.5), 3, true],
+    ['TTFT p99, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.99), 3, true],
+    [`chunk gap mean, ${options.interTokenDelayMs} ms paced (ms)`, (name) => mean(gapsOf(name)), 3, true],
+    [
+      `chunk gap p99, ${options.interTokenDelayMs} ms paced (ms)`,
+      (name) => quantileOf(gapsOf(name), 0.99),
+      3,
+      true,
+    ],
+    ...(['stream', 'json'] as const).flatMap((mode) =>
+      options.concurrencies.map(
+        (concurrency): Row => [
+          `req/s ${mode} c=${concurrency}`,
+          (name) => medianOfRounds(name, mode, concurrency),
+          0,
+          true,
+        ],
+      ),
+    ),
+    ['CPU ms / request, stream c=1', (name) => cpuAtConcurrency1(results.ttft.get(name)!), 3, false],
+    ...(['stream', 'json'] as const).map(
+      (mode): Row => [
+        `CPU ms / request, ${mode} under load`,
+        (name) => cpuComparisons[mode].find((row) => row.variant === name)?.median ?? null,
+        3,
+        false,
+      ],
+    ),
+    ['RSS idle (MB)', (name) => nullableDivide(results.rssIdle.get(name), bytesPerMb), 1, false],
+    [
+      `RSS peak at c=${maxConcurrency} (MB)`,
+      (name) => {
+        const peaks = throughput
+          .get(name)!
+          .filter((round) => round.concurrency === maxConcurrency)
+          .map((round) => round.peakRssBytes);
+        return peaks.some((peak) => peak === null) ? null : Math.max(...(peaks as number[])) / bytesPerMb;
+      },
+      1,
+      false,
+    ],
+  ];
+  const gravities = names.filter((name) => name.startsWith('gravity'));
+  const label = (name: string) => paths.find((proxy) => proxy.name === name)!.label;
+  // Gravity against direct (what it adds), against each peer, and against the base build.
+  const ratioColumns: Array<[string, (row: Row) => string]> = [
+    ['Gravity / direct', (row) => (row[3] ? ratio(row[1]('gravity'), row[1]('direct')) : '–')],
+    ...gravities.flatMap((gravity) =>
+      ['nginx', 'portkey']
+        .filter((peer) => names.includes(peer))
+        .map((peer): [string, (row: Row) => string] => [
+          `${label(gravity)} / ${peer}`,
+          (row) => ratio(row[1](gravity), row[1](peer)),
+        ]),
+    ),
+    ...(names.includes('gravity-base')
+      ? [
+          [
+            `${label('gravity')} / ${label('gravity-base')}`,
+            (row: Row) => ratio(row[1]('gravity'), row[1]('gravity-base')),
+          ] as [string, (row: Row) => string],
+        ]
+      : []),
+  ];
+  console.log('');
+  console.log(
+    formatTable(
+      ['metric', ...names.map(label), ...ratioColumns.map(([title]) => title)],
+      rows.map((row) => [
+        row[0],
+        ...names.map((name) => fixed(row[1](name), row[2])),
+        ...ratioColumns.map(([, cell]) => cell(row)),
+      ]),
+    ),
+  );
+  for (const mode of ['stream', 'json'] as const) {
+    console.log(`\nproxy CPU ms per request, ${mode}, over every round of every concurrency:`);
+    const rows = cpuComparisons[mode].filter((row) => row.variant !== 'direct');
+    console.log(
+      comparisonTable(
+        'path',
+        cpuBaseline,
+        rows.map((row) => ({ ...row, variant: label(row.variant) })),
+      ),
+    );
+  }
+
+  // Verdicts on the working tree's Gravity.
+  console.log('');
+  const verdict = (pass: boolean | null, target: string, figure: string) =>
+    console.log(`${pass === null ? 'n/a ' : pass ? 'PASS' : 'MISS'}  ${target}: ${figure}`);
+  if (names.includes('nginx'))
+    for (const mode of ['stream', 'json'] as const) {
+      const gravity = cpuComparisons[mode].find((row) => row.variant === 'gravity');
+      const base = cpuComparisons[mode].find((row) => row.variant === 'gravity-base');
+      verdict(
+        gravity?.ratio == null ? null : gravity.ratio <= cpuTargets[mode],
+        `Gravity CPU per request <= ${cpuTargets[mode]}x nginx's, ${mode}`,
+        `${fixed(gravity?.ratio, 2)}x (paired ${fixed(gravity?.pairedRatio, 2)}x)` +
+          (base
+            ? `; base ${label('gravity-base')}: ${fixed(base.ratio, 2)}x (paired ${fixed(base.pairedRatio, 2)}x)`
+            : ''),
+      );
     }
+  const added = (quantileOf(ttftOf('gravity'), 0.99) ?? 0) - (quantileOf(ttftOf('direct'), 0.99) ?? 0);
+  verdict(
+    added <= targets.addedTtftP99Ms,
+    `Gravity added p99 TTFT <= ${targets.addedTtftP99Ms} ms at c=1`,
+    `${added.toFixed(3)} ms`,
+  );
+  const streaming = (name: string) => medianOfRounds(name, 'stream', maxConcurrency);
+  for (const [peer, factor] of [
+    ['portkey', targets.streamingVersusPortkey],
+    ['nginx', targets.streamingVersusNginx],
+  ] as const)
+    verdict(
+      names.includes(peer) ? (streaming('gravity') ?? 0) >= factor * (streaming(peer) ?? Infinity) : null,
+      `Gravity streaming req/s at c=${maxConcurrency} >= ${factor}x ${peer}'s`,
+      names.includes(peer) ? ratio(streaming('gravity'), streaming(peer)) : 'not run',
+    );
+  const peak = rows.at(-1)![1]('gravity');
+  verdict(
+    peak === null ? null : peak < targets.rssUnderLoadMb,
+    `Gravity RSS under load < ${targets.rssUnderLoadMb} MB`,
+    `${fixed(peak, 1)} MB`,
+  );
+}
+
+const mean = (values: number[]) =>
+  values.length === 0 ? null : values.reduce((sum, value) => sum + value, 0) / values.length;
+const nullableDivide = (value: number | null | undefined, by: number) => (value == null ? null : value / by);
+
+function cpuAtConcurrency1(rounds: LatencyRound[]): number | null {
+  if (rounds.some((round) => round.cpuMs === null)) return null;
+  const requests = rounds.reduce((sum, round) => sum + round.outcomes.length, 0);
+  return rounds.reduce((sum, round) => sum + (round.cpuMs as number), 0) / requests;
+}
+
+/** Gravity's main-thread profile, summarised (thread 0 of the Gravity pid runs Gravity's code). */
+async function printProfiles(dir: string, pid: number): Promise<void> {
+  const files = (await readdir(dir)).filter(
+    (file) => file.endsWith('.cpuprofile') && file.includes(`.${pid}.0.`),
+  );
+  for (const file of files) {
+    console.log(
+      `\nGravity CPU profile, main thread: ${path.join(dir, file)} (profiled run: figures above are not the benchmark's)`,
+    );
+    console.log(
+      formatCpuProfileSummary(
+        summarizeCpuProfile(readCpuProfile(path.join(dir, file)), { rootDir: repoRoot, top: 20 }),
+      ),
+    );
   }
 }
 
 main().catch((error: unknown) => {
-  if (interrupted) return;
   console.error(error instanceof Error ? (error.stack ?? error.message) : error);
   process.exitCode = 1;
 });

@@ -6,13 +6,13 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childPids } from './process-stats.js';
+import { childPids } from '../support/process-stats.js';
 
 const host = '127.0.0.1';
 const outputTailBytes = 4096;
 const installTimeoutMs = 300_000;
 
-export const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
+const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
 const loopbackListen = fileURLToPath(new URL('./loopback-listen.mjs', import.meta.url));
 const portkeyEntry = 'node_modules/@portkey-ai/gateway/build/start-server.js';
 
@@ -23,12 +23,6 @@ function installedVersion(name: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** The versions ./peers/package.json pins, and what is installed: the report names both. */
-export function peerPackageVersions(): Record<string, string | null> {
-  const names = ['@portkey-ai/gateway', 'hono', '@hono/node-server'];
-  return Object.fromEntries(names.map((name) => [name, installedVersion(name)]));
 }
 
 /** Installs ./peers (npm ci from the lockfile, npm install without one) unless the pinned Portkey is there. */
@@ -60,7 +54,7 @@ export function portkeyCommand(): { args: string[]; cwd: string } {
   };
 }
 
-export const nginxInstallCommand = 'apt-get install -y nginx';
+const nginxInstallCommand = 'apt-get install -y nginx';
 
 function onPath(command: string): string | null {
   const result = spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' });
@@ -119,7 +113,7 @@ export function nginxVersion(binary: string): string {
 }
 
 /** A free port on 127.0.0.1 (for nginx, which cannot report the port it got for 0). */
-export function freeLoopbackPort(): Promise<number> {
+function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -194,10 +188,7 @@ export interface NginxProcess {
   pids(): number[];
   /** Looks the workers up again (after a respawn). */
   refreshWorkers(): void;
-  exited(): boolean;
-  outputTail(): string;
   stop(graceMs: number): Promise<void>;
-  killNow(): void;
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -292,9 +283,6 @@ export async function startNginx(options: {
     port,
     pids: () => [masterPid, ...workers],
     refreshWorkers,
-    exited: () => child.exitCode !== null || child.signalCode !== null,
-    outputTail: () => tail + errorLogTail(),
-    killNow,
     stop: async (graceMs) => {
       stopping = true;
       if (child.exitCode === null && child.signalCode === null) {

@@ -4,44 +4,44 @@
 // with no shared prefixes where prefix + load must stay within ±5% of least-loaded.
 // Run with `npm run bench:routing -- --help`.
 
-import { parseArgs } from 'node:util';
-import { request as httpRequest } from 'undici';
 import { loadConfig } from '../../src/config/load-config.js';
+import { quantileOf } from '../../src/core/quantile.js';
 import { SeededRandom } from '../../src/core/seeded-random.js';
 import { startGravityServer } from '../../src/server/gravity-server.js';
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
-import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';
+import { alternatingRounds } from '../support/ab-rounds.js';
+import { chatBody, LoadClient } from '../support/load-client.js';
+import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    rate: { type: 'string', default: '23' },
-    'live-seconds': { type: 'string', default: '30' },
-    'sim-seconds': { type: 'string', default: '120' },
-    groups: { type: 'string', default: '150' },
-    'prefix-tokens': { type: 'string', default: '6000' },
-    'ttft-slo-ms': { type: 'string', default: '200' },
-    'tpot-slo-ms': { type: 'string', default: '50' },
-    'sim-only': { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+const { rate, liveSeconds, simSeconds, groups, prefixTokens, slo, simOnly } = readOptions(
+  'npm run bench:routing -- [--rate 23] [--live-seconds 30] [--sim-seconds 120] [--groups 150]\n' +
+    '  [--prefix-tokens 6000] [--ttft-slo-ms 200] [--tpot-slo-ms 50] [--sim-only]\n' +
+    '  [--quick: 4 s live, 15 s simulated, 20 groups of 2000 tokens]',
+  {
+    rate: '23',
+    'live-seconds': '30',
+    'sim-seconds': '120',
+    groups: '150',
+    'prefix-tokens': '6000',
+    'ttft-slo-ms': '200',
+    'tpot-slo-ms': '50',
+    'sim-only': false as boolean,
   },
-});
-if (flags.help) {
-  process.stdout.write(
-    'npm run bench:routing -- [--rate 23] [--live-seconds 30] [--sim-seconds 120] [--groups 150]\n' +
-      '  [--prefix-tokens 6000] [--ttft-slo-ms 200] [--tpot-slo-ms 50] [--sim-only]\n',
-  );
-  process.exit(0);
-}
-const rate = positiveNumber('rate', flags.rate, false);
-const liveSeconds = positiveNumber('live-seconds', flags['live-seconds'], false);
-const simSeconds = positiveNumber('sim-seconds', flags['sim-seconds'], false);
-const groups = positiveNumber('groups', flags.groups, true);
-const prefixTokens = positiveNumber('prefix-tokens', flags['prefix-tokens'], true);
-const slo = {
-  ttftMs: positiveNumber('ttft-slo-ms', flags['ttft-slo-ms'], false),
-  tpotMs: positiveNumber('tpot-slo-ms', flags['tpot-slo-ms'], false),
-};
+  { 'live-seconds': '4', 'sim-seconds': '15', groups: '20', 'prefix-tokens': '2000' },
+  (flags) => ({
+    rate: positiveNumber('rate', flags.rate, false),
+    liveSeconds: positiveNumber('live-seconds', flags['live-seconds'], false),
+    simSeconds: positiveNumber('sim-seconds', flags['sim-seconds'], false),
+    groups: positiveNumber('groups', flags.groups, true),
+    prefixTokens: positiveNumber('prefix-tokens', flags['prefix-tokens'], true),
+    slo: {
+      ttftMs: positiveNumber('ttft-slo-ms', flags['ttft-slo-ms'], false),
+      tpotMs: positiveNumber('tpot-slo-ms', flags['tpot-slo-ms'], false),
+    },
+    simOnly: flags['sim-only'] === true,
+  }),
+);
 const policies = ['round-robin', 'least-loaded', 'prefix-only', 'prefix-load'];
 const replicas = 4;
 const questionTokens = 60;
@@ -69,7 +69,7 @@ function simulate(policy: string, shared: boolean): Row {
       name: shared ? 'shared-prefix' : 'no-shared-prefix',
       seed: 7,
       fleet: { hardware: 'h100-sxm', replicas, model: 'llama-3.1-8b' },
-      policies: { routing: policy },
+      routing: { policy },
       workload: {
         arrivals: { process: 'poisson', ratePerSecond: rate },
         durationSeconds: simSeconds,
@@ -159,12 +159,7 @@ function liveWorkload(shared: boolean): LiveRequest[] {
   return requests;
 }
 
-function quantile(sorted: number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
-}
-
-async function live(policy: string, workload: readonly LiveRequest[]): Promise<Row> {
+async function live(client: LoadClient, policy: string, workload: readonly LiveRequest[]): Promise<Row> {
   const engine = { type: 'emulated', hardware: 'h100-sxm', model: 'llama-3.1-8b', contextTokens: 16_384 };
   const config = loadConfig(
     {
@@ -187,28 +182,22 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
     {},
   );
   const server = await startGravityServer(config);
-  const url = `${server.url}/v1/chat/completions`;
+  const port = Number(new URL(server.url).port);
+  const chat = (system: string | null, prompt: string, maxTokens: number, stream: boolean) => ({
+    port,
+    path: '/v1/chat/completions',
+    body: chatBody({ model: 'llama-3.1-8b', ...(system ? { system } : {}), prompt, maxTokens, stream }),
+  });
   // Warm-up, as the simulation's long run has: each distinct system prompt once, routed by the policy
   // under test, eight at a time. Cache counters are read before and after the measured run.
   const systems = [...new Set(workload.flatMap((item) => (item.system ? [item.system] : [])))];
-  for (let index = 0; index < systems.length; index += 8)
-    await Promise.all(
-      systems.slice(index, index + 8).map(async (system) => {
-        const response = await httpRequest(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            model: 'llama-3.1-8b',
-            messages: [
-              { role: 'system', content: system },
-              { role: 'user', content: 'warm-up' },
-            ],
-            max_tokens: 1,
-          }),
-        });
-        await response.body.dump();
-      }),
-    );
+  if (systems.length > 0)
+    await client.run({
+      requests: systems.map((system) => chat(system, 'warm-up', 1, false)),
+      concurrency: 8,
+      maxRequests: systems.length,
+      detail: 'light',
+    });
   let queriedBefore = 0;
   let hitsBefore = 0;
   for (const engineAdapter of server.gateway.engines) {
@@ -217,38 +206,16 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
     hitsBefore += counters?.prefixCacheHitTokens ?? 0;
   }
   const startMs = performance.now();
-  const outcomes: Array<{ ttftMs: number; e2eMs: number } | null> = [];
-  await Promise.all(
-    workload.map(async (item) => {
-      const delayMs = item.atMs - (performance.now() - startMs);
-      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
-      const sentMs = performance.now();
-      try {
-        const response = await httpRequest(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            model: 'llama-3.1-8b',
-            messages: [
-              ...(item.system ? [{ role: 'system', content: item.system }] : []),
-              { role: 'user', content: item.question },
-            ],
-            max_tokens: outputTokens,
-            stream: true,
-          }),
-        });
-        let ttftMs = -1;
-        for await (const chunk of response.body) {
-          // The first chunk carrying content is the first token.
-          if (ttftMs < 0 && (chunk as Buffer).includes('"content"')) ttftMs = performance.now() - sentMs;
-        }
-        outcomes.push(
-          response.statusCode === 200 && ttftMs >= 0 ? { ttftMs, e2eMs: performance.now() - sentMs } : null,
-        );
-      } catch {
-        outcomes.push(null);
-      }
-    }),
+  // The client runs on a worker thread: the in-process server keeps this thread's event loop to itself.
+  const run = await client.run({
+    requests: workload.map((item) => chat(item.system, item.question, outputTokens, true)),
+    arrivalsMs: workload.map((item) => item.atMs),
+    detail: 'timing',
+  });
+  const outcomes = run.outcomes.map((outcome) =>
+    outcome.error === null && outcome.ttftMs !== null
+      ? { ttftMs: outcome.ttftMs, e2eMs: outcome.e2eMs }
+      : null,
   );
   const durationS = (performance.now() - startMs) / 1000;
   let queried = -queriedBefore;
@@ -260,7 +227,7 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
   }
   await server.close();
   const done = outcomes.filter((outcome) => outcome !== null);
-  const ttfts = done.map((outcome) => outcome.ttftMs).sort((a, b) => a - b);
+  const ttfts = done.map((outcome) => outcome.ttftMs);
   const good = done.filter(
     (outcome) =>
       outcome.ttftMs <= slo.ttftMs && (outcome.e2eMs - outcome.ttftMs) / (outputTokens - 1) <= slo.tpotMs,
@@ -270,8 +237,8 @@ async function live(policy: string, workload: readonly LiveRequest[]): Promise<R
     requests: done.length,
     throughputRps: done.length / durationS,
     outputTokPerS: (done.length * outputTokens) / durationS,
-    ttftP50Ms: quantile(ttfts, 0.5),
-    ttftP90Ms: quantile(ttfts, 0.9),
+    ttftP50Ms: quantileOf(ttfts, 0.5),
+    ttftP90Ms: quantileOf(ttfts, 0.9),
     prefixHit: queried > 0 ? hits / queried : 0,
     goodputRps: good / durationS,
     ...(done.length < workload.length && { note: `${workload.length - done.length} failed` }),
@@ -334,16 +301,13 @@ function ratios(rows: Row[], label: string): string {
   return lines.join('\n');
 }
 
-const machine = describeMachine();
-console.log(`command: npm run bench:routing -- ${process.argv.slice(2).join(' ')}`.trimEnd());
-console.log(
-  `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${process.version}`,
-);
-console.log(
-  `fleet: ${replicas}× emulated h100-sxm, llama-3.1-8b; workload: Poisson ${rate} req/s, ${groups} groups × ${prefixTokens}-token system prompts, ` +
-    `${questionTokens}-token questions, ${outputTokens} output tokens; SLO TTFT ≤ ${slo.ttftMs} ms and TPOT ≤ ${slo.tpotMs} ms\n`,
-);
-
+printPreamble('Routing policies, live and simulated', 'bench:routing', [
+  `fleet:    ${replicas}x emulated h100-sxm, llama-3.1-8b; workload: Poisson ${rate} req/s, ${groups} groups x ` +
+    `${prefixTokens}-token system prompts, ${questionTokens}-token questions, ${outputTokens} output tokens; ` +
+    `SLO TTFT <= ${slo.ttftMs} ms and TPOT <= ${slo.tpotMs} ms`,
+  'live:     one Gravity in this process; the same seeded arrivals for every policy, one policy after another, ' +
+    'sent by bench/support/load-client.ts on a worker thread',
+]);
 const simShared = policies.map((policy) => simulate(policy, true));
 console.log(
   `Simulated, shared prefixes (${simSeconds} s of arrivals):\n${table(simShared)}\n${ratios(simShared, 'simulated')}\n`,
@@ -353,17 +317,24 @@ console.log(
   `Simulated, no shared prefixes (${uniquePromptTokens}-token unique prompts):\n${table(simUnique)}\n${ratios(simUnique, 'simulated, no shared prefix')}\n`,
 );
 
-if (!flags['sim-only']) {
+if (!simOnly) {
+  const client = new LoadClient();
+  const liveRows = async (workload: LiveRequest[], names: string[]) => {
+    const results = await alternatingRounds({
+      variants: names.map((name) => ({ name })),
+      rounds: 1,
+      measure: ({ name }) => live(client, name, workload),
+    });
+    return names.map((name) => results.get(name)![0] as Row);
+  };
   const sharedWorkload = liveWorkload(true);
-  const liveShared: Row[] = [];
-  for (const policy of policies) liveShared.push(await live(policy, sharedWorkload));
+  const liveShared = await liveRows(sharedWorkload, policies);
   console.log(
     `Live, shared prefixes (${liveSeconds} s of arrivals, ${sharedWorkload.length} requests):\n${table(liveShared)}\n${ratios(liveShared, 'live')}\n`,
   );
-  const uniqueWorkload = liveWorkload(false);
-  const liveUnique: Row[] = [];
-  for (const policy of ['least-loaded', 'prefix-load']) liveUnique.push(await live(policy, uniqueWorkload));
+  const liveUnique = await liveRows(liveWorkload(false), ['least-loaded', 'prefix-load']);
   console.log(
     `Live, no shared prefixes:\n${table(liveUnique)}\n${ratios(liveUnique, 'live, no shared prefix')}`,
   );
+  await client.close();
 }

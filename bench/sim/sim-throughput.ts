@@ -4,31 +4,24 @@
 // A second, smaller run compares decode spans against step-by-step simulation in the same process (a
 // ratio; both must predict the same latencies). Run with `npx tsx bench/sim/sim-throughput.ts --help`.
 
-import { parseArgs } from 'node:util';
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import type { SimulationResult } from '../../src/simulator/simulation-result.js';
-import { describeMachine, formatTable, positiveNumber } from '../support/report-format.js';
+import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
 
 const targetSeconds = 60;
 
-const { values: flags } = parseArgs({
-  options: {
-    requests: { type: 'string', default: '1000000' },
-    replicas: { type: 'string', default: '16' },
-    'compare-requests': { type: 'string', default: '100000' },
-    help: { type: 'boolean', default: false },
-  },
-});
-if (flags.help) {
-  process.stdout.write(
-    'npx tsx bench/sim/sim-throughput.ts [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n',
-  );
-  process.exit(0);
-}
-const requests = positiveNumber('requests', flags.requests, true);
-const replicas = positiveNumber('replicas', flags.replicas, true);
-const compareRequests = positiveNumber('compare-requests', flags['compare-requests'], true);
+const { requests, replicas, compareRequests } = readOptions(
+  'npm run bench:sim -- [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n' +
+    '  [--quick: 20000 requests, 2000 to compare]',
+  { requests: '1000000', replicas: '16', 'compare-requests': '100000' },
+  { requests: '20000', 'compare-requests': '2000' },
+  (flags) => ({
+    requests: positiveNumber('requests', flags.requests, true),
+    replicas: positiveNumber('replicas', flags.replicas, true),
+    compareRequests: positiveNumber('compare-requests', flags['compare-requests'], true),
+  }),
+);
 
 /**
  * Llama-3.1-8B on H100s at ~75% of the fleet's capacity (about 13 requests/s per replica on this
@@ -41,7 +34,8 @@ function benchScenario(requestCount: number) {
       name: 'bench-sim',
       seed: 42,
       fleet: { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas },
-      policies: { routing: 'least-loaded', ordering: 'priority' },
+      policies: { ordering: 'priority' },
+      routing: { policy: 'least-loaded' },
       workload: {
         arrivals: { process: 'poisson', ratePerSecond: 13 * replicas },
         requests: requestCount,
@@ -83,12 +77,10 @@ function measure(requestCount: number, coalesceDecodeSteps: boolean) {
   return { result, peakHeapMiB: peakHeapBytes / 2 ** 20 };
 }
 
-const machine = describeMachine();
-process.stdout.write(
-  `# bench/sim — ${new Date().toISOString()}\n` +
-    `command: npx tsx bench/sim/sim-throughput.ts --requests ${requests} --replicas ${replicas} --compare-requests ${compareRequests}\n` +
-    `machine: ${machine.cpu}, ${machine.cores} cores (the simulator uses one), ${machine.memoryGiB} GiB, ${machine.platform}, Node ${process.version}\n\n`,
-);
+printPreamble('Simulator speed', 'bench:sim', [
+  'workload: Llama-3.1-8B on H100s at ~75% load, ShareGPT-like lengths, a third sharing 32 system prompts; ' +
+    'the simulator uses one core',
+]);
 
 const main = measure(requests, true);
 const summary = main.result;

@@ -2,11 +2,11 @@
 // docs/simulator-validation.md. Run with `npx tsx bench/sim/simulator-validation.ts`.
 
 import { medianAbsoluteError, validateModel } from '../../src/simulator/validation/validate-model.js';
-import { formatTable } from '../support/report-format.js';
+import { formatTable, printPreamble } from '../support/report-format.js';
 
 const rows = validateModel();
 const format = (value: number) => (Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3));
-process.stdout.write('command: npx tsx bench/sim/simulator-validation.ts\n\n');
+printPreamble("The simulator's error against published measurements", 'bench/sim/simulator-validation.ts');
 process.stdout.write(
   formatTable(
     ['point', 'role', 'setting', 'metric', 'published', 'simulated', 'error'],

@@ -2,7 +2,6 @@
 // output for error messages, and make sure none outlives the benchmark (normal end, error or Ctrl-C).
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 
 const outputTailBytes = 4096;
 
@@ -161,38 +160,6 @@ export function askChild<Reply>(
     child.process.on('message', onMessage);
     child.process.send(message);
   });
-}
-
-/** Bytes a process has caused to be written to storage (Linux /proc/<pid>/io), or null. */
-export function processDiskWriteBytes(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const match = readFileSync(`/proc/${pid}/io`, 'utf8').match(/^write_bytes: (\d+)$/m);
-    return match ? Number(match[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-// USER_HZ: 100 on every mainstream Linux build, and /proc offers no portable way to read it.
-const clockTicksPerSecond = 100;
-
-/**
- * CPU time (user + system, all threads) a process has used, in ms, from /proc; null where /proc is
- * missing (not Linux). Resolution is one clock tick (10 ms on most kernels).
- */
-export function processCpuMs(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[14 - 3]) + Number(fields[15 - 3]);
-  return Number.isFinite(ticks) ? (ticks / clockTicksPerSecond) * 1000 : null;
 }
 
 /**

@@ -1,5 +1,6 @@
-// Linux /proc readings for the processes a benchmark compares: resident memory, the children of a process
-// (nginx's workers) and which CPUs this process may use. Each returns null or an empty list off Linux.
+// Linux /proc readings for the processes a benchmark compares: CPU time, resident memory, disk writes, the
+// children of a process (nginx's workers) and which CPUs this process may use. Each returns null or an
+// empty list off Linux.
 
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -77,31 +78,34 @@ export function pinThisProcess(cpus: number[]): boolean {
   }
 }
 
-export interface SpinStalls {
-  stalls: number;
-  maxStallMs: number;
-  stalledMs: number;
+/** Bytes a process has caused to be written to storage (Linux /proc/<pid>/io), or null. */
+export function processDiskWriteBytes(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const match = readFileSync(`/proc/${pid}/io`, 'utf8').match(/^write_bytes: (\d+)$/m);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
+// USER_HZ: 100 on every mainstream Linux build, and /proc offers no portable way to read it.
+const clockTicksPerSecond = 100;
+
 /**
- * Spins for `durationMs` and counts the times the clock jumped by more than `thresholdMs` between two
- * reads: time the CPU was taken away (the hypervisor, the kernel, another process). It sets the floor of
- * any tail latency measured on that CPU. Self-contained, so it can also run in a child via `node -e`.
+ * CPU time (user + system, all threads) a process has used, in ms, from /proc; null where /proc is
+ * missing (not Linux). Resolution is one clock tick (10 ms on most kernels).
  */
-export function spinStalls(durationMs: number, thresholdMs: number): SpinStalls {
-  const end = performance.now() + durationMs;
-  let last = performance.now();
-  let stalls = 0;
-  let maxStallMs = 0;
-  let stalledMs = 0;
-  for (let now = last; now < end; now = performance.now()) {
-    const gap = now - last;
-    if (gap > thresholdMs) {
-      stalls++;
-      stalledMs += gap;
-      maxStallMs = Math.max(maxStallMs, gap);
-    }
-    last = now;
+export function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
   }
-  return { stalls, maxStallMs, stalledMs };
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[14 - 3]) + Number(fields[15 - 3]);
+  return Number.isFinite(ticks) ? (ticks / clockTicksPerSecond) * 1000 : null;
 }
