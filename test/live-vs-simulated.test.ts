@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { medianOf } from '../src/core/quantile.js';
 import { SeededRandom } from '../src/core/seeded-random.js';
 import { parseScenario } from '../src/simulator/load-scenario.js';
 import { runScenario } from '../src/simulator/run-scenario.js';
@@ -38,14 +39,6 @@ function plannedWorkload(): PlannedRequest[] {
     );
     return { offsetMs, outputTokens: 16 + Math.floor(random.uniform() * 33), prompt: words.join('') };
   });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 let harness: Harness;
@@ -101,7 +94,7 @@ describe('the emulated engine live and the simulator', () => {
         Math.min(...live.map((result) => result.sentMs))) /
       1000;
     const liveThroughput = live.reduce((sum, result) => sum + result.completionTokens, 0) / liveSeconds;
-    const liveTtftP50 = median(live.map((result) => result.ttftMs));
+    const liveTtftP50 = medianOf(live.map((result) => result.ttftMs)) as number;
 
     // Simulated: the same requests as a trace.
     const folder = mkdtempSync(path.join(tmpdir(), 'gravity-live-vs-sim-'));

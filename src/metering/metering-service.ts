@@ -1,4 +1,5 @@
 import type { Clock } from '../core/clock.js';
+import { quantileOfSorted } from '../core/quantile.js';
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
@@ -9,7 +10,7 @@ import { LedgerWriter } from './ledger/ledger-writer.js';
 import type { MeteringConfig, PricingConfig } from './metering-config.js';
 import { PriceBook } from './price-book.js';
 import { ReplicaMeter } from './replica-meter.js';
-import { quantileOfSorted, type UsageRecord } from './usage-record.js';
+import type { UsageRecord } from './usage-record.js';
 
 const joulesPerKwh = 3_600_000;
 /** How often replica totals (including idle) are written to the ledger. */

@@ -44,14 +44,3 @@ export interface UsageRecord {
   /** Cut short after its first token (engine failure mid-stream or client gone): what was sent is all there is. */
   partial?: boolean;
 }
-
-/** The quantile of sorted values by linear interpolation between closest ranks. */
-export function quantileOfSorted(sorted: readonly number[], quantile: number): number | null {
-  if (sorted.length === 0) return null;
-  const position = (sorted.length - 1) * quantile;
-  const lower = Math.floor(position);
-  const upper = Math.ceil(position);
-  const low = sorted[lower] as number;
-  const high = sorted[upper] as number;
-  return low + (high - low) * (position - lower);
-}

@@ -1,4 +1,5 @@
-import { quantileOfSorted, type UsageRecord } from './usage-record.js';
+import { quantileOfSorted } from '../core/quantile.js';
+import type { UsageRecord } from './usage-record.js';
 
 export const usageGroupKeys = ['tenant', 'model', 'tier', 'engine', 'hour', 'day'] as const;
 export type UsageGroupKey = (typeof usageGroupKeys)[number];

@@ -1,3 +1,4 @@
+import { medianOf } from '../../core/quantile.js';
 import { parseScenario } from '../load-scenario.js';
 import { runScenario } from '../run-scenario.js';
 import type { SimulationResult } from '../simulation-result.js';
@@ -27,9 +28,5 @@ export function validateModel(points: readonly PublishedPoint[] = publishedPoint
 }
 
 export function medianAbsoluteError(rows: readonly ValidationRow[]): number {
-  const errors = rows.map((row) => Math.abs(row.error)).sort((a, b) => a - b);
-  const middle = Math.floor(errors.length / 2);
-  return errors.length % 2 === 1
-    ? (errors[middle] as number)
-    : ((errors[middle - 1] as number) + (errors[middle] as number)) / 2;
+  return medianOf(rows.map((row) => Math.abs(row.error))) ?? Number.NaN;
 }
