@@ -169,91 +169,129 @@ export class Gateway {
   /**
    * Runs the generation on the replica the fleet core chooses and records timings in the context as
    * parts pass. `signal` is the client's; shutdown can also abort the request once the grace period is over.
+   *
+   * The request is submitted to the core, and each attempt the core dispatches runs here. Until an
+   * attempt's first token its response-start is held back whenever a retry could still follow, so the
+   * client has seen nothing of a failed attempt; after it, a failure ends the response (an SSE error event,
+   * a ledger record marked partial).
+   *
+   * Hot path: one generator between the engine's and the consumer, so each token costs one async hop
+   * here, not one per layer of delegation.
    */
   async *execute(
     context: RequestContext,
     request: Omit<GenerationRequest, 'requestId'>,
-    signal: AbortSignal,
+    clientSignal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
     if (!this.accepting) throw errors.shuttingDown();
-    const model = this.core.resolveModel(request.model);
-    if (!this.core.pool(model)) throw errors.modelNotFound(request.model);
-    const generation = model === request.model ? request : { ...request, model };
+    const core = this.core;
+    const model = core.resolveModel(request.model);
+    const pool = core.pool(model);
+    if (!pool) throw errors.modelNotFound(request.model);
+    const generation = { ...request, model, requestId: context.requestId, serviceTier: context.serviceTier };
 
     const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
+    const signal = controller.signal;
+    const forwardAbort = () => controller.abort(clientSignal.reason);
+    if (clientSignal.aborted) forwardAbort();
+    else clientSignal.addEventListener('abort', forwardAbort, { once: true });
     this.inFlight.add(controller);
     try {
-      yield* this.run(context, generation, controller.signal);
-    } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.inFlight.delete(controller);
-    }
-  }
-
-  /**
-   * Submits the request to the core and runs each attempt it dispatches. Until an attempt's first token
-   * its response-start is held back whenever a retry could still follow, so the client has seen nothing of
-   * a failed attempt; after it, a failure ends the response (an SSE error event, a ledger record marked
-   * partial).
-   */
-  private async *run(
-    context: RequestContext,
-    request: Omit<GenerationRequest, 'requestId'>,
-    signal: AbortSignal,
-  ): AsyncGenerator<StreamPart> {
-    const core = this.core;
-    const band = serviceBand(context.serviceTier);
-    const tag: LiveRequest = { context, waiter: null };
-    let outcome = core.submit(
-      fleetRequest({
-        tag,
-        model: request.model,
-        tenant: context.tenant ?? 'anonymous',
-        band,
-        promptTokens: estimateInputTokens(request.input),
-        maxTokens: request.maxTokens,
-        promptBlockHashes: core.usesPromptBlocks(band) ? promptBlockHashes(promptText(request.input)) : null,
-      }),
-      this.clock.nowMs(),
-    );
-    this.armTimer();
-    const failures: string[] = [];
-    for (;;) {
-      if (isRefusal(outcome)) throw refusalError(outcome, request.model);
-      const attempt = outcome;
-      this.recordRoute(context, attempt, failures);
-      try {
-        if (attempt.state === 'queued') await this.dispatched(attempt, signal);
-        yield* this.runAttempt(attempt, context, request, signal);
-        return;
-      } catch (error) {
-        const nowMs = this.clock.nowMs();
-        if (signal.aborted) {
-          core.cancel(attempt, nowMs);
+      const band = serviceBand(context.serviceTier);
+      let outcome = core.submit(
+        fleetRequest({
+          tag: { context, waiter: null },
+          model,
+          tenant: context.tenant ?? 'anonymous',
+          band,
+          promptTokens: estimateInputTokens(request.input),
+          maxTokens: request.maxTokens,
+          promptBlockHashes: core.usesPromptBlocks(band)
+            ? promptBlockHashes(promptText(request.input))
+            : null,
+        }),
+        this.clock.nowMs(),
+      );
+      this.armTimer();
+      const failures: string[] = [];
+      for (;;) {
+        if (isRefusal(outcome)) throw refusalError(outcome, request.model);
+        const attempt = outcome;
+        this.recordRoute(context, attempt, failures);
+        try {
+          if (attempt.state === 'queued') await this.dispatched(attempt, signal);
+          const engine = this.engines[attempt.replica.index] as EngineAdapter;
+          // Hold the response-start while another replica could still take over from a failure.
+          const holdStart = attempt.tried.length + 1 < pool.length;
+          let heldStart: StreamPart | null = null;
+          for await (const part of engine.generate(generation, signal)) {
+            const nowMs = this.clock.nowMs();
+            if (part.type === 'text-delta') {
+              // Per-token path: a few field updates, no allocation beyond the gap sample.
+              if (context.firstTokenAtMs === null) {
+                context.firstTokenAtMs = nowMs;
+                core.firstToken(attempt, nowMs);
+              } else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
+              context.lastTokenAtMs = nowMs;
+              context.decodeTokens += part.tokens;
+              core.tokens(attempt, part.tokens);
+            } else if (part.type === 'response-start') {
+              context.startedAtMs = nowMs;
+              // Time in the gateway's queue plus time in the engine's own.
+              context.queueWaitMs = attempt.queueWaitMs + part.queueWaitMs;
+              if (part.promptTokens !== null)
+                context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
+              if (holdStart) {
+                heldStart = part;
+                continue;
+              }
+            } else {
+              context.finishReason = part.finishReason;
+              context.usage = part.usage;
+              // The engine's final counts are authoritative (an upstream reports them only now).
+              context.prefillTokens = part.usage.promptTokens - part.usage.cachedPromptTokens;
+              context.decodeTokens = part.usage.completionTokens;
+              // Told before the part is passed on: a consumer may stop iterating once it has the finish.
+              core.finish(attempt, nowMs, meanOf(context.interTokenGapsMs));
+              this.armTimer();
+            }
+            if (heldStart) {
+              const held = heldStart;
+              heldStart = null;
+              yield held;
+            }
+            yield part;
+          }
+          return;
+        } catch (error) {
+          const nowMs = this.clock.nowMs();
+          if (signal.aborted) {
+            core.cancel(attempt, nowMs);
+            this.armTimer();
+            throw error;
+          }
+          const next = core.fail(attempt, nowMs, classify(error));
           this.armTimer();
-          throw error;
-        }
-        const next = core.fail(attempt, nowMs, classify(error));
-        this.armTimer();
-        if (next === null) throw error;
-        failures.push(`${attempt.replica.id}: ${error instanceof GravityError ? error.code : 'error'}`);
-        for (const observer of this.observers) observer.onRouteAbandoned?.(context);
-        context.startedAtMs = null;
-        context.queueWaitMs = null;
-        context.prefillTokens = 0;
-        // A retry the core could not place (shed everywhere else) answers with the first failure.
-        if (isRefusal(next)) throw error;
-        outcome = next;
-      } finally {
-        // The consumer stopped iterating (or the engine ended without a finish): free the replica.
-        if (attempt.state !== 'done') {
-          core.cancel(attempt, this.clock.nowMs());
-          this.armTimer();
+          if (next === null) throw error;
+          failures.push(`${attempt.replica.id}: ${error instanceof GravityError ? error.code : 'error'}`);
+          for (const observer of this.observers) observer.onRouteAbandoned?.(context);
+          context.startedAtMs = null;
+          context.queueWaitMs = null;
+          context.prefillTokens = 0;
+          // A retry the core could not place (shed everywhere else) answers with the first failure.
+          if (isRefusal(next)) throw error;
+          outcome = next;
+        } finally {
+          // The consumer stopped iterating (or the engine ended without a finish): free the replica.
+          if (attempt.state !== 'done') {
+            core.cancel(attempt, this.clock.nowMs());
+            this.armTimer();
+          }
         }
       }
+    } finally {
+      clientSignal.removeEventListener('abort', forwardAbort);
+      this.inFlight.delete(controller);
     }
   }
 
@@ -277,61 +315,6 @@ export class Gateway {
         },
       };
     });
-  }
-
-  /** One attempt on its replica: runs the generation and reports it to the core as parts pass. */
-  private async *runAttempt(
-    attempt: FleetAttempt<LiveRequest>,
-    context: RequestContext,
-    request: Omit<GenerationRequest, 'requestId'>,
-    signal: AbortSignal,
-  ): AsyncGenerator<StreamPart> {
-    const core = this.core;
-    const engine = this.engines[attempt.replica.index] as EngineAdapter;
-    // Hold the response-start while another replica could still take over from a failure.
-    const holdStart = attempt.tried.length + 1 < (core.pool(request.model)?.length ?? 1);
-    let heldStart: StreamPart | null = null;
-    for await (const part of engine.generate(
-      { ...request, requestId: context.requestId, serviceTier: context.serviceTier },
-      signal,
-    )) {
-      const nowMs = this.clock.nowMs();
-      if (part.type === 'text-delta') {
-        // Per-token path: a few field updates, no allocation beyond the gap sample.
-        if (context.firstTokenAtMs === null) {
-          context.firstTokenAtMs = nowMs;
-          core.firstToken(attempt, nowMs);
-        } else context.interTokenGapsMs.push(nowMs - (context.lastTokenAtMs ?? nowMs));
-        context.lastTokenAtMs = nowMs;
-        context.decodeTokens += part.tokens;
-        core.tokens(attempt, part.tokens);
-      } else if (part.type === 'response-start') {
-        context.startedAtMs = nowMs;
-        // Time in the gateway's queue plus time in the engine's own.
-        context.queueWaitMs = attempt.queueWaitMs + part.queueWaitMs;
-        if (part.promptTokens !== null)
-          context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
-        if (holdStart) {
-          heldStart = part;
-          continue;
-        }
-      } else {
-        context.finishReason = part.finishReason;
-        context.usage = part.usage;
-        // The engine's final counts are authoritative (an upstream reports them only now).
-        context.prefillTokens = part.usage.promptTokens - part.usage.cachedPromptTokens;
-        context.decodeTokens = part.usage.completionTokens;
-        // Told before the part is passed on: a consumer may stop iterating once it has the finish.
-        core.finish(attempt, nowMs, meanOf(context.interTokenGapsMs));
-        this.armTimer();
-      }
-      if (heldStart) {
-        const held = heldStart;
-        heldStart = null;
-        yield held;
-      }
-      yield part;
-    }
   }
 
   /** The chosen replica and routing's reasons on the context (`x-gravity-route`, the ledger's `route`). */
