@@ -322,7 +322,7 @@ function registerEngineCounterMetrics(registry: Registry, engines: () => readonl
   counter('vllm:generation_tokens_total', 'Generated tokens.', (counters) => counters.generationTokens);
 }
 
-/** What the gateway's queue in front of one engine reports (src/scheduling/live-replica-scheduler.ts). */
+/** What the gateway's queue in front of one engine reports (its ReplicaScheduler, src/scheduling/). */
 export interface EngineQueueFigures {
   engine: string;
   queued: number;

@@ -6,8 +6,9 @@ import { prefixBlockTokens } from '../core/prompt-size.js';
  */
 
 /**
- * How much of the roofline an engine achieves. Prefill MFU and weight-read MBU are the middles of the
- * ranges in ../shared/published-figures.md (decode 60–85% MBU, prefill 40–60% MFU; Databricks itself
+ * How much of the roofline an engine achieves. Prefill MFU and weight-read MBU are the middles of
+ * commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), used as assumptions, not measurements:
+ * no source we can cite states them (Databricks, "LLM Inference Performance Engineering: Best Practices",
  * measures 60% MBU on 2×H100 at batch 1). KV reads by paged-attention kernels stream far less efficiently
  * than weight GEMMs; `kvReadMbu` is calibrated on ML.ENERGY v3's Llama-3.1-8B / H100 throughput at
  * max_num_seqs 256 (docs/simulator-validation.md).
@@ -66,7 +67,7 @@ export const memoryPlan = {
 };
 
 /**
- * vLLM's scheduler defaults (config/scheduler.py, ../shared/published-figures.md): 8192 batched tokens
+ * vLLM's scheduler defaults (vllm `config/scheduler.py`): 8192 batched tokens
  * and 1024 sequences on large GPUs (≥ 70 GiB, not A100), 2048 / 256 elsewhere.
  */
 export function defaultSchedulerLimits(hardware: { memoryBytes: number; name: string }) {

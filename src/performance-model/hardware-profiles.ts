@@ -3,9 +3,9 @@
  * the whole project: metering's power model, the emulated engine and the simulator read the same rows.
  *
  * Figures are per device. Memory, bandwidth, dense BF16 (no sparsity) and TDP are NVIDIA datasheet
- * figures (H100/H200/A100 rows also in ../shared/published-figures.md). Idle power and hourly prices are
- * estimates and say so in `source`: idle from observed H100 figures (60–90 W) scaled by TDP, prices from
- * 2025–26 specialised-cloud list prices (H100 $2–4 per GPU-hour per published-figures.md).
+ * figures, quoted in each row's `source`. Idle power and hourly prices are estimates and say so there: idle
+ * from observed H100 figures (60–90 W) scaled by TDP, prices from 2025–26 specialised-cloud list prices
+ * on GPU-price aggregator pages (H100 $2–4 per GPU-hour).
  */
 export interface HardwareProfile {
   /** Kebab-case name used in config and on the command line. */

@@ -56,7 +56,7 @@ const modelShapes = {
     kvHeads: 8,
     headDim: 128,
     contextTokens: 131_072,
-    source: 'meta-llama/Llama-3.1-8B config.json; 16.06 GB BF16 (published-figures.md)',
+    source: 'meta-llama/Llama-3.1-8B config.json; 16.06 GB BF16 (8.03e9 parameters × 2 bytes)',
   },
   'llama-3.1-70b': {
     parameters: 70.6e9,

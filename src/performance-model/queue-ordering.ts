@@ -1,7 +1,7 @@
 /**
  * Ordering: which waiting request an engine replica admits next. One of the three queueing policies
- * (ordering, fairness, saturation — ../shared/STYLE.md); plain functions of the requests' fields, so the
- * emulated engine and the simulator run the same code.
+ * (ordering, fairness, saturation: src/scheduling/scheduling-policies.ts); plain functions of the
+ * requests' fields, so the emulated engine and the simulator run the same code.
  */
 export interface OrderedRequest {
   /** Position in arrival order at this replica; preempted requests keep theirs. */

@@ -8,9 +8,9 @@ import type { StreamPart } from '../core/stream-parts.js';
 import type { GenerationRequest } from '../engines/engine-adapter.js';
 
 /**
- * What the pipeline needs of the gateway. Declared here rather than imported so that the pipeline
- * depends on the gateway's contract, not its module (the gateway's folder also wires the server, which
- * imports the entry points that import this).
+ * What the pipeline needs of the gateway: three calls. Declared here rather than imported so that the
+ * pipeline depends on that small contract, not on the gateway's module and everything it drives
+ * (src/server/gravity-server.ts passes the Gateway, which satisfies it).
  */
 export interface RequestExecutor {
   readonly clock: Clock;

@@ -9,8 +9,9 @@ import {
 } from './routing-profile.js';
 
 /**
- * The `routing` section of Gravity's config (docs/routing.md). Defaults live here, next to the plugins
- * they configure; cross-references to engines are checked in FleetRouter's constructor.
+ * The `routing` section of Gravity's config and of a simulation scenario (docs/routing.md), with its
+ * defaults taken from src/core/defaults.ts; cross-references to engines (`replicas`, `aliases`) are checked
+ * where Gravity's config is loaded (src/config/load-config.ts), since a scenario has no engines.
  */
 
 const residencyPolicySchema = z.strictObject({

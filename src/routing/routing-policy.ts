@@ -1,8 +1,9 @@
 /**
  * Routing: which replica of a model serves a request. A policy sees plain replica figures and a clock
- * reading, never sockets or wall time, so the gateway and the fleet simulator run the same code
- * (../shared/STYLE.md). Every policy is a profile of the filter → scorer → picker pipeline
- * (routing-pipeline.ts); the names below are the built-in profiles (routing-profile.ts).
+ * reading, never sockets or wall time, so the fleet core runs the same code under the live gateway and
+ * the fleet simulator (docs/adr/0002-fleet-core.md). Every policy is a profile of the filter → scorer →
+ * picker pipeline (routing-pipeline.ts, after the Kubernetes inference gateway's scheduler); the names
+ * below are the built-in profiles (routing-profile.ts).
  */
 
 /** What an operator says about a replica in config: where it runs, whose it is, what it costs. */

@@ -1,5 +1,7 @@
 /**
- * The gateway's queue in front of each engine replica is three separate policies (../shared/STYLE.md):
+ * The gateway's queue in front of each engine replica is three separate policies, so each can be replaced
+ * alone (the split the Kubernetes Gateway API Inference Extension's flow control makes between intra-flow
+ * dispatch, inter-flow dispatch and saturation detection):
  *
  * - ordering: which request goes first within one tier and tenant (a flow);
  * - fairness: which tenant's flow goes next within a tier (virtual token counters, VTC — OSDI'24);

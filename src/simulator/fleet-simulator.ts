@@ -77,7 +77,8 @@ export interface FleetSimulationOutcome {
  * routes, queues and retries every request here; each replica's engine is the performance model stepped
  * on a virtual clock. Events are the next open-loop arrival, follow-ups (the next turn of a session, a
  * closed-loop user's next request), each engine's next event (step end) and the core's next queue bound;
- * the earliest runs next — at a tie a queue bound first, then engine events, follow-ups and arrivals.
+ * the earliest runs next — at a tie engine events first (a step end may dispatch a queued request), then
+ * queue bounds, follow-ups and arrivals.
  */
 export class FleetSimulator {
   readonly clock = new VirtualClock();
