@@ -16,20 +16,29 @@ const openRoutes = new Set(['/healthz', '/readyz']);
  * needs an admin key once keys exist, since its labels name tenants and models.
  */
 export function registerAuthentication(app: FastifyInstance, admission: Admission | undefined): void {
-  app.addHook('onRequest', async (request) => {
+  // A callback hook, not an async one: it runs on every request and never waits for anything, so a
+  // promise per request would be pure overhead.
+  app.addHook('onRequest', (request, _reply, done) => {
     if (!admission) {
       setRequestCaller(request, openModeCaller);
+      done();
       return;
     }
     const route = request.routeOptions.url;
-    // Unknown URLs answer 404 whoever asks; probes are open.
-    if (route === undefined || openRoutes.has(route)) return;
-    if (route === '/metrics') {
-      if (admission.authenticator.isOpen() || isLoopbackAddress(request.socket.remoteAddress)) return;
-      const caller = admission.authenticate(request.headers.authorization);
-      if (!caller.admin) throw errors.adminKeyRequired('GET /metrics from another machine');
+    try {
+      // Unknown URLs answer 404 whoever asks; probes are open.
+      if (route !== undefined && !openRoutes.has(route)) {
+        if (route === '/metrics') {
+          if (!admission.authenticator.isOpen() && !isLoopbackAddress(request.socket.remoteAddress)) {
+            const caller = admission.authenticate(request.headers.authorization);
+            if (!caller.admin) throw errors.adminKeyRequired('GET /metrics from another machine');
+          }
+        } else setRequestCaller(request, admission.authenticate(request.headers.authorization));
+      }
+    } catch (error) {
+      done(error as Error);
       return;
     }
-    setRequestCaller(request, admission.authenticate(request.headers.authorization));
+    done();
   });
 }

@@ -1,7 +1,8 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { EngineAdapter, EngineCounters } from '../engines/engine-adapter.js';
+import { LeanHistogram, LeanValue } from './lean-metrics.js';
 
 const secondsPerMs = 1 / 1000;
 
@@ -12,20 +13,20 @@ const secondsPerMs = 1 / 1000;
  */
 export class PrometheusMetrics implements RequestObserver {
   readonly registry = new Registry();
-  private readonly requests: Counter<'endpoint' | 'model' | 'status'>;
-  private readonly promptTokens: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly cachedPromptTokens: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly completionTokens: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly energy: Counter<'model' | 'tier' | 'tenant' | 'source'>;
-  private readonly cost: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly price: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly carbon: Counter<'model' | 'tier' | 'tenant'>;
-  private readonly queueWait: Histogram<'model'>;
-  private readonly gatewayOverhead: Histogram<'endpoint'>;
-  private readonly timeToFirstToken: Histogram<'model'>;
-  private readonly interTokenLatency: Histogram<'model'>;
-  private readonly requestDuration: Histogram<'endpoint' | 'model'>;
-  private readonly inFlight: Gauge<'model'>;
+  private readonly requests: LeanValue<'endpoint' | 'model' | 'status'>;
+  private readonly promptTokens: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly cachedPromptTokens: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly completionTokens: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly energy: LeanValue<'model' | 'tier' | 'tenant' | 'source'>;
+  private readonly cost: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly price: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly carbon: LeanValue<'model' | 'tier' | 'tenant'>;
+  private readonly queueWait: LeanHistogram<'model'>;
+  private readonly gatewayOverhead: LeanHistogram<'endpoint'>;
+  private readonly timeToFirstToken: LeanHistogram<'model'>;
+  private readonly interTokenLatency: LeanHistogram<'model'>;
+  private readonly requestDuration: LeanHistogram<'endpoint' | 'model'>;
+  private readonly inFlight: LeanValue<'model'>;
 
   constructor(
     engines: () => readonly EngineAdapter[],
@@ -34,90 +35,100 @@ export class PrometheusMetrics implements RequestObserver {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({
+    this.requests = new LeanValue({
+      type: 'counter',
       name: 'gravity_requests_total',
       help: 'Requests handled, by endpoint, model and HTTP status (499: client disconnected).',
       labelNames: ['endpoint', 'model', 'status'],
       registers,
     });
-    this.promptTokens = new Counter({
+    this.promptTokens = new LeanValue({
+      type: 'counter',
       name: 'gravity_prompt_tokens_total',
       help: 'Prompt tokens processed, by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.cachedPromptTokens = new Counter({
+    this.cachedPromptTokens = new LeanValue({
+      type: 'counter',
       name: 'gravity_cached_prompt_tokens_total',
       help: 'Prompt tokens served from an engine prefix cache, by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.completionTokens = new Counter({
+    this.completionTokens = new LeanValue({
+      type: 'counter',
       name: 'gravity_completion_tokens_total',
       help: 'Completion tokens generated, by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.energy = new Counter({
+    this.energy = new LeanValue({
+      type: 'counter',
       name: 'gravity_energy_joules_total',
       help: 'Energy attributed to requests, by model, tier, tenant and source (measured:nvml, measured:rapl, estimated:power-model, estimated:performance-model).',
       labelNames: ['model', 'tier', 'tenant', 'source'],
       registers,
     });
-    this.cost = new Counter({
+    this.cost = new LeanValue({
+      type: 'counter',
       name: 'gravity_cost_usd_total',
       help: 'Serving cost attributed to requests in US dollars, by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.price = new Counter({
+    this.price = new LeanValue({
+      type: 'counter',
       name: 'gravity_price_usd_total',
       help: 'Price charged for requests in US dollars, by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.carbon = new Counter({
+    this.carbon = new LeanValue({
+      type: 'counter',
       name: 'gravity_carbon_grams_total',
       help: 'Carbon attributed to requests in grams CO2e (energy × configured grid intensity), by model, tier and tenant.',
       labelNames: ['model', 'tier', 'tenant'],
       registers,
     });
-    this.gatewayOverhead = new Histogram({
+    // The request-path histograms are lean ones (lean-histogram.ts): up to one observation per token.
+    this.gatewayOverhead = new LeanHistogram({
       name: 'gravity_gateway_overhead_seconds',
       help: 'Time Gravity itself spent per request, excluding the engine: parsing, validation and routing, plus handling each streamed chunk until written.',
       labelNames: ['endpoint'],
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers,
     });
-    this.queueWait = new Histogram({
+    this.queueWait = new LeanHistogram({
       name: 'gravity_queue_wait_seconds',
       help: 'Time requests waited for an engine slot, by model.',
       labelNames: ['model'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.timeToFirstToken = new Histogram({
+    this.timeToFirstToken = new LeanHistogram({
       name: 'gravity_time_to_first_token_seconds',
       help: 'Time from request arrival to the first generated text, by model.',
       labelNames: ['model'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     });
-    this.interTokenLatency = new Histogram({
+    this.interTokenLatency = new LeanHistogram({
       name: 'gravity_inter_token_latency_seconds',
       help: 'Gaps between consecutive streamed text chunks of one response, by model.',
       labelNames: ['model'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
-    this.requestDuration = new Histogram({
+    this.requestDuration = new LeanHistogram({
       name: 'gravity_request_duration_seconds',
       help: 'Time from request arrival to the end of the response, by endpoint and model.',
       labelNames: ['endpoint', 'model'],
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers,
     });
-    this.inFlight = new Gauge({
+    this.inFlight = new LeanValue({
+      type: 'gauge',
       name: 'gravity_requests_in_flight',
       help: 'Requests being served right now, by model.',
       labelNames: ['model'],
