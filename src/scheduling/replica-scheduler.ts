@@ -36,6 +36,8 @@ export type ScheduledState = 'queued' | 'running' | 'done' | 'cancelled' | 'expi
 export class ScheduledRequest<Tag> {
   state: ScheduledState = 'queued';
   dispatchedMs: number | null = null;
+  /** Its tenant's VTC counter in its band, from dispatch on (tokens then add without a lookup). */
+  counter: VirtualCounter | null = null;
 
   constructor(
     readonly tag: Tag,
@@ -75,8 +77,23 @@ class Flow<Tag> {
 /** One band: a tier (or, without tier bands, every tier) with a flow and a VTC counter per tenant. */
 class Band<Tag> {
   readonly flows = new Map<string, Flow<Tag>>();
-  readonly counters = new Map<string, number>();
+  /** VTC counters by tenant, as cells a running request keeps, so a token adds without a map lookup. */
+  readonly counters = new Map<string, VirtualCounter>();
   queued = 0;
+
+  counter(tenant: string): VirtualCounter {
+    let counter = this.counters.get(tenant);
+    if (!counter) {
+      counter = { servedTokens: 0 };
+      this.counters.set(tenant, counter);
+    }
+    return counter;
+  }
+}
+
+/** A tenant's weighted tokens served within one band (VTC). */
+interface VirtualCounter {
+  servedTokens: number;
 }
 
 export interface ReplicaSchedulerEvents<Tag> {
@@ -215,13 +232,11 @@ export class ReplicaScheduler<Tag> {
       let minimum: number | null = null;
       for (const other of band.flows.values())
         if (other.live > 0) {
-          const counter = band.counters.get(other.tenant) ?? 0;
+          const counter = band.counters.get(other.tenant)?.servedTokens ?? 0;
           minimum = minimum === null ? counter : Math.min(minimum, counter);
         }
-      band.counters.set(
-        request.tenant,
-        this.settings.fairness.counterOnBacklog(band.counters.get(request.tenant) ?? 0, minimum),
-      );
+      const counter = band.counter(request.tenant);
+      counter.servedTokens = this.settings.fairness.counterOnBacklog(counter.servedTokens, minimum);
     }
     flow.queue.push(request);
     flow.live++;
@@ -246,11 +261,9 @@ export class ReplicaScheduler<Tag> {
       next.state = 'running';
       next.dispatchedMs = nowMs;
       this.running++;
-      const band = this.bands[next.band] as Band<Tag>;
-      band.counters.set(
-        next.tenant,
-        (band.counters.get(next.tenant) ?? 0) + this.settings.inputTokenWeight * next.promptTokens,
-      );
+      const counter = (this.bands[next.band] as Band<Tag>).counter(next.tenant);
+      counter.servedTokens += this.settings.inputTokenWeight * next.promptTokens;
+      next.counter = counter;
       this.events.onDispatch(next, nowMs);
     }
   }
@@ -281,6 +294,12 @@ export class ReplicaScheduler<Tag> {
       if (settings.tierBands && index > 0 && !othersMayRun) return undefined;
       if (settings.tierBands && serviceBands[index] === 'batch' && !this.spareCapacity(nowMs))
         return undefined;
+      // Fast path: one tenant waiting in the band needs no fairness decision (and no allocation).
+      if (band.flows.size === 1) {
+        const only = band.flows.values().next().value as Flow<Tag>;
+        if (only.head()) return only.queue.pop();
+        continue;
+      }
       const flows: Flow<Tag>[] = [];
       const views: FlowView[] = [];
       for (const flow of band.flows.values()) {
@@ -289,7 +308,7 @@ export class ReplicaScheduler<Tag> {
         flows.push(flow);
         views.push({
           tenant: flow.tenant,
-          servedTokens: band.counters.get(flow.tenant) ?? 0,
+          servedTokens: band.counters.get(flow.tenant)?.servedTokens ?? 0,
           headArrivalOrder: head.arrivalOrder,
         });
       }
@@ -311,11 +330,8 @@ export class ReplicaScheduler<Tag> {
 
   /** Tokens the request produced: they count against its tenant in VTC. Per-token path: no clock read. */
   onTokens(request: ScheduledRequest<Tag>, tokens: number): void {
-    const band = this.bands[request.band] as Band<Tag>;
-    band.counters.set(
-      request.tenant,
-      (band.counters.get(request.tenant) ?? 0) + this.settings.outputTokenWeight * tokens,
-    );
+    const counter = request.counter ?? (this.bands[request.band] as Band<Tag>).counter(request.tenant);
+    counter.servedTokens += this.settings.outputTokenWeight * tokens;
   }
 
   /** The request's first token came out at `atMs`: the engine's own TTFT, for predicting newcomers'. */
