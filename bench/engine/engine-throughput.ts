@@ -13,8 +13,16 @@ import { LlamaCppEngine } from '../../src/engines/llama-cpp/llama-cpp-engine.js'
 import { ensureTinyModel, tinyModelIds } from '../../src/engines/llama-cpp/tiny-model.js';
 import { type GravityServer, startGravityServer } from '../../src/server/gravity-server.js';
 import { alternatingRounds, compare, repoRoot } from '../support/ab-rounds.js';
-import { LoadClient } from '../support/load-client.js';
-import { fixed, formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
+import { LoadClient, throwOnFailures } from '../support/load-client.js';
+import {
+  columnsTable,
+  fixed,
+  integer,
+  integers,
+  printPreamble,
+  readOptions,
+  verdict,
+} from '../support/report-format.js';
 
 const modelId = tinyModelIds.random;
 const engineId = 'tiny-random';
@@ -24,40 +32,27 @@ const promptWords = 24;
 const httpToInProcessTarget = 0.9;
 const fourStreamScalingTarget = 1.5;
 
-const usage = `Usage: npm run bench:engine -- [options]
-
-  --tokens <n>          completion tokens per stream (default 256)
-  --rounds <n>          measured rounds per concurrency level and path (default 9)
-  --warmup <n>          unmeasured rounds first (default 2)
-  --threads <n>         llama.cpp threads of each engine context (default 1)
-  --concurrency <list>  stream counts (default 1,2,4,8; at most ${slots})
-  --quick               a short run: 32 tokens, 2 rounds after 1 warm-up, concurrency 1,4
-  --help                print this`;
-
-const parseOptions = () =>
-  readOptions(
-    usage,
-    { tokens: '256', rounds: '9', warmup: '2', threads: '1', concurrency: '1,2,4,8' },
-    { tokens: '32', rounds: '2', warmup: '1', concurrency: '1,4' },
-    (values) => {
-      const levels = values.concurrency.split(',').map((item) => positiveNumber('concurrency', item, true));
-      // More streams than slots would queue, measuring waiting rather than batching.
-      if (levels.some((level) => level > slots)) throw new Error(`--concurrency: at most ${slots} streams`);
-      const tokensPerStream = positiveNumber('tokens', values.tokens, true);
-      // The prompt (BOS + words) and the completion must fit one slot's context.
-      if (tokensPerStream + promptWords + 1 >= contextTokens)
-        throw new Error(
-          `--tokens: at most ${contextTokens - promptWords - 2} with a ${contextTokens}-token context`,
-        );
-      return {
-        tokensPerStream,
-        rounds: positiveNumber('rounds', values.rounds, true),
-        warmUpRounds: values.warmup === '0' ? 0 : positiveNumber('warmup', values.warmup, true),
-        threads: positiveNumber('threads', values.threads, true),
-        levels,
-      };
-    },
-  );
+const options = readOptions(
+  'bench:engine',
+  'llama.cpp tokens/s in-process against through the HTTP API, in alternating rounds.',
+  {
+    tokens: integer(256, 'completion tokens per stream', { quick: 32 }),
+    rounds: integer(9, 'measured rounds per concurrency level and path', { quick: 2 }),
+    warmup: integer(2, 'unmeasured rounds first', { quick: 1, min: 0 }),
+    threads: integer(1, 'llama.cpp threads of each engine context'),
+    concurrency: integers([1, 2, 4, 8], `stream counts, at most ${slots}`, { quick: [1, 4] }),
+  },
+  (options) => {
+    // More streams than slots would queue, measuring waiting rather than batching.
+    if (options.concurrency.some((level) => level > slots))
+      throw new Error(`--concurrency: at most ${slots} streams`);
+    // The prompt (BOS + words) and the completion must fit one slot's context.
+    if (options.tokens + promptWords + 1 >= contextTokens)
+      throw new Error(
+        `--tokens: at most ${contextTokens - promptWords - 2} with a ${contextTokens}-token context`,
+      );
+  },
+);
 
 /**
  * Deterministic prompt of single-letter words (each one token in the generated vocabulary). The first word
@@ -88,26 +83,15 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions();
-  const { tokensPerStream } = options;
+  const { tokens: tokensPerStream, warmup: warmUpRounds } = options;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-bench-'));
   let server: GravityServer | undefined;
   let engine: LlamaCppEngine | undefined;
   const client = new LoadClient();
   try {
     // The server gets the embedded config for the generated random model, sized like the in-process engine.
-    const config = loadConfig(
-      {
-        port: 0,
-        host: '127.0.0.1',
-        dataDir,
-        logLevel: 'warn',
-        slots,
-        threads: options.threads,
-        contextTokens,
-      },
-      {},
-    );
+    const serveOptions = { port: 0, host: '127.0.0.1', dataDir, logLevel: 'warn', slots, contextTokens };
+    const config = loadConfig({ ...serveOptions, threads: options.threads }, {});
     for (const [id, model] of Object.entries(config.models))
       if (model.engine !== engineId) delete config.models[id];
     for (const id of Object.keys(config.engines)) if (id !== engineId) delete config.engines[id];
@@ -138,7 +122,7 @@ async function main(): Promise<void> {
       `engine:   llama-cpp, ${engineConfig.slots} slots, ${engineConfig.threads} thread(s), ${engineConfig.contextTokens}-token ` +
         `context, batch ${engineConfig.batchSize}; one engine per path, never both running at once`,
       `http:     streaming POST ${server.url}/v1/completions (include_usage) from bench/support/load-client.ts on a worker thread`,
-      `method:   ${options.warmUpRounds} warm-up round(s), then ${options.rounds} rounds; every level and path once per round, ` +
+      `method:   ${warmUpRounds} warm-up round(s), then ${options.rounds} rounds; every level and path once per round, ` +
         'in rotating order; tok/s = completion tokens of all streams / wall time from first request to last finish; ' +
         'ratios = median over rounds of the ratio within the round',
     ]);
@@ -160,18 +144,18 @@ async function main(): Promise<void> {
         if (part.type === 'finish') return part.usage.completionTokens;
       throw new Error('in-process stream ended without a finish part');
     };
-    const variants: Variant[] = options.levels.flatMap((concurrency) => [
+    const variants: Variant[] = options.concurrency.flatMap((concurrency) => [
       { name: `in-process ${concurrency}`, path: 'in-process' as const, concurrency },
       { name: `HTTP ${concurrency}`, path: 'HTTP' as const, concurrency },
     ]);
     const results = await alternatingRounds<Variant, Round>({
       variants,
       rounds: options.rounds,
-      warmUpRounds: options.warmUpRounds,
+      warmUpRounds,
       measure: async (variant, round) => {
         // Both paths of a round get the same prompts.
         const prompts = Array.from({ length: variant.concurrency }, (_, stream) =>
-          promptFor(round + options.warmUpRounds, stream, variant.concurrency),
+          promptFor(round + warmUpRounds, stream, variant.concurrency),
         );
         const startedAt = performance.now();
         const loopBefore = performance.eventLoopUtilization();
@@ -197,8 +181,7 @@ async function main(): Promise<void> {
             maxRequests: prompts.length,
             detail: 'timing',
           });
-          const failed = run.outcomes.find((outcome) => outcome.error !== null);
-          if (failed) throw new Error(`HTTP stream failed: ${failed.error}`);
+          throwOnFailures(run.outcomes, `${variant.name}, HTTP streams`);
           tokens = run.outcomes.map((outcome) => outcome.completionTokens ?? 0);
         }
         const wallMs = performance.now() - startedAt;
@@ -230,7 +213,7 @@ async function main(): Promise<void> {
       perRound.has(baseline)
         ? (compare(perRound, baseline).find((row) => row.variant === name)?.pairedRatio ?? null)
         : null;
-    const rows = options.levels.map((level) => ({
+    const rows = options.concurrency.map((level) => ({
       level,
       inProcess: medianOf(perRound.get(`in-process ${level}`)!),
       http: medianOf(perRound.get(`HTTP ${level}`)!),
@@ -240,27 +223,18 @@ async function main(): Promise<void> {
     }));
     const times = (value: number | null) => (value === null ? 'n/a' : `${value.toFixed(2)}x`);
     console.log(
-      `\n${formatTable(
+      `\n${columnsTable(rows, [
+        ['concurrency', (row) => String(row.level)],
+        ['in-process tok/s', (row) => fixed(row.inProcess)],
+        ['HTTP tok/s', (row) => fixed(row.http)],
         [
-          'concurrency',
-          'in-process tok/s',
-          'HTTP tok/s',
           'HTTP / in-process',
-          'scaling vs 1 (in-process)',
-          'scaling vs 1 (HTTP)',
+          (row) => (row.httpToInProcess === null ? '–' : `${(row.httpToInProcess * 100).toFixed(1)}%`),
         ],
-        rows.map((row) => [
-          String(row.level),
-          fixed(row.inProcess),
-          fixed(row.http),
-          row.httpToInProcess === null ? '–' : `${(row.httpToInProcess * 100).toFixed(1)}%`,
-          times(row.scalingInProcess),
-          times(row.scalingHttp),
-        ]),
-      )}\n`,
+        ['scaling vs 1 (in-process)', (row) => times(row.scalingInProcess)],
+        ['scaling vs 1 (HTTP)', (row) => times(row.scalingHttp)],
+      ])}\n`,
     );
-    const verdict = (pass: boolean | null, text: string) =>
-      console.log(`${pass === null ? 'n/a ' : pass ? 'PASS' : 'MISS'}  ${text}`);
     for (const row of rows)
       verdict(
         row.httpToInProcess === null ? null : row.httpToInProcess >= httpToInProcessTarget,
@@ -283,7 +257,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? (error.stack ?? error.message) : error);
-  process.exitCode = 1;
-});
+await main();

@@ -5,7 +5,7 @@
 // Run with `npm run bench:metering -- --help`.
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,68 +15,47 @@ import { alternatingRounds, compare, comparisonTable, repoRoot } from '../suppor
 import {
   askChild,
   ChildProcessGroup,
-  gravityChildEnvironment,
   type ManagedChild,
+  startFakeUpstream,
+  startGravity,
 } from '../support/child-processes.js';
-import {
-  formatCpuProfileSummary,
-  readCpuProfile,
-  summarizeCpuProfile,
-} from '../support/cpu-profile-summary.js';
+import { printCpuProfiles } from '../support/cpu-profile-summary.js';
 import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
-import { chatBody, LoadClient } from '../support/load-client.js';
+import { chatBody, LoadClient, throwOnFailures } from '../support/load-client.js';
 import { processCpuMs, processDiskWriteBytes } from '../support/process-stats.js';
-import { fixed, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
+import {
+  fixed,
+  integer,
+  number,
+  printPreamble,
+  readOptions,
+  text,
+  verdict,
+} from '../support/report-format.js';
 
 const lossTargetPercent = 5;
 const modelId = 'fake';
-const startTimeoutMs = 60_000;
-const upstreamScript = fileURLToPath(new URL('../support/fake-openai-upstream.ts', import.meta.url));
 const eventLoopProbe = fileURLToPath(new URL('../support/event-loop-probe.ts', import.meta.url));
 
 type Mode = 'stream' | 'json';
 
-const usage = `Usage: npm run bench:metering -- [options]
-
-  --concurrency <n>     requests in flight per round, closed loop (default 16)
-  --seconds <s>         length of each measured round (default 5)
-  --warmup-seconds <s>  length of the unmeasured first round per server and mode (default 3)
-  --rounds <n>          measured rounds per server and mode, alternating (default 3)
-  --tokens <n>          completion tokens per response (default 16)
-  --mode <m>            stream | json | both (default both)
-  --quick               a short run: 2 rounds of 1 s after a 0.5 s warm-up
-  --cpu-prof-dir <dir>  profile both servers (node --cpu-prof) and summarise src/metering/'s share;
-                        profiling slows both, so that run's ratio is not the benchmark's
-  --help                print this`;
-
-const parseOptions = () =>
-  readOptions(
-    usage,
-    {
-      concurrency: '16',
-      seconds: '5',
-      'warmup-seconds': '3',
-      rounds: '3',
-      tokens: '16',
-      mode: 'both',
-      'cpu-prof-dir': '',
-    },
-    { seconds: '1', 'warmup-seconds': '0.5', rounds: '2' },
-    (values) => {
-      const modes: Mode[] = values.mode === 'both' ? ['stream', 'json'] : [values.mode as Mode];
-      if (!['stream', 'json', 'both'].includes(values.mode))
-        throw new Error(`--mode: expected stream, json or both, got '${values.mode}'`);
-      return {
-        concurrency: positiveNumber('concurrency', values.concurrency, true),
-        roundSeconds: positiveNumber('seconds', values.seconds, false),
-        warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
-        rounds: positiveNumber('rounds', values.rounds, true),
-        tokensPerResponse: positiveNumber('tokens', values.tokens, true),
-        modes,
-        cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
-      };
-    },
-  );
+const options = readOptions(
+  'bench:metering',
+  'Gravity with metering on against off, in alternating rounds.',
+  {
+    concurrency: integer(16, 'requests in flight per round, closed loop'),
+    seconds: number(5, 'length of each measured round', { quick: 1 }),
+    warmupSeconds: number(3, 'length of the unmeasured first round per server and mode', { quick: 0.5 }),
+    rounds: integer(3, 'measured rounds per server and mode, alternating', { quick: 2 }),
+    tokens: integer(16, 'completion tokens per response'),
+    mode: text('both', 'streamed responses, JSON ones, or both', { choices: ['stream', 'json', 'both'] }),
+    cpuProfDir: text(
+      '',
+      "profile both servers (node --cpu-prof) into <dir> and summarise src/metering/'s share; profiling slows both, so that run's ratio is not the benchmark's",
+      { placeholder: '<dir>' },
+    ),
+  },
+);
 
 interface Server {
   name: 'metering on' | 'metering off';
@@ -95,7 +74,8 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions();
+  const modes: Mode[] = options.mode === 'both' ? ['stream', 'json'] : [options.mode as Mode];
+  const cpuProfileDir = options.cpuProfDir ? path.resolve(options.cpuProfDir) : null;
   const children = new ChildProcessGroup();
   const client = new LoadClient();
   let fatalError: Error | null = null;
@@ -105,83 +85,52 @@ async function main(): Promise<void> {
   };
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-metering-bench-'));
   try {
-    const env = gravityChildEnvironment();
-    const upstream = await children.start({
-      name: 'fake upstream',
-      command: process.execPath,
-      args: ['--import', 'tsx', upstreamScript, '--tokens', String(options.tokensPerResponse)],
-      cwd: repoRoot,
-      env,
-      readyPattern: /^fake-upstream: listening on (\S+)/,
-      startTimeoutMs,
+    const upstreamUrl = await startFakeUpstream(children, {
+      name: 'fast',
+      tokens: options.tokens,
+      delayMs: 0,
     });
     const servers: Server[] = await Promise.all(
       (['on', 'off'] as const).map(async (metering) => {
         const configPath = path.join(workDir, `gravity-${metering}.yaml`);
         const dataDir = path.join(workDir, `data-${metering}`);
+        const engine = { type: 'openai-upstream', baseUrl: upstreamUrl, maxConcurrentRequests: 256 };
         // JSON is YAML: no quoting questions for the URL.
-        await writeFile(
-          configPath,
-          JSON.stringify({
-            engines: {
-              up: { type: 'openai-upstream', baseUrl: upstream.ready[1], maxConcurrentRequests: 256 },
-            },
-            models: { [modelId]: { engine: 'up' } },
-            metering: { enabled: metering === 'on' },
-          }),
-        );
-        const profile = options.cpuProfileDir
-          ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfileDir, metering)]
-          : [];
-        const child = await children.start({
+        const config = { engines: { up: engine }, models: { [modelId]: { engine: 'up' } } };
+        await writeFile(configPath, JSON.stringify({ ...config, metering: { enabled: metering === 'on' } }));
+        const { child, port } = await startGravity(children, {
           name: `Gravity (metering ${metering})`,
-          command: process.execPath,
-          args: [
-            ...profile,
-            ...[
-              '--import',
-              'tsx',
-              '--import',
-              eventLoopProbe,
-              'src/cli/main.ts',
-              'serve',
-              '--host',
-              '127.0.0.1',
-            ],
-            ...['--port', '0', '--config', configPath, '--data-dir', dataDir, '--log-level', 'warn'],
-          ],
-          cwd: repoRoot,
-          env,
-          readyPattern: /^gravity: listening on (\S+) models=/,
-          startTimeoutMs,
+          configPath,
+          dataDir,
+          build: { dir: repoRoot, entry: ['--import', 'tsx', '--import', eventLoopProbe, 'src/cli/main.ts'] },
+          nodeArgs: cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(cpuProfileDir, metering)] : [],
           ipc: true,
         });
-        const port = Number(new URL(child.ready[1] as string).port);
         return { name: `metering ${metering}` as const, child, port, dataDir, completed: 0 };
       }),
     );
     printPreamble('Gravity metering overhead', 'bench:metering', [
-      `settings: closed loop, concurrency ${options.concurrency}, ${options.rounds} rounds of ${options.roundSeconds} s per server ` +
-        `and mode after a ${options.warmUpSeconds} s warm-up, ${options.tokensPerResponse} tokens per response, modes ${options.modes.join(', ')}`,
+      `settings: closed loop, concurrency ${options.concurrency}, ${options.rounds} rounds of ${options.seconds} s per server ` +
+        `and mode after a ${options.warmupSeconds} s warm-up, ${options.tokens} tokens per response, modes ${modes.join(', ')}`,
       `servers:  two Gravity processes (src/cli/main.ts through tsx) identical but for metering.enabled, proxying ` +
-        `bench/support/fake-openai-upstream.ts at ${upstream.ready[1]} (no delay)`,
+        `bench/support/fake-openai-upstream.ts at ${upstreamUrl} (no delay)`,
       'client:   bench/support/load-client.ts on a worker thread; POST /v1/chat/completions, streams with include_usage',
       'method:   rounds alternate between the servers; loss = 1 - median(on) / median(off); Gravity CPU and disk writes ' +
         'from /proc; event-loop delay from a probe preloaded into both',
-      ...(options.cpuProfileDir
-        ? [`profile:  node --cpu-prof in both servers, into ${options.cpuProfileDir} (slows both)`]
+      ...(cpuProfileDir
+        ? [`profile:  node --cpu-prof in both servers, into ${cpuProfileDir} (slows both)`]
         : []),
     ]);
 
     const losses: number[] = [];
-    for (const mode of options.modes) {
+    for (const mode of modes) {
       const request = (server: Server) => ({
         port: server.port,
         path: '/v1/chat/completions',
         body: chatBody({
           model: modelId,
           prompt: 'Write one short sentence about gravity.',
-          maxTokens: options.tokensPerResponse,
+          maxTokens: options.tokens,
           stream: mode === 'stream',
         }),
       });
@@ -197,15 +146,13 @@ async function main(): Promise<void> {
           const run = await client.run({
             requests: [request(server)],
             concurrency: options.concurrency,
-            seconds: round < 0 ? options.warmUpSeconds : options.roundSeconds,
+            seconds: round < 0 ? options.warmupSeconds : options.seconds,
             detail: 'light',
             maxErrors: 20,
           });
           const [cpuAfter, diskAfter] = [processCpuMs(pid), processDiskWriteBytes(pid)];
           if (fatalError) throw fatalError;
-          const failed = run.outcomes.filter((outcome) => outcome.error !== null);
-          if (failed.length > 0)
-            throw new Error(`${server.name}, ${mode}: ${failed.length} failed: ${failed[0]?.error}`);
+          throwOnFailures(run.outcomes, `${server.name}, ${mode}`);
           const { stats } = await askChild<{ stats: EventLoopDelayStats }>(
             server.child,
             { type: probeMessages.read },
@@ -268,13 +215,19 @@ async function main(): Promise<void> {
       `ledger:   ${rows} rows for ${on.completed} requests completed with metering on; none with it off ` +
         `(${ledgerComplete ? 'as expected' : 'NOT AS EXPECTED'})`,
     );
-    const pass = ledgerComplete && losses.every((loss) => loss <= lossTargetPercent);
-    console.log(
-      `${pass ? 'PASS' : 'MISS'}  metering costs <= ${lossTargetPercent}% of request-path throughput: loss ` +
-        options.modes.map((mode, index) => `${mode} ${fixed(losses[index], 1)}%`).join(', ') +
-        (options.cpuProfileDir ? ' (profiled run: not the benchmark figure)' : ''),
+    verdict(
+      ledgerComplete && losses.every((loss) => loss <= lossTargetPercent),
+      `metering costs <= ${lossTargetPercent}% of request-path throughput: loss ` +
+        modes.map((mode, index) => `${mode} ${fixed(losses[index], 1)}%`).join(', ') +
+        (cpuProfileDir ? ' (profiled run: not the benchmark figure)' : ''),
     );
-    if (options.cpuProfileDir) await printProfiles(options.cpuProfileDir);
+    // Where each server's main thread spent its time, and src/metering/'s share of it.
+    if (cpuProfileDir)
+      for (const metering of ['on', 'off'])
+        await printCpuProfiles(path.join(cpuProfileDir, metering), {
+          title: `profile, metering ${metering}`,
+          focus: 'src/metering/',
+        });
   } finally {
     await client.close();
     await children.stopAll(15_000);
@@ -283,24 +236,4 @@ async function main(): Promise<void> {
   }
 }
 
-/** Where each server's main thread spent its time, and src/metering/'s share of it. */
-async function printProfiles(dir: string): Promise<void> {
-  for (const metering of ['on', 'off']) {
-    for (const file of await readdir(path.join(dir, metering)).catch(() => [] as string[])) {
-      const summary = summarizeCpuProfile(readCpuProfile(path.join(dir, metering, file)), {
-        rootDir: repoRoot,
-        focus: 'src/metering/',
-      });
-      // One profile per thread: the module loader's runs none of Gravity's code.
-      if (summary.topInclusiveFiles.length === 0) continue;
-      console.log(
-        `\nprofile, metering ${metering}: ${path.join(dir, metering, file)}\n${formatCpuProfileSummary(summary)}`,
-      );
-    }
-  }
-}
-
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? (error.stack ?? error.message) : error);
-  process.exitCode = 1;
-});
+await main();

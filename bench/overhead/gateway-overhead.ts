@@ -6,7 +6,7 @@
 // Run with `npm run bench:overhead -- --help`.
 
 import { rmSync } from 'node:fs';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { quantileOf } from '../../src/core/quantile.js';
@@ -17,15 +17,10 @@ import {
   comparisonTable,
   type GravityBuild,
   gravityBuild,
-  repoRoot,
 } from '../support/ab-rounds.js';
-import { ChildProcessGroup, gravityChildEnvironment } from '../support/child-processes.js';
-import {
-  formatCpuProfileSummary,
-  readCpuProfile,
-  summarizeCpuProfile,
-} from '../support/cpu-profile-summary.js';
-import { LoadClient, type RequestOutcome } from '../support/load-client.js';
+import { ChildProcessGroup } from '../support/child-processes.js';
+import { printCpuProfiles } from '../support/cpu-profile-summary.js';
+import { LoadClient, type RequestOutcome, throwOnFailures } from '../support/load-client.js';
 import {
   allowedCpus,
   pinThisProcess,
@@ -35,22 +30,22 @@ import {
 } from '../support/process-stats.js';
 import {
   fixed,
+  flag,
   formatTable,
-  positiveNumber,
+  integer,
+  integers,
+  number,
   printPreamble,
   ratio,
   readOptions,
+  text,
+  verdict,
 } from '../support/report-format.js';
 import { type ProxyPath, type ResponseMode, startPaths, type UpstreamKind } from './overhead-paths.js';
-import {
-  ensurePortkeyInstalled,
-  findNginx,
-  installNginx,
-  type NginxProcess,
-  nginxVersion,
-} from './peer-gateways.js';
+import { ensurePortkeyInstalled, findOrInstallNginx, nginxVersion } from './peer-gateways.js';
 
 const stopGraceMs = 10_000;
+const modes = ['stream', 'json'] as const;
 /** Requests at concurrency 1 are split into this many rounds, rotating the paths between rounds. */
 const latencyRounds = 5;
 const rssSampleIntervalMs = 100;
@@ -65,88 +60,53 @@ const targets = {
   rssUnderLoadMb: 150,
 };
 
-const usage = `Usage: npm run bench:overhead -- [options]
+const knownPeers = ['nginx', 'portkey'];
+const peerList = (text: string) => (text === 'both' ? knownPeers : text === 'none' ? [] : text.split(','));
 
-Gravity beside nginx and Portkey, all proxying one fake OpenAI upstream on 127.0.0.1, in alternating rounds.
-
-  --peers <list>          nginx, portkey, both (default) or none; nginx is installed with apt-get when root in
-                          a container; Portkey from npm into bench/overhead/peers on first use
-  --base <commit>         also measure Gravity built from <commit> (a temporary git worktree), alternating
-                          with the working tree, and report working tree / base
-  --tsx                   run Gravity's sources through tsx instead of compiling them (tsc) first
-  --tokens <n>            completion tokens per response (default 16)
-  --ttft-requests <n>     streams per path at concurrency 1 for time to first token (default 500)
-  --gap-requests <n>      streams per path at concurrency 1 against the paced upstream (default 100)
-  --delay-ms <ms>         the paced upstream's pause between tokens (default 2)
-  --concurrency <list>    closed-loop concurrencies for throughput and CPU (default 16,64)
-  --seconds <s>           length of each throughput round (default 3)
-  --warmup-seconds <s>    length of the unmeasured first round of each mode and concurrency (default 1)
-  --rounds <n>            throughput rounds per path, mode and concurrency (default 3)
-  --quick                 a short run: 50 and 20 latency streams, c=16, 2 rounds of 1 s
-  --pin <on|off>          each proxy on the last CPU, client and upstreams on the others (default on)
-  --nginx <path>          nginx binary (default /usr/sbin/nginx or nginx on PATH)
-  --json <file>           also write every round as JSON
-  --cpu-prof-dir <dir>    profile the working tree's Gravity (node --cpu-prof) and summarise it; profiling
-                          slows Gravity, so that run's figures are not the benchmark's
-  --help                  print this`;
-
-const parseOptions = () =>
-  readOptions(
-    usage,
-    {
-      peers: 'both',
-      base: '',
-      tsx: false as boolean,
-      tokens: '16',
-      'ttft-requests': '500',
-      'gap-requests': '100',
-      'delay-ms': '2',
-      concurrency: '16,64',
-      seconds: '3',
-      'warmup-seconds': '1',
-      rounds: '3',
-      pin: 'on',
-      nginx: '',
-      json: '',
-      'cpu-prof-dir': '',
-    },
-    {
-      'ttft-requests': '50',
-      'gap-requests': '20',
-      concurrency: '16',
-      seconds: '1',
-      'warmup-seconds': '0.5',
-      rounds: '2',
-    },
-    (values) => {
-      const known = ['portkey', 'nginx'];
-      const peers = values.peers === 'both' ? known : values.peers === 'none' ? [] : values.peers.split(',');
-      for (const peer of peers)
-        if (!known.includes(peer))
-          throw new Error(`--peers: expected nginx, portkey, both or none, got '${values.peers}'`);
-      if (values.pin !== 'on' && values.pin !== 'off')
-        throw new Error(`--pin: expected on or off, got '${values.pin}'`);
-      return {
-        peers,
-        base: values.base || null,
-        compiled: !values.tsx,
-        tokensPerResponse: positiveNumber('tokens', values.tokens, true),
-        ttftRequests: positiveNumber('ttft-requests', values['ttft-requests'], true),
-        gapRequests: positiveNumber('gap-requests', values['gap-requests'], true),
-        interTokenDelayMs: positiveNumber('delay-ms', values['delay-ms'], false),
-        concurrencies: [
-          ...new Set(values.concurrency.split(',').map((text) => positiveNumber('concurrency', text, true))),
-        ],
-        roundSeconds: positiveNumber('seconds', values.seconds, false),
-        warmUpSeconds: positiveNumber('warmup-seconds', values['warmup-seconds'], false),
-        rounds: positiveNumber('rounds', values.rounds, true),
-        pin: values.pin === 'on',
-        nginxBinary: values.nginx || undefined,
-        jsonPath: values.json || undefined,
-        cpuProfileDir: values['cpu-prof-dir'] ? path.resolve(values['cpu-prof-dir']) : null,
-      };
-    },
-  );
+const options = readOptions(
+  'bench:overhead',
+  'Gravity beside nginx and Portkey, all proxying one fake OpenAI upstream on 127.0.0.1, in alternating rounds.',
+  {
+    peers: text(
+      'both',
+      'nginx, portkey, both or none; nginx is installed with apt-get when root in a container, Portkey from npm into bench/overhead/peers on first use',
+      { placeholder: '<list>' },
+    ),
+    base: text(
+      '',
+      'also measure Gravity built from <commit> (a temporary git worktree), alternating with the working tree, and report working tree / base',
+      { placeholder: '<commit>' },
+    ),
+    tsx: flag("run Gravity's sources through tsx instead of compiling them (tsc) first"),
+    tokens: integer(16, 'completion tokens per response'),
+    ttftRequests: integer(500, 'streams per path at concurrency 1 for time to first token', { quick: 50 }),
+    gapRequests: integer(100, 'streams per path at concurrency 1 against the paced upstream', {
+      quick: 20,
+    }),
+    delayMs: number(2, "the paced upstream's pause between tokens"),
+    concurrency: integers([16, 64], 'closed-loop concurrencies for throughput and CPU', { quick: [16] }),
+    seconds: number(3, 'length of each throughput round', { quick: 1 }),
+    warmupSeconds: number(1, 'length of the unmeasured first round of each mode and concurrency', {
+      quick: 0.5,
+    }),
+    rounds: integer(3, 'throughput rounds per path, mode and concurrency', { quick: 2 }),
+    pin: text('on', 'each proxy on the last CPU, client and upstreams on the others', {
+      choices: ['on', 'off'],
+    }),
+    nginx: text('', 'nginx binary (default /usr/sbin/nginx or nginx on PATH)', { placeholder: '<path>' }),
+    json: text('', 'also write every round as JSON to <file>', { placeholder: '<file>' }),
+    cpuProfDir: text(
+      '',
+      "profile the working tree's Gravity (node --cpu-prof) into <dir> and summarise it; profiling slows Gravity, so that run's figures are not the benchmark's",
+      { placeholder: '<dir>' },
+    ),
+  },
+  (options) => {
+    for (const peer of peerList(options.peers))
+      if (!knownPeers.includes(peer))
+        throw new Error(`--peers: expected nginx, portkey, both or none, got '${options.peers}'`);
+  },
+);
 
 /** Each proxy gets the last CPU to itself; the client and both upstreams share the rest. */
 function pinCpus(wanted: boolean): { proxyPrefix: string[]; description: string } {
@@ -164,28 +124,20 @@ function pinCpus(wanted: boolean): { proxyPrefix: string[]; description: string 
 
 /** The proxy's CPU over `work` (null for direct or without /proc) and, optionally, its peak RSS. */
 async function withProxyStats<T>(proxy: ProxyPath, sampleRss: boolean, work: () => Promise<T>) {
-  proxy.refresh();
+  proxy.refresh?.();
   const pids = proxy.pids();
   let peakRssBytes: number | null = null;
   const sample = () => {
-    const bytes = pids.length === 0 ? null : sumOrNull(pids, processRssBytes);
+    const bytes = sumOrNull(pids, processRssBytes);
     if (bytes !== null) peakRssBytes = Math.max(peakRssBytes ?? 0, bytes);
   };
   const timer = sampleRss ? setInterval(sample, rssSampleIntervalMs) : undefined;
-  const before = pids.length === 0 ? null : sumOrNull(pids, processCpuMs);
+  const before = sumOrNull(pids, processCpuMs);
   const result = await work();
-  const after = pids.length === 0 ? null : sumOrNull(pids, processCpuMs);
+  const after = sumOrNull(pids, processCpuMs);
   clearInterval(timer);
   if (sampleRss) sample();
   return { result, cpuMs: before === null || after === null ? null : after - before, peakRssBytes };
-}
-
-function failIfBroken(proxy: ProxyPath, outcomes: RequestOutcome[], what: string): void {
-  const failed = outcomes.filter((outcome) => outcome.error !== null);
-  if (failed.length > 0)
-    throw new Error(
-      `${proxy.label}, ${what}: ${failed.length} of ${outcomes.length} failed: ${failed[0]?.error}`,
-    );
 }
 
 /** One stream per upstream and one JSON request per path, read in full: same tokens and text everywhere. */
@@ -238,66 +190,47 @@ interface ThroughputRound {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions();
-  const peers = new Set(options.peers);
+  const peers = new Set(peerList(options.peers));
+  const cpuProfileDir = options.cpuProfDir ? path.resolve(options.cpuProfDir) : null;
   // Peers and builds first: installing and compiling are no part of any measurement.
   if (peers.has('portkey')) ensurePortkeyInstalled();
-  let nginxBinary = peers.has('nginx') ? findNginx(options.nginxBinary) : null;
-  if (peers.has('nginx') && !nginxBinary) {
-    if (options.nginxBinary) throw new Error(`--nginx: no such file '${options.nginxBinary}'`);
-    const why = installNginx();
-    nginxBinary = findNginx(undefined);
-    if (!nginxBinary) console.error(`nginx path skipped: ${why}`);
-  }
+  const nginxBinary = peers.has('nginx') ? findOrInstallNginx(options.nginx) : null;
   const builds: GravityBuild[] = [];
   const children = new ChildProcessGroup();
   const client = new LoadClient();
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'gravity-overhead-bench-'));
-  let nginx: NginxProcess | null = null;
-  let nginxDir: string | null = null;
   let fatalError: Error | null = null;
-  const fail = (error: Error) => {
-    fatalError ??= error;
+  children.unexpectedExit = (child) => {
+    const how = child.exitSignal ?? `code ${child.exitCode}`;
+    fatalError ??= new Error(`${child.name} exited during the run (${how}):\n${child.outputTail()}`);
     client.stop();
   };
-  children.unexpectedExit = (child) =>
-    fail(
-      new Error(
-        `${child.name} exited during the run (${child.exitSignal ?? `code ${child.exitCode}`}):\n${child.outputTail()}`,
-      ),
-    );
   // Whatever way this process ends, no temp folder or worktree outlives it (children see to themselves).
   const removeAll = () => {
     for (const build of builds) build.remove();
-    for (const dir of [workDir, nginxDir]) if (dir) rmSync(dir, { recursive: true, force: true });
+    rmSync(workDir, { recursive: true, force: true });
   };
   process.on('exit', removeAll);
   process.once('SIGINT', () => process.exit(130));
   const paths: ProxyPath[] = [];
   try {
-    builds.push(gravityBuild(null, options.compiled));
-    if (options.base) builds.push(gravityBuild(options.base, options.compiled));
-    const pinning = pinCpus(options.pin);
+    builds.push(gravityBuild(null, !options.tsx));
+    if (options.base) builds.push(gravityBuild(options.base, !options.tsx));
+    const pinning = pinCpus(options.pin === 'on');
     const started = await startPaths({
       children,
       paths,
       workDir,
-      env: gravityChildEnvironment(),
       proxyPrefix: pinning.proxyPrefix,
-      tokensPerResponse: options.tokensPerResponse,
-      interTokenDelayMs: options.interTokenDelayMs,
+      tokensPerResponse: options.tokens,
+      interTokenDelayMs: options.delayMs,
       builds,
-      cpuProfileDir: options.cpuProfileDir,
+      cpuProfileDir,
       portkey: peers.has('portkey'),
       nginxBinary,
-      onNginx: (started, dir) => {
-        nginx = started;
-        nginxDir = dir;
-      },
-      onFatal: fail,
     });
     printPreamble('Gateway overhead: Gravity beside its peers', 'bench:overhead', [
-      `gravity:  ${builds.map((build) => build.label).join(' and ')}, ${options.compiled ? 'compiled with tsc, plain node' : 'sources through tsx'}`,
+      `gravity:  ${builds.map((build) => build.label).join(' and ')}, ${options.tsx ? 'sources through tsx' : 'compiled with tsc, plain node'}`,
       ...(nginxBinary ? [`nginx:    ${nginxVersion(nginxBinary)}`] : []),
       `pinning:  ${pinning.description}`,
       `upstream: ${started.describe}`,
@@ -305,17 +238,12 @@ async function main(): Promise<void> {
       'client:   bench/support/load-client.ts on a worker thread, node:http keep-alive pools; a fresh, primed pool per throughput round',
       `method:   POST /v1/chat/completions, the same body on every path; TTFT = first non-empty content delta, ${options.ttftRequests} ` +
         `streams per path at c=1; gaps between content chunks: ${options.gapRequests} paced streams per path; req/s and CPU: closed loop, ` +
-        `${options.rounds} rounds of ${options.roundSeconds} s per path, mode and concurrency after a ${options.warmUpSeconds} s warm-up; ` +
+        `${options.rounds} rounds of ${options.seconds} s per path, mode and concurrency after a ${options.warmupSeconds} s warm-up; ` +
         'paths rotate round by round; CPU = utime+stime of the proxy processes from /proc; RSS = VmRSS (MB = 10^6 bytes)',
     ]);
-    await checkPaths(client, paths, options.tokensPerResponse);
+    await checkPaths(client, paths, options.tokens);
     console.log(`checked:  ${paths.map((proxy) => proxy.label).join(', ')}: streams and JSON as expected`);
-    const rssIdle = new Map(
-      paths.map((proxy) => [
-        proxy.name,
-        proxy.pids().length === 0 ? null : sumOrNull(proxy.pids(), processRssBytes),
-      ]),
-    );
+    const rssIdle = new Map(paths.map((proxy) => [proxy.name, sumOrNull(proxy.pids(), processRssBytes)]));
 
     const latency = (upstream: UpstreamKind, requests: number) =>
       alternatingRounds<ProxyPath, LatencyRound>({
@@ -330,7 +258,7 @@ async function main(): Promise<void> {
               detail: 'timing',
             }),
           );
-          failIfBroken(proxy, result.outcomes, `${upstream} streams`);
+          throwOnFailures(result.outcomes, `${proxy.label}, ${upstream} streams`);
           if (fatalError) throw fatalError;
           return { outcomes: result.outcomes, cpuMs };
         },
@@ -341,8 +269,8 @@ async function main(): Promise<void> {
     console.log(`measured: gaps between chunks, ${options.gapRequests} paced streams per path`);
 
     const throughput = new Map<string, ThroughputRound[]>(paths.map((proxy) => [proxy.name, []]));
-    for (const mode of ['stream', 'json'] as const)
-      for (const concurrency of options.concurrencies) {
+    for (const mode of modes)
+      for (const concurrency of options.concurrency) {
         const rounds = await alternatingRounds<ProxyPath, ThroughputRound>({
           variants: paths,
           rounds: options.rounds,
@@ -352,7 +280,7 @@ async function main(): Promise<void> {
               client.run({
                 requests: [proxy.request('fast', mode)],
                 concurrency,
-                seconds: round < 0 ? options.warmUpSeconds : options.roundSeconds,
+                seconds: round < 0 ? options.warmupSeconds : options.seconds,
                 detail: 'light',
                 freshConnections: true,
                 prime: concurrency,
@@ -360,7 +288,7 @@ async function main(): Promise<void> {
               }),
             );
             if (fatalError) throw fatalError;
-            failIfBroken(proxy, result.outcomes, `${mode} c=${concurrency}`);
+            throwOnFailures(result.outcomes, `${proxy.label}, ${mode} c=${concurrency}`);
             const e2e = result.outcomes.map((outcome) => outcome.e2eMs);
             return {
               mode,
@@ -388,23 +316,28 @@ async function main(): Promise<void> {
     if (fatalError) throw fatalError;
     const gravityPid = paths.find((proxy) => proxy.name === 'gravity')?.pids()[0];
     // Everything measured: stop the children (Gravity writes its CPU profile as it exits).
-    await Promise.all([children.stopAll(stopGraceMs), (nginx as NginxProcess | null)?.stop(stopGraceMs)]);
+    await children.stopAll(stopGraceMs);
 
     report({ options, paths, ttft, gaps, throughput, rssIdle });
-    if (options.cpuProfileDir && gravityPid !== undefined)
-      await printProfiles(options.cpuProfileDir, gravityPid);
-    if (options.jsonPath) {
+    // Thread 0 of the Gravity pid runs Gravity's code.
+    if (cpuProfileDir && gravityPid !== undefined)
+      await printCpuProfiles(cpuProfileDir, {
+        title: "Gravity CPU profile, main thread (profiled run: figures above are not the benchmark's)",
+        select: (file) => file.includes(`.${gravityPid}.0.`),
+        top: 20,
+      });
+    if (options.json) {
       const json = {
         options,
         paths: paths.map((proxy) => proxy.commandLine),
         throughput: Object.fromEntries(throughput),
       };
-      await writeFile(options.jsonPath, `${JSON.stringify(json, null, 2)}\n`);
-      console.log(`\nwrote ${options.jsonPath}`);
+      await writeFile(options.json, `${JSON.stringify(json, null, 2)}\n`);
+      console.log(`\nwrote ${options.json}`);
     }
   } finally {
     await client.close();
-    await Promise.all([children.stopAll(stopGraceMs), (nginx as NginxProcess | null)?.stop(stopGraceMs)]);
+    await children.stopAll(stopGraceMs);
     children.dispose();
     removeAll();
     process.off('exit', removeAll);
@@ -412,7 +345,7 @@ async function main(): Promise<void> {
 }
 
 function report(results: {
-  options: ReturnType<typeof parseOptions>;
+  options: typeof options;
   paths: ProxyPath[];
   ttft: Map<string, LatencyRound[]>;
   gaps: Map<string, LatencyRound[]>;
@@ -441,73 +374,61 @@ function report(results: {
     new Map(names.map((name) => [name, ofMode(name, mode).map((round) => round.proxyCpuMsPerRequest)]));
   const cpuBaseline = names.includes('nginx') ? 'nginx' : 'gravity';
   const cpuComparisons = Object.fromEntries(
-    (['stream', 'json'] as const).map((mode) => [mode, compare(cpuPerRound(mode), cpuBaseline)]),
+    modes.map((mode) => [mode, compare(cpuPerRound(mode), cpuBaseline)]),
   ) as Record<ResponseMode, Comparison[]>;
-  const maxConcurrency = Math.max(...options.concurrencies);
+  const maxConcurrency = Math.max(...options.concurrency);
+  const peakRssMb = (name: string) => {
+    const peaks = throughput
+      .get(name)!
+      .flatMap((round) => (round.concurrency === maxConcurrency ? [round.peakRssBytes] : []));
+    return peaks.some((peak) => peak === null) ? null : Math.max(...(peaks as number[])) / bytesPerMb;
+  };
 
-  type Row = [label: string, read: (name: string) => number | null, digits: number, againstDirect: boolean];
+  // Figures the direct path lacks (CPU, memory: it has no proxy) read null, and their ratios '–'.
+  type Row = [metric: string, read: (name: string) => number | null, digits: number];
   const rows: Row[] = [
-    ['TTFT p50, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.5), 3, true],
-    ['TTFT p99, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.99), 3, true],
-    [`chunk gap mean, ${options.interTokenDelayMs} ms paced (ms)`, (name) => mean(gapsOf(name)), 3, true],
-    [
-      `chunk gap p99, ${options.interTokenDelayMs} ms paced (ms)`,
-      (name) => quantileOf(gapsOf(name), 0.99),
-      3,
-      true,
-    ],
-    ...(['stream', 'json'] as const).flatMap((mode) =>
-      options.concurrencies.map(
+    ['TTFT p50, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.5), 3],
+    ['TTFT p99, c=1 (ms)', (name) => quantileOf(ttftOf(name), 0.99), 3],
+    [`chunk gap mean, ${options.delayMs} ms paced (ms)`, (name) => mean(gapsOf(name)), 3],
+    [`chunk gap p99, ${options.delayMs} ms paced (ms)`, (name) => quantileOf(gapsOf(name), 0.99), 3],
+    ...modes.flatMap((mode) =>
+      options.concurrency.map(
         (concurrency): Row => [
           `req/s ${mode} c=${concurrency}`,
           (name) => medianOfRounds(name, mode, concurrency),
           0,
-          true,
         ],
       ),
     ),
-    ['CPU ms / request, stream c=1', (name) => cpuAtConcurrency1(results.ttft.get(name)!), 3, false],
-    ...(['stream', 'json'] as const).map(
+    ['CPU ms / request, stream c=1', (name) => cpuAtConcurrency1(results.ttft.get(name)!), 3],
+    ...modes.map(
       (mode): Row => [
         `CPU ms / request, ${mode} under load`,
         (name) => cpuComparisons[mode].find((row) => row.variant === name)?.median ?? null,
         3,
-        false,
       ],
     ),
-    ['RSS idle (MB)', (name) => nullableDivide(results.rssIdle.get(name), bytesPerMb), 1, false],
-    [
-      `RSS peak at c=${maxConcurrency} (MB)`,
-      (name) => {
-        const peaks = throughput
-          .get(name)!
-          .filter((round) => round.concurrency === maxConcurrency)
-          .map((round) => round.peakRssBytes);
-        return peaks.some((peak) => peak === null) ? null : Math.max(...(peaks as number[])) / bytesPerMb;
-      },
-      1,
-      false,
-    ],
+    ['RSS idle (MB)', (name) => nullableDivide(results.rssIdle.get(name), bytesPerMb), 1],
+    [`RSS peak at c=${maxConcurrency} (MB)`, peakRssMb, 1],
   ];
-  const gravities = names.filter((name) => name.startsWith('gravity'));
   const label = (name: string) => paths.find((proxy) => proxy.name === name)!.label;
-  // Gravity against direct (what it adds), against each peer, and against the base build.
-  const ratioColumns: Array<[string, (row: Row) => string]> = [
-    ['Gravity / direct', (row) => (row[3] ? ratio(row[1]('gravity'), row[1]('direct')) : '–')],
-    ...gravities.flatMap((gravity) =>
-      ['nginx', 'portkey']
-        .filter((peer) => names.includes(peer))
-        .map((peer): [string, (row: Row) => string] => [
-          `${label(gravity)} / ${peer}`,
-          (row) => ratio(row[1](gravity), row[1](peer)),
-        ]),
-    ),
+  // Gravity against direct (what it adds), each build against each peer, and the working tree against the base.
+  const ratioColumns: Array<[title: string, numerator: string, denominator: string]> = [
+    ['Gravity / direct', 'gravity', 'direct'],
+    ...names
+      .filter((name) => name.startsWith('gravity'))
+      .flatMap((gravity) =>
+        ['nginx', 'portkey']
+          .filter((peer) => names.includes(peer))
+          .map((peer): [string, string, string] => [`${label(gravity)} / ${peer}`, gravity, peer]),
+      ),
     ...(names.includes('gravity-base')
       ? [
-          [
-            `${label('gravity')} / ${label('gravity-base')}`,
-            (row: Row) => ratio(row[1]('gravity'), row[1]('gravity-base')),
-          ] as [string, (row: Row) => string],
+          [`${label('gravity')} / ${label('gravity-base')}`, 'gravity', 'gravity-base'] as [
+            string,
+            string,
+            string,
+          ],
         ]
       : []),
   ];
@@ -515,14 +436,14 @@ function report(results: {
   console.log(
     formatTable(
       ['metric', ...names.map(label), ...ratioColumns.map(([title]) => title)],
-      rows.map((row) => [
-        row[0],
-        ...names.map((name) => fixed(row[1](name), row[2])),
-        ...ratioColumns.map(([, cell]) => cell(row)),
+      rows.map(([metric, read, digits]) => [
+        metric,
+        ...names.map((name) => fixed(read(name), digits)),
+        ...ratioColumns.map(([, numerator, denominator]) => ratio(read(numerator), read(denominator))),
       ]),
     ),
   );
-  for (const mode of ['stream', 'json'] as const) {
+  for (const mode of modes) {
     console.log(`\nproxy CPU ms per request, ${mode}, over every round of every concurrency:`);
     const rows = cpuComparisons[mode].filter((row) => row.variant !== 'direct');
     console.log(
@@ -536,16 +457,14 @@ function report(results: {
 
   // Verdicts on the working tree's Gravity.
   console.log('');
-  const verdict = (pass: boolean | null, target: string, figure: string) =>
-    console.log(`${pass === null ? 'n/a ' : pass ? 'PASS' : 'MISS'}  ${target}: ${figure}`);
   if (names.includes('nginx'))
-    for (const mode of ['stream', 'json'] as const) {
+    for (const mode of modes) {
       const gravity = cpuComparisons[mode].find((row) => row.variant === 'gravity');
       const base = cpuComparisons[mode].find((row) => row.variant === 'gravity-base');
       verdict(
         gravity?.ratio == null ? null : gravity.ratio <= cpuTargets[mode],
-        `Gravity CPU per request <= ${cpuTargets[mode]}x nginx's, ${mode}`,
-        `${fixed(gravity?.ratio, 2)}x (paired ${fixed(gravity?.pairedRatio, 2)}x)` +
+        `Gravity CPU per request <= ${cpuTargets[mode]}x nginx's, ${mode}: ` +
+          `${fixed(gravity?.ratio, 2)}x (paired ${fixed(gravity?.pairedRatio, 2)}x)` +
           (base
             ? `; base ${label('gravity-base')}: ${fixed(base.ratio, 2)}x (paired ${fixed(base.pairedRatio, 2)}x)`
             : ''),
@@ -554,8 +473,7 @@ function report(results: {
   const added = (quantileOf(ttftOf('gravity'), 0.99) ?? 0) - (quantileOf(ttftOf('direct'), 0.99) ?? 0);
   verdict(
     added <= targets.addedTtftP99Ms,
-    `Gravity added p99 TTFT <= ${targets.addedTtftP99Ms} ms at c=1`,
-    `${added.toFixed(3)} ms`,
+    `Gravity added p99 TTFT <= ${targets.addedTtftP99Ms} ms at c=1: ${added.toFixed(3)} ms`,
   );
   const streaming = (name: string) => medianOfRounds(name, 'stream', maxConcurrency);
   for (const [peer, factor] of [
@@ -564,14 +482,13 @@ function report(results: {
   ] as const)
     verdict(
       names.includes(peer) ? (streaming('gravity') ?? 0) >= factor * (streaming(peer) ?? Infinity) : null,
-      `Gravity streaming req/s at c=${maxConcurrency} >= ${factor}x ${peer}'s`,
-      names.includes(peer) ? ratio(streaming('gravity'), streaming(peer)) : 'not run',
+      `Gravity streaming req/s at c=${maxConcurrency} >= ${factor}x ${peer}'s: ` +
+        (names.includes(peer) ? ratio(streaming('gravity'), streaming(peer)) : 'not run'),
     );
-  const peak = rows.at(-1)![1]('gravity');
+  const peak = peakRssMb('gravity');
   verdict(
     peak === null ? null : peak < targets.rssUnderLoadMb,
-    `Gravity RSS under load < ${targets.rssUnderLoadMb} MB`,
-    `${fixed(peak, 1)} MB`,
+    `Gravity RSS under load < ${targets.rssUnderLoadMb} MB: ${fixed(peak, 1)} MB`,
   );
 }
 
@@ -585,24 +502,4 @@ function cpuAtConcurrency1(rounds: LatencyRound[]): number | null {
   return rounds.reduce((sum, round) => sum + (round.cpuMs as number), 0) / requests;
 }
 
-/** Gravity's main-thread profile, summarised (thread 0 of the Gravity pid runs Gravity's code). */
-async function printProfiles(dir: string, pid: number): Promise<void> {
-  const files = (await readdir(dir)).filter(
-    (file) => file.endsWith('.cpuprofile') && file.includes(`.${pid}.0.`),
-  );
-  for (const file of files) {
-    console.log(
-      `\nGravity CPU profile, main thread: ${path.join(dir, file)} (profiled run: figures above are not the benchmark's)`,
-    );
-    console.log(
-      formatCpuProfileSummary(
-        summarizeCpuProfile(readCpuProfile(path.join(dir, file)), { rootDir: repoRoot, top: 20 }),
-      ),
-    );
-  }
-}
-
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? (error.stack ?? error.message) : error);
-  process.exitCode = 1;
-});
+await main();

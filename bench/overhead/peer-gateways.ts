@@ -1,15 +1,15 @@
 // The peers Gravity is measured against: the Portkey gateway (an npm package in ./peers, installed on first
 // use) and nginx (Debian's package) as a plain streaming reverse proxy. Both listen on 127.0.0.1 only.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ChildProcessGroup } from '../support/child-processes.js';
 import { childPids } from '../support/process-stats.js';
 
 const host = '127.0.0.1';
-const outputTailBytes = 4096;
 const installTimeoutMs = 300_000;
 
 const peersDir = fileURLToPath(new URL('./peers/', import.meta.url));
@@ -62,11 +62,17 @@ function onPath(command: string): string | null {
   return result.status === 0 && found ? found : null;
 }
 
-/** The nginx binary to use: an explicit one, Debian's, or one on PATH. */
-export function findNginx(explicit: string | undefined): string | null {
-  if (explicit) return existsSync(explicit) ? explicit : null;
-  if (existsSync('/usr/sbin/nginx')) return '/usr/sbin/nginx';
-  return onPath('nginx');
+/** The nginx binary to use: `explicit` ('' for none), Debian's, one on PATH, or Debian's once installed. */
+export function findOrInstallNginx(explicit: string): string | null {
+  if (explicit) {
+    if (!existsSync(explicit)) throw new Error(`--nginx: no such file '${explicit}'`);
+    return explicit;
+  }
+  const found = () => (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : onPath('nginx'));
+  if (found()) return found();
+  const why = installNginx();
+  if (!found()) console.error(`nginx path skipped: ${why}`);
+  return found();
 }
 
 /**
@@ -74,7 +80,7 @@ export function findNginx(explicit: string | undefined): string | null {
  * scripts to start services (exit 101, as in containers): elsewhere the package would start its default
  * site on port 80 of every interface. Returns why it did not install, or null once nginx is there.
  */
-export function installNginx(): string | null {
+function installNginx(): string | null {
   if (process.getuid?.() !== 0) return `not root: run '${nginxInstallCommand}' as root, then rerun`;
   if (!onPath('apt-get')) return 'no apt-get on this machine';
   const policy = spawnSync('/usr/sbin/policy-rc.d', ['nginx', 'start'], { stdio: 'ignore' });
@@ -135,7 +141,7 @@ function nginxConfig(dir: string, port: number, fastUpstreamPort: number, pacedU
   return `daemon off;
 master_process on;
 worker_processes 1;
-error_log ${dir}/error.log warn;
+error_log stderr notice;
 pid ${dir}/nginx.pid;
 
 events {
@@ -182,44 +188,22 @@ function isNginx(pid: number): boolean {
   }
 }
 
-export interface NginxProcess {
-  port: number;
-  /** The master and its workers. */
-  pids(): number[];
-  /** Looks the workers up again (after a respawn). */
-  refreshWorkers(): void;
-  stop(graceMs: number): Promise<void>;
-}
-
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error('nginx exited during start-up');
-    const connected = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, host);
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (connected) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`nginx did not accept connections on ${host}:${port} within ${timeoutMs} ms`);
-}
-
-/** Starts nginx in the foreground (`nginx -c <conf> -p <dir>`) with everything it writes inside `dir`. */
-export async function startNginx(options: {
-  binary: string;
-  dir: string;
-  fastUpstreamPort: number;
-  pacedUpstreamPort: number;
-  /** e.g. ['taskset', '-c', '1']: a command prefix that pins the master and so its workers. */
-  commandPrefix: string[];
-  startTimeoutMs: number;
-  onUnexpectedExit: (description: string) => void;
-}): Promise<NginxProcess> {
+/**
+ * Starts nginx in the foreground (`nginx -c <conf> -p <dir>`) as one of `children`, with everything it
+ * writes inside `dir` and its log on stderr; ready once the master has started its worker (the master
+ * opened the listening socket before that).
+ */
+export async function startNginx(
+  children: ChildProcessGroup,
+  options: {
+    binary: string;
+    dir: string;
+    fastUpstreamPort: number;
+    pacedUpstreamPort: number;
+    /** e.g. ['taskset', '-c', '1']: a command prefix that pins the master and so its workers. */
+    commandPrefix: string[];
+  },
+): Promise<{ port: number; argv: string[]; pids(): number[]; refreshWorkers(): void }> {
   const { dir } = options;
   mkdirSync(dir, { recursive: true });
   // Run as root, nginx's workers run as nobody: they must reach the temp folders nginx makes here.
@@ -227,79 +211,35 @@ export async function startNginx(options: {
   const port = await freeLoopbackPort();
   const configPath = path.join(dir, 'nginx.conf');
   writeFileSync(configPath, nginxConfig(dir, port, options.fastUpstreamPort, options.pacedUpstreamPort));
-  // -e: the error log nginx writes before it has read the configuration, otherwise under /var/log.
-  const nginxArgs = ['-c', configPath, '-p', `${dir}/`, '-e', path.join(dir, 'error.log')];
-  const [command, ...prefixArgs] = [...options.commandPrefix, options.binary];
-  const child = spawn(command as string, [...prefixArgs, ...nginxArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // -e: where nginx logs before it has read the configuration (otherwise under /var/log).
+  const argv = [...options.commandPrefix, options.binary, '-c', configPath, '-p', `${dir}/`, '-e', 'stderr'];
+  const master = await children.start({
+    name: 'nginx',
+    command: argv[0] as string,
+    args: argv.slice(1),
+    cwd: dir,
+    env: process.env,
+    readyPattern: /start worker process (\d+)/,
+    readyOnStderr: true,
+    startTimeoutMs: 60_000,
   });
-  let tail = '';
-  const keep = (text: string) => {
-    tail = (tail + text).slice(-outputTailBytes);
-  };
-  child.stdout.setEncoding('utf8').on('data', keep);
-  child.stderr.setEncoding('utf8').on('data', keep);
-  let workers: number[] = [];
-  let stopping = false;
-  const errorLogTail = () => {
-    try {
-      return readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-outputTailBytes);
-    } catch {
-      return '';
-    }
-  };
-  const killNow = () => {
-    // SIGKILL to the master alone would leave its workers running (and listening): kill them by pid too.
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  const masterPid = master.process.pid as number;
+  let workers = [Number(master.ready[1])];
+  // The group stops the master with SIGTERM (the master waits for its workers), but SIGKILL to the master
+  // alone, as on a crash, would leave its workers running and listening: kill them by pid too.
+  process.on('exit', () => {
     for (const pid of workers) {
       try {
         if (isNginx(pid)) process.kill(pid, 'SIGKILL');
       } catch {}
     }
-  };
-  process.on('exit', killNow);
-  child.once('exit', (code, signal) => {
-    if (!stopping)
-      options.onUnexpectedExit(`nginx exited (${signal ?? `code ${code}`}): ${tail}${errorLogTail()}`);
   });
-  const spawned = new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
-  try {
-    await spawned;
-    await waitForPort(port, child, options.startTimeoutMs);
-  } catch (error) {
-    stopping = true;
-    killNow();
-    throw new Error(`${(error as Error).message}; its output:\n${tail}${errorLogTail()}`);
-  }
-  const masterPid = child.pid as number;
-  const refreshWorkers = () => {
-    workers = childPids(masterPid);
-  };
-  refreshWorkers();
   return {
     port,
+    argv,
     pids: () => [masterPid, ...workers],
-    refreshWorkers,
-    stop: async (graceMs) => {
-      stopping = true;
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        // SIGTERM: nginx's fast shutdown; the master waits for its workers.
-        child.kill('SIGTERM');
-        const timer = setTimeout(killNow, graceMs);
-        await exited;
-        clearTimeout(timer);
-      }
-      // A worker that outlived its master would keep the port.
-      for (const pid of workers) {
-        try {
-          if (isNginx(pid)) process.kill(pid, 'SIGKILL');
-        } catch {}
-      }
-      process.off('exit', killNow);
+    refreshWorkers: () => {
+      workers = childPids(masterPid);
     },
   };
 }

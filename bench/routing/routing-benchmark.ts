@@ -12,36 +12,32 @@ import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import { alternatingRounds } from '../support/ab-rounds.js';
 import { chatBody, LoadClient } from '../support/load-client.js';
-import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
+import {
+  columnsTable,
+  fixed,
+  flag,
+  integer,
+  number,
+  printPreamble,
+  readOptions,
+} from '../support/report-format.js';
 
-const { rate, liveSeconds, simSeconds, groups, prefixTokens, slo, simOnly } = readOptions(
-  'npm run bench:routing -- [--rate 23] [--live-seconds 30] [--sim-seconds 120] [--groups 150]\n' +
-    '  [--prefix-tokens 6000] [--ttft-slo-ms 200] [--tpot-slo-ms 50] [--sim-only]\n' +
-    '  [--quick: 4 s live, 15 s simulated, 20 groups of 2000 tokens]',
+const options = readOptions(
+  'bench:routing',
+  'Routing policies on four emulated H100s, simulated and live (one Gravity in this process).',
   {
-    rate: '23',
-    'live-seconds': '30',
-    'sim-seconds': '120',
-    groups: '150',
-    'prefix-tokens': '6000',
-    'ttft-slo-ms': '200',
-    'tpot-slo-ms': '50',
-    'sim-only': false as boolean,
+    rate: number(23, 'Poisson arrivals per second'),
+    liveSeconds: number(30, 'seconds of arrivals in each live run', { quick: 4 }),
+    simSeconds: number(120, 'seconds of arrivals in each simulated run', { quick: 15 }),
+    groups: integer(150, 'tenant groups, each with its own system prompt', { quick: 20 }),
+    prefixTokens: integer(6000, 'tokens in each system prompt', { quick: 2000 }),
+    ttftSloMs: number(200, 'goodput counts requests with TTFT at most this'),
+    tpotSloMs: number(50, '… and time per output token at most this'),
+    simOnly: flag('skip the live runs'),
   },
-  { 'live-seconds': '4', 'sim-seconds': '15', groups: '20', 'prefix-tokens': '2000' },
-  (flags) => ({
-    rate: positiveNumber('rate', flags.rate, false),
-    liveSeconds: positiveNumber('live-seconds', flags['live-seconds'], false),
-    simSeconds: positiveNumber('sim-seconds', flags['sim-seconds'], false),
-    groups: positiveNumber('groups', flags.groups, true),
-    prefixTokens: positiveNumber('prefix-tokens', flags['prefix-tokens'], true),
-    slo: {
-      ttftMs: positiveNumber('ttft-slo-ms', flags['ttft-slo-ms'], false),
-      tpotMs: positiveNumber('tpot-slo-ms', flags['tpot-slo-ms'], false),
-    },
-    simOnly: flags['sim-only'] === true,
-  }),
 );
+const { rate, liveSeconds, simSeconds, groups, prefixTokens, simOnly } = options;
+const slo = { ttftMs: options.ttftSloMs, tpotMs: options.tpotSloMs };
 const policies = ['round-robin', 'least-loaded', 'prefix-only', 'prefix-load'];
 const replicas = 4;
 const questionTokens = 60;
@@ -101,15 +97,12 @@ function simulate(policy: string, shared: boolean): Row {
       goodputRps: result.overall.goodputRequestsPerSecond,
     };
   } catch (error) {
+    const nothing = { requests: 0, throughputRps: 0, outputTokPerS: 0, prefixHit: 0, goodputRps: 0 };
     return {
       policy,
-      requests: 0,
-      throughputRps: 0,
-      outputTokPerS: 0,
+      ...nothing,
       ttftP50Ms: null,
       ttftP90Ms: null,
-      prefixHit: 0,
-      goodputRps: 0,
       note: `simulation failed: ${(error as Error).message}`,
     };
   }
@@ -198,13 +191,16 @@ async function live(client: LoadClient, policy: string, workload: readonly LiveR
       maxRequests: systems.length,
       detail: 'light',
     });
-  let queriedBefore = 0;
-  let hitsBefore = 0;
-  for (const engineAdapter of server.gateway.engines) {
-    const counters = engineAdapter.extensions?.counters?.();
-    queriedBefore += counters?.prefixCacheQueriedTokens ?? 0;
-    hitsBefore += counters?.prefixCacheHitTokens ?? 0;
-  }
+  const prefixCacheTokens = () => {
+    const total = { queried: 0, hits: 0 };
+    for (const engineAdapter of server.gateway.engines) {
+      const counters = engineAdapter.extensions?.counters?.();
+      total.queried += counters?.prefixCacheQueriedTokens ?? 0;
+      total.hits += counters?.prefixCacheHitTokens ?? 0;
+    }
+    return total;
+  };
+  const before = prefixCacheTokens();
   const startMs = performance.now();
   // The client runs on a worker thread: the in-process server keeps this thread's event loop to itself.
   const run = await client.run({
@@ -218,13 +214,8 @@ async function live(client: LoadClient, policy: string, workload: readonly LiveR
       : null,
   );
   const durationS = (performance.now() - startMs) / 1000;
-  let queried = -queriedBefore;
-  let hits = -hitsBefore;
-  for (const engineAdapter of server.gateway.engines) {
-    const counters = engineAdapter.extensions?.counters?.();
-    queried += counters?.prefixCacheQueriedTokens ?? 0;
-    hits += counters?.prefixCacheHitTokens ?? 0;
-  }
+  const after = prefixCacheTokens();
+  const [queried, hits] = [after.queried - before.queried, after.hits - before.hits];
   await server.close();
   const done = outcomes.filter((outcome) => outcome !== null);
   const ttfts = done.map((outcome) => outcome.ttftMs);
@@ -247,32 +238,18 @@ async function live(client: LoadClient, policy: string, workload: readonly LiveR
 
 // ---------------------------------------------------------------- report
 
-const number = (value: number | null, digits = 0) => (value === null ? '–' : value.toFixed(digits));
 function table(rows: Row[]): string {
-  return formatTable(
-    [
-      'policy',
-      'requests',
-      'req/s',
-      'out tok/s',
-      'TTFT p50 ms',
-      'TTFT p90 ms',
-      'prefix hit %',
-      'goodput req/s',
-      'note',
-    ],
-    rows.map((row) => [
-      row.policy,
-      String(row.requests),
-      number(row.throughputRps, 1),
-      number(row.outputTokPerS),
-      number(row.ttftP50Ms),
-      number(row.ttftP90Ms),
-      number(row.prefixHit * 100, 1),
-      number(row.goodputRps, 1),
-      row.note ?? '',
-    ]),
-  );
+  return columnsTable(rows, [
+    ['policy', (row) => row.policy],
+    ['requests', (row) => String(row.requests)],
+    ['req/s', (row) => fixed(row.throughputRps, 1)],
+    ['out tok/s', (row) => fixed(row.outputTokPerS)],
+    ['TTFT p50 ms', (row) => fixed(row.ttftP50Ms)],
+    ['TTFT p90 ms', (row) => fixed(row.ttftP90Ms)],
+    ['prefix hit %', (row) => fixed(row.prefixHit * 100, 1)],
+    ['goodput req/s', (row) => fixed(row.goodputRps, 1)],
+    ['note', (row) => row.note ?? ''],
+  ]);
 }
 function ratios(rows: Row[], label: string): string {
   const of = (policy: string) => rows.find((row) => row.policy === policy);

@@ -2,25 +2,25 @@
 // core (the simulator is single-threaded), with memory bounded by histograms instead of per-request
 // records. The target (simulator issue): one million requests on a 16-replica fleet in under 60 s.
 // A second, smaller run compares decode spans against step-by-step simulation in the same process (a
-// ratio; both must predict the same latencies). Run with `npx tsx bench/sim/sim-throughput.ts --help`.
+// ratio; both must predict the same latencies). Run with `npm run bench:sim -- --help`.
 
 import { parseScenario } from '../../src/simulator/load-scenario.js';
 import { runScenario } from '../../src/simulator/run-scenario.js';
 import type { SimulationResult } from '../../src/simulator/simulation-result.js';
-import { formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
+import { formatTable, integer, printPreamble, readOptions } from '../support/report-format.js';
 
 const targetSeconds = 60;
 
 const { requests, replicas, compareRequests } = readOptions(
-  'npm run bench:sim -- [--requests 1000000] [--replicas 16] [--compare-requests 100000]\n' +
-    '  [--quick: 20000 requests, 2000 to compare]',
-  { requests: '1000000', replicas: '16', 'compare-requests': '100000' },
-  { requests: '20000', 'compare-requests': '2000' },
-  (flags) => ({
-    requests: positiveNumber('requests', flags.requests, true),
-    replicas: positiveNumber('replicas', flags.replicas, true),
-    compareRequests: positiveNumber('compare-requests', flags['compare-requests'], true),
-  }),
+  'bench:sim',
+  'Simulated requests per second of host time; decode spans against step-by-step simulation.',
+  {
+    requests: integer(1_000_000, 'requests in the main run', { quick: 20_000 }),
+    replicas: integer(16, 'H100 replicas in the simulated fleet'),
+    compareRequests: integer(100_000, 'requests in each run of the spans / step-by-step comparison', {
+      quick: 2000,
+    }),
+  },
 );
 
 /**

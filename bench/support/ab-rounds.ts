@@ -131,16 +131,13 @@ export function gravityBuild(commit: string | null, compiled: boolean): GravityB
       rmSync(parent, { recursive: true, force: true });
     };
   }
+  const tsc = path.join(repoRoot, 'node_modules/typescript/bin/tsc');
   try {
     if (compiled) {
-      execFileSync(
-        process.execPath,
-        [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-        {
-          cwd: dir,
-          stdio: ['ignore', 'ignore', 'inherit'],
-        },
-      );
+      execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
+        cwd: dir,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
       if (!existsSync(path.join(dir, 'dist/cli/main.js'))) throw new Error(`no dist/cli/main.js in ${dir}`);
     }
   } catch (error) {

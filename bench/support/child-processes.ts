@@ -1,7 +1,10 @@
 // Child processes for benchmarks: start one, wait for the line that says it is ready, keep the tail of its
-// output for error messages, and make sure none outlives the benchmark (normal end, error or Ctrl-C).
+// output for error messages, and make sure none outlives the benchmark (normal end, error or Ctrl-C). Also
+// the two children most benchmarks start: the fake OpenAI upstream and `gravity serve`.
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { type GravityBuild, repoRoot } from './ab-rounds.js';
 
 const outputTailBytes = 4096;
 
@@ -45,6 +48,8 @@ export class ChildProcessGroup {
     startTimeoutMs: number;
     /** Open an IPC channel (for a preloaded probe such as event-loop-probe.ts). */
     ipc?: boolean;
+    /** Look for the ready line on stderr instead (nginx logs there). */
+    readyOnStderr?: boolean;
   }): Promise<ManagedChild> {
     const child = spawn(options.command, options.args, {
       cwd: options.cwd,
@@ -76,8 +81,10 @@ export class ChildProcessGroup {
       resolveExited();
       if (isReady && !this.stopping.has(managed)) this.unexpectedExit?.(managed);
     });
-    child.stderr?.setEncoding('utf8').on('data', keep);
-    const stdout = child.stdout!.setEncoding('utf8');
+    const [watched, other] = options.readyOnStderr
+      ? [child.stderr!, child.stdout!]
+      : [child.stdout!, child.stderr!];
+    other.setEncoding('utf8').on('data', keep);
 
     managed.ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
       let pending = '';
@@ -94,7 +101,7 @@ export class ChildProcessGroup {
         if (!isReady)
           fail(new Error(`${options.name} exited (${signal ?? `code ${code}`}) before it was ready`));
       });
-      stdout.on('data', (text: string) => {
+      watched.setEncoding('utf8').on('data', (text: string) => {
         keep(text);
         if (isReady) return;
         pending += text;
@@ -168,4 +175,72 @@ export function askChild<Reply>(
  */
 export function gravityChildEnvironment(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GRAVITY_')));
+}
+
+const startTimeoutMs = 60_000;
+
+/** Starts bench/support/fake-openai-upstream.ts (`tokens` per response, `delayMs` between them); its URL. */
+export async function startFakeUpstream(
+  children: ChildProcessGroup,
+  options: { name: string; tokens: number; delayMs: number },
+): Promise<string> {
+  const script = fileURLToPath(new URL('./fake-openai-upstream.ts', import.meta.url));
+  const upstream = await children.start({
+    name: `fake upstream (${options.name})`,
+    command: process.execPath,
+    args: [
+      '--import',
+      'tsx',
+      script,
+      '--tokens',
+      String(options.tokens),
+      '--delay-ms',
+      String(options.delayMs),
+    ],
+    cwd: repoRoot,
+    env: gravityChildEnvironment(),
+    readyPattern: /^fake-upstream: listening on (\S+)/,
+    startTimeoutMs,
+  });
+  return upstream.ready[1] as string;
+}
+
+/**
+ * Starts `gravity serve` on 127.0.0.1 and a free port, from `build` (default: this repository's sources
+ * through tsx), with a config file the caller wrote. `prefix` goes before node (taskset), `nodeArgs` after
+ * it (--cpu-prof). Returns the child, its port and the command line it ran.
+ */
+export async function startGravity(
+  children: ChildProcessGroup,
+  options: {
+    name: string;
+    configPath: string;
+    dataDir: string;
+    build?: Pick<GravityBuild, 'dir' | 'entry'>;
+    prefix?: string[];
+    nodeArgs?: string[];
+    ipc?: boolean;
+  },
+): Promise<{ child: ManagedChild; port: number; url: string; argv: string[] }> {
+  const { dir, entry } = options.build ?? { dir: repoRoot, entry: ['--import', 'tsx', 'src/cli/main.ts'] };
+  const argv = [
+    ...(options.prefix ?? []),
+    process.execPath,
+    ...(options.nodeArgs ?? []),
+    ...entry,
+    ...['serve', '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn'],
+    ...['--config', options.configPath, '--data-dir', options.dataDir],
+  ];
+  const child = await children.start({
+    name: options.name,
+    command: argv[0] as string,
+    args: argv.slice(1),
+    cwd: dir,
+    env: gravityChildEnvironment(),
+    readyPattern: /^gravity: listening on (\S+) models=/,
+    startTimeoutMs,
+    ipc: options.ipc ?? false,
+  });
+  const url = child.ready[1] as string;
+  return { child, port: Number(new URL(url).port), url, argv };
 }

@@ -1,11 +1,11 @@
-// Summarises a V8 .cpuprofile (from `node --cpu-prof`): where the busy time went, by function (self and
-// inclusive) and by source file, optionally narrowed to one folder such as src/metering/. Run as:
-//   npx tsx bench/support/cpu-profile-summary.ts <file.cpuprofile> [--top 15] [--focus src/metering/]
+// Summarises the V8 .cpuprofile files a benchmark's `--cpu-prof-dir` collects (`node --cpu-prof`): where
+// the busy time went, by function (self time) and by src/ file (inclusive), optionally narrowed to one
+// folder such as src/metering/.
 
-import { readFileSync, realpathSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { repoRoot } from './ab-rounds.js';
 
 interface ProfileNode {
   id: number;
@@ -19,26 +19,8 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-export interface TimeEntry {
-  name: string;
-  ms: number;
-  /** Share of the busy (non-idle) time, 0..1. */
-  share: number;
-}
-
-export interface CpuProfileSummary {
-  sampledMs: number;
-  idleMs: number;
-  busyMs: number;
-  garbageCollectionMs: number;
-  topSelf: TimeEntry[];
-  topInclusiveFiles: TimeEntry[];
-  /** Only when a focus folder is given. */
-  focus: { folder: string; inclusiveMs: number; share: number; functions: TimeEntry[] } | null;
-}
-
 /** `file:///repo/src/a.ts` → `src/a.ts`; native and internal frames keep a readable label. */
-function fileLabel(url: string, rootDir: string): string {
+function fileLabel(url: string): string {
   if (!url) return '(native)';
   let file = url;
   if (url.startsWith('file://')) {
@@ -46,33 +28,32 @@ function fileLabel(url: string, rootDir: string): string {
       file = fileURLToPath(url);
     } catch {}
   }
-  const relative = path.relative(rootDir, file);
+  const relative = path.relative(repoRoot, file);
   return relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
 }
 
-function functionLabel(node: ProfileNode, rootDir: string): string {
+function functionLabel(node: ProfileNode): string {
   const frame = node.callFrame;
   const name = frame.functionName || '(anonymous)';
   if (!frame.url) return name;
-  const file = fileLabel(frame.url, rootDir);
+  const file = fileLabel(frame.url);
   // Positions in TypeScript run through tsx are those of the transformed code, not the source: omit them.
   if (/\.[cm]?ts$/.test(file)) return `${name} ${file}`;
   // V8 line numbers are 0-based.
   return `${name} ${file}:${frame.lineNumber + 1}`;
 }
 
-export function summarizeCpuProfile(
-  profile: CpuProfile,
-  options: { rootDir: string; top?: number; focus?: string },
-): CpuProfileSummary {
+/**
+ * Where a profile's busy time went: top functions by self time, src/ files by inclusive time and, with
+ * `focus`, that folder's functions by inclusive time. Null when the thread ran no code from src/.
+ */
+function summarizeCpuProfile(profile: CpuProfile, options: { top?: number; focus?: string }): string | null {
   const top = options.top ?? 15;
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const parents = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
-  const labels = new Map(profile.nodes.map((node) => [node.id, functionLabel(node, options.rootDir)]));
-  const files = new Map(
-    profile.nodes.map((node) => [node.id, fileLabel(node.callFrame.url, options.rootDir)]),
-  );
+  const labels = new Map(profile.nodes.map((node) => [node.id, functionLabel(node)]));
+  const files = new Map(profile.nodes.map((node) => [node.id, fileLabel(node.callFrame.url)]));
 
   const self = new Map<string, number>();
   const inclusiveFiles = new Map<string, number>();
@@ -112,87 +93,44 @@ export function summarizeCpuProfile(
   }
 
   const busyMs = sampledMs - idleMs;
-  const ranked = (map: Map<string, number>, count: number): TimeEntry[] =>
+  const share = (ms: number) => `${((busyMs > 0 ? ms / busyMs : 0) * 100).toFixed(1)}%`;
+  const ranked = (map: Map<string, number>) =>
     [...map]
       .sort((a, b) => b[1] - a[1])
-      .slice(0, count)
-      .map(([name, ms]) => ({ name, ms, share: busyMs > 0 ? ms / busyMs : 0 }));
-  return {
-    sampledMs,
-    idleMs,
-    busyMs,
-    garbageCollectionMs,
-    topSelf: ranked(self, top),
-    topInclusiveFiles: ranked(new Map([...inclusiveFiles].filter(([file]) => file.startsWith('src/'))), top),
-    focus: options.focus
-      ? {
-          folder: options.focus,
-          inclusiveMs: focusMs,
-          share: busyMs > 0 ? focusMs / busyMs : 0,
-          functions: ranked(focusFunctions, top),
-        }
-      : null,
-  };
-}
-
-export function formatCpuProfileSummary(summary: CpuProfileSummary): string {
-  const entry = (item: TimeEntry) =>
-    `  ${item.ms.toFixed(0).padStart(7)} ms ${(item.share * 100).toFixed(1).padStart(5)}%  ${item.name}`;
+      .slice(0, top)
+      .map(([name, ms]) => `  ${ms.toFixed(0).padStart(7)} ms ${share(ms).padStart(6)}  ${name}`);
+  const srcFiles = new Map([...inclusiveFiles].filter(([file]) => file.startsWith('src/')));
+  if (srcFiles.size === 0) return null;
   const lines = [
-    `sampled ${summary.sampledMs.toFixed(0)} ms: busy ${summary.busyMs.toFixed(0)} ms, idle ${summary.idleMs.toFixed(0)} ms, ` +
-      `GC ${summary.garbageCollectionMs.toFixed(0)} ms (shares below are of busy time)`,
+    `sampled ${sampledMs.toFixed(0)} ms: busy ${busyMs.toFixed(0)} ms, idle ${idleMs.toFixed(0)} ms, ` +
+      `GC ${garbageCollectionMs.toFixed(0)} ms (shares below are of busy time)`,
     'top functions by self time:',
-    ...summary.topSelf.map(entry),
+    ...ranked(self),
     'src/ files by inclusive time:',
-    ...summary.topInclusiveFiles.map(entry),
+    ...ranked(srcFiles),
   ];
-  if (summary.focus) {
+  if (options.focus)
     lines.push(
-      `${summary.focus.folder}: ${summary.focus.inclusiveMs.toFixed(0)} ms inclusive, ` +
-        `${(summary.focus.share * 100).toFixed(1)}% of busy time; by function (inclusive):`,
-      ...summary.focus.functions.map(entry),
+      `${options.focus}: ${focusMs.toFixed(0)} ms inclusive, ${share(focusMs)} of busy time; by function (inclusive):`,
+      ...ranked(focusFunctions),
     );
-  }
   return lines.join('\n');
 }
 
-export function readCpuProfile(file: string): CpuProfile {
-  return JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-}
-
-function isMainModule(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMainModule()) {
-  const { values, positionals } = parseArgs({
-    options: {
-      top: { type: 'string', default: '15' },
-      focus: { type: 'string' },
-      root: { type: 'string', default: process.cwd() },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (positionals.length === 0) {
-    console.error(
-      'Usage: npx tsx bench/support/cpu-profile-summary.ts <file.cpuprofile>... [--top 15] [--focus src/metering/] [--root <repo>]',
-    );
-    process.exit(2);
-  }
-  for (const file of positionals) {
-    console.log(`${file}:`);
-    const summary = summarizeCpuProfile(readCpuProfile(file), {
-      rootDir: values.root,
-      top: Number(values.top),
-      ...(values.focus ? { focus: values.focus } : {}),
-    });
-    console.log(formatCpuProfileSummary(summary));
+/**
+ * Prints a summary of each profile in `dir` that `select` accepts (by file name) and that ran code from src/
+ * (a profile per thread: the module loader's runs none of Gravity's code), under `title` and its path.
+ */
+export async function printCpuProfiles(
+  dir: string,
+  options: { title: string; select?: (file: string) => boolean; top?: number; focus?: string },
+): Promise<void> {
+  const files = await readdir(dir).catch(() => [] as string[]);
+  for (const file of files.filter(
+    (name) => name.endsWith('.cpuprofile') && (options.select?.(name) ?? true),
+  )) {
+    const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as CpuProfile;
+    const summary = summarizeCpuProfile(profile, options);
+    if (summary !== null) console.log(`\n${options.title}: ${path.join(dir, file)}\n${summary}`);
   }
 }

@@ -33,7 +33,6 @@ function readEvent(data, outcome) {
   if (chunk.error !== undefined) throw new Error(`stream error event: ${data.slice(0, 300)}`);
   if (chunk.usage) {
     outcome.completionTokens = chunk.usage.completion_tokens ?? null;
-    outcome.cachedPromptTokens = chunk.usage.prompt_tokens_details?.cached_tokens ?? 0;
   }
   const choice = chunk.choices?.[0];
   const text = choice?.delta?.content ?? choice?.text;
@@ -79,7 +78,6 @@ function readJson(text, outcome) {
   outcome.done = true;
   if (outcome.content !== undefined) outcome.content = content;
   outcome.completionTokens = body.usage?.completion_tokens ?? null;
-  outcome.cachedPromptTokens = body.usage?.prompt_tokens_details?.cached_tokens ?? 0;
 }
 
 /**
@@ -87,18 +85,16 @@ function readJson(text, outcome) {
  * `detail` 'timing' parses every event (TTFT, inter-token gaps, content, usage); 'light' only checks the
  * status and that a stream ends with [DONE] (or a JSON body has usage), which keeps the client cheap.
  */
-function send(request, plan, runStartedAt) {
+function send(request, plan) {
   return new Promise((resolve) => {
     const timing = { sentAt: performance.now(), lastContentAt: 0 };
     const outcome = {
       tag: request.tag ?? '',
       status: 0,
-      startMs: timing.sentAt - runStartedAt,
       ttftMs: null,
       e2eMs: 0,
       contentChunks: 0,
       completionTokens: null,
-      cachedPromptTokens: 0,
       done: false,
       error: null,
     };
@@ -171,8 +167,8 @@ async function prime(plan, count) {
   const request = plan.requests[0];
   await Promise.all(
     Array.from({ length: count }, async () => {
-      let outcome = await send(request, plan, 0);
-      if (outcome.error) outcome = await send(request, plan, 0);
+      let outcome = await send(request, plan);
+      if (outcome.error) outcome = await send(request, plan);
       if (outcome.error) throw new Error(`priming: ${outcome.error}`);
     }),
   );
@@ -199,7 +195,7 @@ async function run(plan) {
       const waitMs = startedAt + atMs - performance.now();
       if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
       if (!keepGoing()) break;
-      pending.push(send(plan.requests[next++ % plan.requests.length], plan, startedAt).then(record));
+      pending.push(send(plan.requests[next++ % plan.requests.length], plan).then(record));
     }
     await Promise.all(pending);
   } else {
@@ -209,21 +205,16 @@ async function run(plan) {
     const budget = plan.maxRequests ?? Number.POSITIVE_INFINITY;
     const user = async () => {
       while (keepGoing() && next < budget && performance.now() < deadline)
-        record(await send(plan.requests[next++ % plan.requests.length], plan, startedAt));
+        record(await send(plan.requests[next++ % plan.requests.length], plan));
     };
     await Promise.all(Array.from({ length: plan.concurrency ?? 1 }, user));
   }
-  return { wallMs: performance.now() - startedAt, outcomes, stopped: stopRequested };
+  return { wallMs: performance.now() - startedAt, outcomes };
 }
 
 parentPort.on('message', (message) => {
   if (message.type === 'stop') {
     stopRequested = true;
-    return;
-  }
-  if (message.type === 'close') {
-    dropConnections();
-    parentPort.close();
     return;
   }
   run(message.plan).then(

@@ -45,8 +45,6 @@ export interface RequestOutcome {
   tag: string;
   /** HTTP status; 0 when no response came. */
   status: number;
-  /** Since the run's start. */
-  startMs: number;
   /** From the request to the first non-empty content delta (streams, timing detail); null otherwise. */
   ttftMs: number | null;
   e2eMs: number;
@@ -55,7 +53,6 @@ export interface RequestOutcome {
   contentChunks: number;
   content?: string;
   completionTokens: number | null;
-  cachedPromptTokens: number;
   /** A stream ended with [DONE], or a JSON body parsed. */
   done: boolean;
   error: string | null;
@@ -66,7 +63,6 @@ export interface LoadRun {
   outcomes: RequestOutcome[];
   /** This process's CPU over the run (the worker's, the main thread waiting), in ms. */
   clientCpuMs: number;
-  stopped: boolean;
 }
 
 export class LoadClient {
@@ -105,6 +101,13 @@ export class LoadClient {
   async close(): Promise<void> {
     await this.worker.terminate();
   }
+}
+
+/** Throws when any of `outcomes` failed, naming `what`, how many failed, and the first error. */
+export function throwOnFailures(outcomes: RequestOutcome[], what: string): void {
+  const failed = outcomes.filter((outcome) => outcome.error !== null);
+  if (failed.length > 0)
+    throw new Error(`${what}: ${failed.length} of ${outcomes.length} failed: ${failed[0]?.error}`);
 }
 
 /** Poisson arrival times (ms from the start) at `ratePerSecond` for `seconds`, from a seeded stream. */

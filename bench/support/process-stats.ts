@@ -16,8 +16,9 @@ export function processRssBytes(pid: number | undefined): number | null {
   }
 }
 
-/** Sum over processes; null if any of them cannot be read (a partial sum would look like a real figure). */
+/** Sum over processes; null for none, or if any cannot be read (a partial sum would look like a real figure). */
 export function sumOrNull(pids: number[], read: (pid: number) => number | null): number | null {
+  if (pids.length === 0) return null;
   let total = 0;
   for (const pid of pids) {
     const value = read(pid);

@@ -20,7 +20,7 @@ import OpenAI, { toFile } from 'openai';
 import { quantileOf } from '../../src/core/quantile.js';
 import { SeededRandom } from '../../src/core/seeded-random.js';
 import { alternatingRounds, repoRoot } from '../support/ab-rounds.js';
-import { ChildProcessGroup, gravityChildEnvironment, type ManagedChild } from '../support/child-processes.js';
+import { ChildProcessGroup, type ManagedChild, startGravity } from '../support/child-processes.js';
 import {
   chatBody,
   LoadClient,
@@ -28,7 +28,14 @@ import {
   poissonArrivalsMs,
   type RequestOutcome,
 } from '../support/load-client.js';
-import { fixed, formatTable, positiveNumber, printPreamble, readOptions } from '../support/report-format.js';
+import {
+  columnsTable,
+  fixed,
+  integer,
+  number,
+  printPreamble,
+  readOptions,
+} from '../support/report-format.js';
 
 const modelId = 'llama-3.1-8b';
 const promptText = 'Summarise the following notes for the weekly report. '.repeat(16); // ≈ 200 tokens
@@ -38,33 +45,14 @@ const tenants = ['interactive', 'big', 'small', 'batcher'] as const;
 type Tenant = (typeof tenants)[number];
 
 const { factor, capacitySeconds, unloadedSeconds, overloadSeconds, fairnessSeconds, batchLines } =
-  readOptions(
-    'npm run bench:tiers -- [--factor 1.5] [--capacity-seconds 10] [--unloaded-seconds 8] [--overload-seconds 36]\n' +
-      '  [--fairness-seconds 20] [--batch-lines 60] [--quick: 3, 3, 6 and 4 s, 6 batch lines]',
-    {
-      factor: '1.5',
-      'capacity-seconds': '10',
-      'unloaded-seconds': '8',
-      'overload-seconds': '36',
-      'fairness-seconds': '20',
-      'batch-lines': '60',
-    },
-    {
-      'capacity-seconds': '3',
-      'unloaded-seconds': '3',
-      'overload-seconds': '6',
-      'fairness-seconds': '4',
-      'batch-lines': '6',
-    },
-    (flags) => ({
-      factor: positiveNumber('factor', flags.factor, false),
-      capacitySeconds: positiveNumber('capacity-seconds', flags['capacity-seconds'], false),
-      unloadedSeconds: positiveNumber('unloaded-seconds', flags['unloaded-seconds'], false),
-      overloadSeconds: positiveNumber('overload-seconds', flags['overload-seconds'], false),
-      fairnessSeconds: positiveNumber('fairness-seconds', flags['fairness-seconds'], false),
-      batchLines: positiveNumber('batch-lines', flags['batch-lines'], true),
-    }),
-  );
+  readOptions('bench:tiers', 'The SLO scheduler against FCFS on one emulated replica under overload.', {
+    factor: number(1.5, 'overload arrival rate, as a multiple of the measured capacity'),
+    capacitySeconds: number(10, 'length of the capacity phase', { quick: 3 }),
+    unloadedSeconds: number(8, 'length of the unloaded priority phase', { quick: 3 }),
+    overloadSeconds: number(36, 'length of the overload phase (three bursts)', { quick: 6 }),
+    fairnessSeconds: number(20, 'length of the fairness phase', { quick: 4 }),
+    batchLines: integer(60, 'lines in the batch job submitted at the start of the overload', { quick: 6 }),
+  });
 
 interface Scheduler {
   name: 'fcfs' | 'slo';
@@ -109,49 +97,22 @@ async function startScheduler(
   await writeFile(configPath, configYaml(name));
   const cli = ['--import', 'tsx', 'src/cli/main.ts'];
   const keys = {} as Record<Tenant, string>;
+  const tierAccess = ['--tiers', 'priority,default,flex,batch', '--default-tier', 'default'];
   for (const tenant of tenants)
     keys[tenant] = execFileSync(
       process.execPath,
-      [
-        ...cli,
-        'keys',
-        'create',
-        '--data-dir',
-        dataDir,
-        '--tenant',
-        tenant,
-        '--tiers',
-        'priority,default,flex,batch',
-        '--default-tier',
-        'default',
-      ],
+      [...cli, 'keys', 'create', '--data-dir', dataDir, '--tenant', tenant, ...tierAccess],
       { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
     ).trim();
-  const server = await children.start({
+  const { child, port, url } = await startGravity(children, {
     name: `gravity (${name})`,
-    command: process.execPath,
-    args: [
-      ...cli,
-      'serve',
-      '--port',
-      '0',
-      '--config',
-      configPath,
-      '--data-dir',
-      dataDir,
-      '--log-level',
-      'warn',
-    ],
-    cwd: repoRoot,
-    env: gravityChildEnvironment(),
-    readyPattern: /gravity: listening on (\S+)/,
-    startTimeoutMs: 60_000,
+    configPath,
+    dataDir,
   });
-  const url = server.ready[1] as string;
   return {
     name,
-    child: server,
-    port: Number(new URL(url).port),
+    child,
+    port,
     dataDir,
     keys,
     openai: new OpenAI({ baseURL: `${url}/v1`, apiKey: keys.batcher, maxRetries: 0, timeout: 120_000 }),
@@ -320,20 +281,14 @@ async function main(): Promise<void> {
     await phase('fairness', async (scheduler) => {
       const startEpochMs = Date.now();
       // Two clients at once: the big tenant's 200 users and the small tenant's 20.
-      await Promise.all([
-        clients[0].run({
-          requests: [request(scheduler, 'big', 'default')],
-          concurrency: 200,
+      const users = (client: LoadClient, tenant: Tenant, concurrency: number) =>
+        client.run({
+          requests: [request(scheduler, tenant, 'default')],
+          concurrency,
           seconds: fairnessSeconds,
           detail: 'light',
-        }),
-        clients[1].run({
-          requests: [request(scheduler, 'small', 'default')],
-          concurrency: 20,
-          seconds: fairnessSeconds,
-          detail: 'light',
-        }),
-      ]);
+        });
+      await Promise.all([users(clients[0], 'big', 200), users(clients[1], 'small', 20)]);
       // Stopped first, so the ledger holds every record of the window.
       await children.stop(scheduler.child, 15_000);
       scheduler.fairness = fairnessFromLedger(
@@ -353,25 +308,17 @@ async function main(): Promise<void> {
 
 function report(schedulers: Scheduler[]): void {
   const percent = (part: number, whole: number) => `${fixed((100 * part) / Math.max(1, whole), 1)}%`;
-  const rows = schedulers.flatMap((scheduler) =>
+  const priorityP90 = (scheduler: Scheduler) =>
+    quantileOf(ttftsOf(scheduler.overload.filter((outcome) => outcome.tag === 'priority')), 0.9);
+  const tierRows = schedulers.flatMap((scheduler) =>
     ['priority', 'default', 'flex'].map((tier) => {
-      const mine = scheduler.overload.filter((outcome) => outcome.tag === tier);
-      const p90 = quantileOf(ttftsOf(mine), 0.9);
+      const sent = scheduler.overload.filter((outcome) => outcome.tag === tier);
       const unloaded = tier === 'priority' ? scheduler.unloadedPriorityP90 : null;
-      return [
-        scheduler.name,
-        tier,
-        String(mine.length),
-        String(ok(mine).length),
-        percent(mine.filter((outcome) => outcome.status === 429).length, mine.length),
-        percent(mine.filter((outcome) => outcome.status === 503).length, mine.length),
-        fixed(quantileOf(ttftsOf(mine), 0.5)),
-        fixed(p90),
-        tier === 'priority' ? fixed(unloaded) : '',
-        p90 !== null && unloaded ? `${(p90 / unloaded).toFixed(2)}x` : '',
-      ];
+      return { scheduler, tier, sent, p90: quantileOf(ttftsOf(sent), 0.9), unloaded };
     }),
   );
+  const shed = (sent: RequestOutcome[], status: number) =>
+    percent(sent.filter((outcome) => outcome.status === status).length, sent.length);
   const capacities = schedulers.map(
     (scheduler) => `${scheduler.name} ${scheduler.capacityPerSecond.toFixed(1)} req/s`,
   );
@@ -379,67 +326,49 @@ function report(schedulers: Scheduler[]): void {
     `Overload at ${factor}x measured capacity (${capacities.join(', ')}), TTFT in ms at the client:`,
   );
   console.log(
-    formatTable(
+    columnsTable(tierRows, [
+      ['scheduler', (row) => row.scheduler.name],
+      ['tier', (row) => row.tier],
+      ['sent', (row) => String(row.sent.length)],
+      ['ok', (row) => String(ok(row.sent).length)],
+      ['shed 429', (row) => shed(row.sent, 429)],
+      ['overloaded 503', (row) => shed(row.sent, 503)],
+      ['TTFT p50', (row) => fixed(quantileOf(ttftsOf(row.sent), 0.5))],
+      ['TTFT p90', (row) => fixed(row.p90)],
+      ['unloaded p90', (row) => (row.tier === 'priority' ? fixed(row.unloaded) : '')],
       [
-        'scheduler',
-        'tier',
-        'sent',
-        'ok',
-        'shed 429',
-        'overloaded 503',
-        'TTFT p50',
-        'TTFT p90',
-        'unloaded p90',
         'p90 / unloaded',
+        (row) => (row.p90 !== null && row.unloaded ? `${(row.p90 / row.unloaded).toFixed(2)}x` : ''),
       ],
-      rows,
-    ),
+    ]),
   );
   console.log(
-    `\n${formatTable(
+    `\n${columnsTable(schedulers, [
+      ['scheduler', (scheduler) => scheduler.name],
+      ['batch status', (scheduler) => scheduler.batch.status],
+      ['lines completed', (scheduler) => String(scheduler.batch.completed)],
+      ['lines failed', (scheduler) => String(scheduler.batch.failed)],
+      ['finished after s', (scheduler) => fixed(scheduler.batch.seconds, 1)],
       [
-        'scheduler',
-        'batch status',
-        'lines completed',
-        'lines failed',
-        'finished after s',
         `priority TTFT p90 vs ${priorityTtftTargetMs} ms`,
+        (scheduler) => {
+          const p90 = priorityP90(scheduler);
+          return p90 === null
+            ? '–'
+            : `${p90.toFixed(0)} ms (${p90 <= priorityTtftTargetMs ? 'within' : 'over'})`;
+        },
       ],
-      schedulers.map((scheduler) => {
-        const p90 = quantileOf(
-          ttftsOf(scheduler.overload.filter((outcome) => outcome.tag === 'priority')),
-          0.9,
-        );
-        return [
-          scheduler.name,
-          scheduler.batch.status,
-          String(scheduler.batch.completed),
-          String(scheduler.batch.failed),
-          fixed(scheduler.batch.seconds, 1),
-          p90 === null ? '–' : `${p90.toFixed(0)} ms (${p90 <= priorityTtftTargetMs ? 'within' : 'over'})`,
-        ];
-      }),
-    )}\n`,
+    ])}\n`,
   );
   console.log(
-    formatTable(
-      [
-        'scheduler',
-        'big tenant (200 users) weighted tokens',
-        'small tenant (20 users)',
-        'small / big',
-        'max service gap',
-        'VTC bound (2 × max request cost)',
-      ],
-      schedulers.map(({ name, fairness }) => [
-        name,
-        String(fairness.big),
-        String(fairness.small),
-        (fairness.small / Math.max(1, fairness.big)).toFixed(2),
-        String(fairness.maxGap),
-        String(2 * fairness.maxRequestCost),
-      ]),
-    ),
+    columnsTable(schedulers, [
+      ['scheduler', ({ name }) => name],
+      ['big tenant (200 users) weighted tokens', ({ fairness }) => String(fairness.big)],
+      ['small tenant (20 users)', ({ fairness }) => String(fairness.small)],
+      ['small / big', ({ fairness }) => (fairness.small / Math.max(1, fairness.big)).toFixed(2)],
+      ['max service gap', ({ fairness }) => String(fairness.maxGap)],
+      ['VTC bound (2 × max request cost)', ({ fairness }) => String(2 * fairness.maxRequestCost)],
+    ]),
   );
   console.log(
     "\nVTC bounds the gap in service counted at dispatch; the ledger counts at completion, so up to one\nslot's worth of requests per tenant (16 × max cost) can sit between the two counts.",
