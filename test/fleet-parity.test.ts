@@ -60,6 +60,32 @@ function groupPrompt(group: string, suffix: string): string {
   return `${`system prompt of group ${group}. `.repeat(20)}${suffix}`;
 }
 
+/**
+ * A scorer of a replica label (cost, energy) alone in a profile: the probe goes to the replica with the
+ * lower figure, whichever of the two that is, on both clocks.
+ */
+async function followsLabel(scorer: string, label: string, low: number, high: number): Promise<void> {
+  for (const [better, worse] of [
+    ['a', 'b'],
+    ['b', 'a'],
+  ] as const) {
+    const decisions = await onBothClocks(
+      {
+        replicas: replicas({ id: 'a' }, { id: 'b' }),
+        routing: {
+          policy: 'by-label',
+          profiles: { 'by-label': { scorers: [{ type: scorer }] } },
+          replicas: { [better]: { [label]: low }, [worse]: { [label]: high } },
+        },
+        scheduling: null,
+        seed: 1,
+      },
+      [request('probe', 0)],
+    );
+    expect(placed(decisions, 'probe')).toBe(better);
+  }
+}
+
 describe('one fleet core on two clocks', () => {
   it('takes the same decisions live and simulated for a recorded trace: routing, queue order, shedding, expiry, retries', async () => {
     // Times are drawn from wide ranges so that no two events of different requests fall on the same
@@ -220,48 +246,8 @@ describe('one fleet core on two clocks', () => {
       expect(placed(decisions, 'same-prefix')).toBe(placed(decisions, 'warm'));
       expect(placed(decisions, 'other-prefix')).not.toBe(placed(decisions, 'warm'));
     },
-    cost: async () => {
-      for (const [cheap, dear] of [
-        ['a', 'b'],
-        ['b', 'a'],
-      ] as const) {
-        const decisions = await onBothClocks(
-          {
-            replicas: replicas({ id: 'a' }, { id: 'b' }),
-            routing: {
-              policy: 'cheap',
-              profiles: { cheap: { scorers: [{ type: 'cost' }] } },
-              replicas: { [cheap]: { costPerMillionTokensUsd: 1 }, [dear]: { costPerMillionTokensUsd: 5 } },
-            },
-            scheduling: null,
-            seed: 1,
-          },
-          [request('probe', 0)],
-        );
-        expect(placed(decisions, 'probe')).toBe(cheap);
-      }
-    },
-    energy: async () => {
-      for (const [frugal, hungry] of [
-        ['a', 'b'],
-        ['b', 'a'],
-      ] as const) {
-        const decisions = await onBothClocks(
-          {
-            replicas: replicas({ id: 'a' }, { id: 'b' }),
-            routing: {
-              policy: 'frugal',
-              profiles: { frugal: { scorers: [{ type: 'energy' }] } },
-              replicas: { [frugal]: { energyJoulesPerToken: 0.5 }, [hungry]: { energyJoulesPerToken: 3 } },
-            },
-            scheduling: null,
-            seed: 1,
-          },
-          [request('probe', 0)],
-        );
-        expect(placed(decisions, 'probe')).toBe(frugal);
-      }
-    },
+    cost: () => followsLabel('cost', 'costPerMillionTokensUsd', 1, 5),
+    energy: () => followsLabel('energy', 'energyJoulesPerToken', 0.5, 3),
     residency: async () => {
       for (const region of ['eu', 'us']) {
         const decisions = await onBothClocks(

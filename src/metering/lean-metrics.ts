@@ -18,53 +18,66 @@ interface ExportedMetric {
   values: Array<{ metricName?: string; labels: Record<string, string | number>; value: number }>;
 }
 
-function seriesKey<Label extends string>(
-  labelNames: readonly Label[],
-  labels: Readonly<Record<Label, string>>,
-): string {
-  return labelNames.map((name) => labels[name]).join('\0');
-}
-
-/** A counter (only goes up) or a gauge (up and down) with labels. */
-export class LeanValue<Label extends string> {
-  private readonly series = new Map<string, LeanValueChild>();
+/** One metric's series by label set, registered in prom-client registries; subclasses say how to export. */
+abstract class LeanMetric<
+  Label extends string,
+  Child extends { readonly labels: Readonly<Record<string, string>> },
+> {
+  protected readonly series = new Map<string, Child>();
 
   constructor(
-    private readonly options: {
-      name: string;
-      help: string;
-      type: 'counter' | 'gauge';
-      labelNames: readonly Label[];
-      registers: readonly Registry[];
-    },
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly Label[],
+    registers: readonly Registry[],
   ) {
-    for (const registry of options.registers) registry.registerMetric(this as never);
-  }
-
-  get name(): string {
-    return this.options.name;
+    for (const registry of registers) registry.registerMetric(this as never);
   }
 
   /** The series for one label set; keep it (looking it up again builds a key). */
-  labels(labels: Readonly<Record<Label, string>>): LeanValueChild {
-    const key = seriesKey(this.options.labelNames, labels);
+  labels(labels: Readonly<Record<Label, string>>): Child {
+    const key = this.labelNames.map((name) => labels[name]).join('\0');
     let child = this.series.get(key);
     if (!child) {
-      child = new LeanValueChild({ ...labels });
+      child = this.newChild({ ...labels });
       this.series.set(key, child);
     }
     return child;
   }
 
-  get(): ExportedMetric {
-    const values: ExportedMetric['values'] = [];
-    for (const child of this.series.values()) values.push({ labels: child.labels, value: child.value });
-    const { name, help, type } = this.options;
-    return { name, help, type, aggregator: 'sum', values };
-  }
+  /** What prom-client's Registry reads when it renders. */
+  abstract get(): ExportedMetric;
 
   reset(): void {
     this.series.clear();
+  }
+
+  protected abstract newChild(labels: Readonly<Record<string, string>>): Child;
+}
+
+/** A counter (only goes up) or a gauge (up and down) with labels. */
+export class LeanValue<Label extends string> extends LeanMetric<Label, LeanValueChild> {
+  private readonly type: 'counter' | 'gauge';
+
+  constructor(options: {
+    name: string;
+    help: string;
+    type: 'counter' | 'gauge';
+    labelNames: readonly Label[];
+    registers: readonly Registry[];
+  }) {
+    super(options.name, options.help, options.labelNames, options.registers);
+    this.type = options.type;
+  }
+
+  get(): ExportedMetric {
+    const values: ExportedMetric['values'] = [];
+    for (const child of this.series.values()) values.push({ labels: child.labels, value: child.value });
+    return { name: this.name, help: this.help, type: this.type, aggregator: 'sum', values };
+  }
+
+  protected newChild(labels: Readonly<Record<string, string>>): LeanValueChild {
+    return new LeanValueChild(labels);
   }
 }
 
@@ -78,46 +91,26 @@ export class LeanValueChild {
     this.value -= amount;
   }
 }
-export class LeanHistogram<Label extends string> {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly series = new Map<string, LeanHistogramChild>();
 
-  constructor(
-    private readonly options: {
-      name: string;
-      help: string;
-      labelNames: readonly Label[];
-      /** Upper bounds, ascending; `+Inf` is added. */
-      buckets: readonly number[];
-      registers: readonly Registry[];
-    },
-  ) {
-    for (const registry of options.registers) registry.registerMetric(this as never);
+export class LeanHistogram<Label extends string> extends LeanMetric<Label, LeanHistogramChild> {
+  /** Upper bounds, ascending; `+Inf` is added. */
+  private readonly buckets: readonly number[];
+
+  constructor(options: {
+    name: string;
+    help: string;
+    labelNames: readonly Label[];
+    buckets: readonly number[];
+    registers: readonly Registry[];
+  }) {
+    super(options.name, options.help, options.labelNames, options.registers);
+    this.buckets = options.buckets;
   }
 
-  get name(): string {
-    return this.options.name;
-  }
-  get help(): string {
-    return this.options.help;
-  }
-
-  /** The series for one label set; keep it (looking it up again builds a key). */
-  labels(labels: Readonly<Record<Label, string>>): LeanHistogramChild {
-    const key = seriesKey(this.options.labelNames, labels);
-    let child = this.series.get(key);
-    if (!child) {
-      child = new LeanHistogramChild(this.options.buckets, { ...labels });
-      this.series.set(key, child);
-    }
-    return child;
-  }
-
-  /** What prom-client's Registry exports: cumulative buckets, then sum and count, per series. */
+  /** Cumulative buckets, then sum and count, per series, in prom-client's label order (`le` first). */
   get(): ExportedMetric {
     const values: ExportedMetric['values'] = [];
-    const { name, buckets } = this.options;
+    const { name, buckets } = this;
     for (const child of this.series.values()) {
       let cumulative = 0;
       buckets.forEach((bound, index) => {
@@ -136,11 +129,11 @@ export class LeanHistogram<Label extends string> {
       values.push({ metricName: `${name}_sum`, labels: child.labels, value: child.sum });
       values.push({ metricName: `${name}_count`, labels: child.labels, value: child.count });
     }
-    return { name, help: this.options.help, type: this.type, aggregator: this.aggregator, values };
+    return { name, help: this.help, type: 'histogram', aggregator: 'sum', values };
   }
 
-  reset(): void {
-    this.series.clear();
+  protected newChild(labels: Readonly<Record<string, string>>): LeanHistogramChild {
+    return new LeanHistogramChild(this.buckets, labels);
   }
 }
 
