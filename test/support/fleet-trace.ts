@@ -21,6 +21,7 @@ import { hardwareProfiles } from '../../src/performance-model/hardware-profiles.
 import { modelProfile } from '../../src/performance-model/model-profiles.js';
 import { firstComeFirstServed } from '../../src/performance-model/queue-ordering.js';
 import { type ReplicaSpec, resolveReplicaSpec } from '../../src/performance-model/replica-spec.js';
+import { timerSleep } from '../../src/pipeline/request-pipeline.js';
 import { type RoutingConfig, routingConfigSchema } from '../../src/routing/routing-config.js';
 import type { ReplicaSchedulerSettings } from '../../src/scheduling/replica-scheduler.js';
 import { schedulerSettings } from '../../src/scheduling/scheduler-settings.js';
@@ -159,11 +160,11 @@ class ScriptedEngine implements EngineAdapter {
     try {
       yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs: 0 };
       if (outcome.kind === 'fail') {
-        await sleep(outcome.afterMs, signal);
+        await timerSleep(outcome.afterMs, signal);
         throw errors.upstream({ status: 502, message: `${this.id} failed as scripted` });
       }
       for (let token = 0; token < traced.maxTokens; token++) {
-        await sleep(token === 0 ? outcome.ttftMs : outcome.gapMs, signal);
+        await timerSleep(token === 0 ? outcome.ttftMs : outcome.gapMs, signal);
         yield { type: 'text-delta', text: ' x', tokens: 1 };
       }
       yield {
@@ -180,20 +181,6 @@ class ScriptedEngine implements EngineAdapter {
       this.running--;
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** The last event time of a trace, with room for every answer and retry to end. */
