@@ -5,13 +5,11 @@ import { requestCaller } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
 import { errors, type GravityError } from '../core/errors.js';
 import type { Endpoint, MeteredFigures, RequestContext } from '../core/request-context.js';
-import type { StreamPart } from '../core/stream-parts.js';
+import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import { completionResponseBody, SseChunkEncoder } from './openai-wire-format.js';
 import type { ParsedRequest } from './request-schemas.js';
-
-type TextDelta = Extract<StreamPart, { type: 'text-delta' }>;
-type Finish = Extract<StreamPart, { type: 'finish' }>;
+import { ResponseAssembler } from './response-assembler.js';
 
 /**
  * Serves `/v1/chat/completions` and `/v1/completions`: the request goes through the pipeline (which
@@ -81,8 +79,8 @@ abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, void> {
   }
 
   protected abstract begin(context: RequestContext, request: ParsedRequest): void | Promise<void>;
-  abstract text(part: TextDelta): Promise<void> | undefined;
-  abstract finished(part: Finish, context: RequestContext): Promise<void>;
+  abstract text(part: ContentPart): Promise<void> | undefined;
+  abstract finished(part: FinishPart, context: RequestContext): Promise<void>;
 
   async failed(failure: PipelineFailure, context: RequestContext): Promise<void> {
     // The client left: there is no one to answer.
@@ -103,33 +101,44 @@ abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, void> {
 
 /** A whole response as one JSON body, with the metered figures in headers as well. */
 class JsonRenderer extends HttpRenderer {
-  private content = '';
+  private assembler: ResponseAssembler | null = null;
 
-  protected begin(): void {}
+  protected begin(context: RequestContext): void {
+    this.assembler = new ResponseAssembler(context.endpoint);
+  }
 
-  text(part: TextDelta): undefined {
-    this.content += part.text;
+  text(part: ContentPart): undefined {
+    (this.assembler as ResponseAssembler).add(part);
     return undefined;
   }
 
-  async finished(part: Finish, context: RequestContext): Promise<void> {
+  async finished(part: FinishPart, context: RequestContext): Promise<void> {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
+    const assembler = this.assembler ?? new ResponseAssembler(context.endpoint);
     await this.reply.send(
       completionResponseBody({
         context,
-        text: this.content,
-        finishReason: part.finishReason,
+        choices: assembler.build(part.finishReason),
         usage: part.usage,
         metered: context.metered,
+        systemFingerprint: assembler.fingerprint,
       }),
     );
   }
 }
 
-/** OpenAI's SSE stream: the head goes out when the engine accepts the request, then a chunk per token. */
+/**
+ * OpenAI's SSE stream. The head goes out with the first token, not when the engine accepts the request:
+ * until a byte is sent a failure is still a plain HTTP error with its status (a 502 a client's retry
+ * logic can see), not a 200 carrying an SSE error event. Parts that stand for no token (a relayed
+ * upstream's role-only opener) wait with the head.
+ */
 class SseRenderer extends HttpRenderer {
   private encoder: SseChunkEncoder | null = null;
   private context: RequestContext | null = null;
+  /** Encoded parts waiting for the head, and whether the stream is a relay (it brings its own opener). */
+  private pending = '';
+  private relayed: boolean | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -139,7 +148,53 @@ class SseRenderer extends HttpRenderer {
     super(reply, clientGone);
   }
 
-  protected begin(context: RequestContext, request: ParsedRequest): Promise<void> | undefined {
+  protected begin(context: RequestContext, request: ParsedRequest): undefined {
+    this.context = context;
+    this.encoder = new SseChunkEncoder(context, request.includeUsage);
+    return undefined;
+  }
+
+  text(part: ContentPart): Promise<void> | undefined {
+    // Hot path, once per token: encode, write, and count the time as Gravity's own. Writes made in the
+    // same tick (several upstream events in one read) leave in one system call: the socket is corked
+    // until the tick ends. One token per tick (llama.cpp) still leaves at once.
+    const context = this.context as RequestContext;
+    const partAtMs = this.clock.nowMs();
+    if (!this.committed) {
+      this.relayed ??= part.type === 'upstream-chunk';
+      if (part.tokens === 0) {
+        this.pending += this.encode(part);
+        context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
+        return undefined;
+      }
+      this.commit();
+    }
+    const raw = this.reply.raw;
+    if (raw.writableCorked === 0) {
+      raw.cork();
+      process.nextTick(uncork, raw);
+    }
+    const encoded = this.encode(part);
+    // An empty text part only reports tokens whose text the client never sees (a stop sequence).
+    const flushed = encoded === '' || raw.write(encoded);
+    context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
+    return flushed ? undefined : waitForDrain(raw, this.clientGone);
+  }
+
+  async finished(part: FinishPart, context: RequestContext): Promise<void> {
+    if (!this.committed) this.commit();
+    this.reply.raw.end((this.encoder as SseChunkEncoder).finish(part, context.metered));
+  }
+
+  private encode(part: ContentPart): string {
+    const encoder = this.encoder as SseChunkEncoder;
+    if (part.type === 'text-delta') return part.text === '' ? '' : encoder.text(part.text);
+    if (part.type === 'choice-delta') return encoder.choice(part.choice);
+    return encoder.relay(part);
+  }
+
+  /** Sends the head, the opener (unless the upstream's own is relayed) and what waited for them. */
+  private commit(): void {
     const reply = this.reply;
     reply.hijack();
     const raw = reply.raw;
@@ -147,38 +202,15 @@ class SseRenderer extends HttpRenderer {
       ...(reply.getHeaders() as Record<string, string>),
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
+      // No `connection` header here: Node sends keep-alive, or close when the client asked for it.
       // Tells nginx-style proxies in front of Gravity not to buffer the stream.
       'x-accel-buffering': 'no',
     });
     this.committed = true;
-    this.context = context;
-    this.encoder = new SseChunkEncoder(context, request.includeUsage);
-    const opening = this.encoder.opening();
-    if (opening && !raw.write(opening)) return waitForDrain(raw, this.clientGone);
-    return undefined;
-  }
-
-  text(part: TextDelta): Promise<void> | undefined {
-    // Hot path, once per token: encode, write, and count the time as Gravity's own. Writes made in the
-    // same tick (several upstream events in one read) leave in one system call: the socket is corked
-    // until the tick ends. One token per tick (llama.cpp) still leaves at once.
-    const raw = this.reply.raw;
-    const context = this.context as RequestContext;
-    const partAtMs = this.clock.nowMs();
-    if (raw.writableCorked === 0) {
-      raw.cork();
-      process.nextTick(uncork, raw);
-    }
-    const flushed = raw.write((this.encoder as SseChunkEncoder).text(part.text));
-    context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
-    return flushed ? undefined : waitForDrain(raw, this.clientGone);
-  }
-
-  async finished(part: Finish, context: RequestContext): Promise<void> {
-    this.reply.raw.end(
-      (this.encoder as SseChunkEncoder).finish(part.finishReason, part.usage, context.metered),
-    );
+    const opening = this.relayed === true ? null : (this.encoder as SseChunkEncoder).opening();
+    const head = (opening ?? '') + this.pending;
+    this.pending = '';
+    if (head !== '') raw.write(head);
   }
 }
 

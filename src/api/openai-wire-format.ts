@@ -1,6 +1,7 @@
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { ServiceTier } from '../core/service-tiers.js';
-import type { FinishReason, TokenUsage } from '../core/stream-parts.js';
+import type { FinishPart, TokenUsage, UpstreamChunkPart, WireChunkChoice } from '../core/stream-parts.js';
+import { type OwnedFields, rewriteOwnedFields } from './relay-rewrite.js';
 
 /**
  * OpenAI's response shapes, built by hand where they are on the per-token path: a stream chunk is a
@@ -23,7 +24,7 @@ export function usageObject(usage: TokenUsage, metered: MeteredFigures | null = 
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
     prompt_tokens_details: { cached_tokens: usage.cachedPromptTokens },
-    completion_tokens_details: { reasoning_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: usage.reasoningTokens ?? 0 },
     ...(metered
       ? {
           gravity: {
@@ -41,7 +42,7 @@ export function usageObject(usage: TokenUsage, metered: MeteredFigures | null = 
   };
 }
 
-function responseId(context: RequestContext): string {
+export function responseId(context: RequestContext): string {
   return context.endpoint === 'chat.completions'
     ? `chatcmpl-${context.requestId}`
     : `cmpl-${context.requestId}`;
@@ -52,15 +53,25 @@ export class SseChunkEncoder {
   private readonly head: string;
   private readonly isChat: boolean;
   private readonly includeUsage: boolean;
+  /** What a relayed upstream chunk's owned fields become. */
+  private readonly ownedFields: OwnedFields;
 
   constructor(context: RequestContext, includeUsage: boolean) {
     this.isChat = context.endpoint === 'chat.completions';
     this.includeUsage = includeUsage;
     const object = this.isChat ? 'chat.completion.chunk' : 'text_completion';
+    const id = JSON.stringify(responseId(context));
+    const model = JSON.stringify(context.model);
+    const tier = `"${echoedServiceTier(context.serviceTier)}"`;
     this.head =
-      `data: {"id":${JSON.stringify(responseId(context))},"object":"${object}",` +
-      `"created":${Math.floor(context.receivedAtEpochMs / 1000)},"model":${JSON.stringify(context.model)},` +
-      `"service_tier":"${echoedServiceTier(context.serviceTier)}","system_fingerprint":null,`;
+      `data: {"id":${id},"object":"${object}",` +
+      `"created":${Math.floor(context.receivedAtEpochMs / 1000)},"model":${model},` +
+      `"service_tier":${tier},"system_fingerprint":null,`;
+    this.ownedFields = [
+      ['id', id],
+      ['model', model],
+      ['service_tier', tier],
+    ];
   }
 
   /** OpenAI's chat streams open with an empty assistant delta; completions streams have no opener. */
@@ -77,18 +88,27 @@ export class SseChunkEncoder {
       : `${this.head}"choices":[{"text":${encoded},"index":0,"logprobs":null,"finish_reason":null}]${this.usageNull()}}\n\n`;
   }
 
-  finish(
-    finishReason: FinishReason,
-    usage: TokenUsage | null,
-    metered: MeteredFigures | null = null,
-  ): string {
-    const last = this.isChat
-      ? `${this.head}"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`
-      : `${this.head}"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`;
-    const usageChunk =
-      this.includeUsage && usage
-        ? `${this.head}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
-        : '';
+  /** One choice's chunk as an engine built it (tool-call deltas, logprobs, several choices). */
+  choice(choice: WireChunkChoice): string {
+    return `${this.head}"choices":[${JSON.stringify(choice)}]${this.usageNull()}}\n\n`;
+  }
+
+  /** An upstream's chunk as it sent it, with only the fields Gravity owns rewritten. */
+  relay(part: UpstreamChunkPart): string {
+    const chunk = part.chunk;
+    return `data: ${rewriteOwnedFields(part.json, this.ownedFields, (key) => key in chunk)}\n\n`;
+  }
+
+  finish(part: FinishPart, metered: MeteredFigures | null = null): string {
+    const { finishReason, usage } = part;
+    const last = part.choicesFinished
+      ? ''
+      : this.isChat
+        ? `${this.head}"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`
+        : `${this.head}"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`;
+    const usageChunk = this.includeUsage
+      ? `${this.head}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
+      : '';
     return `${last}${usageChunk}data: [DONE]\n\n`;
   }
 
@@ -100,38 +120,20 @@ export class SseChunkEncoder {
 
 export function completionResponseBody(options: {
   context: RequestContext;
-  text: string;
-  finishReason: FinishReason;
+  choices: unknown[];
   usage: TokenUsage;
   metered: MeteredFigures | null;
+  systemFingerprint?: unknown;
 }) {
-  const { context, text, finishReason, usage, metered } = options;
-  const common = {
+  const { context, choices, usage, metered } = options;
+  return {
     id: responseId(context),
+    object: context.endpoint === 'chat.completions' ? 'chat.completion' : 'text_completion',
     created: Math.floor(context.receivedAtEpochMs / 1000),
     model: context.model,
-    service_tier: echoedServiceTier(context.serviceTier),
-    system_fingerprint: null,
-  };
-  if (context.endpoint === 'chat.completions') {
-    return {
-      ...common,
-      object: 'chat.completion',
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: text, refusal: null },
-          logprobs: null,
-          finish_reason: finishReason,
-        },
-      ],
-      usage: usageObject(usage, metered),
-    };
-  }
-  return {
-    ...common,
-    object: 'text_completion',
-    choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }],
+    choices,
     usage: usageObject(usage, metered),
+    service_tier: echoedServiceTier(context.serviceTier),
+    system_fingerprint: options.systemFingerprint ?? null,
   };
 }

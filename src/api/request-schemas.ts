@@ -1,126 +1,202 @@
 import { z } from 'zod';
 import { errors, type GravityError } from '../core/errors.js';
+import { requestFeatures } from '../core/request-features.js';
 import { type ServiceTier, serviceTiers } from '../core/service-tiers.js';
-import type { ChatMessage, GenerationRequest } from '../engines/engine-adapter.js';
+import type {
+  ChatMessage,
+  GenerationOptions,
+  GenerationRequest,
+  ResponseFormat,
+  ToolChoice,
+  ToolDefinition,
+} from '../engines/engine-adapter.js';
+import { defaultGenerationOptions } from '../engines/engine-adapter.js';
 
 /**
- * Inbound schemas are strict: a client that sends a field Gravity does not know gets a 400 naming it,
- * and a field Gravity knows but does not implement (tools, n > 1, logprobs …) gets a 400 saying so.
- * Nothing is silently ignored.
+ * Inbound schemas follow one rule (docs/openai-compatibility.md): validate strictly what Gravity's own
+ * policies read (model, stream, service_tier, token bounds, the text it measures, user) and the shape of
+ * every parameter the OpenAI API defines; carry everything else. A field Gravity does not model (a
+ * vendor extra such as `top_k` or `chat_template_kwargs`, a message field such as `reasoning_content`) is
+ * not refused here: it travels to an upstream as sent, and an engine that runs the model itself answers
+ * a 400 naming what it cannot use.
  */
-const textPartSchema = z.strictObject({ type: z.literal('text'), text: z.string() });
-const contentSchema = z.union([z.string(), z.array(textPartSchema).min(1)]);
 
-const messageSchema = z.strictObject({
-  role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: contentSchema,
-  name: z.string().optional(),
+/** Any integer, not only the safe ones: seeds above 2^53 are valid in the API. */
+const anyInteger = z.number().refine(Number.isInteger, { params: { expected: 'int' } });
+const positiveInteger = z.int().min(1);
+const nameField = z.string().optional();
+
+const textPartSchema = z.looseObject({ type: z.literal('text'), text: z.string() });
+const refusalPartSchema = z.looseObject({ type: z.literal('refusal'), refusal: z.string() });
+const imagePartSchema = z.looseObject({
+  type: z.literal('image_url'),
+  image_url: z.looseObject({ url: z.string(), detail: z.enum(['auto', 'low', 'high']).optional() }),
 });
+const audioPartSchema = z.looseObject({
+  type: z.literal('input_audio'),
+  input_audio: z.looseObject({ data: z.string(), format: z.string() }),
+});
+const filePartSchema = z.looseObject({
+  type: z.literal('file'),
+  file: z.looseObject({
+    file_data: z.string().optional(),
+    file_id: z.string().optional(),
+    filename: z.string().optional(),
+  }),
+});
+const knownPartTypes = new Set(['text', 'refusal', 'image_url', 'input_audio', 'file']);
+/** A part type the API does not define (vLLM's `video_url` …): carried, and a feature of its own. */
+const otherPartSchema = z.looseObject({
+  type: z.string().refine((type) => !knownPartTypes.has(type)),
+});
+const userPartSchema = z.union([
+  z.discriminatedUnion('type', [textPartSchema, imagePartSchema, audioPartSchema, filePartSchema]),
+  otherPartSchema,
+]);
+
+const textContent = z.union([z.string(), z.array(textPartSchema)]);
+
+const toolCallSchema = z.union([
+  z.looseObject({
+    id: z.string(),
+    type: z.literal('function'),
+    function: z.looseObject({ name: z.string(), arguments: z.string() }),
+  }),
+  z.looseObject({
+    id: z.string(),
+    type: z.literal('custom'),
+    custom: z.looseObject({ name: z.string(), input: z.string() }),
+  }),
+]);
+
+const messageSchema = z.discriminatedUnion('role', [
+  z.looseObject({ role: z.literal('system'), content: textContent, name: nameField }),
+  z.looseObject({ role: z.literal('developer'), content: textContent, name: nameField }),
+  z.looseObject({
+    role: z.literal('user'),
+    content: z.union([z.string(), z.array(userPartSchema)]),
+    name: nameField,
+  }),
+  z.looseObject({
+    role: z.literal('assistant'),
+    // The SDK returns `content: null` (with tool calls) and `refusal: null`; both go back as they came.
+    content: z
+      .union([z.string(), z.array(z.discriminatedUnion('type', [textPartSchema, refusalPartSchema]))])
+      .nullish(),
+    refusal: z.string().nullish(),
+    name: nameField,
+    tool_calls: z.array(toolCallSchema).nullish(),
+    function_call: z.looseObject({ name: z.string(), arguments: z.string() }).nullish(),
+    audio: z.looseObject({ id: z.string() }).nullish(),
+  }),
+  z.looseObject({ role: z.literal('tool'), content: textContent, tool_call_id: z.string() }),
+  z.looseObject({ role: z.literal('function'), content: z.string().nullable(), name: z.string() }),
+]);
+
+const functionDefinitionSchema = z.looseObject({
+  name: z.string().min(1),
+  description: z.string().optional(),
+  parameters: z.record(z.string(), z.unknown()).optional(),
+  strict: z.boolean().nullish(),
+});
+
+const toolSchema = z.union([
+  z.looseObject({ type: z.literal('function'), function: functionDefinitionSchema }),
+  z.looseObject({ type: z.literal('custom'), custom: z.looseObject({ name: z.string() }) }),
+]);
+
+const toolChoiceSchema = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.looseObject({ type: z.literal('function'), function: z.looseObject({ name: z.string() }) }),
+  z.looseObject({ type: z.literal('allowed_tools'), allowed_tools: z.looseObject({}) }),
+  z.looseObject({ type: z.literal('custom'), custom: z.looseObject({ name: z.string() }) }),
+]);
+
+const responseFormatSchema = z.discriminatedUnion('type', [
+  z.looseObject({ type: z.literal('text') }),
+  z.looseObject({ type: z.literal('json_object') }),
+  z.looseObject({
+    type: z.literal('json_schema'),
+    json_schema: z.looseObject({
+      name: z.string().min(1),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]);
 
 const commonFields = {
   model: z.string().min(1),
-  max_tokens: z.number().int().min(1).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  seed: z.number().int().nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  seed: anyInteger.nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  stream_options: z
+    .looseObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .nullish(),
   user: z.string().nullish(),
   // `batch` is Gravity's: what the Batch API's lines run at, also selectable directly by keys allowed it.
   service_tier: z.enum(serviceTiers).nullish(),
-  n: z.literal(1).nullish(),
+  n: z.int().min(1).max(128).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
+  // Extras vLLM and llama.cpp's server accept; typed here because in-process engines read them.
+  top_k: z.int().min(-1).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repetition_penalty: z.number().gt(0).nullish(),
 };
 
-export const chatCompletionRequestSchema = z.strictObject({
+export const chatCompletionRequestSchema = z.looseObject({
   ...commonFields,
   messages: z.array(messageSchema).min(1),
-  max_completion_tokens: z.number().int().min(1).nullish(),
+  max_tokens: positiveInteger.nullish(),
+  max_completion_tokens: positiveInteger.nullish(),
+  tools: z.array(toolSchema).nullish(),
+  tool_choice: toolChoiceSchema.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  functions: z.array(functionDefinitionSchema).nullish(),
+  function_call: z.union([z.enum(['none', 'auto']), z.looseObject({ name: z.string() })]).nullish(),
+  response_format: responseFormatSchema.nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.int().min(0).max(20).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+  store: z.boolean().nullish(),
+  modalities: z.array(z.enum(['text', 'audio'])).nullish(),
+  audio: z.looseObject({ voice: z.unknown(), format: z.string() }).nullish(),
+  prediction: z.looseObject({ type: z.literal('content'), content: z.unknown() }).nullish(),
+  reasoning_effort: z.string().nullish(),
+  verbosity: z.enum(['low', 'medium', 'high']).nullish(),
+  web_search_options: z.looseObject({}).nullish(),
+  prompt_cache_key: z.string().nullish(),
+  safety_identifier: z.string().nullish(),
 });
 
-export const completionRequestSchema = z.strictObject({
+export const completionRequestSchema = z.looseObject({
   ...commonFields,
-  prompt: z.union([z.string(), z.array(z.string()).length(1)]),
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(z.int().min(0)).min(1),
+    z.array(z.array(z.int().min(0)).min(1)).min(1),
+  ]),
+  max_tokens: positiveInteger.nullish(),
+  logprobs: z.int().min(0).max(5).nullish(),
+  echo: z.boolean().nullish(),
+  suffix: z.string().nullish(),
+  best_of: z.int().min(1).max(20).nullish(),
 });
 
-/**
- * Parameters of the OpenAI API that Gravity recognises but does not implement. A value equal to the
- * API's default is harmless and accepted; anything else is refused with the reason.
- */
-const unsupportedParameters: Record<string, { isDefault: (value: unknown) => boolean; why: string }> = {
-  tools: {
-    isDefault: (value) => value == null || (Array.isArray(value) && value.length === 0),
-    why: 'is not supported: Gravity does not run tool calls yet.',
-  },
-  tool_choice: {
-    isDefault: (value) => value == null || value === 'none',
-    why: 'is not supported: Gravity does not run tool calls yet.',
-  },
-  parallel_tool_calls: {
-    isDefault: (value) => value == null,
-    why: 'is not supported: Gravity does not run tool calls yet.',
-  },
-  functions: {
-    isDefault: (value) => value == null,
-    why: 'is not supported: Gravity does not run function calls.',
-  },
-  function_call: {
-    isDefault: (value) => value == null || value === 'none',
-    why: 'is not supported: Gravity does not run function calls.',
-  },
-  logprobs: {
-    isDefault: (value) => value == null || value === false,
-    why: 'is not supported: Gravity does not return log probabilities yet.',
-  },
-  top_logprobs: {
-    isDefault: (value) => value == null || value === 0,
-    why: 'is not supported: Gravity does not return log probabilities yet.',
-  },
-  response_format: {
-    isDefault: (value) =>
-      value == null || (typeof value === 'object' && (value as { type?: unknown }).type === 'text'),
-    why: 'is not supported: structured output (json_object, json_schema) is not implemented yet.',
-  },
-  logit_bias: {
-    isDefault: (value) =>
-      value == null || (typeof value === 'object' && Object.keys(value as object).length === 0),
-    why: 'is not supported yet.',
-  },
-  presence_penalty: {
-    isDefault: (value) => value == null || value === 0,
-    why: 'is not supported yet: only 0 is accepted.',
-  },
-  frequency_penalty: {
-    isDefault: (value) => value == null || value === 0,
-    why: 'is not supported yet: only 0 is accepted.',
-  },
-  best_of: {
-    isDefault: (value) => value == null || value === 1,
-    why: 'is not supported: only 1 is accepted.',
-  },
-  echo: { isDefault: (value) => value == null || value === false, why: 'is not supported.' },
-  suffix: {
-    isDefault: (value) => value == null,
-    why: 'is not supported: Gravity does not do fill-in-the-middle.',
-  },
-  store: {
-    isDefault: (value) => value == null || value === false,
-    why: 'is not supported: Gravity does not store completions.',
-  },
-  modalities: {
-    isDefault: (value) =>
-      value == null || (Array.isArray(value) && value.length === 1 && value[0] === 'text'),
-    why: 'is not supported: only text output.',
-  },
-  audio: { isDefault: (value) => value == null, why: 'is not supported: only text output.' },
-  prediction: { isDefault: (value) => value == null, why: 'is not supported.' },
-  reasoning_effort: {
-    isDefault: (value) => value == null,
-    why: 'is not supported by the models Gravity serves.',
-  },
-  web_search_options: { isDefault: (value) => value == null, why: 'is not supported.' },
-};
+/** Parameters the schemas above model: every other top-level field is a vendor extra, carried. */
+const modelledChatFields = new Set(Object.keys(chatCompletionRequestSchema.shape));
+const modelledCompletionFields = new Set(Object.keys(completionRequestSchema.shape));
+/** Fields Gravity owns and sets itself toward an engine: never carried. */
+const gravityOwnedFields = new Set(['model', 'stream', 'stream_options', 'service_tier']);
+
+// ---------------------------------------------------------------------------------------------------
+// Error wording: OpenAI's, with the parameter's path; never a validator's internal code.
 
 function formatPath(path: readonly PropertyKey[]): string {
   let formatted = '';
@@ -135,55 +211,182 @@ function formatPath(path: readonly PropertyKey[]): string {
   return formatted;
 }
 
+/** How a value reads in an error: "a string", "an integer", "null" … */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'string':
+      return 'a string';
+    case 'boolean':
+      return 'a boolean';
+    case 'number':
+      if (!Number.isFinite(value)) return 'a number out of range';
+      return Number.isInteger(value) ? 'an integer' : 'a decimal';
+    case 'object':
+      return 'an object';
+    default:
+      return typeof value;
+  }
+}
+
+const expectedNames: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'a boolean',
+  array: 'an array',
+  object: 'an object',
+  record: 'an object',
+  null: 'null',
+};
+
+function expectedName(expected: string): string {
+  return expectedNames[expected] ?? expected;
+}
+
+/** What the branches of a union expected at the union's own path ("a string or an array"). */
+function unionExpectation(issue: z.core.$ZodIssueInvalidUnion): string | null {
+  const names = new Set<string>();
+  for (const branch of issue.errors) {
+    for (const inner of branch) {
+      if (inner.path.length > 0) continue;
+      if (inner.code === 'invalid_type') names.add(expectedName(inner.expected));
+    }
+  }
+  return names.size === 0 ? null : [...names].join(' or ');
+}
+
 /**
- * For a value matching no branch of a union (string or array of parts), the most useful report is the
- * branch that got furthest: `content[0].type` beats "no union branch matched".
+ * For a value matching no branch of a union, the most useful report is the branch that got furthest:
+ * `messages[1].content[0].image_url.url` beats "no union branch matched".
  */
 function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
   if (issue.code !== 'invalid_union' || issue.errors.length === 0) return issue;
   let best: z.core.$ZodIssue | undefined;
   for (const branch of issue.errors) {
-    const candidate = branch[0];
-    if (candidate && (!best || candidate.path.length > best.path.length)) best = candidate;
+    for (const candidate of branch) {
+      if (!best || candidate.path.length > best.path.length) best = candidate;
+    }
   }
   if (!best || best.path.length === 0) return issue;
   const resolved = deepestIssue(best);
   return { ...resolved, path: [...issue.path, ...resolved.path] } as z.core.$ZodIssue;
 }
 
+function boundMessage(
+  param: string,
+  issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig,
+  direction: 'below' | 'above',
+): GravityError {
+  const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+  const inclusive = issue.inclusive !== false;
+  const comparison = direction === 'below' ? (inclusive ? '>=' : '>') : inclusive ? '<=' : '<';
+  if (issue.origin === 'array' || issue.origin === 'string') {
+    const unit = issue.origin === 'array' ? 'array' : 'string';
+    const measure = issue.origin === 'array' ? 'length' : 'length';
+    const input = issue.input as { length?: number } | undefined;
+    const got = input?.length ?? '?';
+    return errors.invalidRequest(
+      `Invalid '${param}': ${unit} too ${direction === 'below' ? 'short' : 'long'}. Expected a ${unit} with ${direction === 'below' ? 'minimum' : 'maximum'} ${measure} ${String(bound)}, but got ${unit === 'array' ? `an array with length ${got}` : `a string with length ${got}`} instead.`,
+      param,
+      direction === 'below'
+        ? got === 0
+          ? 'empty_array'
+          : `${unit}_below_min_length`
+        : `${unit}_above_max_length`,
+    );
+  }
+  const integer = Number.isInteger(issue.input);
+  return errors.invalidRequest(
+    `Invalid '${param}': ${integer ? 'integer' : 'decimal'} ${direction} ${direction === 'below' ? 'minimum' : 'maximum'} value. Expected a value ${comparison} ${String(bound)}, but got ${String(issue.input)} instead.`,
+    param,
+    `${integer ? 'integer' : 'decimal'}_${direction}_${direction === 'below' ? 'min' : 'max'}_value`,
+  );
+}
+
 export function describeZodError(error: z.ZodError): GravityError {
   const first = error.issues[0];
   if (!first) return errors.invalidRequest('Invalid request body.');
   const issue = deepestIssue(first);
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0] ?? '';
-    const prefix = formatPath(issue.path);
-    return errors.unrecognizedArgument(prefix ? `${prefix}.${key}` : key);
-  }
   const param = formatPath(issue.path);
-  if (issue.code === 'invalid_value' && param.endsWith('.type') && param.includes('content')) {
-    return errors.unsupportedParameter(param, 'must be "text": Gravity serves text-only models.');
+  const where = param || 'body';
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined)
+        return errors.invalidRequest(
+          `Missing required parameter: '${param}'.`,
+          param,
+          'missing_required_parameter',
+        );
+      return errors.invalidRequest(
+        `Invalid type for '${where}': expected ${expectedName(issue.expected)}, but got ${describeValue(issue.input)} instead.`,
+        param || null,
+        'invalid_type',
+      );
+    case 'too_small':
+      return boundMessage(where, issue, 'below');
+    case 'too_big':
+      return boundMessage(where, issue, 'above');
+    case 'invalid_value':
+      return errors.invalidRequest(
+        `Invalid value for '${where}': ${JSON.stringify(issue.input)}. Supported values are: ${issue.values.map((value) => JSON.stringify(value)).join(', ')}.`,
+        param || null,
+        'invalid_value',
+      );
+    case 'invalid_union': {
+      const input = issue.input;
+      if ((issue as { note?: string }).note === 'No matching discriminator') {
+        const key = (issue as { discriminator?: string }).discriminator ?? 'type';
+        const value = (input as Record<string, unknown> | undefined)?.[key];
+        const path = param ? `${param}.${key}` : key;
+        if (value === undefined)
+          return errors.invalidRequest(
+            `Missing required parameter: '${path}'.`,
+            path,
+            'missing_required_parameter',
+          );
+        return errors.invalidRequest(
+          `Invalid value for '${path}': ${JSON.stringify(value)} is not one of the values the API defines.`,
+          path,
+          'invalid_value',
+        );
+      }
+      const expected = unionExpectation(issue);
+      if (input === undefined)
+        return errors.invalidRequest(
+          `Missing required parameter: '${param}'.`,
+          param,
+          'missing_required_parameter',
+        );
+      return errors.invalidRequest(
+        expected
+          ? `Invalid type for '${where}': expected ${expected}, but got ${describeValue(input)} instead.`
+          : `Invalid value for '${where}': ${describeValue(input)} matches none of the shapes the API defines.`,
+        param || null,
+        expected ? 'invalid_type' : 'invalid_value',
+      );
+    }
+    case 'custom': {
+      const expected = (issue.params as { expected?: string } | undefined)?.expected;
+      if (expected)
+        return errors.invalidRequest(
+          `Invalid type for '${where}': expected ${expectedName(expected)}, but got ${describeValue(issue.input)} instead.`,
+          param || null,
+          'invalid_type',
+        );
+      return errors.invalidRequest(
+        `Invalid value for '${where}': ${JSON.stringify(issue.input)}.`,
+        param || null,
+        'invalid_value',
+      );
+    }
+    default:
+      return errors.invalidRequest(`Invalid value for '${where}'.`, param || null, 'invalid_value');
   }
-  if (issue.code === 'invalid_value' && param.endsWith('role')) {
-    return errors.invalidRequest(
-      `Invalid value for '${param}': expected one of system, developer, user, assistant (tool messages need tool calls, which Gravity does not run yet).`,
-      param,
-      'invalid_value',
-    );
-  }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return errors.invalidRequest(
-      `Missing required parameter: '${param}'.`,
-      param,
-      'missing_required_parameter',
-    );
-  }
-  return errors.invalidRequest(
-    `Invalid value for '${param || 'body'}': ${issue.message}`,
-    param || null,
-    issue.code,
-  );
 }
+
+// ---------------------------------------------------------------------------------------------------
 
 /** Validated request plus what the HTTP layer needs to shape the response. */
 export interface ParsedRequest {
@@ -193,14 +396,6 @@ export interface ParsedRequest {
   serviceTier: ServiceTier;
 }
 
-function rejectUnsupported(body: Record<string, unknown>): void {
-  for (const [name, rule] of Object.entries(unsupportedParameters)) {
-    if (!(name in body)) continue;
-    if (!rule.isDefault(body[name])) throw errors.unsupportedParameter(name, rule.why);
-    delete body[name];
-  }
-}
-
 function asObject(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw errors.invalidRequest('The request body must be a JSON object.');
@@ -208,11 +403,26 @@ function asObject(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-function messageText(content: z.infer<typeof contentSchema>): string {
-  return typeof content === 'string' ? content : content.map((part) => part.text).join('');
+/** The client's body less the fields Gravity owns: what an upstream receives as sent. */
+function carriedFields(body: Record<string, unknown>): Record<string, unknown> {
+  const carried: Record<string, unknown> = {};
+  for (const key in body) if (!gravityOwnedFields.has(key)) carried[key] = body[key];
+  return carried;
 }
 
-function common(parsed: z.infer<z.ZodObject<typeof commonFields>>) {
+function partsText(parts: ReadonlyArray<{ type: string; text?: unknown; refusal?: unknown }>): string {
+  let text = '';
+  for (const part of parts) {
+    if (part.type === 'text' && typeof part.text === 'string') text += part.text;
+    else if (part.type === 'refusal' && typeof part.refusal === 'string') text += part.refusal;
+  }
+  return text;
+}
+
+type ParsedChat = z.infer<typeof chatCompletionRequestSchema>;
+type ParsedCommon = z.infer<z.ZodObject<typeof commonFields>>;
+
+function common(parsed: ParsedCommon) {
   if (parsed.stream_options && !parsed.stream) {
     throw errors.invalidRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options');
   }
@@ -226,12 +436,182 @@ function common(parsed: z.infer<z.ZodObject<typeof commonFields>>) {
   };
 }
 
-export function parseChatCompletionRequest(body: unknown): ParsedRequest {
-  const object = { ...asObject(body) };
-  rejectUnsupported(object);
-  const result = chatCompletionRequestSchema.safeParse(object);
+/** Sampling options and their features, common to both endpoints. */
+function samplingOptions(parsed: ParsedCommon, features: Set<string>) {
+  const n = parsed.n ?? 1;
+  if (n > 1) features.add(requestFeatures.n);
+  const presencePenalty = parsed.presence_penalty ?? 0;
+  if (presencePenalty !== 0) features.add(requestFeatures.presencePenalty);
+  const frequencyPenalty = parsed.frequency_penalty ?? 0;
+  if (frequencyPenalty !== 0) features.add(requestFeatures.frequencyPenalty);
+  const logitBias = parsed.logit_bias ?? {};
+  for (const key of Object.keys(logitBias)) {
+    if (!/^\d+$/.test(key))
+      throw errors.invalidRequest(
+        `Invalid key in 'logit_bias': ${JSON.stringify(key)}. Keys are token ids.`,
+        'logit_bias',
+        'invalid_value',
+      );
+  }
+  if (Object.keys(logitBias).length > 0) features.add(requestFeatures.logitBias);
+  if (parsed.top_k != null) features.add(requestFeatures.topK);
+  if (parsed.min_p != null) features.add(requestFeatures.minP);
+  if (parsed.repetition_penalty != null) features.add(requestFeatures.repetitionPenalty);
+  return {
+    n,
+    presencePenalty,
+    frequencyPenalty,
+    logitBias,
+    topK: parsed.top_k ?? null,
+    minP: parsed.min_p ?? null,
+    repetitionPenalty: parsed.repetition_penalty ?? null,
+  };
+}
+
+/** Top-level fields no schema models: vendor extras, each a feature of its own. */
+function addExtras(
+  body: Record<string, unknown>,
+  modelled: ReadonlySet<string>,
+  features: Set<string>,
+): void {
+  for (const key in body) if (!modelled.has(key) && body[key] !== undefined) features.add(key);
+}
+
+function chatMessages(parsed: ParsedChat, features: Set<string>): ChatMessage[] {
+  return parsed.messages.map((message): ChatMessage => {
+    switch (message.role) {
+      case 'user': {
+        const content = message.content;
+        if (typeof content === 'string') return { role: 'user', content, name: message.name };
+        for (const part of content) {
+          if (part.type === 'image_url') features.add(requestFeatures.imageInput);
+          else if (part.type === 'input_audio') features.add(requestFeatures.audioInput);
+          else if (part.type === 'file') features.add(requestFeatures.fileInput);
+          else if (part.type !== 'text') features.add(part.type);
+        }
+        return { role: 'user', content: partsText(content), name: message.name };
+      }
+      case 'assistant': {
+        const content = message.content;
+        const text = content == null ? '' : typeof content === 'string' ? content : partsText(content);
+        const toolCalls = (message.tool_calls ?? []).map((call) =>
+          call.type === 'function'
+            ? { id: call.id, name: call.function.name, arguments: call.function.arguments }
+            : { id: call.id, name: call.custom.name, arguments: call.custom.input },
+        );
+        if (message.function_call)
+          toolCalls.push({
+            id: '',
+            name: message.function_call.name,
+            arguments: message.function_call.arguments,
+          });
+        return {
+          role: 'assistant',
+          content: text,
+          name: message.name,
+          ...(toolCalls.length > 0 ? { toolCalls } : {}),
+        };
+      }
+      case 'tool': {
+        const content = message.content;
+        return {
+          role: 'tool',
+          content: typeof content === 'string' ? content : partsText(content),
+          toolCallId: message.tool_call_id,
+        };
+      }
+      case 'function':
+        // The deprecated function-calling API's result message: a tool result by another name.
+        return { role: 'tool', content: message.content ?? '', name: message.name };
+      default: {
+        const content = message.content;
+        return {
+          role: message.role,
+          content: typeof content === 'string' ? content : partsText(content),
+          name: message.name,
+        };
+      }
+    }
+  });
+}
+
+function toolOptions(
+  parsed: ParsedChat,
+  features: Set<string>,
+): Pick<GenerationOptions, 'tools' | 'toolChoice' | 'parallelToolCalls'> {
+  const tools: ToolDefinition[] = [];
+  for (const tool of parsed.tools ?? []) {
+    if (tool.type === 'function')
+      tools.push({
+        name: tool.function.name,
+        description: tool.function.description,
+        parameters: tool.function.parameters,
+      });
+    else features.add(`${requestFeatures.tools}.custom`);
+  }
+  const choice = parsed.tool_choice;
+  if (choice != null && (parsed.tools ?? []).length === 0)
+    throw errors.invalidRequest(
+      "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+      'tool_choice',
+      'invalid_value',
+    );
+  let toolChoice: ToolChoice = 'auto';
+  if (typeof choice === 'string') toolChoice = choice;
+  else if (choice?.type === 'function') {
+    const name = choice.function.name;
+    if (!tools.some((tool) => tool.name === name))
+      throw errors.invalidRequest(
+        `Invalid value for 'tool_choice': function '${name}' is not among 'tools'.`,
+        'tool_choice',
+        'invalid_value',
+      );
+    toolChoice = { name };
+  } else if (choice != null) features.add(requestFeatures.toolChoice);
+  if ((parsed.tools ?? []).length > 0 && toolChoice !== 'none') features.add(requestFeatures.tools);
+  if ((parsed.functions ?? []).length > 0 && parsed.function_call !== 'none')
+    features.add(requestFeatures.functions);
+  return { tools, toolChoice, parallelToolCalls: parsed.parallel_tool_calls ?? true };
+}
+
+function responseFormatOption(parsed: ParsedChat, features: Set<string>): ResponseFormat {
+  const format = parsed.response_format;
+  if (!format || format.type === 'text') return { type: 'text' };
+  features.add(requestFeatures.responseFormat);
+  if (format.type === 'json_object') return { type: 'json_object' };
+  return {
+    type: 'json_schema',
+    name: format.json_schema.name,
+    schema: format.json_schema.schema ?? {},
+    strict: format.json_schema.strict ?? false,
+  };
+}
+
+/** Output modes and OpenAI-only behaviour an engine must serve to honour. */
+function chatOnlyFeatures(parsed: ParsedChat, features: Set<string>): void {
+  if (parsed.audio != null) features.add(requestFeatures.audioOutput);
+  if (parsed.modalities?.includes('audio')) features.add(requestFeatures.modalities);
+  if (parsed.prediction != null) features.add(requestFeatures.prediction);
+  if (parsed.reasoning_effort != null) features.add(requestFeatures.reasoningEffort);
+  if (parsed.verbosity != null) features.add(requestFeatures.verbosity);
+  if (parsed.web_search_options != null) features.add(requestFeatures.webSearch);
+  if (parsed.store === true) features.add(requestFeatures.store);
+}
+
+function parseWith<Schema extends z.ZodType>(
+  schema: Schema,
+  object: Record<string, unknown>,
+): z.infer<Schema> {
+  // `reportInput`: zod 4 leaves the offending value out of issues by default, and without it a wrong
+  // type cannot be told from a missing parameter.
+  const result = schema.safeParse(object, { reportInput: true });
   if (!result.success) throw describeZodError(result.error);
-  const parsed = result.data;
+  return result.data;
+}
+
+export function parseChatCompletionRequest(body: unknown): ParsedRequest {
+  const object = asObject(body);
+  const parsed = parseWith(chatCompletionRequestSchema, object);
   if (
     parsed.max_tokens != null &&
     parsed.max_completion_tokens != null &&
@@ -242,15 +622,33 @@ export function parseChatCompletionRequest(body: unknown): ParsedRequest {
       'max_completion_tokens',
     );
   }
-  const messages: ChatMessage[] = parsed.messages.map((message) => ({
-    role: message.role,
-    content: messageText(message.content),
-  }));
+  if (parsed.top_logprobs != null && parsed.top_logprobs > 0 && parsed.logprobs !== true)
+    throw errors.invalidRequest(
+      "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+      'top_logprobs',
+      'invalid_value',
+    );
+  const features = new Set<string>();
+  const messages = chatMessages(parsed, features);
+  const options: GenerationOptions = {
+    ...defaultGenerationOptions,
+    ...toolOptions(parsed, features),
+    responseFormat: responseFormatOption(parsed, features),
+    logprobs: parsed.logprobs ?? false,
+    topLogprobs: parsed.top_logprobs ?? 0,
+    ...samplingOptions(parsed, features),
+  };
+  if (options.logprobs) features.add(requestFeatures.logprobs);
+  chatOnlyFeatures(parsed, features);
+  addExtras(object, modelledChatFields, features);
   return {
     generation: {
       ...common(parsed),
       input: { kind: 'chat', messages },
       maxTokens: parsed.max_completion_tokens ?? parsed.max_tokens ?? null,
+      options,
+      features: [...features],
+      carried: carriedFields(object),
     },
     stream: parsed.stream ?? false,
     includeUsage: parsed.stream_options?.include_usage ?? false,
@@ -259,20 +657,51 @@ export function parseChatCompletionRequest(body: unknown): ParsedRequest {
 }
 
 export function parseCompletionRequest(body: unknown): ParsedRequest {
-  const object = { ...asObject(body) };
-  rejectUnsupported(object);
-  const result = completionRequestSchema.safeParse(object);
-  if (!result.success) throw describeZodError(result.error);
-  const parsed = result.data;
+  const object = asObject(body);
+  const parsed = parseWith(completionRequestSchema, object);
+  const features = new Set<string>();
+  const prompt = parsed.prompt;
+  let text: string;
+  let prompts: Array<string | number[]> | undefined;
+  if (typeof prompt === 'string') text = prompt;
+  else if (typeof prompt[0] === 'string') {
+    const strings = prompt as string[];
+    text = strings.join('\n');
+    if (strings.length > 1) {
+      features.add(requestFeatures.promptArray);
+      prompts = strings;
+    } else text = strings[0] as string;
+  } else if (typeof prompt[0] === 'number') {
+    features.add(requestFeatures.tokenPrompt);
+    prompts = [prompt as number[]];
+    text = '';
+  } else {
+    const arrays = prompt as number[][];
+    features.add(requestFeatures.tokenPrompt);
+    if (arrays.length > 1) features.add(requestFeatures.promptArray);
+    prompts = arrays;
+    text = '';
+  }
+  if (parsed.logprobs != null) features.add(requestFeatures.logprobs);
+  if (parsed.echo === true) features.add(requestFeatures.echo);
+  if (parsed.suffix != null) features.add(requestFeatures.suffix);
+  if (parsed.best_of != null && parsed.best_of > 1) features.add(requestFeatures.bestOf);
+  const options: GenerationOptions = {
+    ...defaultGenerationOptions,
+    logprobs: parsed.logprobs != null,
+    topLogprobs: parsed.logprobs ?? 0,
+    ...samplingOptions(parsed, features),
+  };
+  addExtras(object, modelledCompletionFields, features);
   return {
     generation: {
       ...common(parsed),
-      input: {
-        kind: 'completion',
-        prompt: typeof parsed.prompt === 'string' ? parsed.prompt : (parsed.prompt[0] ?? ''),
-      },
+      input: { kind: 'completion', prompt: text, ...(prompts ? { prompts } : {}) },
       // The legacy completions API defaults to 16 tokens.
       maxTokens: parsed.max_tokens ?? 16,
+      options,
+      features: [...features],
+      carried: carriedFields(object),
     },
     stream: parsed.stream ?? false,
     includeUsage: parsed.stream_options?.include_usage ?? false,

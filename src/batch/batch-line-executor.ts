@@ -5,9 +5,10 @@ import {
   parseChatCompletionRequest,
   parseCompletionRequest,
 } from '../api/request-schemas.js';
+import { ResponseAssembler } from '../api/response-assembler.js';
 import { errors, type GravityError } from '../core/errors.js';
 import type { Endpoint, RequestContext } from '../core/request-context.js';
-import type { StreamPart, TokenUsage } from '../core/stream-parts.js';
+import type { ContentPart, FinishPart, TokenUsage } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import type { BatchEndpoint } from './batch-input.js';
 
@@ -83,30 +84,33 @@ export function executeBatchLine(options: {
   });
 }
 
-/** Collects a line's text and answers with the JSON body or error an HTTP client would have received. */
+/** Assembles a line's answer and gives the JSON body or error an HTTP client would have received. */
 class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
   readonly committed = false;
-  private content = '';
+  private assembler: ResponseAssembler | null = null;
 
   admitted(): void {}
 
-  started(): void {}
+  started(context: RequestContext): void {
+    this.assembler = new ResponseAssembler(context.endpoint);
+  }
 
-  text(part: Extract<StreamPart, { type: 'text-delta' }>): undefined {
-    this.content += part.text;
+  text(part: ContentPart): undefined {
+    (this.assembler as ResponseAssembler).add(part);
     return undefined;
   }
 
-  finished(part: Extract<StreamPart, { type: 'finish' }>, context: RequestContext): LineAnswer {
+  finished(part: FinishPart, context: RequestContext): LineAnswer {
+    const assembler = this.assembler ?? new ResponseAssembler(context.endpoint);
     return {
       statusCode: 200,
       requestId: context.requestId,
       body: completionResponseBody({
         context,
-        text: this.content,
-        finishReason: part.finishReason,
+        choices: assembler.build(part.finishReason),
         usage: part.usage,
         metered: context.metered,
+        systemFingerprint: assembler.fingerprint,
       }),
       usage: part.usage,
       errorCode: null,

@@ -16,7 +16,12 @@ export const prefixBlockTokens = 16;
 
 /** A generation's input, as far as its size goes (chat content parts already joined). */
 export type PromptInput =
-  | { kind: 'completion'; prompt: string }
+  | {
+      kind: 'completion';
+      prompt: string;
+      /** Several prompts, or token ids: token ids count as themselves. */
+      prompts?: ReadonlyArray<string | readonly number[]> | undefined;
+    }
   | { kind: 'chat'; messages: ReadonlyArray<{ role?: string; content: string }> };
 
 /** Estimated tokens of a piece of text. */
@@ -26,7 +31,13 @@ export function estimateTextTokens(text: string): number {
 
 /** Estimated prompt tokens of an input: its prompt, or the sum of its messages' contents. */
 export function estimateInputTokens(input: PromptInput): number {
-  if (input.kind === 'completion') return estimateTextTokens(input.prompt);
+  if (input.kind === 'completion') {
+    if (!input.prompts) return estimateTextTokens(input.prompt);
+    let tokens = 0;
+    for (const prompt of input.prompts)
+      tokens += typeof prompt === 'string' ? estimateTextTokens(prompt) : prompt.length;
+    return tokens;
+  }
   let characters = 0;
   for (const message of input.messages) characters += message.content.length;
   return Math.ceil(characters / charactersPerToken);

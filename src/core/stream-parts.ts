@@ -1,22 +1,79 @@
 /**
  * What every engine emits for one generation, whatever its protocol: a tagged union of parts that the
  * API layer encodes (SSE or JSON) and metering consumes. Parts arrive in this order:
- *   response-start → text-delta* → finish
+ *   response-start → (text-delta | choice-delta | upstream-chunk)* → finish
  * An engine signals failure by throwing a GravityError from its iterator instead of a part.
+ *
+ * Three kinds of content part, from the cheapest to the most general:
+ * - `text-delta`: text of choice 0 and nothing else, the per-token hot path of plain chat;
+ * - `choice-delta`: one choice's chunk in OpenAI's wire shape (tool-call deltas, logprobs, several
+ *   choices), built by an engine that runs the model itself;
+ * - `upstream-chunk`: an upstream server's chunk, relayed as the bytes it sent with only the fields
+ *   Gravity owns (id, model, service_tier) rewritten.
+ * Every content part says how many completion tokens it stands for: a part with `tokens > 0` is a token
+ * arrival (first-token time, inter-token gaps), one with 0 (a role-only opener) is passed on uncounted.
  */
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'function_call';
+
+export const finishReasons: readonly FinishReason[] = [
+  'stop',
+  'length',
+  'tool_calls',
+  'content_filter',
+  'function_call',
+];
 
 export interface TokenUsage {
   promptTokens: number;
   /** Prompt tokens served from the engine's prefix cache (OpenAI's `cached_tokens`). */
   cachedPromptTokens: number;
   completionTokens: number;
+  /** Of the completion tokens, those spent reasoning (OpenAI's `reasoning_tokens`), where known. */
+  reasoningTokens?: number;
   /**
    * Where the counts came from: reported by the engine that ran the model, reported by an upstream's
    * usage chunk, or counted by Gravity because the upstream sent none.
    */
   source: 'engine' | 'upstream' | 'counted';
 }
+
+/**
+ * One choice of a chunk as OpenAI sends it: `delta` for chat (content, tool_calls, refusal,
+ * reasoning_content …), `text` for completions. Kept in wire shape (snake_case) because it is written to
+ * the wire as is.
+ */
+export interface WireChunkChoice {
+  index: number;
+  delta?: Record<string, unknown>;
+  text?: string;
+  logprobs?: unknown;
+  finish_reason: string | null;
+  [extra: string]: unknown;
+}
+
+export type TextDeltaPart = { type: 'text-delta'; text: string; tokens: number };
+export type ChoiceDeltaPart = { type: 'choice-delta'; choice: WireChunkChoice; tokens: number };
+export type UpstreamChunkPart = {
+  type: 'upstream-chunk';
+  /** The upstream's event data, exactly as received. */
+  json: string;
+  /** The same, parsed: what assembling a whole (non-streamed) response reads. */
+  chunk: { choices?: WireChunkChoice[]; system_fingerprint?: unknown; [extra: string]: unknown };
+  tokens: number;
+};
+export type ContentPart = TextDeltaPart | ChoiceDeltaPart | UpstreamChunkPart;
+
+export type FinishPart = {
+  type: 'finish';
+  /** Choice 0's reason; the ledger's `finish_reason`. */
+  finishReason: FinishReason;
+  usage: TokenUsage;
+  /**
+   * The content parts already carried each choice's `finish_reason` (relayed upstream chunks, several
+   * choices): the renderer then adds no finish chunk of its own, only usage and `[DONE]`.
+   */
+  choicesFinished?: boolean;
+};
 
 export type StreamPart =
   /**
@@ -30,6 +87,5 @@ export type StreamPart =
       cachedPromptTokens: number | null;
       queueWaitMs: number;
     }
-  /** Text for the client. `tokens` is how many completion tokens the text stands for. */
-  | { type: 'text-delta'; text: string; tokens: number }
-  | { type: 'finish'; finishReason: FinishReason; usage: TokenUsage };
+  | ContentPart
+  | FinishPart;

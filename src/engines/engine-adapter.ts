@@ -12,10 +12,81 @@ import type { StreamPart } from '../core/stream-parts.js';
  */
 export const engineSpecificationVersion = 'gravity.engine.v2';
 
+/**
+ * A chat message as engines that template prompts themselves read it: content parts joined into text,
+ * tool calls and results kept. Upstreams get the client's messages as sent (`carried`), not these.
+ */
 export interface ChatMessage {
-  role: 'system' | 'developer' | 'user' | 'assistant';
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  /** The text content (text parts joined; empty for `content: null`). */
   content: string;
+  name?: string | undefined;
+  /** An assistant message's tool calls, arguments as the JSON text the model wrote. */
+  toolCalls?: ToolCall[] | undefined;
+  /** A tool message answers this call. */
+  toolCallId?: string | undefined;
 }
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** A function the model may call (`tools[].function`). */
+export interface ToolDefinition {
+  name: string;
+  description?: string | undefined;
+  /** JSON Schema of the arguments object. */
+  parameters?: Record<string, unknown> | undefined;
+}
+
+export type ToolChoice = 'none' | 'auto' | 'required' | { name: string };
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; name: string; schema: Record<string, unknown>; strict: boolean };
+
+/**
+ * What a request asks of generation beyond plain text, normalised for engines that run the model
+ * themselves. Defaults mean "not asked for": no tools, text format, one choice, no penalties.
+ */
+export interface GenerationOptions {
+  tools: ToolDefinition[];
+  toolChoice: ToolChoice;
+  parallelToolCalls: boolean;
+  responseFormat: ResponseFormat;
+  /** Return log probabilities of the chosen tokens, and the `topLogprobs` most likely at each step. */
+  logprobs: boolean;
+  topLogprobs: number;
+  /** Choices to generate. */
+  n: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** Token id (as a decimal string) → bias added to its logit, in [-100, 100]. */
+  logitBias: Record<string, number>;
+  /** Sampling extras engines commonly accept (vLLM, llama.cpp server); null when not set. */
+  topK: number | null;
+  minP: number | null;
+  repetitionPenalty: number | null;
+}
+
+export const defaultGenerationOptions: Readonly<GenerationOptions> = Object.freeze<GenerationOptions>({
+  tools: [],
+  toolChoice: 'auto',
+  parallelToolCalls: true,
+  responseFormat: { type: 'text' },
+  logprobs: false,
+  topLogprobs: 0,
+  n: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  logitBias: {},
+  topK: null,
+  minP: null,
+  repetitionPenalty: null,
+});
 
 /** One generation as the pipeline hands it to an engine, already validated and normalised. */
 export interface GenerationRequest {
@@ -23,7 +94,13 @@ export interface GenerationRequest {
   requestId: string;
   /** The model id as the engine knows it (after alias resolution). */
   model: string;
-  input: { kind: 'chat'; messages: ChatMessage[] } | { kind: 'completion'; prompt: string };
+  input:
+    | { kind: 'chat'; messages: ChatMessage[] }
+    /**
+     * `prompt` is the text Gravity measures; `prompts` the prompts as sent when they are not one string
+     * (an array of strings, token ids, or arrays of token ids), each its own choice.
+     */
+    | { kind: 'completion'; prompt: string; prompts?: ReadonlyArray<string | readonly number[]> | undefined };
   /** Upper bound on completion tokens; null means "until the context is full or the model stops". */
   maxTokens: number | null;
   temperature: number;
@@ -33,6 +110,20 @@ export interface GenerationRequest {
   user: string | null;
   /** The tier the client asked for; engines that order their queue by priority read it. */
   serviceTier?: ServiceTier;
+  /** Tools, formats, logprobs, n, penalties …; absent: the defaults (defaultGenerationOptions). */
+  options?: GenerationOptions | undefined;
+  /**
+   * Request features beyond plain text generation, by the parameter that asks for them (`tools`,
+   * `response_format`, `image_url`, a vendor extra such as `top_k` …): request-features.ts. An engine
+   * that serves only some (`servedFeatures`) refuses the others with a 400 naming them.
+   */
+  features?: readonly string[] | undefined;
+  /**
+   * The client's body as it came, less the fields Gravity owns (model, stream, stream_options,
+   * service_tier): what an upstream server receives, so tools, content parts, response formats and vendor
+   * extras reach it unchanged. Absent for requests built by Gravity itself.
+   */
+  carried?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface EngineModelInfo {
@@ -121,4 +212,11 @@ export interface EngineAdapter {
 
   /** Capabilities beyond generation; absent on engines that have none. */
   readonly extensions?: EngineExtensions;
+
+  /**
+   * The request features (request-features.ts) this engine can serve; absent: all of them, as an
+   * upstream server that receives the client's body as sent (and answers for itself) does. Routing sends
+   * a request only to replicas that serve every feature it uses.
+   */
+  readonly servedFeatures?: ReadonlySet<string> | undefined;
 }

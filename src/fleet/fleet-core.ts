@@ -50,6 +50,8 @@ export interface FleetReplicaOptions {
   /** Labels the replica carries by itself (e.g. its hardware); `routing.replicas.<id>` adds to them. */
   labels?: ReplicaLabels;
   signals: ReplicaSignals;
+  /** Request features its engine serves (core/request-features.ts); absent: all of them. */
+  servedFeatures?: ReadonlySet<string> | undefined;
   /** The gateway's queue in front of it; null sends requests straight to the engine. */
   scheduler: ReplicaSchedulerSettings | null;
 }
@@ -94,6 +96,7 @@ export class FleetReplica implements ReplicaLoadView {
   /** Set before each routing decision: health for filters, the request's model's window for context-fits. */
   healthy = true;
   contextTokens: number | null = null;
+  readonly servedFeatures: ReadonlySet<string> | null;
   private readonly contextByModel: ReadonlyMap<string, number | null>;
 
   constructor(
@@ -104,9 +107,11 @@ export class FleetReplica implements ReplicaLoadView {
       labels: ReplicaLabels;
       models: ReadonlyArray<{ id: string; contextTokens: number | null }>;
       scheduler: ReplicaScheduler<FleetAttempt<unknown>> | null;
+      servedFeatures?: ReadonlySet<string> | undefined;
     },
   ) {
     this.labels = options.labels;
+    this.servedFeatures = options.servedFeatures ?? null;
     this.scheduler = options.scheduler;
     this.contextByModel = new Map(options.models.map((model) => [model.id, model.contextTokens]));
   }
@@ -258,6 +263,7 @@ export class FleetCore<Tag> {
         labels: { ...replica.labels, ...configured },
         models: replica.models,
         scheduler,
+        servedFeatures: replica.servedFeatures,
       });
       for (const model of replica.models) {
         const pool = this.pools.get(model.id);
@@ -411,8 +417,8 @@ export class FleetCore<Tag> {
     const candidates = tried.length === 0 ? pool : pool.filter((replica) => !tried.includes(replica));
     let replica = candidates[0] as FleetReplica;
     let decision: RoutingDecision | null = null;
-    // Fast path: one candidate and no residency policy to check needs no scoring.
-    if (candidates.length > 1 || this.hasResidency) {
+    // Fast path: one candidate, no residency policy and no feature to check needs no scoring.
+    if (candidates.length > 1 || this.hasResidency || (request.features?.length ?? 0) > 0) {
       this.prepareViews(candidates, request.model, nowMs);
       const policy = this.policyFor(request.band);
       try {

@@ -2,6 +2,7 @@ import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
 import { estimateInputTokens, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
+import { unservedFeatureError } from '../core/request-features.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import { type ServiceBand, type ServiceTier, serviceBand } from '../core/service-tiers.js';
 import type { StreamPart } from '../core/stream-parts.js';
@@ -12,6 +13,7 @@ import {
   FleetCore,
   type FleetEvents,
   type FleetRefusal,
+  type FleetReplica,
   type FleetRoutingSettings,
   fleetRequest,
   isRefusal,
@@ -102,6 +104,7 @@ export class Gateway {
         models: engine.models(),
         signals: this.signals.signalsOf(engine),
         scheduler: this.options.schedulerFor?.(engine) ?? null,
+        servedFeatures: engine.servedFeatures,
       })),
       routing: this.options.routing,
       random: this.options.random ?? Math.random,
@@ -209,13 +212,14 @@ export class Gateway {
           promptBlockHashes: core.usesPromptBlocks(band)
             ? promptBlockHashes(promptText(request.input))
             : null,
+          features: request.features,
         }),
         this.clock.nowMs(),
       );
       this.armTimer();
       const failures: string[] = [];
       for (;;) {
-        if (isRefusal(outcome)) throw refusalError(outcome, request.model);
+        if (isRefusal(outcome)) throw this.refusalError(outcome, request, pool);
         const attempt = outcome;
         this.recordRoute(context, attempt, failures);
         try {
@@ -223,10 +227,21 @@ export class Gateway {
           const engine = this.engines[attempt.replica.index] as EngineAdapter;
           // Hold the response-start while another replica could still take over from a failure.
           const holdStart = attempt.tried.length + 1 < pool.length;
-          let heldStart: StreamPart | null = null;
+          // Parts held with it: a relayed role-only opener arrives before the first token.
+          let held: StreamPart[] | null = null;
           for await (const part of engine.generate(generation, signal)) {
             const nowMs = this.clock.nowMs();
-            if (part.type === 'text-delta') {
+            if (
+              part.type === 'text-delta' ||
+              part.type === 'choice-delta' ||
+              part.type === 'upstream-chunk'
+            ) {
+              // A part standing for no token is passed on (or held with the start), not timed.
+              if (part.tokens === 0) {
+                if (held !== null) held.push(part);
+                else yield part;
+                continue;
+              }
               // Per-token path: a few field updates, no allocation beyond the gap sample.
               if (context.firstTokenAtMs === null) {
                 context.firstTokenAtMs = nowMs;
@@ -242,7 +257,7 @@ export class Gateway {
               if (part.promptTokens !== null)
                 context.prefillTokens = part.promptTokens - (part.cachedPromptTokens ?? 0);
               if (holdStart) {
-                heldStart = part;
+                held = [part];
                 continue;
               }
             } else {
@@ -255,10 +270,10 @@ export class Gateway {
               core.finish(attempt, nowMs, meanOf(context.interTokenGapsMs));
               this.armTimer();
             }
-            if (heldStart) {
-              const held = heldStart;
-              heldStart = null;
-              yield held;
+            if (held !== null) {
+              const release = held;
+              held = null;
+              for (const heldPart of release) yield heldPart;
             }
             yield part;
           }
@@ -293,6 +308,29 @@ export class Gateway {
       clientSignal.removeEventListener('abort', forwardAbort);
       this.inFlight.delete(controller);
     }
+  }
+
+  /**
+   * The client's answer for a request the core would not run. A request no replica can serve for a
+   * feature it uses names the first such feature and the engines that could have taken the model.
+   */
+  private refusalError(
+    refusal: FleetRefusal,
+    request: Omit<GenerationRequest, 'requestId'>,
+    pool: readonly FleetReplica[],
+  ): GravityError {
+    if (refusal.kind === 'no-replica' && refusal.filter === 'serves-features') {
+      const engines = pool.map((replica) => this.engines[replica.index] as EngineAdapter);
+      const feature =
+        (request.features ?? []).find((candidate) =>
+          engines.every((engine) => engine.servedFeatures && !engine.servedFeatures.has(candidate)),
+        ) ??
+        request.features?.[0] ??
+        '';
+      const names = engines.map((engine) => `'${engine.id}' (${engine.type})`).join(', ');
+      return unservedFeatureError(feature, `the engines serving model '${request.model}': ${names}`);
+    }
+    return refusalError(refusal, request.model);
   }
 
   /** Waits until the core dispatches the attempt; a client that leaves takes it out of the queue. */

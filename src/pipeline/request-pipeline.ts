@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.js';
 import { errors, GravityError, toGravityError } from '../core/errors.js';
 import type { Endpoint, RequestContext } from '../core/request-context.js';
 import type { ServiceTier } from '../core/service-tiers.js';
-import type { StreamPart } from '../core/stream-parts.js';
+import type { ContentPart, FinishPart, StreamPart } from '../core/stream-parts.js';
 import type { GenerationRequest } from '../engines/engine-adapter.js';
 
 /**
@@ -37,9 +37,6 @@ export interface PipelineRequest {
   serviceTier: ServiceTier;
 }
 
-type TextDelta = Extract<StreamPart, { type: 'text-delta' }>;
-type Finish = Extract<StreamPart, { type: 'finish' }>;
-
 /** Why a request ended without a finish part. */
 export interface PipelineFailure {
   error: GravityError;
@@ -70,11 +67,12 @@ export interface ResponseRenderer<Request extends PipelineRequest, Result> {
   /** The engine accepted the request: the answer may begin. */
   started(context: RequestContext, request: Request): void | Promise<void>;
   /**
-   * Hot path, once per token: no allocation beyond the encoded text, no clock read unless the renderer
-   * measures its own write time. Returns a promise only when the pipeline must wait (backpressure).
+   * Hot path, once per content part (a token's text, an engine's choice chunk, a relayed upstream chunk):
+   * no allocation beyond the encoded text, no clock read unless the renderer measures its own write
+   * time. Returns a promise only when the pipeline must wait (backpressure).
    */
-  text(part: TextDelta): Promise<void> | undefined;
-  finished(part: Finish, context: RequestContext): Result | Promise<Result>;
+  text(part: ContentPart): Promise<void> | undefined;
+  finished(part: FinishPart, context: RequestContext): Result | Promise<Result>;
   failed(failure: PipelineFailure, context: RequestContext): Result | Promise<Result>;
 }
 
@@ -176,14 +174,15 @@ export class RequestPipeline {
       await renderer.started(context, request);
       for (let next = await parts.next(); !next.done; next = await parts.next()) {
         const part = next.value;
-        if (part.type === 'text-delta') {
-          // Hot path, once per token: one call into the renderer; an await only under backpressure.
-          const backpressure = renderer.text(part);
-          if (backpressure !== undefined) await backpressure;
-        } else if (part.type === 'finish') {
+        if (part.type === 'finish') {
           // The ledger commit happens before the final bytes: an answer seen complete is on record.
           await gateway.finish(context);
           return await renderer.finished(part, context);
+        }
+        if (part.type !== 'response-start') {
+          // Hot path, once per token: one call into the renderer; an await only under backpressure.
+          const backpressure = renderer.text(part);
+          if (backpressure !== undefined) await backpressure;
         }
       }
       throw errors.internal('engine ended without a finish part');

@@ -1,6 +1,7 @@
 import { contextFitsFilter } from './filters/context-fits-filter.js';
 import { healthyFilter } from './filters/healthy-filter.js';
 import { residencyFilter } from './filters/residency-filter.js';
+import { servesFeaturesFilter } from './filters/serves-features-filter.js';
 import { maxScorePicker } from './pickers/max-score-picker.js';
 import { randomPicker } from './pickers/random-picker.js';
 import { roundRobinPicker } from './pickers/round-robin-picker.js';
@@ -18,7 +19,7 @@ function byType<Definition extends { type: string }>(...definitions: Definition[
 
 export const filterPlugins: ReadonlyMap<string, RegisteredPlugin<ReplicaFilter>> = byType<
   RegisteredPlugin<ReplicaFilter>
->(healthyFilter, contextFitsFilter, residencyFilter);
+>(healthyFilter, contextFitsFilter, residencyFilter, servesFeaturesFilter);
 
 export const scorerPlugins: ReadonlyMap<string, RegisteredPlugin<ReplicaScorer>> = byType<
   RegisteredPlugin<ReplicaScorer>

@@ -33,6 +33,8 @@ export interface ReplicaLoadView {
   readonly contextTokens?: number | null | undefined;
   /** False while health checks or outlier detection keep the replica out; absent means healthy. */
   readonly healthy?: boolean | undefined;
+  /** Request features its engine serves (core/request-features.ts); null or absent: all of them. */
+  readonly servedFeatures?: ReadonlySet<string> | null | undefined;
 }
 
 export interface RoutedRequestView {
@@ -48,6 +50,8 @@ export interface RoutedRequestView {
    * the workload's hashes; the gateway hashes the prompt text. Null where no scorer needs them.
    */
   readonly promptBlockHashes?: readonly number[] | null | undefined;
+  /** Features beyond plain text the request uses (core/request-features.ts): `serves-features` reads them. */
+  readonly features?: readonly string[] | undefined;
 }
 
 /** One candidate's weighted total and each scorer's value, for explanations. */

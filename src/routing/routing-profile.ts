@@ -23,7 +23,7 @@ const pluginReference = z.union([
 ]);
 
 export const routingProfileSchema = z.strictObject({
-  /** Default: residency, healthy, context-fits. */
+  /** Default: residency, healthy, serves-features, context-fits. */
   filters: z.array(pluginReference).optional(),
   scorers: z
     .array(
@@ -39,7 +39,7 @@ export const routingProfileSchema = z.strictObject({
 export type RoutingProfileConfig = z.input<typeof routingProfileSchema>;
 type RoutingProfile = z.output<typeof routingProfileSchema>;
 
-export const defaultFilters = ['residency', 'healthy', 'context-fits'];
+export const defaultFilters = ['residency', 'healthy', 'serves-features', 'context-fits'];
 
 /**
  * The built-in profiles. `round-robin`, `random` and `least-loaded` are the baselines every comparison

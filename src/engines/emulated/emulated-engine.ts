@@ -1,5 +1,6 @@
 import { type Clock, systemClock } from '../../core/clock.js';
 import { errors } from '../../core/errors.js';
+import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
 import { SeededRandom } from '../../core/seeded-random.js';
 import { bandRank, serviceBand } from '../../core/service-tiers.js';
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
@@ -95,6 +96,11 @@ class EmulatedStream {
 export class EmulatedEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'emulated';
+  /**
+   * What the emulated engine serves beyond plain text. Until tools, formats and logprobs are modelled
+   * here, requests that use them are routed elsewhere or refused with a 400 naming the parameter.
+   */
+  readonly servedFeatures: ReadonlySet<string> = new Set<string>();
   readonly id: string;
   readonly spec: ReplicaSpec;
   /** Modelled power and vLLM-style counters, as the emulated definition declares. */
@@ -195,6 +201,8 @@ export class EmulatedEngine implements EngineAdapter {
   }
 
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
+    const unserved = firstUnservedFeature(request.features, this.servedFeatures);
+    if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     if (!this.started || this.closed) throw errors.engineFailed(this.id, 'engine is not started');
     const text = promptText(request.input);
     const promptTokens = estimatePromptTokens(text);

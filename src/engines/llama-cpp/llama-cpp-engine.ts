@@ -12,6 +12,7 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { errors, GravityError } from '../../core/errors.js';
+import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import {
   type EngineAdapter,
@@ -64,6 +65,8 @@ const maxIncompleteCharacterTokens = 4;
 export class LlamaCppEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'llama-cpp';
+  /** The request features (core/request-features.ts) this engine serves; others get a 400 naming them. */
+  readonly servedFeatures: ReadonlySet<string> = new Set<string>();
   readonly id: string;
   private readonly options: LlamaCppEngineOptions;
   private model: LlamaModel | undefined;
@@ -119,6 +122,8 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
+    const unserved = firstUnservedFeature(request.features, this.servedFeatures);
+    if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     const model = this.model;
     const slots = this.slots;
     if (!model || !slots) throw errors.engineFailed(this.id, 'engine is not started');

@@ -1,7 +1,13 @@
 import { type Dispatcher, Pool } from 'undici';
-import { errors, GravityError } from '../../core/errors.js';
+import { errors, GravityError, type OpenAIErrorType } from '../../core/errors.js';
 import { estimateInputTokens } from '../../core/prompt-size.js';
-import type { FinishReason, StreamPart, TokenUsage } from '../../core/stream-parts.js';
+import {
+  type FinishReason,
+  finishReasons,
+  type StreamPart,
+  type TokenUsage,
+  type WireChunkChoice,
+} from '../../core/stream-parts.js';
 import {
   type EngineAdapter,
   type EngineLoad,
@@ -31,14 +37,32 @@ export interface OpenAIUpstreamEngineOptions {
  * not fail a response that is otherwise fine.
  */
 interface UpstreamChunk {
-  choices?: Array<{ delta?: { content?: string | null }; text?: string; finish_reason?: string | null }>;
+  choices?: WireChunkChoice[];
   usage?: {
     prompt_tokens?: number;
     completion_tokens?: number;
     prompt_tokens_details?: { cached_tokens?: number } | null;
+    completion_tokens_details?: { reasoning_tokens?: number } | null;
   } | null;
   error?: { message?: string; code?: string | null };
+  [extra: string]: unknown;
 }
+
+/** Whether a chunk's choice carries generated output (text, reasoning, a refusal, a tool-call delta). */
+function carriesOutput(choice: WireChunkChoice): boolean {
+  if (typeof choice.text === 'string' && choice.text.length > 0) return true;
+  const delta = choice.delta;
+  if (!delta) return false;
+  for (const key in delta) {
+    if (key === 'role') continue;
+    const value = delta[key];
+    if (typeof value === 'string' ? value.length > 0 : Array.isArray(value) ? value.length > 0 : false)
+      return true;
+  }
+  return false;
+}
+
+const knownFinishReasons = new Set<string>(finishReasons);
 
 /**
  * Any OpenAI-compatible server as an engine. Gravity always streams from the upstream (asking for the
@@ -97,20 +121,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     const target = this.options.models.find((model) => model.id === request.model);
     if (!target) throw errors.modelNotFound(request.model);
     const isChat = request.input.kind === 'chat';
-    const body: Record<string, unknown> = {
-      model: target.upstreamModel,
-      ...(request.input.kind === 'chat'
-        ? { messages: request.input.messages }
-        : { prompt: request.input.prompt }),
-      stream: true,
-      stream_options: { include_usage: true },
-      temperature: request.temperature,
-      top_p: request.topP,
-      ...(request.maxTokens === null ? {} : { max_tokens: request.maxTokens }),
-      ...(request.seed === null ? {} : { seed: request.seed }),
-      ...(request.stop.length === 0 ? {} : { stop: request.stop }),
-      ...(request.user === null ? {} : { user: request.user }),
-    };
+    const body = upstreamBody(request, target.upstreamModel);
 
     let slot: number | undefined;
     try {
@@ -122,9 +133,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
 
       const parser = new SseEventParser();
       let finishReason: FinishReason = 'stop';
+      let choicesFinished = false;
       let reportedUsage: UpstreamChunk['usage'] = null;
       let contentChunks = 0;
       let done = false;
+      // Each chunk goes to the client as the upstream sent it (relay-rewrite.ts rewrites the fields
+      // Gravity owns); it is parsed only to meter it: output present, finish reason, usage, errors.
       const handle = (data: string): StreamPart | null => {
         if (data === '[DONE]') {
           done = true;
@@ -136,6 +150,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         } catch {
           return null; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
         }
+        if (chunk === null || typeof chunk !== 'object') return null;
         if (chunk.error) {
           throw errors.upstream({
             status: 502,
@@ -143,13 +158,21 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           });
         }
         if (chunk.usage) reportedUsage = chunk.usage;
-        const choice = chunk.choices?.[0];
-        if (!choice) return null;
-        if (choice.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop';
-        const text = isChat ? choice.delta?.content : choice.text;
-        if (typeof text !== 'string' || text.length === 0) return null;
-        contentChunks++;
-        return { type: 'text-delta', text, tokens: 1 };
+        const choices = chunk.choices;
+        // The usage chunk Gravity asked for is not relayed: Gravity sends its own, with metered figures.
+        if (!Array.isArray(choices) || choices.length === 0) return null;
+        let output = false;
+        for (const choice of choices) {
+          if (!output && carriesOutput(choice)) output = true;
+          const reason = choice.finish_reason;
+          if (typeof reason === 'string') {
+            choicesFinished = true;
+            if ((choice.index ?? 0) === 0)
+              finishReason = knownFinishReasons.has(reason) ? (reason as FinishReason) : 'stop';
+          }
+        }
+        if (output) contentChunks++;
+        return { type: 'upstream-chunk', json: data, chunk, tokens: output ? 1 : 0 };
       };
 
       const upstreamBody = response.body;
@@ -182,7 +205,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       // reports more in its usage, and an empty delta reports the rest so the deltas add up to it.
       if (usage.completionTokens > contentChunks)
         yield { type: 'text-delta', text: '', tokens: usage.completionTokens - contentChunks };
-      yield { type: 'finish', finishReason, usage };
+      yield { type: 'finish', finishReason, usage, choicesFinished };
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;
@@ -240,34 +263,92 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 }
 
+/**
+ * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
+ * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
+ * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
+ * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
+ */
 async function upstreamHttpError(engineId: string, response: Dispatcher.ResponseData): Promise<GravityError> {
   const text = await response.body.text().catch(() => '');
   let message = text.slice(0, 500);
   let code: string | null = null;
+  let type: string | null = null;
+  let param: string | null = null;
   try {
     const parsed = JSON.parse(text) as {
-      error?: { message?: string; code?: string | null } | string;
-      message?: string;
+      error?: { message?: unknown; code?: unknown; type?: unknown; param?: unknown } | string;
+      message?: unknown;
+      detail?: unknown;
     };
     if (typeof parsed.error === 'object' && parsed.error) {
-      message = parsed.error.message ?? message;
-      code = parsed.error.code ?? null;
+      if (typeof parsed.error.message === 'string') message = parsed.error.message;
+      if (parsed.error.code != null) code = String(parsed.error.code);
+      if (typeof parsed.error.type === 'string') type = parsed.error.type;
+      if (typeof parsed.error.param === 'string') param = parsed.error.param;
     } else if (typeof parsed.error === 'string') message = parsed.error;
-    else if (parsed.message) message = parsed.message;
+    else if (typeof parsed.message === 'string') message = parsed.message;
+    else if (parsed.detail !== undefined) message = JSON.stringify(parsed.detail).slice(0, 500);
   } catch {}
-  // The client's own mistakes (400, 404, 413, 422) and rate limits keep their status; authentication
-  // failures and 5xx are Gravity's upstream problem, not the client's, so they become 502.
   const status = response.statusCode;
-  const passThrough = [400, 404, 413, 422, 429].includes(status);
+  const passThrough = [400, 404, 409, 413, 422, 429].includes(status);
   const retryAfterHeader = response.headers['retry-after'];
   const retryAfter = Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader;
+  if (passThrough)
+    return new GravityError({
+      status,
+      type: (type ?? (status === 429 ? 'rate_limit_error' : 'invalid_request_error')) as OpenAIErrorType,
+      code: code ?? (status === 429 ? 'rate_limit_exceeded' : 'upstream_rejected'),
+      param,
+      message: message || `upstream '${engineId}' answered ${status} with no body`,
+      ...(retryAfter ? { headers: { 'retry-after': retryAfter } } : {}),
+    });
   return new GravityError({
-    status: passThrough ? (status === 422 ? 400 : status) : 502,
-    type: status === 429 ? 'rate_limit_error' : passThrough ? 'invalid_request_error' : 'server_error',
-    code: code ?? (passThrough ? 'upstream_rejected' : 'upstream_error'),
+    status: 502,
+    type: 'server_error',
+    code: 'upstream_error',
     message: `upstream '${engineId}' answered ${status}: ${message || 'no body'}`,
-    ...(retryAfter ? { headers: { 'retry-after': retryAfter } } : {}),
   });
+}
+
+/**
+ * What the upstream receives: the client's body as it came (tools, messages as sent, response_format,
+ * vendor extras), with the fields Gravity owns set by Gravity: the upstream's model name, a stream with
+ * its usage chunk (so every response is metered the same way), and the token bound when the client's
+ * body had none but Gravity set one (the completions default).
+ */
+function upstreamBody(request: GenerationRequest, upstreamModel: string): Record<string, unknown> {
+  const carried = request.carried;
+  if (carried) {
+    const hasBound = carried.max_tokens != null || carried.max_completion_tokens != null;
+    return {
+      ...carried,
+      model: upstreamModel,
+      stream: true,
+      stream_options: { include_usage: true },
+      ...(hasBound || request.maxTokens === null ? {} : { max_tokens: request.maxTokens }),
+    };
+  }
+  // A request Gravity built itself (the simulator's live twin, benchmarks): its normalised fields.
+  return {
+    model: upstreamModel,
+    ...(request.input.kind === 'chat'
+      ? {
+          messages: request.input.messages.map((message) => ({
+            role: message.role,
+            content: message.content,
+          })),
+        }
+      : { prompt: request.input.prompt }),
+    stream: true,
+    stream_options: { include_usage: true },
+    temperature: request.temperature,
+    top_p: request.topP,
+    ...(request.maxTokens === null ? {} : { max_tokens: request.maxTokens }),
+    ...(request.seed === null ? {} : { seed: request.seed }),
+    ...(request.stop.length === 0 ? {} : { stop: request.stop }),
+    ...(request.user === null ? {} : { user: request.user }),
+  };
 }
 
 /** Usage from the upstream's usage chunk, or counted by Gravity when the upstream sent none. */
@@ -281,10 +362,12 @@ function usageFrom(
     typeof reported.prompt_tokens === 'number' &&
     typeof reported.completion_tokens === 'number'
   ) {
+    const reasoningTokens = reported.completion_tokens_details?.reasoning_tokens;
     return {
       promptTokens: reported.prompt_tokens,
       cachedPromptTokens: reported.prompt_tokens_details?.cached_tokens ?? 0,
       completionTokens: reported.completion_tokens,
+      ...(typeof reasoningTokens === 'number' ? { reasoningTokens } : {}),
       source: 'upstream',
     };
   }

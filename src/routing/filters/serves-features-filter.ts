@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import { featureParameter } from '../../core/request-features.js';
+import type { FilterDefinition } from '../routing-plugin.js';
+
+/**
+ * Drops replicas whose engine cannot serve a feature the request uses (tools, response_format, image
+ * inputs, a vendor extra …: core/request-features.ts). Hard: a replica that cannot serve the request
+ * would only answer it with a 400. A request no replica can serve is refused with a 400 naming the
+ * parameter and the engines.
+ */
+export const servesFeaturesFilter = {
+  type: 'serves-features',
+  params: z.strictObject({}).prefault({}),
+  create: () => ({
+    type: 'serves-features',
+    accepts: (request, replica) => {
+      const features = request.features;
+      const served = replica.servedFeatures;
+      if (!features || features.length === 0 || !served) return true;
+      for (const feature of features) if (!served.has(feature)) return false;
+      return true;
+    },
+    rejection: (request) =>
+      `no replica serves ${(request.features ?? []).map((feature) => `'${featureParameter(feature)}'`).join(', ')}`,
+  }),
+} satisfies FilterDefinition<Record<string, never>>;
