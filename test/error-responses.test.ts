@@ -57,40 +57,107 @@ describe('OpenAI-style errors', () => {
     expectOpenAIError(outOfRange, 400, { param: 'top_p' });
   });
 
-  it('names an argument it does not recognise', async () => {
-    const response = await postRaw(chatUrl, JSON.stringify({ ...validChat, temprature: 0.5 }));
-    expectOpenAIError(response, 400, { code: 'unrecognized_argument', param: 'temprature' });
-    expect(response.json.error?.message).toContain('temprature');
-  });
-
-  it('refuses parameters it does not implement instead of ignoring them', async () => {
-    const tools = await postRaw(
+  it("says a wrong type is a wrong type, with its path, in OpenAI's words and codes", async () => {
+    const asString = await postRaw(chatUrl, JSON.stringify({ ...validChat, max_tokens: '5' }));
+    expectOpenAIError(asString, 400, { code: 'invalid_type', param: 'max_tokens' });
+    expect(asString.json.error?.message).toBe(
+      "Invalid type for 'max_tokens': expected an integer, but got a string instead.",
+    );
+    const decimal = await postRaw(chatUrl, JSON.stringify({ ...validChat, max_tokens: 1.5 }));
+    expectOpenAIError(decimal, 400, { code: 'invalid_type', param: 'max_tokens' });
+    expect(decimal.json.error?.message).toContain('but got a decimal');
+    const huge = await postRaw(
+      chatUrl,
+      `{"model":"gravity-tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}`,
+    );
+    expectOpenAIError(huge, 400, { param: 'max_tokens' });
+    expect(huge.json.error?.message).not.toContain('Missing');
+    const below = await postRaw(chatUrl, JSON.stringify({ ...validChat, max_tokens: 0 }));
+    expectOpenAIError(below, 400, { code: 'integer_below_min_value', param: 'max_tokens' });
+    // A union (string or array of strings): the expected shapes are named, not "Invalid input".
+    const stop = await postRaw(chatUrl, JSON.stringify({ ...validChat, stop: 7 }));
+    expectOpenAIError(stop, 400, { code: 'invalid_type', param: 'stop' });
+    expect(stop.json.error?.message).toContain('expected a string or an array');
+    const role = await postRaw(
+      chatUrl,
+      JSON.stringify({ ...validChat, messages: [{ role: 'robot', content: 'x' }] }),
+    );
+    expectOpenAIError(role, 400, { code: 'invalid_value', param: 'messages[0].role' });
+    const part = await postRaw(
       chatUrl,
       JSON.stringify({
         ...validChat,
-        tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
+        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }],
       }),
     );
-    expectOpenAIError(tools, 400, { code: 'unsupported_parameter', param: 'tools' });
-    expectOpenAIError(await postRaw(chatUrl, JSON.stringify({ ...validChat, n: 2 })), 400, { param: 'n' });
-    expectOpenAIError(await postRaw(chatUrl, JSON.stringify({ ...validChat, logprobs: true })), 400, {
-      code: 'unsupported_parameter',
-      param: 'logprobs',
+    expectOpenAIError(part, 400, {
+      code: 'missing_required_parameter',
+      param: 'messages[0].content[0].image_url.url',
     });
+    for (const response of [asString, decimal, huge, below, stop, role, part])
+      expect(['invalid_union', 'too_small', 'too_big', 'custom']).not.toContain(response.json.error?.code);
+  });
+
+  it('accepts every field the API defines on messages, as the SDK sends them back', async () => {
+    const response = await postRaw(
+      chatUrl,
+      JSON.stringify({
+        ...validChat,
+        messages: [
+          { role: 'developer', content: [{ type: 'text', text: 'be brief' }] },
+          { role: 'user', content: 'hi', name: 'ann' },
+          { role: 'assistant', content: 'a b', refusal: null, annotations: [] },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+          },
+          { role: 'tool', tool_call_id: 'c1', content: '42' },
+          { role: 'user', content: 'again' },
+        ],
+        seed: 2 ** 60,
+        prompt_cache_key: 'k',
+        safety_identifier: 's',
+        metadata: { a: 'b' },
+        store: false,
+        stream_options: null,
+      }),
+    );
+    expect(response.status).toBe(200);
+  });
+
+  it('carries what it does not model, and an engine that cannot use it answers a 400 naming it', async () => {
+    const extra = await postRaw(
+      chatUrl,
+      JSON.stringify({ ...validChat, chat_template_kwargs: { thinking: true } }),
+    );
+    expectOpenAIError(extra, 400, { code: 'unsupported_parameter', param: 'chat_template_kwargs' });
+    expect(extra.json.error?.message).toContain("'tiny' (llama-cpp)");
     const image = await postRaw(
       chatUrl,
       JSON.stringify({
         ...validChat,
-        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }],
+        messages: [
+          { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA' } }] },
+        ],
       }),
     );
-    expectOpenAIError(image, 400, { code: 'unsupported_parameter', param: 'messages[0].content[0].type' });
+    expectOpenAIError(image, 400, { code: 'unsupported_parameter', param: 'image_url' });
+    const streamed = await postRaw(chatUrl, JSON.stringify({ ...validChat, stream: true, verbosity: 'low' }));
+    expectOpenAIError(streamed, 400, { code: 'unsupported_parameter', param: 'verbosity' });
   });
 
   it('accepts parameters set to their defaults', async () => {
     const response = await postRaw(
       chatUrl,
-      JSON.stringify({ ...validChat, n: 1, logprobs: false, tools: [], presence_penalty: 0 }),
+      JSON.stringify({
+        ...validChat,
+        n: 1,
+        logprobs: false,
+        tools: [],
+        presence_penalty: 0,
+        top_logprobs: 0,
+      }),
     );
     expect(response.status).toBe(200);
   });

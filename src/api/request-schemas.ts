@@ -21,9 +21,17 @@ import { defaultGenerationOptions } from '../engines/engine-adapter.js';
  * a 400 naming what it cannot use.
  */
 
+/**
+ * zod reports a string given for an integer as "expected number"; this message marks integer schemas so
+ * the error can say "expected an integer" (describeZodError reads it).
+ */
+const integerMarker = 'gravity:integer';
+const integer = () => z.int({ message: integerMarker });
 /** Any integer, not only the safe ones: seeds above 2^53 are valid in the API. */
-const anyInteger = z.number().refine(Number.isInteger, { params: { expected: 'int' } });
-const positiveInteger = z.int().min(1);
+const anyInteger = z
+  .number({ message: integerMarker })
+  .refine(Number.isInteger, { params: { expected: 'int' } });
+const positiveInteger = integer().min(1);
 const nameField = z.string().optional();
 
 const textPartSchema = z.looseObject({ type: z.literal('text'), text: z.string() });
@@ -45,14 +53,23 @@ const filePartSchema = z.looseObject({
   }),
 });
 const knownPartTypes = new Set(['text', 'refusal', 'image_url', 'input_audio', 'file']);
-/** A part type the API does not define (vLLM's `video_url` …): carried, and a feature of its own. */
-const otherPartSchema = z.looseObject({
-  type: z.string().refine((type) => !knownPartTypes.has(type)),
-});
-const userPartSchema = z.union([
-  z.discriminatedUnion('type', [textPartSchema, imagePartSchema, audioPartSchema, filePartSchema]),
-  otherPartSchema,
+const knownUserParts = z.discriminatedUnion('type', [
+  textPartSchema,
+  imagePartSchema,
+  audioPartSchema,
+  filePartSchema,
 ]);
+/**
+ * A user content part: one the API defines is checked against its shape; a type it does not define
+ * (vLLM's `video_url` …) is carried, and is a feature of its own. Checked here rather than as a union, so
+ * a malformed known part is reported at its field (`image_url.url`), not as "no branch matched".
+ */
+const userPartSchema = z.looseObject({ type: z.string() }).superRefine((part, context) => {
+  if (!knownPartTypes.has(part.type)) return;
+  const result = knownUserParts.safeParse(part, { reportInput: true });
+  if (result.success) return;
+  for (const issue of result.error.issues) context.addIssue(issue as never);
+});
 
 const textContent = z.union([z.string(), z.array(textPartSchema)]);
 
@@ -139,12 +156,12 @@ const commonFields = {
   user: z.string().nullish(),
   // `batch` is Gravity's: what the Batch API's lines run at, also selectable directly by keys allowed it.
   service_tier: z.enum(serviceTiers).nullish(),
-  n: z.int().min(1).max(128).nullish(),
+  n: integer().min(1).max(128).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   // Extras vLLM and llama.cpp's server accept; typed here because in-process engines read them.
-  top_k: z.int().min(-1).nullish(),
+  top_k: integer().min(-1).nullish(),
   min_p: z.number().min(0).max(1).nullish(),
   repetition_penalty: z.number().gt(0).nullish(),
 };
@@ -161,7 +178,7 @@ export const chatCompletionRequestSchema = z.looseObject({
   function_call: z.union([z.enum(['none', 'auto']), z.looseObject({ name: z.string() })]).nullish(),
   response_format: responseFormatSchema.nullish(),
   logprobs: z.boolean().nullish(),
-  top_logprobs: z.int().min(0).max(20).nullish(),
+  top_logprobs: integer().min(0).max(20).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
   store: z.boolean().nullish(),
   modalities: z.array(z.enum(['text', 'audio'])).nullish(),
@@ -179,14 +196,14 @@ export const completionRequestSchema = z.looseObject({
   prompt: z.union([
     z.string(),
     z.array(z.string()).min(1),
-    z.array(z.int().min(0)).min(1),
-    z.array(z.array(z.int().min(0)).min(1)).min(1),
+    z.array(integer().min(0)).min(1),
+    z.array(z.array(integer().min(0)).min(1)).min(1),
   ]),
   max_tokens: positiveInteger.nullish(),
-  logprobs: z.int().min(0).max(5).nullish(),
+  logprobs: integer().min(0).max(5).nullish(),
   echo: z.boolean().nullish(),
   suffix: z.string().nullish(),
-  best_of: z.int().min(1).max(20).nullish(),
+  best_of: integer().min(1).max(20).nullish(),
 });
 
 /** Parameters the schemas above model: every other top-level field is a vendor extra, carried. */
@@ -320,7 +337,7 @@ export function describeZodError(error: z.ZodError): GravityError {
           'missing_required_parameter',
         );
       return errors.invalidRequest(
-        `Invalid type for '${where}': expected ${expectedName(issue.expected)}, but got ${describeValue(issue.input)} instead.`,
+        `Invalid type for '${where}': expected ${expectedName(issue.message === integerMarker ? 'int' : issue.expected)}, but got ${describeValue(issue.input)} instead.`,
         param || null,
         'invalid_type',
       );
@@ -337,9 +354,11 @@ export function describeZodError(error: z.ZodError): GravityError {
     case 'invalid_union': {
       const input = issue.input;
       if ((issue as { note?: string }).note === 'No matching discriminator') {
-        const key = (issue as { discriminator?: string }).discriminator ?? 'type';
-        const value = (input as Record<string, unknown> | undefined)?.[key];
-        const path = param ? `${param}.${key}` : key;
+        // zod puts the discriminator's key at the end of the path, and the whole object in `input`.
+        const key = String(issue.path.at(-1) ?? 'type');
+        const value =
+          input !== null && typeof input === 'object' ? (input as Record<string, unknown>)[key] : input;
+        const path = param;
         if (value === undefined)
           return errors.invalidRequest(
             `Missing required parameter: '${path}'.`,
