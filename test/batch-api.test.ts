@@ -233,6 +233,65 @@ describe('the Batch API through the openai SDK', () => {
     expect(batch.error_file_id).toBeNull();
   });
 
+  it('accepts the same bodies as the HTTP edge: multi-turn as the SDK returns it, tools, structured output', async () => {
+    const weather = {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      },
+    };
+    const created = await submit(
+      harness.client,
+      jsonl([
+        chatLine('multi-turn', {
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'assistant', content: 'hello', refusal: null, annotations: [] },
+            { role: 'user', content: [{ type: 'text', text: 'again' }] },
+          ],
+          seed: 2 ** 60,
+          prompt_cache_key: 'k',
+        }),
+        chatLine('tools', { tools: [weather], tool_choice: 'required', max_tokens: 64 }),
+        chatLine('json', {
+          max_tokens: 64,
+          response_format: {
+            type: 'json_schema',
+            json_schema: {
+              name: 'answer',
+              strict: true,
+              schema: {
+                type: 'object',
+                properties: { answer: { type: 'string' } },
+                required: ['answer'],
+                additionalProperties: false,
+              },
+            },
+          },
+        }),
+      ]),
+    );
+    const batch = await waitForBatch(harness.client, created.id, terminal);
+    expect(batch.request_counts).toMatchObject({ total: 3, completed: 3, failed: 0 });
+    const byId = new Map(
+      (await resultLines(harness.client, batch.output_file_id)).map((line) => [line.custom_id, line]),
+    );
+    const toolLine = byId.get('tools')?.response?.body as {
+      choices: Array<{
+        finish_reason: string;
+        message: { tool_calls: Array<{ function: { name: string; arguments: string } }> };
+      }>;
+    };
+    expect(toolLine.choices[0]?.finish_reason).toBe('tool_calls');
+    const call = toolLine.choices[0]?.message.tool_calls[0];
+    expect(call?.function.name).toBe('get_weather');
+    expect(typeof JSON.parse(call?.function.arguments ?? '').city).toBe('string');
+    const jsonLine = byId.get('json')?.response?.body as { choices: Array<{ message: { content: string } }> };
+    expect(typeof JSON.parse(jsonLine.choices[0]?.message.content ?? '').answer).toBe('string');
+    expect(byId.get('multi-turn')?.response?.status_code).toBe(200);
+  });
+
   it('fails validation when a custom_id repeats, and runs nothing', async () => {
     const created = await submit(harness.client, jsonl([chatLine('a'), chatLine('b'), chatLine('a')]));
     const batch = await waitForBatch(harness.client, created.id, terminal);

@@ -219,7 +219,7 @@ export class Gateway {
       this.armTimer();
       const failures: string[] = [];
       for (;;) {
-        if (isRefusal(outcome)) throw this.refusalError(outcome, request, pool);
+        if (isRefusal(outcome)) throw this.refusalError(outcome, request.model, request.features, pool);
         const attempt = outcome;
         this.recordRoute(context, attempt, failures);
         try {
@@ -316,21 +316,22 @@ export class Gateway {
    */
   private refusalError(
     refusal: FleetRefusal,
-    request: Omit<GenerationRequest, 'requestId'>,
+    model: string,
+    features: readonly string[] | undefined,
     pool: readonly FleetReplica[],
   ): GravityError {
     if (refusal.kind === 'no-replica' && refusal.filter === 'serves-features') {
       const engines = pool.map((replica) => this.engines[replica.index] as EngineAdapter);
       const feature =
-        (request.features ?? []).find((candidate) =>
+        (features ?? []).find((candidate) =>
           engines.every((engine) => engine.servedFeatures && !engine.servedFeatures.has(candidate)),
         ) ??
-        request.features?.[0] ??
+        features?.[0] ??
         '';
       const names = engines.map((engine) => `'${engine.id}' (${engine.type})`).join(', ');
-      return unservedFeatureError(feature, `the engines serving model '${request.model}': ${names}`);
+      return unservedFeatureError(feature, `the engines serving model '${model}': ${names}`);
     }
-    return refusalError(refusal, request.model);
+    return refusalError(refusal, model);
   }
 
   /** Waits until the core dispatches the attempt; a client that leaves takes it out of the queue. */
@@ -383,6 +384,7 @@ export class Gateway {
     model: string;
     input: GenerationRequest['input'];
     maxTokens: number | null;
+    features?: readonly string[] | undefined;
     tenant: string | null;
     serviceTier: ServiceTier;
   }): { model: string; candidates: string[]; decision: RoutingDecision | null } {
@@ -401,10 +403,11 @@ export class Gateway {
         promptBlockHashes: this.core.usesPromptBlocks(band)
           ? promptBlockHashes(promptText(options.input))
           : null,
+        features: options.features,
       }),
       this.clock.nowMs(),
     );
-    if (isRefusal(decision)) throw refusalError(decision, options.model);
+    if (isRefusal(decision)) throw this.refusalError(decision, options.model, options.features, pool);
     return { model, candidates: pool.map((replica) => replica.id), decision };
   }
 
