@@ -6,7 +6,7 @@ import type { ContentPart, FinishReason, WireChunkChoice } from '../core/stream-
  * OpenAI SDK assembles a stream: content and other text fields concatenated, tool calls merged by their
  * index (arguments concatenated), logprobs arrays joined, the last finish reason kept. Fields Gravity does
  * not model (`reasoning_content`, `annotations` …) are kept: text is concatenated, anything else is
- * taken as last sent.
+ * taken as last sent. So are a choice's own extra fields (vLLM's `stop_reason`), as last sent.
  *
  * Plain text (one choice, `text-delta` parts only) stays on a fast path: one string.
  */
@@ -50,8 +50,15 @@ export class ResponseAssembler {
           // OpenAI answers a message that only calls tools with `content: null`.
           if (message.content === '') message.content = null;
         }
-        built.push({ index, message, logprobs: choice.logprobs, finish_reason: reason });
-      } else built.push({ text: choice.text, index, logprobs: choice.logprobs, finish_reason: reason });
+        built.push({ ...choice.extras, index, message, logprobs: choice.logprobs, finish_reason: reason });
+      } else
+        built.push({
+          ...choice.extras,
+          text: choice.text,
+          index,
+          logprobs: choice.logprobs,
+          finish_reason: reason,
+        });
     }
     return built;
   }
@@ -65,6 +72,7 @@ export class ResponseAssembler {
         toolCalls: [],
         logprobs: null,
         finishReason: null,
+        extras: null,
       };
       this.choices.set(index, choice);
     }
@@ -77,8 +85,16 @@ export class ResponseAssembler {
     if (wire.delta) mergeDelta(choice, wire.delta);
     if (wire.logprobs != null) choice.logprobs = mergeLogprobs(choice.logprobs, wire.logprobs);
     if (wire.finish_reason != null) choice.finishReason = wire.finish_reason;
+    for (const key in wire) {
+      if (assembledChoiceFields.has(key)) continue;
+      choice.extras ??= {};
+      choice.extras[key] = wire[key];
+    }
   }
 }
+
+/** The choice fields assembled above; any other field of a chunk's choice is kept as last sent. */
+const assembledChoiceFields = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason']);
 
 interface AssembledChoice {
   message: Record<string, unknown> & { content: string | null };
@@ -86,6 +102,8 @@ interface AssembledChoice {
   toolCalls: Array<AssembledToolCall | undefined>;
   logprobs: unknown;
   finishReason: string | null;
+  /** A choice's fields beyond OpenAI's (vLLM's `stop_reason`), as last sent. */
+  extras: Record<string, unknown> | null;
 }
 
 interface AssembledToolCall {

@@ -263,6 +263,14 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 }
 
+/** The fields of an upstream's error object that reach the client. */
+interface UpstreamErrorFields {
+  message?: unknown;
+  code?: unknown;
+  type?: unknown;
+  param?: unknown;
+}
+
 /**
  * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
  * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
@@ -277,17 +285,24 @@ async function upstreamHttpError(engineId: string, response: Dispatcher.Response
   let param: string | null = null;
   try {
     const parsed = JSON.parse(text) as {
-      error?: { message?: unknown; code?: unknown; type?: unknown; param?: unknown } | string;
+      error?: UpstreamErrorFields | string;
       message?: unknown;
       detail?: unknown;
-    };
-    if (typeof parsed.error === 'object' && parsed.error) {
-      if (typeof parsed.error.message === 'string') message = parsed.error.message;
-      if (parsed.error.code != null) code = String(parsed.error.code);
-      if (typeof parsed.error.type === 'string') type = parsed.error.type;
-      if (typeof parsed.error.param === 'string') param = parsed.error.param;
+    } & UpstreamErrorFields;
+    // OpenAI's shape wraps the fields in `error`; vLLM before 0.10.1 sent them at the top level
+    // (`{"object":"error","message":…,"type":…,"code":400}`), TGI sends `error` as a string.
+    const fields =
+      typeof parsed.error === 'object' && parsed.error
+        ? parsed.error
+        : typeof parsed.message === 'string'
+          ? parsed
+          : null;
+    if (fields) {
+      if (typeof fields.message === 'string') message = fields.message;
+      if (fields.code != null) code = String(fields.code);
+      if (typeof fields.type === 'string') type = fields.type;
+      if (typeof fields.param === 'string') param = fields.param;
     } else if (typeof parsed.error === 'string') message = parsed.error;
-    else if (typeof parsed.message === 'string') message = parsed.message;
     else if (parsed.detail !== undefined) message = JSON.stringify(parsed.detail).slice(0, 500);
   } catch {}
   const status = response.statusCode;
