@@ -18,13 +18,23 @@ export class ResponseAssembler {
   constructor(private readonly endpoint: Endpoint) {}
 
   add(part: ContentPart): void {
-    if (part.type === 'text-delta') this.text += part.text;
+    if (part.type === 'text-delta') this.appendText(part.text);
     else if (part.type === 'choice-delta') this.addChoice(part.choice);
+    else if (part.plainText !== undefined) this.appendText(part.plainText);
     else {
       const chunk = part.chunk;
       if (chunk.system_fingerprint != null) this.systemFingerprint = chunk.system_fingerprint;
       for (const choice of chunk.choices ?? []) this.addChoice(choice);
     }
+  }
+
+  /** Choice 0's text, in order with whatever else choice 0 received. */
+  private appendText(text: string): void {
+    const first = this.choices.get(0);
+    if (first === undefined) this.text += text;
+    else if (this.endpoint === 'chat.completions')
+      first.message.content = (first.message.content ?? '') + text;
+    else first.text += text;
   }
 
   get fingerprint(): unknown {

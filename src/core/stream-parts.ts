@@ -60,6 +60,11 @@ export type UpstreamChunkPart = {
   /** The same, parsed: what assembling a whole (non-streamed) response reads. */
   chunk: { choices?: WireChunkChoice[]; system_fingerprint?: unknown; [extra: string]: unknown };
   tokens: number;
+  /**
+   * Set when the chunk is nothing but choice 0's content (the usual token chunk): assembling a whole
+   * response then appends it without walking the chunk.
+   */
+  plainText?: string | undefined;
 };
 export type ContentPart = TextDeltaPart | ChoiceDeltaPart | UpstreamChunkPart;
 

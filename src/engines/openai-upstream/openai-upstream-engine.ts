@@ -64,6 +64,21 @@ function carriesOutput(choice: WireChunkChoice): boolean {
 
 const knownFinishReasons = new Set<string>(finishReasons);
 
+/** Choice 0's text when the choice carries nothing else (no logprobs, no finish, no other delta field). */
+function plainContent(choice: WireChunkChoice): string | undefined {
+  if ((choice.index ?? 0) !== 0 || choice.finish_reason != null || choice.logprobs != null) return undefined;
+  if (typeof choice.text === 'string') return choice.delta === undefined ? choice.text : undefined;
+  const delta = choice.delta;
+  if (!delta) return undefined;
+  let content: string | undefined;
+  for (const key in delta) {
+    const value = delta[key];
+    if (key === 'content' && typeof value === 'string') content = value;
+    else if (value != null) return undefined;
+  }
+  return content;
+}
+
 /**
  * Any OpenAI-compatible server as an engine. Gravity always streams from the upstream (asking for the
  * usage chunk), so it sees the first token when the upstream produces it and can meter every response
@@ -172,7 +187,13 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           }
         }
         if (output) contentChunks++;
-        return { type: 'upstream-chunk', json: data, chunk, tokens: output ? 1 : 0 };
+        return {
+          type: 'upstream-chunk',
+          json: data,
+          chunk,
+          tokens: output ? 1 : 0,
+          plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
+        };
       };
 
       const upstreamBody = response.body;
