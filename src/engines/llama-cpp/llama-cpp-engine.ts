@@ -1,28 +1,35 @@
 import path from 'node:path';
 import {
-  type ChatHistoryItem,
   type ChatWrapper,
   getLlama,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaGrammar,
   LlamaLogLevel,
   type LlamaModel,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
 import { errors, GravityError } from '../../core/errors.js';
-import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
-import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
+import { firstUnservedFeature, requestFeatures, unservedFeatureError } from '../../core/request-features.js';
+import type { ContentPart, FinishReason, StreamPart } from '../../core/stream-parts.js';
 import {
+  defaultGenerationOptions,
   type EngineAdapter,
   type EngineLoad,
   type EngineModelInfo,
   engineSpecificationVersion,
+  type GenerationOptions,
   type GenerationRequest,
 } from '../engine-adapter.js';
 import { SlotPool } from '../slot-pool.js';
 import { StopSequenceMatcher } from '../stop-sequence-matcher.js';
+import { chatHistory } from './chat-history.js';
+import { type ChoiceOutcome, generateChoice, type OutputMode } from './choice-generation.js';
+import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
+import { evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
+import { TokenLogprobs } from './token-logprobs.js';
 
 export interface LlamaCppEngineOptions {
   id: string;
@@ -57,19 +64,53 @@ function loadLlama(): Promise<Llama> {
 const maxIncompleteCharacterTokens = 4;
 
 /**
+ * The request features this engine serves (see README.md): structured output and tools through grammars,
+ * logprobs from llama.cpp's token probabilities, several choices and prompts as parallel sequences,
+ * sampling extras through node-llama-cpp's sampler options.
+ */
+const llamaCppServedFeatures: ReadonlySet<string> = new Set<string>([
+  requestFeatures.tools,
+  requestFeatures.responseFormat,
+  requestFeatures.logprobs,
+  requestFeatures.n,
+  requestFeatures.presencePenalty,
+  requestFeatures.frequencyPenalty,
+  requestFeatures.logitBias,
+  requestFeatures.seed,
+  requestFeatures.tokenPrompt,
+  requestFeatures.promptArray,
+  requestFeatures.topK,
+  requestFeatures.minP,
+  requestFeatures.repetitionPenalty,
+]);
+
+/** One prompt, tokenized, with the text triggers that end its generation. */
+interface RenderedPrompt {
+  tokens: Token[];
+  stopTriggers: string[];
+}
+
+/**
  * The embedded engine: a GGUF model run in-process by llama.cpp (node-llama-cpp) on the CPU. Concurrent
  * requests run as parallel sequences of one context, which llama.cpp batches into shared steps
  * (continuous batching). Each slot keeps its KV cache after a request, and a new request goes to the free
  * slot sharing the longest prompt prefix, so repeated system prompts are not recomputed.
+ *
+ * Plain text requests take a pipelined per-token loop (`generateText`); requests whose output has another
+ * shape (tools, structured output, logprobs, several choices or prompts) take `generateChoices`, which
+ * runs each choice through choice-generation.ts.
  */
 export class LlamaCppEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'llama-cpp';
   /** The request features (core/request-features.ts) this engine serves; others get a 400 naming them. */
-  readonly servedFeatures: ReadonlySet<string> = new Set<string>();
+  readonly servedFeatures: ReadonlySet<string> = llamaCppServedFeatures;
   readonly id: string;
   private readonly options: LlamaCppEngineOptions;
+  private llama: Llama | undefined;
   private model: LlamaModel | undefined;
+  private vocabulary = 0;
+  private logprobShapes: TokenLogprobs | undefined;
   private context: LlamaContext | undefined;
   private chatWrapper: ChatWrapper | undefined;
   private slots: SlotPool<LlamaContextSequence> | undefined;
@@ -82,6 +123,7 @@ export class LlamaCppEngine implements EngineAdapter {
 
   async start(): Promise<void> {
     const llama = await loadLlama();
+    this.llama = llama;
     try {
       this.model = await llama.loadModel({ modelPath: this.options.modelPath });
     } catch (error) {
@@ -96,6 +138,8 @@ export class LlamaCppEngine implements EngineAdapter {
       batchSize: this.options.batchSize,
     });
     this.chatWrapper = resolveChatWrapper(this.model);
+    this.vocabulary = vocabularySize(this.model);
+    this.logprobShapes = new TokenLogprobs(this.model);
     const sequences: LlamaContextSequence[] = [];
     for (let index = 0; index < this.options.slots; index++) sequences.push(this.context.getSequence());
     this.slots = new SlotPool(sequences);
@@ -127,24 +171,24 @@ export class LlamaCppEngine implements EngineAdapter {
     const model = this.model;
     const slots = this.slots;
     if (!model || !slots) throw errors.engineFailed(this.id, 'engine is not started');
+    const options = request.options ?? defaultGenerationOptions;
+    if (usesChoicePath(request, options)) yield* this.generateChoices(request, options, model, slots, signal);
+    else yield* this.generateText(request, options, model, slots, signal);
+  }
 
+  /** Plain text, one choice: the per-token hot path. */
+  private async *generateText(
+    request: GenerationRequest,
+    options: GenerationOptions,
+    model: LlamaModel,
+    slots: SlotPool<LlamaContextSequence>,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
     const { tokens: promptTokens, stopTriggers } = this.renderPrompt(model, request);
-    const contextTokens = this.options.contextTokens;
-    if (
-      promptTokens.length >= contextTokens ||
-      promptTokens.length + (request.maxTokens ?? 0) > contextTokens
-    ) {
-      throw errors.contextLengthExceeded({
-        contextTokens,
-        promptTokens: promptTokens.length,
-        maxTokens: request.maxTokens,
-      });
-    }
-    // Never let llama.cpp shift the context silently: the completion ends where the window ends.
-    const maxCompletionTokens = Math.min(
-      request.maxTokens ?? Number.POSITIVE_INFINITY,
-      contextTokens - promptTokens.length,
-    );
+    const maxCompletionTokens = this.completionBudget(promptTokens, request.maxTokens);
+    const tokenBias = logitBias(model, this.vocabulary, options.logitBias);
+    // Penalties read the tokens generated so far; without penalties nothing is collected.
+    const generated: Token[] | undefined = penalised(options) ? [] : undefined;
 
     // Local controller: aborts on the client's signal and on engine close.
     const controller = new AbortController();
@@ -171,11 +215,10 @@ export class LlamaCppEngine implements EngineAdapter {
       let finishReason: FinishReason = 'stop';
       let stopped = false;
 
-      const evaluation = sequence.evaluate(promptTokens.slice(cachedPromptTokens), {
-        temperature: request.temperature,
-        topP: request.topP,
-        ...(request.seed === null ? {} : { seed: request.seed }),
-      });
+      const evaluation = sequence.evaluate(
+        promptTokens.slice(cachedPromptTokens),
+        evaluateOptions(request, 0, tokenBias, generated),
+      );
       const tokens = evaluation[Symbol.asyncIterator]();
       let nextToken = tokens.next();
       try {
@@ -184,6 +227,7 @@ export class LlamaCppEngine implements EngineAdapter {
           if (result.done || controller.signal.aborted) break;
           const token = result.value;
           completionTokens++;
+          generated?.push(token);
           const isLastAllowed = completionTokens >= maxCompletionTokens;
           // Pipelining: ask llama.cpp for the next token before handing this one downstream, so the native
           // decode of token N+1 overlaps the JavaScript that detokenizes and streams token N. At most one
@@ -252,25 +296,176 @@ export class LlamaCppEngine implements EngineAdapter {
     }
   }
 
-  /** Applies the model's chat template (or none, for completions) and tokenizes. */
-  private renderPrompt(
-    model: LlamaModel,
+  /**
+   * Generations whose output is more than one choice's plain text: each choice on its own sequence, all
+   * at once (llama.cpp batches them), parts interleaved as they come.
+   */
+  private async *generateChoices(
     request: GenerationRequest,
-  ): { tokens: Token[]; stopTriggers: string[] } {
-    if (request.input.kind === 'completion') {
-      const tokens = model.tokenize(request.input.prompt, false);
-      const bos = model.tokens.bos;
-      if (bos !== null && model.tokens.shouldPrependBosToken) tokens.unshift(bos);
-      return { tokens, stopTriggers: [] };
+    options: GenerationOptions,
+    model: LlamaModel,
+    slots: SlotPool<LlamaContextSequence>,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    const prompts = this.renderPrompts(model, request);
+    const choiceCount = prompts.length * options.n;
+    if (choiceCount > this.options.slots) {
+      const parameter = options.n > 1 ? 'n' : 'prompt';
+      throw errors.invalidRequest(
+        `Invalid value for '${parameter}': ${choiceCount} choices, more than engine '${this.id}' generates at once ` +
+          `(${this.options.slots} slots).`,
+        parameter,
+        'invalid_value',
+      );
     }
+    const budgets = prompts.map((prompt) => this.completionBudget(prompt.tokens, request.maxTokens));
+    const tokenBias = logitBias(model, this.vocabulary, options.logitBias);
+    const { mode, grammar } = await this.outputMode(request, options);
+    const endpoint = request.input.kind === 'chat' ? 'chat' : 'completion';
+    // Choice 0 alone with content only keeps the renderer's plain text path.
+    const textDeltas = choiceCount === 1 && !options.logprobs && (mode === 'text' || mode === 'json');
+    // Choice i answers prompt floor(i / n), as OpenAI numbers choices of a prompt array.
+    const choicePrompts = Array.from(
+      { length: choiceCount },
+      (_, index) => prompts[Math.floor(index / options.n)] as RenderedPrompt,
+    );
+
+    const controller = new AbortController();
+    const forwardAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) forwardAbort();
+    else signal.addEventListener('abort', forwardAbort, { once: true });
+    this.running.add(controller);
+
+    let sequences: LlamaContextSequence[] = [];
+    try {
+      const queuedAtMs = performance.now();
+      sequences = await acquireAll(
+        slots,
+        controller.signal,
+        choicePrompts.map((prompt) => prompt.tokens),
+      );
+      const queueWaitMs = performance.now() - queuedAtMs;
+      const cached: number[] = [];
+      for (const [index, sequence] of sequences.entries())
+        cached.push(await reuseCachedPrefix(sequence, (choicePrompts[index] as RenderedPrompt).tokens));
+      // A prompt counts once however many choices answer it (OpenAI's usage for n > 1).
+      let promptTokens = 0;
+      let cachedPromptTokens = 0;
+      for (let prompt = 0; prompt < prompts.length; prompt++) {
+        promptTokens += (prompts[prompt] as RenderedPrompt).tokens.length;
+        cachedPromptTokens += cached[prompt * options.n] ?? 0;
+      }
+      yield { type: 'response-start', promptTokens, cachedPromptTokens, queueWaitMs };
+
+      const choices = sequences.map((sequence, index) => {
+        const prompt = choicePrompts[index] as RenderedPrompt;
+        const cachedTokens = cached[index] ?? 0;
+        return generateChoice({
+          index,
+          model,
+          sequence,
+          inputTokens: prompt.tokens.slice(cachedTokens),
+          promptTail: prompt.tokens.slice(-4),
+          maxCompletionTokens: budgets[Math.floor(index / options.n)] as number,
+          endpoint,
+          mode,
+          grammar,
+          stop: [...request.stop, ...prompt.stopTriggers],
+          evaluateOptions: (generated) =>
+            evaluateOptions(request, index, tokenBias, penalised(options) ? generated : undefined),
+          logprobs: options.logprobs
+            ? { top: options.topLogprobs, shapes: this.logprobShapes as TokenLogprobs }
+            : null,
+          textDeltas,
+          signal: controller.signal,
+        });
+      });
+      const outcomes = yield* interleave(choices);
+      if (controller.signal.aborted) throw controller.signal.reason;
+      yield {
+        type: 'finish',
+        finishReason: outcomes[0]?.finishReason ?? 'stop',
+        usage: {
+          promptTokens,
+          cachedPromptTokens,
+          completionTokens: outcomes.reduce((sum, outcome) => sum + outcome.completionTokens, 0),
+          source: 'engine',
+        },
+        ...(textDeltas ? {} : { choicesFinished: true }),
+      };
+    } catch (error) {
+      if (error instanceof GravityError || controller.signal.aborted)
+        throw controller.signal.aborted ? controller.signal.reason : error;
+      throw errors.engineFailed(this.id, (error as Error).message);
+    } finally {
+      signal.removeEventListener('abort', forwardAbort);
+      this.running.delete(controller);
+      for (const sequence of sequences) slots.release(sequence);
+    }
+  }
+
+  /** How a request's output is shaped, and the grammar that enforces it. */
+  private async outputMode(
+    request: GenerationRequest,
+    options: GenerationOptions,
+  ): Promise<{ mode: OutputMode; grammar: LlamaGrammar | null }> {
+    const llama = this.llama;
+    if (!llama || request.input.kind !== 'chat') return { mode: 'text', grammar: null };
+    const toolChoice = options.toolChoice;
+    // Tools take precedence over a response format: a call's arguments follow the tool's schema.
+    if (options.tools.length > 0 && toolChoice !== 'none') {
+      return {
+        mode: toolChoice === 'auto' ? 'text-or-tool-calls' : 'tool-calls',
+        grammar: await toolCallGrammar(llama, options.tools, toolChoice, options.parallelToolCalls),
+      };
+    }
+    const format = options.responseFormat;
+    if (format.type === 'text') return { mode: 'text', grammar: null };
+    return { mode: 'json', grammar: await responseFormatGrammar(llama, format) };
+  }
+
+  /** Completion tokens allowed after a prompt; a prompt that does not fit is a 400. */
+  private completionBudget(promptTokens: readonly Token[], maxTokens: number | null): number {
+    const contextTokens = this.options.contextTokens;
+    if (promptTokens.length >= contextTokens || promptTokens.length + (maxTokens ?? 0) > contextTokens) {
+      throw errors.contextLengthExceeded({ contextTokens, promptTokens: promptTokens.length, maxTokens });
+    }
+    // Never let llama.cpp shift the context silently: the completion ends where the window ends.
+    return Math.min(maxTokens ?? Number.POSITIVE_INFINITY, contextTokens - promptTokens.length);
+  }
+
+  /** Each prompt of the request: the chat, or the completions prompt(s) as text or token ids. */
+  private renderPrompts(model: LlamaModel, request: GenerationRequest): RenderedPrompt[] {
+    if (request.input.kind !== 'completion' || !request.input.prompts)
+      return [this.renderPrompt(model, request)];
+    return request.input.prompts.map((prompt) => {
+      if (typeof prompt === 'string') return { tokens: completionTokens(model, prompt), stopTriggers: [] };
+      if (prompt.length === 0)
+        throw errors.invalidRequest(
+          "Invalid value for 'prompt': a token prompt must not be empty.",
+          'prompt',
+          'invalid_value',
+        );
+      for (const token of prompt)
+        if (!Number.isInteger(token) || token < 0 || token >= this.vocabulary)
+          throw errors.invalidRequest(
+            `Invalid value for 'prompt': token ${token} is not in the model's vocabulary (0 to ${this.vocabulary - 1}).`,
+            'prompt',
+            'invalid_value',
+          );
+      // Token ids go to llama.cpp as given, with no BOS added: the client chose every token.
+      return { tokens: [...prompt] as Token[], stopTriggers: [] };
+    });
+  }
+
+  /** Applies the model's chat template (or none, for completions) and tokenizes. */
+  private renderPrompt(model: LlamaModel, request: GenerationRequest): RenderedPrompt {
+    if (request.input.kind === 'completion')
+      return { tokens: completionTokens(model, request.input.prompt), stopTriggers: [] };
     const chatWrapper = this.chatWrapper;
     if (!chatWrapper) throw errors.engineFailed(this.id, 'engine is not started');
-    const history: ChatHistoryItem[] = request.input.messages.map((message): ChatHistoryItem => {
-      if (message.role === 'assistant') return { type: 'model', response: [message.content] };
-      if (message.role === 'user') return { type: 'user', text: message.content };
-      return { type: 'system', text: message.content };
-    });
-    history.push({ type: 'model', response: [] });
+    const options = request.options ?? defaultGenerationOptions;
+    const history = chatHistory(request.input.messages, options.tools, options.toolChoice);
     const state = chatWrapper.generateContextState({ chatHistory: history });
     // Triggers made only of text become stop sequences; special-token triggers (EOT) end generation in
     // llama.cpp already.
@@ -280,6 +475,93 @@ export class LlamaCppEngine implements EngineAdapter {
       .filter((trigger) => trigger.length > 0);
     return { tokens: state.contextText.tokenize(model.tokenizer), stopTriggers };
   }
+}
+
+function completionTokens(model: LlamaModel, prompt: string): Token[] {
+  const tokens = model.tokenize(prompt, false);
+  const bos = model.tokens.bos;
+  if (bos !== null && model.tokens.shouldPrependBosToken) tokens.unshift(bos);
+  return tokens;
+}
+
+/** Whether a request leaves the plain text path: its output is more than one choice's text. */
+function usesChoicePath(request: GenerationRequest, options: GenerationOptions): boolean {
+  return (
+    options.n > 1 ||
+    options.logprobs ||
+    options.responseFormat.type !== 'text' ||
+    (options.tools.length > 0 && options.toolChoice !== 'none') ||
+    (request.input.kind === 'completion' && request.input.prompts !== undefined)
+  );
+}
+
+function penalised(options: GenerationOptions): boolean {
+  return (
+    options.presencePenalty !== 0 || options.frequencyPenalty !== 0 || options.repetitionPenalty !== null
+  );
+}
+
+/**
+ * One slot per prompt, all requested in the same turn: the pool serves waiters first-come, so a request's
+ * slots are contiguous in its queue and two requests can never each hold part of what the other needs.
+ * On failure (abort) the slots already granted go back.
+ */
+async function acquireAll(
+  slots: SlotPool<LlamaContextSequence>,
+  signal: AbortSignal,
+  prompts: ReadonlyArray<readonly Token[]>,
+): Promise<LlamaContextSequence[]> {
+  const settled = await Promise.allSettled(
+    prompts.map((prompt) => slots.acquire(signal, (free) => longestPrefixSlot(free, prompt))),
+  );
+  const granted = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  const failure = settled.find((result) => result.status === 'rejected');
+  if (failure) {
+    for (const sequence of granted) slots.release(sequence);
+    throw failure.reason;
+  }
+  return granted;
+}
+
+/**
+ * Runs the choices' generators concurrently and yields their parts as they come; returns each choice's
+ * outcome. If one fails, the others are stopped before the failure propagates.
+ */
+async function* interleave(
+  choices: Array<AsyncGenerator<ContentPart, ChoiceOutcome>>,
+): AsyncGenerator<ContentPart, ChoiceOutcome[]> {
+  const outcomes: ChoiceOutcome[] = new Array(choices.length);
+  if (choices.length === 1) {
+    outcomes[0] = yield* choices[0] as AsyncGenerator<ContentPart, ChoiceOutcome>;
+    return outcomes;
+  }
+  type Next = { index: number; result: IteratorResult<ContentPart, ChoiceOutcome> };
+  const pending = new Map<number, Promise<Next>>();
+  const advance = (index: number) => {
+    const next = (choices[index] as AsyncGenerator<ContentPart, ChoiceOutcome>)
+      .next()
+      .then((result) => ({ index, result }));
+    // Rejections are read through Promise.race; this keeps a second one from being unhandled.
+    next.catch(() => {});
+    pending.set(index, next);
+  };
+  for (let index = 0; index < choices.length; index++) advance(index);
+  try {
+    while (pending.size > 0) {
+      const { index, result } = await Promise.race(pending.values());
+      if (result.done) {
+        outcomes[index] = result.value;
+        pending.delete(index);
+      } else {
+        advance(index);
+        yield result.value;
+      }
+    }
+  } finally {
+    if (pending.size > 0)
+      await Promise.allSettled(choices.map((choice) => choice.return(undefined as never)));
+  }
+  return outcomes;
 }
 
 function commonPrefixLength(a: readonly Token[], b: readonly Token[]): number {
