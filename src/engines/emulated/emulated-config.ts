@@ -28,6 +28,12 @@ export const emulatedConfigSchema = defineEngineConfigSchema('emulated', {
   prefixCaching: z.boolean().default(defaults.emulated.prefixCaching),
   /** Context window; defaults to the model's. */
   contextTokens: z.number().int().min(16).optional(),
+  /**
+   * Request features this replica serves (core/request-features.ts: `tools`, `response_format`,
+   * `logprobs` …); absent: all of them, as vLLM accepts every parameter. Lets a config emulate a mixed
+   * fleet where only some replicas serve tools or structured outputs.
+   */
+  servedFeatures: z.array(z.string().min(1)).optional(),
   /** Which waiting request is admitted next: arrival order, or service tier first. */
   ordering: z.enum(queueOrderingPolicyNames).default(defaults.emulated.ordering),
 });

@@ -70,6 +70,7 @@ export const emulatedEngineDefinition = {
       spec,
       ordering: queueOrderingPolicies[config.ordering] ?? queueOrderingPolicies.fcfs!,
       contextTokens: config.contextTokens ?? models[0]?.contextTokens ?? model.contextTokens,
+      servedFeatures: config.servedFeatures ? new Set(config.servedFeatures) : undefined,
     });
   },
 } satisfies EngineDefinition<typeof emulatedConfigSchema>;

@@ -1,9 +1,8 @@
 import { type Clock, systemClock } from '../../core/clock.js';
 import { errors } from '../../core/errors.js';
 import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
-import { SeededRandom } from '../../core/seeded-random.js';
 import { bandRank, serviceBand } from '../../core/service-tiers.js';
-import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
+import type { StreamPart } from '../../core/stream-parts.js';
 import { stringSeed } from '../../performance-model/block-hashes.js';
 import type { QueueOrderingPolicy } from '../../performance-model/queue-ordering.js';
 import {
@@ -13,6 +12,7 @@ import {
 } from '../../performance-model/replica-model.js';
 import type { ReplicaSpec } from '../../performance-model/replica-spec.js';
 import {
+  defaultGenerationOptions,
   type EngineAdapter,
   type EngineCounters,
   type EngineExtensions,
@@ -21,9 +21,10 @@ import {
   engineSpecificationVersion,
   type GenerationRequest,
 } from '../engine-adapter.js';
-import { estimatePromptTokens, promptBlockHashes, promptText } from './emulated-prompt.js';
+import type { ChoiceOutput } from './choice-output.js';
+import { type EmulatedPrompt, emulatedPrompts, promptBlockHashes } from './emulated-prompt.js';
 import { describeReplicaSpec } from './emulated-replica-spec.js';
-import { drawAnswerTokens, SyntheticText } from './synthetic-text.js';
+import { planChoiceOutput } from './reply-plan.js';
 
 export interface EmulatedEngineOptions {
   id: string;
@@ -35,30 +36,43 @@ export interface EmulatedEngineOptions {
   contextTokens: number;
   /** Real time the replica runs on; tests may pass their own. */
   clock?: Clock;
+  /**
+   * Request features this replica serves (core/request-features.ts); absent: all of them, as vLLM, which
+   * accepts every OpenAI parameter and ignores fields it does not know. Set to emulate a mixed fleet.
+   */
+  servedFeatures?: ReadonlySet<string> | undefined;
 }
 
 /** A timer that fires a little early would deliver tokens before their modelled time; this much is noise. */
 const timerToleranceMs = 0.25;
 
-/** One generation in flight: what the step loop hands to the client's iterator. */
+/**
+ * One generation in flight: the parts its choices produce, queued for the client's iterator. A request
+ * has one choice, or several (n > 1, several prompts), each its own modelled sequence.
+ */
 class EmulatedStream {
-  sequence: ModelledSequence<EmulatedStream> | null = null;
-  emittedTokens = 0;
-  /** Set when the model has produced the last token; the finish part follows the last text. */
-  done = false;
+  readonly choices: EmulatedChoice[] = [];
+  /** Choices whose sequence has not produced its last token. */
+  choicesLeft = 0;
+  /** Set when the first sequence is admitted: the response-start has gone out. */
+  started = false;
   /** The signal's reason (client gone) or an engine failure: the iterator throws it next. */
   failure: unknown;
+  /** Bound once: the step loop hands it to each choice's output on the per-token path. */
+  readonly push = (part: StreamPart): void => {
+    this.parts.push(part);
+    this.notify();
+  };
   private readonly parts: StreamPart[] = [];
   private wake: (() => void) | null = null;
 
   constructor(
-    readonly text: SyntheticText,
-    readonly finishReason: FinishReason,
+    /** Prompt tokens of the request (each prompt once, however many choices share it). */
+    readonly promptTokens: number,
   ) {}
 
-  push(part: StreamPart): void {
-    this.parts.push(part);
-    this.notify();
+  get done(): boolean {
+    return this.choicesLeft === 0;
   }
 
   fail(reason: unknown): void {
@@ -83,6 +97,22 @@ class EmulatedStream {
   }
 }
 
+/** One choice of a generation: a modelled sequence and what it says. */
+class EmulatedChoice {
+  sequence: ModelledSequence<EmulatedChoice> | null = null;
+  emittedTokens = 0;
+  /** Set when the model has produced the choice's last token. */
+  done = false;
+
+  constructor(
+    readonly stream: EmulatedStream,
+    readonly output: ChoiceOutput,
+    readonly prompt: EmulatedPrompt,
+    /** The first choice of its prompt: the one whose prefix-cache hits usage reports. */
+    readonly firstOfPrompt: boolean,
+  ) {}
+}
+
 /**
  * An emulated engine replica: the performance model of one vLLM-like replica (ReplicaModel) driven in
  * real time, answering with synthetic text at the speed the modelled hardware would. It lets Gravity's
@@ -97,21 +127,23 @@ export class EmulatedEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'emulated';
   /**
-   * What the emulated engine serves beyond plain text. Until tools, formats and logprobs are modelled
-   * here, requests that use them are routed elsewhere or refused with a 400 naming the parameter.
+   * Request features served (core/request-features.ts); absent (the default): all of them. The emulated
+   * engine models what each asks for (tools, response formats, logprobs, n, several prompts, media
+   * inputs counted as prompt tokens) or, like vLLM, accepts it and ignores it (penalties, logit_bias,
+   * top_k …, vendor extras): README.md in this folder lists which.
    */
-  readonly servedFeatures: ReadonlySet<string> = new Set<string>();
+  readonly servedFeatures: ReadonlySet<string> | undefined;
   readonly id: string;
   readonly spec: ReplicaSpec;
   /** Modelled power and vLLM-style counters, as the emulated definition declares. */
   readonly extensions: Required<EngineExtensions>;
   private readonly options: EmulatedEngineOptions;
   private readonly clock: Clock;
-  private readonly model: ReplicaModel<EmulatedStream>;
+  private readonly model: ReplicaModel<EmulatedChoice>;
   private readonly contextTokens: number;
-  /** Streams whose sequence has been admitted and has not finished: the ones a step can give tokens. */
-  private readonly admitted = new Set<EmulatedStream>();
-  private readonly finishedInStep: EmulatedStream[] = [];
+  /** Choices whose sequence has been admitted and has not finished: the ones a step can give tokens. */
+  private readonly admitted = new Set<EmulatedChoice>();
+  private readonly finishedInStep: EmulatedChoice[] = [];
   private readonly open = new Set<EmulatedStream>();
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
@@ -123,16 +155,20 @@ export class EmulatedEngine implements EngineAdapter {
     this.id = options.id;
     this.options = options;
     this.spec = options.spec;
+    this.servedFeatures = options.servedFeatures;
     this.clock = options.clock ?? systemClock;
     // A sequence can never hold more KV than the whole cache, or it would wait for room forever.
     this.contextTokens = Math.min(options.contextTokens, options.spec.kvBlocks * options.spec.kvBlockTokens);
-    const events: ReplicaModelEvents<EmulatedStream> = {
+    const events: ReplicaModelEvents<EmulatedChoice> = {
       onAdmit: (sequence, atMs) => {
-        const stream = sequence.tag;
-        this.admitted.add(stream);
+        const choice = sequence.tag;
+        this.admitted.add(choice);
+        const stream = choice.stream;
+        if (stream.started) return;
+        stream.started = true;
         stream.push({
           type: 'response-start',
-          promptTokens: sequence.request.promptTokens,
+          promptTokens: stream.promptTokens,
           cachedPromptTokens: sequence.cachedPromptTokens,
           // The loop may run behind real time, so a modelled admission can precede the arrival reading.
           queueWaitMs: Math.max(0, atMs - sequence.arrivalMs),
@@ -142,13 +178,13 @@ export class EmulatedEngine implements EngineAdapter {
         this.promptTokensTotal += sequence.request.promptTokens;
       },
       onFinish: (sequence, _atMs, cancelled) => {
-        const stream = sequence.tag;
+        const choice = sequence.tag;
         if (cancelled) {
-          this.admitted.delete(stream);
+          this.admitted.delete(choice);
           return;
         }
-        stream.done = true;
-        this.finishedInStep.push(stream);
+        choice.done = true;
+        this.finishedInStep.push(choice);
       },
     };
     this.model = new ReplicaModel(options.spec, options.ordering, events);
@@ -204,50 +240,32 @@ export class EmulatedEngine implements EngineAdapter {
     const unserved = firstUnservedFeature(request.features, this.servedFeatures);
     if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     if (!this.started || this.closed) throw errors.engineFailed(this.id, 'engine is not started');
-    const text = promptText(request.input);
-    const promptTokens = estimatePromptTokens(text);
-    const contextTokens = this.contextTokens;
-    if (promptTokens >= contextTokens || promptTokens + (request.maxTokens ?? 0) > contextTokens) {
-      throw errors.contextLengthExceeded({ contextTokens, promptTokens, maxTokens: request.maxTokens });
-    }
-    // The same prompt without a seed gets the same answer, as greedy decoding would.
-    const random = new SeededRandom(request.seed ?? stringSeed(text, 0, text.length));
-    let outputTokens: number;
-    let finishReason: FinishReason;
-    if (request.maxTokens !== null) {
-      // The emulated model always talks until it is cut off.
-      outputTokens = request.maxTokens;
-      finishReason = 'length';
-    } else {
-      const drawn = drawAnswerTokens(random);
-      const room = contextTokens - promptTokens;
-      outputTokens = Math.min(drawn, room);
-      finishReason = drawn > room ? 'length' : 'stop';
-    }
-
-    const stream = new EmulatedStream(new SyntheticText(random), finishReason);
+    const stream = this.plan(request);
     const onAbort = () => {
       stream.fail(signal.reason);
-      if (stream.sequence) this.model.cancel(stream.sequence, this.clock.nowMs());
+      this.cancelUnfinished(stream);
     };
     if (signal.aborted) throw signal.reason;
     signal.addEventListener('abort', onAbort, { once: true });
     this.open.add(stream);
     try {
       const nowMs = this.clock.nowMs();
-      stream.sequence = this.model.submit(
-        {
-          promptTokens,
-          outputTokens: Math.max(1, outputTokens),
-          promptBlockHashes: this.spec.prefixCaching
-            ? promptBlockHashes(text, this.spec.kvBlockTokens)
-            : null,
-          outputSeed: null,
-          priority: bandRank[serviceBand(request.serviceTier ?? 'default')],
-          tag: stream,
-        },
-        nowMs,
-      );
+      const priority = bandRank[serviceBand(request.serviceTier ?? 'default')];
+      for (const choice of stream.choices) {
+        choice.sequence = this.model.submit(
+          {
+            promptTokens: choice.prompt.tokens,
+            outputTokens: choice.output.tokens,
+            promptBlockHashes: this.spec.prefixCaching
+              ? promptBlockHashes(choice.prompt.text, this.spec.kvBlockTokens)
+              : null,
+            outputSeed: null,
+            priority,
+            tag: choice,
+          },
+          nowMs,
+        );
+      }
       // An idle replica starts a step at once; a busy one admits the request at its next step.
       if (!this.closed && !this.model.stepInProgress) this.startStep(nowMs);
       for (;;) {
@@ -263,10 +281,55 @@ export class EmulatedEngine implements EngineAdapter {
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.open.delete(stream);
-      // A consumer that stops early (error, disconnect) frees the sequence's KV blocks.
-      if (!stream.done && stream.sequence && !this.closed)
-        this.model.cancel(stream.sequence, this.clock.nowMs());
+      // A consumer that stops early (error, disconnect) frees the sequences' KV blocks.
+      if (!stream.done && !this.closed) this.cancelUnfinished(stream);
     }
+  }
+
+  /**
+   * The request's choices, each with its output decided (reply-plan.ts): one per prompt and per `n`,
+   * numbered as OpenAI numbers them (prompt-major). Throws, before any part, what a real engine would
+   * refuse up front: a prompt that does not fit the context, a schema that admits no value.
+   */
+  private plan(request: GenerationRequest): EmulatedStream {
+    const options = request.options ?? defaultGenerationOptions;
+    const prompts = emulatedPrompts(request);
+    const contextTokens = this.contextTokens;
+    for (const prompt of prompts) {
+      const promptTokens = prompt.tokens;
+      if (promptTokens >= contextTokens || promptTokens + (request.maxTokens ?? 0) > contextTokens)
+        throw errors.contextLengthExceeded({ contextTokens, promptTokens, maxTokens: request.maxTokens });
+    }
+    const shape = request.input.kind === 'chat' ? 'chat' : 'completion';
+    const echo = request.input.kind === 'completion' && request.carried?.echo === true;
+    const perPrompt = Math.max(1, options.n);
+    const stream = new EmulatedStream(prompts.reduce((sum, prompt) => sum + prompt.tokens, 0));
+    prompts.forEach((prompt, promptIndex) => {
+      // The same prompt without a seed gets the same answer, as greedy decoding would.
+      const promptSeed = request.seed ?? stringSeed(prompt.text, 0, prompt.text.length);
+      for (let sample = 0; sample < perPrompt; sample++) {
+        const index = promptIndex * perPrompt + sample;
+        const output = planChoiceOutput({
+          request,
+          options,
+          index,
+          shape,
+          // Choice 0 keeps the seed itself, so `n` does not change the first answer.
+          seed: index === 0 ? promptSeed : promptSeed ^ Math.imul(index, 0x9e3779b1),
+          roomTokens: contextTokens - prompt.tokens,
+          echoPrefix: echo ? prompt.text : '',
+        });
+        stream.choices.push(new EmulatedChoice(stream, output, prompt, sample === 0));
+      }
+    });
+    stream.choicesLeft = stream.choices.length;
+    return stream;
+  }
+
+  private cancelUnfinished(stream: EmulatedStream): void {
+    const nowMs = this.clock.nowMs();
+    for (const choice of stream.choices)
+      if (!choice.done && choice.sequence) this.model.cancel(choice.sequence, nowMs);
   }
 
   private startStep(startMs: number): void {
@@ -296,32 +359,46 @@ export class EmulatedEngine implements EngineAdapter {
   };
 
   /**
-   * Hot path, once per step: each admitted stream that gained tokens gets one text-delta for them
-   * (decode gives one token per step; a prefill's end gives the first). Finished streams then get their
-   * finish part.
+   * Hot path, once per step: each admitted choice that gained tokens hands them to its output, which
+   * pushes its parts (plain chat: one text-delta; decode gives one token per step, a prefill's end gives
+   * the first). A request whose choices have all finished then gets its finish part.
    */
   private deliver(): void {
-    for (const stream of this.admitted) {
-      const generated = this.model.generatedTokens(stream.sequence as ModelledSequence<EmulatedStream>);
-      const fresh = generated - stream.emittedTokens;
+    for (const choice of this.admitted) {
+      const generated = this.model.generatedTokens(choice.sequence as ModelledSequence<EmulatedChoice>);
+      const fresh = generated - choice.emittedTokens;
       if (fresh <= 0) continue;
-      stream.emittedTokens = generated;
-      stream.push({ type: 'text-delta', text: stream.text.take(fresh), tokens: fresh });
+      choice.emittedTokens = generated;
+      choice.output.emit(fresh, choice.stream.push);
     }
-    for (const stream of this.finishedInStep) {
-      this.admitted.delete(stream);
-      const sequence = stream.sequence as ModelledSequence<EmulatedStream>;
-      stream.push({
-        type: 'finish',
-        finishReason: stream.finishReason,
-        usage: {
-          promptTokens: sequence.request.promptTokens,
-          cachedPromptTokens: sequence.cachedPromptTokens,
-          completionTokens: stream.emittedTokens,
-          source: 'engine',
-        },
-      });
+    for (const choice of this.finishedInStep) {
+      this.admitted.delete(choice);
+      const stream = choice.stream;
+      if (--stream.choicesLeft === 0) stream.push(finishPart(stream));
     }
     this.finishedInStep.length = 0;
   }
+}
+
+/** The finish part: choice 0's reason, usage over all choices (each prompt's tokens counted once). */
+function finishPart(stream: EmulatedStream): StreamPart {
+  let completionTokens = 0;
+  let cachedPromptTokens = 0;
+  for (const choice of stream.choices) {
+    completionTokens += choice.emittedTokens;
+    if (choice.firstOfPrompt) cachedPromptTokens += choice.sequence?.cachedPromptTokens ?? 0;
+  }
+  const first = stream.choices[0] as EmulatedChoice;
+  return {
+    type: 'finish',
+    finishReason: first.output.finishReason,
+    usage: {
+      promptTokens: stream.promptTokens,
+      cachedPromptTokens,
+      completionTokens,
+      source: 'engine',
+    },
+    // Choices other than 0 always carry their finish_reason; choice 0's text-deltas leave it to the renderer.
+    ...(first.output.carriesFinishReason ? { choicesFinished: true } : {}),
+  };
 }

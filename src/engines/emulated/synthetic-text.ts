@@ -50,6 +50,21 @@ export class SyntheticText {
   }
 }
 
+/** `count` lowercase words of the same vocabulary joined by `separator`: names and values in synthetic JSON. */
+export function syntheticWords(random: SeededRandom, count: number, separator = ' '): string {
+  let text = '';
+  for (let index = 0; index < count; index++) {
+    const word = vocabulary[Math.floor(random.uniform() * vocabulary.length)] as string;
+    text += index === 0 ? word : `${separator}${word}`;
+  }
+  return text;
+}
+
+/** A word of the vocabulary for a number (a token id, an alternative's rank): the same number, the same word. */
+export function vocabularyWord(index: number): string {
+  return vocabulary[Math.abs(Math.trunc(index)) % vocabulary.length] as string;
+}
+
 /**
  * ShareGPT-like answer lengths: log-normal with median 120 and σ 0.9, so the mean is
  * 120 · e^(0.9²/2) ≈ 180 tokens, with the long right tail real chat answers have. A declared shape,
