@@ -6,7 +6,11 @@ import { modelProfile } from '../../performance-model/model-profiles.js';
 import { firstComeFirstServed, tierPriority } from '../../performance-model/queue-ordering.js';
 import { resolveReplicaSpec } from '../../performance-model/replica-spec.js';
 import { StepCostModel } from '../../performance-model/step-cost-model.js';
-import type { GenerationRequest } from '../engine-adapter.js';
+import {
+  defaultGenerationOptions,
+  type GenerationOptions,
+  type GenerationRequest,
+} from '../engine-adapter.js';
 import { EmulatedEngine } from './emulated-engine.js';
 
 const engines: EmulatedEngine[] = [];
@@ -52,6 +56,28 @@ async function collect(parts: AsyncIterable<StreamPart>): Promise<StreamPart[]> 
   const collected: StreamPart[] = [];
   for await (const part of parts) collected.push(part);
   return collected;
+}
+
+function withOptions(options: Partial<GenerationOptions>, overrides: Partial<GenerationRequest> = {}) {
+  return request({ options: { ...defaultGenerationOptions, ...options }, ...overrides });
+}
+
+/** The content parts' tokens: what usage's completion tokens must add up to. */
+function partTokens(parts: StreamPart[]): number {
+  let tokens = 0;
+  for (const part of parts)
+    if (part.type === 'text-delta' || part.type === 'choice-delta') tokens += part.tokens;
+  return tokens;
+}
+
+function finishOf(parts: StreamPart[]) {
+  const finish = parts.at(-1);
+  if (finish?.type !== 'finish') throw new Error('no finish part');
+  return finish;
+}
+
+function choiceDeltas(parts: StreamPart[], index: number) {
+  return parts.flatMap((part) => (part.type === 'choice-delta' && part.choice.index === index ? [part] : []));
 }
 
 function textOf(parts: StreamPart[]): string {
@@ -237,5 +263,220 @@ describe('EmulatedEngine', () => {
     await iterator.next();
     await engine.close();
     await expect(iterator.next()).rejects.toMatchObject({ code: 'engine_error' });
+  });
+
+  describe('beyond plain text', () => {
+    const weather = {
+      name: 'get_weather',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' } },
+        required: ['city'],
+        additionalProperties: false,
+      },
+    };
+
+    it('writes a tool call as a header delta then argument pieces, tokens modelled and added up', async () => {
+      const engine = await startEngine();
+      const parts = await collect(
+        engine.generate(withOptions({ tools: [weather] }, { maxTokens: null }), new AbortController().signal),
+      );
+      const deltas = choiceDeltas(parts, 0);
+      const header = deltas[0]?.choice.delta as { role: string; tool_calls: Array<Record<string, unknown>> };
+      expect(header.role).toBe('assistant');
+      expect(header.tool_calls[0]).toMatchObject({
+        index: 0,
+        type: 'function',
+        function: { name: 'get_weather', arguments: '' },
+      });
+      expect(deltas[0]?.tokens).toBe(Math.ceil('get_weather'.length / 4));
+      const argumentsText = deltas
+        .slice(1)
+        .map(
+          (part) =>
+            (part.choice.delta?.tool_calls as Array<{ function: { arguments: string } }>)[0]?.function
+              .arguments,
+        )
+        .join('');
+      expect(Object.keys(JSON.parse(argumentsText))).toEqual(['city']);
+      expect(deltas.slice(1).every((part) => part.tokens === 1)).toBe(true);
+      expect(deltas.at(-1)?.choice.finish_reason).toBe('tool_calls');
+      const finish = finishOf(parts);
+      expect(finish).toMatchObject({ finishReason: 'tool_calls', choicesFinished: true });
+      expect(finish.usage.completionTokens).toBe(partTokens(parts));
+      // The tool definitions are part of the prompt a chat template builds.
+      expect(finish.usage.promptTokens).toBe(
+        Math.ceil('Tell me about routing.'.length / 4) + Math.ceil(JSON.stringify([weather]).length / 4),
+      );
+    });
+
+    it('answers a tool result with text when tool_choice is auto', async () => {
+      const engine = await startEngine();
+      const messages = [
+        { role: 'user' as const, content: 'Weather in Rome?' },
+        {
+          role: 'assistant' as const,
+          content: '',
+          toolCalls: [{ id: 'call_1', name: 'get_weather', arguments: '{"city":"Rome"}' }],
+        },
+        { role: 'tool' as const, content: '{"sky":"clear"}', toolCallId: 'call_1' },
+      ];
+      const parts = await collect(
+        engine.generate(
+          withOptions({ tools: [weather] }, { input: { kind: 'chat', messages }, maxTokens: 4 }),
+          new AbortController().signal,
+        ),
+      );
+      expect(parts.filter((part) => part.type === 'text-delta')).toHaveLength(4);
+      expect(finishOf(parts)).toMatchObject({ finishReason: 'length' });
+      expect(finishOf(parts).choicesFinished).toBeUndefined();
+    });
+
+    it('models n choices as n sequences, each with its own answer and finish, usage over all of them', async () => {
+      const engine = await startEngine();
+      const single = await collect(engine.generate(request({ maxTokens: 6 }), new AbortController().signal));
+      const parts = await collect(
+        engine.generate(withOptions({ n: 3 }, { maxTokens: 6 }), new AbortController().signal),
+      );
+      // Choice 0 is what n = 1 answers, on the plain path; the others come as choice-deltas.
+      expect(textOf(parts)).toBe(textOf(single));
+      const answers = [1, 2].map((index) => choiceDeltas(parts, index));
+      for (const deltas of answers) {
+        expect(deltas.reduce((sum, part) => sum + part.tokens, 0)).toBe(6);
+        expect(deltas[0]?.choice.delta).toMatchObject({ role: 'assistant' });
+        expect(deltas.at(-1)?.choice.finish_reason).toBe('length');
+      }
+      const texts = answers.map((deltas) => deltas.map((part) => part.choice.delta?.content).join(''));
+      expect(new Set([textOf(single), ...texts]).size).toBe(3);
+      const finish = finishOf(parts);
+      expect(finish.usage).toMatchObject({ promptTokens: 6, completionTokens: 18 });
+      expect(partTokens(parts)).toBe(18);
+      expect(finish.choicesFinished).toBeUndefined();
+      expect(engine.extensions.counters().generationTokens).toBe(6 + 18);
+    });
+
+    it('gives modelled logprobs in OpenAI’s chat shape, the alternatives most likely first', async () => {
+      const engine = await startEngine();
+      const parts = await collect(
+        engine.generate(
+          withOptions({ logprobs: true, topLogprobs: 3 }, { maxTokens: 5 }),
+          new AbortController().signal,
+        ),
+      );
+      const deltas = choiceDeltas(parts, 0);
+      expect(deltas).toHaveLength(5);
+      for (const part of deltas) {
+        const logprobs = part.choice.logprobs as { content: Array<Record<string, unknown>>; refusal: null };
+        const [entry] = logprobs.content;
+        expect(entry?.token).toBe(part.choice.delta?.content);
+        expect(entry?.logprob).toBeLessThan(0);
+        expect(entry?.bytes).toEqual([...Buffer.from(String(entry?.token))]);
+        const top = entry?.top_logprobs as Array<{ token: string; logprob: number }>;
+        expect(top).toHaveLength(3);
+        expect(top.map((alternative) => alternative.logprob)).toEqual(
+          [...top.map((alternative) => alternative.logprob)].sort((a, b) => b - a),
+        );
+        expect(top.reduce((sum, alternative) => sum + Math.exp(alternative.logprob), 0)).toBeLessThanOrEqual(
+          1,
+        );
+      }
+      expect(finishOf(parts)).toMatchObject({ finishReason: 'length', choicesFinished: true });
+    });
+
+    it('answers several completion prompts, one choice each, echoing the prompt when asked', async () => {
+      const engine = await startEngine();
+      const parts = await collect(
+        engine.generate(
+          request({
+            input: {
+              kind: 'completion',
+              prompt: 'first\nsecond one',
+              prompts: ['first', 'second one', [1, 2, 3]],
+            },
+            maxTokens: 3,
+            options: { ...defaultGenerationOptions, logprobs: true, topLogprobs: 2 },
+            carried: { echo: true },
+          }),
+          new AbortController().signal,
+        ),
+      );
+      const texts = [0, 1, 2].map((index) =>
+        choiceDeltas(parts, index)
+          .map((part) => part.choice.text)
+          .join(''),
+      );
+      expect(texts[0]?.startsWith('first ')).toBe(true);
+      expect(texts[1]?.startsWith('second one ')).toBe(true);
+      const logprobs = choiceDeltas(parts, 1)[0]?.choice.logprobs as Record<string, unknown[]>;
+      expect(logprobs.tokens).toHaveLength(1);
+      expect(logprobs.text_offset).toEqual(['second one'.length]);
+      expect(Object.keys(logprobs.top_logprobs?.[0] as object)).toHaveLength(2);
+      expect(finishOf(parts).usage).toMatchObject({ promptTokens: 2 + 3 + 3, completionTokens: 9 });
+    });
+
+    it('counts image and audio parts at their fixed estimates', async () => {
+      const engine = await startEngine();
+      const parts = await collect(
+        engine.generate(
+          request({
+            carried: {
+              messages: [
+                {
+                  role: 'user',
+                  content: [
+                    { type: 'text', text: 'Tell me about routing.' },
+                    { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+                    { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } },
+                    { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } },
+                  ],
+                },
+              ],
+            },
+          }),
+          new AbortController().signal,
+        ),
+      );
+      expect(parts[0]).toMatchObject({ type: 'response-start', promptTokens: 6 + 765 + 85 + 250 });
+    });
+
+    it('frees every choice’s sequence on abort', async () => {
+      const engine = await startEngine();
+      const controller = new AbortController();
+      const reason = new Error('client left');
+      let deltas = 0;
+      const run = (async () => {
+        for await (const part of engine.generate(
+          withOptions({ n: 4 }, { maxTokens: 5000 }),
+          controller.signal,
+        ))
+          if (part.type !== 'response-start' && ++deltas === 8) controller.abort(reason);
+      })();
+      await expect(run).rejects.toBe(reason);
+      await waitFor(() => engine.load().slotsBusy === 0);
+      expect(engine.load().kvUsedFraction).toBe(0);
+    });
+
+    it('refuses, before any part, what a mixed fleet’s text-only replica does not serve', async () => {
+      const model = modelProfile('llama-3.1-8b', { weightDtype: 'fp8' });
+      if (!model) throw new Error('no profile');
+      const engine = new EmulatedEngine({
+        id: 'text-only',
+        modelId: 'llama-3.1-8b',
+        spec: resolveReplicaSpec({ hardware: hardwareProfiles.h200, model }),
+        ordering: firstComeFirstServed,
+        contextTokens: 8192,
+        servedFeatures: new Set(['logprobs']),
+      });
+      await engine.start();
+      engines.push(engine);
+      const error = await engine
+        .generate(
+          withOptions({ tools: [weather] }, { features: ['logprobs', 'tools'] }),
+          new AbortController().signal,
+        )
+        .next()
+        .catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ status: 400, param: 'tools', code: 'unsupported_parameter' });
+    });
   });
 });
