@@ -17,6 +17,12 @@ import { type Harness, postRaw, startHarness } from './support/gravity-harness.j
 const vllmChat = readCapture('vllm-chat-tool-call-reasoning.sse');
 const llamaServerChat = readCapture('llama-server-chat-tool-call-reasoning.sse');
 const vllmCompletions = readCapture('vllm-completions-n2-logprobs.sse');
+const openaiChat = readCapture('openai-chat-tool-call.sse');
+
+/** The vLLM stream with its finish reason replaced, for the reasons no capture here ends with. */
+function vllmEndingWith(finishReason: string): string {
+  return vllmChat.raw.replace('"finish_reason":"tool_calls"', `"finish_reason":"${finishReason}"`);
+}
 
 /** A vLLM stream that fails inside the engine: its role opener, then its streaming error event. */
 const vllmStreamingError = [
@@ -46,6 +52,9 @@ beforeAll(async () => {
     'vllm-tools': { kind: 'capture', raw: vllmChat.raw, pieces: 9 },
     'llama-server-tools': { kind: 'capture', raw: llamaServerChat.raw, pieces: 9 },
     'vllm-completions': { kind: 'capture', raw: vllmCompletions.raw, pieces: 5 },
+    'openai-tools': { kind: 'capture', raw: openaiChat.raw, pieces: 6 },
+    'vllm-content-filter': { kind: 'capture', raw: vllmEndingWith('content_filter') },
+    'vllm-function-call': { kind: 'capture', raw: vllmEndingWith('function_call') },
     // vLLM since 0.10.1 wraps its errors the way OpenAI does; the code stays a number.
     'vllm-400': {
       kind: 'http-error',
@@ -77,6 +86,9 @@ beforeAll(async () => {
     'vllm-tools',
     'llama-server-tools',
     'vllm-completions',
+    'openai-tools',
+    'vllm-content-filter',
+    'vllm-function-call',
     'vllm-400',
     'vllm-400-flat',
     'llama-server-400',
@@ -117,7 +129,13 @@ function relayedAs(event: string, owned: { id: string; model: string; serviceTie
   const rewritten = event
     .replace(`"id":${upstreamId}`, `"id":${JSON.stringify(owned.id)}`)
     .replace(`"model":${upstreamModel}`, `"model":${JSON.stringify(owned.model)}`);
-  // The captures carry no service_tier: Gravity adds its own first in the object.
+  const upstreamTier = topLevelField(event, 'service_tier');
+  // OpenAI's chunks carry a service_tier, rewritten in place; other servers' get Gravity's first in the object.
+  if (upstreamTier !== undefined)
+    return rewritten.replace(
+      `"service_tier":${JSON.stringify(upstreamTier)}`,
+      `"service_tier":${JSON.stringify(owned.serviceTier)}`,
+    );
   return `{"service_tier":${JSON.stringify(owned.serviceTier)},${rewritten.slice(1)}`;
 }
 
@@ -152,10 +170,11 @@ function expectRelayedEventByEvent(options: {
   id: string;
   model: string;
   includeUsage: boolean;
+  serviceTier?: string;
 }): Record<string, unknown> | undefined {
-  const { capture, received, id, model, includeUsage } = options;
+  const { capture, received, id, model, includeUsage, serviceTier = 'default' } = options;
   const upstreamContent = capture.events.filter((event) => event !== '[DONE]' && !isUsageOnly(event));
-  const expected = upstreamContent.map((event) => relayedAs(event, { id, model, serviceTier: 'default' }));
+  const expected = upstreamContent.map((event) => relayedAs(event, { id, model, serviceTier }));
   expect(received.slice(0, expected.length)).toEqual(expected);
   expect(received.at(-1)).toBe('[DONE]');
   if (!includeUsage) {
@@ -171,14 +190,17 @@ function expectRelayedEventByEvent(options: {
 const upstreamUsage = (capture: Capture) =>
   JSON.parse(capture.events.find(isUsageOnly) as string).usage as Record<string, number>;
 
-describe('recorded vLLM and llama-server streams relayed through the openai-upstream engine', () => {
-  for (const [name, capture, model] of [
-    ['vLLM (tool call, reasoning_content, stop_reason)', vllmChat, 'g-vllm-tools'],
+describe('recorded vLLM, llama-server and OpenAI streams relayed through the openai-upstream engine', () => {
+  for (const [name, capture, model, serviceTier] of [
+    ['vLLM (tool call, reasoning_content, stop_reason)', vllmChat, 'g-vllm-tools', 'default'],
     [
       'llama-server (choices first, timings, tool call, reasoning_content)',
       llamaServerChat,
       'g-llama-server-tools',
+      'default',
     ],
+    // OpenAI's chunks have a service_tier of their own; asking Gravity for flex shows it rewritten in place.
+    ['OpenAI (service_tier, usage: null, obfuscation, tool call)', openaiChat, 'g-openai-tools', 'flex'],
   ] as const) {
     it(`relays every ${name} event byte for byte but id, model and service_tier, then Gravity's usage and [DONE]`, async () => {
       const { events, requestId } = await streamThroughGravity('chat/completions', {
@@ -187,6 +209,7 @@ describe('recorded vLLM and llama-server streams relayed through the openai-upst
         tools: [weatherTool],
         stream: true,
         stream_options: { include_usage: true },
+        ...(serviceTier === 'default' ? {} : { service_tier: serviceTier }),
       });
       const usageChunk = expectRelayedEventByEvent({
         capture,
@@ -194,6 +217,7 @@ describe('recorded vLLM and llama-server streams relayed through the openai-upst
         id: `chatcmpl-${requestId}`,
         model,
         includeUsage: true,
+        serviceTier,
       });
       // Usage is the upstream's figures with Gravity's metering under `usage.gravity`.
       const usage = usageChunk?.usage as Record<string, unknown>;
@@ -241,9 +265,11 @@ describe('recorded vLLM and llama-server streams relayed through the openai-upst
         .map((event) => JSON.parse(event).choices[0]?.delta?.reasoning_content)
         .filter((text): text is string => typeof text === 'string');
       const wholeMessage = whole.choices[0]?.message as unknown as Record<string, unknown>;
-      expect(wholeMessage.reasoning_content).toBe(reasoningDeltas.join(''));
       const sdkMessage = assembledBySdk.choices[0]?.message as unknown as Record<string, unknown>;
-      expect(sdkMessage.reasoning_content).toBe(reasoningDeltas.at(-1));
+      if (reasoningDeltas.length > 0) {
+        expect(wholeMessage.reasoning_content).toBe(reasoningDeltas.join(''));
+        expect(sdkMessage.reasoning_content).toBe(reasoningDeltas.at(-1));
+      } else expect('reasoning_content' in wholeMessage).toBe(false);
 
       // `parsed` is the SDK stream helper's own field (null without a parseable response_format).
       const withoutReasoning = (choices: unknown[]) =>
@@ -410,7 +436,32 @@ describe('upstream failures through the relay', () => {
     // The upstream sees its request's connection close: it can stop generating. (Never resolves otherwise:
     // the replay keeps the stream open forever, so the test would time out.)
     await request?.closedEarly;
+    const engine = gravity.server.gateway.engines.find((candidate) => candidate.id === 'captures');
+    await expect.poll(() => engine?.load().slotsBusy).toBe(0);
   });
+
+  for (const reason of ['content_filter', 'function_call']) {
+    it(`passes an upstream's ${reason} finish reason on, streamed and assembled`, async () => {
+      const model = reason === 'content_filter' ? 'g-vllm-content-filter' : 'g-vllm-function-call';
+      const { events } = await streamThroughGravity('chat/completions', {
+        model,
+        messages: [{ role: 'user', content: 'x' }],
+        stream: true,
+      });
+      const reasons = events
+        .filter((event) => event !== '[DONE]')
+        .map((event) => JSON.parse(event).choices[0]?.finish_reason)
+        .filter((finish) => finish != null);
+      expect(reasons).toEqual([reason]);
+      const whole = await postRaw(
+        `${gravity.url}/v1/chat/completions`,
+        JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }] }),
+      );
+      expect((whole.json as { choices: Array<{ finish_reason: string }> }).choices[0]?.finish_reason).toBe(
+        reason,
+      );
+    });
+  }
 });
 
 describe('the request body Gravity sends the upstream', () => {

@@ -1,0 +1,224 @@
+import type OpenAI from 'openai';
+import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
+import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  agentModel,
+  expectValidAgainst,
+  startAgentHarness,
+  weatherParameters,
+  weatherTool,
+} from '../support/agent-harness.js';
+import type { Harness } from '../support/gravity-harness.js';
+
+/**
+ * The official openai SDK (exact dev dependency) running agent-style traffic against a live Gravity with
+ * an emulated replica: tool round trips with the returned message pushed back, structured outputs parsed
+ * by the SDK's zod helper, the SDK's tool runner, and streamed tool calls assembled by the SDK.
+ */
+
+let harness: Harness;
+let client: OpenAI;
+beforeAll(async () => {
+  harness = await startAgentHarness();
+  client = harness.client;
+});
+afterAll(async () => {
+  await harness?.close();
+});
+
+function parsedArguments(call: { type: string } | undefined): unknown {
+  if (call?.type !== 'function') throw new Error(`not a function call: ${JSON.stringify(call)}`);
+  return JSON.parse((call as unknown as { function: { arguments: string } }).function.arguments);
+}
+
+describe('the openai SDK against Gravity: agent loops', () => {
+  it('runs a multi-turn tool round trip with each returned message pushed back into messages as is', async () => {
+    const messages: ChatCompletionMessageParam[] = [
+      { role: 'system', content: 'You answer weather questions.' },
+      { role: 'user', content: 'What is the weather in Paris?' },
+    ];
+    const first = await client.chat.completions.create({ model: agentModel, messages, tools: [weatherTool] });
+    const calling = first.choices[0];
+    expect(calling?.finish_reason).toBe('tool_calls');
+    // The assistant message as OpenAI returns it: content null, refusal null, the calls.
+    expect(calling?.message).toMatchObject({ role: 'assistant', content: null, refusal: null });
+    const call = calling?.message.tool_calls?.[0];
+    expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+    expect(call?.id).toMatch(/\S/);
+    expectValidAgainst(weatherParameters, parsedArguments(call));
+
+    // Pushed back untouched (refusal: null, content: null and all), then the tool's result.
+    messages.push(calling?.message as ChatCompletionMessageParam);
+    messages.push({
+      role: 'tool',
+      tool_call_id: call?.id ?? '',
+      content: JSON.stringify({ temperature_c: 21 }),
+    });
+    const second = await client.chat.completions.create({
+      model: agentModel,
+      messages,
+      tools: [weatherTool],
+    });
+    expect(second.choices[0]?.finish_reason).toBe('stop');
+    expect(second.choices[0]?.message.tool_calls ?? []).toEqual([]);
+    expect(second.choices[0]?.message.content).toMatch(/\S/);
+    expect(second.choices[0]?.message.refusal).toBeNull();
+
+    // And a further turn on the same history, without tools.
+    messages.push(second.choices[0]?.message as ChatCompletionMessageParam);
+    messages.push({ role: 'user', content: 'Thanks. And in one word?' });
+    const third = await client.chat.completions.create({
+      model: agentModel,
+      messages,
+      max_completion_tokens: 8,
+    });
+    expect(third.choices[0]?.message.content).toMatch(/\S/);
+    expect(third.usage?.prompt_tokens).toBeGreaterThan(second.usage?.prompt_tokens ?? 0);
+  });
+
+  it('calls the named tool for a named tool_choice, and every tool for required', async () => {
+    const clockTool = {
+      type: 'function' as const,
+      function: {
+        name: 'get_time',
+        parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] },
+      },
+    };
+    const named = await client.chat.completions.create({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Time in Paris?' }],
+      tools: [weatherTool, clockTool],
+      tool_choice: { type: 'function', function: { name: 'get_time' } },
+    });
+    expect(
+      named.choices[0]?.message.tool_calls?.map(
+        (call) => (call as { function: { name: string } }).function.name,
+      ),
+    ).toEqual(['get_time']);
+    expectValidAgainst(
+      clockTool.function.parameters,
+      parsedArguments(named.choices[0]?.message.tool_calls?.[0]),
+    );
+
+    const required = await client.chat.completions.create({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Weather and time in Paris?' }],
+      tools: [weatherTool, clockTool],
+      tool_choice: 'required',
+    });
+    const calls = required.choices[0]?.message.tool_calls ?? [];
+    expect(calls.map((call) => (call as { function: { name: string } }).function.name)).toEqual([
+      'get_weather',
+      'get_time',
+    ]);
+    expect(new Set(calls.map((call) => call.id)).size).toBe(2);
+  });
+
+  it('parses a structured output with chat.completions.parse and a zod schema', async () => {
+    const Forecast = z.object({
+      city: z.string(),
+      temperature_c: z.number(),
+      conditions: z.enum(['sunny', 'cloudy', 'rain']),
+      hourly: z.array(z.object({ hour: z.number().int(), temperature_c: z.number() })),
+    });
+    const completion = await client.chat.completions.parse({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Forecast for Paris as JSON.' }],
+      response_format: zodResponseFormat(Forecast, 'forecast'),
+    });
+    const message = completion.choices[0]?.message;
+    expect(completion.choices[0]?.finish_reason).toBe('stop');
+    expect(message?.refusal).toBeNull();
+    // `parsed` is the SDK's own parse of the content with the zod schema: it throws if the JSON is invalid.
+    expect(Forecast.parse(message?.parsed)).toEqual(JSON.parse(message?.content ?? ''));
+  });
+
+  it('parses strict tool arguments with zodFunction through chat.completions.parse', async () => {
+    const WeatherArgs = z.object({ city: z.string(), unit: z.enum(['celsius', 'fahrenheit']) });
+    const completion = await client.chat.completions.parse({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Weather in Oslo?' }],
+      tools: [zodFunction({ name: 'get_weather', parameters: WeatherArgs })],
+      tool_choice: 'required',
+    });
+    const call = completion.choices[0]?.message.tool_calls?.[0];
+    expect(call?.type).toBe('function');
+    const parsed = call?.type === 'function' ? call.function.parsed_arguments : undefined;
+    expect(WeatherArgs.parse(parsed)).toEqual(parsedArguments(call));
+  });
+
+  it('runs a tool round trip with runTools: the SDK calls the function, sends its result, gets the answer', async () => {
+    const calls: unknown[] = [];
+    const runner = client.chat.completions.runTools({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'What is the weather in Lisbon?' }],
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'get_weather',
+            description: 'Current weather for a city',
+            parameters: weatherParameters,
+            parse: JSON.parse,
+            function: (args: { city: string; unit: string }) => {
+              calls.push(args);
+              return { city: args.city, temperature: 19, unit: args.unit };
+            },
+          },
+        },
+      ],
+    });
+    const answer = await runner.finalContent();
+    expect(calls).toHaveLength(1);
+    expectValidAgainst(weatherParameters, calls[0]);
+    expect(answer).toMatch(/\S/);
+    const roles = runner.messages.map((message) => message.role);
+    expect(roles).toEqual(['user', 'assistant', 'tool', 'assistant']);
+    const totalUsage = await runner.totalUsage();
+    expect(totalUsage.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('assembles streamed tool calls with chat.completions.stream and finalChatCompletion', async () => {
+    const argumentDeltas: string[] = [];
+    const stream = client.chat.completions.stream({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Weather in Rome?' }],
+      tools: [weatherTool],
+      stream_options: { include_usage: true },
+    });
+    stream.on('tool_calls.function.arguments.delta', (event) => {
+      argumentDeltas.push(event.arguments_delta);
+    });
+    const done: string[] = [];
+    stream.on('tool_calls.function.arguments.done', (event) => {
+      done.push(event.arguments);
+    });
+    const completion = await stream.finalChatCompletion();
+    const call = completion.choices[0]?.message.tool_calls?.[0];
+    expect(completion.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+    const args = (call as { function: { arguments: string } }).function.arguments;
+    // Arguments arrive in several deltas that add up to the whole JSON, as OpenAI streams them.
+    expect(argumentDeltas.length).toBeGreaterThan(1);
+    expect(argumentDeltas.join('')).toBe(args);
+    expect(done).toEqual([args]);
+    expectValidAgainst(weatherParameters, JSON.parse(args));
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('streams the same message as the non-streamed answer for the same request', async () => {
+    const request = {
+      model: agentModel,
+      messages: [{ role: 'user' as const, content: 'Weather in Madrid?' }],
+      tools: [weatherTool],
+      seed: 11,
+    };
+    const whole = await client.chat.completions.create(request);
+    const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+    // `parsed` is the SDK stream helper's own field, not part of the wire message.
+    const { parsed: _parsed, ...streamedMessage } = { ...streamed.choices[0]?.message };
+    expect(streamedMessage).toEqual(whole.choices[0]?.message);
+  });
+});
