@@ -290,4 +290,51 @@ describe('the openai SDK against Gravity: agent loops', () => {
       }));
     expect(messages(streamed)).toEqual(messages(whole));
   });
+
+  it('accepts the request fields current SDKs send (prompt_cache_key, safety_identifier, verbosity, include_obfuscation, a 64-bit seed)', async () => {
+    const stream = await client.chat.completions.create({
+      model: agentModel,
+      messages: [
+        { role: 'developer', content: 'Be brief.' },
+        { role: 'user', content: 'Hi.' },
+      ],
+      prompt_cache_key: 'session-42',
+      safety_identifier: 'user-hash-1f2e',
+      verbosity: 'low',
+      metadata: { run: 'clients-test' },
+      store: false,
+      seed: 9007199254740993,
+      max_completion_tokens: 4,
+      stream: true,
+      stream_options: { include_usage: true, include_obfuscation: false },
+    });
+    let text = '';
+    let completionTokens: number | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
+    }
+    expect(text).toMatch(/\S/);
+    expect(completionTokens).toBe(4);
+  });
+
+  it('completes several prompts, as strings and as token arrays, in one completions request', async () => {
+    const completion = await client.completions.create({
+      model: agentModel,
+      prompt: ['Once upon a time', 'The capital of France'],
+      max_tokens: 3,
+    });
+    expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
+    for (const choice of completion.choices) expect(choice.text).toMatch(/\S/);
+    const fromTokens = await client.completions.create({
+      model: agentModel,
+      prompt: [
+        [1, 2, 3],
+        [4, 5],
+      ],
+      max_tokens: 2,
+    });
+    expect(fromTokens.choices).toHaveLength(2);
+    expect(fromTokens.usage?.completion_tokens).toBe(4);
+  });
 });
