@@ -5,6 +5,7 @@ import {
   readCapture,
   readSseEvents,
   startCaptureUpstream,
+  type UpstreamBehaviour,
 } from './support/capture-upstream.js';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
 
@@ -48,7 +49,8 @@ let upstream: CaptureUpstream;
 let gravity: Harness;
 
 beforeAll(async () => {
-  upstream = await startCaptureUpstream({
+  // What the upstream does, by the upstream model name each Gravity model `g-<name>` maps to.
+  const behaviours: Record<string, UpstreamBehaviour> = {
     'vllm-tools': { kind: 'capture', raw: vllmChat.raw, pieces: 9 },
     'llama-server-tools': { kind: 'capture', raw: llamaServerChat.raw, pieces: 9 },
     'vllm-completions': { kind: 'capture', raw: vllmCompletions.raw, pieces: 5 },
@@ -89,23 +91,8 @@ beforeAll(async () => {
     'error-before-first-token': { kind: 'stall', events: vllmStreamingError },
     'cut-before-first-token': { kind: 'cut', events: [vllmChat.events[0] as string] },
     'stalls-after-three-events': { kind: 'stall', events: vllmChat.events.slice(0, 3) },
-  });
-  const models = [
-    'vllm-tools',
-    'llama-server-tools',
-    'vllm-completions',
-    'openai-tools',
-    'vllm-content-filter',
-    'vllm-function-call',
-    'vllm-no-usage',
-    'vllm-400',
-    'vllm-400-flat',
-    'llama-server-400',
-    'tgi-422',
-    'error-before-first-token',
-    'cut-before-first-token',
-    'stalls-after-three-events',
-  ];
+  };
+  upstream = await startCaptureUpstream(behaviours);
   gravity = await startHarness(undefined, {
     engines: {
       captures: {
@@ -117,7 +104,7 @@ beforeAll(async () => {
     },
     // Gravity's model names differ from the upstream's, so the rewrite of `model` is visible.
     models: Object.fromEntries(
-      models.map((name) => [`g-${name}`, { engine: 'captures', upstreamModel: name }]),
+      Object.keys(behaviours).map((name) => [`g-${name}`, { engine: 'captures', upstreamModel: name }]),
     ),
   });
 });
