@@ -23,6 +23,8 @@ const fastReplica = {
 let harness: Harness;
 beforeAll(async () => {
   harness = await startHarness(undefined, {
+    // Round robin, so plain requests visibly spread over both replicas of the mixed model.
+    routing: { policy: 'round-robin' },
     engines: {
       agent: fastReplica,
       // A mixed fleet: one replica serves tools, the other only plain text.
@@ -271,5 +273,134 @@ describe('emulated structured outputs through the openai SDK', () => {
     expect((error as APIError).status).toBe(400);
     expect((error as APIError).param).toBe('response_format');
     expect((error as APIError).message).toContain('#/$defs/missing');
+  });
+});
+
+describe('emulated logprobs, n, media and prompts through the openai SDK', () => {
+  it('returns modelled logprobs in OpenAI’s shape, one entry per token', async () => {
+    const completion = await harness.client.chat.completions.create({
+      model: 'llama-3.1-8b',
+      messages: [{ role: 'user', content: 'Some words with their odds.' }],
+      max_tokens: 6,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const choice = completion.choices[0];
+    const entries = choice?.logprobs?.content ?? [];
+    expect(entries).toHaveLength(6);
+    expect(entries.map((entry) => entry.token).join('')).toBe(choice?.message.content);
+    for (const entry of entries) {
+      expect(entry.logprob).toBeLessThan(0);
+      expect(entry.top_logprobs).toHaveLength(2);
+    }
+  });
+
+  it('answers n choices, the same streamed (as the SDK assembles them) as not', async () => {
+    const body = {
+      model: 'llama-3.1-8b',
+      messages: [{ role: 'user' as const, content: 'Three takes, please.' }],
+      max_tokens: 7,
+      n: 3,
+    };
+    const whole = await harness.client.chat.completions.create(body);
+    expect(whole.choices.map((choice) => choice.index)).toEqual([0, 1, 2]);
+    expect(new Set(whole.choices.map((choice) => choice.message.content)).size).toBe(3);
+    expect(whole.usage?.completion_tokens).toBe(21);
+    const stream = harness.client.chat.completions.stream({
+      ...body,
+      stream_options: { include_usage: true },
+    });
+    const assembled = await stream.finalChatCompletion();
+    expect(
+      assembled.choices.map((choice) => [choice.index, choice.message.content, choice.finish_reason]),
+    ).toEqual(whole.choices.map((choice) => [choice.index, choice.message.content, 'length']));
+    expect(assembled.usage?.completion_tokens).toBe(21);
+  });
+
+  it('counts an image part as prompt tokens at the fixed estimate', async () => {
+    const text = 'What is in this picture?';
+    const completion = await harness.client.chat.completions.create({
+      model: 'llama-3.1-8b',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } },
+          ],
+        },
+      ],
+      max_tokens: 3,
+    });
+    expect(completion.usage?.prompt_tokens).toBe(Math.ceil(text.length / 4) + 85);
+  });
+
+  it('accepts penalties, logit_bias and vendor extras, which the synthetic text ignores', async () => {
+    const base = {
+      model: 'llama-3.1-8b',
+      messages: [{ role: 'user' as const, content: 'Same words either way.' }],
+      max_tokens: 8,
+    };
+    const plain = await harness.client.chat.completions.create(base);
+    const tuned = await harness.client.chat.completions.create({
+      ...base,
+      presence_penalty: 0.5,
+      frequency_penalty: 0.5,
+      logit_bias: { '42': -100 },
+      // @ts-expect-error vLLM's sampling extras are not in the SDK's types
+      top_k: 20,
+      min_p: 0.05,
+      repetition_penalty: 1.1,
+      chat_template_kwargs: { enable_thinking: false },
+    });
+    expect(tuned.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+  });
+
+  it('answers several completion prompts, one choice each', async () => {
+    const completion = await harness.client.completions.create({
+      model: 'llama-3.1-8b',
+      prompt: ['Once upon a time', 'The gateway'],
+      max_tokens: 4,
+    });
+    expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
+    for (const choice of completion.choices) expect(choice.text.trim().split(' ')).toHaveLength(4);
+    expect(completion.usage?.completion_tokens).toBe(8);
+  });
+});
+
+describe('a mixed emulated fleet', () => {
+  it('routes tool requests only to the replica serving tools, plain ones to either', async () => {
+    const replicaOf = (response: Response) =>
+      (JSON.parse(response.headers.get('x-gravity-route') ?? '{}') as { replica?: string }).replica;
+    const toolReplicas = new Set<string | undefined>();
+    for (let index = 0; index < 6; index++) {
+      const { response } = await harness.client.chat.completions
+        .create({
+          model: 'mixed',
+          messages: [{ role: 'user', content: `Weather ${index}?` }],
+          tools: [weatherTool],
+        })
+        .withResponse();
+      toolReplicas.add(replicaOf(response));
+    }
+    expect(toolReplicas).toEqual(new Set(['with-tools']));
+    const plainReplicas = new Set<string | undefined>();
+    for (let index = 0; index < 6; index++) {
+      const { response } = await harness.client.chat.completions
+        .create({ model: 'mixed', messages: [{ role: 'user', content: `Hello ${index}` }], max_tokens: 2 })
+        .withResponse();
+      plainReplicas.add(replicaOf(response));
+    }
+    expect(plainReplicas).toEqual(new Set(['with-tools', 'text-only']));
+  });
+
+  it('refuses a feature no replica of the model serves with a 400 naming the parameter', async () => {
+    const error = await harness.client.chat.completions
+      .create({ model: 'plain', messages: [{ role: 'user', content: 'x' }], tools: [weatherTool] })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(APIError);
+    expect((error as APIError).status).toBe(400);
+    expect((error as APIError).param).toBe('tools');
+    expect((error as APIError).message).toContain('plain-only');
   });
 });

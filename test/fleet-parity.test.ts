@@ -292,6 +292,36 @@ describe('one fleet core on two clocks', () => {
       const failed = (/retried fails away from (\S+)/.exec(decisions.join('\n')) as RegExpExecArray)[1];
       for (let index = 0; index < 4; index++) expect(placed(decisions, `probe${index}`)).not.toBe(failed);
     },
+    'serves-features': async () => {
+      for (const [withTools, textOnly] of [
+        ['a', 'b'],
+        ['b', 'a'],
+      ] as const) {
+        const decisions = await onBothClocks(
+          {
+            replicas: replicas(
+              { id: withTools, servedFeatures: ['tools'] },
+              { id: textOnly, servedFeatures: [] },
+            ),
+            routing: { policy: 'least-loaded' },
+            scheduling: null,
+            seed: 1,
+          },
+          [
+            // The replica serving tools is busy: load alone would send the next tool request elsewhere.
+            request('busy', 0, { maxTokens: 50, features: ['tools'] }),
+            request('tools', 10, { features: ['tools'] }),
+            request('plain', 15),
+            request('audio', 20, { features: ['input_audio'] }),
+          ],
+        );
+        expect(placed(decisions, 'busy')).toBe(withTools);
+        expect(placed(decisions, 'tools')).toBe(withTools);
+        expect(placed(decisions, 'plain')).toBe(textOnly);
+        // Served nowhere: refused on both clocks.
+        expect(decisions.some((line) => / refused audio: no-replica/.test(line))).toBe(true);
+      }
+    },
     'context-fits': async () => {
       for (const [small, large] of [
         ['a', 'b'],

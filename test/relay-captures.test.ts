@@ -5,6 +5,7 @@ import {
   readCapture,
   readSseEvents,
   startCaptureUpstream,
+  type UpstreamBehaviour,
 } from './support/capture-upstream.js';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
 
@@ -48,12 +49,21 @@ let upstream: CaptureUpstream;
 let gravity: Harness;
 
 beforeAll(async () => {
-  upstream = await startCaptureUpstream({
+  // What the upstream does, by the upstream model name each Gravity model `g-<name>` maps to.
+  const behaviours: Record<string, UpstreamBehaviour> = {
     'vllm-tools': { kind: 'capture', raw: vllmChat.raw, pieces: 9 },
     'llama-server-tools': { kind: 'capture', raw: llamaServerChat.raw, pieces: 9 },
     'vllm-completions': { kind: 'capture', raw: vllmCompletions.raw, pieces: 5 },
     'openai-tools': { kind: 'capture', raw: openaiChat.raw, pieces: 6 },
     'vllm-content-filter': { kind: 'capture', raw: vllmEndingWith('content_filter') },
+    // As a server without usage reporting would send it: the same stream without its usage chunk.
+    'vllm-no-usage': {
+      kind: 'capture',
+      raw: vllmChat.raw
+        .split('\n\n')
+        .filter((block) => !(block.startsWith('data: {') && isUsageOnly(block.slice('data: '.length))))
+        .join('\n\n'),
+    },
     'vllm-function-call': { kind: 'capture', raw: vllmEndingWith('function_call') },
     // vLLM since 0.10.1 wraps its errors the way OpenAI does; the code stays a number.
     'vllm-400': {
@@ -81,22 +91,8 @@ beforeAll(async () => {
     'error-before-first-token': { kind: 'stall', events: vllmStreamingError },
     'cut-before-first-token': { kind: 'cut', events: [vllmChat.events[0] as string] },
     'stalls-after-three-events': { kind: 'stall', events: vllmChat.events.slice(0, 3) },
-  });
-  const models = [
-    'vllm-tools',
-    'llama-server-tools',
-    'vllm-completions',
-    'openai-tools',
-    'vllm-content-filter',
-    'vllm-function-call',
-    'vllm-400',
-    'vllm-400-flat',
-    'llama-server-400',
-    'tgi-422',
-    'error-before-first-token',
-    'cut-before-first-token',
-    'stalls-after-three-events',
-  ];
+  };
+  upstream = await startCaptureUpstream(behaviours);
   gravity = await startHarness(undefined, {
     engines: {
       captures: {
@@ -108,7 +104,7 @@ beforeAll(async () => {
     },
     // Gravity's model names differ from the upstream's, so the rewrite of `model` is visible.
     models: Object.fromEntries(
-      models.map((name) => [`g-${name}`, { engine: 'captures', upstreamModel: name }]),
+      Object.keys(behaviours).map((name) => [`g-${name}`, { engine: 'captures', upstreamModel: name }]),
     ),
   });
 });
@@ -297,6 +293,29 @@ describe('recorded vLLM, llama-server and OpenAI streams relayed through the ope
       expect(whole.usage?.completion_tokens).toBe(upstreamUsage(capture).completion_tokens);
     });
   }
+
+  it('counts reasoning and tool-call deltas as completion tokens when the upstream reports no usage', async () => {
+    const whole = await gravity.client.chat.completions.create({
+      model: 'g-vllm-no-usage',
+      messages: [{ role: 'user', content: 'Weather in Paris?' }],
+      tools: [weatherTool],
+    });
+    // One token per chunk that carries output (reasoning, content, a tool-call delta), as servers stream.
+    const outputChunks = vllmChat.events.filter((event) => {
+      if (event === '[DONE]' || isUsageOnly(event)) return false;
+      const delta = JSON.parse(event).choices[0]?.delta ?? {};
+      return Object.entries(delta).some(
+        ([key, value]) =>
+          key !== 'role' && (typeof value === 'string' || Array.isArray(value)) && value.length > 0,
+      );
+    });
+    expect(outputChunks.length).toBeGreaterThan(30);
+    expect(whole.usage).toMatchObject({
+      completion_tokens: outputChunks.length,
+      gravity: { usage_source: 'counted' },
+    });
+    expect(whole.choices[0]?.finish_reason).toBe('tool_calls');
+  });
 
   it('relays a vLLM completions stream with two choices and logprobs event by event, and assembles it per choice', async () => {
     const model = 'g-vllm-completions';

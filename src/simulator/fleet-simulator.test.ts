@@ -225,4 +225,97 @@ describe('fleet simulator', () => {
     );
     expect(slo?.fleet.scheduler).toBe('slo');
   });
+
+  describe('request features and a mixed fleet', () => {
+    const mixedFleet = {
+      hardware: 'h100-sxm',
+      model: 'llama-3.1-8b',
+      groups: [
+        { name: 'agents', replicas: 2, servedFeatures: ['tools', 'response_format'] },
+        { name: 'chat', replicas: 2, servedFeatures: [] },
+      ],
+    };
+    const agentWorkload = (features: Record<string, number>) => ({
+      arrivals: { process: 'poisson', ratePerSecond: 20 },
+      requests: 800,
+      mix: [{ name: 'agent', input: { fixed: 200 }, output: { fixed: 50 }, features }],
+    });
+
+    it('routes tool requests only to the group serving tools; plain ones anywhere', () => {
+      const routedTo = new Map<number, Set<string>>();
+      const usesTools = new Map<number, boolean>();
+      const result = runScenario(
+        scenario({
+          fleet: mixedFleet,
+          routing: { policy: 'round-robin' },
+          workload: agentWorkload({ tools: 0.5 }),
+        }),
+        {},
+        {
+          onDecision: (decision) => {
+            if (decision.type !== 'routed') return;
+            usesTools.set(decision.tag.id, decision.tag.features?.includes('tools') ?? false);
+            const replicas = routedTo.get(decision.tag.id) ?? new Set<string>();
+            replicas.add(decision.replica);
+            routedTo.set(decision.tag.id, replicas);
+          },
+        },
+      );
+      const agents = new Set(['h100-sxm-0', 'h100-sxm-1']);
+      const toolReplicas = new Set<string>();
+      const plainReplicas = new Set<string>();
+      for (const [id, replicas] of routedTo)
+        for (const replica of replicas) (usesTools.get(id) ? toolReplicas : plainReplicas).add(replica);
+      const toolRequests = [...usesTools.values()].filter(Boolean).length;
+      // About half the requests use tools, drawn per request.
+      expect(toolRequests).toBeGreaterThan(300);
+      expect(toolRequests).toBeLessThan(500);
+      expect(toolReplicas).toEqual(agents);
+      expect(plainReplicas).toEqual(new Set([...agents, 'h100-sxm-2', 'h100-sxm-3']));
+      expect(result.fleet.replicas).toBe(4);
+      expect(result.overall.unserved).toBe(0);
+      expect(result.overall.completed).toBe(800);
+    });
+
+    it('counts the requests no replica serves as unserved, and refuses them', () => {
+      const result = runScenario(
+        scenario({ fleet: mixedFleet, workload: agentWorkload({ tools: 0.3, logprobs: 0.25 }) }),
+      );
+      const { submitted, completed, rejected, unserved } = result.overall;
+      expect(unserved).toBeGreaterThan(150);
+      expect(unserved).toBeLessThan(250);
+      expect(rejected).toBe(unserved);
+      expect(completed + rejected).toBe(submitted);
+      expect(result.tiers.find((tier) => tier.tier === 'default')?.unserved).toBe(unserved);
+      // A fleet that serves everything (no servedFeatures) refuses none.
+      const everything = runScenario(scenario({ workload: agentWorkload({ tools: 0.3, logprobs: 0.25 }) }));
+      expect(everything.overall.unserved).toBe(0);
+    });
+
+    it('leaves a scenario without features exactly as it was', () => {
+      const plain = runScenario(scenario({}));
+      const withZeroShare = runScenario(
+        scenario({
+          workload: {
+            arrivals: { process: 'poisson', ratePerSecond: 20 },
+            requests: 2000,
+            mix: [
+              {
+                name: 'chat',
+                input: { lognormal: { mean: 202, cv: 1 }, min: 4, max: 4096 },
+                output: { lognormal: { mean: 179, cv: 1 }, min: 1, max: 2048 },
+                features: { tools: 0 },
+              },
+            ],
+          },
+        }),
+      );
+      expect(comparable(withZeroShare)).toEqual(comparable(plain));
+    });
+
+    it('refuses groups with what would vary the replica count', () => {
+      expect(() => scenario({ fleet: mixedFleet, sweep: { replicas: [2, 4] } })).toThrow(/sweep.replicas/);
+      expect(() => scenario({ fleet: { ...mixedFleet, servedFeatures: ['tools'] } })).toThrow(/per group/);
+    });
+  });
 });

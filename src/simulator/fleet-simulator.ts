@@ -13,6 +13,7 @@ import {
 import { performanceModelEnergySource } from '../performance-model/calibration.js';
 import type { QueueOrderingPolicy } from '../performance-model/queue-ordering.js';
 import type { ReplicaSpec } from '../performance-model/replica-spec.js';
+import { servesFeaturesFilter } from '../routing/filters/serves-features-filter.js';
 import type { ReplicaLabels } from '../routing/routing-policy.js';
 import type { ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
 import type { SloTargets } from './scenario-schema.js';
@@ -35,6 +36,8 @@ export interface SimulatedReplicaOptions {
   spec: ReplicaSpec;
   /** Labels the replica carries by itself; `routing.replicas.<id>` adds to them. */
   labels?: ReplicaLabels;
+  /** Request features it serves (core/request-features.ts); absent: all of them. */
+  servedFeatures?: ReadonlySet<string> | undefined;
 }
 
 export interface FleetSimulationOptions {
@@ -130,6 +133,7 @@ export class FleetSimulator {
         labels: { hardware: replica.spec.hardware.name, ...replica.labels },
         signals: (this.engines[index] as SimulatedEngine).signals,
         scheduler: options.scheduler?.(replica) ?? null,
+        servedFeatures: replica.servedFeatures,
       })),
       routing: options.routing,
       random: options.random,
@@ -163,10 +167,21 @@ export class FleetSimulator {
         maxTokens: request.outputTokens,
         // The workload's block hashes are the router's prefix-index keys, as prompt-text hashes are live.
         promptBlockHashes: core.usesPromptBlocks(request.tier) ? request.promptBlockHashes : null,
+        features: request.features,
       }),
       nowMs,
     );
-    if (isRefusal(outcome)) this.refuse(request, nowMs);
+    if (isRefusal(outcome)) {
+      // The live gateway answers these with a 400 naming the parameter; the result counts them apart.
+      if (outcome.kind === 'no-replica' && outcome.filter === servesFeaturesFilter.type)
+        this.countUnserved(request);
+      this.refuse(request, nowMs);
+    }
+  }
+
+  private countUnserved(request: SimulatedRequest): void {
+    (this.tierStatistics[bandRank[request.tier]] as TierStatistics).unserved++;
+    this.overall.unserved++;
   }
 
   /** The core dispatched the attempt: its replica's engine takes it. */

@@ -8,7 +8,7 @@ import { ReplicaSpecError, resolveReplicaSpec } from '../performance-model/repli
 import type { ReplicaSchedulerSettings } from '../scheduling/replica-scheduler.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 import { arrivalOrder, neverShed, noFairness } from '../scheduling/scheduling-policies.js';
-import { FleetSimulator } from './fleet-simulator.js';
+import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
 import type { Scenario } from './scenario-schema.js';
 import type { SimulationResult, SweepPoint } from './simulation-result.js';
 import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
@@ -21,6 +21,8 @@ export interface RunScenarioOptions {
   modelProfile?: ModelProfile;
   /** See FleetSimulationOptions.coalesceDecodeSteps. */
   coalesceDecodeSteps?: boolean;
+  /** See FleetSimulationOptions.onDecision: every routing decision, in order (tests). */
+  onDecision?: FleetSimulationOptions['onDecision'];
 }
 
 /** The scenario with a sweep point's values in place. */
@@ -73,11 +75,13 @@ export function runScenario(
   const random = new SeededRandom(scenario.seed);
   const routingRandom = random.fork('routing');
   const scheduler = gatewayScheduler(scenario, schedulerMode);
+  const replicas = fleetReplicas(fleet).map((replica, index) => ({
+    id: `${spec.hardware.name}-${index}`,
+    spec,
+    ...replica,
+  }));
   const simulator = new FleetSimulator({
-    replicas: Array.from({ length: fleet.replicas }, (_, index) => ({
-      id: `${spec.hardware.name}-${index}`,
-      spec,
-    })),
+    replicas,
     routing: scenario.routing,
     random: () => routingRandom.uniform(),
     ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
@@ -85,6 +89,7 @@ export function runScenario(
     slo: scenario.slo,
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
+    ...(options.onDecision && { onDecision: options.onDecision }),
     scheduler: scheduler && ((replica) => scheduler(replica.spec.maxNumSeqs)),
   });
   const outcome = simulator.run();
@@ -98,6 +103,7 @@ export function runScenario(
     tiers: outcome.tiers,
     fleet: {
       ...outcome.fleet,
+      replicas: replicas.length,
       hardware: fleet.hardware,
       model: model.name,
       flavour: spec.flavour,
@@ -108,6 +114,23 @@ export function runScenario(
     wallSeconds,
     simulatedRequestsPerSecond: wallSeconds > 0 ? outcome.requestsSubmitted / wallSeconds : 0,
   };
+}
+
+/**
+ * What distinguishes the fleet's replicas: nothing (`replicas` alike, serving `servedFeatures`, absent:
+ * all), or their group's label and served features, group after group.
+ */
+function fleetReplicas(
+  fleet: Scenario['fleet'],
+): Array<{ labels?: Record<string, string>; servedFeatures?: ReadonlySet<string> }> {
+  const served = (features: string[] | undefined) => (features ? { servedFeatures: new Set(features) } : {});
+  if (!fleet.groups) return Array.from({ length: fleet.replicas }, () => served(fleet.servedFeatures));
+  return fleet.groups.flatMap((group, index) =>
+    Array.from({ length: group.replicas }, () => ({
+      labels: { group: group.name ?? `group-${index}` },
+      ...served(group.servedFeatures),
+    })),
+  );
 }
 
 function createWorkload(

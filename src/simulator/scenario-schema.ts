@@ -55,6 +55,13 @@ const requestClassSchema = z.strictObject({
   session: z
     .strictObject({ turns: lengthDistributionSchema, thinkSeconds: secondsDistributionSchema.default(0) })
     .optional(),
+  /**
+   * Request features beyond plain text (core/request-features.ts: `tools`, `response_format`,
+   * `logprobs`, `image_url` …) and the share of this class's requests that use each, drawn independently
+   * per request: `{ tools: 0.6, response_format: 0.2 }`. Routing's `serves-features` filter sends such a
+   * request only to replicas whose group serves the feature.
+   */
+  features: z.record(z.string().min(1), z.number().min(0).max(1)).optional(),
 });
 export type RequestClass = z.infer<typeof requestClassSchema>;
 
@@ -108,6 +115,28 @@ export const fleetSchema = z.strictObject({
   maxNumSeqs: z.number().int().min(1).optional(),
   maxNumBatchedTokens: z.number().int().min(1).optional(),
   prefixCaching: z.boolean().default(true),
+  /**
+   * Request features every replica serves (core/request-features.ts); absent: all of them. `groups`
+   * says it per group instead.
+   */
+  servedFeatures: z.array(z.string().min(1)).optional(),
+  /**
+   * The replicas split into groups of the same hardware that serve different request features (a mixed
+   * fleet: some replicas serve tools, others plain text only). The fleet's replicas are then the groups'
+   * sum: `replicas` and the sweep and plan dimensions that vary it do not apply.
+   */
+  groups: z
+    .array(
+      z.strictObject({
+        /** The replicas' `group` label (default `group-<n>`), which routing explanations and labels use. */
+        name: z.string().min(1).optional(),
+        replicas: z.number().int().min(1),
+        /** Request features this group's replicas serve; absent: all of them. */
+        servedFeatures: z.array(z.string().min(1)).optional(),
+      }),
+    )
+    .min(1)
+    .optional(),
 });
 export type FleetConfig = z.infer<typeof fleetSchema>;
 
@@ -231,6 +260,27 @@ export const scenarioSchema = z
           path,
           message: `unknown routing policy '${name}' (known: ${[...known].join(', ')})`,
         });
+    // Groups fix the fleet's size and what each replica serves: nothing may vary the replica count.
+    if (scenario.fleet.groups) {
+      if (scenario.fleet.servedFeatures)
+        context.addIssue({
+          code: 'custom',
+          path: ['fleet', 'servedFeatures'],
+          message: 'set servedFeatures per group when the fleet has groups',
+        });
+      if (scenario.sweep?.replicas)
+        context.addIssue({
+          code: 'custom',
+          path: ['sweep', 'replicas'],
+          message: 'a fleet with groups has the groups’ replicas; sweeping replicas does not apply',
+        });
+      if (scenario.plan)
+        context.addIssue({
+          code: 'custom',
+          path: ['plan'],
+          message: 'gravity plan varies the replica count, which a fleet with groups fixes',
+        });
+    }
   });
 export type Scenario = z.infer<typeof scenarioSchema>;
 export type SloTargets = Scenario['slo'];

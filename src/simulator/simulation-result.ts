@@ -15,8 +15,13 @@ export interface TierResult {
   tier: ServiceBand | 'all';
   submitted: number;
   completed: number;
-  /** Refused by the gateway scheduler (shed or over its queue bound); 0 without `scheduling`. */
+  /**
+   * Refused: by the gateway scheduler (shed or over its queue bound; none without `scheduling`), or
+   * because no replica could take the request (`unserved` among them).
+   */
   rejected: number;
+  /** Of the rejected: no replica serves a feature the request uses (`workload.mix[].features`). */
+  unserved: number;
   inputTokens: number;
   cachedInputTokens: number;
   outputTokens: number;

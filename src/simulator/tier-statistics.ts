@@ -32,8 +32,13 @@ const toMicroseconds = (ms: number) => Math.max(0, Math.round(ms * 1000));
 export class TierStatistics {
   submitted = 0;
   completed = 0;
-  /** Refused by the scheduler: shed at arrival or over the queue-wait bound. */
+  /**
+   * Refused: shed by the scheduler at arrival or over its queue-wait bound, or no replica could take
+   * the request (among them, `unserved`).
+   */
   rejected = 0;
+  /** Of the rejected: no replica serves a feature the request uses (routing's `serves-features`). */
+  unserved = 0;
   inputTokens = 0;
   cachedInputTokens = 0;
   outputTokens = 0;
@@ -89,6 +94,7 @@ export class TierStatistics {
       submitted: this.submitted,
       completed: this.completed,
       rejected: this.rejected,
+      unserved: this.unserved,
       inputTokens: this.inputTokens,
       cachedInputTokens: this.cachedInputTokens,
       outputTokens: this.outputTokens,

@@ -221,4 +221,120 @@ describe('the openai SDK against Gravity: agent loops', () => {
     const { parsed: _parsed, ...streamedMessage } = { ...streamed.choices[0]?.message };
     expect(streamedMessage).toEqual(whole.choices[0]?.message);
   });
+
+  it('streams a structured output that the SDK parses as it arrives and at the end', async () => {
+    const Forecast = z.object({ city: z.string(), temperature_c: z.number(), rain: z.boolean() });
+    const partials: unknown[] = [];
+    const stream = client.chat.completions.stream({
+      model: agentModel,
+      messages: [{ role: 'user', content: 'Forecast for Paris as JSON.' }],
+      response_format: zodResponseFormat(Forecast, 'forecast'),
+    });
+    stream.on('content.delta', (event) => {
+      if (event.parsed != null) partials.push(event.parsed);
+    });
+    const completion = await stream.finalChatCompletion();
+    const parsed = completion.choices[0]?.message.parsed;
+    expect(Forecast.parse(parsed)).toEqual(parsed);
+    expect(partials.length).toBeGreaterThan(1);
+    expect(partials.at(-1)).toEqual(parsed);
+  });
+
+  it('streams several choices with logprobs, assembled by the SDK as the non-streamed answer has them', async () => {
+    const request = {
+      model: agentModel,
+      messages: [{ role: 'user' as const, content: 'Two short greetings.' }],
+      n: 2,
+      logprobs: true,
+      top_logprobs: 2,
+      max_completion_tokens: 6,
+      seed: 5,
+    };
+    // OpenAI opens each choice with a delta that carries the role and no token. The SDK relies on it: a
+    // choice whose first chunk already has logprobs gets them twice (ChatCompletionStream creates the
+    // choice with the chunk's logprobs, then appends the same chunk's logprobs to them).
+    const raw = await fetch(`${harness.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...request, stream: true }),
+    });
+    const chunks = (await raw.text())
+      .split('\n\n')
+      .filter((event) => event.startsWith('data: {'))
+      .map((event) => JSON.parse(event.slice('data: '.length)));
+    for (const index of [0, 1]) {
+      const first = chunks.find((chunk) => chunk.choices[0]?.index === index)?.choices[0];
+      expect(first, `choice ${index}'s first chunk`).toMatchObject({
+        delta: { role: 'assistant', content: '' },
+      });
+      // OpenAI's opener has `"logprobs":{"content":[]}` when logprobs are on (BerriAI/litellm#3276 shows one).
+      expect(first?.logprobs?.content ?? [], `choice ${index}'s first chunk`).toEqual([]);
+    }
+    const whole = await client.chat.completions.create(request);
+    const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+    expect(whole.choices).toHaveLength(2);
+    for (const completion of [whole, streamed]) {
+      for (const choice of completion.choices) {
+        expect(choice.finish_reason).toBe('length');
+        // One logprob entry per token, each with its two alternatives, adding up to the text.
+        expect(choice.logprobs?.content).toHaveLength(6);
+        expect(choice.logprobs?.content?.map((entry) => entry.token).join('')).toBe(choice.message.content);
+        expect(choice.logprobs?.content?.every((entry) => entry.top_logprobs.length === 2)).toBe(true);
+      }
+    }
+    const messages = (completion: typeof whole) =>
+      completion.choices.map((choice) => ({
+        index: choice.index,
+        content: choice.message.content,
+        logprobs: choice.logprobs,
+      }));
+    expect(messages(streamed)).toEqual(messages(whole));
+  });
+
+  it('accepts the request fields current SDKs send (prompt_cache_key, safety_identifier, verbosity, include_obfuscation, a 64-bit seed)', async () => {
+    const stream = await client.chat.completions.create({
+      model: agentModel,
+      messages: [
+        { role: 'developer', content: 'Be brief.' },
+        { role: 'user', content: 'Hi.' },
+      ],
+      prompt_cache_key: 'session-42',
+      safety_identifier: 'user-hash-1f2e',
+      verbosity: 'low',
+      metadata: { run: 'clients-test' },
+      store: false,
+      seed: 2 ** 53 + 2, // above 2^53, as 64-bit seeds are
+      max_completion_tokens: 4,
+      stream: true,
+      stream_options: { include_usage: true, include_obfuscation: false },
+    });
+    let text = '';
+    let completionTokens: number | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
+    }
+    expect(text).toMatch(/\S/);
+    expect(completionTokens).toBe(4);
+  });
+
+  it('completes several prompts, as strings and as token arrays, in one completions request', async () => {
+    const completion = await client.completions.create({
+      model: agentModel,
+      prompt: ['Once upon a time', 'The capital of France'],
+      max_tokens: 3,
+    });
+    expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
+    for (const choice of completion.choices) expect(choice.text).toMatch(/\S/);
+    const fromTokens = await client.completions.create({
+      model: agentModel,
+      prompt: [
+        [1, 2, 3],
+        [4, 5],
+      ],
+      max_tokens: 2,
+    });
+    expect(fromTokens.choices).toHaveLength(2);
+    expect(fromTokens.usage?.completion_tokens).toBe(4);
+  });
 });

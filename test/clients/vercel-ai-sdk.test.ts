@@ -99,4 +99,18 @@ describe('the Vercel AI SDK against Gravity', () => {
     expect(usage.outputTokens).toBe(12);
     expect(response.modelId).toBe(agentModel);
   });
+
+  it('streams a partial object with streamText and Output.object, ending in the whole valid object', async () => {
+    const result = streamText({
+      model: provider.chat(agentModel),
+      output: Output.object({ schema: Recipe }),
+      prompt: 'A salad recipe.',
+      maxRetries: 0,
+    });
+    let partials = 0;
+    for await (const _partial of result.partialOutputStream) partials++;
+    const output = await result.output;
+    expect(Recipe.parse(output)).toEqual(output);
+    expect(partials).toBeGreaterThan(1);
+  });
 });

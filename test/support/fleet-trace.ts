@@ -56,12 +56,16 @@ export interface TraceRequest {
   maxTokens: number;
   /** Attempt k gets outcomes[k] (the last one repeats). */
   outcomes: TraceOutcome[];
+  /** Request features it uses (core/request-features.ts); absent: none. */
+  features?: string[];
 }
 
 export interface TraceReplica {
   id: string;
   contextTokens: number;
   kvUsedFraction?: number;
+  /** Request features it serves; absent: all. */
+  servedFeatures?: string[];
 }
 
 export interface FleetSetup {
@@ -126,6 +130,7 @@ class ScriptedEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'scripted';
   readonly id: string;
+  readonly servedFeatures: ReadonlySet<string> | undefined;
   private running = 0;
 
   constructor(
@@ -134,6 +139,7 @@ class ScriptedEngine implements EngineAdapter {
     private readonly attempts: AttemptCounter,
   ) {
     this.id = replica.id;
+    this.servedFeatures = replica.servedFeatures ? new Set(replica.servedFeatures) : undefined;
   }
 
   async start(): Promise<void> {}
@@ -249,6 +255,7 @@ async function consume(gateway: Gateway, context: RequestContext, request: Trace
         seed: null,
         stop: [],
         user: null,
+        features: request.features,
       },
       new AbortController().signal,
     )) {
@@ -372,6 +379,7 @@ class TraceWorkload implements WorkloadSource {
       promptBlockHashes: promptBlockHashes(request.prompt),
       outputSeed: null,
       client: null,
+      features: request.features,
     };
   }
 
@@ -399,6 +407,7 @@ export function runSimulated(setup: FleetSetup, trace: readonly TraceRequest[]):
   const replicas: SimulatedReplicaOptions[] = setup.replicas.map((replica) => ({
     id: replica.id,
     spec: specWithContext(replica.contextTokens),
+    servedFeatures: replica.servedFeatures ? new Set(replica.servedFeatures) : undefined,
   }));
   const simulator = new FleetSimulator({
     replicas,

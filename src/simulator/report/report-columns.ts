@@ -46,6 +46,8 @@ export interface FleetColumn {
  * digits of milliseconds; `212k` reads faster than `212337` in a narrow column.
  */
 export const refusedColumnHeader = 'refused\n%';
+/** Refused because no replica serves a feature the request uses (a mixed fleet); part of `refused`. */
+export const unservedColumnHeader = 'unserved\n%';
 
 export const tierColumns: readonly TierColumn[] = [
   { header: 'req/s', cell: (tier) => formatSignificant(tier.requestsPerSecond) },
@@ -54,6 +56,10 @@ export const tierColumns: readonly TierColumn[] = [
   {
     header: refusedColumnHeader,
     cell: (tier) => formatPercent(tier.submitted > 0 ? tier.rejected / tier.submitted : 0),
+  },
+  {
+    header: unservedColumnHeader,
+    cell: (tier) => formatPercent(tier.submitted > 0 ? tier.unserved / tier.submitted : 0),
   },
   { header: 'TTFT\np50 ms', cell: (tier) => formatCompact(tier.ttft.p50Ms) },
   { header: 'TTFT\np90 ms', cell: (tier) => formatCompact(tier.ttft.p90Ms) },

@@ -28,6 +28,7 @@ export function tierResultFixture(
     submitted: 100,
     completed: 100,
     rejected: 0,
+    unserved: 0,
     inputTokens: 20_000,
     cachedInputTokens: 4_000,
     outputTokens: 18_000,

@@ -6,6 +6,7 @@ import {
   fleetColumns,
   refusedColumnHeader,
   reportedTiers,
+  unservedColumnHeader,
 } from './report-columns.js';
 import {
   type ConfigurationKey,
@@ -58,10 +59,12 @@ export function formatSimulationTable(
     return keys.map((key) => String(configuration[key] ?? '–'));
   };
 
-  // Refusals happen only with a gateway scheduler: show the column only when some run refused anything.
+  // Refusals happen only with a gateway scheduler or a mixed fleet: show their columns only when some
+  // run refused anything.
   const tierColumns = allTierColumns.filter(
     (column) =>
-      column.header !== refusedColumnHeader || results.some((result) => result.overall.rejected > 0),
+      (column.header !== refusedColumnHeader || results.some((result) => result.overall.rejected > 0)) &&
+      (column.header !== unservedColumnHeader || results.some((result) => result.overall.unserved > 0)),
   );
   const combinedRows: string[][] = [];
   for (const result of results) {

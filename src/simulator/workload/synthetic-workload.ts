@@ -54,6 +54,10 @@ export class SyntheticWorkload implements WorkloadSource {
   private readonly arrivalRandom: SeededRandom;
   private readonly lengthRandom: SeededRandom;
   private readonly seedRandom: SeededRandom;
+  /** Feature draws; their own stream, made only when a class has features, so other draws never shift. */
+  private readonly featureRandom: SeededRandom | null;
+  /** Each class's features as [name, share] pairs, read per request. */
+  private readonly classFeatures: ReadonlyArray<ReadonlyArray<readonly [string, number]>>;
   private nextArrivalMs: number;
   private created = 0;
   /** Closed-loop users not yet started (they all start at time 0). */
@@ -66,6 +70,12 @@ export class SyntheticWorkload implements WorkloadSource {
     this.arrivalRandom = options.random.fork('arrivals');
     this.lengthRandom = options.random.fork('lengths');
     this.seedRandom = options.random.fork('content');
+    this.classFeatures = options.mix.map((requestClass) =>
+      Object.entries(requestClass.features ?? {}).filter(([, share]) => share > 0),
+    );
+    this.featureRandom = this.classFeatures.some((features) => features.length > 0)
+      ? options.random.fork('features')
+      : null;
     this.unstartedUsers = options.arrivals.process === 'closed-loop' ? options.arrivals.concurrency : 0;
     this.nextArrivalMs = options.arrivals.process === 'closed-loop' ? 0 : this.interArrivalMs();
     this.expectedRequests = Number.isFinite(options.maxRequests) ? options.maxRequests : null;
@@ -176,6 +186,18 @@ export class SyntheticWorkload implements WorkloadSource {
       outputSeed: isSession ? 3_000_000 + this.seedRandom.int() : null,
       client: isSession || this.options.arrivals.process === 'closed-loop' ? client : null,
     };
+    const features = this.drawFeatures(client.classIndex);
+    if (features) request.features = features;
     return request;
+  }
+
+  /** The features one request of the class uses, each drawn with its share; null for none. */
+  private drawFeatures(classIndex: number): string[] | null {
+    const random = this.featureRandom;
+    const shares = this.classFeatures[classIndex] as ReadonlyArray<readonly [string, number]>;
+    if (random === null || shares.length === 0) return null;
+    const features: string[] = [];
+    for (const [feature, share] of shares) if (random.uniform() < share) features.push(feature);
+    return features.length > 0 ? features : null;
   }
 }

@@ -13,6 +13,11 @@ export interface SimulatedRequest {
   outputTokens: number;
   promptBlockHashes: number[] | null;
   outputSeed: number | null;
+  /**
+   * Request features beyond plain text it uses (core/request-features.ts), drawn from its class's
+   * `features`; absent: none. Routing's `serves-features` filter reads them.
+   */
+  features?: readonly string[] | undefined;
   /** Who sent it: follow-ups (next turn, next closed-loop request) go back to this client. */
   client: SimulatedClient | null;
   /** Set by the simulator: the fleet core's attempt that runs it (replica, queue place, timings). */
