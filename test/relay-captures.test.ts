@@ -225,6 +225,14 @@ describe('recorded vLLM, llama-server and OpenAI streams relayed through the ope
         gravity: { usage_source: 'upstream' },
       });
       expect(typeof (usage.gravity as Record<string, unknown>).energy_joules).toBe('number');
+      // Like the upstream's own usage chunk, Gravity's repeats the stream's `created` and fingerprint.
+      const last = JSON.parse(
+        capture.events.filter((event) => event !== '[DONE]' && !isUsageOnly(event)).at(-1) as string,
+      );
+      expect(usageChunk).toMatchObject({
+        created: last.created,
+        system_fingerprint: last.system_fingerprint ?? null,
+      });
     });
 
     it(`sends no usage chunk for ${name} when the client did not ask for one, though the upstream sent one`, async () => {
@@ -541,6 +549,17 @@ describe('the request body Gravity sends the upstream', () => {
       model: 'vllm-tools',
       stream: true,
       stream_options: { include_usage: true },
+    });
+    // A streamed client's own stream options travel too, with include_usage forced on.
+    await streamThroughGravity('chat/completions', {
+      ...sent,
+      stream: true,
+      stream_options: { include_obfuscation: false, continuous_usage_stats: true },
+    });
+    expect(upstream.received.at(-1)?.body.stream_options).toEqual({
+      include_obfuscation: false,
+      continuous_usage_stats: true,
+      include_usage: true,
     });
   });
 });

@@ -136,9 +136,14 @@ class JsonRenderer extends HttpRenderer {
 class SseRenderer extends HttpRenderer {
   private encoder: SseChunkEncoder | null = null;
   private context: RequestContext | null = null;
-  /** Encoded parts waiting for the head, and whether the stream is a relay (it brings its own opener). */
+  /** Encoded parts waiting for the head. */
   private pending = '';
-  private relayed: boolean | null = null;
+  /**
+   * What the stream's first content part was: a relay brings its own opener; an engine's choice chunks
+   * get one opener per choice (`openedChoices`), so a client never sees a choice begin with a token.
+   */
+  private firstPart: ContentPart['type'] | null = null;
+  private openedChoices: Set<number> | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -161,7 +166,7 @@ class SseRenderer extends HttpRenderer {
     const context = this.context as RequestContext;
     const partAtMs = this.clock.nowMs();
     if (!this.committed) {
-      this.relayed ??= part.type === 'upstream-chunk';
+      this.firstPart ??= part.type;
       if (part.tokens === 0) {
         this.pending += this.encode(part);
         context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
@@ -189,7 +194,16 @@ class SseRenderer extends HttpRenderer {
   private encode(part: ContentPart): string {
     const encoder = this.encoder as SseChunkEncoder;
     if (part.type === 'text-delta') return part.text === '' ? '' : encoder.text(part.text);
-    if (part.type === 'choice-delta') return encoder.choice(part.choice);
+    if (part.type === 'choice-delta') {
+      if (!encoder.chat) return encoder.choice(part.choice);
+      // OpenAI opens each choice with the role and empty content; the SDK counts a first chunk's
+      // logprobs twice when the choice begins with a token.
+      const index = part.choice.index;
+      const opened = (this.openedChoices ??= new Set());
+      if (opened.has(index)) return encoder.choice(part.choice);
+      opened.add(index);
+      return encoder.choiceOpening(index) + encoder.choice(part.choice);
+    }
     return encoder.relay(part);
   }
 
@@ -207,7 +221,12 @@ class SseRenderer extends HttpRenderer {
       'x-accel-buffering': 'no',
     });
     this.committed = true;
-    const opening = this.relayed === true ? null : (this.encoder as SseChunkEncoder).opening();
+    // The default opener (choice 0) for text streams; a relay has its own, choice chunks get theirs.
+    let opening: string | null = null;
+    if (this.firstPart === 'text-delta' || this.firstPart === null) {
+      opening = (this.encoder as SseChunkEncoder).opening();
+      if (opening !== null) (this.openedChoices ??= new Set()).add(0);
+    }
     const head = (opening ?? '') + this.pending;
     this.pending = '';
     if (head !== '') raw.write(head);

@@ -56,28 +56,49 @@ export class SseChunkEncoder {
   /** What a relayed upstream chunk's owned fields become. */
   private readonly ownedFields: OwnedFields;
 
+  /** `created` and `system_fingerprint` of the last relayed chunk: the usage chunk repeats them. */
+  private relayedCreated: unknown;
+  private relayedFingerprint: unknown;
+  private readonly object: string;
+
   constructor(context: RequestContext, includeUsage: boolean) {
     this.isChat = context.endpoint === 'chat.completions';
     this.includeUsage = includeUsage;
-    const object = this.isChat ? 'chat.completion.chunk' : 'text_completion';
+    this.object = this.isChat ? 'chat.completion.chunk' : 'text_completion';
     const id = JSON.stringify(responseId(context));
     const model = JSON.stringify(context.model);
     const tier = `"${echoedServiceTier(context.serviceTier)}"`;
-    this.head =
-      `data: {"id":${id},"object":"${object}",` +
-      `"created":${Math.floor(context.receivedAtEpochMs / 1000)},"model":${model},` +
-      `"service_tier":${tier},"system_fingerprint":null,`;
     this.ownedFields = [
       ['id', id],
       ['model', model],
       ['service_tier', tier],
     ];
+    this.head = this.headWith(Math.floor(context.receivedAtEpochMs / 1000), null);
+  }
+
+  /** The chunk's opening fields, up to `"choices"`. */
+  private headWith(created: unknown, fingerprint: unknown): string {
+    const [id, model, tier] = this.ownedFields.map(([, value]) => value);
+    return (
+      `data: {"id":${id},"object":"${this.object}",` +
+      `"created":${JSON.stringify(created ?? null)},"model":${model},` +
+      `"service_tier":${tier},"system_fingerprint":${JSON.stringify(fingerprint ?? null)},`
+    );
   }
 
   /** OpenAI's chat streams open with an empty assistant delta; completions streams have no opener. */
   opening(): string | null {
     if (!this.isChat) return null;
     return `${this.head}"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${this.usageNull()}}\n\n`;
+  }
+
+  /** A choice's opener when an engine streams several choices (chat only): the role, empty content. */
+  choiceOpening(index: number): string {
+    return `${this.head}"choices":[{"index":${index},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${this.usageNull()}}\n\n`;
+  }
+
+  get chat(): boolean {
+    return this.isChat;
   }
 
   // Hot path: once per text chunk.
@@ -96,6 +117,8 @@ export class SseChunkEncoder {
   /** An upstream's chunk as it sent it, with only the fields Gravity owns rewritten. */
   relay(part: UpstreamChunkPart): string {
     const chunk = part.chunk;
+    this.relayedCreated = chunk.created;
+    this.relayedFingerprint = chunk.system_fingerprint;
     return `data: ${rewriteOwnedFields(part.json, this.ownedFields, (key) => key in chunk)}\n\n`;
   }
 
@@ -106,8 +129,13 @@ export class SseChunkEncoder {
       : this.isChat
         ? `${this.head}"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`
         : `${this.head}"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`;
+    // After a relay, the usage chunk repeats the upstream's `created` and fingerprint, as its own would.
+    const usageHead =
+      this.relayedCreated === undefined
+        ? this.head
+        : this.headWith(this.relayedCreated, this.relayedFingerprint);
     const usageChunk = this.includeUsage
-      ? `${this.head}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
+      ? `${usageHead}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
       : '';
     return `${last}${usageChunk}data: [DONE]\n\n`;
   }

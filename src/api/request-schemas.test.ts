@@ -38,7 +38,7 @@ describe('parseChatCompletionRequest', () => {
     expect(new Set(parsed.generation.features)).toEqual(
       new Set(['tools', 'response_format', 'logprobs', 'n', 'logit_bias', 'top_k', 'chat_template_kwargs']),
     );
-    const { model: _m, stream: _s, stream_options: _o, service_tier: _t, ...carried } = body;
+    const { model: _m, stream: _s, service_tier: _t, ...carried } = body;
     expect(parsed.generation.carried).toEqual(carried);
     expect(parsed.generation.options).toMatchObject({
       toolChoice: { name: 'f' },

@@ -211,8 +211,11 @@ const modelledChatFields = new Set(Object.keys(chatCompletionRequestSchema.shape
 const modelledCompletionFields = new Set(Object.keys(completionRequestSchema.shape));
 const chatRequired = ['model', 'messages'];
 const completionRequired = ['model', 'prompt'];
-/** Fields Gravity owns and sets itself toward an engine: never carried. */
-const gravityOwnedFields = new Set(['model', 'stream', 'stream_options', 'service_tier']);
+/**
+ * Fields Gravity owns and sets itself toward an engine: never carried. (`stream_options` is carried: an
+ * upstream gets the client's, with `include_usage` forced on.)
+ */
+const gravityOwnedFields = new Set(['model', 'stream', 'service_tier']);
 
 // ---------------------------------------------------------------------------------------------------
 // Error wording: OpenAI's, with the parameter's path; never a validator's internal code.

@@ -361,7 +361,9 @@ function upstreamBody(request: GenerationRequest, upstreamModel: string): Record
       ...carried,
       model: upstreamModel,
       stream: true,
-      stream_options: { include_usage: true },
+      // The client's stream options (OpenAI's include_obfuscation, vLLM's continuous_usage_stats) travel;
+      // the usage chunk is always asked for, so every response is metered from the upstream's counts.
+      stream_options: { ...streamOptionsOf(carried.stream_options), include_usage: true },
       ...(hasBound || request.maxTokens === null ? {} : { max_tokens: request.maxTokens }),
     };
   }
@@ -385,6 +387,12 @@ function upstreamBody(request: GenerationRequest, upstreamModel: string): Record
     ...(request.stop.length === 0 ? {} : { stop: request.stop }),
     ...(request.user === null ? {} : { user: request.user }),
   };
+}
+
+function streamOptionsOf(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
 }
 
 /** Usage from the upstream's usage chunk, or counted by Gravity when the upstream sent none. */
