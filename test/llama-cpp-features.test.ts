@@ -299,6 +299,27 @@ describe('the llama.cpp engine serves logprobs, several choices and sampling con
     expect(refused.json.error?.param).toBe('n');
   });
 
+  it('frees every slot of a several-choice stream the client abandons', async () => {
+    const stream = await harness.client.chat.completions.create({
+      model: randomModel,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 2000,
+      n: 3,
+      stream: true,
+    });
+    for await (const chunk of stream) {
+      if (chunk.choices.length > 0) break;
+    }
+    // All four slots must come back for n: 4 to run at all.
+    const full = await harness.client.chat.completions.create({
+      model: randomModel,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 2,
+      n: 4,
+    });
+    expect(full.choices).toHaveLength(4);
+  });
+
   it('reproduces a seed, and gives parallel requests without one different texts', async () => {
     const ask = (seed?: number) =>
       harness.client.chat.completions

@@ -84,6 +84,9 @@ const llamaCppServedFeatures: ReadonlySet<string> = new Set<string>([
   requestFeatures.repetitionPenalty,
 ]);
 
+/** Grammars kept for reuse (see cachedGrammar). */
+const cachedGrammars = 32;
+
 /** One prompt, tokenized, with the text triggers that end its generation. */
 interface RenderedPrompt {
   tokens: Token[];
@@ -115,6 +118,7 @@ export class LlamaCppEngine implements EngineAdapter {
   private chatWrapper: ChatWrapper | undefined;
   private slots: SlotPool<LlamaContextSequence> | undefined;
   private readonly running = new Set<AbortController>();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
 
   constructor(options: LlamaCppEngineOptions) {
     this.id = options.id;
@@ -411,17 +415,40 @@ export class LlamaCppEngine implements EngineAdapter {
   ): Promise<{ mode: OutputMode; grammar: LlamaGrammar | null }> {
     const llama = this.llama;
     if (!llama || request.input.kind !== 'chat') return { mode: 'text', grammar: null };
-    const toolChoice = options.toolChoice;
+    const { tools, toolChoice, parallelToolCalls } = options;
     // Tools take precedence over a response format: a call's arguments follow the tool's schema.
-    if (options.tools.length > 0 && toolChoice !== 'none') {
+    if (tools.length > 0 && toolChoice !== 'none') {
       return {
         mode: toolChoice === 'auto' ? 'text-or-tool-calls' : 'tool-calls',
-        grammar: await toolCallGrammar(llama, options.tools, toolChoice, options.parallelToolCalls),
+        grammar: await this.cachedGrammar(JSON.stringify({ tools, toolChoice, parallelToolCalls }), () =>
+          toolCallGrammar(llama, tools, toolChoice, parallelToolCalls),
+        ),
       };
     }
     const format = options.responseFormat;
     if (format.type === 'text') return { mode: 'text', grammar: null };
-    return { mode: 'json', grammar: await responseFormatGrammar(llama, format) };
+    return {
+      mode: 'json',
+      grammar: await this.cachedGrammar(JSON.stringify(format), () => responseFormatGrammar(llama, format)),
+    };
+  }
+
+  /**
+   * Grammars by what they were built from, most recently used last: agents send the same tools and
+   * schemas request after request, and a grammar (immutable; each choice gets its own evaluation state)
+   * is reused instead of generated and parsed again. A refused schema is not kept.
+   */
+  private cachedGrammar(key: string, build: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
+    let grammar = this.grammars.get(key);
+    if (grammar) this.grammars.delete(key);
+    else {
+      grammar = build();
+      grammar.catch(() => this.grammars.delete(key));
+    }
+    this.grammars.set(key, grammar);
+    if (this.grammars.size > cachedGrammars)
+      this.grammars.delete(this.grammars.keys().next().value as string);
+    return grammar;
   }
 
   /** Completion tokens allowed after a prompt; a prompt that does not fit is a 400. */
