@@ -63,10 +63,17 @@ describe('toGrammarSchema', () => {
     expect(new Ajv().validate(original, { name: 'abc', tags: ['a'] })).toBe(true);
   });
 
+  it('accepts number bounds no tighter than what the grammar writes (zod’s safe-integer bounds)', () => {
+    const safe = { type: 'integer', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER };
+    expect(toGrammarSchema(safe, 'response_format')).toEqual({ type: 'integer' });
+  });
+
   it('refuses with a 400 naming the parameter what the grammar cannot enforce', () => {
     const cases: Array<[unknown, string]> = [
       [{ type: 'string', pattern: '^a' }, 'pattern'],
       [{ type: 'integer', minimum: 0 }, 'minimum'],
+      [{ type: 'number', maximum: 100 }, 'maximum'],
+      [{ type: 'integer', multipleOf: 2 }, 'multipleOf'],
       [{ allOf: [{ type: 'string' }, { maxLength: 2 }] }, 'allOf'],
       [{ $ref: 'https://example.com/schema' }, '$ref'],
       [{ type: 'object', properties: {}, required: ['missing'] }, 'required property'],
