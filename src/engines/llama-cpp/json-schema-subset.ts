@@ -287,6 +287,10 @@ function normalizeArray(
   const maxItems = count(keywords.maxItems, path, 'maxItems');
   if (minItems !== undefined && maxItems !== undefined && maxItems < minItems)
     refuse(path, '`maxItems` is below `minItems`');
+  const prefixLength = Array.isArray(keywords.prefixItems) ? keywords.prefixItems.length : 0;
+  // The generator writes every prefix item.
+  if (maxItems !== undefined && maxItems < prefixLength)
+    refuse(path, '`maxItems` is below the `prefixItems` given');
   if (minItems !== undefined) result.minItems = minItems;
   if (maxItems !== undefined)
     result.maxItems = Math.min(maxItems, (result.maxItems as number | undefined) ?? maxItems);
