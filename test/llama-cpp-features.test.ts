@@ -1,6 +1,8 @@
 import { Ajv } from 'ajv';
 import type OpenAI from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
 
 // The in-process llama.cpp engine's request features, through a live Gravity and the openai SDK. The
@@ -93,6 +95,26 @@ describe('the llama.cpp engine serves structured output', () => {
       const value = JSON.parse(choice?.message.content ?? '');
       expect(validate(value), JSON.stringify(validate.errors)).toBe(true);
     }
+  });
+
+  it('serves the SDK’s chat.completions.parse with a zod schema (integers carry safe-integer bounds)', async () => {
+    const Pet = z.object({
+      name: z.string().max(5),
+      legs: z.number().int(),
+      kind: z.enum(['cat', 'dog']),
+      tame: z.boolean(),
+    });
+    const completion = await harness.client.chat.completions.parse({
+      model: randomModel,
+      messages: [{ role: 'user', content: 'A pet, please.' }],
+      response_format: zodResponseFormat(Pet, 'pet'),
+      max_tokens: 300,
+      seed: 9,
+    });
+    const message = completion.choices[0]?.message;
+    expect(completion.choices[0]?.finish_reason).toBe('stop');
+    expect(Pet.parse(message?.parsed)).toEqual(message?.parsed);
+    expect(Number.isSafeInteger(message?.parsed?.legs)).toBe(true);
   });
 
   it('streams a json_object response that parses as one object', async () => {
@@ -297,6 +319,27 @@ describe('the llama.cpp engine serves logprobs, several choices and sampling con
     );
     expect(refused.status).toBe(400);
     expect(refused.json.error?.param).toBe('n');
+  });
+
+  it('frees every slot of a several-choice stream the client abandons', async () => {
+    const stream = await harness.client.chat.completions.create({
+      model: randomModel,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 2000,
+      n: 3,
+      stream: true,
+    });
+    for await (const chunk of stream) {
+      if (chunk.choices.length > 0) break;
+    }
+    // All four slots must come back for n: 4 to run at all.
+    const full = await harness.client.chat.completions.create({
+      model: randomModel,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 2,
+      n: 4,
+    });
+    expect(full.choices).toHaveLength(4);
   });
 
   it('reproduces a seed, and gives parallel requests without one different texts', async () => {

@@ -150,7 +150,30 @@ function normalize(schema: unknown, path: string, definitions: JsonSchemaObject)
   if (type === 'object') return normalizeObject(keywords, path, definitions);
   if (type === 'array') return normalizeArray(keywords, path, definitions);
   if (type === 'string') return normalizeString(keywords, path);
+  if (type === 'number' || type === 'integer') return normalizeNumber(keywords, path, type);
   onlyKeywords(keywords, path, ['type']);
+  return { type };
+}
+
+/**
+ * Every number the grammar writes lies strictly within ±numberBound (output-grammars.ts): bounds at least
+ * that wide always hold (zod writes ±MAX_SAFE_INTEGER for `.int()`), tighter ones cannot be enforced.
+ */
+const numberBound = 1e15;
+const numberKeywords = ['type', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'];
+
+function normalizeNumber(
+  keywords: JsonSchemaObject,
+  path: string,
+  type: 'number' | 'integer',
+): JsonSchemaObject {
+  onlyKeywords(keywords, path, numberKeywords);
+  for (const key of ['minimum', 'exclusiveMinimum'])
+    if (key in keywords && !(typeof keywords[key] === 'number' && (keywords[key] as number) <= -numberBound))
+      refuse(path, `\`${key}\` above -${numberBound} cannot be enforced`);
+  for (const key of ['maximum', 'exclusiveMaximum'])
+    if (key in keywords && !(typeof keywords[key] === 'number' && (keywords[key] as number) >= numberBound))
+      refuse(path, `\`${key}\` below ${numberBound} cannot be enforced`);
   return { type };
 }
 
@@ -166,15 +189,15 @@ const arrayKeywords = ['type', 'items', 'prefixItems', 'minItems', 'maxItems'];
 const stringKeywords = ['type', 'minLength', 'maxLength', 'format'];
 
 function withoutForeignKeywords(keywords: JsonSchemaObject, type: unknown): JsonSchemaObject {
-  const own =
-    type === 'object'
-      ? objectKeywords
-      : type === 'array'
-        ? arrayKeywords
-        : type === 'string'
-          ? stringKeywords
-          : ['type'];
-  const known = new Set([...objectKeywords, ...arrayKeywords, ...stringKeywords]);
+  const byType: Record<string, string[]> = {
+    object: objectKeywords,
+    array: arrayKeywords,
+    string: stringKeywords,
+    number: numberKeywords,
+    integer: numberKeywords,
+  };
+  const own = byType[String(type)] ?? ['type'];
+  const known = new Set(Object.values(byType).flat());
   const kept: JsonSchemaObject = {};
   // Keywords of the other types are dropped (JSON Schema ignores them for this type); unknown ones stay
   // so that they are refused.
@@ -264,6 +287,10 @@ function normalizeArray(
   const maxItems = count(keywords.maxItems, path, 'maxItems');
   if (minItems !== undefined && maxItems !== undefined && maxItems < minItems)
     refuse(path, '`maxItems` is below `minItems`');
+  const prefixLength = Array.isArray(keywords.prefixItems) ? keywords.prefixItems.length : 0;
+  // The generator writes every prefix item.
+  if (maxItems !== undefined && maxItems < prefixLength)
+    refuse(path, '`maxItems` is below the `prefixItems` given');
   if (minItems !== undefined) result.minItems = minItems;
   if (maxItems !== undefined)
     result.maxItems = Math.min(maxItems, (result.maxItems as number | undefined) ?? maxItems);

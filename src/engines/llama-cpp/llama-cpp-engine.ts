@@ -13,7 +13,7 @@ import {
 } from 'node-llama-cpp';
 import { errors, GravityError } from '../../core/errors.js';
 import { firstUnservedFeature, requestFeatures, unservedFeatureError } from '../../core/request-features.js';
-import type { ContentPart, FinishReason, StreamPart } from '../../core/stream-parts.js';
+import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import {
   defaultGenerationOptions,
   type EngineAdapter,
@@ -26,8 +26,9 @@ import {
 import { SlotPool } from '../slot-pool.js';
 import { StopSequenceMatcher } from '../stop-sequence-matcher.js';
 import { chatHistory } from './chat-history.js';
-import { type ChoiceOutcome, generateChoice, type OutputMode } from './choice-generation.js';
+import { generateChoice, type OutputMode } from './choice-generation.js';
 import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
+import { acquireAll, interleave } from './parallel-choices.js';
 import { evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
 import { TokenLogprobs } from './token-logprobs.js';
 
@@ -84,6 +85,9 @@ const llamaCppServedFeatures: ReadonlySet<string> = new Set<string>([
   requestFeatures.repetitionPenalty,
 ]);
 
+/** Grammars kept for reuse (see cachedGrammar). */
+const cachedGrammars = 32;
+
 /** One prompt, tokenized, with the text triggers that end its generation. */
 interface RenderedPrompt {
   tokens: Token[];
@@ -115,6 +119,7 @@ export class LlamaCppEngine implements EngineAdapter {
   private chatWrapper: ChatWrapper | undefined;
   private slots: SlotPool<LlamaContextSequence> | undefined;
   private readonly running = new Set<AbortController>();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
 
   constructor(options: LlamaCppEngineOptions) {
     this.id = options.id;
@@ -342,7 +347,9 @@ export class LlamaCppEngine implements EngineAdapter {
       sequences = await acquireAll(
         slots,
         controller.signal,
-        choicePrompts.map((prompt) => prompt.tokens),
+        choicePrompts.map(
+          (prompt) => (free: readonly LlamaContextSequence[]) => longestPrefixSlot(free, prompt.tokens),
+        ),
       );
       const queueWaitMs = performance.now() - queuedAtMs;
       const cached: number[] = [];
@@ -411,17 +418,40 @@ export class LlamaCppEngine implements EngineAdapter {
   ): Promise<{ mode: OutputMode; grammar: LlamaGrammar | null }> {
     const llama = this.llama;
     if (!llama || request.input.kind !== 'chat') return { mode: 'text', grammar: null };
-    const toolChoice = options.toolChoice;
+    const { tools, toolChoice, parallelToolCalls } = options;
     // Tools take precedence over a response format: a call's arguments follow the tool's schema.
-    if (options.tools.length > 0 && toolChoice !== 'none') {
+    if (tools.length > 0 && toolChoice !== 'none') {
       return {
         mode: toolChoice === 'auto' ? 'text-or-tool-calls' : 'tool-calls',
-        grammar: await toolCallGrammar(llama, options.tools, toolChoice, options.parallelToolCalls),
+        grammar: await this.cachedGrammar(JSON.stringify({ tools, toolChoice, parallelToolCalls }), () =>
+          toolCallGrammar(llama, tools, toolChoice, parallelToolCalls),
+        ),
       };
     }
     const format = options.responseFormat;
     if (format.type === 'text') return { mode: 'text', grammar: null };
-    return { mode: 'json', grammar: await responseFormatGrammar(llama, format) };
+    return {
+      mode: 'json',
+      grammar: await this.cachedGrammar(JSON.stringify(format), () => responseFormatGrammar(llama, format)),
+    };
+  }
+
+  /**
+   * Grammars by what they were built from, most recently used last: agents send the same tools and
+   * schemas request after request, and a grammar (immutable; each choice gets its own evaluation state)
+   * is reused instead of generated and parsed again. A refused schema is not kept.
+   */
+  private cachedGrammar(key: string, build: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
+    let grammar = this.grammars.get(key);
+    if (grammar) this.grammars.delete(key);
+    else {
+      grammar = build();
+      grammar.catch(() => this.grammars.delete(key));
+    }
+    this.grammars.set(key, grammar);
+    if (this.grammars.size > cachedGrammars)
+      this.grammars.delete(this.grammars.keys().next().value as string);
+    return grammar;
   }
 
   /** Completion tokens allowed after a prompt; a prompt that does not fit is a 400. */
@@ -499,69 +529,6 @@ function penalised(options: GenerationOptions): boolean {
   return (
     options.presencePenalty !== 0 || options.frequencyPenalty !== 0 || options.repetitionPenalty !== null
   );
-}
-
-/**
- * One slot per prompt, all requested in the same turn: the pool serves waiters first-come, so a request's
- * slots are contiguous in its queue and two requests can never each hold part of what the other needs.
- * On failure (abort) the slots already granted go back.
- */
-async function acquireAll(
-  slots: SlotPool<LlamaContextSequence>,
-  signal: AbortSignal,
-  prompts: ReadonlyArray<readonly Token[]>,
-): Promise<LlamaContextSequence[]> {
-  const settled = await Promise.allSettled(
-    prompts.map((prompt) => slots.acquire(signal, (free) => longestPrefixSlot(free, prompt))),
-  );
-  const granted = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
-  const failure = settled.find((result) => result.status === 'rejected');
-  if (failure) {
-    for (const sequence of granted) slots.release(sequence);
-    throw failure.reason;
-  }
-  return granted;
-}
-
-/**
- * Runs the choices' generators concurrently and yields their parts as they come; returns each choice's
- * outcome. If one fails, the others are stopped before the failure propagates.
- */
-async function* interleave(
-  choices: Array<AsyncGenerator<ContentPart, ChoiceOutcome>>,
-): AsyncGenerator<ContentPart, ChoiceOutcome[]> {
-  const outcomes: ChoiceOutcome[] = new Array(choices.length);
-  if (choices.length === 1) {
-    outcomes[0] = yield* choices[0] as AsyncGenerator<ContentPart, ChoiceOutcome>;
-    return outcomes;
-  }
-  type Next = { index: number; result: IteratorResult<ContentPart, ChoiceOutcome> };
-  const pending = new Map<number, Promise<Next>>();
-  const advance = (index: number) => {
-    const next = (choices[index] as AsyncGenerator<ContentPart, ChoiceOutcome>)
-      .next()
-      .then((result) => ({ index, result }));
-    // Rejections are read through Promise.race; this keeps a second one from being unhandled.
-    next.catch(() => {});
-    pending.set(index, next);
-  };
-  for (let index = 0; index < choices.length; index++) advance(index);
-  try {
-    while (pending.size > 0) {
-      const { index, result } = await Promise.race(pending.values());
-      if (result.done) {
-        outcomes[index] = result.value;
-        pending.delete(index);
-      } else {
-        advance(index);
-        yield result.value;
-      }
-    }
-  } finally {
-    if (pending.size > 0)
-      await Promise.allSettled(choices.map((choice) => choice.return(undefined as never)));
-  }
-  return outcomes;
 }
 
 function commonPrefixLength(a: readonly Token[], b: readonly Token[]): number {

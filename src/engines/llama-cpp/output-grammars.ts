@@ -10,12 +10,16 @@ import { type JsonSchemaObject, toGrammarSchema } from './json-schema-subset.js'
  *   stop trigger). Here the root ends with the value, so once the value is complete the grammar allows
  *   only end-of-generation, and the engine also ends a choice as soon as its value closes;
  * - its numbers take exponents of up to 16 digits, which parse to Infinity (and an integer's negative
- *   exponent to a fraction): exponents are limited so every number parses to what the schema asks.
+ *   exponent to a fraction). Numbers here have no exponent and at most 15 integer digits, so every
+ *   number is finite, every integer is an integer, and all lie strictly within ±10^15
+ *   (json-schema-subset.ts accepts bounds no tighter than that, such as the safe-integer bounds zod
+ *   writes for `.int()`).
  */
 
 const libraryRootSuffix = ' "\\n\\n\\n\\n" [\\n]*';
-const libraryExponent = '([eE] [-+]? ("0" | [1-9] [0-9]{0,15}))?';
-const finiteExponent = '([eE] [-+]? [1-9] [0-9]?)?';
+const libraryExponent = ' ([eE] [-+]? ("0" | [1-9] [0-9]{0,15}))?';
+const libraryIntegerDigits = '[1-9] [0-9]{0,15}';
+const integerDigits = '[1-9] [0-9]{0,14}';
 
 /** GBNF for one JSON value valid against `schema` (already in the grammar subset), root rule `root`. */
 export async function jsonValueGrammarText(llama: Llama, schema: JsonSchemaObject): Promise<string> {
@@ -24,13 +28,11 @@ export async function jsonValueGrammarText(llama: Llama, schema: JsonSchemaObjec
   return generated
     .split('\n')
     .map((line) => {
-      let rule =
-        line.startsWith('root ::= ') && line.endsWith(libraryRootSuffix)
-          ? line.slice(0, -libraryRootSuffix.length)
-          : line;
-      if (rule.startsWith('integer-number-rule ::= ')) rule = rule.replace(libraryExponent, '');
-      else rule = rule.replaceAll(libraryExponent, finiteExponent);
-      return rule;
+      if (line.startsWith('root ::= ') && line.endsWith(libraryRootSuffix))
+        return line.slice(0, -libraryRootSuffix.length);
+      if (line.startsWith('integer-number-rule ::= ') || line.startsWith('fractional-number-rule ::= '))
+        return line.replace(libraryExponent, '').replace(libraryIntegerDigits, integerDigits);
+      return line;
     })
     .join('\n');
 }
