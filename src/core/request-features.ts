@@ -19,7 +19,6 @@ export const requestFeatures = {
   presencePenalty: 'presence_penalty',
   frequencyPenalty: 'frequency_penalty',
   logitBias: 'logit_bias',
-  seed: 'seed',
   /** Content parts other than text. */
   imageInput: 'image_url',
   audioInput: 'input_audio',

@@ -77,7 +77,6 @@ const llamaCppServedFeatures: ReadonlySet<string> = new Set<string>([
   requestFeatures.presencePenalty,
   requestFeatures.frequencyPenalty,
   requestFeatures.logitBias,
-  requestFeatures.seed,
   requestFeatures.tokenPrompt,
   requestFeatures.promptArray,
   requestFeatures.topK,
