@@ -292,11 +292,10 @@ describe('EmulatedEngine', () => {
       expect(deltas[0]?.tokens).toBe(Math.ceil('get_weather'.length / 4));
       const argumentsText = deltas
         .slice(1)
-        .map(
-          (part) =>
-            (part.choice.delta?.tool_calls as Array<{ function: { arguments: string } }>)[0]?.function
-              .arguments,
-        )
+        .map((part) => {
+          const calls = part.choice.delta?.tool_calls as Array<{ function: { arguments: string } }>;
+          return calls[0]?.function.arguments;
+        })
         .join('');
       expect(Object.keys(JSON.parse(argumentsText))).toEqual(['city']);
       expect(deltas.slice(1).every((part) => part.tokens === 1)).toBe(true);
