@@ -22,7 +22,12 @@ export interface ChoiceOutput {
    * Hot path, once per step per sequence: `fresh` more tokens were generated. Pushes the parts they
    * complete; once all `tokens` are in, every part has been pushed.
    */
-  emit(fresh: number, push: (part: ContentPart) => void): void;
+  emit(fresh: number, sink: PartSink): void;
+}
+
+/** Where a choice's parts go: its generation's queue, read by the client's iterator. */
+export interface PartSink {
+  push(part: ContentPart): void;
 }
 
 /** Plain text of choice 0 without logprobs: one text-delta per step, the fast path of plain chat. */
@@ -35,8 +40,8 @@ export class PlainTextOutput implements ChoiceOutput {
     readonly finishReason: FinishReason,
   ) {}
 
-  emit(fresh: number, push: (part: ContentPart) => void): void {
-    push({ type: 'text-delta', text: this.text.take(fresh), tokens: fresh });
+  emit(fresh: number, sink: PartSink): void {
+    sink.push({ type: 'text-delta', text: this.text.take(fresh), tokens: fresh });
   }
 }
 
@@ -67,7 +72,7 @@ export class WordsOutput implements ChoiceOutput {
     this.textOffset = options.prefix.length;
   }
 
-  emit(fresh: number, push: (part: ContentPart) => void): void {
+  emit(fresh: number, sink: PartSink): void {
     const { index, shape, text, logprobs, prefix } = this.options;
     const words: string[] = [];
     for (let token = 0; token < fresh; token++) words.push(text.take(1));
@@ -94,7 +99,7 @@ export class WordsOutput implements ChoiceOutput {
         };
       }
     }
-    push({
+    sink.push({
       type: 'choice-delta',
       choice: wireChoice(shape, index, content, first, wireLogprobs, finish),
       tokens: fresh,
@@ -151,10 +156,10 @@ export class ScriptedOutput implements ChoiceOutput {
     this.carriesFinishReason = script.parts.at(-1)?.type === 'choice-delta';
   }
 
-  emit(fresh: number, push: (part: ContentPart) => void): void {
+  emit(fresh: number, sink: PartSink): void {
     this.generated += fresh;
     while (this.next < this.parts.length && (this.partEnds[this.next] as number) <= this.generated)
-      push(this.parts[this.next++] as ContentPart);
+      sink.push(this.parts[this.next++] as ContentPart);
   }
 }
 

@@ -292,11 +292,10 @@ describe('EmulatedEngine', () => {
       expect(deltas[0]?.tokens).toBe(Math.ceil('get_weather'.length / 4));
       const argumentsText = deltas
         .slice(1)
-        .map(
-          (part) =>
-            (part.choice.delta?.tool_calls as Array<{ function: { arguments: string } }>)[0]?.function
-              .arguments,
-        )
+        .map((part) => {
+          const calls = part.choice.delta?.tool_calls as Array<{ function: { arguments: string } }>;
+          return calls[0]?.function.arguments;
+        })
         .join('');
       expect(Object.keys(JSON.parse(argumentsText))).toEqual(['city']);
       expect(deltas.slice(1).every((part) => part.tokens === 1)).toBe(true);
@@ -381,6 +380,42 @@ describe('EmulatedEngine', () => {
         );
       }
       expect(finishOf(parts)).toMatchObject({ finishReason: 'length', choicesFinished: true });
+    });
+
+    it('gives every choice its own tool calls, and JSON with logprobs as choice-deltas', async () => {
+      const engine = await startEngine();
+      const calls = await collect(
+        engine.generate(
+          withOptions({ tools: [weather], toolChoice: 'required', n: 2 }, { maxTokens: null }),
+          new AbortController().signal,
+        ),
+      );
+      for (const index of [0, 1]) {
+        const deltas = choiceDeltas(calls, index);
+        expect((deltas[0]?.choice.delta?.tool_calls as unknown[]).length).toBe(1);
+        expect(deltas.at(-1)?.choice.finish_reason).toBe('tool_calls');
+      }
+      expect(finishOf(calls)).toMatchObject({ finishReason: 'tool_calls', choicesFinished: true });
+      expect(finishOf(calls).usage.completionTokens).toBe(partTokens(calls));
+
+      const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+      const json = await collect(
+        engine.generate(
+          withOptions(
+            { responseFormat: { type: 'json_schema', name: 's', schema, strict: true }, logprobs: true },
+            { maxTokens: null },
+          ),
+          new AbortController().signal,
+        ),
+      );
+      const deltas = choiceDeltas(json, 0);
+      const text = deltas.map((part) => part.choice.delta?.content).join('');
+      expect(typeof JSON.parse(text).ok).toBe('boolean');
+      const tokens = deltas.flatMap((part) =>
+        (part.choice.logprobs as { content: Array<{ token: string }> }).content.map((entry) => entry.token),
+      );
+      expect(tokens.join('')).toBe(text);
+      expect(finishOf(json)).toMatchObject({ finishReason: 'stop', choicesFinished: true });
     });
 
     it('answers several completion prompts, one choice each, echoing the prompt when asked', async () => {

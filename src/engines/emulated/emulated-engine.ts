@@ -58,11 +58,6 @@ class EmulatedStream {
   started = false;
   /** The signal's reason (client gone) or an engine failure: the iterator throws it next. */
   failure: unknown;
-  /** Bound once: the step loop hands it to each choice's output on the per-token path. */
-  readonly push = (part: StreamPart): void => {
-    this.parts.push(part);
-    this.notify();
-  };
   private readonly parts: StreamPart[] = [];
   private wake: (() => void) | null = null;
 
@@ -70,6 +65,12 @@ class EmulatedStream {
     /** Prompt tokens of the request (each prompt once, however many choices share it). */
     readonly promptTokens: number,
   ) {}
+
+  /** Hot path: each choice's output pushes its parts here (the PartSink of choice-output.ts). */
+  push(part: StreamPart): void {
+    this.parts.push(part);
+    this.notify();
+  }
 
   get done(): boolean {
     return this.choicesLeft === 0;
@@ -369,7 +370,7 @@ export class EmulatedEngine implements EngineAdapter {
       const fresh = generated - choice.emittedTokens;
       if (fresh <= 0) continue;
       choice.emittedTokens = generated;
-      choice.output.emit(fresh, choice.stream.push);
+      choice.output.emit(fresh, choice.stream);
     }
     for (const choice of this.finishedInStep) {
       this.admitted.delete(choice);
