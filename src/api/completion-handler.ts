@@ -143,7 +143,7 @@ class SseRenderer extends HttpRenderer {
    * get one opener per choice (`openedChoices`), so a client never sees a choice begin with a token.
    */
   private firstPart: ContentPart['type'] | null = null;
-  private openedChoices: Set<number> | null = null;
+  private readonly openedChoices = new Set<number>();
 
   constructor(
     reply: FastifyReply,
@@ -199,9 +199,8 @@ class SseRenderer extends HttpRenderer {
       // OpenAI opens each choice with the role and empty content; the SDK counts a first chunk's
       // logprobs twice when the choice begins with a token.
       const index = part.choice.index;
-      const opened = (this.openedChoices ??= new Set());
-      if (opened.has(index)) return encoder.choice(part.choice);
-      opened.add(index);
+      if (this.openedChoices.has(index)) return encoder.choice(part.choice);
+      this.openedChoices.add(index);
       return encoder.choiceOpening(index) + encoder.choice(part.choice);
     }
     return encoder.relay(part);
@@ -225,7 +224,7 @@ class SseRenderer extends HttpRenderer {
     let opening: string | null = null;
     if (this.firstPart === 'text-delta' || this.firstPart === null) {
       opening = (this.encoder as SseChunkEncoder).opening();
-      if (opening !== null) (this.openedChoices ??= new Set()).add(0);
+      if (opening !== null) this.openedChoices.add(0);
     }
     const head = (opening ?? '') + this.pending;
     this.pending = '';

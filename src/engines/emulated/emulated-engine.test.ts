@@ -392,7 +392,7 @@ describe('EmulatedEngine', () => {
       );
       for (const index of [0, 1]) {
         const deltas = choiceDeltas(calls, index);
-        expect((deltas[0]?.choice.delta?.tool_calls as unknown[]).length).toBe(1);
+        expect((deltas[0]?.choice.delta?.tool_calls as unknown[] | undefined)?.length).toBe(1);
         expect(deltas.at(-1)?.choice.finish_reason).toBe('tool_calls');
       }
       expect(finishOf(calls)).toMatchObject({ finishReason: 'tool_calls', choicesFinished: true });
