@@ -114,12 +114,16 @@ export class SseChunkEncoder {
     return `${this.head}"choices":[${JSON.stringify(choice)}]${this.usageNull()}}\n\n`;
   }
 
-  /** An upstream's chunk as it sent it, with only the fields Gravity owns rewritten. */
+  /** An upstream's chunks as it sent them, with only the fields Gravity owns rewritten. */
   relay(part: UpstreamChunkPart): string {
-    const chunk = part.chunk;
-    this.relayedCreated = chunk.created;
-    this.relayedFingerprint = chunk.system_fingerprint;
-    return `data: ${rewriteOwnedFields(part.json, this.ownedFields, (key) => key in chunk)}\n\n`;
+    let out = '';
+    for (const event of part.events) {
+      const chunk = event.chunk;
+      this.relayedCreated = chunk.created;
+      this.relayedFingerprint = chunk.system_fingerprint;
+      out += `data: ${rewriteOwnedFields(event.json, this.ownedFields, (key) => key in chunk)}\n\n`;
+    }
+    return out;
   }
 
   finish(part: FinishPart, metered: MeteredFigures | null = null): string {

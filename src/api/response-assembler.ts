@@ -20,12 +20,16 @@ export class ResponseAssembler {
   add(part: ContentPart): void {
     if (part.type === 'text-delta') this.appendText(part.text);
     else if (part.type === 'choice-delta') this.addChoice(part.choice);
-    else if (part.plainText !== undefined) this.appendText(part.plainText);
-    else {
-      const chunk = part.chunk;
-      if (chunk.system_fingerprint != null) this.systemFingerprint = chunk.system_fingerprint;
-      for (const choice of chunk.choices ?? []) this.addChoice(choice);
-    }
+    else
+      for (const event of part.events) {
+        if (event.plainText !== undefined) {
+          this.appendText(event.plainText);
+          continue;
+        }
+        const chunk = event.chunk;
+        if (chunk.system_fingerprint != null) this.systemFingerprint = chunk.system_fingerprint;
+        for (const choice of chunk.choices ?? []) this.addChoice(choice);
+      }
   }
 
   /** Choice 0's text, in order with whatever else choice 0 received. */

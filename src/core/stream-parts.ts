@@ -8,8 +8,8 @@
  * - `text-delta`: text of choice 0 and nothing else, the per-token hot path of plain chat;
  * - `choice-delta`: one choice's chunk in OpenAI's wire shape (tool-call deltas, logprobs, several
  *   choices), built by an engine that runs the model itself;
- * - `upstream-chunk`: an upstream server's chunk, relayed as the bytes it sent with only the fields
- *   Gravity owns (id, model, service_tier) rewritten.
+ * - `upstream-chunk`: an upstream server's chunks from one read, relayed as the bytes it sent with
+ *   only the fields Gravity owns (id, model, service_tier) rewritten.
  * Every content part says how many completion tokens it stands for: a part with `tokens > 0` is a token
  * arrival (first-token time, inter-token gaps), one with 0 (a role-only opener) is passed on uncounted.
  */
@@ -53,18 +53,30 @@ export interface WireChunkChoice {
 
 export type TextDeltaPart = { type: 'text-delta'; text: string; tokens: number };
 export type ChoiceDeltaPart = { type: 'choice-delta'; choice: WireChunkChoice; tokens: number };
-export type UpstreamChunkPart = {
-  type: 'upstream-chunk';
-  /** The upstream's event data, exactly as received. */
+/** One upstream event: its data exactly as received, and parsed. */
+export interface UpstreamEvent {
   json: string;
-  /** The same, parsed: what assembling a whole (non-streamed) response reads. */
-  chunk: { choices?: WireChunkChoice[]; system_fingerprint?: unknown; [extra: string]: unknown };
-  tokens: number;
+  /** What assembling a whole (non-streamed) response reads. */
+  chunk: {
+    choices?: WireChunkChoice[];
+    system_fingerprint?: unknown;
+    created?: unknown;
+    [extra: string]: unknown;
+  };
   /**
    * Set when the chunk is nothing but choice 0's content (the usual token chunk): assembling a whole
    * response then appends it without walking the chunk.
    */
   plainText?: string | undefined;
+}
+export type UpstreamChunkPart = {
+  type: 'upstream-chunk';
+  /**
+   * The events of one read from the upstream, in order: they arrived together, so they travel as one
+   * part and leave in one write (a fast upstream sends a whole answer in a few reads).
+   */
+  events: UpstreamEvent[];
+  tokens: number;
 };
 export type ContentPart = TextDeltaPart | ChoiceDeltaPart | UpstreamChunkPart;
 

@@ -70,7 +70,7 @@ function partText(part: StreamPart): string {
     part.type === 'choice-delta'
       ? [part.choice]
       : part.type === 'upstream-chunk'
-        ? (part.chunk.choices ?? [])
+        ? part.events.flatMap((event) => event.chunk.choices ?? [])
         : [];
   let text = '';
   for (const choice of choices) {

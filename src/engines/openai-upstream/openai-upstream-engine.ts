@@ -6,6 +6,7 @@ import {
   finishReasons,
   type StreamPart,
   type TokenUsage,
+  type UpstreamChunkPart,
   type WireChunkChoice,
 } from '../../core/stream-parts.js';
 import {
@@ -154,18 +155,20 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       let done = false;
       // Each chunk goes to the client as the upstream sent it (relay-rewrite.ts rewrites the fields
       // Gravity owns); it is parsed only to meter it: output present, finish reason, usage, errors.
-      const handle = (data: string): StreamPart | null => {
+      // The events of one read travel as one part (see UpstreamChunkPart).
+      let batch: UpstreamChunkPart | null = null;
+      const handle = (data: string): void => {
         if (data === '[DONE]') {
           done = true;
-          return null;
+          return;
         }
         let chunk: UpstreamChunk;
         try {
           chunk = JSON.parse(data) as UpstreamChunk;
         } catch {
-          return null; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
+          return; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
         }
-        if (chunk === null || typeof chunk !== 'object') return null;
+        if (chunk === null || typeof chunk !== 'object') return;
         if (chunk.error) {
           throw errors.upstream({
             status: 502,
@@ -175,7 +178,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         if (chunk.usage) reportedUsage = chunk.usage;
         const choices = chunk.choices;
         // The usage chunk Gravity asked for is not relayed: Gravity sends its own, with metered figures.
-        if (!Array.isArray(choices) || choices.length === 0) return null;
+        if (!Array.isArray(choices) || choices.length === 0) return;
         let output = false;
         for (const choice of choices) {
           if (!output && carriesOutput(choice)) output = true;
@@ -187,13 +190,22 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           }
         }
         if (output) contentChunks++;
-        return {
-          type: 'upstream-chunk',
+        const event = {
           json: data,
           chunk,
-          tokens: output ? 1 : 0,
           plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
         };
+        if (batch === null) batch = { type: 'upstream-chunk', events: [event], tokens: output ? 1 : 0 };
+        else {
+          batch.events.push(event);
+          if (output) batch.tokens++;
+        }
+      };
+      /** Takes the batch built so far, if any. */
+      const takeBatch = (): UpstreamChunkPart | null => {
+        const taken = batch;
+        batch = null;
+        return taken;
       };
 
       const upstreamBody = response.body;
@@ -201,16 +213,21 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         // Read to the end even after [DONE]: a body read to its end returns the connection to the pool,
         // one destroyed early closes it.
         for await (const bytes of upstreamBody) {
-          for (const event of parser.push(bytes as Uint8Array)) {
-            const part = handle(event);
-            if (part) yield part;
+          // An error event ends the stream; what came before it in the same read still goes out first.
+          let failure: { error: unknown } | null = null;
+          try {
+            for (const event of parser.push(bytes as Uint8Array)) handle(event);
+          } catch (error) {
+            failure = { error };
           }
+          const part = takeBatch();
+          if (part) yield part;
+          if (failure) throw failure.error;
         }
         if (!done) {
-          for (const event of parser.end()) {
-            const part = handle(event);
-            if (part) yield part;
-          }
+          for (const event of parser.end()) handle(event);
+          const part = takeBatch();
+          if (part) yield part;
         }
       } finally {
         // Leaving early (client gone, upstream error) must close the upstream stream, which tells the
