@@ -1,12 +1,6 @@
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
 import type { ServiceTier } from '../core/service-tiers.js';
-import type {
-  FinishPart,
-  TokenUsage,
-  UpstreamChunkPart,
-  UpstreamEvent,
-  WireChunkChoice,
-} from '../core/stream-parts.js';
+import type { FinishPart, TokenUsage, UpstreamChunkPart, WireChunkChoice } from '../core/stream-parts.js';
 import { type OwnedFields, rewriteOwnedFields } from './relay-rewrite.js';
 
 /**
@@ -62,8 +56,9 @@ export class SseChunkEncoder {
   /** What a relayed upstream chunk's owned fields become. */
   private readonly ownedFields: OwnedFields;
 
-  /** The last relayed event: the usage chunk repeats its `created` and `system_fingerprint`. */
-  private lastRelayed: UpstreamEvent | undefined;
+  /** `created` and `system_fingerprint` of the last relayed chunk: the usage chunk repeats them. */
+  private relayedCreated: unknown;
+  private relayedFingerprint: unknown;
   private readonly object: string;
 
   constructor(context: RequestContext, includeUsage: boolean) {
@@ -123,10 +118,11 @@ export class SseChunkEncoder {
   relay(part: UpstreamChunkPart): string {
     let out = '';
     for (const event of part.events) {
-      const chunk = event.parsedChunk;
-      out += `data: ${rewriteOwnedFields(event.json, this.ownedFields, chunk ? (key) => key in chunk : null)}\n\n`;
+      const chunk = event.chunk;
+      this.relayedCreated = chunk.created;
+      this.relayedFingerprint = chunk.system_fingerprint;
+      out += `data: ${rewriteOwnedFields(event.json, this.ownedFields, (key) => key in chunk)}\n\n`;
     }
-    this.lastRelayed = part.events.at(-1) ?? this.lastRelayed;
     return out;
   }
 
@@ -138,8 +134,10 @@ export class SseChunkEncoder {
         ? `${this.head}"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`
         : `${this.head}"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageNull()}}\n\n`;
     // After a relay, the usage chunk repeats the upstream's `created` and fingerprint, as its own would.
-    const relayed = this.includeUsage ? this.lastRelayed?.chunk : undefined;
-    const usageHead = relayed ? this.headWith(relayed.created, relayed.system_fingerprint) : this.head;
+    const usageHead =
+      this.relayedCreated === undefined
+        ? this.head
+        : this.headWith(this.relayedCreated, this.relayedFingerprint);
     const usageChunk = this.includeUsage
       ? `${usageHead}"choices":[],"usage":${JSON.stringify(usageObject(usage, metered))}}\n\n`
       : '';

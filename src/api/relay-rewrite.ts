@@ -67,22 +67,23 @@ function skipValue(json: string, index: number): number {
 }
 
 /**
- * `json` with each owned field's value replaced; an owned field the chunk lacks is added first in the
- * object. `present` says which fields the chunk has when it was parsed (the scan then stops once it has
- * found them); null: not parsed, so the scan reads the top level to its end to learn which are missing.
- * Returns `json` unchanged if it is not an object.
+ * `json` with each owned field's value replaced; an owned field the chunk lacks (`present` says which it
+ * has) is added first in the object. Returns `json` unchanged if it is not an object.
  */
 export function rewriteOwnedFields(
   json: string,
   fields: OwnedFields,
-  present: ((key: string) => boolean) | null,
+  present: (key: string) => boolean,
 ): string {
   let start = skipSpace(json, 0);
   if (json.charCodeAt(start) !== openBrace) return json;
   start++;
   let missing = 0;
-  const found = new Array<boolean>(fields.length).fill(false);
-  for (const [key] of fields) if (present === null || present(key)) missing++;
+  let prefix = '';
+  for (const [key, value] of fields) {
+    if (present(key)) missing++;
+    else prefix += `"${key}":${value},`;
+  }
   // Spans to replace, in order of appearance: [from, to, replacement].
   const spans: Array<[number, number, string]> = [];
   let index = start;
@@ -96,22 +97,15 @@ export function rewriteOwnedFields(
     if (json.charCodeAt(index) !== colon) break;
     const valueStart = skipSpace(json, index + 1);
     const valueEnd = skipValue(json, valueStart);
-    for (let f = 0; f < fields.length; f++) {
-      const [owned, value] = fields[f] as readonly [string, string];
-      if (owned === key && !found[f]) {
+    for (const [owned, value] of fields) {
+      if (owned === key) {
         spans.push([valueStart, valueEnd, value]);
-        found[f] = true;
         missing--;
         break;
       }
     }
     index = skipSpace(json, valueEnd);
     if (json.charCodeAt(index) === comma) index++;
-  }
-  let prefix = '';
-  for (let f = 0; f < fields.length; f++) {
-    const [key, value] = fields[f] as readonly [string, string];
-    if (!found[f] && (present === null || !present(key))) prefix += `"${key}":${value},`;
   }
   if (spans.length === 0 && prefix === '') return json;
   // An empty object gets no trailing comma after the added fields.

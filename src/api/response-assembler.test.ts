@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { type UpstreamChunkPart, UpstreamEvent } from '../core/stream-parts.js';
+import type { UpstreamChunkPart, UpstreamEvent } from '../core/stream-parts.js';
 import { ResponseAssembler } from './response-assembler.js';
 
 function chunk(object: Record<string, unknown>): UpstreamChunkPart {
   return {
     type: 'upstream-chunk',
-    events: [new UpstreamEvent(JSON.stringify(object))],
+    events: [{ json: JSON.stringify(object), chunk: object as UpstreamEvent['chunk'] }],
     tokens: 1,
   };
 }

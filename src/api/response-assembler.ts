@@ -1,5 +1,5 @@
 import type { Endpoint } from '../core/request-context.js';
-import type { ContentPart, FinishReason, UpstreamChunk, WireChunkChoice } from '../core/stream-parts.js';
+import type { ContentPart, FinishReason, WireChunkChoice } from '../core/stream-parts.js';
 
 /**
  * Builds a whole (non-streamed) response's choices from the parts an engine streamed, the way the
@@ -22,13 +22,12 @@ export class ResponseAssembler {
     else if (part.type === 'choice-delta') this.addChoice(part.choice);
     else
       for (const event of part.events) {
-        const chunk = event.chunk;
-        if (chunk.system_fingerprint != null) this.systemFingerprint = chunk.system_fingerprint;
-        const plain = plainContent(chunk);
-        if (plain !== undefined) {
-          this.appendText(plain);
+        if (event.plainText !== undefined) {
+          this.appendText(event.plainText);
           continue;
         }
+        const chunk = event.chunk;
+        if (chunk.system_fingerprint != null) this.systemFingerprint = chunk.system_fingerprint;
         for (const choice of chunk.choices ?? []) this.addChoice(choice);
       }
   }
@@ -110,27 +109,6 @@ export class ResponseAssembler {
 
 /** The choice fields assembled above; any other field of a chunk's choice is kept as last sent. */
 const assembledChoiceFields = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason']);
-
-/**
- * Choice 0's text when its choice carries nothing else (no logprobs, no finish, no other delta field):
- * the usual token chunk, appended without walking it.
- */
-function plainContent(chunk: UpstreamChunk): string | undefined {
-  const choices = chunk.choices;
-  if (choices?.length !== 1) return undefined;
-  const choice = choices[0] as WireChunkChoice;
-  if ((choice.index ?? 0) !== 0 || choice.finish_reason != null || choice.logprobs != null) return undefined;
-  if (typeof choice.text === 'string') return choice.delta === undefined ? choice.text : undefined;
-  const delta = choice.delta;
-  if (!delta) return undefined;
-  let content: string | undefined;
-  for (const key in delta) {
-    const value = delta[key];
-    if (key === 'content' && typeof value === 'string') content = value;
-    else if (value != null) return undefined;
-  }
-  return content;
-}
 
 interface AssembledChoice {
   message: Record<string, unknown> & { content: string | null };

@@ -53,40 +53,22 @@ export interface WireChunkChoice {
 
 export type TextDeltaPart = { type: 'text-delta'; text: string; tokens: number };
 export type ChoiceDeltaPart = { type: 'choice-delta'; choice: WireChunkChoice; tokens: number };
-/** An upstream chunk as parsed: what assembling a whole (non-streamed) response reads. */
-export interface UpstreamChunk {
-  choices?: WireChunkChoice[];
-  system_fingerprint?: unknown;
-  created?: unknown;
-  [extra: string]: unknown;
+/** One upstream event: its data exactly as received, and parsed. */
+export interface UpstreamEvent {
+  json: string;
+  /** What assembling a whole (non-streamed) response reads. */
+  chunk: {
+    choices?: WireChunkChoice[];
+    system_fingerprint?: unknown;
+    created?: unknown;
+    [extra: string]: unknown;
+  };
+  /**
+   * Set when the chunk is nothing but choice 0's content (the usual token chunk): assembling a whole
+   * response then appends it without walking the chunk.
+   */
+  plainText?: string | undefined;
 }
-
-/**
- * One upstream event: its data exactly as received, parsed only when something needs the object. The
- * upstream engine recognises the usual token chunk without parsing it, and a streamed relay writes its
- * bytes without parsing it either; assembling a whole response parses it.
- */
-export class UpstreamEvent {
-  private parsed: UpstreamChunk | undefined;
-
-  constructor(
-    readonly json: string,
-    parsed?: UpstreamChunk,
-  ) {
-    this.parsed = parsed;
-  }
-
-  get chunk(): UpstreamChunk {
-    this.parsed ??= JSON.parse(this.json) as UpstreamChunk;
-    return this.parsed;
-  }
-
-  /** The parsed chunk if it was parsed already, else undefined (no parsing). */
-  get parsedChunk(): UpstreamChunk | undefined {
-    return this.parsed;
-  }
-}
-
 export type UpstreamChunkPart = {
   type: 'upstream-chunk';
   /**

@@ -7,7 +7,6 @@ import {
   type StreamPart,
   type TokenUsage,
   type UpstreamChunkPart,
-  UpstreamEvent,
   type WireChunkChoice,
 } from '../../core/stream-parts.js';
 import {
@@ -66,28 +65,19 @@ function carriesOutput(choice: WireChunkChoice): boolean {
 
 const knownFinishReasons = new Set<string>(finishReasons);
 
-const finishReasonNull = '"finish_reason":null';
-const outputMarkers = ['"content":"', '"text":"', '"reasoning_content":"'];
-
-/**
- * Whether an event is the usual token chunk — one choice, not finished, no usage, no error, some text —
- * told from its bytes alone. Safe against content: inside a JSON string every quote is escaped, so the
- * unescaped `"key":` patterns searched for here occur only as keys. Anything it is unsure of (spacing
- * other than the compact form, several choices, a usage object) returns false and is parsed.
- */
-export function isPlainTokenChunk(data: string): boolean {
-  const finish = data.indexOf(finishReasonNull);
-  if (finish === -1 || data.indexOf('"finish_reason"', finish + finishReasonNull.length) !== -1) return false;
-  if (data.lastIndexOf('"finish_reason"', finish - 1) !== -1) return false;
-  const usage = data.indexOf('"usage"');
-  if (usage !== -1 && !data.startsWith('"usage":null', usage)) return false;
-  if (data.includes('"error"')) return false;
-  for (const marker of outputMarkers) {
-    const at = data.indexOf(marker);
-    // Non-empty text: the character after the opening quote is not the closing one.
-    if (at !== -1 && data.charCodeAt(at + marker.length) !== 34) return true;
+/** Choice 0's text when the choice carries nothing else (no logprobs, no finish, no other delta field). */
+function plainContent(choice: WireChunkChoice): string | undefined {
+  if ((choice.index ?? 0) !== 0 || choice.finish_reason != null || choice.logprobs != null) return undefined;
+  if (typeof choice.text === 'string') return choice.delta === undefined ? choice.text : undefined;
+  const delta = choice.delta;
+  if (!delta) return undefined;
+  let content: string | undefined;
+  for (const key in delta) {
+    const value = delta[key];
+    if (key === 'content' && typeof value === 'string') content = value;
+    else if (value != null) return undefined;
   }
-  return false;
+  return content;
 }
 
 /**
@@ -172,13 +162,6 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           done = true;
           return;
         }
-        // The usual chunk, one token of one choice, is recognised without parsing it: it is relayed as
-        // bytes and parsed only if a whole response is assembled from it.
-        if (isPlainTokenChunk(data)) {
-          contentChunks++;
-          addToBatch(new UpstreamEvent(data), true);
-          return;
-        }
         let chunk: UpstreamChunk;
         try {
           chunk = JSON.parse(data) as UpstreamChunk;
@@ -207,9 +190,11 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           }
         }
         if (output) contentChunks++;
-        addToBatch(new UpstreamEvent(data, chunk), output);
-      };
-      const addToBatch = (event: UpstreamEvent, output: boolean): void => {
+        const event = {
+          json: data,
+          chunk,
+          plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
+        };
         if (batch === null) batch = { type: 'upstream-chunk', events: [event], tokens: output ? 1 : 0 };
         else {
           batch.events.push(event);
