@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { listenOnLoopback } from './replay-upstream.js';
 
 /**
  * A loopback HTTP server that plays recorded upstream behaviour (test/fixtures/sse-captures/) for
@@ -106,17 +106,7 @@ export async function startCaptureUpstream(
     }
     // 'stall': leave the response open; the test's client disconnect must close it.
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    received,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), received };
 }
 
 /**

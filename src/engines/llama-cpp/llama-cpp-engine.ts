@@ -290,9 +290,7 @@ export class LlamaCppEngine implements EngineAdapter {
         usage: { promptTokens: promptTokens.length, cachedPromptTokens, completionTokens, source: 'engine' },
       };
     } catch (error) {
-      if (error instanceof GravityError || controller.signal.aborted)
-        throw controller.signal.aborted ? controller.signal.reason : error;
-      throw errors.engineFailed(this.id, (error as Error).message);
+      throw this.failure(error, controller.signal);
     } finally {
       signal.removeEventListener('abort', forwardAbort);
       this.running.delete(controller);
@@ -400,9 +398,7 @@ export class LlamaCppEngine implements EngineAdapter {
         ...(textDeltas ? {} : { choicesFinished: true }),
       };
     } catch (error) {
-      if (error instanceof GravityError || controller.signal.aborted)
-        throw controller.signal.aborted ? controller.signal.reason : error;
-      throw errors.engineFailed(this.id, (error as Error).message);
+      throw this.failure(error, controller.signal);
     } finally {
       signal.removeEventListener('abort', forwardAbort);
       this.running.delete(controller);
@@ -485,6 +481,13 @@ export class LlamaCppEngine implements EngineAdapter {
       // Token ids go to llama.cpp as given, with no BOS added: the client chose every token.
       return { tokens: [...prompt] as Token[], stopTriggers: [] };
     });
+  }
+
+  /** What a generation throws: the abort's reason, a GravityError as is, anything else as engine_failed. */
+  private failure(error: unknown, signal: AbortSignal): unknown {
+    if (signal.aborted) return signal.reason;
+    if (error instanceof GravityError) return error;
+    return errors.engineFailed(this.id, (error as Error).message);
   }
 
   /** Applies the model's chat template (or none, for completions) and tokenizes. */
