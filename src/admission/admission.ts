@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors, type GravityError } from '../core/errors.js';
-import { estimateInputTokens, type PromptInput } from '../core/prompt-size.js';
+import { estimateRequestTokens, type PromptInput } from '../core/prompt-size.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import type { ServiceTier } from '../core/service-tiers.js';
@@ -21,6 +21,8 @@ import type { Caller } from './request-caller.js';
 export interface AdmissionRequest {
   /** Sized with Gravity's prompt estimate; only the reservation depends on it (the real count replaces it). */
   input: PromptInput;
+  /** Tool definitions count toward the prompt too (core/prompt-size.ts). */
+  options?: { tools: readonly unknown[] } | undefined;
   maxTokens: number | null;
 }
 
@@ -189,8 +191,7 @@ export class Admission implements RequestObserver {
 
   private reservedTokens(request: AdmissionRequest): number {
     return (
-      estimateInputTokens(request.input) +
-      (request.maxTokens ?? this.options.unboundedCompletionReserveTokens)
+      estimateRequestTokens(request) + (request.maxTokens ?? this.options.unboundedCompletionReserveTokens)
     );
   }
 

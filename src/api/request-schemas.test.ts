@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GravityError } from '../core/errors.js';
+import { estimateInputTokens, estimateRequestTokens } from '../core/prompt-size.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
 
 const base = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
@@ -133,6 +134,31 @@ describe('parseChatCompletionRequest', () => {
       param: 'response_format.type',
       code: 'invalid_value',
     });
+  });
+});
+
+describe('the prompt-size estimate of a parsed request', () => {
+  it('counts tool definitions and earlier tool calls, which a chat template puts in the prompt', () => {
+    const plain = parseChatCompletionRequest(base).generation;
+    const tools = [{ type: 'function', function: { name: 'lookup', description: 'x'.repeat(400) } }];
+    const withTools = parseChatCompletionRequest({
+      ...base,
+      tools,
+      messages: [
+        ...base.messages,
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c', type: 'function', function: { name: 'lookup', arguments: 'y'.repeat(200) } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c', content: 'ok' },
+      ],
+    }).generation;
+    expect(estimateRequestTokens(plain)).toBe(estimateInputTokens(plain.input));
+    // ~100 tokens of tool definition and ~50 of arguments beyond the messages' text.
+    expect(estimateRequestTokens(withTools) - estimateInputTokens(withTools.input)).toBeGreaterThan(150);
   });
 });
 

@@ -34,6 +34,7 @@ export function registerRoutingRoutes(app: FastifyInstance, gateway: Gateway): v
         input: generation.input,
         maxTokens: generation.maxTokens,
         features: generation.features,
+        options: generation.options,
         tenant: caller.admin ? ((tenant as string | undefined) ?? caller.tenant) : caller.tenant,
         serviceTier: parsed.serviceTier,
       });

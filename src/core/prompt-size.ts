@@ -22,7 +22,15 @@ export type PromptInput =
       /** Several prompts, or token ids: token ids count as themselves. */
       prompts?: ReadonlyArray<string | readonly number[]> | undefined;
     }
-  | { kind: 'chat'; messages: ReadonlyArray<{ role?: string; content: string }> };
+  | {
+      kind: 'chat';
+      messages: ReadonlyArray<{
+        role?: string;
+        content: string;
+        /** An assistant turn's tool calls: their names and arguments are prompt tokens too. */
+        toolCalls?: ReadonlyArray<{ name: string; arguments: string }> | undefined;
+      }>;
+    };
 
 /** Estimated tokens of a piece of text. */
 export function estimateTextTokens(text: string): number {
@@ -50,4 +58,31 @@ export function promptText(input: PromptInput): string {
   for (const [index, message] of input.messages.entries())
     text += index === 0 ? message.content : `\n${message.content}`;
   return text;
+}
+
+/**
+ * Prompt tokens a chat template adds beyond message text, as far as Gravity can estimate them without
+ * the model's template: the tool definitions (as their JSON) and earlier turns' tool calls. Agent
+ * requests carry thousands of tokens here that message text alone would miss.
+ */
+export function estimateTemplatedExtraTokens(request: {
+  input: PromptInput;
+  options?: { tools: readonly unknown[] } | undefined;
+}): number {
+  let tokens = 0;
+  const tools = request.options?.tools;
+  if (tools && tools.length > 0) tokens += estimateTextTokens(JSON.stringify(tools));
+  if (request.input.kind === 'chat')
+    for (const message of request.input.messages)
+      if (message.toolCalls)
+        for (const call of message.toolCalls) tokens += estimateTextTokens(call.name + call.arguments);
+  return tokens;
+}
+
+/** Estimated prompt tokens of a whole request: its input's text plus what its template adds. */
+export function estimateRequestTokens(request: {
+  input: PromptInput;
+  options?: { tools: readonly unknown[] } | undefined;
+}): number {
+  return estimateInputTokens(request.input) + estimateTemplatedExtraTokens(request);
 }

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
-import { estimateInputTokens, promptText } from '../core/prompt-size.js';
+import { estimateRequestTokens, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
 import { unservedFeatureError } from '../core/request-features.js';
 import type { RequestObserver } from '../core/request-observer.js';
@@ -207,7 +207,7 @@ export class Gateway {
           model,
           tenant: context.tenant ?? 'anonymous',
           band,
-          promptTokens: estimateInputTokens(request.input),
+          promptTokens: estimateRequestTokens(request),
           maxTokens: request.maxTokens,
           promptBlockHashes: core.usesPromptBlocks(band)
             ? promptBlockHashes(promptText(request.input))
@@ -385,6 +385,8 @@ export class Gateway {
     input: GenerationRequest['input'];
     maxTokens: number | null;
     features?: readonly string[] | undefined;
+    /** Tool definitions, which count toward the prompt's size. */
+    options?: { tools: readonly unknown[] } | undefined;
     tenant: string | null;
     serviceTier: ServiceTier;
   }): { model: string; candidates: string[]; decision: RoutingDecision | null } {
@@ -398,7 +400,7 @@ export class Gateway {
         model,
         tenant: options.tenant ?? 'anonymous',
         band,
-        promptTokens: estimateInputTokens(options.input),
+        promptTokens: estimateRequestTokens(options),
         maxTokens: options.maxTokens,
         promptBlockHashes: this.core.usesPromptBlocks(band)
           ? promptBlockHashes(promptText(options.input))

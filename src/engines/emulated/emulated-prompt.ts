@@ -1,4 +1,4 @@
-import { estimateTextTokens, promptText } from '../../core/prompt-size.js';
+import { estimateTemplatedExtraTokens, estimateTextTokens, promptText } from '../../core/prompt-size.js';
 import type { GenerationRequest } from '../engine-adapter.js';
 
 /**
@@ -53,14 +53,7 @@ export function emulatedPrompts(request: GenerationRequest): EmulatedPrompt[] {
 }
 
 function templatedExtraTokens(request: GenerationRequest): number {
-  let tokens = 0;
-  const tools = request.options?.tools ?? [];
-  if (tools.length > 0) tokens += estimateTextTokens(JSON.stringify(tools));
-  if (request.input.kind === 'chat')
-    for (const message of request.input.messages)
-      for (const call of message.toolCalls ?? []) tokens += estimateTextTokens(call.name + call.arguments);
-  tokens += mediaTokens(request.carried?.messages);
-  return tokens;
+  return estimateTemplatedExtraTokens(request) + mediaTokens(request.carried?.messages);
 }
 
 /** Media content parts of the client's messages (the carried body), at the fixed estimates. */

@@ -1,6 +1,6 @@
 import { type Dispatcher, Pool } from 'undici';
 import { errors, GravityError, type OpenAIErrorType } from '../../core/errors.js';
-import { estimateInputTokens } from '../../core/prompt-size.js';
+import { estimateRequestTokens } from '../../core/prompt-size.js';
 import {
   type FinishReason,
   finishReasons,
@@ -435,7 +435,7 @@ function usageFrom(
   // Without the upstream's tokenizer Gravity can only estimate: one token per content chunk (servers
   // stream one token per chunk) and ~4 characters per prompt token. `source: counted` says so.
   return {
-    promptTokens: estimateInputTokens(request.input),
+    promptTokens: estimateRequestTokens(request),
     cachedPromptTokens: 0,
     completionTokens: contentChunks,
     source: 'counted',
