@@ -1,7 +1,14 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GravityError } from '../core/errors.js';
 import { estimateInputTokens, estimateRequestTokens } from '../core/prompt-size.js';
-import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+import {
+  chatCompletionRequestSchema,
+  completionRequestSchema,
+  parseChatCompletionRequest,
+  parseCompletionRequest,
+  quickChecks,
+} from './request-schemas.js';
 
 const base = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
 
@@ -183,5 +190,29 @@ describe('parseCompletionRequest', () => {
     expect(refusal(() => parseCompletionRequest({ model: 'm', prompt: [] }))).toMatchObject({
       param: 'prompt',
     });
+  });
+});
+
+describe('the plain checks that spare hot fields a zod call', () => {
+  it("never accept a value the field's schema refuses", () => {
+    const shapes = { ...completionRequestSchema.shape, ...chatCompletionRequestSchema.shape } as Record<
+      string,
+      { safeParse(value: unknown): { success: boolean } }
+    >;
+    const edges = [0, 1, -1, 0.5, 2, 2.5, 1.5, Number.NaN, Infinity, 2 ** 60, '', 'm', null, true, []];
+    const values = fc.oneof(
+      fc.constantFrom(...edges),
+      fc.anything(),
+      fc.array(fc.record({ role: fc.string(), content: fc.anything() })),
+    );
+    for (const [key, quick] of Object.entries(quickChecks)) {
+      const schema = shapes[key];
+      if (!schema || !quick) throw new Error(`no schema for the quick check of '${key}'`);
+      fc.assert(
+        fc.property(values, (value) => {
+          if (quick(value)) expect(schema.safeParse(value).success).toBe(true);
+        }),
+      );
+    }
   });
 });

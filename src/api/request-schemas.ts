@@ -642,7 +642,7 @@ const isTextMessage = (message: unknown): boolean => {
  * Plain checks that accept the common value of a hot field without calling zod (each zod call costs about
  * a microsecond). They only ever say "valid"; a value they do not accept is judged, and worded, by zod.
  */
-const quickChecks: Partial<Record<string, (value: unknown) => boolean>> = {
+export const quickChecks: Partial<Record<string, (value: unknown) => boolean>> = {
   model: (value) => typeof value === 'string' && value.length > 0,
   stream: (value) => typeof value === 'boolean' || value === null,
   max_tokens: (value) => isInteger(value) && (value as number) >= 1,

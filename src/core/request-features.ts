@@ -1,4 +1,4 @@
-import { GravityError } from './errors.js';
+import { errors, type GravityError } from './errors.js';
 
 /**
  * Request features: what a request asks of an engine beyond plain text generation, named by the
@@ -69,15 +69,10 @@ const featureDescriptions: Partial<Record<string, string>> = {
 
 /** The 400 for a feature that the engines able to take a request cannot serve. */
 export function unservedFeatureError(feature: string, engines: string): GravityError {
-  const parameter = featureParameter(feature);
   const what = featureDescriptions[feature];
-  return new GravityError({
-    status: 400,
-    type: 'invalid_request_error',
-    code: 'unsupported_parameter',
-    param: parameter,
-    message:
-      `Unsupported parameter: '${parameter}'${what ? ` (${what})` : ''} is not served by ${engines}. ` +
+  return errors.unsupportedParameter(
+    featureParameter(feature),
+    `${what ? `(${what}) ` : ''}is not served by ${engines}. ` +
       'See docs/openai-compatibility.md for what each engine serves.',
-  });
+  );
 }

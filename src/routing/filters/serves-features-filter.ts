@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { featureParameter } from '../../core/request-features.js';
+import { featureParameter, firstUnservedFeature } from '../../core/request-features.js';
 import type { FilterDefinition } from '../routing-plugin.js';
 
 /**
@@ -13,13 +13,8 @@ export const servesFeaturesFilter = {
   params: z.strictObject({}).prefault({}),
   create: () => ({
     type: 'serves-features',
-    accepts: (request, replica) => {
-      const features = request.features;
-      const served = replica.servedFeatures;
-      if (!features || features.length === 0 || !served) return true;
-      for (const feature of features) if (!served.has(feature)) return false;
-      return true;
-    },
+    accepts: (request, replica) =>
+      firstUnservedFeature(request.features, replica.servedFeatures ?? undefined) === null,
     rejection: (request) =>
       `no replica serves ${(request.features ?? []).map((feature) => `'${featureParameter(feature)}'`).join(', ')}`,
   }),
