@@ -10,6 +10,7 @@ import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { registerAuthentication } from './authentication.js';
 import { completionHandler, refusedRequestRenderer } from './completion-handler.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+import { registerModelRoutes } from './models-route.js';
 import { registerRoutingRoutes } from './routing-route.js';
 import { registerUsageRoute } from './usage-route.js';
 
@@ -121,26 +122,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     completionHandler({ pipeline, clock, endpoint: 'completions', parse: parseCompletionRequest }),
   );
 
-  app.get('/v1/models', async () => ({
-    object: 'list',
-    data: gateway.models().map((model) => ({
-      id: model.id,
-      object: 'model',
-      created: 0,
-      owned_by: model.ownedBy,
-      ...(model.contextTokens === null ? {} : { context_length: model.contextTokens }),
-    })),
-  }));
-  app.get('/v1/models/:model', async (request, reply) => {
-    const { model } = request.params as { model: string };
-    const found = gateway.models().find((candidate) => candidate.id === model);
-    if (!found) {
-      const error = errors.modelNotFound(model);
-      return reply.code(error.status).send(error.toBody());
-    }
-    return { id: found.id, object: 'model', created: 0, owned_by: found.ownedBy };
-  });
-
+  registerModelRoutes(app, gateway);
   if (options.ledger) registerUsageRoute(app, options.ledger);
   registerRoutingRoutes(app, gateway);
   for (const register of options.extraRoutes ?? []) register(app);

@@ -14,7 +14,7 @@ const modelConfigSchema = z.strictObject({
   engines: z.array(z.string().min(1)).min(1).optional(),
   /** The model name the upstream expects; defaults to the Gravity model id. For engine types that take upstream model names (openai-upstream). */
   upstreamModel: z.string().min(1).optional(),
-  /** Context window, for upstream models whose window Gravity cannot read. */
+  /** Context window of an upstream model; absent: read from the upstream's own `GET /models` (vLLM's `max_model_len` …). */
   contextTokens: z.number().int().min(1).optional(),
 });
 

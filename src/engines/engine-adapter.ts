@@ -130,6 +130,11 @@ export interface EngineModelInfo {
   id: string;
   contextTokens: number | null;
   ownedBy: string;
+  /**
+   * When the model came to be, in Unix seconds, as `/v1/models` reports it: a GGUF file's modification
+   * time, an upstream's own `created`, or when Gravity configured the replica. Absent: not known.
+   */
+  created?: number | undefined;
 }
 
 /** Load figures that schedulers and routers read; cheap to call. */

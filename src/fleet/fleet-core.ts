@@ -97,7 +97,7 @@ export class FleetReplica implements ReplicaLoadView {
   healthy = true;
   contextTokens: number | null = null;
   readonly servedFeatures: ReadonlySet<string> | null;
-  private readonly contextByModel: ReadonlyMap<string, number | null>;
+  private contextByModel: ReadonlyMap<string, number | null>;
 
   constructor(
     readonly index: number,
@@ -129,6 +129,14 @@ export class FleetReplica implements ReplicaLoadView {
 
   contextFor(model: string): number | null {
     return this.contextByModel.get(model) ?? null;
+  }
+
+  /**
+   * New model figures from the engine: an upstream learns its context windows from its own `/models`
+   * after Gravity started. The simulator's replicas never change theirs.
+   */
+  updateModels(models: ReadonlyArray<{ id: string; contextTokens: number | null }>): void {
+    this.contextByModel = new Map(models.map((model) => [model.id, model.contextTokens]));
   }
 }
 

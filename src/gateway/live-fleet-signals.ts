@@ -83,6 +83,8 @@ export class LiveFleetSignals {
     try {
       await engine.probe(AbortSignal.timeout(timeoutMs));
       core.onProbe(engine.id, this.options.clock.nowMs(), null);
+      // A probe may have taught the engine its models' context windows (an upstream's `/models`).
+      core.replicas.find((replica) => replica.id === engine.id)?.updateModels(engine.models());
     } catch (error) {
       core.onProbe(engine.id, this.options.clock.nowMs(), (error as Error).message);
     }

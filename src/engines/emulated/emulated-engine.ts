@@ -149,6 +149,8 @@ export class EmulatedEngine implements EngineAdapter {
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private started = false;
+  /** The model's `created` in /v1/models: an emulated model comes to be when its replica is built. */
+  private readonly createdSeconds = Math.floor(Date.now() / 1000);
   private closed = false;
   private promptTokensTotal = 0;
 
@@ -214,7 +216,14 @@ export class EmulatedEngine implements EngineAdapter {
   }
 
   models(): EngineModelInfo[] {
-    return [{ id: this.options.modelId, contextTokens: this.contextTokens, ownedBy: 'gravity-emulated' }];
+    return [
+      {
+        id: this.options.modelId,
+        contextTokens: this.contextTokens,
+        ownedBy: 'gravity-emulated',
+        created: this.createdSeconds,
+      },
+    ];
   }
 
   load(): EngineLoad {

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type ChatWrapper,
@@ -112,6 +113,7 @@ export class LlamaCppEngine implements EngineAdapter {
   private readonly options: LlamaCppEngineOptions;
   private llama: Llama | undefined;
   private model: LlamaModel | undefined;
+  private createdSeconds: number | undefined;
   private vocabulary = 0;
   private logprobShapes: TokenLogprobs | undefined;
   private context: LlamaContext | undefined;
@@ -130,6 +132,8 @@ export class LlamaCppEngine implements EngineAdapter {
     this.llama = llama;
     try {
       this.model = await llama.loadModel({ modelPath: this.options.modelPath });
+      // The model's `created` in /v1/models: when its GGUF file was written.
+      this.createdSeconds = Math.floor((await stat(this.options.modelPath)).mtimeMs / 1000);
     } catch (error) {
       throw new Error(
         `engine '${this.id}': could not load GGUF model ${path.resolve(this.options.modelPath)}: ${(error as Error).message}`,
@@ -158,7 +162,14 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   models(): EngineModelInfo[] {
-    return [{ id: this.options.modelId, contextTokens: this.options.contextTokens, ownedBy: 'gravity' }];
+    return [
+      {
+        id: this.options.modelId,
+        contextTokens: this.options.contextTokens,
+        ownedBy: 'gravity',
+        created: this.createdSeconds,
+      },
+    ];
   }
 
   load(): EngineLoad {

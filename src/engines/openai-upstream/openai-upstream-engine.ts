@@ -18,6 +18,11 @@ import {
 } from '../engine-adapter.js';
 import { SlotPool } from '../slot-pool.js';
 import { SseEventParser } from './sse-event-parser.js';
+import {
+  maxModelListBytes,
+  parseUpstreamModelList,
+  type UpstreamModelFacts,
+} from './upstream-model-catalog.js';
 
 export interface OpenAIUpstreamEngineOptions {
   id: string;
@@ -96,6 +101,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   private readonly basePath: string;
   private readonly requestHeaders: Record<string, string>;
   private readonly slots: SlotPool<number>;
+  /** What the upstream's own `/models` said, by its model name (learned at start and on each probe). */
+  private upstreamFacts = new Map<string, UpstreamModelFacts>();
+  /** `created` for models the upstream does not date: when this engine was built. */
+  private readonly builtSeconds = Math.floor(Date.now() / 1000);
 
   constructor(options: OpenAIUpstreamEngineOptions) {
     this.id = options.id;
@@ -117,16 +126,23 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 
   async start(): Promise<void> {
-    // Reachability is checked per request (and by health checks later); an upstream that starts after
-    // Gravity is normal in a deployment.
+    // One look at the upstream's models (context windows for routing, `created`), bounded like a
+    // request's headers. Reachability is not required: an upstream that starts after Gravity is normal in
+    // a deployment, and each health probe looks again.
+    await this.probe(AbortSignal.timeout(this.options.connectTimeoutMs)).catch(() => {});
   }
 
+  /** The configured context window wins over the upstream's own figure: the operator may want less. */
   models(): EngineModelInfo[] {
-    return this.options.models.map((model) => ({
-      id: model.id,
-      contextTokens: model.contextTokens,
-      ownedBy: this.id,
-    }));
+    return this.options.models.map((model) => {
+      const facts = this.upstreamFacts.get(model.upstreamModel);
+      return {
+        id: model.id,
+        contextTokens: model.contextTokens ?? facts?.contextTokens ?? null,
+        ownedBy: this.id,
+        created: facts?.created ?? this.builtSeconds,
+      };
+    });
   }
 
   load(): EngineLoad {
@@ -283,7 +299,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     throw await upstreamHttpError(this.id, response);
   }
 
-  /** Health check: the upstream's `GET /models` answers 2xx. */
+  /** Health check: the upstream's `GET /models` answers 2xx; what it says about its models is kept. */
   async probe(signal: AbortSignal): Promise<void> {
     const response = await this.pool.request({
       method: 'GET',
@@ -291,9 +307,18 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       headers: this.requestHeaders,
       signal,
     });
-    await response.body.dump();
-    if (response.statusCode < 200 || response.statusCode >= 300)
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      await response.body.dump();
       throw new Error(`GET /models answered ${response.statusCode}`);
+    }
+    const length = Number(response.headers['content-length'] ?? 0);
+    if (length > maxModelListBytes) {
+      await response.body.dump();
+      return;
+    }
+    // A server that answers with something other than a model list is still up: only the facts are lost.
+    const listed = parseUpstreamModelList(await readBoundedJson(response.body, maxModelListBytes));
+    if (listed.size > 0) this.upstreamFacts = listed;
   }
 
   async close(): Promise<void> {
@@ -315,6 +340,25 @@ interface UpstreamErrorFields {
  * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
  * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
  */
+/** The body parsed as JSON, or null when it is not JSON or grows past `maxBytes` (then it is dropped). */
+async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    return null;
+  }
+}
+
 async function upstreamHttpError(engineId: string, response: Dispatcher.ResponseData): Promise<GravityError> {
   const text = await response.body.text().catch(() => '');
   let message = text.slice(0, 500);

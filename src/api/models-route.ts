@@ -1,0 +1,88 @@
+import type { FastifyInstance } from 'fastify';
+import { errors } from '../core/errors.js';
+import { requestFeatures } from '../core/request-features.js';
+import type { EngineAdapter } from '../engines/engine-adapter.js';
+import type { Gateway } from '../gateway/gateway.js';
+
+/** Every request feature Gravity names; an engine without `servedFeatures` serves them all. */
+const allFeatures: readonly string[] = Object.values(requestFeatures);
+
+/** One model of `/v1/models` as Gravity describes it, from every replica that serves it. */
+export interface ModelDescription {
+  id: string;
+  object: 'model';
+  /** The earliest `created` among its replicas (Unix seconds); 0 when none says. */
+  created: number;
+  owned_by: string;
+  /** The largest window among its replicas: routing sends a long prompt to one it fits. Absent: unknown. */
+  context_length?: number;
+  capabilities: {
+    /** The API routes that serve the model. */
+    endpoints: string[];
+    /** Request features (docs/openai-compatibility.md) at least one replica serves: routing finds it. */
+    features: string[];
+    /** Replicas serving the model, by engine type (`llama-cpp`, `openai-upstream`, `emulated`). */
+    replicas: Record<string, number>;
+  };
+}
+
+/** The routes each engine serves a model on. */
+function endpointsOf(_engine: EngineAdapter): string[] {
+  return ['/v1/chat/completions', '/v1/completions'];
+}
+
+/** Describes every model the gateway serves, each once. */
+export function describeModels(gateway: Gateway): ModelDescription[] {
+  const byId = new Map<
+    string,
+    { description: ModelDescription; endpoints: Set<string>; features: Set<string> }
+  >();
+  for (const engine of gateway.engines) {
+    for (const model of engine.models()) {
+      let entry = byId.get(model.id);
+      if (!entry) {
+        entry = {
+          description: {
+            id: model.id,
+            object: 'model',
+            created: 0,
+            owned_by: model.ownedBy,
+            capabilities: { endpoints: [], features: [], replicas: {} },
+          },
+          endpoints: new Set(),
+          features: new Set(),
+        };
+        byId.set(model.id, entry);
+      }
+      const description = entry.description;
+      if (model.created !== undefined && (description.created === 0 || model.created < description.created))
+        description.created = model.created;
+      if (model.contextTokens !== null && model.contextTokens > (description.context_length ?? 0))
+        description.context_length = model.contextTokens;
+      for (const endpoint of endpointsOf(engine)) entry.endpoints.add(endpoint);
+      for (const feature of engine.servedFeatures ?? allFeatures) entry.features.add(feature);
+      const replicas = description.capabilities.replicas;
+      replicas[engine.type] = (replicas[engine.type] ?? 0) + 1;
+    }
+  }
+  return [...byId.values()].map(({ description, endpoints, features }) => {
+    description.capabilities.endpoints = [...endpoints];
+    // In the order request-features.ts names them, so the list reads the same on every call.
+    description.capabilities.features = allFeatures.filter((feature) => features.has(feature));
+    return description;
+  });
+}
+
+/** `GET /v1/models` and `GET /v1/models/{model}`: ids, `created`, context windows and capabilities. */
+export function registerModelRoutes(app: FastifyInstance, gateway: Gateway): void {
+  app.get('/v1/models', async () => ({ object: 'list', data: describeModels(gateway) }));
+  app.get('/v1/models/:model', async (request, reply) => {
+    const { model } = request.params as { model: string };
+    const found = describeModels(gateway).find((candidate) => candidate.id === model);
+    if (!found) {
+      const error = errors.modelNotFound(model);
+      return reply.code(error.status).send(error.toBody());
+    }
+    return found;
+  });
+}
