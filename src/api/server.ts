@@ -9,6 +9,7 @@ import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { registerAuthentication } from './authentication.js';
 import { completionHandler, refusedRequestRenderer } from './completion-handler.js';
+import { embeddingsHandler } from './embeddings-handler.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
 import { registerRoutingRoutes } from './routing-route.js';
 import { registerUsageRoute } from './usage-route.js';
@@ -82,6 +83,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const completionEndpoints: Record<string, Endpoint> = {
     '/v1/chat/completions': 'chat.completions',
     '/v1/completions': 'completions',
+    '/v1/embeddings': 'embeddings',
   };
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
@@ -120,6 +122,8 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     '/v1/completions',
     completionHandler({ pipeline, clock, endpoint: 'completions', parse: parseCompletionRequest }),
   );
+
+  app.post('/v1/embeddings', embeddingsHandler({ pipeline }));
 
   app.get('/v1/models', async () => ({
     object: 'list',

@@ -1,9 +1,11 @@
 import type { Caller } from '../admission/request-caller.js';
+import { EmbeddingsAssembler } from '../api/embeddings-response.js';
 import { completionResponseBody } from '../api/openai-wire-format.js';
 import {
   type ParsedRequest,
   parseChatCompletionRequest,
   parseCompletionRequest,
+  parseEmbeddingRequest,
 } from '../api/request-schemas.js';
 import { ResponseAssembler } from '../api/response-assembler.js';
 import { errors, type GravityError } from '../core/errors.js';
@@ -31,6 +33,7 @@ export interface LineAnswer {
 const endpoints: Record<BatchEndpoint, Endpoint> = {
   '/v1/chat/completions': 'chat.completions',
   '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
 };
 
 /**
@@ -75,13 +78,64 @@ export function executeBatchLine(options: {
       const parsed =
         endpoint === 'chat.completions'
           ? parseChatCompletionRequest(request)
-          : parseCompletionRequest(request);
+          : endpoint === 'embeddings'
+            ? parseEmbeddingRequest(request)
+            : parseCompletionRequest(request);
       return { ...parsed, serviceTier: 'batch' };
     },
-    renderer: new LineAnswerRenderer(),
+    renderer: endpoint === 'embeddings' ? new EmbeddingsLineRenderer() : new LineAnswerRenderer(),
     signal: options.signal,
     waitForRateLimits: { until: options.stopWaiting },
   });
+}
+
+/** A line's failure as the error an HTTP client would have received. */
+function failedLine({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
+  return {
+    statusCode: error.status,
+    requestId: context.requestId,
+    body: error.toBody(),
+    usage: null,
+    errorCode: error.code,
+    pushedBack:
+      stage === 'execution' &&
+      (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
+  };
+}
+
+/** An embeddings line's answer: the list body `/v1/embeddings` would have sent (embeddings-response.ts). */
+class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
+  readonly committed = false;
+  private readonly assembler = new EmbeddingsAssembler();
+  private encodingFormat: 'float' | 'base64' = 'float';
+
+  admitted(): void {}
+
+  started(_context: RequestContext, request: ParsedRequest): void {
+    const input = request.generation.input;
+    if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
+  }
+
+  text(part: ContentPart): undefined {
+    this.assembler.add(part);
+    return undefined;
+  }
+
+  finished(part: FinishPart, context: RequestContext): LineAnswer {
+    const { encodingFormat } = this;
+    return {
+      statusCode: 200,
+      requestId: context.requestId,
+      body: this.assembler.build({ context, usage: part.usage, metered: context.metered, encodingFormat }),
+      usage: part.usage,
+      errorCode: null,
+      pushedBack: false,
+    };
+  }
+
+  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
+    return failedLine(failure, context);
+  }
 }
 
 /** Assembles a line's answer and gives the JSON body or error an HTTP client would have received. */
@@ -118,16 +172,7 @@ class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> 
     };
   }
 
-  failed({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
-    return {
-      statusCode: error.status,
-      requestId: context.requestId,
-      body: error.toBody(),
-      usage: null,
-      errorCode: error.code,
-      pushedBack:
-        stage === 'execution' &&
-        (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
-    };
+  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
+    return failedLine(failure, context);
   }
 }
