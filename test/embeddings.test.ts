@@ -110,6 +110,12 @@ function norm(vector: readonly number[]): number {
   return Math.sqrt(vector.reduce((sum, value) => sum + value * value, 0));
 }
 
+/** Equal within float32 precision: a base64 vector holds float32 values, a float answer their doubles. */
+function expectCloseVectors(actual: readonly number[], expected: readonly number[]): void {
+  expect(actual).toHaveLength(expected.length);
+  for (const [index, value] of actual.entries()) expect(value).toBeCloseTo(expected[index] as number, 6);
+}
+
 function dot(a: readonly number[], b: readonly number[]): number {
   return a.reduce((sum, value, index) => sum + value * (b[index] as number), 0);
 }
@@ -169,9 +175,8 @@ describe('embeddings from the in-process llama.cpp engine', () => {
       encoding_format: 'float',
     });
     for (const [index, item] of decoded.data.entries()) {
-      const expected = floats.data[index]?.embedding as number[];
       expect(item.embedding).toHaveLength(64);
-      item.embedding.forEach((value, position) => expect(value).toBeCloseTo(expected[position] as number, 6));
+      expectCloseVectors(item.embedding, floats.data[index]?.embedding as number[]);
     }
     const raw = await postRaw(
       `${upstream.url}/v1/embeddings`,
@@ -376,9 +381,7 @@ describe('embeddings relayed by an openai-upstream engine (Gravity in front of G
     expect(embeddingOf(fromGateway)).toBe(embeddingOf(fromUpstream));
     // The SDK's default (base64, decoded by the SDK) through the relay.
     const sdkDefault = await acme.embeddings.create({ model: 'remote-random', input: 'relayed text' });
-    sdkDefault.data[0]?.embedding.forEach((value, index) =>
-      expect(value).toBeCloseTo(direct.data[0]?.embedding[index] as number, 6),
-    );
+    expectCloseVectors(sdkDefault.data[0]?.embedding as number[], direct.data[0]?.embedding as number[]);
   });
 
   it('relays dimensions to an upstream that serves them, and its refusal from one that does not', async () => {
