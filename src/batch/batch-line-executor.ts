@@ -30,10 +30,30 @@ export interface LineAnswer {
   pushedBack: boolean;
 }
 
-const endpoints: Record<BatchEndpoint, Endpoint> = {
-  '/v1/chat/completions': 'chat.completions',
-  '/v1/completions': 'completions',
-  '/v1/embeddings': 'embeddings',
+/** Each batch endpoint's request type, parser (the HTTP edge's) and the renderer of its lines' answers. */
+const lineEndpoints: Record<
+  BatchEndpoint,
+  {
+    endpoint: Endpoint;
+    parse: (body: unknown) => ParsedRequest;
+    renderer: () => ResponseRenderer<ParsedRequest, LineAnswer>;
+  }
+> = {
+  '/v1/chat/completions': {
+    endpoint: 'chat.completions',
+    parse: parseChatCompletionRequest,
+    renderer: () => new LineAnswerRenderer(),
+  },
+  '/v1/completions': {
+    endpoint: 'completions',
+    parse: parseCompletionRequest,
+    renderer: () => new LineAnswerRenderer(),
+  },
+  '/v1/embeddings': {
+    endpoint: 'embeddings',
+    parse: parseEmbeddingRequest,
+    renderer: () => new EmbeddingsLineRenderer(),
+  },
 };
 
 /**
@@ -57,9 +77,9 @@ export function executeBatchLine(options: {
   stopWaiting: AbortSignal;
 }): Promise<LineAnswer> {
   const { body } = options;
-  const endpoint = endpoints[options.endpoint];
+  const line = lineEndpoints[options.endpoint];
   return options.pipeline.run({
-    endpoint,
+    endpoint: line.endpoint,
     received: {
       model: typeof body.model === 'string' ? body.model : '',
       stream: false,
@@ -75,15 +95,10 @@ export function executeBatchLine(options: {
         );
       // A line's own service_tier is not the batch's: batch lines always run at the batch tier.
       const { service_tier: _ignored, ...request } = body;
-      const parsed =
-        endpoint === 'chat.completions'
-          ? parseChatCompletionRequest(request)
-          : endpoint === 'embeddings'
-            ? parseEmbeddingRequest(request)
-            : parseCompletionRequest(request);
+      const parsed = line.parse(request);
       return { ...parsed, serviceTier: 'batch' };
     },
-    renderer: endpoint === 'embeddings' ? new EmbeddingsLineRenderer() : new LineAnswerRenderer(),
+    renderer: line.renderer(),
     signal: options.signal,
     waitForRateLimits: { until: options.stopWaiting },
   });
