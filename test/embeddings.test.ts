@@ -53,8 +53,11 @@ beforeAll(async () => {
       },
       'mixed-embed': { type: 'llama-cpp', model: { generated: 'gravity-tiny' }, slots: 1 },
       emulated: emulatedReplica,
+      'dims-llama': { type: 'llama-cpp', model: { generated: 'gravity-tiny' }, slots: 1 },
+      'dims-emulated': emulatedReplica,
     },
     models: {
+      dims: { engines: ['dims-llama', 'dims-emulated'] },
       'gravity-tiny': { engine: 'tiny' },
       'gravity-tiny-random': { engine: 'random' },
       'chat-only': { engine: 'chat-only' },
@@ -260,6 +263,17 @@ describe('embeddings from the in-process llama.cpp engine', () => {
       expect(data.data[0]?.embedding).toEqual(oneHot(24));
       const [record] = await ledgerRecord(upstream, response.headers.get('x-request-id'));
       expect(record?.engine).toBe('mixed-embed');
+    }
+  });
+
+  it('routes requests with dimensions to the replicas that serve it', async () => {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const { data, response } = await upstream.client.embeddings
+        .create({ model: 'dims', input: 'a b', dimensions: 12 })
+        .withResponse();
+      expect(data.data[0]?.embedding).toHaveLength(12);
+      const [record] = await ledgerRecord(upstream, response.headers.get('x-request-id'));
+      expect(record?.engine).toBe('dims-emulated');
     }
   });
 
