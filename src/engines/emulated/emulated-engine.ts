@@ -63,8 +63,11 @@ class EmulatedStream {
   private readonly parts: StreamPart[] = [];
   private wake: (() => void) | null = null;
 
-  /** Set for an embeddings request: its vectors go out, all at once, before the finish part. */
-  embeddings: EmbeddingsPart | null = null;
+  /**
+   * Set for an embeddings request: builds its vectors, which go out all at once before the finish part
+   * (built only then, so a request cancelled before its prefill ends costs no vectors).
+   */
+  embeddings: (() => EmbeddingsPart) | null = null;
 
   constructor(
     /** Prompt tokens of the request (each prompt once, however many choices share it). */
@@ -356,14 +359,14 @@ export class EmulatedEngine implements EngineAdapter {
           contextTokens: this.contextTokens - 1,
         });
     const stream = new EmulatedStream(prompts.reduce((sum, prompt) => sum + prompt.tokens, 0));
-    stream.embeddings = {
+    stream.embeddings = () => ({
       type: 'embeddings',
       data: input.inputs.map((item, index) => ({
         index,
         embedding: syntheticEmbedding(item, fullDimensions, input.dimensions ?? fullDimensions),
       })),
       tokens: 0,
-    };
+    });
     for (const prompt of prompts)
       stream.choices.push(new EmulatedChoice(stream, prefillOnlyOutput, prompt, true));
     stream.choicesLeft = stream.choices.length;
@@ -419,7 +422,7 @@ export class EmulatedEngine implements EngineAdapter {
       this.admitted.delete(choice);
       const stream = choice.stream;
       if (--stream.choicesLeft === 0) {
-        if (stream.embeddings) stream.push(stream.embeddings);
+        if (stream.embeddings) stream.push(stream.embeddings());
         stream.push(finishPart(stream));
       }
     }
