@@ -5,6 +5,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaEmbeddingContext,
   type LlamaGrammar,
   LlamaLogLevel,
   type LlamaModel,
@@ -220,7 +221,7 @@ export class LlamaCppEngine implements EngineAdapter {
     const contexts = this.embeddingContexts;
     // The feature check refuses embeddings when the engine has no embedding contexts.
     if (!contexts) throw errors.engineFailed(this.id, 'engine is not started');
-    const prepared = [];
+    const prepared: Token[][] = [];
     let promptTokens = 0;
     for (const [index, item] of input.inputs.entries()) {
       const tokens = await contexts.inputTokens(item, index);
@@ -232,7 +233,7 @@ export class LlamaCppEngine implements EngineAdapter {
     if (signal.aborted) forwardAbort();
     else signal.addEventListener('abort', forwardAbort, { once: true });
     this.running.add(controller);
-    let context: Awaited<ReturnType<EmbeddingContexts['acquire']>> | undefined;
+    let context: LlamaEmbeddingContext | undefined;
     try {
       const queuedAtMs = performance.now();
       context = await contexts.acquire(controller.signal);
