@@ -368,7 +368,7 @@ describe('the Batch API through the openai SDK', () => {
 
     const input = await upload(harness.client, jsonl([chatLine('x')]));
     const badEndpoint = await harness.client.batches
-      .create({ input_file_id: input.id, endpoint: '/v1/embeddings', completion_window: '24h' })
+      .create({ input_file_id: input.id, endpoint: '/v1/moderations', completion_window: '24h' })
       .catch((error: unknown) => error);
     expect(badEndpoint).toMatchObject({ status: 400, param: 'endpoint' });
     const missingInput = await harness.client.batches

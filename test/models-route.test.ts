@@ -140,12 +140,14 @@ describe('/v1/models', () => {
     const local = byId.get('local-8b')?.capabilities;
     expect(local?.features).toEqual(['tools']);
     expect(local?.replicas).toEqual({ emulated: 1 });
-    expect(local?.endpoints).toContain('/v1/chat/completions');
+    // Its servedFeatures leave out `embeddings`: no embeddings route.
+    expect(local?.endpoints).toEqual(['/v1/chat/completions', '/v1/completions', '/v1/responses']);
     // An upstream receives the client's body as sent and answers for itself: every feature is passed on.
     const chained = byId.get('chained-8b')?.capabilities;
     expect(chained?.features).toContain('tools');
     expect(chained?.features).toContain('image_url');
     expect(chained?.replicas).toEqual({ 'openai-upstream': 1 });
+    expect(chained?.endpoints).toContain('/v1/embeddings');
   });
 
   it('answers one model the same way, and 404 for an unknown one', async () => {

@@ -108,6 +108,7 @@ async function main(): Promise<void> {
       slots: engineConfig.slots,
       threads: engineConfig.threads,
       batchSize: engineConfig.batchSize,
+      embeddingContexts: 0,
     });
     engine = inProcess;
     await inProcess.start();

@@ -203,7 +203,8 @@ class SseRenderer extends HttpRenderer {
       this.openedChoices.add(index);
       return encoder.choiceOpening(index) + encoder.choice(part.choice);
     }
-    return encoder.relay(part);
+    // Embeddings are never streamed: their parts cannot reach an SSE renderer.
+    return part.type === 'upstream-chunk' ? encoder.relay(part) : '';
   }
 
   /** Sends the head, the opener (unless the upstream's own is relayed) and what waited for them. */
@@ -237,7 +238,7 @@ function uncork(raw: ServerResponse): void {
 }
 
 /** A non-streamed response carries its own metered figures in headers as well as in `usage.gravity`. */
-function meteredHeaders(metered: MeteredFigures): Record<string, string> {
+export function meteredHeaders(metered: MeteredFigures): Record<string, string> {
   return {
     'x-gravity-energy-joules': String(metered.energyJoules),
     'x-gravity-energy-source': metered.energySource,

@@ -26,9 +26,15 @@ export interface ModelDescription {
   };
 }
 
-/** The routes each engine serves a model on. */
-function endpointsOf(_engine: EngineAdapter): string[] {
-  return ['/v1/chat/completions', '/v1/completions'];
+/**
+ * The routes an engine serves a model on: every engine generates (the Responses API is translated onto
+ * chat); embeddings only where the engine serves the `embeddings` feature.
+ */
+function endpointsOf(engine: EngineAdapter): string[] {
+  const endpoints = ['/v1/chat/completions', '/v1/completions', '/v1/responses'];
+  if (!engine.servedFeatures || engine.servedFeatures.has(requestFeatures.embeddings))
+    endpoints.push('/v1/embeddings');
+  return endpoints;
 }
 
 /** Describes every model the gateway serves, each once. */

@@ -786,3 +786,118 @@ export function parseCompletionRequest(body: unknown): ParsedRequest {
     serviceTier: parsed.service_tier ?? 'auto',
   };
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Embeddings (`/v1/embeddings`).
+
+/** At most this many inputs in one embeddings request, OpenAI's limit. */
+export const maxEmbeddingInputs = 2048;
+
+/**
+ * The embeddings parameters. `input` is checked by hand (embeddingInputs) so each wrong shape gets its
+ * own message; the schema names it so it counts as modelled, not as a vendor extra.
+ */
+export const embeddingRequestSchema = z.looseObject({
+  model: z.string().min(1),
+  input: z.unknown(),
+  encoding_format: z.enum(['float', 'base64']).nullish(),
+  dimensions: positiveInteger.nullish(),
+  user: z.string().nullish(),
+  service_tier: z.enum(serviceTiers).nullish(),
+});
+const modelledEmbeddingFields = new Set(Object.keys(embeddingRequestSchema.shape));
+const embeddingRequired = ['model', 'input'];
+
+const isTokenId = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
+
+function invalidInput(message: string): GravityError {
+  return errors.invalidRequest(message, 'input', 'invalid_value');
+}
+
+/**
+ * `input` as OpenAI accepts it: a string, an array of strings, an array of token ids (one input), or
+ * an array of token-id arrays. Empty strings and arrays are refused, as OpenAI refuses them (an empty
+ * input has no embedding); so are more than `maxEmbeddingInputs` inputs.
+ */
+function embeddingInputs(input: unknown): Array<string | number[]> {
+  const shapes =
+    "'input' must be a string, an array of strings, an array of token ids or an array of token-id arrays.";
+  if (typeof input === 'string') {
+    if (input.length === 0) throw invalidInput("Invalid value for 'input': it must not be an empty string.");
+    return [input];
+  }
+  if (!Array.isArray(input))
+    throw invalidInput(`Invalid type for 'input': ${describeValue(input)}. ${shapes}`);
+  if (input.length === 0) throw invalidInput("Invalid value for 'input': it must not be an empty array.");
+  const first = input[0];
+  if (typeof first === 'number') {
+    for (const [index, token] of input.entries())
+      if (!isTokenId(token))
+        throw invalidInput(
+          `Invalid value for 'input[${index}]': ${JSON.stringify(token)} is not a token id. ${shapes}`,
+        );
+    return [input as number[]];
+  }
+  if (input.length > maxEmbeddingInputs)
+    throw invalidInput(
+      `Invalid value for 'input': ${input.length} inputs, more than the ${maxEmbeddingInputs} allowed in one request.`,
+    );
+  if (typeof first === 'string') {
+    for (const [index, item] of input.entries()) {
+      if (typeof item !== 'string')
+        throw invalidInput(`Invalid type for 'input[${index}]': ${describeValue(item)}. ${shapes}`);
+      if (item.length === 0)
+        throw invalidInput(`Invalid value for 'input[${index}]': it must not be an empty string.`);
+    }
+    return input as string[];
+  }
+  for (const [index, item] of input.entries()) {
+    if (!Array.isArray(item))
+      throw invalidInput(`Invalid type for 'input[${index}]': ${describeValue(item)}. ${shapes}`);
+    if (item.length === 0)
+      throw invalidInput(`Invalid value for 'input[${index}]': it must not be an empty array.`);
+    for (const [position, token] of item.entries())
+      if (!isTokenId(token))
+        throw invalidInput(
+          `Invalid value for 'input[${index}][${position}]': ${JSON.stringify(token)} is not a token id. ${shapes}`,
+        );
+  }
+  return input as number[][];
+}
+
+/**
+ * An embeddings request. Every one lists the `embeddings` feature (engines that cannot embed are kept
+ * off it) and `dimensions` when given; fields the schema does not model are carried to upstreams and,
+ * like on the other endpoints, are features an in-process engine refuses by name.
+ */
+export function parseEmbeddingRequest(body: unknown): ParsedRequest {
+  const object = asObject(body);
+  const parsed = parseWith(embeddingRequestSchema, embeddingRequired, object);
+  const inputs = embeddingInputs(parsed.input);
+  const features = new Set<string>([requestFeatures.embeddings]);
+  if (parsed.dimensions != null) features.add(requestFeatures.dimensions);
+  addExtras(object, modelledEmbeddingFields, features);
+  return {
+    generation: {
+      model: parsed.model,
+      input: {
+        kind: 'embedding',
+        inputs,
+        encodingFormat: parsed.encoding_format ?? 'float',
+        dimensions: parsed.dimensions ?? null,
+      },
+      // Nothing is generated: admission reserves the inputs' tokens only, routing sizes the prompt alone.
+      maxTokens: 0,
+      temperature: 1,
+      topP: 1,
+      seed: null,
+      stop: [],
+      user: parsed.user ?? null,
+      features: [...features],
+      carried: carriedFields(object),
+    },
+    stream: false,
+    includeUsage: false,
+    serviceTier: parsed.service_tier ?? 'auto',
+  };
+}

@@ -20,7 +20,8 @@ export class ResponseAssembler {
   add(part: ContentPart): void {
     if (part.type === 'text-delta') this.appendText(part.text);
     else if (part.type === 'choice-delta') this.addChoice(part.choice);
-    else
+    // Embeddings parts belong to embeddings responses (embeddings-response.ts), never to choices.
+    else if (part.type === 'upstream-chunk')
       for (const event of part.events) {
         if (event.plainText !== undefined) {
           this.appendText(event.plainText);

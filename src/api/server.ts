@@ -9,8 +9,9 @@ import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { registerAuthentication } from './authentication.js';
 import { completionHandler, refusedRequestRenderer } from './completion-handler.js';
-import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
+import { embeddingsHandler } from './embeddings-handler.js';
 import { registerModelRoutes } from './models-route.js';
+import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
 import { registerRoutingRoutes } from './routing-route.js';
 import { registerUsageRoute } from './usage-route.js';
 
@@ -83,6 +84,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const completionEndpoints: Record<string, Endpoint> = {
     '/v1/chat/completions': 'chat.completions',
     '/v1/completions': 'completions',
+    '/v1/embeddings': 'embeddings',
   };
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
@@ -122,7 +124,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     completionHandler({ pipeline, clock, endpoint: 'completions', parse: parseCompletionRequest }),
   );
 
+  app.post('/v1/embeddings', embeddingsHandler({ pipeline }));
+
   registerModelRoutes(app, gateway);
+
   if (options.ledger) registerUsageRoute(app, options.ledger);
   registerRoutingRoutes(app, gateway);
   for (const register of options.extraRoutes ?? []) register(app);

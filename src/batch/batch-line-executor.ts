@@ -1,9 +1,11 @@
 import type { Caller } from '../admission/request-caller.js';
+import { EmbeddingsAssembler } from '../api/embeddings-response.js';
 import { completionResponseBody } from '../api/openai-wire-format.js';
 import {
   type ParsedRequest,
   parseChatCompletionRequest,
   parseCompletionRequest,
+  parseEmbeddingRequest,
 } from '../api/request-schemas.js';
 import { ResponseAssembler } from '../api/response-assembler.js';
 import { errors, type GravityError } from '../core/errors.js';
@@ -28,9 +30,30 @@ export interface LineAnswer {
   pushedBack: boolean;
 }
 
-const endpoints: Record<BatchEndpoint, Endpoint> = {
-  '/v1/chat/completions': 'chat.completions',
-  '/v1/completions': 'completions',
+/** Each batch endpoint's request type, parser (the HTTP edge's) and the renderer of its lines' answers. */
+const lineEndpoints: Record<
+  BatchEndpoint,
+  {
+    endpoint: Endpoint;
+    parse: (body: unknown) => ParsedRequest;
+    renderer: () => ResponseRenderer<ParsedRequest, LineAnswer>;
+  }
+> = {
+  '/v1/chat/completions': {
+    endpoint: 'chat.completions',
+    parse: parseChatCompletionRequest,
+    renderer: () => new LineAnswerRenderer(),
+  },
+  '/v1/completions': {
+    endpoint: 'completions',
+    parse: parseCompletionRequest,
+    renderer: () => new LineAnswerRenderer(),
+  },
+  '/v1/embeddings': {
+    endpoint: 'embeddings',
+    parse: parseEmbeddingRequest,
+    renderer: () => new EmbeddingsLineRenderer(),
+  },
 };
 
 /**
@@ -54,9 +77,9 @@ export function executeBatchLine(options: {
   stopWaiting: AbortSignal;
 }): Promise<LineAnswer> {
   const { body } = options;
-  const endpoint = endpoints[options.endpoint];
+  const line = lineEndpoints[options.endpoint];
   return options.pipeline.run({
-    endpoint,
+    endpoint: line.endpoint,
     received: {
       model: typeof body.model === 'string' ? body.model : '',
       stream: false,
@@ -72,16 +95,62 @@ export function executeBatchLine(options: {
         );
       // A line's own service_tier is not the batch's: batch lines always run at the batch tier.
       const { service_tier: _ignored, ...request } = body;
-      const parsed =
-        endpoint === 'chat.completions'
-          ? parseChatCompletionRequest(request)
-          : parseCompletionRequest(request);
+      const parsed = line.parse(request);
       return { ...parsed, serviceTier: 'batch' };
     },
-    renderer: new LineAnswerRenderer(),
+    renderer: line.renderer(),
     signal: options.signal,
     waitForRateLimits: { until: options.stopWaiting },
   });
+}
+
+/** A line's failure as the error an HTTP client would have received. */
+function failedLine({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
+  return {
+    statusCode: error.status,
+    requestId: context.requestId,
+    body: error.toBody(),
+    usage: null,
+    errorCode: error.code,
+    pushedBack:
+      stage === 'execution' &&
+      (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
+  };
+}
+
+/** An embeddings line's answer: the list body `/v1/embeddings` would have sent (embeddings-response.ts). */
+class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
+  readonly committed = false;
+  private readonly assembler = new EmbeddingsAssembler();
+  private encodingFormat: 'float' | 'base64' = 'float';
+
+  admitted(): void {}
+
+  started(_context: RequestContext, request: ParsedRequest): void {
+    const input = request.generation.input;
+    if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
+  }
+
+  text(part: ContentPart): undefined {
+    this.assembler.add(part);
+    return undefined;
+  }
+
+  finished(part: FinishPart, context: RequestContext): LineAnswer {
+    const { encodingFormat } = this;
+    return {
+      statusCode: 200,
+      requestId: context.requestId,
+      body: this.assembler.build({ context, usage: part.usage, metered: context.metered, encodingFormat }),
+      usage: part.usage,
+      errorCode: null,
+      pushedBack: false,
+    };
+  }
+
+  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
+    return failedLine(failure, context);
+  }
 }
 
 /** Assembles a line's answer and gives the JSON body or error an HTTP client would have received. */
@@ -118,16 +187,7 @@ class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> 
     };
   }
 
-  failed({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
-    return {
-      statusCode: error.status,
-      requestId: context.requestId,
-      body: error.toBody(),
-      usage: null,
-      errorCode: error.code,
-      pushedBack:
-        stage === 'execution' &&
-        (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
-    };
+  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
+    return failedLine(failure, context);
   }
 }

@@ -12,6 +12,9 @@ export const defaults = {
     // One thread per context: on 2 cores the library's default (4 threads) was ~40x slower in our trials.
     threads: 1,
     batchSize: 512,
+    // One embedding context: embeddings wait for it one request at a time, like a slot (see the
+    // llama-cpp README); raise it where embeddings are a large share of the load.
+    embeddingContexts: 1,
   },
   metering: {
     intervalMs: 250,
@@ -26,7 +29,13 @@ export const defaults = {
   },
   pricing: {
     // Example list prices ($ per 1M tokens) so margins are visible out of the box; set your own.
-    default: { inputPerMillionUsd: 0.1, cachedInputPerMillionUsd: 0.05, outputPerMillionUsd: 0.4 },
+    // Embeddings: input tokens only, at a fifth of a chat prompt token (prefill only, nothing kept).
+    default: {
+      inputPerMillionUsd: 0.1,
+      cachedInputPerMillionUsd: 0.05,
+      outputPerMillionUsd: 0.4,
+      embeddingInputPerMillionUsd: 0.02,
+    },
     tierMultipliers: { priority: 2, default: 1, flex: 0.5, batch: 0.5, scale: 1 },
   },
   emulated: {

@@ -81,6 +81,17 @@ export const errors = {
       message: `The model '${model}' does not exist or you do not have access to it.`,
       param: 'model',
     }),
+  /** An embeddings request for a model whose engines compute no embeddings (a chat-only engine). */
+  embeddingsNotServed: (engines: string) =>
+    new GravityError({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'unsupported_model',
+      message:
+        `Embeddings are not served by ${engines}. Use a model whose engine serves embeddings ` +
+        '(see docs/openai-compatibility.md).',
+      param: 'model',
+    }),
   contextLengthExceeded: (options: {
     contextTokens: number;
     promptTokens: number;
@@ -95,6 +106,17 @@ export const errors = {
         `This model's maximum context length is ${options.contextTokens} tokens. However, you requested ` +
         `${options.promptTokens + (options.maxTokens ?? 0)} tokens (${options.promptTokens} in the prompt, ` +
         `${options.maxTokens ?? 0} for the completion). Please reduce the prompt or the completion length.`,
+    }),
+  /** One input of an embeddings request is longer than the engine's context: each input is embedded alone. */
+  embeddingInputTooLong: (options: { index: number; inputTokens: number; contextTokens: number }) =>
+    new GravityError({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'context_length_exceeded',
+      param: 'input',
+      message:
+        `This model's maximum context length is ${options.contextTokens} tokens. However, input ` +
+        `${options.index} has ${options.inputTokens} tokens. Please shorten or split the input.`,
     }),
   payloadTooLarge: (limitBytes: number) =>
     new GravityError({

@@ -23,6 +23,11 @@ export type PromptInput =
       prompts?: ReadonlyArray<string | readonly number[]> | undefined;
     }
   | {
+      /** An embeddings request: each input is its own prompt; token ids count as themselves. */
+      kind: 'embedding';
+      inputs: ReadonlyArray<string | readonly number[]>;
+    }
+  | {
       kind: 'chat';
       messages: ReadonlyArray<{
         role?: string;
@@ -39,6 +44,12 @@ export function estimateTextTokens(text: string): number {
 
 /** Estimated prompt tokens of an input: its prompt, or the sum of its messages' contents. */
 export function estimateInputTokens(input: PromptInput): number {
+  if (input.kind === 'embedding') {
+    let tokens = 0;
+    for (const item of input.inputs)
+      tokens += typeof item === 'string' ? estimateTextTokens(item) : item.length;
+    return tokens;
+  }
   if (input.kind === 'completion') {
     if (!input.prompts) return estimateTextTokens(input.prompt);
     let tokens = 0;
@@ -54,6 +65,7 @@ export function estimateInputTokens(input: PromptInput): number {
 /** The prompt as one string: a completion's prompt, or the chat messages' contents joined by newlines. */
 export function promptText(input: PromptInput): string {
   if (input.kind === 'completion') return input.prompt;
+  if (input.kind === 'embedding') return embeddingInputText(input.inputs);
   let text = '';
   for (const [index, message] of input.messages.entries())
     text += index === 0 ? message.content : `\n${message.content}`;
@@ -85,4 +97,14 @@ export function estimateRequestTokens(request: {
   options?: { tools: readonly unknown[] } | undefined;
 }): number {
   return estimateInputTokens(request.input) + estimateTemplatedExtraTokens(request);
+}
+
+/** An embeddings request's inputs as one string (token ids written out), newline-separated. */
+function embeddingInputText(inputs: ReadonlyArray<string | readonly number[]>): string {
+  let text = '';
+  for (const [index, item] of inputs.entries()) {
+    const itemText = typeof item === 'string' ? item : item.join(' ');
+    text += index === 0 ? itemText : `\n${itemText}`;
+  }
+  return text;
 }

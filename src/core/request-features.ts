@@ -41,6 +41,13 @@ export const requestFeatures = {
   topK: 'top_k',
   minP: 'min_p',
   repetitionPenalty: 'repetition_penalty',
+  /**
+   * Embeddings (`/v1/embeddings`): every embeddings request lists `embeddings`, so an engine that cannot
+   * embed (it leaves the feature out of `servedFeatures`) is kept off them by routing and refuses them
+   * with a 400; `dimensions` (shortened vectors) is served only by engines that can shorten them.
+   */
+  embeddings: 'embeddings',
+  dimensions: 'dimensions',
 } as const;
 
 /** The parameter a feature stands for, as a client wrote it (for error messages). */
@@ -69,6 +76,8 @@ const featureDescriptions: Partial<Record<string, string>> = {
 
 /** The 400 for a feature that the engines able to take a request cannot serve. */
 export function unservedFeatureError(feature: string, engines: string): GravityError {
+  // Not a parameter but the endpoint itself: the model is the thing to change.
+  if (feature === requestFeatures.embeddings) return errors.embeddingsNotServed(engines);
   const what = featureDescriptions[feature];
   return errors.unsupportedParameter(
     featureParameter(feature),

@@ -1,7 +1,7 @@
 /**
  * What every engine emits for one generation, whatever its protocol: a tagged union of parts that the
  * API layer encodes (SSE or JSON) and metering consumes. Parts arrive in this order:
- *   response-start → (text-delta | choice-delta | upstream-chunk)* → finish
+ *   response-start → (text-delta | choice-delta | upstream-chunk | embeddings)* → finish
  * An engine signals failure by throwing a GravityError from its iterator instead of a part.
  *
  * Three kinds of content part, from the cheapest to the most general:
@@ -10,6 +10,8 @@
  *   choices), built by an engine that runs the model itself;
  * - `upstream-chunk`: an upstream server's chunks from one read, relayed as the bytes it sent with
  *   only the fields Gravity owns (id, model, service_tier) rewritten.
+ * An embeddings request (`/v1/embeddings`) answers with `embeddings` parts instead: vectors, no tokens
+ * generated (prefill-only work), and a finish whose usage has `completionTokens: 0`.
  * Every content part says how many completion tokens it stands for: a part with `tokens > 0` is a token
  * arrival (first-token time, inter-token gaps), one with 0 (a role-only opener) is passed on uncounted.
  */
@@ -78,7 +80,21 @@ export type UpstreamChunkPart = {
   events: UpstreamEvent[];
   tokens: number;
 };
-export type ContentPart = TextDeltaPart | ChoiceDeltaPart | UpstreamChunkPart;
+/**
+ * One input's vector: numbers as the engine computed them, or a base64 string relayed from an upstream
+ * exactly as it sent it (little-endian float32, OpenAI's `encoding_format: base64`).
+ */
+export interface EmbeddingVector {
+  /** Position of the input in the request's `input` array. */
+  index: number;
+  embedding: Float32Array | readonly number[] | string;
+}
+/**
+ * Vectors of some of a request's inputs (an engine may send them in several parts, in any order of
+ * `index`). `tokens` is always 0: an embedding generates no completion tokens.
+ */
+export type EmbeddingsPart = { type: 'embeddings'; data: EmbeddingVector[]; tokens: 0 };
+export type ContentPart = TextDeltaPart | ChoiceDeltaPart | UpstreamChunkPart | EmbeddingsPart;
 
 export type FinishPart = {
   type: 'finish';

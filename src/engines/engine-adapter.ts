@@ -88,6 +88,19 @@ export const defaultGenerationOptions: Readonly<GenerationOptions> = Object.free
   repetitionPenalty: null,
 });
 
+/**
+ * `/v1/embeddings`: each input (text, or token ids) is embedded on its own, and nothing is generated.
+ * Engines run it as prefill-only work and answer with `embeddings` parts (core/stream-parts.ts).
+ */
+export interface EmbeddingInput {
+  kind: 'embedding';
+  inputs: ReadonlyArray<string | readonly number[]>;
+  /** How the client wants vectors written; an upstream receives it as sent (in `carried`). */
+  encodingFormat: 'float' | 'base64';
+  /** The vector length asked for (`dimensions`, a request feature); null: the model's own. */
+  dimensions: number | null;
+}
+
 /** One generation as the pipeline hands it to an engine, already validated and normalised. */
 export interface GenerationRequest {
   /** Gravity's request id, for logs and upstream correlation. */
@@ -100,7 +113,8 @@ export interface GenerationRequest {
      * `prompt` is the text Gravity measures; `prompts` the prompts as sent when they are not one string
      * (an array of strings, token ids, or arrays of token ids), each its own choice.
      */
-    | { kind: 'completion'; prompt: string; prompts?: ReadonlyArray<string | readonly number[]> | undefined };
+    | { kind: 'completion'; prompt: string; prompts?: ReadonlyArray<string | readonly number[]> | undefined }
+    | EmbeddingInput;
   /** Upper bound on completion tokens; null means "until the context is full or the model stops". */
   maxTokens: number | null;
   temperature: number;

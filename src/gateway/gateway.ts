@@ -234,7 +234,8 @@ export class Gateway {
             if (
               part.type === 'text-delta' ||
               part.type === 'choice-delta' ||
-              part.type === 'upstream-chunk'
+              part.type === 'upstream-chunk' ||
+              part.type === 'embeddings'
             ) {
               // A part standing for no token is passed on (or held with the start), not timed.
               if (part.tokens === 0) {

@@ -11,6 +11,16 @@ export const priceSchema = z.strictObject({
   inputPerMillionUsd: z.number().min(0),
   cachedInputPerMillionUsd: z.number().min(0).optional(),
   outputPerMillionUsd: z.number().min(0),
+  /** `/v1/embeddings`: $ per 1M input tokens (an embedding has no output); absent: `pricing.default`'s. */
+  embeddingInputPerMillionUsd: z.number().min(0).optional(),
+});
+
+/** `pricing.default`: a model's price where it has none, so its embedding price is always set. */
+const defaultPriceSchema = priceSchema.extend({
+  embeddingInputPerMillionUsd: z
+    .number()
+    .min(0)
+    .default(defaults.pricing.default.embeddingInputPerMillionUsd),
 });
 
 /** The `metering` section: the ledger, its commit window, intervals and grid carbon intensity. */
@@ -34,7 +44,7 @@ export const meteringConfigSchema = z
 /** The `pricing` section: $ per 1M tokens per model, scaled by the tier's multiplier. */
 export const pricingConfigSchema = z
   .strictObject({
-    default: priceSchema.default(defaults.pricing.default),
+    default: defaultPriceSchema.default(defaults.pricing.default),
     models: z.record(z.string(), priceSchema).default({}),
     tierMultipliers: z
       .strictObject({

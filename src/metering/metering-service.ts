@@ -94,7 +94,9 @@ export class MeteringService implements RequestObserver {
     const meter = context.engineId ? this.meters.get(context.engineId) : undefined;
     const amounts = meter ? meter.end(context, clock.nowMs()) : { energyJoules: 0, costUsd: 0 };
     const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
-    const priceUsd = context.usage ? this.priceBook.priceUsd(context.model, tier, context.usage) : 0;
+    const priceUsd = context.usage
+      ? this.priceBook.priceUsd(context.model, tier, context.usage, context.endpoint)
+      : 0;
     const metered: MeteredFigures = {
       energyJoules: amounts.energyJoules,
       energySource: meter?.energySource ?? 'none',

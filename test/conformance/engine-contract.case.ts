@@ -243,6 +243,65 @@ export function describeEngineConformance(name: string, setUp: () => Promise<Eng
       await waitFor('the engine to be idle', idle);
     });
 
+    it('embeds each input once: response-start, embeddings parts, a finish with no completion tokens', async () => {
+      const inputs = ['a b c', 'd e', 'a b c'];
+      const parts = await collect(
+        subject.engine.generate(
+          generationRequest(subject.model, {
+            input: { kind: 'embedding', inputs, encodingFormat: 'float', dimensions: null },
+            maxTokens: 0,
+            features: ['embeddings'],
+          }),
+          new AbortController().signal,
+        ),
+      );
+      expect(parts[0]?.type).toBe('response-start');
+      const finish = parts.at(-1);
+      if (finish?.type !== 'finish') throw new Error('the last part is not finish');
+      expect(finish.usage.completionTokens).toBe(0);
+      expect(finish.usage.promptTokens).toBeGreaterThan(0);
+      const vectors = parts.slice(1, -1).flatMap((part) => {
+        if (part.type !== 'embeddings') throw new Error(`an embeddings request streamed a ${part.type} part`);
+        expect(part.tokens).toBe(0);
+        return part.data;
+      });
+      expect(vectors.map((vector) => vector.index).sort()).toEqual([0, 1, 2]);
+      const numbers = (index: number) => {
+        const embedding = vectors.find((vector) => vector.index === index)?.embedding;
+        if (embedding === undefined || typeof embedding === 'string') throw new Error('no float vector');
+        return Array.from(embedding);
+      };
+      expect(numbers(0).length).toBeGreaterThan(0);
+      expect(Math.hypot(...numbers(0))).toBeCloseTo(1, 4);
+      // The same input gets the same vector within a request.
+      expect(numbers(2)).toEqual(numbers(0));
+      await waitFor('the engine to be idle after embedding', idle);
+    });
+
+    it('throws an embedding input longer than the context as a 400 before response-start', async () => {
+      const parts = subject.engine.generate(
+        generationRequest(subject.model, {
+          input: {
+            kind: 'embedding',
+            inputs: ['a b', subject.overlongPrompt],
+            encodingFormat: 'float',
+            dimensions: null,
+          },
+          maxTokens: 0,
+          features: ['embeddings'],
+        }),
+        new AbortController().signal,
+      );
+      const failure = await parts[Symbol.asyncIterator]()
+        .next()
+        .then(
+          (result) => result,
+          (error: unknown) => error,
+        );
+      expect(failure).toMatchObject({ status: 400, code: 'context_length_exceeded' });
+      await waitFor('the engine to be idle after refusing', idle);
+    });
+
     it('still serves after the aborted and refused requests', async () => {
       const parts = await collect(
         subject.engine.generate(

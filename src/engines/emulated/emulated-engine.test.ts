@@ -257,6 +257,37 @@ describe('EmulatedEngine', () => {
     expect(engine.extensions.modelledPower.dynamicEnergyJoules()).toBeGreaterThan(0);
   });
 
+  it('embeds as prefill-only work: the modelled energy of prefilling the inputs, no decode step', async () => {
+    const text = 'word '.repeat(400);
+    const energyOf = async (generation: GenerationRequest) => {
+      const engine = await startEngine();
+      const parts = await collect(engine.generate(generation, new AbortController().signal));
+      return { parts, joules: engine.extensions.modelledPower.dynamicEnergyJoules() };
+    };
+    const embedding = await energyOf(
+      request({
+        input: { kind: 'embedding', inputs: [text], encodingFormat: 'float', dimensions: null },
+        maxTokens: 0,
+        features: ['embeddings'],
+      }),
+    );
+    // A completion that stops at its first token does exactly the prefill; one more token is a decode.
+    const prefillOnly = await energyOf(
+      request({ input: { kind: 'completion', prompt: text }, maxTokens: 1 }),
+    );
+    const withDecode = await energyOf(request({ input: { kind: 'completion', prompt: text }, maxTokens: 2 }));
+    expect(embedding.joules).toBeGreaterThan(0);
+    expect(embedding.joules).toBeCloseTo(prefillOnly.joules, 9);
+    expect(embedding.joules).toBeLessThan(withDecode.joules);
+    expect(finishOf(embedding.parts).usage).toEqual({
+      promptTokens: 500,
+      cachedPromptTokens: 0,
+      completionTokens: 0,
+      source: 'engine',
+    });
+    expect(embedding.parts.map((part) => part.type)).toEqual(['response-start', 'embeddings', 'finish']);
+  });
+
   it('ends in-flight generations with an error when closed', async () => {
     const engine = await startEngine();
     const iterator = engine.generate(request({ maxTokens: 5000 }), new AbortController().signal);

@@ -2,7 +2,7 @@ import { type Clock, systemClock } from '../../core/clock.js';
 import { errors } from '../../core/errors.js';
 import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
 import { bandRank, serviceBand } from '../../core/service-tiers.js';
-import type { StreamPart } from '../../core/stream-parts.js';
+import type { EmbeddingsPart, StreamPart } from '../../core/stream-parts.js';
 import { stringSeed } from '../../performance-model/block-hashes.js';
 import type { QueueOrderingPolicy } from '../../performance-model/queue-ordering.js';
 import {
@@ -13,6 +13,7 @@ import {
 import type { ReplicaSpec } from '../../performance-model/replica-spec.js';
 import {
   defaultGenerationOptions,
+  type EmbeddingInput,
   type EngineAdapter,
   type EngineCounters,
   type EngineExtensions,
@@ -25,6 +26,7 @@ import type { ChoiceOutput } from './choice-output.js';
 import { type EmulatedPrompt, emulatedPrompts, promptBlockHashes } from './emulated-prompt.js';
 import { describeReplicaSpec } from './emulated-replica-spec.js';
 import { planChoiceOutput } from './reply-plan.js';
+import { syntheticEmbedding } from './synthetic-embeddings.js';
 
 export interface EmulatedEngineOptions {
   id: string;
@@ -60,6 +62,12 @@ class EmulatedStream {
   failure: unknown;
   private readonly parts: StreamPart[] = [];
   private wake: (() => void) | null = null;
+
+  /**
+   * Set for an embeddings request: builds its vectors, which go out all at once before the finish part
+   * (built only then, so a request cancelled before its prefill ends costs no vectors).
+   */
+  embeddings: (() => EmbeddingsPart) | null = null;
 
   constructor(
     /** Prompt tokens of the request (each prompt once, however many choices share it). */
@@ -302,6 +310,7 @@ export class EmulatedEngine implements EngineAdapter {
    * refuse up front: a prompt that does not fit the context, a schema that admits no value.
    */
   private plan(request: GenerationRequest): EmulatedStream {
+    if (request.input.kind === 'embedding') return this.planEmbeddings(request, request.input);
     const options = request.options ?? defaultGenerationOptions;
     const prompts = emulatedPrompts(request);
     const contextTokens = this.contextTokens;
@@ -332,6 +341,43 @@ export class EmulatedEngine implements EngineAdapter {
         stream.choices.push(new EmulatedChoice(stream, output, prompt, sample === 0));
       }
     });
+    stream.choicesLeft = stream.choices.length;
+    return stream;
+  }
+
+  /**
+   * An embeddings request: one modelled sequence per input, prefill only (the replica model's one
+   * output token is the prefill's own end, no decode step runs), so its time and energy are the
+   * prompts' prefill. Vectors are synthetic (synthetic-embeddings.ts), as wide as the model's hidden
+   * size unless `dimensions` shortens them.
+   */
+  private planEmbeddings(request: GenerationRequest, input: EmbeddingInput): EmulatedStream {
+    const fullDimensions = this.spec.model.hiddenSize;
+    if (input.dimensions !== null && input.dimensions > fullDimensions)
+      throw errors.invalidRequest(
+        `Invalid value for 'dimensions': ${input.dimensions}. Model '${request.model}' gives at most ${fullDimensions}.`,
+        'dimensions',
+        'invalid_value',
+      );
+    const prompts = emulatedPrompts(request);
+    for (const [index, prompt] of prompts.entries())
+      if (prompt.tokens >= this.contextTokens)
+        throw errors.embeddingInputTooLong({
+          index,
+          inputTokens: prompt.tokens,
+          contextTokens: this.contextTokens - 1,
+        });
+    const stream = new EmulatedStream(prompts.reduce((sum, prompt) => sum + prompt.tokens, 0));
+    stream.embeddings = () => ({
+      type: 'embeddings',
+      data: input.inputs.map((item, index) => ({
+        index,
+        embedding: syntheticEmbedding(item, fullDimensions, input.dimensions ?? fullDimensions),
+      })),
+      tokens: 0,
+    });
+    for (const prompt of prompts)
+      stream.choices.push(new EmulatedChoice(stream, prefillOnlyOutput, prompt, true));
     stream.choicesLeft = stream.choices.length;
     return stream;
   }
@@ -384,7 +430,10 @@ export class EmulatedEngine implements EngineAdapter {
     for (const choice of this.finishedInStep) {
       this.admitted.delete(choice);
       const stream = choice.stream;
-      if (--stream.choicesLeft === 0) stream.push(finishPart(stream));
+      if (--stream.choicesLeft === 0) {
+        if (stream.embeddings) stream.push(stream.embeddings());
+        stream.push(finishPart(stream));
+      }
     }
     this.finishedInStep.length = 0;
   }
@@ -395,7 +444,8 @@ function finishPart(stream: EmulatedStream): StreamPart {
   let completionTokens = 0;
   let cachedPromptTokens = 0;
   for (const choice of stream.choices) {
-    completionTokens += choice.emittedTokens;
+    // An embedding's one modelled token is its prefill's end, not a completion token.
+    if (!stream.embeddings) completionTokens += choice.emittedTokens;
     if (choice.firstOfPrompt) cachedPromptTokens += choice.sequence?.cachedPromptTokens ?? 0;
   }
   const first = stream.choices[0] as EmulatedChoice;
@@ -412,3 +462,14 @@ function finishPart(stream: EmulatedStream): StreamPart {
     ...(first.output.carriesFinishReason ? { choicesFinished: true } : {}),
   };
 }
+
+/**
+ * What an embedding input "generates": the replica model needs one output token per sequence, produced
+ * at the end of its prefill; nothing is shown and nothing decodes after it.
+ */
+const prefillOnlyOutput: ChoiceOutput = {
+  tokens: 1,
+  finishReason: 'stop',
+  carriesFinishReason: false,
+  emit: () => {},
+};

@@ -40,16 +40,20 @@ export interface EmulatedPrompt {
  */
 export function emulatedPrompts(request: GenerationRequest): EmulatedPrompt[] {
   const input = request.input;
+  // Each embedding input is its own prompt, as each of several completion prompts is.
+  if (input.kind === 'embedding') return input.inputs.map(emulatedPrompt);
   if (input.kind === 'completion') {
     if (!input.prompts) return [{ text: input.prompt, tokens: estimatePromptTokens(input.prompt) }];
-    return input.prompts.map((prompt) =>
-      typeof prompt === 'string'
-        ? { text: prompt, tokens: estimatePromptTokens(prompt) }
-        : { text: prompt.join(' '), tokens: Math.max(1, prompt.length) },
-    );
+    return input.prompts.map(emulatedPrompt);
   }
   const text = promptText(input);
   return [{ text, tokens: estimatePromptTokens(text) + templatedExtraTokens(request) }];
+}
+
+function emulatedPrompt(prompt: string | readonly number[]): EmulatedPrompt {
+  return typeof prompt === 'string'
+    ? { text: prompt, tokens: estimatePromptTokens(prompt) }
+    : { text: prompt.join(' '), tokens: Math.max(1, prompt.length) };
 }
 
 function templatedExtraTokens(request: GenerationRequest): number {

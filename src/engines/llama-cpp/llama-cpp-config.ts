@@ -13,6 +13,11 @@ export const llamaCppConfigSchema = defineEngineConfigSchema('llama-cpp', {
   slots: z.number().int().min(1).max(256).default(defaults.llamaCpp.slots),
   threads: z.number().int().min(1).max(256).default(defaults.llamaCpp.threads),
   batchSize: z.number().int().min(1).default(defaults.llamaCpp.batchSize),
+  /**
+   * Embedding contexts for `/v1/embeddings` (each embeds one input at a time, created on first use);
+   * 0 says this engine serves no embeddings, so routing keeps embeddings requests off it.
+   */
+  embeddingContexts: z.number().int().min(0).max(64).default(defaults.llamaCpp.embeddingContexts),
 });
 
 export type LlamaCppEngineConfig = z.infer<typeof llamaCppConfigSchema>;

@@ -48,6 +48,7 @@ export const llamaCppEngineDefinition = {
       slots: config.slots,
       threads: config.threads,
       batchSize: config.batchSize,
+      embeddingContexts: config.embeddingContexts,
     });
   },
 } satisfies EngineDefinition<typeof llamaCppConfigSchema>;

@@ -6,6 +6,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaEmbeddingContext,
   type LlamaGrammar,
   LlamaLogLevel,
   type LlamaModel,
@@ -17,6 +18,7 @@ import { firstUnservedFeature, requestFeatures, unservedFeatureError } from '../
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import {
   defaultGenerationOptions,
+  type EmbeddingInput,
   type EngineAdapter,
   type EngineLoad,
   type EngineModelInfo,
@@ -28,6 +30,7 @@ import { SlotPool } from '../slot-pool.js';
 import { StopSequenceMatcher } from '../stop-sequence-matcher.js';
 import { chatHistory } from './chat-history.js';
 import { generateChoice, type OutputMode } from './choice-generation.js';
+import { EmbeddingContexts, unitVector } from './embedding-contexts.js';
 import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
 import { acquireAll, interleave } from './parallel-choices.js';
 import { evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
@@ -48,6 +51,11 @@ export interface LlamaCppEngineOptions {
    */
   threads: number;
   batchSize: number;
+  /**
+   * Embedding contexts (`/v1/embeddings`), each embedding one input at a time; 0: the engine serves no
+   * embeddings (routing keeps embeddings requests off it, and it refuses them with a 400).
+   */
+  embeddingContexts: number;
 }
 
 // One llama.cpp binding per process: it owns the native backend and its thread pool.
@@ -85,6 +93,12 @@ const llamaCppServedFeatures: ReadonlySet<string> = new Set<string>([
   requestFeatures.repetitionPenalty,
 ]);
 
+/** The same, plus embeddings, for an engine with embedding contexts. */
+const llamaCppEmbeddingFeatures: ReadonlySet<string> = new Set<string>([
+  ...llamaCppServedFeatures,
+  requestFeatures.embeddings,
+]);
+
 /** Grammars kept for reuse (see cachedGrammar). */
 const cachedGrammars = 32;
 
@@ -108,7 +122,7 @@ export class LlamaCppEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'llama-cpp';
   /** The request features (core/request-features.ts) this engine serves; others get a 400 naming them. */
-  readonly servedFeatures: ReadonlySet<string> = llamaCppServedFeatures;
+  readonly servedFeatures: ReadonlySet<string>;
   readonly id: string;
   private readonly options: LlamaCppEngineOptions;
   private llama: Llama | undefined;
@@ -121,10 +135,12 @@ export class LlamaCppEngine implements EngineAdapter {
   private slots: SlotPool<LlamaContextSequence> | undefined;
   private readonly running = new Set<AbortController>();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private embeddingContexts: EmbeddingContexts | undefined;
 
   constructor(options: LlamaCppEngineOptions) {
     this.id = options.id;
     this.options = options;
+    this.servedFeatures = options.embeddingContexts > 0 ? llamaCppEmbeddingFeatures : llamaCppServedFeatures;
   }
 
   async start(): Promise<void> {
@@ -151,10 +167,19 @@ export class LlamaCppEngine implements EngineAdapter {
     const sequences: LlamaContextSequence[] = [];
     for (let index = 0; index < this.options.slots; index++) sequences.push(this.context.getSequence());
     this.slots = new SlotPool(sequences);
+    if (this.options.embeddingContexts > 0)
+      this.embeddingContexts = new EmbeddingContexts(this.model, {
+        engineId: this.id,
+        contexts: this.options.embeddingContexts,
+        contextTokens: this.options.contextTokens,
+        threads: this.options.threads,
+      });
   }
 
   async close(): Promise<void> {
     for (const controller of this.running) controller.abort(errors.engineFailed(this.id, 'engine closed'));
+    await this.embeddingContexts?.dispose();
+    this.embeddingContexts = undefined;
     await this.context?.dispose();
     await this.model?.dispose();
     this.context = undefined;
@@ -173,10 +198,13 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   load(): EngineLoad {
+    // Embedding work shows as busy or waiting (power models read it), while the total stays the
+    // generation slots: the gateway's scheduler sizes its per-replica concurrency from it.
+    const embedding = this.embeddingContexts;
     return {
       slotsTotal: this.options.slots,
-      slotsBusy: this.slots?.busy ?? 0,
-      waiting: this.slots?.waiting ?? 0,
+      slotsBusy: (this.slots?.busy ?? 0) + (embedding?.busy ?? 0),
+      waiting: (this.slots?.waiting ?? 0) + (embedding?.waiting ?? 0),
     };
   }
 
@@ -186,9 +214,66 @@ export class LlamaCppEngine implements EngineAdapter {
     const model = this.model;
     const slots = this.slots;
     if (!model || !slots) throw errors.engineFailed(this.id, 'engine is not started');
+    if (request.input.kind === 'embedding') {
+      yield* this.embed(request.input, signal);
+      return;
+    }
     const options = request.options ?? defaultGenerationOptions;
     if (usesChoicePath(request, options)) yield* this.generateChoices(request, options, model, slots, signal);
     else yield* this.generateText(request, options, model, slots, signal);
+  }
+
+  /**
+   * Embeddings: each input through one embedding context in turn (prefill only), vectors scaled to
+   * unit length. Token-id inputs go in as given, with BOS (and EOS where the model asks for it) added as
+   * for text. An abort stops the request between inputs.
+   */
+  private async *embed(input: EmbeddingInput, signal: AbortSignal): AsyncGenerator<StreamPart> {
+    const contexts = this.embeddingContexts;
+    // The feature check refuses embeddings when the engine has no embedding contexts.
+    if (!contexts) throw errors.engineFailed(this.id, 'engine is not started');
+    const prepared: Token[][] = [];
+    let promptTokens = 0;
+    for (const [index, item] of input.inputs.entries()) {
+      const tokens = await contexts.inputTokens(item, index);
+      prepared.push(tokens.tokens);
+      promptTokens += tokens.evaluatedTokens;
+    }
+    const controller = new AbortController();
+    const forwardAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) forwardAbort();
+    else signal.addEventListener('abort', forwardAbort, { once: true });
+    this.running.add(controller);
+    let context: LlamaEmbeddingContext | undefined;
+    try {
+      const queuedAtMs = performance.now();
+      context = await contexts.acquire(controller.signal);
+      yield {
+        type: 'response-start',
+        promptTokens,
+        cachedPromptTokens: 0,
+        queueWaitMs: performance.now() - queuedAtMs,
+      };
+      const data = [];
+      for (const [index, tokens] of prepared.entries()) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        const embedding = await context.getEmbeddingFor(tokens);
+        data.push({ index, embedding: unitVector(embedding.vector) });
+      }
+      if (controller.signal.aborted) throw controller.signal.reason;
+      yield { type: 'embeddings', data, tokens: 0 };
+      yield {
+        type: 'finish',
+        finishReason: 'stop',
+        usage: { promptTokens, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
+      };
+    } catch (error) {
+      throw this.failure(error, controller.signal);
+    } finally {
+      signal.removeEventListener('abort', forwardAbort);
+      this.running.delete(controller);
+      if (context) contexts.release(context);
+    }
   }
 
   /** Plain text, one choice: the per-token hot path. */
@@ -505,6 +590,8 @@ export class LlamaCppEngine implements EngineAdapter {
   private renderPrompt(model: LlamaModel, request: GenerationRequest): RenderedPrompt {
     if (request.input.kind === 'completion')
       return { tokens: completionTokens(model, request.input.prompt), stopTriggers: [] };
+    if (request.input.kind === 'embedding')
+      throw errors.internal('an embeddings request has no prompt to render');
     const chatWrapper = this.chatWrapper;
     if (!chatWrapper) throw errors.engineFailed(this.id, 'engine is not started');
     const options = request.options ?? defaultGenerationOptions;

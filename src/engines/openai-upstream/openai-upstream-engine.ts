@@ -1,7 +1,8 @@
 import { type Dispatcher, Pool } from 'undici';
 import { errors, GravityError, type OpenAIErrorType } from '../../core/errors.js';
-import { estimateRequestTokens } from '../../core/prompt-size.js';
+import { estimateRequestTokens, promptText } from '../../core/prompt-size.js';
 import {
+  type EmbeddingVector,
   type FinishReason,
   finishReasons,
   type StreamPart,
@@ -10,6 +11,7 @@ import {
   type WireChunkChoice,
 } from '../../core/stream-parts.js';
 import {
+  type EmbeddingInput,
   type EngineAdapter,
   type EngineLoad,
   type EngineModelInfo,
@@ -152,6 +154,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
     const target = this.options.models.find((model) => model.id === request.model);
     if (!target) throw errors.modelNotFound(request.model);
+    if (request.input.kind === 'embedding') {
+      yield* this.embed(request, request.input, target.upstreamModel, signal);
+      return;
+    }
     const isChat = request.input.kind === 'chat';
     const body = upstreamBody(request, target.upstreamModel);
 
@@ -269,13 +275,75 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     }
   }
 
-  private async send(route: string, body: unknown, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  /**
+   * Embeddings: the client's body relayed to the upstream's `/embeddings` (model rewritten), the answer
+   * read whole and its vectors passed on as sent (base64 strings stay strings), usage from the upstream
+   * or counted when it sends none. Upstream errors map as for chat (upstreamHttpError).
+   */
+  private async *embed(
+    request: GenerationRequest,
+    input: EmbeddingInput,
+    upstreamModel: string,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    const body = request.carried
+      ? { ...request.carried, model: upstreamModel }
+      : {
+          model: upstreamModel,
+          input: input.inputs,
+          encoding_format: input.encodingFormat,
+          ...(input.dimensions === null ? {} : { dimensions: input.dimensions }),
+          ...(request.user === null ? {} : { user: request.user }),
+        };
+    let slot: number | undefined;
+    try {
+      const queuedAtMs = performance.now();
+      slot = await this.slots.acquire(signal);
+      const queueWaitMs = performance.now() - queuedAtMs;
+      const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
+      // Read whole and checked before the start: an unusable answer is still a plain 502.
+      const answer = parseEmbeddingsAnswer(this.id, await response.body.text(), input.inputs.length);
+      yield { type: 'response-start', promptTokens: answer.promptTokens, cachedPromptTokens: 0, queueWaitMs };
+      yield { type: 'embeddings', data: answer.data, tokens: 0 };
+      yield {
+        type: 'finish',
+        finishReason: 'stop',
+        usage:
+          answer.promptTokens === null
+            ? {
+                promptTokens: estimateRequestTokens(request),
+                cachedPromptTokens: 0,
+                completionTokens: 0,
+                source: 'counted',
+              }
+            : {
+                promptTokens: answer.promptTokens,
+                cachedPromptTokens: 0,
+                completionTokens: 0,
+                source: 'upstream',
+              },
+      };
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof GravityError) throw error;
+      throw errors.upstreamUnreachable(this.id, (error as Error).message);
+    } finally {
+      if (slot !== undefined) this.slots.release(slot);
+    }
+  }
+
+  private async send(
+    route: string,
+    body: unknown,
+    signal: AbortSignal,
+    headers: Record<string, string> = this.requestHeaders,
+  ): Promise<Dispatcher.ResponseData> {
     let response: Dispatcher.ResponseData;
     try {
       response = await this.pool.request({
         method: 'POST',
         path: `${this.basePath}${route}`,
-        headers: this.requestHeaders,
+        headers,
         body: JSON.stringify(body),
         signal,
         // Time allowed until the upstream's response headers; a slow token stream is not a timeout.
@@ -438,7 +506,7 @@ function upstreamBody(request: GenerationRequest, upstreamModel: string): Record
             content: message.content,
           })),
         }
-      : { prompt: request.input.prompt }),
+      : { prompt: promptText(request.input) }),
     stream: true,
     stream_options: { include_usage: true },
     temperature: request.temperature,
@@ -484,4 +552,50 @@ function usageFrom(
     completionTokens: contentChunks,
     source: 'counted',
   };
+}
+
+/** The upstream's headers for a request answered with one JSON body rather than a stream. */
+function jsonHeaders(headers: Record<string, string>): Record<string, string> {
+  return { ...headers, accept: 'application/json' };
+}
+
+/**
+ * An upstream's embeddings answer, read leniently (servers differ: llama.cpp's server omits `object`,
+ * some omit `index` or `usage`), but every input must have a vector, as numbers or a base64 string:
+ * anything else is the upstream's failure (502), not a response to pass on.
+ */
+function parseEmbeddingsAnswer(
+  engineId: string,
+  text: string,
+  inputs: number,
+): { data: EmbeddingVector[]; promptTokens: number | null } {
+  const broken = (why: string) =>
+    errors.upstream({
+      status: 502,
+      message: `upstream '${engineId}' sent an unusable embeddings answer: ${why}`,
+    });
+  let answer: { data?: unknown; usage?: { prompt_tokens?: unknown } | null };
+  try {
+    answer = JSON.parse(text) as typeof answer;
+  } catch {
+    throw broken('not JSON');
+  }
+  if (answer === null || typeof answer !== 'object' || !Array.isArray(answer.data))
+    throw broken('no data array');
+  if (answer.data.length !== inputs)
+    throw broken(`${answer.data.length} vectors for ${inputs} input${inputs === 1 ? '' : 's'}`);
+  const data = answer.data.map((item: unknown, position): EmbeddingVector => {
+    const entry = (item ?? {}) as { index?: unknown; embedding?: unknown };
+    const embedding = entry.embedding;
+    if (
+      !(
+        typeof embedding === 'string' ||
+        (Array.isArray(embedding) && embedding.every((value) => typeof value === 'number'))
+      )
+    )
+      throw broken(`data[${position}] has no embedding`);
+    return { index: typeof entry.index === 'number' ? entry.index : position, embedding };
+  });
+  const promptTokens = answer.usage?.prompt_tokens;
+  return { data, promptTokens: typeof promptTokens === 'number' ? promptTokens : null };
 }

@@ -1,0 +1,132 @@
+import type { LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
+import { errors } from '../../core/errors.js';
+import { SlotPool } from '../slot-pool.js';
+import { vocabularySize } from './sampling-options.js';
+
+export interface EmbeddingContextsOptions {
+  /** The engine's id, for errors. */
+  engineId: string;
+  /** Embedding contexts, each computing one input at a time: requests beyond this wait for one. */
+  contexts: number;
+  /** Each context's window: the longest input (BOS and EOS included) is one token shorter. */
+  contextTokens: number;
+  threads: number;
+}
+
+/**
+ * The llama.cpp embedding contexts of one model (node-llama-cpp's `createEmbeddingContext`), created on
+ * the first embeddings request so an engine that only generates never allocates them. They are separate
+ * from the generation context: llama.cpp computes embeddings only in a context made for them, and each
+ * embedding context holds one sequence (node-llama-cpp serialises its calls), so concurrency is the
+ * number of contexts, bounded like generation slots are.
+ */
+export class EmbeddingContexts {
+  private pool: Promise<SlotPool<LlamaEmbeddingContext>> | undefined;
+  private created: SlotPool<LlamaEmbeddingContext> | undefined;
+  private readonly contexts: LlamaEmbeddingContext[] = [];
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly options: EmbeddingContextsOptions,
+  ) {}
+
+  get busy(): number {
+    return this.created?.busy ?? 0;
+  }
+
+  get waiting(): number {
+    return this.created?.waiting ?? 0;
+  }
+
+  /** Resolves with a free context (waiting in FIFO order); `release` must follow exactly once. */
+  async acquire(signal: AbortSignal): Promise<LlamaEmbeddingContext> {
+    const pool = await this.slots();
+    return pool.acquire(signal);
+  }
+
+  release(context: LlamaEmbeddingContext): void {
+    this.created?.release(context);
+  }
+
+  /**
+   * Tokens of one input as the embedding context evaluates them: text tokenized without special tokens,
+   * token ids as given, then BOS (and EOS where the model's vocabulary asks for it) added as
+   * node-llama-cpp adds them. Throws a 400 for ids outside the vocabulary and inputs beyond the window.
+   */
+  async inputTokens(
+    input: string | readonly number[],
+    index: number,
+  ): Promise<{ tokens: Token[]; evaluatedTokens: number }> {
+    await this.slots();
+    const tokens: Token[] =
+      typeof input === 'string' ? this.model.tokenize(input, false) : ([...input] as Token[]);
+    if (typeof input !== 'string') {
+      const vocabulary = vocabularySize(this.model);
+      for (const token of input)
+        if (!Number.isInteger(token) || token < 0 || token >= vocabulary)
+          throw errors.invalidRequest(
+            `Invalid value for 'input[${index}]': token ${token} is not in the model's vocabulary (0 to ${vocabulary - 1}).`,
+            'input',
+            'invalid_value',
+          );
+    }
+    // The context adds the model's BOS/EOS itself; counting them here makes usage and the length check
+    // exact. Counting only tokenizes, so any context does it, busy or not.
+    const evaluated = (this.contexts[0] as LlamaEmbeddingContext).calculateInputLength(tokens);
+    // node-llama-cpp refuses an input that fills the whole window.
+    if (evaluated >= this.options.contextTokens)
+      throw errors.embeddingInputTooLong({
+        index,
+        inputTokens: evaluated,
+        contextTokens: this.options.contextTokens - 1,
+      });
+    return { tokens, evaluatedTokens: evaluated };
+  }
+
+  async dispose(): Promise<void> {
+    for (const context of this.contexts.splice(0)) await context.dispose();
+    this.pool = undefined;
+    this.created = undefined;
+  }
+
+  private slots(): Promise<SlotPool<LlamaEmbeddingContext>> {
+    this.pool ??= this.create().catch((error: unknown) => {
+      // A failed creation (out of memory, an encoder-decoder model) is retried by the next request.
+      this.pool = undefined;
+      throw errors.engineFailed(
+        this.options.engineId,
+        `could not create an embedding context: ${(error as Error).message}`,
+      );
+    });
+    return this.pool;
+  }
+
+  private async create(): Promise<SlotPool<LlamaEmbeddingContext>> {
+    for (let index = 0; index < this.options.contexts; index++) {
+      this.contexts.push(
+        await this.model.createEmbeddingContext({
+          contextSize: this.options.contextTokens,
+          // The whole input in one batch: llama.cpp pools non-causal models' embeddings over one batch.
+          batchSize: this.options.contextTokens,
+          threads: this.options.threads,
+        }),
+      );
+    }
+    this.created = new SlotPool([...this.contexts]);
+    return this.created;
+  }
+}
+
+/**
+ * A vector scaled to unit length (Euclidean), as OpenAI's embeddings and llama.cpp's server return them,
+ * so a dot product is the cosine similarity. llama.cpp returns the raw pooled hidden state. A zero vector
+ * stays zero.
+ */
+export function unitVector(values: ArrayLike<number>): Float32Array {
+  let squares = 0;
+  for (let index = 0; index < values.length; index++) squares += (values[index] as number) ** 2;
+  const scale = squares > 0 ? 1 / Math.sqrt(squares) : 0;
+  const vector = new Float32Array(values.length);
+  for (let index = 0; index < values.length; index++) vector[index] = (values[index] as number) * scale;
+  return vector;
+}
