@@ -82,6 +82,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const completionEndpoints: Record<string, Endpoint> = {
     '/v1/chat/completions': 'chat.completions',
     '/v1/completions': 'completions',
+    '/v1/responses': 'responses',
   };
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
