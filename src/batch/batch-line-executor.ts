@@ -10,6 +10,7 @@ import { errors, type GravityError } from '../core/errors.js';
 import type { Endpoint, RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart, TokenUsage } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
+import { parseResponsesBatchLine, ResponsesLineRenderer } from '../responses/responses-batch-line.js';
 import type { BatchEndpoint } from './batch-input.js';
 
 /** What one line's request answered, as an HTTP client would have seen it. */
@@ -31,6 +32,7 @@ export interface LineAnswer {
 const endpoints: Record<BatchEndpoint, Endpoint> = {
   '/v1/chat/completions': 'chat.completions',
   '/v1/completions': 'completions',
+  '/v1/responses': 'responses',
 };
 
 /**
@@ -75,10 +77,12 @@ export function executeBatchLine(options: {
       const parsed =
         endpoint === 'chat.completions'
           ? parseChatCompletionRequest(request)
-          : parseCompletionRequest(request);
+          : endpoint === 'responses'
+            ? parseResponsesBatchLine(request)
+            : parseCompletionRequest(request);
       return { ...parsed, serviceTier: 'batch' };
     },
-    renderer: new LineAnswerRenderer(),
+    renderer: endpoint === 'responses' ? new ResponsesLineRenderer() : new LineAnswerRenderer(),
     signal: options.signal,
     waitForRateLimits: { until: options.stopWaiting },
   });
@@ -118,16 +122,21 @@ class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> 
     };
   }
 
-  failed({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
-    return {
-      statusCode: error.status,
-      requestId: context.requestId,
-      body: error.toBody(),
-      usage: null,
-      errorCode: error.code,
-      pushedBack:
-        stage === 'execution' &&
-        (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
-    };
+  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
+    return failedLineAnswer(failure, context);
   }
+}
+
+/** A line that ended without an answer: the error an HTTP client would have received. */
+export function failedLineAnswer({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
+  return {
+    statusCode: error.status,
+    requestId: context.requestId,
+    body: error.toBody(),
+    usage: null,
+    errorCode: error.code,
+    pushedBack:
+      stage === 'execution' &&
+      (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
+  };
 }
