@@ -9,8 +9,9 @@ import { type Harness, postRaw, startHarness } from './support/gravity-harness.j
 /**
  * `/v1/responses` across stages, with the openai SDK against live servers on loopback:
  * - `inner`: Gravity's default config, the in-process llama.cpp engine with the generated GGUF models;
- * - `outer`: keys for two tenants, an emulated replica, and an openai-upstream engine in front of
- *   `inner` (which serves Responses requests translated onto its chat endpoint).
+ * - `outer`: keys for two tenants, an emulated replica, and two openai-upstream engines in front of
+ *   `inner`: one translating Responses requests onto its chat endpoint, one (`responsesApi: true`)
+ *   sending them to its `/v1/responses`.
  * Tenant isolation of stored responses, one ledger record per request, Batch API lines, the in-process
  * engine's grammars behind `text.format` and tools, and the upstream relay.
  */
@@ -49,10 +50,18 @@ beforeAll(async () => {
           connectTimeoutMs: 10_000,
           maxConcurrentRequests: 4,
         },
+        native: {
+          type: 'openai-upstream',
+          baseUrl: `${inner.url}/v1`,
+          connectTimeoutMs: 10_000,
+          maxConcurrentRequests: 4,
+          responsesApi: true,
+        },
       },
       models: {
         'agent-8b': { engine: 'agent' },
         'remote-random': { engine: 'remote', upstreamModel: 'gravity-tiny-random' },
+        'native-random': { engine: 'native', upstreamModel: 'gravity-tiny-random' },
       },
     },
   );
@@ -255,5 +264,84 @@ describe('an upstream without /v1/responses, served on its chat endpoint', () =>
     } finally {
       await ledger.close();
     }
+  });
+});
+
+describe('an upstream that serves /v1/responses (responsesApi: true)', () => {
+  it('gets Responses requests, earlier turns expanded and store false, and Gravity keeps the conversation', async () => {
+    const upstreamResponseIds = async () => {
+      const ledger = new SqliteLedgerStore(inner.ledgerPath);
+      try {
+        return (await ledger.records({}))
+          .filter((record) => record.endpoint === 'responses')
+          .map((record) => `resp_${record.requestId}`);
+      } finally {
+        await ledger.close();
+      }
+    };
+    const before = new Set(await upstreamResponseIds());
+    const first = await alpha.responses.create({
+      model: 'native-random',
+      input: 'Hello.',
+      max_output_tokens: 4,
+    });
+    expect(first.status).toBe('incomplete');
+    expect(first.model).toBe('native-random');
+    expect(first.usage?.output_tokens).toBe(4);
+    expect(first.output_text.length).toBeGreaterThan(0);
+
+    const stream = await alpha.responses.create({
+      model: 'native-random',
+      input: 'And again.',
+      previous_response_id: first.id,
+      max_output_tokens: 4,
+      stream: true,
+    });
+    let deltas = '';
+    let final: { id: string; output_text?: string; usage?: { input_tokens: number } } | null = null;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') deltas += event.delta;
+      if (event.type === 'response.incomplete' || event.type === 'response.completed') final = event.response;
+    }
+    expect(deltas.length).toBeGreaterThan(0);
+    // The upstream saw the first turn: the second prompt is longer than the first.
+    expect(final?.usage?.input_tokens).toBeGreaterThan(first.usage?.input_tokens ?? 0);
+    // Stored by Gravity, under its own id.
+    expect((await alpha.responses.retrieve(final?.id ?? '')).previous_response_id).toBe(first.id);
+
+    const relayed = (await upstreamResponseIds()).filter((id) => !before.has(id));
+    expect(relayed).toHaveLength(2);
+    // Nothing was stored upstream: the responses it created cannot be retrieved there.
+    for (const id of relayed)
+      await expect(inner.client.responses.retrieve(id)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('relays function calls, and sends their outputs back with the earlier call expanded', async () => {
+    const calling = await alpha.responses.create({
+      model: 'native-random',
+      input: 'Weather?',
+      tools: [cityTool],
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+      max_output_tokens: 300,
+      ...({ seed: 11 } as object),
+    });
+    const call = calling.output.find((item) => item.type === 'function_call');
+    if (call?.type !== 'function_call')
+      throw new Error(`no function call in ${JSON.stringify(calling.output)}`);
+    const validate = ajv.compile(cityTool.parameters);
+    expect(validate(JSON.parse(call.arguments)), JSON.stringify(validate.errors)).toBe(true);
+    const toolOutput = {
+      model: 'native-random',
+      input: [{ type: 'function_call_output' as const, call_id: call.call_id, output: 'Sunny' }],
+      tools: [cityTool],
+      tool_choice: 'none' as const,
+      max_output_tokens: 4,
+    };
+    const answer = await alpha.responses.create({ ...toolOutput, previous_response_id: calling.id });
+    expect(answer.output.map((item) => item.type)).toEqual(['message']);
+    // The same output without the conversation before it: the upstream's prompt is shorter.
+    const alone = await alpha.responses.create(toolOutput);
+    expect(answer.usage?.input_tokens).toBeGreaterThan(alone.usage?.input_tokens ?? 0);
   });
 });

@@ -471,6 +471,36 @@ function chatResponseFormat(format: unknown): unknown {
   };
 }
 
+/** Fields Gravity owns toward an upstream that serves `/v1/responses` (it sets model and stream itself). */
+const gravityOwnedResponsesFields = new Set([
+  'model',
+  'stream',
+  'service_tier',
+  'previous_response_id',
+  'store',
+]);
+
+/**
+ * The body for an upstream that serves `/v1/responses` itself: the client's body as sent, with the
+ * earlier turns of `previous_response_id` expanded into `input` (Gravity keeps the conversation) and
+ * `store: false` (nothing is kept upstream). Earlier items go without Gravity's item ids and statuses,
+ * which the upstream never issued.
+ */
+function upstreamResponsesBody(
+  object: Record<string, unknown>,
+  input: ResponsesBody['input'],
+  earlier: readonly Record<string, unknown>[],
+): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const key in object) if (!gravityOwnedResponsesFields.has(key)) body[key] = object[key];
+  if (earlier.length > 0) {
+    const current = typeof input === 'string' ? [{ role: 'user', content: input }] : (input ?? []);
+    body.input = [...earlier.map(({ id: _id, status: _status, ...item }) => item), ...current];
+  }
+  body.store = false;
+  return body;
+}
+
 /**
  * Parses a `POST /v1/responses` body. `earlierItems` expands `previous_response_id` into the earlier
  * turns (it throws the 404 for an id the caller may not continue).
@@ -535,6 +565,7 @@ export function parseResponsesRequest(
   if (responseFormat !== undefined) chat.response_format = responseFormat;
 
   const request = parseChatCompletionRequest(chat);
+  request.generation.responsesBody = upstreamResponsesBody(object, parsed.input, earlier);
   return {
     ...request,
     echo: {
