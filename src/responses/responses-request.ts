@@ -411,9 +411,9 @@ export function chatMessagesOf(
       chatPart(part, `${where}.content[${partIndex}]`),
     );
     // Chat defines content parts other than text only for user messages; the others read as their text.
-    if (role === 'user') messages.push({ role, content: parts });
-    else if (role === 'assistant')
-      messages.push({ role, content: textOf(content as Record<string, unknown>[]) });
+    // Text-only content goes as a string: the plain chat shape every engine and upstream reads.
+    if (role === 'user' && parts.some((part) => part.type !== 'text'))
+      messages.push({ role, content: parts });
     else messages.push({ role, content: textOf(content as Record<string, unknown>[]) });
   });
   return messages;
