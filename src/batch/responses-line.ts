@@ -1,12 +1,12 @@
 import type { ParsedRequest } from '../api/request-schemas.js';
-import { failedLineAnswer, type LineAnswer } from '../batch/batch-line-executor.js';
 import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, ResponseRenderer } from '../pipeline/request-pipeline.js';
-import { incompleteReason, responseIdOf, responseObject } from './response-object.js';
-import { ResponseOutputBuilder } from './response-output.js';
-import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
+import { incompleteReason, responseIdOf, responseObject } from '../responses/response-object.js';
+import { ResponseOutputBuilder } from '../responses/response-output.js';
+import { type ParsedResponsesRequest, parseResponsesRequest } from '../responses/responses-request.js';
+import { failedLineAnswer, type LineAnswer } from './line-answer.js';
 
 /**
  * A Batch API line with `url: /v1/responses`. Lines are answered in the batch's output file and are not
