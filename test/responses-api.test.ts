@@ -5,6 +5,7 @@ import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { createKey } from '../src/cli/keys-command.js';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
+import { type ReplayUpstream, startReplayUpstream } from './support/replay-upstream.js';
 
 /**
  * `/v1/responses` across stages, with the openai SDK against live servers on loopback:
@@ -18,6 +19,9 @@ import { type Harness, postRaw, startHarness } from './support/gravity-harness.j
 
 let inner: Harness;
 let outer: Harness;
+/** Fails after its first token (an error event), and answers 500 at once. */
+let brokenMidway: ReplayUpstream;
+let failing: ReplayUpstream;
 const keys: { alpha: string; beta: string; ops: string } = { alpha: '', beta: '', ops: '' };
 const clientFor = (apiKey: string) =>
   new OpenAI({ baseURL: `${outer.url}/v1`, apiKey, maxRetries: 0, timeout: 60_000 });
@@ -27,6 +31,18 @@ let ops: OpenAI;
 
 beforeAll(async () => {
   inner = await startHarness();
+  const chunk = (content: string) =>
+    JSON.stringify({
+      id: 'x',
+      object: 'chat.completion.chunk',
+      model: 'm',
+      choices: [{ index: 0, delta: { content }, finish_reason: null }],
+    });
+  brokenMidway = await startReplayUpstream({
+    events: [chunk('Hel'), chunk('lo'), JSON.stringify({ error: { message: 'the upstream broke' } })],
+    delayMs: 5,
+  });
+  failing = await startReplayUpstream({ events: [], delayMs: 0, status: 500 });
   outer = await startHarness(
     (config) => {
       const store = new SqliteKeyStore(config.auth.keysPath ?? '');
@@ -57,11 +73,25 @@ beforeAll(async () => {
           maxConcurrentRequests: 4,
           responsesApi: true,
         },
+        broken: {
+          type: 'openai-upstream',
+          baseUrl: brokenMidway.url,
+          connectTimeoutMs: 5000,
+          maxConcurrentRequests: 2,
+        },
+        failing: {
+          type: 'openai-upstream',
+          baseUrl: failing.url,
+          connectTimeoutMs: 5000,
+          maxConcurrentRequests: 2,
+        },
       },
       models: {
         'agent-8b': { engine: 'agent' },
         'remote-random': { engine: 'remote', upstreamModel: 'gravity-tiny-random' },
         'native-random': { engine: 'native', upstreamModel: 'gravity-tiny-random' },
+        'broken-model': { engine: 'broken' },
+        'failing-model': { engine: 'failing' },
       },
     },
   );
@@ -72,6 +102,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await outer?.close();
   await inner?.close();
+  await brokenMidway?.close();
+  await failing?.close();
 });
 
 const ajv = new Ajv({ strict: false });
@@ -343,5 +375,55 @@ describe('an upstream that serves /v1/responses (responsesApi: true)', () => {
     // The same output without the conversation before it: the upstream's prompt is shorter.
     const alone = await alpha.responses.create(toolOutput);
     expect(answer.usage?.input_tokens).toBeGreaterThan(alone.usage?.input_tokens ?? 0);
+  });
+});
+
+describe('failures', () => {
+  it('sends the translated chat body upstream, and ends a stream broken after its head with response.failed', async () => {
+    const stream = await alpha.responses.create({
+      model: 'broken-model',
+      instructions: 'Be brief.',
+      input: 'Hi.',
+      max_output_tokens: 50,
+      stream: true,
+    });
+    const events: Array<{
+      type: string;
+      response?: { status?: string; error?: { message: string } | null };
+    }> = [];
+    for await (const event of stream) events.push(event);
+    expect(events.map((event) => event.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.failed',
+    ]);
+    const failed = events.at(-1)?.response;
+    expect(failed?.status).toBe('failed');
+    expect(failed?.error?.message).toMatch(/the upstream broke/);
+    expect(brokenMidway.received.at(-1)).toMatchObject({
+      path: '/v1/chat/completions',
+      body: {
+        model: 'broken-model',
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Hi.' },
+        ],
+        max_tokens: 50,
+        stream: true,
+      },
+    });
+    // A failed response is not stored.
+    const id = (events[0]?.response as { id?: string } | undefined)?.id ?? '';
+    await expect(alpha.responses.retrieve(id)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('answers a failure before the first token as a plain HTTP error, even when streaming', async () => {
+    await expect(
+      alpha.responses.create({ model: 'failing-model', input: 'Hi.', stream: true }),
+    ).rejects.toMatchObject({ status: 502, code: 'upstream_error' });
   });
 });

@@ -3,7 +3,12 @@ import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, ResponseRenderer } from '../pipeline/request-pipeline.js';
-import { incompleteReason, responseIdOf, responseObject } from '../responses/response-object.js';
+import {
+  completedAtSeconds,
+  incompleteReason,
+  responseIdOf,
+  responseObject,
+} from '../responses/response-object.js';
 import { ResponseOutputBuilder } from '../responses/response-output.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from '../responses/responses-request.js';
 import { failedLineAnswer, type LineAnswer } from './line-answer.js';
@@ -60,7 +65,7 @@ export class ResponsesLineRenderer implements ResponseRenderer<ParsedRequest, Li
         incompleteReason: reason,
         usage: part.usage,
         metered: context.metered,
-        completedAtSeconds: Math.floor(Date.now() / 1000),
+        completedAtSeconds: completedAtSeconds(context),
       }),
       usage: part.usage,
       errorCode: null,

@@ -80,3 +80,10 @@ export function responseObject(options: {
     metadata: echo.metadata,
   };
 }
+
+/** When the response finished, in Unix seconds: its arrival plus the time it took on the request's clock. */
+export function completedAtSeconds(context: RequestContext): number {
+  const tookMs =
+    (context.finishedAtMs ?? context.lastTokenAtMs ?? context.receivedAtMs) - context.receivedAtMs;
+  return Math.floor((context.receivedAtEpochMs + tookMs) / 1000);
+}

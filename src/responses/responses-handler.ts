@@ -8,7 +8,7 @@ import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
-import { incompleteReason, responseIdOf, responseObject } from './response-object.js';
+import { completedAtSeconds, incompleteReason, responseIdOf, responseObject } from './response-object.js';
 import { type OutputEvents, ResponseOutputBuilder } from './response-output.js';
 import type { ResponseStore } from './response-store.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
@@ -105,7 +105,7 @@ function finishedResponse(
     incompleteReason: reason,
     usage: part.usage,
     metered: context.metered,
-    completedAtSeconds: Math.floor(Date.now() / 1000),
+    completedAtSeconds: completedAtSeconds(context),
   });
 }
 
@@ -157,7 +157,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
   /** Encoded events not yet written. */
   private out = '';
   /** The text-delta event's prefix for the open message item (rebuilt when another item opens). */
-  private deltaPrefixFor = '';
+  private deltaItemId = '';
   private deltaPrefix = '';
 
   constructor(
@@ -175,11 +175,11 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), this);
   }
 
-  // Hot path, once per token: a precomputed prefix, the JSON-encoded delta, the sequence number.
+  // Hot path, once per token: a precomputed prefix, the JSON-encoded delta, the sequence number. Item ids
+  // are unique within a response, so the id alone says whether the prefix still fits.
   textDelta(itemId: string, outputIndex: number, delta: string): void {
-    const key = `${itemId}:${outputIndex}`;
-    if (this.deltaPrefixFor !== key) {
-      this.deltaPrefixFor = key;
+    if (this.deltaItemId !== itemId) {
+      this.deltaItemId = itemId;
       this.deltaPrefix =
         'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' +
         `"item_id":${JSON.stringify(itemId)},"output_index":${outputIndex},"content_index":0,"delta":`;
