@@ -22,6 +22,8 @@ let outer: Harness;
 /** Fails after its first token (an error event), and answers 500 at once. */
 let brokenMidway: ReplayUpstream;
 let failing: ReplayUpstream;
+/** A token every 50 ms, for a client that leaves mid-stream. */
+let slow: ReplayUpstream;
 const keys: { alpha: string; beta: string; ops: string } = { alpha: '', beta: '', ops: '' };
 const clientFor = (apiKey: string) =>
   new OpenAI({ baseURL: `${outer.url}/v1`, apiKey, maxRetries: 0, timeout: 60_000 });
@@ -43,6 +45,10 @@ beforeAll(async () => {
     delayMs: 5,
   });
   failing = await startReplayUpstream({ events: [], delayMs: 0, status: 500 });
+  slow = await startReplayUpstream({
+    events: Array.from({ length: 40 }, (_, index) => chunk(`t${index} `)),
+    delayMs: 50,
+  });
   outer = await startHarness(
     (config) => {
       const store = new SqliteKeyStore(config.auth.keysPath ?? '');
@@ -79,6 +85,12 @@ beforeAll(async () => {
           connectTimeoutMs: 5000,
           maxConcurrentRequests: 2,
         },
+        slow: {
+          type: 'openai-upstream',
+          baseUrl: slow.url,
+          connectTimeoutMs: 5000,
+          maxConcurrentRequests: 2,
+        },
         failing: {
           type: 'openai-upstream',
           baseUrl: failing.url,
@@ -92,6 +104,7 @@ beforeAll(async () => {
         'native-random': { engine: 'native', upstreamModel: 'gravity-tiny-random' },
         'broken-model': { engine: 'broken' },
         'failing-model': { engine: 'failing' },
+        'slow-model': { engine: 'slow' },
       },
     },
   );
@@ -104,6 +117,7 @@ afterAll(async () => {
   await inner?.close();
   await brokenMidway?.close();
   await failing?.close();
+  await slow?.close();
 });
 
 const ajv = new Ajv({ strict: false });
@@ -425,5 +439,32 @@ describe('failures', () => {
     await expect(
       alpha.responses.create({ model: 'failing-model', input: 'Hi.', stream: true }),
     ).rejects.toMatchObject({ status: 502, code: 'upstream_error' });
+  });
+
+  it('cancels the generation when the client leaves mid-stream, recorded once with 499', async () => {
+    const controller = new AbortController();
+    const { data: stream, response } = await alpha.responses
+      .create({ model: 'slow-model', input: 'Go on.', stream: true }, { signal: controller.signal })
+      .withResponse();
+    let deltas = 0;
+    try {
+      for await (const event of stream)
+        if (event.type === 'response.output_text.delta' && ++deltas === 3) controller.abort();
+    } catch {
+      // The SDK throws on the abort.
+    }
+    const requestId = response.headers.get('x-request-id');
+    const ledger = new SqliteLedgerStore(outer.ledgerPath);
+    try {
+      let records = (await ledger.records({})).filter((record) => record.requestId === requestId);
+      for (let attempt = 0; attempt < 100 && records.length === 0; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        records = (await ledger.records({})).filter((record) => record.requestId === requestId);
+      }
+      expect(records).toMatchObject([{ endpoint: 'responses', status: 499, errorCode: 'cancelled' }]);
+      expect(records[0]?.completionTokens).toBeLessThan(40);
+    } finally {
+      await ledger.close();
+    }
   });
 });
