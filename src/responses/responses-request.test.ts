@@ -198,6 +198,8 @@ describe('parseResponsesRequest', () => {
       status: 400,
       param: 'input[0].call_id',
     });
+    const metadata = Object.fromEntries(Array.from({ length: 17 }, (_, index) => [`k${index}`, 'v']));
+    expect(refusal({ model: 'm', input: 'x', metadata })).toMatchObject({ status: 400, param: 'metadata' });
     expect(refusal({ model: 'm', input: 'x', tool_choice: 'required' })).toMatchObject({
       status: 400,
       param: 'tool_choice',

@@ -153,7 +153,11 @@ export const responsesRequestSchema = z.looseObject({
   top_p: z.number().min(0).max(1).nullish(),
   top_logprobs: z.int({ message: integerMessage }).min(0).max(20).nullish(),
   service_tier: z.enum(serviceTiers).nullish(),
-  metadata: z.record(z.string(), z.string().max(512)).nullish(),
+  // OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
+  metadata: z
+    .record(z.string().max(64), z.string().max(512))
+    .refine((pairs) => Object.keys(pairs).length <= 16, { message: 'at most 16 metadata pairs' })
+    .nullish(),
   user: z.string().nullish(),
   safety_identifier: z.string().nullish(),
   prompt_cache_key: z.string().nullish(),
@@ -176,11 +180,11 @@ export const responsesRequestSchema = z.looseObject({
 
 type ResponsesBody = z.infer<typeof responsesRequestSchema>;
 
-/** Responses fields that never reach the chat body: translated, Gravity's own, or refused above. */
-const translatedFields = new Set([
-  ...Object.keys(responsesRequestSchema.shape),
-  // `seed`, `stop` and vendor sampling extras are not Responses parameters but travel as extras.
-]);
+/**
+ * Responses fields that never reach the chat body as they are: translated, Gravity's own, or refused.
+ * Every other field (`seed`, `stop`, vendor sampling extras) is carried to the chat body as sent.
+ */
+const translatedFields: ReadonlySet<string> = new Set(Object.keys(responsesRequestSchema.shape));
 
 /** Includes Gravity can honour. `reasoning.encrypted_content`: no reasoning items are produced to carry it. */
 const servedIncludes = new Set(['message.output_text.logprobs', 'reasoning.encrypted_content']);
