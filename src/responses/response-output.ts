@@ -11,8 +11,8 @@ import type { ContentPart, WireChunkChoice } from '../core/stream-parts.js';
  * non-streamed response passes none and reads `items()` at the end.
  */
 export interface OutputEvents {
-  /** Hot path: one call per token of text. */
-  textDelta(itemId: string, outputIndex: number, delta: string): void;
+  /** Hot path: one call per token of text; `logprobs` only when the request asked for them. */
+  textDelta(itemId: string, outputIndex: number, delta: string, logprobs?: readonly unknown[]): void;
   event(event: Record<string, unknown>): void;
 }
 
@@ -40,6 +40,8 @@ export class ResponseOutputBuilder {
   /** The open item; text of the open message accumulates in `text`, not in the item, until it closes. */
   private open: OutputItem | null = null;
   private text = '';
+  /** The open message's token logprobs (`include: ["message.output_text.logprobs"]`). */
+  private logprobs: unknown[] = [];
   /** Chat tool-call index → its function_call item (deltas after the first carry only the index). */
   private readonly toolCalls = new Map<number, FunctionCallItem>();
 
@@ -86,17 +88,22 @@ export class ResponseOutputBuilder {
     if (typeof choice.text === 'string' && choice.text !== '') this.appendText(choice.text);
     if (!delta) return;
     const content = delta.content;
-    if (typeof content === 'string' && content !== '') this.appendText(content);
+    if (typeof content === 'string' && content !== '') {
+      // Chat's token logprobs ({token, logprob, bytes, top_logprobs}) are the Responses API's as well.
+      const tokenLogprobs = (choice.logprobs as { content?: unknown } | null | undefined)?.content;
+      this.appendText(content, Array.isArray(tokenLogprobs) ? tokenLogprobs : undefined);
+    }
     const calls = delta.tool_calls;
     if (Array.isArray(calls)) for (const call of calls) this.addToolCall(call);
   }
 
   // Hot path: once per token.
-  private appendText(text: string): void {
+  private appendText(text: string, logprobs?: readonly unknown[]): void {
     let message = this.open;
     if (message === null || message.type !== 'message') message = this.openMessage();
     this.text += text;
-    this.events?.textDelta(message.id, this.output.length - 1, text);
+    if (logprobs !== undefined) this.logprobs.push(...logprobs);
+    this.events?.textDelta(message.id, this.output.length - 1, text, logprobs);
   }
 
   private openMessage(): MessageItem {
@@ -111,6 +118,7 @@ export class ResponseOutputBuilder {
     this.output.push(message);
     this.open = message;
     this.text = '';
+    this.logprobs = [];
     if (this.events) {
       const outputIndex = this.output.length - 1;
       this.events.event({
@@ -172,9 +180,15 @@ export class ResponseOutputBuilder {
     item.status = status;
     const outputIndex = this.output.indexOf(item);
     if (item.type === 'message') {
-      const part = { type: 'output_text' as const, annotations: [], logprobs: [], text: this.text };
+      const part = {
+        type: 'output_text' as const,
+        annotations: [],
+        logprobs: this.logprobs,
+        text: this.text,
+      };
       item.content = [part];
       this.text = '';
+      this.logprobs = [];
       if (this.events) {
         this.events.event({
           type: 'response.output_text.done',
@@ -182,7 +196,7 @@ export class ResponseOutputBuilder {
           output_index: outputIndex,
           content_index: 0,
           text: part.text,
-          logprobs: [],
+          logprobs: part.logprobs,
         });
         this.events.event({
           type: 'response.content_part.done',

@@ -177,14 +177,15 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
 
   // Hot path, once per token: a precomputed prefix, the JSON-encoded delta, the sequence number. Item ids
   // are unique within a response, so the id alone says whether the prefix still fits.
-  textDelta(itemId: string, outputIndex: number, delta: string): void {
+  textDelta(itemId: string, outputIndex: number, delta: string, logprobs?: readonly unknown[]): void {
     if (this.deltaItemId !== itemId) {
       this.deltaItemId = itemId;
       this.deltaPrefix =
         'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' +
         `"item_id":${JSON.stringify(itemId)},"output_index":${outputIndex},"content_index":0,"delta":`;
     }
-    this.out += `${this.deltaPrefix}${JSON.stringify(delta)},"logprobs":[],"sequence_number":${this.sequence++}}\n\n`;
+    const encodedLogprobs = logprobs === undefined ? '[]' : JSON.stringify(logprobs);
+    this.out += `${this.deltaPrefix}${JSON.stringify(delta)},"logprobs":${encodedLogprobs},"sequence_number":${this.sequence++}}\n\n`;
   }
 
   event(event: Record<string, unknown>): void {

@@ -168,6 +168,30 @@ describe('responses.create through the openai SDK', () => {
     expect(response.text?.format?.type).toBe('json_schema');
   });
 
+  it('returns token logprobs on output_text when include asks for them, whole and streamed', async () => {
+    const request = {
+      model: agentModel,
+      input: 'Say something.',
+      max_output_tokens: 6,
+      include: ['message.output_text.logprobs' as const],
+      top_logprobs: 2,
+    };
+    const whole = await harness.client.responses.create(request);
+    const message = whole.output[0];
+    if (message?.type !== 'message') throw new Error('expected a message');
+    const part = message.content[0];
+    if (part?.type !== 'output_text') throw new Error('expected output_text');
+    expect(part.logprobs).toHaveLength(6);
+    expect(part.logprobs?.map((entry) => entry.token).join('')).toBe(part.text);
+    expect(part.logprobs?.[0]?.top_logprobs).toHaveLength(2);
+
+    const stream = await harness.client.responses.create({ ...request, stream: true });
+    let streamed = 0;
+    for await (const event of stream)
+      if (event.type === 'response.output_text.delta') streamed += event.logprobs.length;
+    expect(streamed).toBe(6);
+  });
+
   it('retrieves, lists the input items of, and deletes a stored response', async () => {
     const created = await harness.client.responses.create({
       model: agentModel,
