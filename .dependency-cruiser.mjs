@@ -25,6 +25,9 @@ const stagesBottomUp = [
   ['pipeline'],
   // the OpenAI HTTP edge: wire format, schemas, SSE
   ['api'],
+  // the Responses API: requests translated onto the edge's chat request and rendered as Response objects
+  // and events, and the store of responses behind previous_response_id
+  ['responses'],
   // entry points built on the edge's wire format (batch lines are answered as the edge would answer),
   // and the simulator, the fleet core's virtual-clock driver
   ['batch', 'simulator'],

@@ -59,7 +59,7 @@ export function refusedRequestRenderer(reply: FastifyReply): ResponseRenderer<Pa
  * What both HTTP renderers share: `x-request-id` from the start, `x-ratelimit-*` once admitted, and a
  * failure before any byte as a plain HTTP error with its status.
  */
-abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, void> {
+export abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, void> {
   committed = false;
 
   constructor(
@@ -253,7 +253,7 @@ export function meteredHeaders(metered: MeteredFigures): Record<string, string> 
  * Backpressure: a slow client pauses generation instead of growing Gravity's memory. A client that
  * disconnects while Gravity waits rejects this wait, ending the request.
  */
-async function waitForDrain(raw: ServerResponse, clientGone: AbortSignal): Promise<void> {
+export async function waitForDrain(raw: ServerResponse, clientGone: AbortSignal): Promise<void> {
   if (raw.destroyed) return;
   await once(raw, 'drain', { signal: clientGone });
 }

@@ -85,6 +85,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     '/v1/chat/completions': 'chat.completions',
     '/v1/completions': 'completions',
     '/v1/embeddings': 'embeddings',
+    '/v1/responses': 'responses',
   };
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);

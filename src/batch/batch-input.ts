@@ -12,7 +12,12 @@
  * edge uses, and a bad body comes back as that line's 400 response.
  */
 
-export const batchEndpoints = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const;
+export const batchEndpoints = [
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/embeddings',
+  '/v1/responses',
+] as const;
 export type BatchEndpoint = (typeof batchEndpoints)[number];
 
 /** A well-formed request line. `lineNumber` (1-based, in the file) identifies the line for good. */

@@ -10,25 +10,13 @@ import {
 import { ResponseAssembler } from '../api/response-assembler.js';
 import { errors, type GravityError } from '../core/errors.js';
 import type { Endpoint, RequestContext } from '../core/request-context.js';
-import type { ContentPart, FinishPart, TokenUsage } from '../core/stream-parts.js';
+import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import type { BatchEndpoint } from './batch-input.js';
+import { failedLineAnswer, type LineAnswer } from './line-answer.js';
+import { parseResponsesBatchLine, ResponsesLineRenderer } from './responses-line.js';
 
-/** What one line's request answered, as an HTTP client would have seen it. */
-export interface LineAnswer {
-  statusCode: number;
-  requestId: string;
-  body: unknown;
-  usage: TokenUsage | null;
-  /** The error code when the answer is an error (`shutting_down`, `rate_limit_exceeded` …). */
-  errorCode: string | null;
-  /**
-   * True when the gateway's queues or replicas pushed the line back (429, 503 overloaded): not an answer
-   * about this request, so the runner tries it again later. Refusals by admission are answers: the
-   * pipeline already waited for rate limits, and what is left (budget, too large) will not pass later.
-   */
-  pushedBack: boolean;
-}
+export type { LineAnswer };
 
 /** Each batch endpoint's request type, parser (the HTTP edge's) and the renderer of its lines' answers. */
 const lineEndpoints: Record<
@@ -53,6 +41,11 @@ const lineEndpoints: Record<
     endpoint: 'embeddings',
     parse: parseEmbeddingRequest,
     renderer: () => new EmbeddingsLineRenderer(),
+  },
+  '/v1/responses': {
+    endpoint: 'responses',
+    parse: (body) => parseResponsesBatchLine(body as Record<string, unknown>),
+    renderer: () => new ResponsesLineRenderer(),
   },
 };
 
@@ -104,20 +97,6 @@ export function executeBatchLine(options: {
   });
 }
 
-/** A line's failure as the error an HTTP client would have received. */
-function failedLine({ error, stage }: PipelineFailure, context: RequestContext): LineAnswer {
-  return {
-    statusCode: error.status,
-    requestId: context.requestId,
-    body: error.toBody(),
-    usage: null,
-    errorCode: error.code,
-    pushedBack:
-      stage === 'execution' &&
-      (error.status === 429 || (error.status === 503 && error.code !== 'shutting_down')),
-  };
-}
-
 /** An embeddings line's answer: the list body `/v1/embeddings` would have sent (embeddings-response.ts). */
 class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
   readonly committed = false;
@@ -149,7 +128,7 @@ class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnsw
   }
 
   failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
-    return failedLine(failure, context);
+    return failedLineAnswer(failure, context);
   }
 }
 
@@ -188,6 +167,6 @@ class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> 
   }
 
   failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
-    return failedLine(failure, context);
+    return failedLineAnswer(failure, context);
   }
 }

@@ -4,6 +4,7 @@ import { batchConfigSchema } from '../batch/batch-config.js';
 import { defaults } from '../core/defaults.js';
 import { engineConfigSchema } from '../engines/engine-registry.js';
 import { meteringConfigSchema, pricingConfigSchema } from '../metering/metering-config.js';
+import { responsesConfigSchema } from '../responses/responses-config.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
 
@@ -71,6 +72,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** The Batch API (/v1/files, /v1/batches): JSONL files of requests run at the batch tier. */
   batch: batchConfigSchema,
+  /** `/v1/responses`: where stored responses live and how long they are kept (docs/openai-compatibility.md). */
+  responses: responsesConfigSchema,
   /** How a request picks one of its model's replicas: profiles, labels, residency, health (docs/routing.md). */
   routing: routingConfigSchema.prefault({}),
   /** API keys (docs/admission.md). With no key ever created, Gravity is open, on loopback only. */

@@ -200,6 +200,17 @@ export const errors = {
       message: `No batch found with id '${batchId}'.`,
       param: 'batch_id',
     }),
+  responseNotFound: (responseId: string, param: string | null = null) =>
+    new GravityError({
+      status: 404,
+      type: 'invalid_request_error',
+      code: param === 'previous_response_id' ? 'previous_response_not_found' : 'not_found',
+      message:
+        param === 'previous_response_id'
+          ? `Previous response with id '${responseId}' not found.`
+          : `Response with id '${responseId}' not found.`,
+      param,
+    }),
   /** The object exists but its state forbids the operation (cancel a finished batch, delete a file in use). */
   conflict: (message: string, code: string) =>
     new GravityError({ status: 409, type: 'invalid_request_error', code, message }),

@@ -2,7 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import type { ServiceTier } from './service-tiers.js';
 import type { FinishReason, TokenUsage } from './stream-parts.js';
 
-export type Endpoint = 'chat.completions' | 'completions' | 'embeddings';
+export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'responses';
 
 /** What metering concluded about a finished request; the API puts it in headers and the usage object. */
 export interface MeteredFigures {

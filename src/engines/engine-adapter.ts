@@ -138,6 +138,12 @@ export interface GenerationRequest {
    * extras reach it unchanged. Absent for requests built by Gravity itself.
    */
   carried?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * Set for `/v1/responses` requests: the Responses body for an upstream that serves that API itself
+   * (openai-upstream's `responsesApi`), earlier turns already expanded into `input` and nothing stored
+   * upstream. Other engines read `input` (and `carried`, the request translated onto chat).
+   */
+  responsesBody?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface EngineModelInfo {

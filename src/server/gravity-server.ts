@@ -16,6 +16,8 @@ import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
+import { ResponseStore } from '../responses/response-store.js';
+import { registerResponsesRoutes } from '../responses/responses-routes.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 
 export interface GravityServer {
@@ -129,6 +131,12 @@ export async function startGravityServer(
       })
     : undefined;
 
+  // Stored responses (`/v1/responses` with `store`, `previous_response_id`), per tenant.
+  const responses = new ResponseStore({
+    path: path.join(config.responses.directory ?? config.dataDir, 'responses.sqlite'),
+    retentionDays: config.responses.retentionDays,
+  });
+
   const http = createHttpServer({
     gateway,
     pipeline,
@@ -136,7 +144,10 @@ export async function startGravityServer(
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logLevel: config.server.logLevel,
-    extraRoutes: batch ? [(app) => registerBatchRoutes(app, batch.routes)] : [],
+    extraRoutes: [
+      ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
+      (app: FastifyInstance) => registerResponsesRoutes(app, { pipeline, clock, store: responses }),
+    ],
     admission,
   });
   httpLog = http.log;
@@ -162,6 +173,7 @@ export async function startGravityServer(
         if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
         await batch?.close();
         await metering?.close();
+        responses.close();
         keys.close();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,
         // close would wait for each client's keep-alive timeout.

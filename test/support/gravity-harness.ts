@@ -33,6 +33,7 @@ export async function startHarness(
   const serverDir = mkdtempSync(path.join(tmpdir(), 'gravity-ledger-'));
   config.metering.ledgerPath = path.join(serverDir, 'ledger.sqlite');
   config.batch.directory = serverDir;
+  config.responses.directory = serverDir;
   const keysPath = path.join(serverDir, 'keys.sqlite');
   config.auth.keysPath = keysPath;
   configure(config);

@@ -9,6 +9,12 @@ export const openAIUpstreamConfigSchema = defineEngineConfigSchema('openai-upstr
   apiKeyEnv: z.string().min(1).optional(),
   connectTimeoutMs: z.number().int().min(1).default(defaults.upstream.connectTimeoutMs),
   maxConcurrentRequests: z.number().int().min(1).default(defaults.upstream.maxConcurrentRequests),
+  /**
+   * The upstream serves `POST /v1/responses` itself (OpenAI, another Gravity): Responses requests go
+   * there instead of being translated onto its chat endpoint. Gravity still stores the conversation: the
+   * upstream gets earlier turns as input items and `store: false`.
+   */
+  responsesApi: z.boolean().default(false),
 });
 
 export type OpenAIUpstreamEngineConfig = z.infer<typeof openAIUpstreamConfigSchema>;

@@ -31,6 +31,7 @@ export const openAIUpstreamEngineDefinition = {
       })),
       connectTimeoutMs: config.connectTimeoutMs,
       maxConcurrentRequests: config.maxConcurrentRequests,
+      responsesApi: config.responsesApi,
     });
   },
 } satisfies EngineDefinition<typeof openAIUpstreamConfigSchema>;

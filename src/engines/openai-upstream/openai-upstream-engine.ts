@@ -19,6 +19,7 @@ import {
   type GenerationRequest,
 } from '../engine-adapter.js';
 import { SlotPool } from '../slot-pool.js';
+import { ResponsesEventReader } from './responses-event-reader.js';
 import { SseEventParser } from './sse-event-parser.js';
 import {
   maxModelListBytes,
@@ -37,6 +38,8 @@ export interface OpenAIUpstreamEngineOptions {
   connectTimeoutMs: number;
   /** Concurrent requests Gravity sends this upstream; the rest wait in Gravity. */
   maxConcurrentRequests: number;
+  /** The upstream serves `/v1/responses`: Responses requests go there rather than to its chat endpoint. */
+  responsesApi?: boolean | undefined;
 }
 
 /**
@@ -156,6 +159,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     if (!target) throw errors.modelNotFound(request.model);
     if (request.input.kind === 'embedding') {
       yield* this.embed(request, request.input, target.upstreamModel, signal);
+      return;
+    }
+    if (this.options.responsesApi && request.responsesBody) {
+      yield* this.generateResponse(request, request.responsesBody, target.upstreamModel, signal);
       return;
     }
     const isChat = request.input.kind === 'chat';
@@ -323,6 +330,62 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
                 source: 'upstream',
               },
       };
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof GravityError) throw error;
+      throw errors.upstreamUnreachable(this.id, (error as Error).message);
+    } finally {
+      if (slot !== undefined) this.slots.release(slot);
+    }
+  }
+
+  /**
+   * A Responses request to an upstream that serves `/v1/responses`: its events read as content parts
+   * (responses-event-reader.ts), usage from its `response.completed`.
+   */
+  private async *generateResponse(
+    request: GenerationRequest,
+    responsesBody: Readonly<Record<string, unknown>>,
+    upstreamModel: string,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamPart> {
+    let slot: number | undefined;
+    try {
+      const queuedAtMs = performance.now();
+      slot = await this.slots.acquire(signal);
+      const queueWaitMs = performance.now() - queuedAtMs;
+      const body = { ...responsesBody, model: upstreamModel, stream: true };
+      const response = await this.send('/responses', body, signal);
+      yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
+      const parser = new SseEventParser();
+      const reader = new ResponsesEventReader(this.id);
+      const upstreamStream = response.body;
+      try {
+        for await (const bytes of upstreamStream) {
+          for (const data of parser.push(bytes as Uint8Array)) {
+            const part = reader.read(data);
+            if (part) yield part;
+          }
+        }
+        for (const data of parser.end()) {
+          const part = reader.read(data);
+          if (part) yield part;
+        }
+      } finally {
+        if (!upstreamStream.readableEnded && !upstreamStream.destroyed) upstreamStream.destroy();
+      }
+      if (signal.aborted) throw signal.reason;
+      if (!reader.done)
+        throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
+      const usage = reader.reportedUsage() ?? {
+        promptTokens: estimateRequestTokens(request),
+        cachedPromptTokens: 0,
+        completionTokens: reader.contentEvents,
+        source: 'counted' as const,
+      };
+      if (usage.completionTokens > reader.contentEvents)
+        yield { type: 'text-delta', text: '', tokens: usage.completionTokens - reader.contentEvents };
+      yield { type: 'finish', finishReason: reader.finishReason, usage };
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;

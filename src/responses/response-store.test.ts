@@ -1,0 +1,65 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ResponseStore, type StoredResponse } from './response-store.js';
+
+let store: ResponseStore | undefined;
+afterEach(() => store?.close());
+
+let nowSeconds = 1_000_000;
+function openStore(retentionDays = 30): ResponseStore {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-responses-')), 'responses.sqlite');
+  store = new ResponseStore({ path: file, retentionDays, nowSeconds: () => nowSeconds });
+  return store;
+}
+
+function response(id: string, tenant: string, previousResponseId: string | null = null): StoredResponse {
+  return {
+    id,
+    tenant,
+    createdAtSeconds: nowSeconds,
+    previousResponseId,
+    response: { id, output: [{ type: 'message', id: `out_${id}` }] },
+    inputItems: [{ type: 'message', id: `in_${id}` }],
+  };
+}
+
+describe('ResponseStore', () => {
+  it('shows a response only to its tenant, for reading and deleting', () => {
+    const responses = openStore();
+    responses.save(response('resp_a', 'alpha'));
+    expect(responses.get('alpha', 'resp_a')?.response).toMatchObject({ id: 'resp_a' });
+    expect(responses.get('beta', 'resp_a')).toBeNull();
+    expect(responses.conversation('beta', 'resp_a')).toBeNull();
+    expect(responses.delete('beta', 'resp_a')).toBe(false);
+    expect(responses.delete('alpha', 'resp_a')).toBe(true);
+    expect(responses.get('alpha', 'resp_a')).toBeNull();
+  });
+
+  it('expands a conversation oldest first: each response’s input items, then its output', () => {
+    const responses = openStore();
+    responses.save(response('resp_1', 'alpha'));
+    responses.save(response('resp_2', 'alpha', 'resp_1'));
+    responses.save(response('resp_3', 'alpha', 'resp_2'));
+    expect(responses.conversation('alpha', 'resp_3')?.map((item) => item.id)).toEqual([
+      'in_resp_1',
+      'out_resp_1',
+      'in_resp_2',
+      'out_resp_2',
+      'in_resp_3',
+      'out_resp_3',
+    ]);
+    // A deleted link ends the walk: the conversation starts after it.
+    responses.delete('alpha', 'resp_1');
+    expect(responses.conversation('alpha', 'resp_3')?.[0]?.id).toBe('in_resp_2');
+  });
+
+  it('neither serves nor keeps responses older than the retention', () => {
+    const responses = openStore(1);
+    responses.save(response('resp_old', 'alpha'));
+    nowSeconds += 86_400 + 1;
+    expect(responses.get('alpha', 'resp_old')).toBeNull();
+    expect(responses.prune()).toBe(1);
+  });
+});

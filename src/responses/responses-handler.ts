@@ -1,0 +1,286 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { anonymousTenant } from '../admission/api-key.js';
+import { requestCaller } from '../admission/request-caller.js';
+import { HttpRenderer, meteredHeaders, waitForDrain } from '../api/completion-handler.js';
+import type { Clock } from '../core/clock.js';
+import { errors } from '../core/errors.js';
+import { newRequestId, type RequestContext } from '../core/request-context.js';
+import type { ContentPart, FinishPart } from '../core/stream-parts.js';
+import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
+import { completedAtSeconds, incompleteReason, responseIdOf, responseObject } from './response-object.js';
+import { type OutputEvents, ResponseOutputBuilder } from './response-output.js';
+import type { ResponseStore } from './response-store.js';
+import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
+
+/** What a Responses renderer needs beyond the reply: where finished responses are stored, for whom. */
+interface StoreTarget {
+  store: ResponseStore;
+  tenant: string;
+  log: (error: unknown) => void;
+}
+
+/**
+ * `POST /v1/responses`: the request runs through the pipeline like a chat request (one ledger record,
+ * admission, routing); this renders the Response object or the Responses event stream and stores the
+ * finished response (after the ledger record, before the last byte, so a client that has the response
+ * can continue it at once).
+ */
+export function responsesCreateHandler(options: {
+  pipeline: RequestPipeline;
+  clock: Clock;
+  store: ResponseStore;
+}) {
+  const { pipeline, clock, store } = options;
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const body = request.body as { model?: unknown; stream?: unknown } | undefined;
+    const stream = body?.stream === true;
+    const caller = requestCaller(request);
+    const target: StoreTarget = {
+      store,
+      tenant: caller.tenant ?? anonymousTenant,
+      log: (error) => request.log.error({ err: error }, 'storing a response failed'),
+    };
+    const clientGone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished)
+        clientGone.abort(errors.cancelled('The client closed the connection.'));
+    });
+    await pipeline.run({
+      endpoint: 'responses',
+      received: { model: typeof body?.model === 'string' ? body.model : '', stream },
+      caller,
+      parse: () =>
+        parseResponsesRequest(request.body, {
+          itemIdSuffix: newRequestId(),
+          earlierItems: (previousId) => {
+            const items = store.conversation(target.tenant, previousId);
+            if (items === null) throw errors.responseNotFound(previousId, 'previous_response_id');
+            return items;
+          },
+        }),
+      renderer: stream
+        ? new ResponsesSseRenderer(reply, clock, clientGone.signal, target)
+        : new ResponsesJsonRenderer(reply, clientGone.signal, target),
+      signal: clientGone.signal,
+    });
+  };
+}
+
+/** Stores a finished response unless the client asked not to (`store: false`). Never fails the answer. */
+function storeResponse(
+  target: StoreTarget,
+  context: RequestContext,
+  request: ParsedResponsesRequest,
+  response: Record<string, unknown>,
+): void {
+  if (!request.echo.store) return;
+  try {
+    target.store.save({
+      id: responseIdOf(context.requestId),
+      tenant: target.tenant,
+      createdAtSeconds: Math.floor(context.receivedAtEpochMs / 1000),
+      response,
+      inputItems: request.inputItems,
+      previousResponseId: request.echo.previousResponseId,
+    });
+  } catch (error) {
+    target.log(error);
+  }
+}
+
+function finishedResponse(
+  context: RequestContext,
+  request: ParsedResponsesRequest,
+  builder: ResponseOutputBuilder,
+  part: FinishPart,
+): Record<string, unknown> {
+  const reason = incompleteReason(part.finishReason);
+  const output = builder.finish(reason === null);
+  return responseObject({
+    context,
+    echo: request.echo,
+    status: reason === null ? 'completed' : 'incomplete',
+    output,
+    incompleteReason: reason,
+    usage: part.usage,
+    metered: context.metered,
+    completedAtSeconds: completedAtSeconds(context),
+  });
+}
+
+/** The whole Response object as one JSON body, metered figures in headers as well. */
+class ResponsesJsonRenderer extends HttpRenderer {
+  private builder: ResponseOutputBuilder | null = null;
+  private request: ParsedResponsesRequest | null = null;
+
+  constructor(
+    reply: FastifyReply,
+    clientGone: AbortSignal,
+    private readonly target: StoreTarget,
+  ) {
+    super(reply, clientGone);
+  }
+
+  protected begin(context: RequestContext, request: ParsedResponsesRequest): void {
+    this.request = request;
+    this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
+  }
+
+  text(part: ContentPart): undefined {
+    (this.builder as ResponseOutputBuilder).add(part);
+    return undefined;
+  }
+
+  async finished(part: FinishPart, context: RequestContext): Promise<void> {
+    const request = this.request as ParsedResponsesRequest;
+    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), null);
+    const response = finishedResponse(context, request, builder, part);
+    storeResponse(this.target, context, request, response);
+    if (context.metered) this.reply.headers(meteredHeaders(context.metered));
+    await this.reply.send(response);
+  }
+}
+
+/**
+ * The Responses event stream. Same rules as the chat SSE renderer (completion-handler.ts): the head goes
+ * out with the first token, so a failure before it is a plain HTTP error; backpressure pauses the
+ * engine; the client's disconnect cancels. Sequence numbers 0 and 1 are `response.created` and
+ * `response.in_progress`, written with the head; events built before it (parts that stand for no token)
+ * wait for it.
+ */
+class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
+  private builder: ResponseOutputBuilder | null = null;
+  private request: ParsedResponsesRequest | null = null;
+  private context: RequestContext | null = null;
+  private sequence = 2;
+  /** Encoded events not yet written. */
+  private out = '';
+  /** The text-delta event's prefix for the open message item (rebuilt when another item opens). */
+  private deltaItemId = '';
+  private deltaPrefix = '';
+
+  constructor(
+    reply: FastifyReply,
+    private readonly clock: Clock,
+    clientGone: AbortSignal,
+    private readonly target: StoreTarget,
+  ) {
+    super(reply, clientGone);
+  }
+
+  protected begin(context: RequestContext, request: ParsedResponsesRequest): void {
+    this.context = context;
+    this.request = request;
+    this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), this);
+  }
+
+  // Hot path, once per token: a precomputed prefix, the JSON-encoded delta, the sequence number. Item ids
+  // are unique within a response, so the id alone says whether the prefix still fits.
+  textDelta(itemId: string, outputIndex: number, delta: string, logprobs?: readonly unknown[]): void {
+    if (this.deltaItemId !== itemId) {
+      this.deltaItemId = itemId;
+      this.deltaPrefix =
+        'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' +
+        `"item_id":${JSON.stringify(itemId)},"output_index":${outputIndex},"content_index":0,"delta":`;
+    }
+    const encodedLogprobs = logprobs === undefined ? '[]' : JSON.stringify(logprobs);
+    this.out += `${this.deltaPrefix}${JSON.stringify(delta)},"logprobs":${encodedLogprobs},"sequence_number":${this.sequence++}}\n\n`;
+  }
+
+  event(event: Record<string, unknown>): void {
+    this.out += encodeEvent(event, this.sequence++);
+  }
+
+  text(part: ContentPart): Promise<void> | undefined {
+    const context = this.context as RequestContext;
+    const partAtMs = this.clock.nowMs();
+    (this.builder as ResponseOutputBuilder).add(part);
+    if (!this.committed) {
+      // A part that stands for no token (a relay's role-only opener) waits with the head.
+      if (part.tokens === 0) {
+        context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
+        return undefined;
+      }
+      this.commit();
+    }
+    const encoded = this.out;
+    this.out = '';
+    const raw = this.reply.raw;
+    if (raw.writableCorked === 0) {
+      raw.cork();
+      process.nextTick(uncork, raw);
+    }
+    const flushed = encoded === '' || raw.write(encoded);
+    context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
+    return flushed ? undefined : waitForDrain(raw, this.clientGone);
+  }
+
+  async finished(part: FinishPart, context: RequestContext): Promise<void> {
+    if (!this.committed) this.commit();
+    const request = this.request as ParsedResponsesRequest;
+    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), this);
+    const response = finishedResponse(context, request, builder, part);
+    storeResponse(this.target, context, request, response);
+    const type = response.status === 'completed' ? 'response.completed' : 'response.incomplete';
+    this.event({ type, response });
+    const encoded = this.out;
+    this.out = '';
+    this.reply.raw.end(encoded);
+  }
+
+  override async failed(failure: PipelineFailure, context: RequestContext): Promise<void> {
+    if (failure.cancelled || !this.committed) return super.failed(failure, context);
+    // The stream has begun: the failure travels as `response.failed`, as OpenAI sends it.
+    const raw = this.reply.raw;
+    if (raw.writableEnded || raw.destroyed) return;
+    const error = failure.error;
+    this.event({
+      type: 'response.failed',
+      response: responseObject({
+        context,
+        echo: (this.request as ParsedResponsesRequest).echo,
+        status: 'failed',
+        output: (this.builder as ResponseOutputBuilder).items(),
+        error: { code: error.code ?? 'server_error', message: error.message },
+      }),
+    });
+    const encoded = this.out;
+    this.out = '';
+    raw.end(encoded);
+  }
+
+  /** Sends the head, `response.created` and `response.in_progress`, and the events that waited. */
+  private commit(): void {
+    const reply = this.reply;
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+    this.committed = true;
+    const created = responseObject({
+      context: this.context as RequestContext,
+      echo: (this.request as ParsedResponsesRequest).echo,
+      status: 'in_progress',
+      output: [],
+    });
+    const head =
+      encodeEvent({ type: 'response.created', response: created }, 0) +
+      encodeEvent({ type: 'response.in_progress', response: created }, 1) +
+      this.out;
+    this.out = '';
+    raw.write(head);
+  }
+}
+
+function encodeEvent(event: Record<string, unknown>, sequenceNumber: number): string {
+  return `event: ${event.type as string}\ndata: ${JSON.stringify({ ...event, sequence_number: sequenceNumber })}\n\n`;
+}
+
+function uncork(raw: ServerResponse): void {
+  raw.uncork();
+}
