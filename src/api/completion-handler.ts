@@ -27,24 +27,46 @@ export function completionHandler(options: {
     // The parser accepts `stream` only as a boolean, so a request that parses streams exactly when this
     // holds; one that does not parse is answered the same way by either renderer.
     const stream = body?.stream === true;
-    // The client's disconnect aborts the generation. `close` on the response fires both on normal end
-    // and on disconnect; only an unfinished response means the client left.
-    const clientGone = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished)
-        clientGone.abort(errors.cancelled('The client closed the connection.'));
-    });
+    const clientGone = clientGoneSignal(reply);
     await pipeline.run({
       endpoint,
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
       caller: requestCaller(request),
       parse: () => parse(request.body),
-      renderer: stream
-        ? new SseRenderer(reply, clock, clientGone.signal)
-        : new JsonRenderer(reply, clientGone.signal),
-      signal: clientGone.signal,
+      renderer: stream ? new SseRenderer(reply, clock, clientGone) : new JsonRenderer(reply, clientGone),
+      signal: clientGone,
     });
   };
+}
+
+/**
+ * Aborted when the client disconnects before the response ended: the generation stops. `close` on the
+ * response fires both on normal end and on disconnect; only an unfinished response means the client left.
+ */
+export function clientGoneSignal(reply: FastifyReply): AbortSignal {
+  const clientGone = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) clientGone.abort(errors.cancelled('The client closed the connection.'));
+  });
+  return clientGone.signal;
+}
+
+/**
+ * Takes the response from the framework and sends an event stream's head with the headers set so far
+ * (x-request-id, rate limits, route). Streams send it with their first token, not before.
+ */
+export function writeEventStreamHead(reply: FastifyReply): ServerResponse {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    // No `connection` header here: Node sends keep-alive, or close when the client asked for it.
+    // Tells nginx-style proxies in front of Gravity not to buffer the stream.
+    'x-accel-buffering': 'no',
+  });
+  return raw;
 }
 
 /**
@@ -209,17 +231,7 @@ class SseRenderer extends HttpRenderer {
 
   /** Sends the head, the opener (unless the upstream's own is relayed) and what waited for them. */
   private commit(): void {
-    const reply = this.reply;
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      // No `connection` header here: Node sends keep-alive, or close when the client asked for it.
-      // Tells nginx-style proxies in front of Gravity not to buffer the stream.
-      'x-accel-buffering': 'no',
-    });
+    const raw = writeEventStreamHead(this.reply);
     this.committed = true;
     // The default opener (choice 0) for text streams; a relay has its own, choice chunks get theirs.
     let opening: string | null = null;

@@ -1,10 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { requestCaller } from '../admission/request-caller.js';
-import { errors } from '../core/errors.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
-import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
-import { meteredHeaders } from './completion-handler.js';
+import type { RequestPipeline } from '../pipeline/request-pipeline.js';
+import { clientGoneSignal, HttpRenderer, meteredHeaders } from './completion-handler.js';
 import { EmbeddingsAssembler } from './embeddings-response.js';
 import { type ParsedRequest, parseEmbeddingRequest } from './request-schemas.js';
 
@@ -16,37 +15,24 @@ export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
   const { pipeline } = options;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const body = request.body as { model?: unknown } | undefined;
-    const clientGone = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished)
-        clientGone.abort(errors.cancelled('The client closed the connection.'));
-    });
+    const clientGone = clientGoneSignal(reply);
     await pipeline.run({
       endpoint: 'embeddings',
       received: { model: typeof body?.model === 'string' ? body.model : '', stream: false },
       caller: requestCaller(request),
       parse: () => parseEmbeddingRequest(request.body),
-      renderer: new EmbeddingsRenderer(reply),
-      signal: clientGone.signal,
+      renderer: new EmbeddingsRenderer(reply, clientGone),
+      signal: clientGone,
     });
   };
 }
 
 /** The embeddings list as one JSON body, with the metered figures in headers as well. */
-class EmbeddingsRenderer implements ResponseRenderer<ParsedRequest, void> {
-  readonly committed = false;
+class EmbeddingsRenderer extends HttpRenderer {
   private readonly assembler = new EmbeddingsAssembler();
   private encodingFormat: 'float' | 'base64' = 'float';
 
-  constructor(private readonly reply: FastifyReply) {}
-
-  admitted(rateLimitHeaders: Record<string, string>): void {
-    this.reply.headers(rateLimitHeaders);
-  }
-
-  started(context: RequestContext, request: ParsedRequest): void {
-    this.reply.header('x-request-id', context.requestId);
-    if (context.route !== null) this.reply.header('x-gravity-route', context.route);
+  protected begin(_context: RequestContext, request: ParsedRequest): void {
     const input = request.generation.input;
     if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
   }
@@ -66,16 +52,5 @@ class EmbeddingsRenderer implements ResponseRenderer<ParsedRequest, void> {
         encodingFormat: this.encodingFormat,
       }),
     );
-  }
-
-  async failed(failure: PipelineFailure, context: RequestContext): Promise<void> {
-    // The client left: there is no one to answer.
-    if (failure.cancelled) return;
-    const error = failure.error;
-    await this.reply
-      .code(error.status)
-      .header('x-request-id', context.requestId)
-      .headers(error.headers)
-      .send(error.toBody());
   }
 }
