@@ -72,10 +72,18 @@ export function describeModels(gateway: Gateway): ModelDescription[] {
     }
   }
   return [...byId.values()].map(({ description, endpoints, features }) => {
-    description.capabilities.endpoints = [...endpoints];
-    // In the order request-features.ts names them, so the list reads the same on every call.
-    description.capabilities.features = allFeatures.filter((feature) => features.has(feature));
-    return description;
+    const { capabilities, context_length, ...identity } = description;
+    return {
+      ...identity,
+      // Fields in the order a reader looks for them: what the model is, its window, what it serves.
+      ...(context_length === undefined ? {} : { context_length }),
+      capabilities: {
+        endpoints: [...endpoints],
+        // In the order request-features.ts names them, so the list reads the same on every call.
+        features: allFeatures.filter((feature) => features.has(feature)),
+        replicas: capabilities.replicas,
+      },
+    };
   });
 }
 
