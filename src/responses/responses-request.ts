@@ -405,6 +405,9 @@ export function chatMessagesOf(
       });
       return;
     }
+    // Items chat has no shape for (built-in tool calls an upstream served through its own
+    // /v1/responses, stored with its output) are left out of the chat translation.
+    if (type !== 'message') return;
     const role = item.role as string;
     const content = item.content;
     if (typeof content === 'string') {
@@ -487,8 +490,9 @@ const gravityOwnedResponsesFields = new Set([
 /**
  * The body for an upstream that serves `/v1/responses` itself: the client's body as sent, with the
  * earlier turns of `previous_response_id` expanded into `input` (Gravity keeps the conversation) and
- * `store: false` (nothing is kept upstream). Earlier items go without Gravity's item ids and statuses,
- * which the upstream never issued.
+ * `store: false` (nothing is kept upstream). Earlier items go without ids and statuses: Gravity issued
+ * some of them, and the upstream kept none of its own (store false), so an id would name nothing there.
+ * Reasoning items are the exception (earlierItemForUpstream).
  */
 function upstreamResponsesBody(
   object: Record<string, unknown>,
@@ -499,10 +503,28 @@ function upstreamResponsesBody(
   for (const key in object) if (!gravityOwnedResponsesFields.has(key)) body[key] = object[key];
   if (earlier.length > 0) {
     const current = typeof input === 'string' ? [{ role: 'user', content: input }] : (input ?? []);
-    body.input = [...earlier.map(({ id: _id, status: _status, ...item }) => item), ...current];
+    const expanded: Record<string, unknown>[] = [];
+    for (const item of earlier) {
+      const sent = earlierItemForUpstream(item);
+      if (sent !== null) expanded.push(sent);
+    }
+    body.input = [...expanded, ...current];
   }
   body.store = false;
   return body;
+}
+
+/**
+ * An earlier item as the upstream gets it. A reasoning item needs its id (the item schema requires one)
+ * and, with `store: false`, its `encrypted_content`: that is the only form in which an upstream that
+ * kept nothing can read it back (OpenAI refuses a reasoning item it cannot find or decrypt). One without
+ * it (the client did not ask for `include: ["reasoning.encrypted_content"]`) is left out, as OpenAI
+ * advises for stateless conversations; the upstream still gets every message and call.
+ */
+function earlierItemForUpstream(item: Record<string, unknown>): Record<string, unknown> | null {
+  const { id, status: _status, ...rest } = item;
+  if (rest.type !== 'reasoning') return rest;
+  return typeof rest.encrypted_content === 'string' ? { id, ...rest } : null;
 }
 
 /**
