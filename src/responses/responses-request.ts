@@ -490,9 +490,7 @@ const gravityOwnedResponsesFields = new Set([
 /**
  * The body for an upstream that serves `/v1/responses` itself: the client's body as sent, with the
  * earlier turns of `previous_response_id` expanded into `input` (Gravity keeps the conversation) and
- * `store: false` (nothing is kept upstream). Earlier items go without ids and statuses: Gravity issued
- * some of them, and the upstream kept none of its own (store false), so an id would name nothing there.
- * Reasoning items are the exception (earlierItemForUpstream).
+ * `store: false` (nothing is kept upstream), each earlier item as earlierItemForUpstream says.
  */
 function upstreamResponsesBody(
   object: Record<string, unknown>,
@@ -514,17 +512,32 @@ function upstreamResponsesBody(
   return body;
 }
 
+/** Item types whose ids Gravity may have issued (input items, its own engines' output). */
+const itemsGravityNames = new Set(['message', 'function_call', 'function_call_output']);
+
 /**
- * An earlier item as the upstream gets it. A reasoning item needs its id (the item schema requires one)
- * and, with `store: false`, its `encrypted_content`: that is the only form in which an upstream that
- * kept nothing can read it back (OpenAI refuses a reasoning item it cannot find or decrypt). One without
- * it (the client did not ask for `include: ["reasoning.encrypted_content"]`) is left out, as OpenAI
- * advises for stateless conversations; the upstream still gets every message and call.
+ * An earlier item as the upstream gets it.
+ * - Messages and function calls and outputs go without id and status: Gravity issued some of those ids,
+ *   and the upstream kept nothing of its own (`store: false`), so an id would name nothing there.
+ * - A reasoning item keeps its id (the item schema requires one) and goes only with its
+ *   `encrypted_content`: the one form an upstream that kept nothing can read back (OpenAI refuses a
+ *   reasoning item it can neither find nor decrypt). Without it (the client did not ask for
+ *   `include: ["reasoning.encrypted_content"]`) it is left out, as OpenAI advises for stateless
+ *   conversations; the messages and calls still go.
+ * - Any other item (a built-in tool call such as `web_search_call`) came from the upstream itself: it
+ *   goes back as the upstream issued it, its required id and status included.
  */
 function earlierItemForUpstream(item: Record<string, unknown>): Record<string, unknown> | null {
-  const { id, status: _status, ...rest } = item;
-  if (rest.type !== 'reasoning') return rest;
-  return typeof rest.encrypted_content === 'string' ? { id, ...rest } : null;
+  const type = typeof item.type === 'string' ? item.type : 'message';
+  if (itemsGravityNames.has(type)) {
+    const { id: _id, status: _status, ...rest } = item;
+    return rest;
+  }
+  if (type === 'reasoning') {
+    const { status: _status, ...rest } = item;
+    return typeof rest.encrypted_content === 'string' ? rest : null;
+  }
+  return item;
 }
 
 /**
