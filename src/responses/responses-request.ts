@@ -186,7 +186,10 @@ type ResponsesBody = z.infer<typeof responsesRequestSchema>;
  */
 const translatedFields: ReadonlySet<string> = new Set(Object.keys(responsesRequestSchema.shape));
 
-/** Includes Gravity can honour. `reasoning.encrypted_content`: no reasoning items are produced to carry it. */
+/**
+ * Includes Gravity can honour. `reasoning.encrypted_content`: Gravity's own engines produce no reasoning
+ * items to carry it; an upstream with its own /v1/responses gets it in the body and answers it.
+ */
 const servedIncludes = new Set(['message.output_text.logprobs', 'reasoning.encrypted_content']);
 
 /** An input item as Gravity stores it (with an id) and lists it under `input_items`. */
