@@ -77,5 +77,9 @@ describe('ResponsesEventRelay', () => {
     expect(() =>
       new ResponsesEventRelay('up').read(text({ type: 'error', code: 'x', message: 'overloaded' })),
     ).toThrow("upstream 'up': overloaded");
+    // A terminal event without its Response object leaves nothing to answer or store.
+    expect(() => new ResponsesEventRelay('up').read(text({ type: 'response.completed' }))).toThrow(
+      "upstream 'up' sent response.completed without its response object",
+    );
   });
 });

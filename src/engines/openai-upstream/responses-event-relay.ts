@@ -69,7 +69,13 @@ export class ResponsesEventRelay {
       return { event, tokens: 1 };
     }
     if (terminalResponseEvents.has(type)) {
-      const response = (parsed.response ?? {}) as {
+      // The terminal Response object is the answer and the stored response: without it there is none.
+      if (parsed.response === null || typeof parsed.response !== 'object' || Array.isArray(parsed.response))
+        throw errors.upstream({
+          status: 502,
+          message: `upstream '${this.engineId}' sent ${type} without its response object`,
+        });
+      const response = parsed.response as {
         usage?: UpstreamResponsesUsage | null;
         incomplete_details?: { reason?: string } | null;
         output?: Array<{ type?: unknown }> | null;
