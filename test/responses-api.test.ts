@@ -398,6 +398,30 @@ describe('an upstream that serves /v1/responses (responsesApi: true)', () => {
       await expect(inner.client.responses.retrieve(id)).rejects.toMatchObject({ status: 404 });
   });
 
+  it('relays token logprobs as the upstream sent them, on the deltas and in the stored output', async () => {
+    const stream = await alpha.responses.create({
+      model: 'native-random',
+      input: 'Hello.',
+      max_output_tokens: 3,
+      include: ['message.output_text.logprobs'],
+      top_logprobs: 2,
+      stream: true,
+    });
+    const deltaLogprobs: unknown[] = [];
+    let finalId = '';
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') deltaLogprobs.push(...event.logprobs);
+      if (event.type === 'response.incomplete' || event.type === 'response.completed')
+        finalId = event.response.id;
+    }
+    expect(deltaLogprobs.length).toBeGreaterThan(0);
+    expect(deltaLogprobs[0]).toMatchObject({ token: expect.any(String), logprob: expect.any(Number) });
+    const stored = await alpha.responses.retrieve(finalId);
+    const message = stored.output[0];
+    const part = message?.type === 'message' ? message.content[0] : undefined;
+    expect(part?.type === 'output_text' ? part.logprobs : undefined).toEqual(deltaLogprobs);
+  });
+
   it('relays function calls, and sends their outputs back with the earlier call expanded', async () => {
     const calling = await alpha.responses.create({
       model: 'native-random',
