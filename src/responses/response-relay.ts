@@ -44,7 +44,7 @@ export class ResponseRelay {
   private readonly fields: OwnedFields;
   private terminal: UpstreamEvent | null = null;
   /** The items finished so far (`response.output_item.done`), for a `response.failed` after them. */
-  private readonly doneItems: unknown[] = [];
+  private readonly doneItems = new Map<number, unknown>();
   private lastSequenceNumber = -1;
 
   constructor(context: RequestContext, echo: ResponseEcho) {
@@ -85,7 +85,8 @@ export class ResponseRelay {
 
   /** The items the upstream finished so far, in output order. */
   items(): unknown[] {
-    return this.doneItems.filter((item) => item !== undefined);
+    // A map, not a sparse array: an upstream's output_index is not trusted to be small.
+    return [...this.doneItems].sort(([a], [b]) => a - b).map(([, item]) => item);
   }
 
   /**
@@ -138,7 +139,7 @@ export class ResponseRelay {
     const response = chunk.response;
     if (response === undefined) {
       if (chunk.type === 'response.output_item.done' && typeof chunk.output_index === 'number')
-        this.doneItems[chunk.output_index] = chunk.item;
+        this.doneItems.set(chunk.output_index, chunk.item);
       return event.json;
     }
     if (typeof chunk.type === 'string' && terminalEvents.has(chunk.type)) {
