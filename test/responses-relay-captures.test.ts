@@ -93,6 +93,15 @@ beforeAll(async () => {
         }),
       ],
     },
+    // OpenAI's `error` event before any output (its overload report), after the lifecycle events.
+    'openai-error-first': {
+      kind: 'stall',
+      events: [
+        capture[0]?.data ?? '',
+        capture[1]?.data ?? '',
+        '{"type":"error","sequence_number":2,"code":"server_is_overloaded","message":"Our servers are currently overloaded. Please try again later.","param":null}',
+      ],
+    },
   });
   gravity = await startHarness(undefined, {
     engines: {
@@ -107,6 +116,7 @@ beforeAll(async () => {
     models: {
       'g-openai-reasoning': { engine: 'openai', upstreamModel: 'openai-reasoning' },
       'g-openai-failing': { engine: 'openai', upstreamModel: 'openai-failing' },
+      'g-openai-error-first': { engine: 'openai', upstreamModel: 'openai-error-first' },
     },
   });
   client = new OpenAI({ baseURL: `${gravity.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
@@ -261,5 +271,17 @@ describe("an upstream's Responses stream relayed (OpenAI, a reasoning item, a we
     expect(failed.response.error.message).toMatch(/ran out of memory/);
     // The items the upstream finished before failing.
     expect(failed.response.output.map((item) => item.type)).toEqual(['reasoning']);
+  });
+
+  it('answers an upstream error before any output with a plain 502, as a chat relay does', async () => {
+    const response = await postRaw(
+      `${gravity.url}/v1/responses`,
+      JSON.stringify({ model: 'g-openai-error-first', input: 'Hi.', stream: true }),
+    );
+    expect(response.status).toBe(502);
+    expect(response.json.error).toMatchObject({ code: 'upstream_error' });
+    expect(String(response.json.error?.message)).toMatch(/currently overloaded/);
+    const records = await ledgerRecords(response.headers.get('x-request-id') ?? '');
+    expect(records).toMatchObject([{ status: 502, endpoint: 'responses' }]);
   });
 });
