@@ -9,7 +9,7 @@ import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
 import { completedAtSeconds, incompleteReason, responseIdOf, responseObject } from './response-object.js';
-import { type OutputEvents, type OutputItem, ResponseOutputBuilder } from './response-output.js';
+import { type OutputEvents, ResponseOutputBuilder } from './response-output.js';
 import { isRelayedResponses, ResponseRelay } from './response-relay.js';
 import type { ResponseStore } from './response-store.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
@@ -114,6 +114,9 @@ function finishedResponse(
 class ResponsesJsonRenderer extends HttpRenderer {
   private builder: ResponseOutputBuilder | null = null;
   private request: ParsedResponsesRequest | null = null;
+  private context: RequestContext | null = null;
+  /** Set by the first part of an upstream's relayed Responses events (response-relay.ts). */
+  private relay: ResponseRelay | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -128,10 +131,6 @@ class ResponsesJsonRenderer extends HttpRenderer {
     this.request = request;
     this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
   }
-
-  private context: RequestContext | null = null;
-  /** Set by the first part of an upstream's relayed Responses events. */
-  private relay: ResponseRelay | null = null;
 
   text(part: ContentPart): undefined {
     if (isRelayedResponses(part)) {
@@ -278,7 +277,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
         context,
         echo: (this.request as ParsedResponsesRequest).echo,
         status: 'failed',
-        output: relay ? (relay.items() as OutputItem[]) : (this.builder as ResponseOutputBuilder).items(),
+        output: relay ? relay.items() : (this.builder as ResponseOutputBuilder).items(),
         error: { code: error.code ?? 'server_error', message: error.message },
       }),
     });
