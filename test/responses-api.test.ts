@@ -193,6 +193,13 @@ describe('Batch API lines on /v1/responses', () => {
         url: '/v1/responses',
         body: { model: 'agent-8b', input: 'Hi.', previous_response_id: 'resp_x' },
       },
+      // Through an upstream's own /v1/responses: the line's answer is the relayed Response object.
+      {
+        custom_id: 'relayed',
+        method: 'POST',
+        url: '/v1/responses',
+        body: { model: 'native-random', input: 'Hi.', max_output_tokens: 3 },
+      },
     ];
     const file = await alpha.files.create({
       file: await toFile(Buffer.from(lines.map((line) => JSON.stringify(line)).join('\n')), 'in.jsonl'),
@@ -210,13 +217,26 @@ describe('Batch API lines on /v1/responses', () => {
     }
     expect(batch).toMatchObject({
       status: 'completed',
-      request_counts: { total: 2, completed: 1, failed: 1 },
+      request_counts: { total: 3, completed: 2, failed: 1 },
     });
-    const output = (await (await alpha.files.content(batch.output_file_id ?? '')).text()).trim().split('\n');
-    const answer = JSON.parse(output[0] ?? '{}');
-    expect(answer.custom_id).toBe('plain');
+    const output = (await (await alpha.files.content(batch.output_file_id ?? '')).text())
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    const answer = output.find((line) => line.custom_id === 'plain');
     expect(answer.response.body).toMatchObject({ object: 'response', status: 'completed', store: false });
     expect(answer.response.body.output[0].type).toBe('message');
+    const relayed = output.find((line) => line.custom_id === 'relayed').response.body;
+    expect(relayed).toMatchObject({
+      object: 'response',
+      status: 'incomplete',
+      model: 'native-random',
+      store: false,
+      usage: { output_tokens: 3, gravity: { usage_source: 'upstream' } },
+    });
+    // The upstream's items, under the ids the upstream gave them.
+    expect(relayed.output[0].type).toBe('message');
+    expect(relayed.output[0].id).not.toBe(`msg_${relayed.id.slice('resp_'.length)}`);
     const failed = JSON.parse((await (await alpha.files.content(batch.error_file_id ?? '')).text()).trim());
     expect(failed.response.body.error).toMatchObject({
       code: 'unsupported_parameter',
@@ -345,11 +365,19 @@ describe('an upstream that serves /v1/responses (responsesApi: true)', () => {
     });
     let deltas = '';
     let final: { id: string; output_text?: string; usage?: { input_tokens: number } } | null = null;
+    const sequenceNumbers: number[] = [];
+    const deltaItemIds = new Set<string>();
     for await (const event of stream) {
-      if (event.type === 'response.output_text.delta') deltas += event.delta;
+      sequenceNumbers.push(event.sequence_number);
+      if (event.type === 'response.output_text.delta') {
+        deltas += event.delta;
+        deltaItemIds.add(event.item_id);
+      }
       if (event.type === 'response.incomplete' || event.type === 'response.completed') final = event.response;
     }
     expect(deltas.length).toBeGreaterThan(0);
+    // The inner Gravity's own numbering, nothing inserted or dropped by the outer one.
+    expect(sequenceNumbers).toEqual(sequenceNumbers.map((_, index) => index));
     // The upstream saw the first turn: the second prompt is longer than the first.
     expect(final?.usage?.input_tokens).toBeGreaterThan(first.usage?.input_tokens ?? 0);
     // Stored by Gravity, under its own id.
@@ -357,9 +385,41 @@ describe('an upstream that serves /v1/responses (responsesApi: true)', () => {
 
     const relayed = (await upstreamResponseIds()).filter((id) => !before.has(id));
     expect(relayed).toHaveLength(2);
+    // Relayed, not re-rendered: the items keep the ids the inner Gravity gave them, in the stream and
+    // in what the outer one stored (the output a continuation expands).
+    const innerMessageIds = relayed.map((id) => `msg_${id.slice('resp_'.length)}`);
+    expect(innerMessageIds).toEqual(expect.arrayContaining([...deltaItemIds]));
+    const storedFirst = await alpha.responses.retrieve(first.id);
+    expect(storedFirst.output.map((item) => item.id)).toEqual(first.output.map((item) => item.id));
+    expect(innerMessageIds).toContain(first.output[0]?.id);
+    expect(storedFirst.usage).toMatchObject({ output_tokens: 4, gravity: { usage_source: 'upstream' } });
     // Nothing was stored upstream: the responses it created cannot be retrieved there.
     for (const id of relayed)
       await expect(inner.client.responses.retrieve(id)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('relays token logprobs as the upstream sent them, on the deltas and in the stored output', async () => {
+    const stream = await alpha.responses.create({
+      model: 'native-random',
+      input: 'Hello.',
+      max_output_tokens: 3,
+      include: ['message.output_text.logprobs'],
+      top_logprobs: 2,
+      stream: true,
+    });
+    const deltaLogprobs: unknown[] = [];
+    let finalId = '';
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') deltaLogprobs.push(...event.logprobs);
+      if (event.type === 'response.incomplete' || event.type === 'response.completed')
+        finalId = event.response.id;
+    }
+    expect(deltaLogprobs.length).toBeGreaterThan(0);
+    expect(deltaLogprobs[0]).toMatchObject({ token: expect.any(String), logprob: expect.any(Number) });
+    const stored = await alpha.responses.retrieve(finalId);
+    const message = stored.output[0];
+    const part = message?.type === 'message' ? message.content[0] : undefined;
+    expect(part?.type === 'output_text' ? part.logprobs : undefined).toEqual(deltaLogprobs);
   });
 
   it('relays function calls, and sends their outputs back with the earlier call expanded', async () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { rewriteOwnedFields } from './relay-rewrite.js';
+import { rewriteOwnedFields, topLevelValueSpan } from './relay-rewrite.js';
 
 const owned = [
   ['id', '"chatcmpl-gravity"'],
@@ -54,5 +54,19 @@ describe('rewriteOwnedFields', () => {
     expect(rewriteOwnedFields('{}', owned, () => false)).toBe(
       '{"id":"chatcmpl-gravity","model":"alias","service_tier":"default"}',
     );
+  });
+});
+
+describe('topLevelValueSpan', () => {
+  it("finds a top-level key's value, past strings and nested objects that hold the same key", () => {
+    const json =
+      '{"type":"response.completed", "note":"\\"response\\":{}","item":{"response":1},"response" : {"id":"r","usage":null} ,"x":2}';
+    const span = topLevelValueSpan(json, 'response');
+    expect(span && json.slice(span[0], span[1])).toBe('{"id":"r","usage":null}');
+    expect(topLevelValueSpan(json, 'missing')).toBeNull();
+    expect(topLevelValueSpan('[{"response":1}]', 'response')).toBeNull();
+    const escapedKey = '{"res\\u0070onse":[1,2]}';
+    const escaped = topLevelValueSpan(escapedKey, 'response');
+    expect(escaped && escapedKey.slice(escaped[0], escaped[1])).toBe('[1,2]');
   });
 });

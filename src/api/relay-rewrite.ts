@@ -118,3 +118,29 @@ export function rewriteOwnedFields(
   }
   return out + json.slice(from);
 }
+
+/**
+ * Where the value of the top-level `key` lies in `json`: [start, end), or null when the object has no
+ * such key (or `json` is not an object). For rewriting inside a nested object (a Responses event's
+ * `response`) without parsing the rest.
+ */
+export function topLevelValueSpan(json: string, key: string): [start: number, end: number] | null {
+  let index = skipSpace(json, 0);
+  if (json.charCodeAt(index) !== openBrace) return null;
+  index++;
+  while (index < json.length) {
+    index = skipSpace(json, index);
+    if (json.charCodeAt(index) !== quote) return null;
+    const keyEnd = skipString(json, index);
+    const rawKey = json.slice(index + 1, keyEnd - 1);
+    const found = (rawKey.includes('\\') ? (JSON.parse(`"${rawKey}"`) as string) : rawKey) === key;
+    index = skipSpace(json, keyEnd);
+    if (json.charCodeAt(index) !== colon) return null;
+    const valueStart = skipSpace(json, index + 1);
+    const valueEnd = skipValue(json, valueStart);
+    if (found) return [valueStart, valueEnd];
+    index = skipSpace(json, valueEnd);
+    if (json.charCodeAt(index) === comma) index++;
+  }
+  return null;
+}

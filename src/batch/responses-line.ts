@@ -10,6 +10,7 @@ import {
   responseObject,
 } from '../responses/response-object.js';
 import { ResponseOutputBuilder } from '../responses/response-output.js';
+import { isRelayedResponses, ResponseRelay } from '../responses/response-relay.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from '../responses/responses-request.js';
 import { failedLineAnswer, type LineAnswer } from './line-answer.js';
 
@@ -37,21 +38,41 @@ export class ResponsesLineRenderer implements ResponseRenderer<ParsedRequest, Li
   readonly committed = false;
   private builder: ResponseOutputBuilder | null = null;
   private request: ParsedResponsesRequest | null = null;
+  private context: RequestContext | null = null;
+  /** Set by the first part of an upstream's relayed Responses events (src/responses/response-relay.ts). */
+  private relay: ResponseRelay | null = null;
 
   admitted(): void {}
 
   /** The batch executor picks this renderer for `/v1/responses` lines, whose parser gives this request. */
   started(context: RequestContext, request: ParsedRequest): void {
     this.request = request as ParsedResponsesRequest;
+    this.context = context;
     this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
   }
 
   text(part: ContentPart): undefined {
-    (this.builder as ResponseOutputBuilder).add(part);
+    if (isRelayedResponses(part)) {
+      this.relay ??= new ResponseRelay(
+        this.context as RequestContext,
+        (this.request as ParsedResponsesRequest).echo,
+      );
+      this.relay.add(part);
+    } else (this.builder as ResponseOutputBuilder).add(part);
     return undefined;
   }
 
   finished(part: FinishPart, context: RequestContext): LineAnswer {
+    const relayed = this.relay?.finish(part, context.metered) ?? null;
+    if (relayed)
+      return {
+        statusCode: 200,
+        requestId: context.requestId,
+        body: relayed.response,
+        usage: part.usage,
+        errorCode: null,
+        pushedBack: false,
+      };
     const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), null);
     const reason = incompleteReason(part.finishReason);
     return {

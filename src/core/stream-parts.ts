@@ -9,7 +9,9 @@
  * - `choice-delta`: one choice's chunk in OpenAI's wire shape (tool-call deltas, logprobs, several
  *   choices), built by an engine that runs the model itself;
  * - `upstream-chunk`: an upstream server's chunks from one read, relayed as the bytes it sent with
- *   only the fields Gravity owns (id, model, service_tier) rewritten.
+ *   only the fields Gravity owns (id, model, service_tier) rewritten; with `protocol: 'responses'`,
+ *   an upstream's Responses API events instead (a `/v1/responses` request relayed to an upstream's own
+ *   `/v1/responses`), which only the Responses renderers receive.
  * An embeddings request (`/v1/embeddings`) answers with `embeddings` parts instead: vectors, no tokens
  * generated (prefill-only work), and a finish whose usage has `completionTokens: 0`.
  * Every content part says how many completion tokens it stands for: a part with `tokens > 0` is a token
@@ -58,7 +60,10 @@ export type ChoiceDeltaPart = { type: 'choice-delta'; choice: WireChunkChoice; t
 /** One upstream event: its data exactly as received, and parsed. */
 export interface UpstreamEvent {
   json: string;
-  /** What assembling a whole (non-streamed) response reads. */
+  /**
+   * What assembling a whole (non-streamed) response reads: a chat or completions chunk, or for
+   * `protocol: 'responses'` the Responses event (`type`, `response`, `item` …).
+   */
   chunk: {
     choices?: WireChunkChoice[];
     system_fingerprint?: unknown;
@@ -73,6 +78,13 @@ export interface UpstreamEvent {
 }
 export type UpstreamChunkPart = {
   type: 'upstream-chunk';
+  /**
+   * Absent for chat and completions chunks (the per-token hot path reads no extra field); `responses`
+   * when the events are an upstream's Responses API events, relayed by src/responses/response-relay.ts.
+   * Such a part may have no events: it then only stands for tokens the upstream's usage reported
+   * beyond its delta events.
+   */
+  protocol?: 'responses';
   /**
    * The events of one read from the upstream, in order: they arrived together, so they travel as one
    * part and leave in one write (a fast upstream sends a whole answer in a few reads).

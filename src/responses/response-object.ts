@@ -39,7 +39,8 @@ export function responseObject(options: {
   context: RequestContext;
   echo: ResponseEcho;
   status: ResponseStatus;
-  output: readonly OutputItem[];
+  /** Gravity's own items (response-output.ts), or an upstream's as it sent them (response-relay.ts). */
+  output: readonly OutputItem[] | readonly unknown[];
   incompleteReason?: string | null;
   usage?: TokenUsage | null;
   metered?: MeteredFigures | null;

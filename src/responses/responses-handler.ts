@@ -10,6 +10,7 @@ import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
 import { completedAtSeconds, incompleteReason, responseIdOf, responseObject } from './response-object.js';
 import { type OutputEvents, ResponseOutputBuilder } from './response-output.js';
+import { isRelayedResponses, ResponseRelay } from './response-relay.js';
 import type { ResponseStore } from './response-store.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
 
@@ -113,6 +114,9 @@ function finishedResponse(
 class ResponsesJsonRenderer extends HttpRenderer {
   private builder: ResponseOutputBuilder | null = null;
   private request: ParsedResponsesRequest | null = null;
+  private context: RequestContext | null = null;
+  /** Set by the first part of an upstream's relayed Responses events (response-relay.ts). */
+  private relay: ResponseRelay | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -123,21 +127,35 @@ class ResponsesJsonRenderer extends HttpRenderer {
   }
 
   protected begin(context: RequestContext, request: ParsedResponsesRequest): void {
+    this.context = context;
     this.request = request;
     this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
   }
 
   text(part: ContentPart): undefined {
-    (this.builder as ResponseOutputBuilder).add(part);
+    if (isRelayedResponses(part)) {
+      this.relay ??= new ResponseRelay(
+        this.context as RequestContext,
+        (this.request as ParsedResponsesRequest).echo,
+      );
+      this.relay.add(part);
+    } else (this.builder as ResponseOutputBuilder).add(part);
     return undefined;
   }
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
     const request = this.request as ParsedResponsesRequest;
+    if (context.metered) this.reply.headers(meteredHeaders(context.metered));
+    const relayed = this.relay?.finish(part, context.metered) ?? null;
+    if (relayed) {
+      // The upstream's Response object as it sent it, Gravity's fields rewritten: no re-encoding.
+      storeResponse(this.target, context, request, relayed.response);
+      await this.reply.type('application/json; charset=utf-8').send(relayed.responseJson);
+      return;
+    }
     const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), null);
     const response = finishedResponse(context, request, builder, part);
     storeResponse(this.target, context, request, response);
-    if (context.metered) this.reply.headers(meteredHeaders(context.metered));
     await this.reply.send(response);
   }
 }
@@ -159,6 +177,11 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
   /** The text-delta event's prefix for the open message item (rebuilt when another item opens). */
   private deltaItemId = '';
   private deltaPrefix = '';
+  /**
+   * Set by the first part of an upstream's relayed Responses events: the stream is then the
+   * upstream's (response-relay.ts), and Gravity writes no lifecycle events of its own.
+   */
+  private relay: ResponseRelay | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -195,7 +218,10 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
   text(part: ContentPart): Promise<void> | undefined {
     const context = this.context as RequestContext;
     const partAtMs = this.clock.nowMs();
-    (this.builder as ResponseOutputBuilder).add(part);
+    if (isRelayedResponses(part)) {
+      this.relay ??= new ResponseRelay(context, (this.request as ParsedResponsesRequest).echo);
+      this.out += this.relay.encode(part);
+    } else (this.builder as ResponseOutputBuilder).add(part);
     if (!this.committed) {
       // A part that stands for no token (a relay's role-only opener) waits with the head.
       if (part.tokens === 0) {
@@ -219,6 +245,13 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
     if (!this.committed) this.commit();
     const request = this.request as ParsedResponsesRequest;
+    const relayed = this.relay?.finish(part, context.metered) ?? null;
+    if (relayed) {
+      storeResponse(this.target, context, request, relayed.response);
+      this.reply.raw.end(`${this.out}event: ${relayed.type}\ndata: ${relayed.eventJson}\n\n`);
+      this.out = '';
+      return;
+    }
     const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), this);
     const response = finishedResponse(context, request, builder, part);
     storeResponse(this.target, context, request, response);
@@ -235,13 +268,16 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     const raw = this.reply.raw;
     if (raw.writableEnded || raw.destroyed) return;
     const error = failure.error;
+    const relay = this.relay;
+    // After relayed events, Gravity's event follows the upstream's numbering, with the items it finished.
+    if (relay) this.sequence = relay.nextSequenceNumber();
     this.event({
       type: 'response.failed',
       response: responseObject({
         context,
         echo: (this.request as ParsedResponsesRequest).echo,
         status: 'failed',
-        output: (this.builder as ResponseOutputBuilder).items(),
+        output: relay ? relay.items() : (this.builder as ResponseOutputBuilder).items(),
         error: { code: error.code ?? 'server_error', message: error.message },
       }),
     });
@@ -262,6 +298,12 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
       'x-accel-buffering': 'no',
     });
     this.committed = true;
+    if (this.relay) {
+      // The upstream's own response.created and in_progress are among the events that waited.
+      if (this.out !== '') raw.write(this.out);
+      this.out = '';
+      return;
+    }
     const created = responseObject({
       context: this.context as RequestContext,
       echo: (this.request as ParsedResponsesRequest).echo,

@@ -139,6 +139,49 @@ describe('parseResponsesRequest', () => {
     expect(parsed.echo).toMatchObject({ previousResponseId: 'resp_1', store: false });
   });
 
+  it("expands an upstream's own output for it: reasoning only with its encrypted content, built-in tool items as issued", () => {
+    const reasoning = { id: 'rs_1', type: 'reasoning', summary: [], status: 'completed' };
+    const sealed = { id: 'rs_2', type: 'reasoning', encrypted_content: 'gAAA', summary: [] };
+    const search = {
+      id: 'ws_1',
+      type: 'web_search_call',
+      status: 'completed',
+      action: { type: 'search', query: 'q' },
+    };
+    const answer = {
+      id: 'msg_up',
+      type: 'message',
+      status: 'completed',
+      role: 'assistant',
+      content: [
+        { type: 'output_text', text: 'Sunny.', annotations: [{ type: 'url_citation' }], logprobs: [] },
+      ],
+    };
+    const parsed = parse({ model: 'm', input: 'And tomorrow?', previous_response_id: 'resp_1' }, [
+      reasoning,
+      sealed,
+      search,
+      answer,
+    ]);
+    expect((parsed.generation.responsesBody as { input: unknown[] }).input).toEqual([
+      sealed,
+      search,
+      {
+        type: 'message',
+        role: 'assistant',
+        content: [
+          { type: 'output_text', text: 'Sunny.', annotations: [{ type: 'url_citation' }], logprobs: [] },
+        ],
+      },
+      { role: 'user', content: 'And tomorrow?' },
+    ]);
+    // Translated onto chat, only the message remains: chat has no shape for the others.
+    expect((parsed.generation.carried as { messages: unknown[] }).messages).toEqual([
+      { role: 'assistant', content: 'Sunny.' },
+      { role: 'user', content: 'And tomorrow?' },
+    ]);
+  });
+
   it('carries vendor extras to the chat body, where they are features like a chat request’s', () => {
     const parsed = parse({ model: 'm', input: 'x', top_k: 5, seed: 3 });
     expect(parsed.generation.carried).toMatchObject({ top_k: 5, seed: 3 });

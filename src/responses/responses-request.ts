@@ -186,7 +186,10 @@ type ResponsesBody = z.infer<typeof responsesRequestSchema>;
  */
 const translatedFields: ReadonlySet<string> = new Set(Object.keys(responsesRequestSchema.shape));
 
-/** Includes Gravity can honour. `reasoning.encrypted_content`: no reasoning items are produced to carry it. */
+/**
+ * Includes Gravity can honour. `reasoning.encrypted_content`: Gravity's own engines produce no reasoning
+ * items to carry it; an upstream with its own /v1/responses gets it in the body and answers it.
+ */
 const servedIncludes = new Set(['message.output_text.logprobs', 'reasoning.encrypted_content']);
 
 /** An input item as Gravity stores it (with an id) and lists it under `input_items`. */
@@ -405,6 +408,9 @@ export function chatMessagesOf(
       });
       return;
     }
+    // Items chat has no shape for (built-in tool calls an upstream served through its own
+    // /v1/responses, stored with its output) are left out of the chat translation.
+    if (type !== 'message') return;
     const role = item.role as string;
     const content = item.content;
     if (typeof content === 'string') {
@@ -487,8 +493,7 @@ const gravityOwnedResponsesFields = new Set([
 /**
  * The body for an upstream that serves `/v1/responses` itself: the client's body as sent, with the
  * earlier turns of `previous_response_id` expanded into `input` (Gravity keeps the conversation) and
- * `store: false` (nothing is kept upstream). Earlier items go without Gravity's item ids and statuses,
- * which the upstream never issued.
+ * `store: false` (nothing is kept upstream), each earlier item as earlierItemForUpstream says.
  */
 function upstreamResponsesBody(
   object: Record<string, unknown>,
@@ -499,10 +504,43 @@ function upstreamResponsesBody(
   for (const key in object) if (!gravityOwnedResponsesFields.has(key)) body[key] = object[key];
   if (earlier.length > 0) {
     const current = typeof input === 'string' ? [{ role: 'user', content: input }] : (input ?? []);
-    body.input = [...earlier.map(({ id: _id, status: _status, ...item }) => item), ...current];
+    const expanded: Record<string, unknown>[] = [];
+    for (const item of earlier) {
+      const sent = earlierItemForUpstream(item);
+      if (sent !== null) expanded.push(sent);
+    }
+    body.input = [...expanded, ...current];
   }
   body.store = false;
   return body;
+}
+
+/** Item types whose ids Gravity may have issued (input items, its own engines' output). */
+const itemsGravityNames = new Set(['message', 'function_call', 'function_call_output']);
+
+/**
+ * An earlier item as the upstream gets it.
+ * - Messages and function calls and outputs go without id and status: Gravity issued some of those ids,
+ *   and the upstream kept nothing of its own (`store: false`), so an id would name nothing there.
+ * - A reasoning item keeps its id (the item schema requires one) and goes only with its
+ *   `encrypted_content`: the one form an upstream that kept nothing can read back (OpenAI refuses a
+ *   reasoning item it can neither find nor decrypt). Without it (the client did not ask for
+ *   `include: ["reasoning.encrypted_content"]`) it is left out, as OpenAI advises for stateless
+ *   conversations; the messages and calls still go.
+ * - Any other item (a built-in tool call such as `web_search_call`) came from the upstream itself: it
+ *   goes back as the upstream issued it, its required id and status included.
+ */
+function earlierItemForUpstream(item: Record<string, unknown>): Record<string, unknown> | null {
+  const type = typeof item.type === 'string' ? item.type : 'message';
+  if (itemsGravityNames.has(type)) {
+    const { id: _id, status: _status, ...rest } = item;
+    return rest;
+  }
+  if (type === 'reasoning') {
+    const { status: _status, ...rest } = item;
+    return typeof rest.encrypted_content === 'string' ? rest : null;
+  }
+  return item;
 }
 
 /**

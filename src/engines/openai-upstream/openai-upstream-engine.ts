@@ -19,7 +19,7 @@ import {
   type GenerationRequest,
 } from '../engine-adapter.js';
 import { SlotPool } from '../slot-pool.js';
-import { ResponsesEventReader } from './responses-event-reader.js';
+import { ResponsesEventRelay } from './responses-event-relay.js';
 import { SseEventParser } from './sse-event-parser.js';
 import {
   maxModelListBytes,
@@ -340,8 +340,9 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 
   /**
-   * A Responses request to an upstream that serves `/v1/responses`: its events read as content parts
-   * (responses-event-reader.ts), usage from its `response.completed`.
+   * A Responses request to an upstream that serves `/v1/responses`: its events relayed as it sent them
+   * (`upstream-chunk` parts with `protocol: 'responses'`, the events of one read in one part), metered
+   * by responses-event-relay.ts; usage from its terminal `response.completed` / `response.incomplete`.
    */
   private async *generateResponse(
     request: GenerationRequest,
@@ -358,34 +359,66 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       const response = await this.send('/responses', body, signal);
       yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
       const parser = new SseEventParser();
-      const reader = new ResponsesEventReader(this.id);
+      const relay = new ResponsesEventRelay(this.id);
+      let batch: UpstreamChunkPart | null = null;
+      const handle = (data: string): void => {
+        const read = relay.read(data);
+        if (read === null) return;
+        if (batch === null)
+          batch = {
+            type: 'upstream-chunk',
+            protocol: 'responses',
+            events: [read.event],
+            tokens: read.tokens,
+          };
+        else {
+          batch.events.push(read.event);
+          batch.tokens += read.tokens;
+        }
+      };
+      const takeBatch = (): UpstreamChunkPart | null => {
+        const taken = batch;
+        batch = null;
+        return taken;
+      };
       const upstreamStream = response.body;
       try {
         for await (const bytes of upstreamStream) {
-          for (const data of parser.push(bytes as Uint8Array)) {
-            const part = reader.read(data);
-            if (part) yield part;
+          // A failure event ends the stream; what came before it in the same read still goes out first.
+          let failure: { error: unknown } | null = null;
+          try {
+            for (const data of parser.push(bytes as Uint8Array)) handle(data);
+          } catch (error) {
+            failure = { error };
           }
-        }
-        for (const data of parser.end()) {
-          const part = reader.read(data);
+          const part = takeBatch();
           if (part) yield part;
+          if (failure) throw failure.error;
         }
+        for (const data of parser.end()) handle(data);
+        const part = takeBatch();
+        if (part) yield part;
       } finally {
         if (!upstreamStream.readableEnded && !upstreamStream.destroyed) upstreamStream.destroy();
       }
       if (signal.aborted) throw signal.reason;
-      if (!reader.done)
+      if (!relay.done)
         throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
-      const usage = reader.reportedUsage() ?? {
+      const usage = relay.reportedUsage() ?? {
         promptTokens: estimateRequestTokens(request),
         cachedPromptTokens: 0,
-        completionTokens: reader.contentEvents,
+        completionTokens: relay.outputEvents,
         source: 'counted' as const,
       };
-      if (usage.completionTokens > reader.contentEvents)
-        yield { type: 'text-delta', text: '', tokens: usage.completionTokens - reader.contentEvents };
-      yield { type: 'finish', finishReason: reader.finishReason, usage };
+      // The deltas add up to the upstream's count: an empty relayed part stands for the rest.
+      if (usage.completionTokens > relay.outputEvents)
+        yield {
+          type: 'upstream-chunk',
+          protocol: 'responses',
+          events: [],
+          tokens: usage.completionTokens - relay.outputEvents,
+        };
+      yield { type: 'finish', finishReason: relay.finishReason, usage };
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;

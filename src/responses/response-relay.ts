@@ -1,0 +1,159 @@
+import { echoedServiceTier } from '../api/openai-wire-format.js';
+import { type OwnedFields, rewriteOwnedFields, topLevelValueSpan } from '../api/relay-rewrite.js';
+import type { MeteredFigures, RequestContext } from '../core/request-context.js';
+import type { ContentPart, FinishPart, UpstreamChunkPart, UpstreamEvent } from '../core/stream-parts.js';
+import { responseIdOf, responseUsage } from './response-object.js';
+import type { ResponseEcho } from './responses-request.js';
+
+/** The events whose `response` is the finished Response object: held until the ledger commit. */
+const terminalEvents = new Set(['response.completed', 'response.incomplete']);
+
+/** An upstream's Responses events, relayed (the `openai-upstream` engine with `responsesApi: true`). */
+export function isRelayedResponses(part: ContentPart): part is UpstreamChunkPart {
+  return part.type === 'upstream-chunk' && part.protocol === 'responses';
+}
+
+/** A relayed Response object's fields, the object parsed and its JSON text. */
+export interface RelayedResponse {
+  /** `response.completed` or `response.incomplete`. */
+  type: string;
+  /** The whole event as it goes to the client, fields Gravity owns rewritten. */
+  eventJson: string;
+  /** The Response object inside it, as JSON text and parsed (what is stored and answered). */
+  responseJson: string;
+  response: Record<string, unknown>;
+}
+
+/**
+ * Relays an upstream's Responses API events (parts with `protocol: 'responses'`) to the client: every
+ * event as the upstream sent it, byte for byte, except the fields Gravity owns inside the `response`
+ * object of lifecycle events (`response.created`, `in_progress`, `completed`, `incomplete`, …): its
+ * `id` (`resp_<request id>`, so Gravity's stored-response routes find it), `model` (Gravity's model
+ * name), `service_tier`, and `previous_response_id` and `store` as the client sent them (the upstream
+ * saw the earlier turns expanded and `store: false`). Item ids, sequence numbers and every other field
+ * stay the upstream's: Gravity inserts and drops no event on a stream that succeeds.
+ *
+ * The terminal event is held back: it goes out in `finish`, after the ledger commit (ADR 0001), with
+ * Gravity's metered figures added as `usage.gravity`. It is also the stored and the non-streamed
+ * Response: the upstream's whole `output` (reasoning items, refusals, annotations, logprobs).
+ *
+ * Rewrites are span edits (relay-rewrite.ts), not a parse and re-serialise: a delta event is written as
+ * its own text, which keeps the per-token path to a property check and a string concatenation.
+ */
+export class ResponseRelay {
+  private readonly fields: OwnedFields;
+  private terminal: UpstreamEvent | null = null;
+  /** The items finished so far (`response.output_item.done`), for a `response.failed` after them. */
+  private readonly doneItems = new Map<number, unknown>();
+  private lastSequenceNumber = -1;
+
+  constructor(context: RequestContext, echo: ResponseEcho) {
+    this.fields = [
+      ['id', JSON.stringify(responseIdOf(context.requestId))],
+      ['model', JSON.stringify(context.model)],
+      ['service_tier', JSON.stringify(echoedServiceTier(context.serviceTier))],
+      ['previous_response_id', JSON.stringify(echo.previousResponseId)],
+      ['store', echo.store ? 'true' : 'false'],
+    ];
+  }
+
+  /** The part's events as SSE text, the terminal event held back. */
+  encode(part: UpstreamChunkPart): string {
+    let out = '';
+    for (const event of part.events) {
+      const json = this.take(event);
+      if (json === null) continue;
+      const type = event.chunk.type;
+      // The `event:` line is the type, as OpenAI writes it; a type that could break the framing is left out.
+      out +=
+        typeof type === 'string' && !/[\r\n]/.test(type)
+          ? `event: ${type}\ndata: ${json}\n\n`
+          : `data: ${json}\n\n`;
+    }
+    return out;
+  }
+
+  /** Notes a part's events without encoding them (a non-streamed answer, a batch line). */
+  add(part: UpstreamChunkPart): void {
+    for (const event of part.events) this.take(event);
+  }
+
+  /** The sequence number for an event Gravity adds after the upstream's (its `response.failed`). */
+  nextSequenceNumber(): number {
+    return this.lastSequenceNumber + 1;
+  }
+
+  /** The items the upstream finished so far, in output order. */
+  items(): unknown[] {
+    // A map, not a sparse array: an upstream's output_index is not trusted to be small.
+    return [...this.doneItems].sort(([a], [b]) => a - b).map(([, item]) => item);
+  }
+
+  /**
+   * The terminal event and its Response object with Gravity's fields, the usage carrying Gravity's
+   * metered figures: the upstream's usage with `gravity` added, or Gravity's own counts when the
+   * upstream sent none. Null when the upstream sent no terminal event (the engine then failed).
+   */
+  finish(part: FinishPart, metered: MeteredFigures | null): RelayedResponse | null {
+    const terminal = this.terminal;
+    if (terminal === null) return null;
+    const span = topLevelValueSpan(terminal.json, 'response');
+    const parsed = terminal.chunk.response as Record<string, unknown> | undefined;
+    if (span === null || parsed === null || typeof parsed !== 'object') return null;
+    let responseJson = this.rewrite(terminal.json.slice(span[0], span[1]), parsed);
+    const usage = responseUsage(part.usage, metered);
+    const upstreamUsage = parsed.usage as Record<string, unknown> | null | undefined;
+    const usageSpan = topLevelValueSpan(responseJson, 'usage');
+    if (part.usage.source === 'upstream' && upstreamUsage && typeof upstreamUsage === 'object' && usageSpan) {
+      if ('gravity' in usage) {
+        const withGravity = rewriteOwnedFields(
+          responseJson.slice(usageSpan[0], usageSpan[1]),
+          [['gravity', JSON.stringify(usage.gravity)]],
+          (key) => key in upstreamUsage,
+        );
+        responseJson = responseJson.slice(0, usageSpan[0]) + withGravity + responseJson.slice(usageSpan[1]);
+      }
+    } else
+      responseJson = rewriteOwnedFields(responseJson, [['usage', JSON.stringify(usage)]], (key) =>
+        Object.hasOwn(parsed, key),
+      );
+    return {
+      type: String(terminal.chunk.type),
+      eventJson: terminal.json.slice(0, span[0]) + responseJson + terminal.json.slice(span[1]),
+      responseJson,
+      response: JSON.parse(responseJson) as Record<string, unknown>,
+    };
+  }
+
+  /** Notes one event; returns its text to relay, or null for the terminal event (held). */
+  private take(event: UpstreamEvent): string | null {
+    const chunk = event.chunk as {
+      type?: unknown;
+      response?: unknown;
+      sequence_number?: unknown;
+      output_index?: unknown;
+      item?: unknown;
+    };
+    if (typeof chunk.sequence_number === 'number') this.lastSequenceNumber = chunk.sequence_number;
+    // Hot path (deltas): no `response`, relayed as received.
+    const response = chunk.response;
+    if (response === undefined) {
+      if (chunk.type === 'response.output_item.done' && typeof chunk.output_index === 'number')
+        this.doneItems.set(chunk.output_index, chunk.item);
+      return event.json;
+    }
+    if (typeof chunk.type === 'string' && terminalEvents.has(chunk.type)) {
+      this.terminal = event;
+      return null;
+    }
+    if (response === null || typeof response !== 'object') return event.json;
+    const span = topLevelValueSpan(event.json, 'response');
+    if (span === null) return event.json;
+    const rewritten = this.rewrite(event.json.slice(span[0], span[1]), response as Record<string, unknown>);
+    return event.json.slice(0, span[0]) + rewritten + event.json.slice(span[1]);
+  }
+
+  private rewrite(responseJson: string, parsed: Record<string, unknown>): string {
+    return rewriteOwnedFields(responseJson, this.fields, (key) => Object.hasOwn(parsed, key));
+  }
+}
