@@ -2,7 +2,13 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { anonymousTenant } from '../admission/api-key.js';
 import { requestCaller } from '../admission/request-caller.js';
-import { HttpRenderer, meteredHeaders, waitForDrain } from '../api/completion-handler.js';
+import {
+  clientGoneSignal,
+  HttpRenderer,
+  meteredHeaders,
+  waitForDrain,
+  writeEventStreamHead,
+} from '../api/completion-handler.js';
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
@@ -42,11 +48,7 @@ export function responsesCreateHandler(options: {
       tenant: caller.tenant ?? anonymousTenant,
       log: (error) => request.log.error({ err: error }, 'storing a response failed'),
     };
-    const clientGone = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished)
-        clientGone.abort(errors.cancelled('The client closed the connection.'));
-    });
+    const clientGone = clientGoneSignal(reply);
     await pipeline.run({
       endpoint: 'responses',
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
@@ -61,9 +63,9 @@ export function responsesCreateHandler(options: {
           },
         }),
       renderer: stream
-        ? new ResponsesSseRenderer(reply, clock, clientGone.signal, target)
-        : new ResponsesJsonRenderer(reply, clientGone.signal, target),
-      signal: clientGone.signal,
+        ? new ResponsesSseRenderer(reply, clock, clientGone, target)
+        : new ResponsesJsonRenderer(reply, clientGone, target),
+      signal: clientGone,
     });
   };
 }
@@ -288,15 +290,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
 
   /** Sends the head, `response.created` and `response.in_progress`, and the events that waited. */
   private commit(): void {
-    const reply = this.reply;
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-    });
+    const raw = writeEventStreamHead(this.reply);
     this.committed = true;
     if (this.relay) {
       // The upstream's own response.created and in_progress are among the events that waited.

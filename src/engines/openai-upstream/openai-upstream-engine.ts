@@ -8,6 +8,7 @@ import {
   type StreamPart,
   type TokenUsage,
   type UpstreamChunkPart,
+  type UpstreamEvent,
   type WireChunkChoice,
 } from '../../core/stream-parts.js';
 import {
@@ -157,122 +158,32 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
     const target = this.options.models.find((model) => model.id === request.model);
     if (!target) throw errors.modelNotFound(request.model);
-    if (request.input.kind === 'embedding') {
-      yield* this.embed(request, request.input, target.upstreamModel, signal);
-      return;
-    }
-    if (this.options.responsesApi && request.responsesBody) {
-      yield* this.generateResponse(request, request.responsesBody, target.upstreamModel, signal);
-      return;
-    }
-    const isChat = request.input.kind === 'chat';
-    const body = upstreamBody(request, target.upstreamModel);
+    const input = request.input;
+    const responsesBody = this.options.responsesApi ? request.responsesBody : undefined;
+    yield* this.holdingSlot(signal, (queueWaitMs) =>
+      input.kind === 'embedding'
+        ? this.embed(request, input, target.upstreamModel, signal, queueWaitMs)
+        : responsesBody
+          ? this.generateResponse(request, responsesBody, target.upstreamModel, signal, queueWaitMs)
+          : this.generateCompletion(request, target.upstreamModel, signal, queueWaitMs),
+    );
+  }
 
+  /**
+   * Runs one exchange with the upstream while holding one of its slots (Gravity's bound on concurrent
+   * requests to it): `queueWaitMs` is how long the slot took. Failures that are not Gravity's own errors
+   * (a reset connection, a body that breaks off) become `upstream_unreachable`; a client that left
+   * gets its abort reason.
+   */
+  private async *holdingSlot(
+    signal: AbortSignal,
+    exchange: (queueWaitMs: number) => AsyncGenerator<StreamPart>,
+  ): AsyncGenerator<StreamPart> {
     let slot: number | undefined;
     try {
       const queuedAtMs = performance.now();
       slot = await this.slots.acquire(signal);
-      const queueWaitMs = performance.now() - queuedAtMs;
-      const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
-      yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
-
-      const parser = new SseEventParser();
-      let finishReason: FinishReason = 'stop';
-      let choicesFinished = false;
-      let reportedUsage: UpstreamChunk['usage'] = null;
-      let contentChunks = 0;
-      let done = false;
-      // Each chunk goes to the client as the upstream sent it (relay-rewrite.ts rewrites the fields
-      // Gravity owns); it is parsed only to meter it: output present, finish reason, usage, errors.
-      // The events of one read travel as one part (see UpstreamChunkPart).
-      let batch: UpstreamChunkPart | null = null;
-      const handle = (data: string): void => {
-        if (data === '[DONE]') {
-          done = true;
-          return;
-        }
-        let chunk: UpstreamChunk;
-        try {
-          chunk = JSON.parse(data) as UpstreamChunk;
-        } catch {
-          return; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
-        }
-        if (chunk === null || typeof chunk !== 'object') return;
-        if (chunk.error) {
-          throw errors.upstream({
-            status: 502,
-            message: `upstream '${this.id}': ${chunk.error.message ?? 'error'}`,
-          });
-        }
-        if (chunk.usage) reportedUsage = chunk.usage;
-        const choices = chunk.choices;
-        // The usage chunk Gravity asked for is not relayed: Gravity sends its own, with metered figures.
-        if (!Array.isArray(choices) || choices.length === 0) return;
-        let output = false;
-        for (const choice of choices) {
-          if (!output && carriesOutput(choice)) output = true;
-          const reason = choice.finish_reason;
-          if (typeof reason === 'string') {
-            choicesFinished = true;
-            if ((choice.index ?? 0) === 0)
-              finishReason = knownFinishReasons.has(reason) ? (reason as FinishReason) : 'stop';
-          }
-        }
-        if (output) contentChunks++;
-        const event = {
-          json: data,
-          chunk,
-          plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
-        };
-        if (batch === null) batch = { type: 'upstream-chunk', events: [event], tokens: output ? 1 : 0 };
-        else {
-          batch.events.push(event);
-          if (output) batch.tokens++;
-        }
-      };
-      /** Takes the batch built so far, if any. */
-      const takeBatch = (): UpstreamChunkPart | null => {
-        const taken = batch;
-        batch = null;
-        return taken;
-      };
-
-      const upstreamBody = response.body;
-      try {
-        // Read to the end even after [DONE]: a body read to its end returns the connection to the pool,
-        // one destroyed early closes it.
-        for await (const bytes of upstreamBody) {
-          // An error event ends the stream; what came before it in the same read still goes out first.
-          let failure: { error: unknown } | null = null;
-          try {
-            for (const event of parser.push(bytes as Uint8Array)) handle(event);
-          } catch (error) {
-            failure = { error };
-          }
-          const part = takeBatch();
-          if (part) yield part;
-          if (failure) throw failure.error;
-        }
-        if (!done) {
-          for (const event of parser.end()) handle(event);
-          const part = takeBatch();
-          if (part) yield part;
-        }
-      } finally {
-        // Leaving early (client gone, upstream error) must close the upstream stream, which tells the
-        // upstream server to stop generating.
-        if (!upstreamBody.readableEnded && !upstreamBody.destroyed) upstreamBody.destroy();
-      }
-      if (signal.aborted) throw signal.reason;
-      if (!done)
-        throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
-
-      const usage = usageFrom(reportedUsage, request, contentChunks);
-      // Deltas count one token per content chunk; an upstream that packs several tokens into a chunk
-      // reports more in its usage, and an empty delta reports the rest so the deltas add up to it.
-      if (usage.completionTokens > contentChunks)
-        yield { type: 'text-delta', text: '', tokens: usage.completionTokens - contentChunks };
-      yield { type: 'finish', finishReason, usage, choicesFinished };
+      yield* exchange(performance.now() - queuedAtMs);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;
@@ -280,6 +191,79 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     } finally {
       if (slot !== undefined) this.slots.release(slot);
     }
+  }
+
+  /** Chat and completions: the upstream's stream relayed chunk by chunk (relay-rewrite.ts). */
+  private async *generateCompletion(
+    request: GenerationRequest,
+    upstreamModel: string,
+    signal: AbortSignal,
+    queueWaitMs: number,
+  ): AsyncGenerator<StreamPart> {
+    const isChat = request.input.kind === 'chat';
+    const body = upstreamBody(request, upstreamModel);
+    const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
+    yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
+
+    let finishReason: FinishReason = 'stop';
+    let choicesFinished = false;
+    let reportedUsage: UpstreamChunk['usage'] = null;
+    let contentChunks = 0;
+    let done = false;
+    // Each chunk goes to the client as the upstream sent it (relay-rewrite.ts rewrites the fields
+    // Gravity owns); it is parsed only to meter it: output present, finish reason, usage, errors.
+    const read = (data: string): RelayedEvent | null => {
+      if (done) return null;
+      if (data === '[DONE]') {
+        done = true;
+        return null;
+      }
+      let chunk: UpstreamChunk;
+      try {
+        chunk = JSON.parse(data) as UpstreamChunk;
+      } catch {
+        return null; // Tolerate keep-alive junk; a broken stream shows up as a missing [DONE] below.
+      }
+      if (chunk === null || typeof chunk !== 'object') return null;
+      if (chunk.error) {
+        throw errors.upstream({
+          status: 502,
+          message: `upstream '${this.id}': ${chunk.error.message ?? 'error'}`,
+        });
+      }
+      if (chunk.usage) reportedUsage = chunk.usage;
+      const choices = chunk.choices;
+      // The usage chunk Gravity asked for is not relayed: Gravity sends its own, with metered figures.
+      if (!Array.isArray(choices) || choices.length === 0) return null;
+      let output = false;
+      for (const choice of choices) {
+        if (!output && carriesOutput(choice)) output = true;
+        const reason = choice.finish_reason;
+        if (typeof reason === 'string') {
+          choicesFinished = true;
+          if ((choice.index ?? 0) === 0)
+            finishReason = knownFinishReasons.has(reason) ? (reason as FinishReason) : 'stop';
+        }
+      }
+      if (output) contentChunks++;
+      const event = {
+        json: data,
+        chunk,
+        plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
+      };
+      return { event, tokens: output ? 1 : 0 };
+    };
+    yield* relayedParts(response.body, read, undefined);
+    if (signal.aborted) throw signal.reason;
+    if (!done)
+      throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
+
+    const usage = usageFrom(reportedUsage, request, contentChunks);
+    // Deltas count one token per content chunk; an upstream that packs several tokens into a chunk
+    // reports more in its usage, and an empty delta reports the rest so the deltas add up to it.
+    if (usage.completionTokens > contentChunks)
+      yield { type: 'text-delta', text: '', tokens: usage.completionTokens - contentChunks };
+    yield { type: 'finish', finishReason, usage, choicesFinished };
   }
 
   /**
@@ -292,6 +276,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     input: EmbeddingInput,
     upstreamModel: string,
     signal: AbortSignal,
+    queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
     const body = request.carried
       ? { ...request.carried, model: upstreamModel }
@@ -302,41 +287,29 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           ...(input.dimensions === null ? {} : { dimensions: input.dimensions }),
           ...(request.user === null ? {} : { user: request.user }),
         };
-    let slot: number | undefined;
-    try {
-      const queuedAtMs = performance.now();
-      slot = await this.slots.acquire(signal);
-      const queueWaitMs = performance.now() - queuedAtMs;
-      const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
-      // Read whole and checked before the start: an unusable answer is still a plain 502.
-      const answer = parseEmbeddingsAnswer(this.id, await response.body.text(), input.inputs.length);
-      yield { type: 'response-start', promptTokens: answer.promptTokens, cachedPromptTokens: 0, queueWaitMs };
-      yield { type: 'embeddings', data: answer.data, tokens: 0 };
-      yield {
-        type: 'finish',
-        finishReason: 'stop',
-        usage:
-          answer.promptTokens === null
-            ? {
-                promptTokens: estimateRequestTokens(request),
-                cachedPromptTokens: 0,
-                completionTokens: 0,
-                source: 'counted',
-              }
-            : {
-                promptTokens: answer.promptTokens,
-                cachedPromptTokens: 0,
-                completionTokens: 0,
-                source: 'upstream',
-              },
-      };
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      if (error instanceof GravityError) throw error;
-      throw errors.upstreamUnreachable(this.id, (error as Error).message);
-    } finally {
-      if (slot !== undefined) this.slots.release(slot);
-    }
+    const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
+    // Read whole and checked before the start: an unusable answer is still a plain 502.
+    const answer = parseEmbeddingsAnswer(this.id, await response.body.text(), input.inputs.length);
+    yield { type: 'response-start', promptTokens: answer.promptTokens, cachedPromptTokens: 0, queueWaitMs };
+    yield { type: 'embeddings', data: answer.data, tokens: 0 };
+    yield {
+      type: 'finish',
+      finishReason: 'stop',
+      usage:
+        answer.promptTokens === null
+          ? {
+              promptTokens: estimateRequestTokens(request),
+              cachedPromptTokens: 0,
+              completionTokens: 0,
+              source: 'counted',
+            }
+          : {
+              promptTokens: answer.promptTokens,
+              cachedPromptTokens: 0,
+              completionTokens: 0,
+              source: 'upstream',
+            },
+    };
   }
 
   /**
@@ -349,83 +322,31 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     responsesBody: Readonly<Record<string, unknown>>,
     upstreamModel: string,
     signal: AbortSignal,
+    queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
-    let slot: number | undefined;
-    try {
-      const queuedAtMs = performance.now();
-      slot = await this.slots.acquire(signal);
-      const queueWaitMs = performance.now() - queuedAtMs;
-      const body = { ...responsesBody, model: upstreamModel, stream: true };
-      const response = await this.send('/responses', body, signal);
-      yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
-      const parser = new SseEventParser();
-      const relay = new ResponsesEventRelay(this.id);
-      let batch: UpstreamChunkPart | null = null;
-      const handle = (data: string): void => {
-        const read = relay.read(data);
-        if (read === null) return;
-        if (batch === null)
-          batch = {
-            type: 'upstream-chunk',
-            protocol: 'responses',
-            events: [read.event],
-            tokens: read.tokens,
-          };
-        else {
-          batch.events.push(read.event);
-          batch.tokens += read.tokens;
-        }
+    const body = { ...responsesBody, model: upstreamModel, stream: true };
+    const response = await this.send('/responses', body, signal);
+    yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
+    const relay = new ResponsesEventRelay(this.id);
+    yield* relayedParts(response.body, (data) => relay.read(data), 'responses');
+    if (signal.aborted) throw signal.reason;
+    if (!relay.done)
+      throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
+    const usage = relay.reportedUsage() ?? {
+      promptTokens: estimateRequestTokens(request),
+      cachedPromptTokens: 0,
+      completionTokens: relay.outputEvents,
+      source: 'counted' as const,
+    };
+    // The deltas add up to the upstream's count: an empty relayed part stands for the rest.
+    if (usage.completionTokens > relay.outputEvents)
+      yield {
+        type: 'upstream-chunk',
+        protocol: 'responses',
+        events: [],
+        tokens: usage.completionTokens - relay.outputEvents,
       };
-      const takeBatch = (): UpstreamChunkPart | null => {
-        const taken = batch;
-        batch = null;
-        return taken;
-      };
-      const upstreamStream = response.body;
-      try {
-        for await (const bytes of upstreamStream) {
-          // A failure event ends the stream; what came before it in the same read still goes out first.
-          let failure: { error: unknown } | null = null;
-          try {
-            for (const data of parser.push(bytes as Uint8Array)) handle(data);
-          } catch (error) {
-            failure = { error };
-          }
-          const part = takeBatch();
-          if (part) yield part;
-          if (failure) throw failure.error;
-        }
-        for (const data of parser.end()) handle(data);
-        const part = takeBatch();
-        if (part) yield part;
-      } finally {
-        if (!upstreamStream.readableEnded && !upstreamStream.destroyed) upstreamStream.destroy();
-      }
-      if (signal.aborted) throw signal.reason;
-      if (!relay.done)
-        throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
-      const usage = relay.reportedUsage() ?? {
-        promptTokens: estimateRequestTokens(request),
-        cachedPromptTokens: 0,
-        completionTokens: relay.outputEvents,
-        source: 'counted' as const,
-      };
-      // The deltas add up to the upstream's count: an empty relayed part stands for the rest.
-      if (usage.completionTokens > relay.outputEvents)
-        yield {
-          type: 'upstream-chunk',
-          protocol: 'responses',
-          events: [],
-          tokens: usage.completionTokens - relay.outputEvents,
-        };
-      yield { type: 'finish', finishReason: relay.finishReason, usage };
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      if (error instanceof GravityError) throw error;
-      throw errors.upstreamUnreachable(this.id, (error as Error).message);
-    } finally {
-      if (slot !== undefined) this.slots.release(slot);
-    }
+    yield { type: 'finish', finishReason: relay.finishReason, usage };
   }
 
   private async send(
@@ -504,6 +425,61 @@ interface UpstreamErrorFields {
  * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
  * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
  */
+/** One upstream event as relayed, and the completion tokens it stands for. */
+interface RelayedEvent {
+  event: UpstreamEvent;
+  tokens: number;
+}
+
+/**
+ * An upstream's event stream as relayed parts: the events of one read travel as one part and leave in
+ * one write (a fast upstream sends a whole answer in a few reads). `read` meters one event's data and
+ * returns it as relayed, or null for one that is not (keep-alives, the usage chunk Gravity replaces);
+ * it throws for an error event, and what came before it in the same read still goes out first. The body
+ * is read to its end even after the last event (a body read to its end returns the connection to the
+ * pool); leaving early (client gone, upstream error) destroys it, which tells the upstream to stop.
+ */
+async function* relayedParts(
+  stream: Dispatcher.ResponseData['body'],
+  read: (data: string) => RelayedEvent | null,
+  protocol: UpstreamChunkPart['protocol'],
+): AsyncGenerator<UpstreamChunkPart> {
+  const parser = new SseEventParser();
+  let part: UpstreamChunkPart | null = null;
+  const add = (data: string): void => {
+    const relayed = read(data);
+    if (relayed === null) return;
+    if (part !== null) {
+      part.events.push(relayed.event);
+      part.tokens += relayed.tokens;
+    } else
+      part =
+        protocol === undefined
+          ? { type: 'upstream-chunk', events: [relayed.event], tokens: relayed.tokens }
+          : { type: 'upstream-chunk', protocol, events: [relayed.event], tokens: relayed.tokens };
+  };
+  try {
+    for await (const bytes of stream) {
+      let failure: { error: unknown } | null = null;
+      try {
+        for (const data of parser.push(bytes as Uint8Array)) add(data);
+      } catch (error) {
+        failure = { error };
+      }
+      const taken: UpstreamChunkPart | null = part;
+      part = null;
+      if (taken) yield taken;
+      if (failure) throw failure.error;
+    }
+    for (const data of parser.end()) add(data);
+    const taken: UpstreamChunkPart | null = part;
+    part = null;
+    if (taken) yield taken;
+  } finally {
+    if (!stream.readableEnded && !stream.destroyed) stream.destroy();
+  }
+}
+
 /** The body parsed as JSON, or null when it is not JSON or grows past `maxBytes` (then it is dropped). */
 async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = [];
