@@ -3,15 +3,8 @@ import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, ResponseRenderer } from '../pipeline/request-pipeline.js';
-import {
-  completedAtSeconds,
-  incompleteReason,
-  responseIdOf,
-  responseObject,
-} from '../responses/response-object.js';
-import { ResponseOutputBuilder } from '../responses/response-output.js';
-import { isRelayedResponses, ResponseRelay } from '../responses/response-relay.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from '../responses/responses-request.js';
+import { WholeResponse } from '../responses/whole-response.js';
 import { failedLineAnswer, type LineAnswer } from './line-answer.js';
 
 /**
@@ -36,58 +29,28 @@ export function parseResponsesBatchLine(body: Record<string, unknown>): ParsedRe
 /** Assembles a line's Response object, or the error an HTTP client would have received. */
 export class ResponsesLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
   readonly committed = false;
-  private builder: ResponseOutputBuilder | null = null;
+  private whole: WholeResponse | null = null;
   private request: ParsedResponsesRequest | null = null;
-  private context: RequestContext | null = null;
-  /** Set by the first part of an upstream's relayed Responses events (src/responses/response-relay.ts). */
-  private relay: ResponseRelay | null = null;
 
   admitted(): void {}
 
   /** The batch executor picks this renderer for `/v1/responses` lines, whose parser gives this request. */
   started(context: RequestContext, request: ParsedRequest): void {
     this.request = request as ParsedResponsesRequest;
-    this.context = context;
-    this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
+    this.whole = new WholeResponse(context, this.request);
   }
 
   text(part: ContentPart): undefined {
-    if (isRelayedResponses(part)) {
-      this.relay ??= new ResponseRelay(
-        this.context as RequestContext,
-        (this.request as ParsedResponsesRequest).echo,
-      );
-      this.relay.add(part);
-    } else (this.builder as ResponseOutputBuilder).add(part);
+    (this.whole as WholeResponse).add(part);
     return undefined;
   }
 
   finished(part: FinishPart, context: RequestContext): LineAnswer {
-    const relayed = this.relay?.finish(part, context.metered) ?? null;
-    if (relayed)
-      return {
-        statusCode: 200,
-        requestId: context.requestId,
-        body: relayed.response,
-        usage: part.usage,
-        errorCode: null,
-        pushedBack: false,
-      };
-    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), null);
-    const reason = incompleteReason(part.finishReason);
+    const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
     return {
       statusCode: 200,
       requestId: context.requestId,
-      body: responseObject({
-        context,
-        echo: (this.request as ParsedResponsesRequest).echo,
-        status: reason === null ? 'completed' : 'incomplete',
-        output: builder.finish(reason === null),
-        incompleteReason: reason,
-        usage: part.usage,
-        metered: context.metered,
-        completedAtSeconds: completedAtSeconds(context),
-      }),
+      body: whole.finish(part).response,
       usage: part.usage,
       errorCode: null,
       pushedBack: false,

@@ -14,11 +14,12 @@ import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
-import { completedAtSeconds, incompleteReason, responseIdOf, responseObject } from './response-object.js';
+import { responseIdOf, responseObject } from './response-object.js';
 import { type OutputEvents, ResponseOutputBuilder } from './response-output.js';
 import { isRelayedResponses, ResponseRelay } from './response-relay.js';
 import type { ResponseStore } from './response-store.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from './responses-request.js';
+import { builtResponse, WholeResponse } from './whole-response.js';
 
 /** What a Responses renderer needs beyond the reply: where finished responses are stored, for whom. */
 interface StoreTarget {
@@ -92,33 +93,10 @@ function storeResponse(
   }
 }
 
-function finishedResponse(
-  context: RequestContext,
-  request: ParsedResponsesRequest,
-  builder: ResponseOutputBuilder,
-  part: FinishPart,
-): Record<string, unknown> {
-  const reason = incompleteReason(part.finishReason);
-  const output = builder.finish(reason === null);
-  return responseObject({
-    context,
-    echo: request.echo,
-    status: reason === null ? 'completed' : 'incomplete',
-    output,
-    incompleteReason: reason,
-    usage: part.usage,
-    metered: context.metered,
-    completedAtSeconds: completedAtSeconds(context),
-  });
-}
-
 /** The whole Response object as one JSON body, metered figures in headers as well. */
 class ResponsesJsonRenderer extends HttpRenderer {
-  private builder: ResponseOutputBuilder | null = null;
   private request: ParsedResponsesRequest | null = null;
-  private context: RequestContext | null = null;
-  /** Set by the first part of an upstream's relayed Responses events (response-relay.ts). */
-  private relay: ResponseRelay | null = null;
+  private whole: WholeResponse | null = null;
 
   constructor(
     reply: FastifyReply,
@@ -129,36 +107,23 @@ class ResponsesJsonRenderer extends HttpRenderer {
   }
 
   protected begin(context: RequestContext, request: ParsedResponsesRequest): void {
-    this.context = context;
     this.request = request;
-    this.builder = new ResponseOutputBuilder(responseIdOf(context.requestId), null);
+    this.whole = new WholeResponse(context, request);
   }
 
   text(part: ContentPart): undefined {
-    if (isRelayedResponses(part)) {
-      this.relay ??= new ResponseRelay(
-        this.context as RequestContext,
-        (this.request as ParsedResponsesRequest).echo,
-      );
-      this.relay.add(part);
-    } else (this.builder as ResponseOutputBuilder).add(part);
+    (this.whole as WholeResponse).add(part);
     return undefined;
   }
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
-    const request = this.request as ParsedResponsesRequest;
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
-    const relayed = this.relay?.finish(part, context.metered) ?? null;
-    if (relayed) {
-      // The upstream's Response object as it sent it, Gravity's fields rewritten: no re-encoding.
-      storeResponse(this.target, context, request, relayed.response);
-      await this.reply.type('application/json; charset=utf-8').send(relayed.responseJson);
-      return;
-    }
-    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), null);
-    const response = finishedResponse(context, request, builder, part);
-    storeResponse(this.target, context, request, response);
-    await this.reply.send(response);
+    const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
+    const { response, relayedJson } = whole.finish(part);
+    storeResponse(this.target, context, this.request as ParsedResponsesRequest, response);
+    // A relayed upstream's Response goes out as it sent it, Gravity's fields rewritten: no re-encoding.
+    if (relayedJson !== null) await this.reply.type('application/json; charset=utf-8').send(relayedJson);
+    else await this.reply.send(response);
   }
 }
 
@@ -255,7 +220,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
       return;
     }
     const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), this);
-    const response = finishedResponse(context, request, builder, part);
+    const response = builtResponse(context, request, builder, part);
     storeResponse(this.target, context, request, response);
     const type = response.status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.event({ type, response });
