@@ -5,6 +5,7 @@ import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { createKey } from '../src/cli/keys-command.js';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
 import type { UsageRecord } from '../src/metering/usage-record.js';
+import { readLedgerFile } from '../src/simulator/workload/replay-workload.js';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
 
 /**
@@ -348,6 +349,18 @@ describe('embeddings from the emulated engine', () => {
     expect(record).toMatchObject({ endpoint: 'embeddings', promptTokens: 1000, completionTokens: 0 });
     expect(record?.energyJoules).toBeGreaterThan(0);
     expect(record?.energySource).toBe('estimated:performance-model');
+  });
+
+  it('replays embeddings from the ledger in the simulator as prefill-only sequences', async () => {
+    const { response } = await upstream.client.embeddings
+      .create({ model: 'emulated-8b', input: 'y'.repeat(2000), encoding_format: 'float' })
+      .withResponse();
+    const [record] = await ledgerRecord(upstream, response.headers.get('x-request-id'));
+    const replayed = [...readLedgerFile(upstream.ledgerPath).records].find(
+      (request) => request.arrivalMs === record?.receivedAtMs,
+    );
+    // Its prompt tokens and the one step that ends the prefill, as the emulated engine ran it.
+    expect(replayed).toMatchObject({ promptTokens: 500, outputTokens: 1 });
   });
 });
 

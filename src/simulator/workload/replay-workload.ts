@@ -167,10 +167,15 @@ export function* readTraceFile(filePath: string): Generator<ReplayedRequest> {
   }
 }
 
-/** Gravity's own ledger: completed requests in arrival order, with their tenants and tiers. */
+/**
+ * Gravity's own ledger: completed requests in arrival order, with their tenants and tiers. Embeddings
+ * replay as prefill-only work, one sequence of their prompt tokens with the single step that ends its
+ * prefill, as the emulated engine runs each input (the ledger keeps no split by input, so a request of
+ * several inputs replays as one longer sequence).
+ */
 export function readLedgerFile(filePath: string): { records: Generator<ReplayedRequest>; count: number } {
   const database = new Database(filePath, { readonly: true, fileMustExist: true });
-  const where = 'status = 200 AND completion_tokens > 0';
+  const where = "status = 200 AND (completion_tokens > 0 OR (endpoint = 'embeddings' AND prompt_tokens > 0))";
   const count = (
     database.prepare(`SELECT count(*) AS n FROM usage_records WHERE ${where}`).get() as { n: number }
   ).n;
@@ -189,7 +194,7 @@ export function readLedgerFile(filePath: string): { records: Generator<ReplayedR
         yield {
           arrivalMs: row.received_at_ms,
           promptTokens: row.prompt_tokens,
-          outputTokens: row.completion_tokens,
+          outputTokens: Math.max(1, row.completion_tokens),
           tenant: row.tenant,
           tier: asTier(row.tier),
           hashIds: null,
