@@ -88,6 +88,14 @@ beforeAll(async () => {
         maxConcurrentRequests: 4,
       },
       local: { ...replica, servedFeatures: ['tools'] },
+      // An upstream that serves /v1/responses itself: built-in tools and the like are passed on too.
+      native: {
+        type: 'openai-upstream',
+        baseUrl: vllmLike.url,
+        connectTimeoutMs: 5000,
+        maxConcurrentRequests: 4,
+        responsesApi: true,
+      },
       'vllm-8b': {
         type: 'openai-upstream',
         baseUrl: vllmServingBackModel.url,
@@ -100,6 +108,7 @@ beforeAll(async () => {
       'llama-3.1-8b-instruct': { engine: 'vllm', upstreamModel: 'meta-llama/Llama-3.1-8B-Instruct' },
       'capped-8b': { engine: 'vllm', upstreamModel: 'meta-llama/Llama-3.1-8B-Instruct', contextTokens: 8192 },
       'local-8b': { engine: 'local' },
+      'native-8b': { engine: 'native', upstreamModel: 'meta-llama/Llama-3.1-8B-Instruct' },
       // A window learned from a vLLM-like server (32k) next to one learned from the back Gravity (128k).
       mixed: { engines: ['vllm-8b', 'gravity'], upstreamModel: 'llama-3.1-8b' },
     },
@@ -148,6 +157,11 @@ describe('/v1/models', () => {
     expect(chained?.features).toContain('image_url');
     expect(chained?.replicas).toEqual({ 'openai-upstream': 1 });
     expect(chained?.endpoints).toContain('/v1/embeddings');
+    // …except what only a native /v1/responses serves: it reaches this upstream translated onto chat.
+    const responsesNative = ['tools.*', 'tool_choice.*', 'input.*', 'include.*', 'max_tool_calls'];
+    for (const family of responsesNative) expect(chained?.features).not.toContain(family);
+    const native = byId.get('native-8b')?.capabilities;
+    expect(native?.features).toEqual(expect.arrayContaining([...responsesNative, 'tools', 'image_url']));
   });
 
   it('answers one model the same way, and 404 for an unknown one', async () => {

@@ -69,6 +69,14 @@ function expectedText(data: string, requestId: string): string {
 /** Gravity's metered figures, flat, added first in the terminal event's usage. */
 const gravityUsage = /"usage":\{"gravity":\{[^{}]*\},/;
 
+const emulatedReplica = {
+  type: 'emulated',
+  hardware: 'h200',
+  model: 'llama-3.1-8b',
+  weightDtype: 'fp8',
+  metering: { cost: { hourlyUsd: 3.5 } },
+};
+
 let upstream: CaptureUpstream;
 let gravity: Harness;
 let client: OpenAI;
@@ -112,9 +120,23 @@ beforeAll(async () => {
         maxConcurrentRequests: 4,
         responsesApi: true,
       },
+      // The same upstream reached on its chat endpoint only, and an emulated replica: both translate a
+      // Responses request onto chat, which has no shape for built-in tools.
+      'openai-chat': {
+        type: 'openai-upstream',
+        baseUrl: upstream.url,
+        connectTimeoutMs: 5000,
+        maxConcurrentRequests: 4,
+      },
+      emulated: emulatedReplica,
+      'emulated-beside-openai': emulatedReplica,
     },
     models: {
       'g-openai-reasoning': { engine: 'openai', upstreamModel: 'openai-reasoning' },
+      'g-openai-chat': { engine: 'openai-chat', upstreamModel: 'openai-reasoning' },
+      'g-emulated': { engine: 'emulated' },
+      // Named as the upstream names it: a model on several engines takes no upstreamModel.
+      'openai-reasoning': { engines: ['openai', 'emulated-beside-openai'] },
       'g-openai-failing': { engine: 'openai', upstreamModel: 'openai-failing' },
       'g-openai-error-first': { engine: 'openai', upstreamModel: 'openai-error-first' },
     },
@@ -283,5 +305,74 @@ describe("an upstream's Responses stream relayed (OpenAI, a reasoning item, a we
     expect(String(response.json.error?.message)).toMatch(/currently overloaded/);
     const records = await ledgerRecords(response.headers.get('x-request-id') ?? '');
     expect(records).toMatchObject([{ status: 502, endpoint: 'responses' }]);
+  });
+});
+
+describe('built-in tools: served by an upstream with its own /v1/responses, refused by name elsewhere', () => {
+  const webSearch = {
+    input: 'Weather in Paris?',
+    tools: [{ type: 'web_search' }],
+    include: ['web_search_call.action.sources'],
+    max_tool_calls: 3,
+    stream: true,
+  };
+
+  it('reach the upstream as sent, and the client gets its stream with the web search relayed', async () => {
+    const response = await postRaw(
+      `${gravity.url}/v1/responses`,
+      JSON.stringify({ model: 'g-openai-reasoning', ...webSearch }),
+    );
+    expect(response.status).toBe(200);
+    const sent = upstream.received.at(-1);
+    expect(sent?.path).toBe('/v1/responses');
+    expect(sent?.body).toMatchObject({
+      model: 'openai-reasoning',
+      input: 'Weather in Paris?',
+      tools: [{ type: 'web_search' }],
+      include: ['web_search_call.action.sources'],
+      max_tool_calls: 3,
+      store: false,
+    });
+    const received = sseEvents(response.text);
+    expect(received.map((event) => event.name)).toEqual(capture.map((event) => event.name));
+    expect(received.map((event) => event.name)).toContain('response.web_search_call.completed');
+  });
+
+  it('are a 400 naming the parameter on a plain upstream and on an emulated replica, before any upstream call', async () => {
+    const before = upstream.received.length;
+    for (const [model, engine] of [
+      ['g-openai-chat', "'openai-chat' (openai-upstream)"],
+      ['g-emulated', "'emulated' (emulated)"],
+    ] as const) {
+      const response = await postRaw(`${gravity.url}/v1/responses`, JSON.stringify({ model, ...webSearch }));
+      expect(response.status, model).toBe(400);
+      expect(response.json.error).toMatchObject({ code: 'unsupported_parameter', param: 'tools' });
+      expect(String(response.json.error?.message)).toContain(
+        "Unsupported parameter: 'tools' (built-in tool 'web_search') is not served by",
+      );
+      expect(String(response.json.error?.message)).toContain(engine);
+    }
+    // An input item chat has no shape for is refused the same way, by its parameter.
+    const reference = await postRaw(
+      `${gravity.url}/v1/responses`,
+      JSON.stringify({ model: 'g-emulated', input: [{ type: 'item_reference', id: 'ws_1' }] }),
+    );
+    expect(reference.status).toBe(400);
+    expect(reference.json.error).toMatchObject({ code: 'unsupported_parameter', param: 'input' });
+    expect(String(reference.json.error?.message)).toContain("(input item 'item_reference')");
+    expect(upstream.received.length).toBe(before);
+  });
+
+  it('route to the replica that serves them when a model has one that does and one that does not', async () => {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const response = await postRaw(
+        `${gravity.url}/v1/responses`,
+        JSON.stringify({ model: 'openai-reasoning', ...webSearch }),
+      );
+      expect(response.status).toBe(200);
+      const route = JSON.parse(response.headers.get('x-gravity-route') ?? '{}') as { replica?: string };
+      expect(route.replica).toBe('openai');
+      expect(upstream.received.at(-1)?.body).toMatchObject({ tools: [{ type: 'web_search' }] });
+    }
   });
 });

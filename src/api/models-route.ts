@@ -1,11 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../core/errors.js';
-import { requestFeatures } from '../core/request-features.js';
+import { requestFeatures, responsesNativeFeatures, servesFeature } from '../core/request-features.js';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
 import type { Gateway } from '../gateway/gateway.js';
 
-/** Every request feature Gravity names; an engine without `servedFeatures` serves them all. */
-const allFeatures: readonly string[] = Object.values(requestFeatures);
+/**
+ * Every request feature Gravity names, the Responses-native families as `tools.*`, `input.*` … (their
+ * members are open-ended); an engine serves those its allow- and deny-lists let through.
+ */
+const allFeatures: readonly string[] = [
+  ...new Set([...Object.values(requestFeatures), ...responsesNativeFeatures]),
+];
 
 /** One model of `/v1/models` as Gravity describes it, from every replica that serves it. */
 export interface ModelDescription {
@@ -66,7 +71,8 @@ export function describeModels(gateway: Gateway): ModelDescription[] {
       if (model.contextTokens !== null && model.contextTokens > (description.context_length ?? 0))
         description.context_length = model.contextTokens;
       for (const endpoint of endpointsOf(engine)) entry.endpoints.add(endpoint);
-      for (const feature of engine.servedFeatures ?? allFeatures) entry.features.add(feature);
+      for (const feature of engine.servedFeatures ?? allFeatures)
+        if (servesFeature(engine, feature)) entry.features.add(feature);
       const replicas = description.capabilities.replicas;
       replicas[engine.type] = (replicas[engine.type] ?? 0) + 1;
     }

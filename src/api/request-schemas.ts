@@ -571,7 +571,7 @@ function toolOptions(
         description: tool.function.description,
         parameters: tool.function.parameters,
       });
-    else features.add(`${requestFeatures.tools}.custom`);
+    else features.add(requestFeatures.customTools);
   }
   const choice = parsed.tool_choice;
   if (choice != null && (parsed.tools ?? []).length === 0)

@@ -246,4 +246,12 @@ export interface EngineAdapter {
    * a request only to replicas that serve every feature it uses.
    */
   readonly servedFeatures?: ReadonlySet<string> | undefined;
+
+  /**
+   * Features this engine refuses although `servedFeatures` lets them in (exact names or `<family>.*`):
+   * how an engine that serves every chat feature, vendor extras included, still refuses what only a
+   * native `/v1/responses` serves (`responsesNativeFeatures`). One rule reads both lists:
+   * request-features.ts `servesFeature`.
+   */
+  readonly unservedFeatures?: ReadonlySet<string> | undefined;
 }

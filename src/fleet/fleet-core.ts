@@ -52,6 +52,8 @@ export interface FleetReplicaOptions {
   signals: ReplicaSignals;
   /** Request features its engine serves (core/request-features.ts); absent: all of them. */
   servedFeatures?: ReadonlySet<string> | undefined;
+  /** Request features its engine refuses although `servedFeatures` lets them in; absent: none. */
+  unservedFeatures?: ReadonlySet<string> | undefined;
   /** The gateway's queue in front of it; null sends requests straight to the engine. */
   scheduler: ReplicaSchedulerSettings | null;
 }
@@ -97,6 +99,7 @@ export class FleetReplica implements ReplicaLoadView {
   healthy = true;
   contextTokens: number | null = null;
   readonly servedFeatures: ReadonlySet<string> | null;
+  readonly unservedFeatures: ReadonlySet<string> | null;
   private contextByModel: ReadonlyMap<string, number | null>;
 
   constructor(
@@ -108,10 +111,12 @@ export class FleetReplica implements ReplicaLoadView {
       models: ReadonlyArray<{ id: string; contextTokens: number | null }>;
       scheduler: ReplicaScheduler<FleetAttempt<unknown>> | null;
       servedFeatures?: ReadonlySet<string> | undefined;
+      unservedFeatures?: ReadonlySet<string> | undefined;
     },
   ) {
     this.labels = options.labels;
     this.servedFeatures = options.servedFeatures ?? null;
+    this.unservedFeatures = options.unservedFeatures ?? null;
     this.scheduler = options.scheduler;
     this.contextByModel = new Map(options.models.map((model) => [model.id, model.contextTokens]));
   }
@@ -272,6 +277,7 @@ export class FleetCore<Tag> {
         models: replica.models,
         scheduler,
         servedFeatures: replica.servedFeatures,
+        unservedFeatures: replica.unservedFeatures,
       });
       for (const model of replica.models) {
         const pool = this.pools.get(model.id);

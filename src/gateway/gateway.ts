@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
 import { estimateRequestTokens, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
-import { unservedFeatureError } from '../core/request-features.js';
+import { servesFeature, unservedFeatureError } from '../core/request-features.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import { type ServiceBand, type ServiceTier, serviceBand } from '../core/service-tiers.js';
 import type { StreamPart } from '../core/stream-parts.js';
@@ -105,6 +105,7 @@ export class Gateway {
         signals: this.signals.signalsOf(engine),
         scheduler: this.options.schedulerFor?.(engine) ?? null,
         servedFeatures: engine.servedFeatures,
+        unservedFeatures: engine.unservedFeatures,
       })),
       routing: this.options.routing,
       random: this.options.random ?? Math.random,
@@ -324,9 +325,7 @@ export class Gateway {
     if (refusal.kind === 'no-replica' && refusal.filter === 'serves-features') {
       const engines = pool.map((replica) => this.engines[replica.index] as EngineAdapter);
       const feature =
-        (features ?? []).find((candidate) =>
-          engines.every((engine) => engine.servedFeatures && !engine.servedFeatures.has(candidate)),
-        ) ??
+        (features ?? []).find((candidate) => engines.every((engine) => !servesFeature(engine, candidate))) ??
         features?.[0] ??
         '';
       const names = engines.map((engine) => `'${engine.id}' (${engine.type})`).join(', ');

@@ -195,24 +195,53 @@ describe('parseResponsesRequest', () => {
     expect(refusal({ model: 'm', input: 'x', conversation: 'conv_1' })).toEqual(unsupported('conversation'));
     expect(refusal({ model: 'm', input: 'x', prompt: { id: 'p' } })).toEqual(unsupported('prompt'));
     expect(refusal({ model: 'm', input: 'x', truncation: 'auto' })).toEqual(unsupported('truncation'));
-    expect(refusal({ model: 'm', input: 'x', tools: [{ type: 'file_search' }] })).toEqual(
-      unsupported('tools[0].type'),
-    );
-    expect(refusal({ model: 'm', input: 'x', tool_choice: { type: 'web_search_preview' } })).toEqual(
-      unsupported('tool_choice'),
-    );
-    expect(refusal({ model: 'm', input: 'x', include: ['code_interpreter_call.outputs'] })).toEqual(
-      unsupported('include[0]'),
-    );
-    expect(refusal({ model: 'm', input: [{ type: 'computer_call_output', call_id: 'c' }] })).toEqual(
-      unsupported('input[0].type'),
-    );
     expect(
       refusal({
         model: 'm',
         input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file_1' }] }],
       }),
     ).toEqual(unsupported('input[0].content[0].file_id'));
+  });
+
+  it('lists what only a native /v1/responses serves as features, leaves it out of chat and sends it as written', () => {
+    const body = {
+      model: 'm',
+      input: [
+        { role: 'user', content: 'Look it up.' },
+        { type: 'item_reference', id: 'ws_1' },
+      ],
+      tools: [{ type: 'web_search' }, { type: 'function', name: 'f', parameters: { type: 'object' } }],
+      tool_choice: { type: 'file_search' },
+      max_tool_calls: 2,
+      include: ['web_search_call.action.sources', 'reasoning.encrypted_content'],
+    };
+    const parsed = parse(body);
+    expect(parsed.generation.features).toEqual([
+      'tools',
+      'tools.web_search',
+      'tool_choice.file_search',
+      'max_tool_calls',
+      'input.item_reference',
+      'include.web_search_call.action.sources',
+    ]);
+    // The chat translation keeps the function tool only, and no built-in tool choice.
+    expect(parsed.generation.options?.tools.map((tool) => tool.name)).toEqual(['f']);
+    expect(parsed.generation.options?.toolChoice).toBe('auto');
+    expect(parsed.generation.input).toEqual({
+      kind: 'chat',
+      messages: [{ role: 'user', content: 'Look it up.', name: undefined }],
+    });
+    const { model: _model, ...sent } = body;
+    expect(parsed.generation.responsesBody).toEqual({ ...sent, store: false });
+  });
+
+  it('parses an input made only of items chat has no shape for, for a native /v1/responses', () => {
+    const parsed = parse({
+      model: 'm',
+      input: [{ type: 'computer_call_output', call_id: 'c', output: { type: 'computer_screenshot' } }],
+    });
+    expect(parsed.generation.features).toEqual(['input.computer_call_output']);
+    expect(parsed.inputItems[0]).toMatchObject({ type: 'computer_call_output', call_id: 'c' });
   });
 
   it('validates what it reads, in OpenAI’s words', () => {

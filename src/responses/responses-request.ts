@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { describeZodError, type ParsedRequest, parseChatCompletionRequest } from '../api/request-schemas.js';
 import { errors, type GravityError } from '../core/errors.js';
+import { requestFeatures, responsesFeatures } from '../core/request-features.js';
 import { serviceTiers } from '../core/service-tiers.js';
 
 /**
@@ -9,6 +10,12 @@ import { serviceTiers } from '../core/service-tiers.js';
  * features, admission, routing and engines as a chat request. The translated body is also what an
  * upstream receives (`carried`), so an OpenAI-compatible server without `/v1/responses` serves it on
  * its chat endpoint.
+ *
+ * What chat has no shape for (built-in tools, `max_tool_calls`, input items such as
+ * `computer_call_output`, `include` values naming tool output) is not refused here: it is listed as a
+ * request feature (`responsesFeatures`), left out of the chat translation, and sent as written in
+ * `responsesBody`. Only an engine that serves `/v1/responses` natively serves those features; routing
+ * and the engines refuse them elsewhere with a 400 naming the parameter.
  */
 
 const integerMessage = 'gravity:integer';
@@ -84,19 +91,13 @@ const itemSchemas: Record<string, z.ZodType> = {
   reasoning: reasoningItemSchema,
 };
 
-/** One input item; a `type` the API defines but Gravity does not serve is a named 400. */
+/**
+ * One input item. Types chat has no shape for are carried as sent (a request feature, `input.<type>`):
+ * Gravity reads nothing of them, and only an upstream's own /v1/responses gets them.
+ */
 const inputItemSchema = z.looseObject({ type: z.string().optional() }).superRefine((item, context) => {
-  const type = item.type ?? 'message';
-  const shape = itemSchemas[type];
-  if (!shape) {
-    context.addIssue({
-      code: 'custom',
-      message: `unsupported item '${type}'`,
-      path: ['type'],
-      input: type,
-    });
-    return;
-  }
+  const shape = itemSchemas[item.type ?? 'message'];
+  if (!shape) return;
   const result = shape.safeParse(item, { reportInput: true });
   if (!result.success) for (const issue of result.error.issues) context.addIssue(issue as never);
 });
@@ -175,7 +176,7 @@ export const responsesRequestSchema = z.looseObject({
   background: z.boolean().nullish(),
   conversation: z.unknown().optional(),
   prompt: z.unknown().optional(),
-  max_tool_calls: z.unknown().optional(),
+  max_tool_calls: z.int({ message: integerMessage }).min(0).nullish(),
 });
 
 type ResponsesBody = z.infer<typeof responsesRequestSchema>;
@@ -187,8 +188,9 @@ type ResponsesBody = z.infer<typeof responsesRequestSchema>;
 const translatedFields: ReadonlySet<string> = new Set(Object.keys(responsesRequestSchema.shape));
 
 /**
- * Includes Gravity can honour. `reasoning.encrypted_content`: Gravity's own engines produce no reasoning
- * items to carry it; an upstream with its own /v1/responses gets it in the body and answers it.
+ * Includes Gravity can honour on every engine. `reasoning.encrypted_content`: Gravity's own engines
+ * produce no reasoning items to carry it; an upstream with its own /v1/responses gets it in the body and
+ * answers it. Any other value is a request feature (`include.<value>`) only such an upstream serves.
  */
 const servedIncludes = new Set(['message.output_text.logprobs', 'reasoning.encrypted_content']);
 
@@ -235,7 +237,10 @@ function unsupported(param: string, why: string): GravityError {
   return errors.unsupportedParameter(param, `${why} See docs/openai-compatibility.md (Responses API).`);
 }
 
-/** Refuses what the Responses API defines but Gravity does not serve, by the parameter that asks. */
+/**
+ * Refuses what no engine serves through Gravity, by the parameter that asks: these need state kept on
+ * the upstream side, which Gravity neither owns nor routes by.
+ */
 function refuseUnserved(body: ResponsesBody): void {
   if (body.background === true)
     throw unsupported(
@@ -245,38 +250,36 @@ function refuseUnserved(body: ResponsesBody): void {
   if (body.conversation != null)
     throw unsupported('conversation', 'is not served: continue a conversation with previous_response_id.');
   if (body.prompt != null) throw unsupported('prompt', 'is not served: Gravity stores no prompt templates.');
-  if (body.max_tool_calls != null)
-    throw unsupported('max_tool_calls', 'is not served: Gravity runs no built-in tools.');
   if (body.truncation === 'auto')
     throw unsupported(
       'truncation',
       "'auto' is not served: Gravity does not drop conversation items; an input longer than the context is refused.",
     );
-  (body.tools ?? []).forEach((tool, index) => {
-    if (tool.type !== 'function')
-      throw unsupported(
-        `tools[${index}].type`,
-        `(built-in tool '${tool.type}') is not served: Gravity serves function tools only.`,
-      );
-  });
-  const choice = body.tool_choice;
-  if (
-    choice !== null &&
-    typeof choice === 'object' &&
-    choice.type !== 'function' &&
-    choice.type !== 'allowed_tools'
-  )
-    throw unsupported(
-      'tool_choice',
-      `(built-in tool '${choice.type}') is not served: Gravity serves function tools only.`,
-    );
-  (body.include ?? []).forEach((value, index) => {
-    if (!servedIncludes.has(value))
-      throw unsupported(
-        `include[${index}]`,
-        `('${value}') is not served: it names output of a tool Gravity does not run.`,
-      );
-  });
+}
+
+/** A `tool_choice` that forces a built-in tool: its type, or null. */
+function builtInToolChoice(choice: ResponsesBody['tool_choice']): string | null {
+  if (choice == null || typeof choice !== 'object') return null;
+  return choice.type === 'function' || choice.type === 'allowed_tools' ? null : choice.type;
+}
+
+/**
+ * What this request asks that only a native `/v1/responses` serves (request-features.ts
+ * `responsesFeatures`), in the order the body names it: the first one an engine cannot serve is the
+ * one its 400 names.
+ */
+function responsesNativeFeaturesOf(body: ResponsesBody, inputItems: readonly InputItem[]): string[] {
+  const features = new Set<string>();
+  for (const tool of body.tools ?? [])
+    if (tool.type !== 'function') features.add(responsesFeatures.builtInTool(tool.type));
+  const forced = builtInToolChoice(body.tool_choice);
+  if (forced !== null) features.add(responsesFeatures.builtInToolChoice(forced));
+  if (body.max_tool_calls != null) features.add(requestFeatures.maxToolCalls);
+  for (const item of inputItems)
+    if (!itemSchemas[item.type]) features.add(responsesFeatures.inputItem(item.type));
+  for (const value of body.include ?? [])
+    if (!servedIncludes.has(value)) features.add(responsesFeatures.include(value));
+  return [...features];
 }
 
 /** Validates a Responses body against the schema above; the first issue is worded as OpenAI words it. */
@@ -429,9 +432,11 @@ export function chatMessagesOf(
   return messages;
 }
 
+/** Function tools as chat tools; built-in tools have no chat shape (they are request features). */
 function chatTools(tools: ResponsesBody['tools']): unknown[] | undefined {
-  if (!tools || tools.length === 0) return undefined;
-  return tools.map((raw, index) => {
+  const translated: unknown[] = [];
+  (tools ?? []).forEach((raw, index) => {
+    if (raw.type !== 'function') return;
     const result = functionToolSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
       const issues = result.error.issues.map((issue) => ({
@@ -441,7 +446,7 @@ function chatTools(tools: ResponsesBody['tools']): unknown[] | undefined {
       throw describeZodError(new z.ZodError(issues as z.core.$ZodIssue[]));
     }
     const tool = result.data;
-    return {
+    translated.push({
       type: 'function',
       function: {
         name: tool.name,
@@ -449,13 +454,16 @@ function chatTools(tools: ResponsesBody['tools']): unknown[] | undefined {
         ...(tool.parameters != null ? { parameters: tool.parameters } : {}),
         ...(tool.strict != null ? { strict: tool.strict } : {}),
       },
-    };
+    });
   });
+  return translated.length > 0 ? translated : undefined;
 }
 
 function chatToolChoice(choice: ResponsesBody['tool_choice']): unknown {
   if (choice == null || typeof choice === 'string') return choice ?? undefined;
   if (choice.type === 'function') return { type: 'function', function: { name: choice.name } };
+  // A built-in tool's choice: chat has no shape for it (the request lists it as a feature).
+  if (choice.type !== 'allowed_tools') return undefined;
   // allowed_tools: chat's shape nests the same fields under `allowed_tools`.
   return { type: 'allowed_tools', allowed_tools: { mode: choice.mode, tools: choice.tools } };
 }
@@ -568,6 +576,12 @@ export function parseResponsesRequest(
   if (parsed.instructions != null && parsed.instructions !== '')
     messages.push({ role: 'system', content: parsed.instructions });
   messages.push(...chatMessagesOf(earlier, 'previous_response_id'), ...chatMessagesOf(inputItems));
+  const nativeFeatures = responsesNativeFeaturesOf(parsed, inputItems);
+  // Input made only of items chat has no shape for (a computer_call_output answering an upstream's
+  // call): the chat translation gets an empty user turn so that it parses. It never runs: the request
+  // lists those items as features, which only a native /v1/responses serves, and that gets the body.
+  if (messages.length === 0 && inputItems.some((item) => !itemSchemas[item.type]))
+    messages.push({ role: 'user', content: '' });
   if (messages.length === 0)
     throw errors.invalidRequest("Invalid 'input': the request has no input items.", 'input', 'empty_array');
 
@@ -597,7 +611,13 @@ export function parseResponsesRequest(
     const choice = chatToolChoice(parsed.tool_choice);
     if (choice !== undefined) chat.tool_choice = choice;
     if (parsed.parallel_tool_calls != null) chat.parallel_tool_calls = parsed.parallel_tool_calls;
-  } else if (parsed.tool_choice != null && parsed.tool_choice !== 'auto' && parsed.tool_choice !== 'none')
+  } else if (
+    (parsed.tools ?? []).length === 0 &&
+    parsed.tool_choice != null &&
+    parsed.tool_choice !== 'auto' &&
+    parsed.tool_choice !== 'none' &&
+    builtInToolChoice(parsed.tool_choice) === null
+  )
     throw errors.invalidRequest(
       "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
       'tool_choice',
@@ -607,6 +627,8 @@ export function parseResponsesRequest(
   if (responseFormat !== undefined) chat.response_format = responseFormat;
 
   const request = parseChatCompletionRequest(chat);
+  if (nativeFeatures.length > 0)
+    request.generation.features = [...(request.generation.features ?? []), ...nativeFeatures];
   request.generation.responsesBody = upstreamResponsesBody(object, parsed.input, earlier);
   return {
     ...request,

@@ -35,6 +35,8 @@ export interface ReplicaLoadView {
   readonly healthy?: boolean | undefined;
   /** Request features its engine serves (core/request-features.ts); null or absent: all of them. */
   readonly servedFeatures?: ReadonlySet<string> | null | undefined;
+  /** Request features its engine refuses although its allow-list lets them in; null or absent: none. */
+  readonly unservedFeatures?: ReadonlySet<string> | null | undefined;
 }
 
 export interface RoutedRequestView {

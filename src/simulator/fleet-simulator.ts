@@ -38,6 +38,8 @@ export interface SimulatedReplicaOptions {
   labels?: ReplicaLabels;
   /** Request features it serves (core/request-features.ts); absent: all of them. */
   servedFeatures?: ReadonlySet<string> | undefined;
+  /** Request features it refuses although `servedFeatures` lets them in; absent: none. */
+  unservedFeatures?: ReadonlySet<string> | undefined;
 }
 
 export interface FleetSimulationOptions {
@@ -134,6 +136,7 @@ export class FleetSimulator {
         signals: (this.engines[index] as SimulatedEngine).signals,
         scheduler: options.scheduler?.(replica) ?? null,
         servedFeatures: replica.servedFeatures,
+        unservedFeatures: replica.unservedFeatures,
       })),
       routing: options.routing,
       random: options.random,

@@ -131,7 +131,7 @@ export const fleetSchema = z.strictObject({
         /** The replicas' `group` label (default `group-<n>`), which routing explanations and labels use. */
         name: z.string().min(1).optional(),
         replicas: z.number().int().min(1),
-        /** Request features this group's replicas serve; absent: all of them. */
+        /** Request features this group's replicas serve (names or `<family>.*`, e.g. `tools.*`); absent: all. */
         servedFeatures: z.array(z.string().min(1)).optional(),
       }),
     )

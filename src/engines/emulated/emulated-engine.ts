@@ -1,6 +1,10 @@
 import { type Clock, systemClock } from '../../core/clock.js';
 import { errors } from '../../core/errors.js';
-import { firstUnservedFeature, unservedFeatureError } from '../../core/request-features.js';
+import {
+  firstUnservedFeature,
+  responsesNativeFeatures,
+  unservedFeatureError,
+} from '../../core/request-features.js';
 import { bandRank, serviceBand } from '../../core/service-tiers.js';
 import type { EmbeddingsPart, StreamPart } from '../../core/stream-parts.js';
 import { stringSeed } from '../../performance-model/block-hashes.js';
@@ -142,6 +146,8 @@ export class EmulatedEngine implements EngineAdapter {
    * top_k …, vendor extras): README.md in this folder lists which.
    */
   readonly servedFeatures: ReadonlySet<string> | undefined;
+  /** It serves the Responses API through the translation onto chat: never what only a native one serves. */
+  readonly unservedFeatures = responsesNativeFeatures;
   readonly id: string;
   readonly spec: ReplicaSpec;
   /** Modelled power and vLLM-style counters, as the emulated definition declares. */
@@ -255,7 +261,7 @@ export class EmulatedEngine implements EngineAdapter {
   }
 
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
-    const unserved = firstUnservedFeature(request.features, this.servedFeatures);
+    const unserved = firstUnservedFeature(request.features, this);
     if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     if (!this.started || this.closed) throw errors.engineFailed(this.id, 'engine is not started');
     const stream = this.plan(request);

@@ -209,7 +209,7 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
-    const unserved = firstUnservedFeature(request.features, this.servedFeatures);
+    const unserved = firstUnservedFeature(request.features, this);
     if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     const model = this.model;
     const slots = this.slots;

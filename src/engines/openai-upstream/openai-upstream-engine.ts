@@ -2,6 +2,11 @@ import { type Dispatcher, Pool } from 'undici';
 import { errors, GravityError, type OpenAIErrorType } from '../../core/errors.js';
 import { estimateRequestTokens, promptText } from '../../core/prompt-size.js';
 import {
+  firstUnservedFeature,
+  responsesNativeFeatures,
+  unservedFeatureError,
+} from '../../core/request-features.js';
+import {
   type EmbeddingVector,
   type FinishReason,
   finishReasons,
@@ -100,6 +105,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   readonly specificationVersion = engineSpecificationVersion;
   readonly type = 'openai-upstream';
   readonly id: string;
+  /**
+   * No allow-list: the upstream gets the client's body and answers every chat feature and vendor extra
+   * for itself. Without `responsesApi` a Responses request reaches it translated onto chat, which has no
+   * shape for built-in tools and the like: those it refuses (request-features.ts).
+   */
+  readonly unservedFeatures: ReadonlySet<string> | undefined;
   private readonly options: OpenAIUpstreamEngineOptions;
   /** Keep-alive connections to the upstream, at most one per concurrent request. */
   private readonly pool: Pool;
@@ -115,6 +126,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   constructor(options: OpenAIUpstreamEngineOptions) {
     this.id = options.id;
     this.options = options;
+    this.unservedFeatures = options.responsesApi ? undefined : responsesNativeFeatures;
     const baseUrl = new URL(options.baseUrl);
     this.basePath = baseUrl.pathname.replace(/\/+$/, '');
     // undici's Pool directly, not fetch: no WHATWG stream layers per chunk, which the overhead bench
@@ -158,6 +170,8 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   async *generate(request: GenerationRequest, signal: AbortSignal): AsyncGenerator<StreamPart> {
     const target = this.options.models.find((model) => model.id === request.model);
     if (!target) throw errors.modelNotFound(request.model);
+    const unserved = firstUnservedFeature(request.features, this);
+    if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     const input = request.input;
     const responsesBody = this.options.responsesApi ? request.responsesBody : undefined;
     yield* this.holdingSlot(signal, (queueWaitMs) =>
