@@ -37,8 +37,7 @@ export interface ModelDescription {
  */
 function endpointsOf(engine: EngineAdapter): string[] {
   const endpoints = ['/v1/chat/completions', '/v1/completions', '/v1/responses'];
-  if (!engine.servedFeatures || engine.servedFeatures.has(requestFeatures.embeddings))
-    endpoints.push('/v1/embeddings');
+  if (servesFeature(engine, requestFeatures.embeddings)) endpoints.push('/v1/embeddings');
   return endpoints;
 }
 

@@ -1,4 +1,5 @@
 import { defaults } from '../core/defaults.js';
+import { responsesNativeFeatures } from '../core/request-features.js';
 import { SeededRandom } from '../core/seeded-random.js';
 import type { ServiceBand } from '../core/service-tiers.js';
 import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
@@ -118,12 +119,19 @@ export function runScenario(
 
 /**
  * What distinguishes the fleet's replicas: nothing (`replicas` alike, serving `servedFeatures`, absent:
- * all), or their group's label and served features, group after group.
+ * all), or their group's label and served features, group after group. Every simulated replica is an
+ * emulated one and, like the live emulated engine, serves the Responses API through chat: it refuses the
+ * features only a native `/v1/responses` serves (built-in tools …).
  */
-function fleetReplicas(
-  fleet: Scenario['fleet'],
-): Array<{ labels?: Record<string, string>; servedFeatures?: ReadonlySet<string> }> {
-  const served = (features: string[] | undefined) => (features ? { servedFeatures: new Set(features) } : {});
+function fleetReplicas(fleet: Scenario['fleet']): Array<{
+  labels?: Record<string, string>;
+  servedFeatures?: ReadonlySet<string>;
+  unservedFeatures: ReadonlySet<string>;
+}> {
+  const served = (features: string[] | undefined) => ({
+    ...(features ? { servedFeatures: new Set(features) } : {}),
+    unservedFeatures: responsesNativeFeatures,
+  });
   if (!fleet.groups) return Array.from({ length: fleet.replicas }, () => served(fleet.servedFeatures));
   return fleet.groups.flatMap((group, index) =>
     Array.from({ length: group.replicas }, () => ({

@@ -33,6 +33,9 @@ import {
   type UpstreamModelFacts,
 } from './upstream-model-catalog.js';
 
+/** How long start-up waits for an upstream's `GET /models` before serving without what it would say. */
+const modelDiscoveryTimeoutMs = 2000;
+
 export interface OpenAIUpstreamEngineOptions {
   id: string;
   /** e.g. `http://127.0.0.1:8000/v1` (vLLM, SGLang, TGI, llama.cpp server, Ollama's `/v1`). */
@@ -144,10 +147,13 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 
   async start(): Promise<void> {
-    // One look at the upstream's models (context windows for routing, `created`), bounded like a
-    // request's headers. Reachability is not required: an upstream that starts after Gravity is normal in
-    // a deployment, and each health probe looks again.
-    await this.probe(AbortSignal.timeout(this.options.connectTimeoutMs)).catch(() => {});
+    // One short look at the upstream's models (context windows for routing, `created`). Reachability is
+    // not required: an upstream that starts after Gravity is normal in a deployment, and each health
+    // probe looks again. Bounded well below the request timeout, so that a blackholed upstream delays
+    // Gravity's readiness by at most `modelDiscoveryTimeoutMs`.
+    await this.probe(
+      AbortSignal.timeout(Math.min(this.options.connectTimeoutMs, modelDiscoveryTimeoutMs)),
+    ).catch(() => {});
   }
 
   /** The configured context window wins over the upstream's own figure: the operator may want less. */
