@@ -55,6 +55,17 @@ describe('ResponseStore', () => {
     expect(responses.conversation('alpha', 'resp_3')?.[0]?.id).toBe('in_resp_2');
   });
 
+  it('stores a relayed Response given as JSON text as it is, and expands it like any other', () => {
+    const responses = openStore();
+    const json = '{"id":"resp_r","output":[{"type":"message","id":"out_resp_r"}],"extra":{"kept":true}}';
+    responses.save({ ...response('resp_r', 'alpha'), response: json });
+    expect(responses.get('alpha', 'resp_r')?.response).toEqual(JSON.parse(json));
+    expect(responses.conversation('alpha', 'resp_r')?.map((item) => item.id)).toEqual([
+      'in_resp_r',
+      'out_resp_r',
+    ]);
+  });
+
   it('expands a conversation only along the tenant’s own responses', () => {
     const responses = openStore();
     responses.save(response('resp_1', 'beta'));

@@ -14,6 +14,15 @@ export interface StoredResponse {
 }
 
 /**
+ * A response to store. `response` may be JSON text, stored as is: a relayed upstream's Response arrives
+ * already encoded (with Gravity's fields rewritten), and encoding its parsed copy again would cost a
+ * second pass over the whole output. A Response Gravity built is an object, encoded here.
+ */
+export interface ResponseToSave extends Omit<StoredResponse, 'response'> {
+  response: Record<string, unknown> | string;
+}
+
+/**
  * Responses stored for retrieval and for `previous_response_id`, in SQLite (`responses.sqlite` in the
  * data directory). Every read and delete names the tenant: a response is visible only to the tenant that
  * created it, and another tenant's id reads as absent (404, never 403, so ids reveal nothing). Responses
@@ -93,13 +102,13 @@ export class ResponseStore {
     this.pruneTimer.unref();
   }
 
-  save(response: StoredResponse): void {
+  save(response: ResponseToSave): void {
     this.insertStatement.run(
       response.id,
       response.tenant,
       response.createdAtSeconds,
       response.previousResponseId,
-      JSON.stringify(response.response),
+      typeof response.response === 'string' ? response.response : JSON.stringify(response.response),
       JSON.stringify(response.inputItems),
     );
   }

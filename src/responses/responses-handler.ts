@@ -71,12 +71,15 @@ export function responsesCreateHandler(options: {
   };
 }
 
-/** Stores a finished response unless the client asked not to (`store: false`). Never fails the answer. */
+/**
+ * Stores a finished response unless the client asked not to (`store: false`). Never fails the answer.
+ * `response` is a relayed upstream's JSON text as sent (stored as is) or the object Gravity built.
+ */
 function storeResponse(
   target: StoreTarget,
   context: RequestContext,
   request: ParsedResponsesRequest,
-  response: Record<string, unknown>,
+  response: Record<string, unknown> | string,
 ): void {
   if (!request.echo.store) return;
   try {
@@ -120,7 +123,7 @@ class ResponsesJsonRenderer extends HttpRenderer {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
     const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
     const { response, relayedJson } = whole.finish(part);
-    storeResponse(this.target, context, this.request as ParsedResponsesRequest, response);
+    storeResponse(this.target, context, this.request as ParsedResponsesRequest, relayedJson ?? response);
     // A relayed upstream's Response goes out as it sent it, Gravity's fields rewritten: no re-encoding.
     if (relayedJson !== null) await this.reply.type('application/json; charset=utf-8').send(relayedJson);
     else await this.reply.send(response);
@@ -214,7 +217,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     const request = this.request as ParsedResponsesRequest;
     const relayed = this.relay?.finish(part, context.metered) ?? null;
     if (relayed) {
-      storeResponse(this.target, context, request, relayed.response);
+      storeResponse(this.target, context, request, relayed.responseJson);
       this.reply.raw.end(`${this.out}event: ${relayed.type}\ndata: ${relayed.eventJson}\n\n`);
       this.out = '';
       return;
