@@ -333,12 +333,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
    */
   private async *generateResponse(
     request: GenerationRequest,
-    responsesBody: Readonly<Record<string, unknown>>,
+    responsesBody: () => Readonly<Record<string, unknown>>,
     upstreamModel: string,
     signal: AbortSignal,
     queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
-    const body = { ...responsesBody, model: upstreamModel, stream: true };
+    const body = { ...responsesBody(), model: upstreamModel, stream: true };
     const response = await this.send('/responses', body, signal);
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
     const relay = new ResponsesEventRelay(this.id);
