@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { anonymousTenant } from '../admission/api-key.js';
 import { requestCaller } from '../admission/request-caller.js';
@@ -6,8 +5,8 @@ import {
   clientGoneSignal,
   HttpRenderer,
   meteredHeaders,
-  waitForDrain,
   writeEventStreamHead,
+  writeStreamed,
 } from '../api/completion-handler.js';
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
@@ -202,14 +201,9 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     }
     const encoded = this.out;
     this.out = '';
-    const raw = this.reply.raw;
-    if (raw.writableCorked === 0) {
-      raw.cork();
-      process.nextTick(uncork, raw);
-    }
-    const flushed = encoded === '' || raw.write(encoded);
+    const drained = writeStreamed(this.reply.raw, encoded, this.clientGone);
     context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
-    return flushed ? undefined : waitForDrain(raw, this.clientGone);
+    return drained;
   }
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
@@ -283,8 +277,4 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
 
 function encodeEvent(event: Record<string, unknown>, sequenceNumber: number): string {
   return `event: ${event.type as string}\ndata: ${JSON.stringify({ ...event, sequence_number: sequenceNumber })}\n\n`;
-}
-
-function uncork(raw: ServerResponse): void {
-  raw.uncork();
 }
