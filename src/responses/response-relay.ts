@@ -1,12 +1,15 @@
 import { echoedServiceTier } from '../api/openai-wire-format.js';
 import { type OwnedFields, rewriteOwnedFields, topLevelValueSpan } from '../api/relay-rewrite.js';
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
-import type { ContentPart, FinishPart, UpstreamChunkPart, UpstreamEvent } from '../core/stream-parts.js';
+import {
+  type ContentPart,
+  type FinishPart,
+  terminalResponseEvents,
+  type UpstreamChunkPart,
+  type UpstreamEvent,
+} from '../core/stream-parts.js';
 import { responseIdOf, responseUsage } from './response-object.js';
 import type { ResponseEcho } from './responses-request.js';
-
-/** The events whose `response` is the finished Response object: held until the ledger commit. */
-const terminalEvents = new Set(['response.completed', 'response.incomplete']);
 
 /** An upstream's Responses events, relayed (the `openai-upstream` engine with `responsesApi: true`). */
 export function isRelayedResponses(part: ContentPart): part is UpstreamChunkPart {
@@ -164,7 +167,7 @@ export class ResponseRelay {
         this.doneItems.set(chunk.output_index, chunk.item);
       return false;
     }
-    if (typeof chunk.type === 'string' && terminalEvents.has(chunk.type)) {
+    if (typeof chunk.type === 'string' && terminalResponseEvents.has(chunk.type)) {
       this.terminal = event;
       return true;
     }
