@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { anonymousTenant } from '../admission/api-key.js';
-import { requestCaller } from '../admission/request-caller.js';
+import { requestCaller, requestTenant } from '../admission/request-caller.js';
 import {
   clientGoneSignal,
   HttpRenderer,
@@ -45,7 +44,7 @@ export function responsesCreateHandler(options: {
     const caller = requestCaller(request);
     const target: StoreTarget = {
       store,
-      tenant: caller.tenant ?? anonymousTenant,
+      tenant: requestTenant(request),
       log: (error) => request.log.error({ err: error }, 'storing a response failed'),
     };
     const clientGone = clientGoneSignal(reply);
