@@ -119,8 +119,8 @@ class ResponsesJsonRenderer extends HttpRenderer {
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
-    const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
-    const { response, relayedJson } = whole.finish(part);
+    // The pipeline calls `started` (begin) before `finished`: the WholeResponse exists.
+    const { response, relayedJson } = (this.whole as WholeResponse).finish(part);
     storeResponse(this.target, context, this.request as ParsedResponsesRequest, relayedJson ?? response);
     // A relayed upstream's Response goes out as it sent it, Gravity's fields rewritten: no re-encoding.
     if (relayedJson !== null) await this.reply.type('application/json; charset=utf-8').send(relayedJson);
@@ -215,8 +215,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
       this.out = '';
       return;
     }
-    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), this);
-    const response = builtResponse(context, request, builder, part);
+    const response = builtResponse(context, request, this.builder as ResponseOutputBuilder, part);
     storeResponse(this.target, context, request, response);
     const type = response.status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.event({ type, response });
