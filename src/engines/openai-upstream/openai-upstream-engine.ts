@@ -425,20 +425,6 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 }
 
-/** The fields of an upstream's error object that reach the client. */
-interface UpstreamErrorFields {
-  message?: unknown;
-  code?: unknown;
-  type?: unknown;
-  param?: unknown;
-}
-
-/**
- * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
- * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
- * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
- * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
- */
 /** One upstream event as relayed, and the completion tokens it stands for. */
 interface RelayedEvent {
   event: UpstreamEvent;
@@ -513,6 +499,20 @@ async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: 
   }
 }
 
+/** The fields of an upstream's error object that reach the client. */
+interface UpstreamErrorFields {
+  message?: unknown;
+  code?: unknown;
+  type?: unknown;
+  param?: unknown;
+}
+
+/**
+ * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
+ * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
+ * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
+ * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
+ */
 async function upstreamHttpError(engineId: string, response: Dispatcher.ResponseData): Promise<GravityError> {
   const text = await response.body.text().catch(() => '');
   let message = text.slice(0, 500);
