@@ -463,7 +463,7 @@ describe('failures', () => {
     });
     const events: Array<{
       type: string;
-      response?: { status?: string; error?: { message: string } | null };
+      response?: { status?: string; error?: { message: string } | null; output?: unknown[] };
     }> = [];
     for await (const event of stream) events.push(event);
     expect(events.map((event) => event.type)).toEqual([
@@ -478,6 +478,10 @@ describe('failures', () => {
     const failed = events.at(-1)?.response;
     expect(failed?.status).toBe('failed');
     expect(failed?.error?.message).toMatch(/the upstream broke/);
+    // The text the client already got as deltas is in the failed response's open message.
+    expect(failed?.output).toMatchObject([
+      { type: 'message', status: 'incomplete', content: [{ type: 'output_text', text: 'Hello' }] },
+    ]);
     expect(brokenMidway.received.at(-1)).toMatchObject({
       path: '/v1/chat/completions',
       body: {

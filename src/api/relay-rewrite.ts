@@ -66,6 +66,36 @@ function skipValue(json: string, index: number): number {
   return i;
 }
 
+/** One top-level entry of an object, as `readEntry` found it. */
+interface Entry {
+  key: string;
+  valueStart: number;
+  valueEnd: number;
+  /** Where the entry after it starts (past the comma). */
+  next: number;
+}
+
+const emptyEntry = (): Entry => ({ key: '', valueStart: 0, valueEnd: 0, next: 0 });
+
+/**
+ * Reads the object entry at `index` (spaces before its key allowed) into `entry`. False at the end of
+ * the object or at anything that is not a well-formed entry: the walk stops there.
+ */
+function readEntry(json: string, index: number, entry: Entry): boolean {
+  const keyStart = skipSpace(json, index);
+  if (json.charCodeAt(keyStart) !== quote) return false;
+  const keyEnd = skipString(json, keyStart);
+  const rawKey = json.slice(keyStart + 1, keyEnd - 1);
+  entry.key = rawKey.includes('\\') ? (JSON.parse(`"${rawKey}"`) as string) : rawKey;
+  const colonAt = skipSpace(json, keyEnd);
+  if (json.charCodeAt(colonAt) !== colon) return false;
+  entry.valueStart = skipSpace(json, colonAt + 1);
+  entry.valueEnd = skipValue(json, entry.valueStart);
+  const after = skipSpace(json, entry.valueEnd);
+  entry.next = json.charCodeAt(after) === comma ? after + 1 : after;
+  return true;
+}
+
 /**
  * `json` with each owned field's value replaced; an owned field the chunk lacks (`present` says which it
  * has) is added first in the object. Returns `json` unchanged if it is not an object.
@@ -86,26 +116,17 @@ export function rewriteOwnedFields(
   }
   // Spans to replace, in order of appearance: [from, to, replacement].
   const spans: Array<[number, number, string]> = [];
+  const entry = emptyEntry();
   let index = start;
-  while (missing > 0 && index < json.length) {
-    index = skipSpace(json, index);
-    if (json.charCodeAt(index) !== quote) break;
-    const keyEnd = skipString(json, index);
-    const rawKey = json.slice(index + 1, keyEnd - 1);
-    const key = rawKey.includes('\\') ? (JSON.parse(`"${rawKey}"`) as string) : rawKey;
-    index = skipSpace(json, keyEnd);
-    if (json.charCodeAt(index) !== colon) break;
-    const valueStart = skipSpace(json, index + 1);
-    const valueEnd = skipValue(json, valueStart);
+  while (missing > 0 && index < json.length && readEntry(json, index, entry)) {
     for (const [owned, value] of fields) {
-      if (owned === key) {
-        spans.push([valueStart, valueEnd, value]);
+      if (owned === entry.key) {
+        spans.push([entry.valueStart, entry.valueEnd, value]);
         missing--;
         break;
       }
     }
-    index = skipSpace(json, valueEnd);
-    if (json.charCodeAt(index) === comma) index++;
+    index = entry.next;
   }
   if (spans.length === 0 && prefix === '') return json;
   // An empty object gets no trailing comma after the added fields.
@@ -128,19 +149,10 @@ export function topLevelValueSpan(json: string, key: string): [start: number, en
   let index = skipSpace(json, 0);
   if (json.charCodeAt(index) !== openBrace) return null;
   index++;
-  while (index < json.length) {
-    index = skipSpace(json, index);
-    if (json.charCodeAt(index) !== quote) return null;
-    const keyEnd = skipString(json, index);
-    const rawKey = json.slice(index + 1, keyEnd - 1);
-    const found = (rawKey.includes('\\') ? (JSON.parse(`"${rawKey}"`) as string) : rawKey) === key;
-    index = skipSpace(json, keyEnd);
-    if (json.charCodeAt(index) !== colon) return null;
-    const valueStart = skipSpace(json, index + 1);
-    const valueEnd = skipValue(json, valueStart);
-    if (found) return [valueStart, valueEnd];
-    index = skipSpace(json, valueEnd);
-    if (json.charCodeAt(index) === comma) index++;
+  const entry = emptyEntry();
+  while (index < json.length && readEntry(json, index, entry)) {
+    if (entry.key === key) return [entry.valueStart, entry.valueEnd];
+    index = entry.next;
   }
   return null;
 }

@@ -427,10 +427,16 @@ function asObject(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-/** The client's body less the fields Gravity owns: what an upstream receives as sent. */
-function carriedFields(body: Record<string, unknown>): Record<string, unknown> {
+/**
+ * The client's body less the fields Gravity owns (`owned`; for chat, completions and embeddings the
+ * model, stream and service tier): what an upstream receives as sent.
+ */
+export function carriedFields(
+  body: Record<string, unknown>,
+  owned: ReadonlySet<string> = gravityOwnedFields,
+): Record<string, unknown> {
   const carried: Record<string, unknown> = {};
-  for (const key in body) if (!gravityOwnedFields.has(key)) carried[key] = body[key];
+  for (const key in body) if (!owned.has(key)) carried[key] = body[key];
   return carried;
 }
 

@@ -92,6 +92,16 @@ export type UpstreamChunkPart = {
   events: UpstreamEvent[];
   tokens: number;
 };
+
+/**
+ * The Responses events (`protocol: 'responses'`) whose `response` is the finished Response object: the
+ * engine reads the upstream's usage from them, the Responses relay holds them until the ledger commit.
+ */
+export const terminalResponseEvents: ReadonlySet<string> = new Set([
+  'response.completed',
+  'response.incomplete',
+]);
+
 /**
  * One input's vector: numbers as the engine computed them, or a base64 string relayed from an upstream
  * exactly as it sent it (little-endian float32, OpenAI's `encoding_format: base64`).

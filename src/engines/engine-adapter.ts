@@ -141,11 +141,12 @@ export interface GenerationRequest {
   /**
    * Set for `/v1/responses` requests: the Responses body for an upstream that serves that API itself
    * (openai-upstream's `responsesApi`), earlier turns already expanded into `input` and nothing stored
-   * upstream. Other engines read `input` (and `carried`, the request translated onto chat). An engine
-   * that sends it answers with `upstream-chunk` parts marked `protocol: 'responses'` (the upstream's
-   * Responses events, relayed by src/responses/response-relay.ts).
+   * upstream. A function, built on its first call: only an engine that sends it pays for copying the
+   * conversation. Other engines read `input` (and `carried`, the request translated onto chat). An
+   * engine that sends it answers with `upstream-chunk` parts marked `protocol: 'responses'` (the
+   * upstream's Responses events, relayed by src/responses/response-relay.ts).
    */
-  responsesBody?: Readonly<Record<string, unknown>> | undefined;
+  responsesBody?: (() => Readonly<Record<string, unknown>>) | undefined;
 }
 
 export interface EngineModelInfo {

@@ -121,6 +121,29 @@ describe('ResponseOutputBuilder', () => {
     expect(output[1]).toMatchObject({ call_id: 'call_9', name: 'w', arguments: '{}' });
   });
 
+  it('shows the open message with the text streamed so far when the response fails mid-stream', () => {
+    const builder = new ResponseOutputBuilder('resp_abc', recorder());
+    const logprob = { token: 'lo', logprob: -0.5, bytes: [108, 111], top_logprobs: [] };
+    builder.add(text('Hel'));
+    builder.add({
+      type: 'choice-delta',
+      choice: { index: 0, delta: { content: 'lo' }, logprobs: { content: [logprob] }, finish_reason: null },
+      tokens: 1,
+    });
+    expect(builder.items()).toEqual([
+      {
+        id: 'msg_abc',
+        type: 'message',
+        status: 'incomplete',
+        role: 'assistant',
+        content: [{ type: 'output_text', text: 'Hello', annotations: [], logprobs: [logprob] }],
+      },
+    ]);
+    // A snapshot: the builder goes on as before, and the item closes with the whole text.
+    builder.add(text('!'));
+    expect(builder.finish(true)[0]).toMatchObject({ status: 'completed', content: [{ text: 'Hello!' }] });
+  });
+
   it('marks the last item incomplete when the answer was cut, and always answers with a message', () => {
     const cut = new ResponseOutputBuilder('resp_abc', null);
     cut.add(text('Once upon'));

@@ -78,9 +78,20 @@ export class ResponseOutputBuilder {
     return this.output;
   }
 
-  /** The items so far (the open one included, as it stands). */
+  /**
+   * The items so far, for a response that failed mid-stream. The open message holds its text in the
+   * builder until it closes, so it appears as a snapshot: the text and logprobs the client already got
+   * as deltas, status `incomplete`. The builder is left as it was.
+   */
   items(): OutputItem[] {
-    return this.output;
+    const open = this.open;
+    if (open === null || open.type !== 'message') return this.output;
+    const snapshot: MessageItem = {
+      ...open,
+      status: 'incomplete',
+      content: [{ type: 'output_text', annotations: [], logprobs: [...this.logprobs], text: this.text }],
+    };
+    return this.output.map((item) => (item === open ? snapshot : item));
   }
 
   private addChoice(choice: WireChunkChoice): void {

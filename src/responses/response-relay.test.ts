@@ -77,6 +77,8 @@ describe('ResponseRelay', () => {
       `{"type":"response.completed","sequence_number":3,"response":${relayed?.responseJson}}`,
     );
     expect(relayed?.response).toEqual(JSON.parse(relayed?.responseJson ?? ''));
+    // The object is built from the engine's parsed one, with the text's edits, keys in the text's order.
+    expect(JSON.stringify(relayed?.response)).toBe(relayed?.responseJson);
     // Without metered figures (a failed commit) the upstream's usage stays as it was.
     const unmetered = new ResponseRelay(context, echo);
     unmetered.add(part(completed(usage)));
@@ -86,7 +88,9 @@ describe('ResponseRelay', () => {
   it("puts Gravity's counts in place of a usage the upstream did not send", () => {
     const relay = new ResponseRelay(context, echo);
     relay.add(part(completed('null')));
-    const response = relay.finish(finishWith('counted'), null)?.response;
+    const relayed = relay.finish(finishWith('counted'), null);
+    expect(JSON.stringify(relayed?.response)).toBe(relayed?.responseJson);
+    const response = relayed?.response;
     expect(response?.usage).toEqual({
       input_tokens: 7,
       input_tokens_details: { cached_tokens: 0 },

@@ -1,12 +1,15 @@
 import { echoedServiceTier } from '../api/openai-wire-format.js';
 import { type OwnedFields, rewriteOwnedFields, topLevelValueSpan } from '../api/relay-rewrite.js';
 import type { MeteredFigures, RequestContext } from '../core/request-context.js';
-import type { ContentPart, FinishPart, UpstreamChunkPart, UpstreamEvent } from '../core/stream-parts.js';
+import {
+  type ContentPart,
+  type FinishPart,
+  terminalResponseEvents,
+  type UpstreamChunkPart,
+  type UpstreamEvent,
+} from '../core/stream-parts.js';
 import { responseIdOf, responseUsage } from './response-object.js';
 import type { ResponseEcho } from './responses-request.js';
-
-/** The events whose `response` is the finished Response object: held until the ledger commit. */
-const terminalEvents = new Set(['response.completed', 'response.incomplete']);
 
 /** An upstream's Responses events, relayed (the `openai-upstream` engine with `responsesApi: true`). */
 export function isRelayedResponses(part: ContentPart): part is UpstreamChunkPart {
@@ -41,6 +44,8 @@ export interface RelayedResponse {
  * its own text, which keeps the per-token path to a property check and a string concatenation.
  */
 export class ResponseRelay {
+  /** Gravity's fields of the Response object, as values (the object) and JSON-encoded (the span edits). */
+  private readonly owned: ReadonlyArray<readonly [key: string, value: unknown]>;
   private readonly fields: OwnedFields;
   private terminal: UpstreamEvent | null = null;
   /** The items finished so far (`response.output_item.done`), for a `response.failed` after them. */
@@ -48,20 +53,21 @@ export class ResponseRelay {
   private lastSequenceNumber = -1;
 
   constructor(context: RequestContext, echo: ResponseEcho) {
-    this.fields = [
-      ['id', JSON.stringify(responseIdOf(context.requestId))],
-      ['model', JSON.stringify(context.model)],
-      ['service_tier', JSON.stringify(echoedServiceTier(context.serviceTier))],
-      ['previous_response_id', JSON.stringify(echo.previousResponseId)],
-      ['store', echo.store ? 'true' : 'false'],
+    this.owned = [
+      ['id', responseIdOf(context.requestId)],
+      ['model', context.model],
+      ['service_tier', echoedServiceTier(context.serviceTier)],
+      ['previous_response_id', echo.previousResponseId],
+      ['store', echo.store],
     ];
+    this.fields = this.owned.map(([key, value]) => [key, JSON.stringify(value)] as const);
   }
 
   /** The part's events as SSE text, the terminal event held back. */
   encode(part: UpstreamChunkPart): string {
     let out = '';
     for (const event of part.events) {
-      const json = this.take(event);
+      const json = this.relayedText(event);
       if (json === null) continue;
       const type = event.chunk.type;
       // The `event:` line is the type, as OpenAI writes it; a type that could break the framing is left out.
@@ -73,9 +79,12 @@ export class ResponseRelay {
     return out;
   }
 
-  /** Notes a part's events without encoding them (a non-streamed answer, a batch line). */
+  /**
+   * Notes a part's events without encoding them (a non-streamed answer, a batch line): only the terminal
+   * event's text is used, so lifecycle events are not rewritten.
+   */
   add(part: UpstreamChunkPart): void {
-    for (const event of part.events) this.take(event);
+    for (const event of part.events) this.note(event);
   }
 
   /** The sequence number for an event Gravity adds after the upstream's (its `response.failed`). */
@@ -100,7 +109,10 @@ export class ResponseRelay {
     const span = topLevelValueSpan(terminal.json, 'response');
     const parsed = terminal.chunk.response as Record<string, unknown> | undefined;
     if (span === null || parsed === null || typeof parsed !== 'object') return null;
+    // The same edits twice, on the text (what is sent and stored) and on the engine's parsed object (what
+    // a batch line carries): no second parse of the upstream's Response, no re-encoding of it.
     let responseJson = this.rewrite(terminal.json.slice(span[0], span[1]), parsed);
+    let response = withOwnedFields(parsed, this.owned);
     const usage = responseUsage(part.usage, metered);
     const upstreamUsage = parsed.usage as Record<string, unknown> | null | undefined;
     const usageSpan = topLevelValueSpan(responseJson, 'usage');
@@ -109,24 +121,39 @@ export class ResponseRelay {
         const withGravity = rewriteOwnedFields(
           responseJson.slice(usageSpan[0], usageSpan[1]),
           [['gravity', JSON.stringify(usage.gravity)]],
-          (key) => key in upstreamUsage,
+          (key) => Object.hasOwn(upstreamUsage, key),
         );
         responseJson = responseJson.slice(0, usageSpan[0]) + withGravity + responseJson.slice(usageSpan[1]);
+        response.usage = withOwnedFields(upstreamUsage, [['gravity', usage.gravity]]);
       }
-    } else
+    } else {
       responseJson = rewriteOwnedFields(responseJson, [['usage', JSON.stringify(usage)]], (key) =>
         Object.hasOwn(parsed, key),
       );
+      response = withOwnedFields(response, [['usage', usage]]);
+    }
     return {
       type: String(terminal.chunk.type),
       eventJson: terminal.json.slice(0, span[0]) + responseJson + terminal.json.slice(span[1]),
       responseJson,
-      response: JSON.parse(responseJson) as Record<string, unknown>,
+      response,
     };
   }
 
   /** Notes one event; returns its text to relay, or null for the terminal event (held). */
-  private take(event: UpstreamEvent): string | null {
+  private relayedText(event: UpstreamEvent): string | null {
+    if (this.note(event)) return null;
+    // Hot path (deltas): no `response`, relayed as received.
+    const response = event.chunk.response;
+    if (response === undefined || response === null || typeof response !== 'object') return event.json;
+    const span = topLevelValueSpan(event.json, 'response');
+    if (span === null) return event.json;
+    const rewritten = this.rewrite(event.json.slice(span[0], span[1]), response as Record<string, unknown>);
+    return event.json.slice(0, span[0]) + rewritten + event.json.slice(span[1]);
+  }
+
+  /** Notes what an event says about the stream (sequence, finished items); true for the terminal event. */
+  private note(event: UpstreamEvent): boolean {
     const chunk = event.chunk as {
       type?: unknown;
       response?: unknown;
@@ -135,25 +162,35 @@ export class ResponseRelay {
       item?: unknown;
     };
     if (typeof chunk.sequence_number === 'number') this.lastSequenceNumber = chunk.sequence_number;
-    // Hot path (deltas): no `response`, relayed as received.
-    const response = chunk.response;
-    if (response === undefined) {
+    if (chunk.response === undefined) {
       if (chunk.type === 'response.output_item.done' && typeof chunk.output_index === 'number')
         this.doneItems.set(chunk.output_index, chunk.item);
-      return event.json;
+      return false;
     }
-    if (typeof chunk.type === 'string' && terminalEvents.has(chunk.type)) {
+    if (typeof chunk.type === 'string' && terminalResponseEvents.has(chunk.type)) {
       this.terminal = event;
-      return null;
+      return true;
     }
-    if (response === null || typeof response !== 'object') return event.json;
-    const span = topLevelValueSpan(event.json, 'response');
-    if (span === null) return event.json;
-    const rewritten = this.rewrite(event.json.slice(span[0], span[1]), response as Record<string, unknown>);
-    return event.json.slice(0, span[0]) + rewritten + event.json.slice(span[1]);
+    return false;
   }
 
   private rewrite(responseJson: string, parsed: Record<string, unknown>): string {
     return rewriteOwnedFields(responseJson, this.fields, (key) => Object.hasOwn(parsed, key));
   }
+}
+
+/**
+ * A copy of `object` with the owned fields set, as `rewriteOwnedFields` edits its text: a field present
+ * keeps its place, a missing one comes first; so the object and the text list their keys alike.
+ */
+function withOwnedFields(
+  object: Record<string, unknown>,
+  owned: ReadonlyArray<readonly [key: string, value: unknown]>,
+): Record<string, unknown> {
+  const missing: Record<string, unknown> = {};
+  for (const [key, value] of owned) if (!Object.hasOwn(object, key)) missing[key] = value;
+  // Spread, not Object.assign: an upstream's own `__proto__` key stays a plain property.
+  const copy: Record<string, unknown> = { ...missing, ...object };
+  for (const [key, value] of owned) copy[key] = value;
+  return copy;
 }

@@ -55,6 +55,38 @@ describe('ResponseStore', () => {
     expect(responses.conversation('alpha', 'resp_3')?.[0]?.id).toBe('in_resp_2');
   });
 
+  it('stores a relayed Response given as JSON text as it is, and expands it like any other', () => {
+    const responses = openStore();
+    const json = '{"id":"resp_r","output":[{"type":"message","id":"out_resp_r"}],"extra":{"kept":true}}';
+    responses.save({ ...response('resp_r', 'alpha'), response: json });
+    expect(responses.get('alpha', 'resp_r')?.response).toEqual(JSON.parse(json));
+    expect(responses.conversation('alpha', 'resp_r')?.map((item) => item.id)).toEqual([
+      'in_resp_r',
+      'out_resp_r',
+    ]);
+  });
+
+  it('expands a conversation only along the tenant’s own responses', () => {
+    const responses = openStore();
+    responses.save(response('resp_1', 'beta'));
+    responses.save(response('resp_2', 'alpha', 'resp_1'));
+    // Beta's response is absent to alpha: alpha's conversation starts after it.
+    expect(responses.conversation('alpha', 'resp_2')?.map((item) => item.id)).toEqual([
+      'in_resp_2',
+      'out_resp_2',
+    ]);
+  });
+
+  it('refuses a conversation longer than the limit with a 400 instead of cutting it', () => {
+    const responses = openStore();
+    for (let index = 1; index <= 4; index++)
+      responses.save(response(`resp_${index}`, 'alpha', index === 1 ? null : `resp_${index - 1}`));
+    expect(responses.conversation('alpha', 'resp_4', 4)).toHaveLength(8);
+    expect(() => responses.conversation('alpha', 'resp_4', 3)).toThrow(
+      expect.objectContaining({ status: 400, param: 'previous_response_id', code: 'conversation_too_long' }),
+    );
+  });
+
   it('neither serves nor keeps responses older than the retention', () => {
     const responses = openStore(1);
     responses.save(response('resp_old', 'alpha'));

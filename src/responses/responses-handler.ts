@@ -1,13 +1,11 @@
-import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { anonymousTenant } from '../admission/api-key.js';
-import { requestCaller } from '../admission/request-caller.js';
+import { requestCaller, requestTenant } from '../admission/request-caller.js';
 import {
   clientGoneSignal,
   HttpRenderer,
   meteredHeaders,
-  waitForDrain,
   writeEventStreamHead,
+  writeStreamed,
 } from '../api/completion-handler.js';
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
@@ -46,7 +44,7 @@ export function responsesCreateHandler(options: {
     const caller = requestCaller(request);
     const target: StoreTarget = {
       store,
-      tenant: caller.tenant ?? anonymousTenant,
+      tenant: requestTenant(request),
       log: (error) => request.log.error({ err: error }, 'storing a response failed'),
     };
     const clientGone = clientGoneSignal(reply);
@@ -71,12 +69,15 @@ export function responsesCreateHandler(options: {
   };
 }
 
-/** Stores a finished response unless the client asked not to (`store: false`). Never fails the answer. */
+/**
+ * Stores a finished response unless the client asked not to (`store: false`). Never fails the answer.
+ * `response` is a relayed upstream's JSON text as sent (stored as is) or the object Gravity built.
+ */
 function storeResponse(
   target: StoreTarget,
   context: RequestContext,
   request: ParsedResponsesRequest,
-  response: Record<string, unknown>,
+  response: Record<string, unknown> | string,
 ): void {
   if (!request.echo.store) return;
   try {
@@ -118,9 +119,9 @@ class ResponsesJsonRenderer extends HttpRenderer {
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
-    const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
-    const { response, relayedJson } = whole.finish(part);
-    storeResponse(this.target, context, this.request as ParsedResponsesRequest, response);
+    // The pipeline calls `started` (begin) before `finished`: the WholeResponse exists.
+    const { response, relayedJson } = (this.whole as WholeResponse).finish(part);
+    storeResponse(this.target, context, this.request as ParsedResponsesRequest, relayedJson ?? response);
     // A relayed upstream's Response goes out as it sent it, Gravity's fields rewritten: no re-encoding.
     if (relayedJson !== null) await this.reply.type('application/json; charset=utf-8').send(relayedJson);
     else await this.reply.send(response);
@@ -199,14 +200,9 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     }
     const encoded = this.out;
     this.out = '';
-    const raw = this.reply.raw;
-    if (raw.writableCorked === 0) {
-      raw.cork();
-      process.nextTick(uncork, raw);
-    }
-    const flushed = encoded === '' || raw.write(encoded);
+    const drained = writeStreamed(this.reply.raw, encoded, this.clientGone);
     context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
-    return flushed ? undefined : waitForDrain(raw, this.clientGone);
+    return drained;
   }
 
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
@@ -214,13 +210,12 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     const request = this.request as ParsedResponsesRequest;
     const relayed = this.relay?.finish(part, context.metered) ?? null;
     if (relayed) {
-      storeResponse(this.target, context, request, relayed.response);
+      storeResponse(this.target, context, request, relayed.responseJson);
       this.reply.raw.end(`${this.out}event: ${relayed.type}\ndata: ${relayed.eventJson}\n\n`);
       this.out = '';
       return;
     }
-    const builder = this.builder ?? new ResponseOutputBuilder(responseIdOf(context.requestId), this);
-    const response = builtResponse(context, request, builder, part);
+    const response = builtResponse(context, request, this.builder as ResponseOutputBuilder, part);
     storeResponse(this.target, context, request, response);
     const type = response.status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.event({ type, response });
@@ -280,8 +275,4 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
 
 function encodeEvent(event: Record<string, unknown>, sequenceNumber: number): string {
   return `event: ${event.type as string}\ndata: ${JSON.stringify({ ...event, sequence_number: sequenceNumber })}\n\n`;
-}
-
-function uncork(raw: ServerResponse): void {
-  raw.uncork();
 }

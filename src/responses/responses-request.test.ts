@@ -123,7 +123,7 @@ describe('parseResponsesRequest', () => {
       { role: 'user', content: 'Again.' },
     ]);
     // An upstream serving /v1/responses gets the whole conversation and stores nothing.
-    expect(parsed.generation.responsesBody).toEqual({
+    expect(parsed.generation.responsesBody?.()).toEqual({
       instructions: 'Be kind.',
       input: [
         { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hi.' }] },
@@ -163,7 +163,7 @@ describe('parseResponsesRequest', () => {
       search,
       answer,
     ]);
-    expect((parsed.generation.responsesBody as { input: unknown[] }).input).toEqual([
+    expect((parsed.generation.responsesBody?.() as { input: unknown[] } | undefined)?.input).toEqual([
       sealed,
       search,
       {
@@ -232,7 +232,9 @@ describe('parseResponsesRequest', () => {
       messages: [{ role: 'user', content: 'Look it up.', name: undefined }],
     });
     const { model: _model, ...sent } = body;
-    expect(parsed.generation.responsesBody).toEqual({ ...sent, store: false });
+    expect(parsed.generation.responsesBody?.()).toEqual({ ...sent, store: false });
+    // Built once, on the first call: an engine's retries send the same body.
+    expect(parsed.generation.responsesBody?.()).toBe(parsed.generation.responsesBody?.());
   });
 
   it('parses an input made only of items chat has no shape for, for a native /v1/responses', () => {

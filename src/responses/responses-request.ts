@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { describeZodError, type ParsedRequest, parseChatCompletionRequest } from '../api/request-schemas.js';
+import {
+  carriedFields,
+  describeZodError,
+  type ParsedRequest,
+  parseChatCompletionRequest,
+} from '../api/request-schemas.js';
 import { errors, type GravityError } from '../core/errors.js';
 import { requestFeatures, responsesFeatures } from '../core/request-features.js';
 import { serviceTiers } from '../core/service-tiers.js';
@@ -508,8 +513,7 @@ function upstreamResponsesBody(
   input: ResponsesBody['input'],
   earlier: readonly Record<string, unknown>[],
 ): Record<string, unknown> {
-  const body: Record<string, unknown> = {};
-  for (const key in object) if (!gravityOwnedResponsesFields.has(key)) body[key] = object[key];
+  const body = carriedFields(object, gravityOwnedResponsesFields);
   if (earlier.length > 0) {
     const current = typeof input === 'string' ? [{ role: 'user', content: input }] : (input ?? []);
     const expanded: Record<string, unknown>[] = [];
@@ -629,7 +633,11 @@ export function parseResponsesRequest(
   const request = parseChatCompletionRequest(chat);
   if (nativeFeatures.length > 0)
     request.generation.features = [...(request.generation.features ?? []), ...nativeFeatures];
-  request.generation.responsesBody = upstreamResponsesBody(object, parsed.input, earlier);
+  // Built only if an engine asks for it (openai-upstream with `responsesApi`), once for all its tries:
+  // the copy of the whole expanded conversation is wasted on every other engine.
+  let responsesBody: Record<string, unknown> | undefined;
+  request.generation.responsesBody = () =>
+    (responsesBody ??= upstreamResponsesBody(object, parsed.input, earlier));
   return {
     ...request,
     echo: {

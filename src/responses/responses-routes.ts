@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { anonymousTenant } from '../admission/api-key.js';
-import { requestCaller } from '../admission/request-caller.js';
+import { requestTenant } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
@@ -17,9 +16,8 @@ export function registerResponsesRoutes(
   options: { pipeline: RequestPipeline; clock: Clock; store: ResponseStore },
 ): void {
   const { store } = options;
-  const tenantOf = (request: object) => requestCaller(request).tenant ?? anonymousTenant;
   const found = (request: object, id: string) => {
-    const stored = store.get(tenantOf(request), id);
+    const stored = store.get(requestTenant(request), id);
     if (!stored) throw errors.responseNotFound(id);
     return stored;
   };
@@ -39,7 +37,7 @@ export function registerResponsesRoutes(
 
   app.delete('/v1/responses/:id', async (request) => {
     const { id } = request.params as { id: string };
-    if (!store.delete(tenantOf(request), id)) throw errors.responseNotFound(id);
+    if (!store.delete(requestTenant(request), id)) throw errors.responseNotFound(id);
     return { id, object: 'response', deleted: true };
   });
 

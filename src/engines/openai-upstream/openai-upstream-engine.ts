@@ -339,12 +339,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
    */
   private async *generateResponse(
     request: GenerationRequest,
-    responsesBody: Readonly<Record<string, unknown>>,
+    responsesBody: () => Readonly<Record<string, unknown>>,
     upstreamModel: string,
     signal: AbortSignal,
     queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
-    const body = { ...responsesBody, model: upstreamModel, stream: true };
+    const body = { ...responsesBody(), model: upstreamModel, stream: true };
     const response = await this.send('/responses', body, signal);
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
     const relay = new ResponsesEventRelay(this.id);
@@ -431,20 +431,6 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 }
 
-/** The fields of an upstream's error object that reach the client. */
-interface UpstreamErrorFields {
-  message?: unknown;
-  code?: unknown;
-  type?: unknown;
-  param?: unknown;
-}
-
-/**
- * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
- * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
- * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
- * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
- */
 /** One upstream event as relayed, and the completion tokens it stands for. */
 interface RelayedEvent {
   event: UpstreamEvent;
@@ -519,6 +505,20 @@ async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: 
   }
 }
 
+/** The fields of an upstream's error object that reach the client. */
+interface UpstreamErrorFields {
+  message?: unknown;
+  code?: unknown;
+  type?: unknown;
+  param?: unknown;
+}
+
+/**
+ * An upstream's HTTP error as the client's answer. The client's own mistakes (400, 404, 409, 413, 422)
+ * and rate limits keep their status and the upstream's error body (message, type, param, code; a code
+ * that is not a string becomes one), so a client sees what it would have seen talking to the upstream.
+ * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
+ */
 async function upstreamHttpError(engineId: string, response: Dispatcher.ResponseData): Promise<GravityError> {
   const text = await response.body.text().catch(() => '');
   let message = text.slice(0, 500);

@@ -1,5 +1,10 @@
 import { errors } from '../../core/errors.js';
-import type { FinishReason, TokenUsage, UpstreamEvent } from '../../core/stream-parts.js';
+import {
+  type FinishReason,
+  type TokenUsage,
+  terminalResponseEvents,
+  type UpstreamEvent,
+} from '../../core/stream-parts.js';
 
 /**
  * Reads an upstream's Responses API event stream (`POST /v1/responses`, `stream: true`) for relaying:
@@ -26,9 +31,6 @@ const outputDeltaEvents = new Set([
   'response.reasoning_text.delta',
   'response.reasoning_summary_text.delta',
 ]);
-
-/** The terminal events whose `response` is the finished Response object. */
-export const terminalResponseEvents = new Set(['response.completed', 'response.incomplete']);
 
 interface UpstreamResponsesUsage {
   input_tokens?: number;
