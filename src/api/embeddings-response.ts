@@ -15,37 +15,85 @@ import { usageObject } from './openai-wire-format.js';
  */
 export class EmbeddingsAssembler {
   private readonly data: EmbeddingVector[] = [];
+  private sorted = false;
 
   add(part: ContentPart): void {
     if (part.type === 'embeddings') for (const vector of part.data) this.data.push(vector);
   }
 
-  build(options: {
-    context: RequestContext;
-    usage: TokenUsage;
-    metered: MeteredFigures | null;
-    encodingFormat: 'float' | 'base64';
-  }) {
-    const { context, usage, metered, encodingFormat } = options;
-    const { gravity } = usageObject(usage, metered);
+  /** The response as an object (a batch line's body, which the batch file writes as one line). */
+  build(options: EmbeddingsBodyOptions) {
+    const { encodingFormat } = options;
     return {
       object: 'list',
-      data: [...this.data]
-        .sort((a, b) => a.index - b.index)
-        .map((vector) => ({
-          object: 'embedding',
-          index: vector.index,
-          embedding:
-            encodingFormat === 'base64' ? base64Vector(vector.embedding) : floatVector(vector.embedding),
-        })),
-      model: context.model,
-      usage: {
-        prompt_tokens: usage.promptTokens,
-        total_tokens: usage.promptTokens,
-        ...(gravity ? { gravity } : {}),
-      },
+      data: this.ordered().map((vector) => ({
+        object: 'embedding',
+        index: vector.index,
+        embedding:
+          encodingFormat === 'base64' ? base64Vector(vector.embedding) : floatVector(vector.embedding),
+      })),
+      ...tailFields(options),
     };
   }
+
+  /**
+   * The same response as JSON text in pieces, for an HTTP body written piece by piece: 2048 inputs of
+   * 4096 dimensions are about 180 MB of JSON, which one `JSON.stringify` would build in a second or more
+   * with the event loop blocked. Each piece holds whole vectors and ends once it holds
+   * `valuesPerPiece` numbers or more; the text equals `JSON.stringify(build(options))`.
+   */
+  *jsonPieces(options: EmbeddingsBodyOptions & { valuesPerPiece?: number }): Generator<string> {
+    const valuesPerPiece = options.valuesPerPiece ?? defaultValuesPerPiece;
+    const base64 = options.encodingFormat === 'base64';
+    yield '{"object":"list","data":[';
+    let piece = '';
+    let values = 0;
+    for (const [position, vector] of this.ordered().entries()) {
+      const embedding = base64
+        ? JSON.stringify(base64Vector(vector.embedding))
+        : floatVectorJson(vector.embedding);
+      piece += `${position === 0 ? '' : ','}{"object":"embedding","index":${vector.index},"embedding":${embedding}}`;
+      values += vectorLength(vector.embedding);
+      if (values >= valuesPerPiece) {
+        yield piece;
+        piece = '';
+        values = 0;
+      }
+    }
+    const tail = JSON.stringify(tailFields(options));
+    // The tail object's opening brace gives way to the list's closing bracket and a comma.
+    yield `${piece}],${tail.slice(1)}`;
+  }
+
+  /** The vectors in input order; engines may send them in any order. Sorts in place, once. */
+  private ordered(): EmbeddingVector[] {
+    if (!this.sorted) this.data.sort((a, b) => a.index - b.index);
+    this.sorted = true;
+    return this.data;
+  }
+}
+
+interface EmbeddingsBodyOptions {
+  context: RequestContext;
+  usage: TokenUsage;
+  metered: MeteredFigures | null;
+  encodingFormat: 'float' | 'base64';
+}
+
+/** About 1.3 MB of JSON floats: small enough to encode in a few milliseconds between turns of the loop. */
+const defaultValuesPerPiece = 65_536;
+
+function tailFields(options: EmbeddingsBodyOptions) {
+  const { context, usage, metered } = options;
+  const { gravity } = usageObject(usage, metered);
+  return {
+    model: context.model,
+    usage: {
+      prompt_tokens: usage.promptTokens,
+      total_tokens: usage.promptTokens,
+      ...(gravity ? { gravity } : {}),
+    },
+  };
 }
 
 const littleEndianHost = endianness() === 'LE';
@@ -68,4 +116,28 @@ export function floatVector(embedding: EmbeddingVector['embedding']): number[] {
   const values: number[] = new Array(Math.floor(bytes.length / 4));
   for (let index = 0; index < values.length; index++) values[index] = bytes.readFloatLE(index * 4);
   return values;
+}
+
+/**
+ * A vector as JSON numbers, written without building an array first. Each value is the float32 read as
+ * a double and written as `JSON.stringify` writes that double (its shortest round-trip text, which is
+ * `String(value)`; NaN and the infinities, which JSON cannot hold, become `null`), so clients see the
+ * same numbers as from `floatVector`.
+ */
+export function floatVectorJson(embedding: EmbeddingVector['embedding']): string {
+  if (typeof embedding === 'string') return JSON.stringify(floatVector(embedding));
+  const length = embedding.length;
+  if (length === 0) return '[]';
+  let text = '[';
+  for (let index = 0; index < length; index++) {
+    const value = embedding[index] as number;
+    text += index === 0 ? '' : ',';
+    text += Number.isFinite(value) ? String(value) : 'null';
+  }
+  return `${text}]`;
+}
+
+function vectorLength(embedding: EmbeddingVector['embedding']): number {
+  // A base64 string holds 4 bytes per value in 4/3 as many characters.
+  return typeof embedding === 'string' ? Math.floor((embedding.length * 3) / 16) : embedding.length;
 }
