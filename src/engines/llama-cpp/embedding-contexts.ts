@@ -72,7 +72,10 @@ export class EmbeddingContexts {
     }
     // The context adds the model's BOS/EOS itself; counting them here makes usage and the length check
     // exact. Counting only tokenizes, so any context does it, busy or not.
-    const evaluated = (this.contexts[0] as LlamaEmbeddingContext).calculateInputLength(tokens);
+    const counter = this.contexts[0];
+    // Disposed while this request waited for the contexts' creation: the engine is closing.
+    if (!counter) throw errors.engineFailed(this.options.engineId, 'engine closed');
+    const evaluated = counter.calculateInputLength(tokens);
     // node-llama-cpp refuses an input that fills the whole window.
     if (evaluated >= this.options.contextTokens)
       throw errors.embeddingInputTooLong({

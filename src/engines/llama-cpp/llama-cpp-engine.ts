@@ -73,6 +73,9 @@ function loadLlama(): Promise<Llama> {
 // A UTF-8 character is at most 4 bytes, so at most 4 byte-fallback tokens can form one incomplete character.
 const maxIncompleteCharacterTokens = 4;
 
+/** Embedding inputs tokenized between turns of the event loop. */
+const inputsPerTokenizeTurn = 64;
+
 /**
  * The request features this engine serves (see README.md): structured output and tools through grammars,
  * logprobs from llama.cpp's token probabilities, several choices and prompts as parallel sequences,
@@ -226,19 +229,13 @@ export class LlamaCppEngine implements EngineAdapter {
   /**
    * Embeddings: each input through one embedding context in turn (prefill only), vectors scaled to
    * unit length. Token-id inputs go in as given, with BOS (and EOS where the model asks for it) added as
-   * for text. An abort stops the request between inputs.
+   * for text. All inputs are tokenized (and checked) before a context is taken; an abort or the engine's
+   * close stops the request between inputs, while tokenizing too.
    */
   private async *embed(input: EmbeddingInput, signal: AbortSignal): AsyncGenerator<StreamPart> {
     const contexts = this.embeddingContexts;
     // The feature check refuses embeddings when the engine has no embedding contexts.
     if (!contexts) throw errors.engineFailed(this.id, 'engine is not started');
-    const prepared: Token[][] = [];
-    let promptTokens = 0;
-    for (const [index, item] of input.inputs.entries()) {
-      const tokens = await contexts.inputTokens(item, index);
-      prepared.push(tokens.tokens);
-      promptTokens += tokens.evaluatedTokens;
-    }
     const controller = new AbortController();
     const forwardAbort = () => controller.abort(signal.reason);
     if (signal.aborted) forwardAbort();
@@ -246,6 +243,17 @@ export class LlamaCppEngine implements EngineAdapter {
     this.running.add(controller);
     let context: LlamaEmbeddingContext | undefined;
     try {
+      const prepared: Token[][] = [];
+      let promptTokens = 0;
+      for (const [index, item] of input.inputs.entries()) {
+        // Tokenizing runs on the event loop: 2048 long inputs would hold it for a while.
+        if (index > 0 && index % inputsPerTokenizeTurn === 0)
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        if (controller.signal.aborted) throw controller.signal.reason;
+        const tokens = await contexts.inputTokens(item, index);
+        prepared.push(tokens.tokens);
+        promptTokens += tokens.evaluatedTokens;
+      }
       const queuedAtMs = performance.now();
       context = await contexts.acquire(controller.signal);
       yield {
