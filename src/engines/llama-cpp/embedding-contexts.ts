@@ -23,7 +23,9 @@ export interface EmbeddingContextsOptions {
 export class EmbeddingContexts {
   private pool: Promise<SlotPool<LlamaEmbeddingContext>> | undefined;
   private created: SlotPool<LlamaEmbeddingContext> | undefined;
-  private readonly contexts: LlamaEmbeddingContext[] = [];
+  /** All of the contexts once created, none before (a creation that fails keeps none). */
+  private contexts: readonly LlamaEmbeddingContext[] = [];
+  private disposed = false;
 
   constructor(
     private readonly model: LlamaModel,
@@ -86,13 +88,20 @@ export class EmbeddingContexts {
     return { tokens, evaluatedTokens: evaluated };
   }
 
+  /** Frees the contexts; a creation in progress finishes first, so what it made is freed too. */
   async dispose(): Promise<void> {
-    for (const context of this.contexts.splice(0)) await context.dispose();
+    this.disposed = true;
+    const creation = this.pool;
     this.pool = undefined;
+    await creation?.catch(() => {});
+    const contexts = this.contexts;
+    this.contexts = [];
     this.created = undefined;
+    for (const context of contexts) await context.dispose();
   }
 
   private slots(): Promise<SlotPool<LlamaEmbeddingContext>> {
+    if (this.disposed) return Promise.reject(errors.engineFailed(this.options.engineId, 'engine closed'));
     this.pool ??= this.create().catch((error: unknown) => {
       // A failed creation (out of memory, an encoder-decoder model) is retried by the next request.
       this.pool = undefined;
@@ -105,17 +114,25 @@ export class EmbeddingContexts {
   }
 
   private async create(): Promise<SlotPool<LlamaEmbeddingContext>> {
-    for (let index = 0; index < this.options.contexts; index++) {
-      this.contexts.push(
-        await this.model.createEmbeddingContext({
-          contextSize: this.options.contextTokens,
-          // The whole input in one batch: llama.cpp pools non-causal models' embeddings over one batch.
-          batchSize: this.options.contextTokens,
-          threads: this.options.threads,
-        }),
-      );
+    const contexts: LlamaEmbeddingContext[] = [];
+    try {
+      for (let index = 0; index < this.options.contexts; index++) {
+        contexts.push(
+          await this.model.createEmbeddingContext({
+            contextSize: this.options.contextTokens,
+            // The whole input in one batch: llama.cpp pools non-causal models' embeddings over one batch.
+            batchSize: this.options.contextTokens,
+            threads: this.options.threads,
+          }),
+        );
+      }
+    } catch (error) {
+      // Those made before the failure would otherwise hold their memory until the model is freed.
+      for (const context of contexts) await context.dispose();
+      throw error;
     }
-    this.created = new SlotPool([...this.contexts]);
+    this.contexts = contexts;
+    this.created = new SlotPool([...contexts]);
     return this.created;
   }
 }

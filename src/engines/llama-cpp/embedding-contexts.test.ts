@@ -1,0 +1,52 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { getLlama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EmbeddingContexts } from './embedding-contexts.js';
+import { ensureTinyModel } from './tiny-model.js';
+
+let model: LlamaModel;
+
+beforeAll(async () => {
+  const llama = await getLlama({
+    gpu: false,
+    build: 'never',
+    logLevel: LlamaLogLevel.error,
+    progressLogs: false,
+  });
+  const modelPath = await ensureTinyModel('alphabet', mkdtempSync(path.join(tmpdir(), 'gravity-embedding-')));
+  model = await llama.loadModel({ modelPath });
+});
+afterAll(async () => {
+  await model?.dispose();
+});
+
+const options = { engineId: 'tiny', contexts: 2, contextTokens: 64, threads: 1 };
+
+describe('EmbeddingContexts', () => {
+  it('frees the contexts of a creation that was still running when it was disposed', async () => {
+    const contexts = new EmbeddingContexts(model, options);
+    // The first acquire starts the creation; dispose overtakes it.
+    const acquired = contexts.acquire(new AbortController().signal);
+    await contexts.dispose();
+    const context = await acquired;
+    expect(context.disposed).toBe(true);
+    await expect(contexts.acquire(new AbortController().signal)).rejects.toMatchObject({
+      code: 'engine_error',
+      message: expect.stringContaining('engine closed'),
+    });
+  });
+
+  it('hands out created contexts until disposed, then frees them', async () => {
+    const contexts = new EmbeddingContexts(model, options);
+    const first = await contexts.acquire(new AbortController().signal);
+    const second = await contexts.acquire(new AbortController().signal);
+    expect(contexts.busy).toBe(2);
+    expect((await contexts.inputTokens('a b', 0)).evaluatedTokens).toBeGreaterThan(0);
+    contexts.release(first);
+    contexts.release(second);
+    await contexts.dispose();
+    expect([first.disposed, second.disposed]).toEqual([true, true]);
+  });
+});
