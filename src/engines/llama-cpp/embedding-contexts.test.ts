@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { getLlama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EmbeddingContexts } from './embedding-contexts.js';
+import { EmbeddingContexts, type EmbeddingContextsOptions } from './embedding-contexts.js';
+import { vocabularySize } from './sampling-options.js';
 import { ensureTinyModel } from './tiny-model.js';
 
 let model: LlamaModel;
+let options: EmbeddingContextsOptions;
 
 beforeAll(async () => {
   const llama = await getLlama({
@@ -17,12 +19,17 @@ beforeAll(async () => {
   });
   const modelPath = await ensureTinyModel('alphabet', mkdtempSync(path.join(tmpdir(), 'gravity-embedding-')));
   model = await llama.loadModel({ modelPath });
+  options = {
+    engineId: 'tiny',
+    contexts: 2,
+    contextTokens: 64,
+    threads: 1,
+    vocabulary: vocabularySize(model),
+  };
 });
 afterAll(async () => {
   await model?.dispose();
 });
-
-const options = { engineId: 'tiny', contexts: 2, contextTokens: 64, threads: 1 };
 
 describe('EmbeddingContexts', () => {
   it('frees the contexts of a creation that was still running when it was disposed', async () => {
@@ -44,6 +51,11 @@ describe('EmbeddingContexts', () => {
     const second = await contexts.acquire(new AbortController().signal);
     expect(contexts.busy).toBe(2);
     expect((await contexts.inputTokens('a b', 0)).evaluatedTokens).toBeGreaterThan(0);
+    await expect(contexts.inputTokens([1, options.vocabulary], 3)).rejects.toMatchObject({
+      status: 400,
+      param: 'input',
+      message: `Invalid value for 'input[3]': token ${options.vocabulary} is not in the model's vocabulary (0 to ${options.vocabulary - 1}).`,
+    });
     contexts.release(first);
     contexts.release(second);
     await contexts.dispose();

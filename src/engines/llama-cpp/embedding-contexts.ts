@@ -1,7 +1,7 @@
 import type { LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { errors } from '../../core/errors.js';
 import { SlotPool } from '../slot-pool.js';
-import { vocabularySize } from './sampling-options.js';
+import { checkTokenIds } from './sampling-options.js';
 
 export interface EmbeddingContextsOptions {
   /** The engine's id, for errors. */
@@ -11,6 +11,8 @@ export interface EmbeddingContextsOptions {
   /** Each context's window: the longest input (BOS and EOS included) is one token shorter. */
   contextTokens: number;
   threads: number;
+  /** Tokens in the model's vocabulary, for checking token-id inputs. */
+  vocabulary: number;
 }
 
 /**
@@ -62,16 +64,7 @@ export class EmbeddingContexts {
     await this.slots();
     const tokens: Token[] =
       typeof input === 'string' ? this.model.tokenize(input, false) : ([...input] as Token[]);
-    if (typeof input !== 'string') {
-      const vocabulary = vocabularySize(this.model);
-      for (const token of input)
-        if (!Number.isInteger(token) || token < 0 || token >= vocabulary)
-          throw errors.invalidRequest(
-            `Invalid value for 'input[${index}]': token ${token} is not in the model's vocabulary (0 to ${vocabulary - 1}).`,
-            'input',
-            'invalid_value',
-          );
-    }
+    if (typeof input !== 'string') checkTokenIds(input, this.options.vocabulary, `input[${index}]`);
     // The context adds the model's BOS/EOS itself; counting them here makes usage and the length check
     // exact. Counting only tokenizes, so any context does it, busy or not.
     const counter = this.contexts[0];

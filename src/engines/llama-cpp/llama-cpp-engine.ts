@@ -33,7 +33,7 @@ import { generateChoice, type OutputMode } from './choice-generation.js';
 import { EmbeddingContexts, unitVector } from './embedding-contexts.js';
 import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
 import { acquireAll, interleave } from './parallel-choices.js';
-import { evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
+import { checkTokenIds, evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
 import { TokenLogprobs } from './token-logprobs.js';
 
 export interface LlamaCppEngineOptions {
@@ -176,6 +176,7 @@ export class LlamaCppEngine implements EngineAdapter {
         contexts: this.options.embeddingContexts,
         contextTokens: this.options.contextTokens,
         threads: this.options.threads,
+        vocabulary: this.vocabulary,
       });
   }
 
@@ -575,13 +576,7 @@ export class LlamaCppEngine implements EngineAdapter {
           'prompt',
           'invalid_value',
         );
-      for (const token of prompt)
-        if (!Number.isInteger(token) || token < 0 || token >= this.vocabulary)
-          throw errors.invalidRequest(
-            `Invalid value for 'prompt': token ${token} is not in the model's vocabulary (0 to ${this.vocabulary - 1}).`,
-            'prompt',
-            'invalid_value',
-          );
+      checkTokenIds(prompt, this.vocabulary, 'prompt');
       // Token ids go to llama.cpp as given, with no BOS added: the client chose every token.
       return { tokens: [...prompt] as Token[], stopTriggers: [] };
     });
