@@ -136,7 +136,8 @@ export class LlamaCppEngine implements EngineAdapter {
   private context: LlamaContext | undefined;
   private chatWrapper: ChatWrapper | undefined;
   private slots: SlotPool<LlamaContextSequence> | undefined;
-  private readonly running = new Set<AbortController>();
+  /** Aborted by `close()`: every request in progress stops with the engine's 'engine closed' error. */
+  private closing = new AbortController();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private embeddingContexts: EmbeddingContexts | undefined;
 
@@ -147,6 +148,7 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   async start(): Promise<void> {
+    this.closing = new AbortController();
     const llama = await loadLlama();
     this.llama = llama;
     try {
@@ -181,7 +183,7 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   async close(): Promise<void> {
-    for (const controller of this.running) controller.abort(errors.engineFailed(this.id, 'engine closed'));
+    this.closing.abort(errors.engineFailed(this.id, 'engine closed'));
     await this.embeddingContexts?.dispose();
     this.embeddingContexts = undefined;
     await this.context?.dispose();
@@ -237,11 +239,7 @@ export class LlamaCppEngine implements EngineAdapter {
     const contexts = this.embeddingContexts;
     // The feature check refuses embeddings when the engine has no embedding contexts.
     if (!contexts) throw errors.engineFailed(this.id, 'engine is not started');
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    const stop = AbortSignal.any([signal, this.closing.signal]);
     let context: LlamaEmbeddingContext | undefined;
     try {
       const prepared: Token[][] = [];
@@ -250,13 +248,13 @@ export class LlamaCppEngine implements EngineAdapter {
         // Tokenizing runs on the event loop: 2048 long inputs would hold it for a while.
         if (index > 0 && index % inputsPerTokenizeTurn === 0)
           await new Promise<void>((resolve) => setImmediate(resolve));
-        if (controller.signal.aborted) throw controller.signal.reason;
+        if (stop.aborted) throw stop.reason;
         const tokens = await contexts.inputTokens(item, index);
         prepared.push(tokens.tokens);
         promptTokens += tokens.evaluatedTokens;
       }
       const queuedAtMs = performance.now();
-      context = await contexts.acquire(controller.signal);
+      context = await contexts.acquire(stop);
       yield {
         type: 'response-start',
         promptTokens,
@@ -265,11 +263,11 @@ export class LlamaCppEngine implements EngineAdapter {
       };
       const data = [];
       for (const [index, tokens] of prepared.entries()) {
-        if (controller.signal.aborted) throw controller.signal.reason;
+        if (stop.aborted) throw stop.reason;
         const embedding = await context.getEmbeddingFor(tokens);
         data.push({ index, embedding: unitVector(embedding.vector) });
       }
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       yield { type: 'embeddings', data, tokens: 0 };
       yield {
         type: 'finish',
@@ -277,10 +275,8 @@ export class LlamaCppEngine implements EngineAdapter {
         usage: { promptTokens, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       if (context) contexts.release(context);
     }
   }
@@ -299,17 +295,13 @@ export class LlamaCppEngine implements EngineAdapter {
     // Penalties read the tokens generated so far; without penalties nothing is collected.
     const generated: Token[] | undefined = penalised(options) ? [] : undefined;
 
-    // Local controller: aborts on the client's signal and on engine close.
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    // Aborted by the client's signal or the engine's close.
+    const stop = AbortSignal.any([signal, this.closing.signal]);
 
     let sequence: LlamaContextSequence | undefined;
     try {
       const queuedAtMs = performance.now();
-      sequence = await slots.acquire(controller.signal, (free) => longestPrefixSlot(free, promptTokens));
+      sequence = await slots.acquire(stop, (free) => longestPrefixSlot(free, promptTokens));
       const queueWaitMs = performance.now() - queuedAtMs;
       const cachedPromptTokens = await reuseCachedPrefix(sequence, promptTokens);
       yield { type: 'response-start', promptTokens: promptTokens.length, cachedPromptTokens, queueWaitMs };
@@ -333,7 +325,7 @@ export class LlamaCppEngine implements EngineAdapter {
       try {
         for (;;) {
           const result = await nextToken;
-          if (result.done || controller.signal.aborted) break;
+          if (result.done || stop.aborted) break;
           const token = result.value;
           completionTokens++;
           generated?.push(token);
@@ -375,7 +367,7 @@ export class LlamaCppEngine implements EngineAdapter {
         // Waits for a prefetched step to finish, so the sequence is idle before its slot is released.
         await tokens.return(undefined);
       }
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       if (!stopped) {
         const rest =
           (pendingTokens.length > 0 ? model.detokenize(pendingTokens, false, recentTokens) : '') +
@@ -395,10 +387,8 @@ export class LlamaCppEngine implements EngineAdapter {
         usage: { promptTokens: promptTokens.length, cachedPromptTokens, completionTokens, source: 'engine' },
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       if (sequence) slots.release(sequence);
     }
   }
@@ -437,18 +427,14 @@ export class LlamaCppEngine implements EngineAdapter {
       (_, index) => prompts[Math.floor(index / options.n)] as RenderedPrompt,
     );
 
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    const stop = AbortSignal.any([signal, this.closing.signal]);
 
     let sequences: LlamaContextSequence[] = [];
     try {
       const queuedAtMs = performance.now();
       sequences = await acquireAll(
         slots,
-        controller.signal,
+        stop,
         choicePrompts.map(
           (prompt) => (free: readonly LlamaContextSequence[]) => longestPrefixSlot(free, prompt.tokens),
         ),
@@ -486,11 +472,11 @@ export class LlamaCppEngine implements EngineAdapter {
             ? { top: options.topLogprobs, shapes: this.logprobShapes as TokenLogprobs }
             : null,
           textDeltas,
-          signal: controller.signal,
+          signal: stop,
         });
       });
       const outcomes = yield* interleave(choices);
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       yield {
         type: 'finish',
         finishReason: outcomes[0]?.finishReason ?? 'stop',
@@ -503,10 +489,8 @@ export class LlamaCppEngine implements EngineAdapter {
         ...(textDeltas ? {} : { choicesFinished: true }),
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       for (const sequence of sequences) slots.release(sequence);
     }
   }
