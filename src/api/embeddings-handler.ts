@@ -30,16 +30,14 @@ export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
 
 /** The embeddings list as one JSON body, written in pieces, with the metered figures in headers as well. */
 class EmbeddingsRenderer extends HttpRenderer {
-  private readonly assembler = new EmbeddingsAssembler();
-  private encodingFormat: 'float' | 'base64' = 'float';
+  private assembler: EmbeddingsAssembler | null = null;
 
   protected begin(_context: RequestContext, request: ParsedRequest): void {
-    const input = request.generation.input;
-    if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
+    this.assembler = EmbeddingsAssembler.forRequest(request);
   }
 
   text(part: ContentPart): undefined {
-    this.assembler.add(part);
+    (this.assembler as EmbeddingsAssembler).add(part);
     return undefined;
   }
 
@@ -57,12 +55,7 @@ class EmbeddingsRenderer extends HttpRenderer {
       ...(this.reply.getHeaders() as Record<string, string>),
       'content-type': 'application/json; charset=utf-8',
     });
-    const pieces = this.assembler.jsonPieces({
-      context,
-      usage: part.usage,
-      metered: context.metered,
-      encodingFormat: this.encodingFormat,
-    });
+    const pieces = (this.assembler as EmbeddingsAssembler).jsonPieces(part, context);
     let piece = pieces.next();
     while (!piece.done) {
       const next = pieces.next();

@@ -19,7 +19,7 @@ describe('embedding vectors on the wire', () => {
   });
 
   it('builds the list in input order with usage counting prompt tokens only', () => {
-    const assembler = new EmbeddingsAssembler();
+    const assembler = new EmbeddingsAssembler('float');
     assembler.add({ type: 'embeddings', data: [{ index: 1, embedding: [0, 1] }], tokens: 0 });
     assembler.add({ type: 'embeddings', data: [{ index: 0, embedding: [1, 0] }], tokens: 0 });
     const context = createRequestContext({
@@ -30,12 +30,14 @@ describe('embedding vectors on the wire', () => {
       nowMs: 0,
       epochMs: 0,
     });
-    const body = assembler.build({
+    const body = assembler.body(
+      {
+        type: 'finish',
+        finishReason: 'stop',
+        usage: { promptTokens: 5, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
+      },
       context,
-      usage: { promptTokens: 5, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
-      metered: null,
-      encodingFormat: 'float',
-    });
+    );
     expect(body).toEqual({
       object: 'list',
       data: [
@@ -61,11 +63,6 @@ describe('embedding vectors on the wire', () => {
   });
 
   it('writes the body in bounded pieces whose text is the JSON of the whole list', () => {
-    const assembler = new EmbeddingsAssembler();
-    for (let index = 9; index >= 0; index--) {
-      const vector = Float32Array.from({ length: 100 }, (_, value) => Math.fround((index + value) / 7));
-      assembler.add({ type: 'embeddings', data: [{ index, embedding: vector }], tokens: 0 });
-    }
     const context = createRequestContext({
       endpoint: 'embeddings',
       stream: false,
@@ -74,13 +71,21 @@ describe('embedding vectors on the wire', () => {
       nowMs: 0,
       epochMs: 0,
     });
-    const usage = { promptTokens: 30, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' } as const;
+    const finish = {
+      type: 'finish',
+      finishReason: 'stop',
+      usage: { promptTokens: 30, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
+    } as const;
     for (const encodingFormat of ['float', 'base64'] as const) {
-      const options = { context, usage, metered: null, encodingFormat };
-      const pieces = [...assembler.jsonPieces({ ...options, valuesPerPiece: 300 })];
+      const assembler = new EmbeddingsAssembler(encodingFormat);
+      for (let index = 9; index >= 0; index--) {
+        const vector = Float32Array.from({ length: 100 }, (_, value) => Math.fround((index + value) / 7));
+        assembler.add({ type: 'embeddings', data: [{ index, embedding: vector }], tokens: 0 });
+      }
+      const pieces = [...assembler.jsonPieces(finish, context, 300)];
       // The opener, three pieces of three vectors, and the last vector with the tail.
       expect(pieces).toHaveLength(5);
-      expect(pieces.join('')).toBe(JSON.stringify(assembler.build(options)));
+      expect(pieces.join('')).toBe(JSON.stringify(assembler.body(finish, context)));
       expect(JSON.parse(pieces.join('')).data.map((item: { index: number }) => item.index)).toEqual([
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
       ]);

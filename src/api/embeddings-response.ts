@@ -1,7 +1,8 @@
 import { endianness } from 'node:os';
-import type { MeteredFigures, RequestContext } from '../core/request-context.js';
-import type { ContentPart, EmbeddingVector, TokenUsage } from '../core/stream-parts.js';
+import type { RequestContext } from '../core/request-context.js';
+import type { ContentPart, EmbeddingVector, FinishPart } from '../core/stream-parts.js';
 import { usageObject } from './openai-wire-format.js';
+import type { ParsedRequest } from './request-schemas.js';
 
 /**
  * OpenAI's embeddings response, `{object: 'list', data: [{object: 'embedding', index, embedding}],
@@ -17,13 +18,24 @@ export class EmbeddingsAssembler {
   private readonly data: EmbeddingVector[] = [];
   private sorted = false;
 
+  constructor(private readonly encodingFormat: 'float' | 'base64') {}
+
+  /** The assembler of an embeddings request's answer, in the `encoding_format` it asked for. */
+  static forRequest(request: ParsedRequest): EmbeddingsAssembler {
+    const input = request.generation.input;
+    return new EmbeddingsAssembler(input.kind === 'embedding' ? input.encodingFormat : 'float');
+  }
+
   add(part: ContentPart): void {
     if (part.type === 'embeddings') for (const vector of part.data) this.data.push(vector);
   }
 
-  /** The response as an object (a batch line's body, which the batch file writes as one line). */
-  build(options: EmbeddingsBodyOptions) {
-    const { encodingFormat } = options;
+  /**
+   * The response as an object (a batch line's body, which the batch file writes as one line). After the
+   * ledger commit: `context.metered` holds the figures `usage.gravity` carries.
+   */
+  body(part: FinishPart, context: RequestContext) {
+    const { encodingFormat } = this;
     return {
       object: 'list',
       data: this.ordered().map((vector) => ({
@@ -32,7 +44,7 @@ export class EmbeddingsAssembler {
         embedding:
           encodingFormat === 'base64' ? base64Vector(vector.embedding) : floatVector(vector.embedding),
       })),
-      ...tailFields(options),
+      ...tailFields(part, context),
     };
   }
 
@@ -40,11 +52,14 @@ export class EmbeddingsAssembler {
    * The same response as JSON text in pieces, for an HTTP body written piece by piece: 2048 inputs of
    * 4096 dimensions are about 180 MB of JSON, which one `JSON.stringify` would build in a second or more
    * with the event loop blocked. Each piece holds whole vectors and ends once it holds
-   * `valuesPerPiece` numbers or more; the text equals `JSON.stringify(build(options))`.
+   * `valuesPerPiece` numbers or more; the text equals `JSON.stringify(body(part, context))`.
    */
-  *jsonPieces(options: EmbeddingsBodyOptions & { valuesPerPiece?: number }): Generator<string> {
-    const valuesPerPiece = options.valuesPerPiece ?? defaultValuesPerPiece;
-    const base64 = options.encodingFormat === 'base64';
+  *jsonPieces(
+    part: FinishPart,
+    context: RequestContext,
+    valuesPerPiece = defaultValuesPerPiece,
+  ): Generator<string> {
+    const base64 = this.encodingFormat === 'base64';
     yield '{"object":"list","data":[';
     let piece = '';
     let values = 0;
@@ -60,7 +75,7 @@ export class EmbeddingsAssembler {
         values = 0;
       }
     }
-    const tail = JSON.stringify(tailFields(options));
+    const tail = JSON.stringify(tailFields(part, context));
     // The tail object's opening brace gives way to the list's closing bracket and a comma.
     yield `${piece}],${tail.slice(1)}`;
   }
@@ -73,19 +88,12 @@ export class EmbeddingsAssembler {
   }
 }
 
-interface EmbeddingsBodyOptions {
-  context: RequestContext;
-  usage: TokenUsage;
-  metered: MeteredFigures | null;
-  encodingFormat: 'float' | 'base64';
-}
-
 /** About 1.3 MB of JSON floats: small enough to encode in a few milliseconds between turns of the loop. */
 const defaultValuesPerPiece = 65_536;
 
-function tailFields(options: EmbeddingsBodyOptions) {
-  const { context, usage, metered } = options;
-  const { gravity } = usageObject(usage, metered);
+function tailFields(part: FinishPart, context: RequestContext) {
+  const { usage } = part;
+  const { gravity } = usageObject(usage, context.metered);
   return {
     model: context.model,
     usage: {
