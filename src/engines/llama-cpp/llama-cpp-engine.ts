@@ -204,11 +204,13 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   load(): EngineLoad {
-    // Embedding work shows as busy or waiting (power models read it), while the total stays the
-    // generation slots: the gateway's scheduler sizes its per-replica concurrency from it.
+    // Embedding work shows as busy or waiting (power models read it), and its contexts count in the
+    // total, so busy never exceeds it; the gateway's scheduler leaves them out of its seats.
     const embedding = this.embeddingContexts;
+    const embeddingSlots = embedding ? this.options.embeddingContexts : 0;
     return {
-      slotsTotal: this.options.slots,
+      slotsTotal: this.options.slots + embeddingSlots,
+      embeddingSlots,
       slotsBusy: (this.slots?.busy ?? 0) + (embedding?.busy ?? 0),
       waiting: (this.slots?.waiting ?? 0) + (embedding?.waiting ?? 0),
     };
