@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import OpenAI, { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -338,6 +339,42 @@ describe('embeddings from the emulated engine', () => {
     expect(
       await caught(upstream.client.embeddings.create({ model: 'emulated-8b', input: 'x', dimensions: 5000 })),
     ).toMatchObject({ status: 400, param: 'dimensions' });
+  });
+
+  it('writes a large answer in pieces, answering /healthz before its body has ended', async () => {
+    // 512 inputs of llama-3.1-8b's 4096 dimensions: about 40 MB of JSON numbers.
+    const input = Array.from({ length: 512 }, (_, index) => `input ${index}`);
+    const body = JSON.stringify({ model: 'emulated-8b', input, encoding_format: 'float' });
+    const events: string[] = [];
+    const text = await new Promise<string>((resolve, reject) => {
+      const request = httpRequest(`${upstream.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
+      request.on('error', reject);
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => {
+          if (chunks.length === 0)
+            fetch(`${upstream.url}/healthz`).then(
+              (health) => events.push(`healthz ${health.status}`),
+              reject,
+            );
+          chunks.push(chunk);
+        });
+        response.on('end', () => {
+          events.push('embeddings body ended');
+          resolve(Buffer.concat(chunks).toString('utf8'));
+        });
+        response.on('error', reject);
+      });
+      request.end(body);
+    });
+    expect(events).toEqual(['healthz 200', 'embeddings body ended']);
+    const parsed = JSON.parse(text) as { data: { index: number; embedding: number[] }[] };
+    expect(parsed.data.map((item) => item.index)).toEqual(input.map((_, index) => index));
+    for (const item of parsed.data) expect(item.embedding).toHaveLength(4096);
+    expect(norm(parsed.data[7]?.embedding ?? [])).toBeCloseTo(1, 5);
   });
 
   it('meters an embedding as prefill-only work: energy spent, no completion tokens', async () => {

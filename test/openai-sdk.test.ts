@@ -145,7 +145,8 @@ describe('the openai SDK against gravity serve', () => {
     expect(text).toMatch(/gravity_time_to_first_token_seconds_bucket\{le="0.005",model="gravity-tiny"\}/);
     expect(text).toMatch(/gravity_inter_token_latency_seconds_count\{model="gravity-tiny"\} [1-9]/);
     expect(text).toMatch(/gravity_requests_in_flight\{model="gravity-tiny"\} 0/);
-    expect(text).toMatch(/gravity_engine_slots\{engine="tiny",state="total"\} 4/);
+    // Four generation slots and the default embedding context.
+    expect(text).toMatch(/gravity_engine_slots\{engine="tiny",state="total"\} 5/);
     // Gravity's own time per request, excluding the engine, observed for every request.
     expect(text).toMatch(/gravity_gateway_overhead_seconds_count\{endpoint="chat.completions"\} [1-9]/);
   });

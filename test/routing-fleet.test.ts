@@ -167,6 +167,22 @@ describe('a labelled fleet of emulated replicas', () => {
     }
   });
 
+  it('leaves embeddings out of prefix affinity: no engine caches their inputs', async () => {
+    const input = 'The same long passage to embed, about telescopes and star maps. '.repeat(40);
+    const routes = [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const { response } = await globex.embeddings
+        .create({ model: 'llama-3.1-8b', input, encoding_format: 'float' })
+        .withResponse();
+      routes.push(JSON.parse(response.headers.get('x-gravity-route') ?? '{}'));
+    }
+    // The second request's text is the first's, yet no replica scores a prefix hit for it.
+    for (const route of routes) {
+      expect(route.profile).toBe('prefix-load');
+      for (const candidate of route.top) expect(candidate.scorers['prefix-affinity']).toBe(0);
+    }
+  });
+
   it('explains a dry run on the debug endpoint without running it', async () => {
     const response = await postRaw(
       `${harness.url}/v1/routing/explain`,

@@ -1,9 +1,10 @@
+import { setImmediate } from 'node:timers/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { requestCaller } from '../admission/request-caller.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
-import { clientGoneSignal, HttpRenderer, meteredHeaders } from './completion-handler.js';
+import { clientGoneSignal, HttpRenderer, meteredHeaders, waitForDrain } from './completion-handler.js';
 import { EmbeddingsAssembler } from './embeddings-response.js';
 import { type ParsedRequest, parseEmbeddingRequest } from './request-schemas.js';
 
@@ -27,30 +28,49 @@ export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
   };
 }
 
-/** The embeddings list as one JSON body, with the metered figures in headers as well. */
+/** The embeddings list as one JSON body, written in pieces, with the metered figures in headers as well. */
 class EmbeddingsRenderer extends HttpRenderer {
-  private readonly assembler = new EmbeddingsAssembler();
-  private encodingFormat: 'float' | 'base64' = 'float';
+  private assembler: EmbeddingsAssembler | null = null;
 
   protected begin(_context: RequestContext, request: ParsedRequest): void {
-    const input = request.generation.input;
-    if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
+    this.assembler = EmbeddingsAssembler.forRequest(request);
   }
 
   text(part: ContentPart): undefined {
-    this.assembler.add(part);
+    (this.assembler as EmbeddingsAssembler).add(part);
     return undefined;
   }
 
+  /**
+   * Runs after the ledger commit (ADR 0001), so every byte written here comes after it. The body goes out
+   * in pieces (embeddings-response.ts), yielding to the event loop between them and waiting for the
+   * socket to drain when it is full: a large answer neither blocks other requests nor piles up in memory.
+   * A client that left gets no more pieces.
+   */
   async finished(part: FinishPart, context: RequestContext): Promise<void> {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
-    await this.reply.send(
-      this.assembler.build({
-        context,
-        usage: part.usage,
-        metered: context.metered,
-        encodingFormat: this.encodingFormat,
-      }),
-    );
+    this.reply.hijack();
+    const raw = this.reply.raw;
+    raw.writeHead(200, {
+      ...(this.reply.getHeaders() as Record<string, string>),
+      'content-type': 'application/json; charset=utf-8',
+    });
+    const pieces = (this.assembler as EmbeddingsAssembler).jsonPieces(part, context);
+    let piece = pieces.next();
+    while (!piece.done) {
+      const next = pieces.next();
+      if (next.done) {
+        raw.end(piece.value);
+        return;
+      }
+      const flushed = raw.write(piece.value);
+      try {
+        await (flushed ? setImmediate() : waitForDrain(raw, this.clientGone));
+      } catch {
+        // Aborted while waiting for the socket to drain: the client is gone.
+      }
+      if (this.clientGone.aborted || raw.destroyed) return;
+      piece = next;
+    }
   }
 }

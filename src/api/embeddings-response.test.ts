@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRequestContext } from '../core/request-context.js';
-import { base64Vector, EmbeddingsAssembler, floatVector } from './embeddings-response.js';
+import { base64Vector, EmbeddingsAssembler, floatVector, floatVectorJson } from './embeddings-response.js';
 
 describe('embedding vectors on the wire', () => {
   it('writes base64 as little-endian float32 bytes, as OpenAI does', () => {
@@ -19,7 +19,7 @@ describe('embedding vectors on the wire', () => {
   });
 
   it('builds the list in input order with usage counting prompt tokens only', () => {
-    const assembler = new EmbeddingsAssembler();
+    const assembler = new EmbeddingsAssembler('float');
     assembler.add({ type: 'embeddings', data: [{ index: 1, embedding: [0, 1] }], tokens: 0 });
     assembler.add({ type: 'embeddings', data: [{ index: 0, embedding: [1, 0] }], tokens: 0 });
     const context = createRequestContext({
@@ -30,12 +30,14 @@ describe('embedding vectors on the wire', () => {
       nowMs: 0,
       epochMs: 0,
     });
-    const body = assembler.build({
+    const body = assembler.body(
+      {
+        type: 'finish',
+        finishReason: 'stop',
+        usage: { promptTokens: 5, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
+      },
       context,
-      usage: { promptTokens: 5, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
-      metered: null,
-      encodingFormat: 'float',
-    });
+    );
     expect(body).toEqual({
       object: 'list',
       data: [
@@ -45,5 +47,48 @@ describe('embedding vectors on the wire', () => {
       model: 'm',
       usage: { prompt_tokens: 5, total_tokens: 5 },
     });
+  });
+
+  it('writes float32 values as the same JSON numbers JSON.stringify gives for them', () => {
+    const values = new Float32Array(2000);
+    for (let index = 0; index < values.length; index++)
+      values[index] = ((Math.sin(index * 12.9898) * 43758.5453) % 1) / (index % 7 === 0 ? 1e-30 : 1);
+    values.set([0, -0, 1, -1, 1e-45, 3.4028234663852886e38, 0.1, Number.NaN, Number.POSITIVE_INFINITY], 0);
+    expect(floatVectorJson(values)).toBe(JSON.stringify(Array.from(values)));
+    expect(floatVectorJson([0.1, -2.5])).toBe('[0.1,-2.5]');
+    expect(floatVectorJson(base64Vector([0.1, -2.5]))).toBe(
+      JSON.stringify(floatVector(base64Vector([0.1, -2.5]))),
+    );
+    expect(floatVectorJson(new Float32Array(0))).toBe('[]');
+  });
+
+  it('writes the body in bounded pieces whose text is the JSON of the whole list', () => {
+    const context = createRequestContext({
+      endpoint: 'embeddings',
+      stream: false,
+      model: 'm',
+      serviceTier: 'auto',
+      nowMs: 0,
+      epochMs: 0,
+    });
+    const finish = {
+      type: 'finish',
+      finishReason: 'stop',
+      usage: { promptTokens: 30, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
+    } as const;
+    for (const encodingFormat of ['float', 'base64'] as const) {
+      const assembler = new EmbeddingsAssembler(encodingFormat);
+      for (let index = 9; index >= 0; index--) {
+        const vector = Float32Array.from({ length: 100 }, (_, value) => Math.fround((index + value) / 7));
+        assembler.add({ type: 'embeddings', data: [{ index, embedding: vector }], tokens: 0 });
+      }
+      const pieces = [...assembler.jsonPieces(finish, context, 300)];
+      // The opener, three pieces of three vectors, and the last vector with the tail.
+      expect(pieces).toHaveLength(5);
+      expect(pieces.join('')).toBe(JSON.stringify(assembler.body(finish, context)));
+      expect(JSON.parse(pieces.join('')).data.map((item: { index: number }) => item.index)).toEqual([
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+      ]);
+    }
   });
 });

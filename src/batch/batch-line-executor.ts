@@ -13,39 +13,39 @@ import type { Endpoint, RequestContext } from '../core/request-context.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import type { BatchEndpoint } from './batch-input.js';
-import { failedLineAnswer, type LineAnswer } from './line-answer.js';
-import { parseResponsesBatchLine, ResponsesLineRenderer } from './responses-line.js';
+import { failedLineAnswer, type LineAnswer, type LineBodyCollector } from './line-answer.js';
+import { parseResponsesBatchLine, responsesLineBody } from './responses-line.js';
 
 export type { LineAnswer };
 
-/** Each batch endpoint's request type, parser (the HTTP edge's) and the renderer of its lines' answers. */
-const lineEndpoints: Record<
-  BatchEndpoint,
-  {
-    endpoint: Endpoint;
-    parse: (body: unknown) => ParsedRequest;
-    renderer: () => ResponseRenderer<ParsedRequest, LineAnswer>;
-  }
-> = {
+/** A batch endpoint's request type, parser (the HTTP edge's) and the collector of its answers' bodies. */
+interface LineEndpoint {
+  endpoint: Endpoint;
+  parse: (body: unknown) => ParsedRequest;
+  /** Made when the line starts (the request parsed and admitted), so it may read the request. */
+  collector: (context: RequestContext, request: ParsedRequest) => LineBodyCollector;
+}
+
+const lineEndpoints: Record<BatchEndpoint, LineEndpoint> = {
   '/v1/chat/completions': {
     endpoint: 'chat.completions',
     parse: parseChatCompletionRequest,
-    renderer: () => new LineAnswerRenderer(),
+    collector: completionBody,
   },
   '/v1/completions': {
     endpoint: 'completions',
     parse: parseCompletionRequest,
-    renderer: () => new LineAnswerRenderer(),
+    collector: completionBody,
   },
   '/v1/embeddings': {
     endpoint: 'embeddings',
     parse: parseEmbeddingRequest,
-    renderer: () => new EmbeddingsLineRenderer(),
+    collector: (_context, request) => EmbeddingsAssembler.forRequest(request),
   },
   '/v1/responses': {
     endpoint: 'responses',
     parse: (body) => parseResponsesBatchLine(body as Record<string, unknown>),
-    renderer: () => new ResponsesLineRenderer(),
+    collector: responsesLineBody,
   },
 };
 
@@ -91,36 +91,39 @@ export function executeBatchLine(options: {
       const parsed = line.parse(request);
       return { ...parsed, serviceTier: 'batch' };
     },
-    renderer: line.renderer(),
+    renderer: new LineRenderer(line.collector),
     signal: options.signal,
     waitForRateLimits: { until: options.stopWaiting },
   });
 }
 
-/** An embeddings line's answer: the list body `/v1/embeddings` would have sent (embeddings-response.ts). */
-class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
+/**
+ * A line's answer: the body the same request over HTTP would have got, from its endpoint's collector, or
+ * the error an HTTP client would have received.
+ */
+class LineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
   readonly committed = false;
-  private readonly assembler = new EmbeddingsAssembler();
-  private encodingFormat: 'float' | 'base64' = 'float';
+  private collector: LineBodyCollector | null = null;
+
+  constructor(private readonly collectorFor: LineEndpoint['collector']) {}
 
   admitted(): void {}
 
-  started(_context: RequestContext, request: ParsedRequest): void {
-    const input = request.generation.input;
-    if (input.kind === 'embedding') this.encodingFormat = input.encodingFormat;
+  /** The pipeline calls this before any part, and always before `finished`. */
+  started(context: RequestContext, request: ParsedRequest): void {
+    this.collector = this.collectorFor(context, request);
   }
 
   text(part: ContentPart): undefined {
-    this.assembler.add(part);
+    (this.collector as LineBodyCollector).add(part);
     return undefined;
   }
 
   finished(part: FinishPart, context: RequestContext): LineAnswer {
-    const { encodingFormat } = this;
     return {
       statusCode: 200,
       requestId: context.requestId,
-      body: this.assembler.build({ context, usage: part.usage, metered: context.metered, encodingFormat }),
+      body: (this.collector as LineBodyCollector).body(part, context),
       usage: part.usage,
       errorCode: null,
       pushedBack: false,
@@ -132,41 +135,18 @@ class EmbeddingsLineRenderer implements ResponseRenderer<ParsedRequest, LineAnsw
   }
 }
 
-/** Assembles a line's answer and gives the JSON body or error an HTTP client would have received. */
-class LineAnswerRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
-  readonly committed = false;
-  private assembler: ResponseAssembler | null = null;
-
-  admitted(): void {}
-
-  started(context: RequestContext): void {
-    this.assembler = new ResponseAssembler(context.endpoint);
-  }
-
-  text(part: ContentPart): undefined {
-    (this.assembler as ResponseAssembler).add(part);
-    return undefined;
-  }
-
-  finished(part: FinishPart, context: RequestContext): LineAnswer {
-    const assembler = this.assembler ?? new ResponseAssembler(context.endpoint);
-    return {
-      statusCode: 200,
-      requestId: context.requestId,
-      body: completionResponseBody({
-        context,
+/** A completion's or chat completion's body, as the HTTP edge's JSON renderer builds it. */
+function completionBody(context: RequestContext): LineBodyCollector {
+  const assembler = new ResponseAssembler(context.endpoint);
+  return {
+    add: (part) => assembler.add(part),
+    body: (part, finishedContext) =>
+      completionResponseBody({
+        context: finishedContext,
         choices: assembler.build(part.finishReason),
         usage: part.usage,
-        metered: context.metered,
+        metered: finishedContext.metered,
         systemFingerprint: assembler.fingerprint,
       }),
-      usage: part.usage,
-      errorCode: null,
-      pushedBack: false,
-    };
-  }
-
-  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
-    return failedLineAnswer(failure, context);
-  }
+  };
 }

@@ -1,5 +1,5 @@
 import type { RequestContext } from '../core/request-context.js';
-import type { TokenUsage } from '../core/stream-parts.js';
+import type { ContentPart, FinishPart, TokenUsage } from '../core/stream-parts.js';
 import type { PipelineFailure } from '../pipeline/request-pipeline.js';
 
 /** What one line's request answered, as an HTTP client would have seen it. */
@@ -16,6 +16,15 @@ export interface LineAnswer {
    * pipeline already waited for rate limits, and what is left (budget, too large) will not pass later.
    */
   pushedBack: boolean;
+}
+
+/**
+ * Builds one endpoint's answer body from a line's content parts: `add` for each part, then `body` once,
+ * after the ledger commit (so `context.metered` holds the figures the body's usage carries).
+ */
+export interface LineBodyCollector {
+  add(part: ContentPart): void;
+  body(part: FinishPart, context: RequestContext): unknown;
 }
 
 /** A line that ended without an answer: the error an HTTP client would have received. */

@@ -1,11 +1,9 @@
 import type { ParsedRequest } from '../api/request-schemas.js';
 import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
-import type { ContentPart, FinishPart } from '../core/stream-parts.js';
-import type { PipelineFailure, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import { type ParsedResponsesRequest, parseResponsesRequest } from '../responses/responses-request.js';
 import { WholeResponse } from '../responses/whole-response.js';
-import { failedLineAnswer, type LineAnswer } from './line-answer.js';
+import type { LineBodyCollector } from './line-answer.js';
 
 /**
  * A Batch API line with `url: /v1/responses`. Lines are answered in the batch's output file and are not
@@ -26,38 +24,12 @@ export function parseResponsesBatchLine(body: Record<string, unknown>): ParsedRe
   return { ...parsed, echo: { ...parsed.echo, store: false } };
 }
 
-/** Assembles a line's Response object, or the error an HTTP client would have received. */
-export class ResponsesLineRenderer implements ResponseRenderer<ParsedRequest, LineAnswer> {
-  readonly committed = false;
-  private whole: WholeResponse | null = null;
-  private request: ParsedResponsesRequest | null = null;
-
-  admitted(): void {}
-
-  /** The batch executor picks this renderer for `/v1/responses` lines, whose parser gives this request. */
-  started(context: RequestContext, request: ParsedRequest): void {
-    this.request = request as ParsedResponsesRequest;
-    this.whole = new WholeResponse(context, this.request);
-  }
-
-  text(part: ContentPart): undefined {
-    (this.whole as WholeResponse).add(part);
-    return undefined;
-  }
-
-  finished(part: FinishPart, context: RequestContext): LineAnswer {
-    const whole = this.whole ?? new WholeResponse(context, this.request as ParsedResponsesRequest);
-    return {
-      statusCode: 200,
-      requestId: context.requestId,
-      body: whole.finish(part).response,
-      usage: part.usage,
-      errorCode: null,
-      pushedBack: false,
-    };
-  }
-
-  failed(failure: PipelineFailure, context: RequestContext): LineAnswer {
-    return failedLineAnswer(failure, context);
-  }
+/**
+ * A `/v1/responses` line's body: the Response object, built by Gravity or relayed from an upstream's own
+ * Responses events (whole-response.ts). The executor picks it for `/v1/responses` lines, whose parser
+ * gives this request.
+ */
+export function responsesLineBody(context: RequestContext, request: ParsedRequest): LineBodyCollector {
+  const whole = new WholeResponse(context, request as ParsedResponsesRequest);
+  return { add: (part) => whole.add(part), body: (part) => whole.finish(part).response };
 }

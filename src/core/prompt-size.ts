@@ -44,22 +44,20 @@ export function estimateTextTokens(text: string): number {
 
 /** Estimated prompt tokens of an input: its prompt, or the sum of its messages' contents. */
 export function estimateInputTokens(input: PromptInput): number {
-  if (input.kind === 'embedding') {
-    let tokens = 0;
-    for (const item of input.inputs)
-      tokens += typeof item === 'string' ? estimateTextTokens(item) : item.length;
-    return tokens;
-  }
-  if (input.kind === 'completion') {
-    if (!input.prompts) return estimateTextTokens(input.prompt);
-    let tokens = 0;
-    for (const prompt of input.prompts)
-      tokens += typeof prompt === 'string' ? estimateTextTokens(prompt) : prompt.length;
-    return tokens;
-  }
+  if (input.kind === 'embedding') return estimatePromptListTokens(input.inputs);
+  if (input.kind === 'completion')
+    return input.prompts ? estimatePromptListTokens(input.prompts) : estimateTextTokens(input.prompt);
   let characters = 0;
   for (const message of input.messages) characters += message.content.length;
   return Math.ceil(characters / charactersPerToken);
+}
+
+/** Several prompts (completions' prompt array, embeddings' inputs): text estimated, token ids counted. */
+function estimatePromptListTokens(prompts: ReadonlyArray<string | readonly number[]>): number {
+  let tokens = 0;
+  for (const prompt of prompts)
+    tokens += typeof prompt === 'string' ? estimateTextTokens(prompt) : prompt.length;
+  return tokens;
 }
 
 /** The prompt as one string: a completion's prompt, or the chat messages' contents joined by newlines. */

@@ -162,9 +162,15 @@ export interface EngineModelInfo {
 
 /** Load figures that schedulers and routers read; cheap to call. */
 export interface EngineLoad {
+  /** Requests the engine runs at once; `slotsBusy` never exceeds it. */
   slotsTotal: number;
   slotsBusy: number;
   waiting: number;
+  /**
+   * Of `slotsTotal`, the slots that serve only embeddings (llama-cpp's embedding contexts); absent: none.
+   * The gateway's scheduler leaves them out of its seats (gravity-server.ts).
+   */
+  embeddingSlots?: number;
   /** Fraction of the engine's KV cache in use, in [0, 1]; absent or null where the engine cannot tell. */
   kvUsedFraction?: number | null;
 }

@@ -36,6 +36,8 @@ export const engineMeteringConfigSchema = z
           inputPerMillionUsd: z.number().min(0),
           cachedInputPerMillionUsd: z.number().min(0).optional(),
           outputPerMillionUsd: z.number().min(0),
+          /** `/v1/embeddings` input tokens; absent: `inputPerMillionUsd`. */
+          embeddingInputPerMillionUsd: z.number().min(0).optional(),
         }),
       ])
       .optional(),

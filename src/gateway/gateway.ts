@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
-import { estimateRequestTokens, promptText } from '../core/prompt-size.js';
+import { estimateRequestTokens, type PromptInput, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
 import { servesFeature, unservedFeatureError } from '../core/request-features.js';
 import type { RequestObserver } from '../core/request-observer.js';
@@ -210,9 +210,7 @@ export class Gateway {
           band,
           promptTokens: estimateRequestTokens(request),
           maxTokens: request.maxTokens,
-          promptBlockHashes: core.usesPromptBlocks(band)
-            ? promptBlockHashes(promptText(request.input))
-            : null,
+          promptBlockHashes: routingBlockHashes(core.usesPromptBlocks(band), request.input),
           features: request.features,
         }),
         this.clock.nowMs(),
@@ -402,9 +400,7 @@ export class Gateway {
         band,
         promptTokens: estimateRequestTokens(options),
         maxTokens: options.maxTokens,
-        promptBlockHashes: this.core.usesPromptBlocks(band)
-          ? promptBlockHashes(promptText(options.input))
-          : null,
+        promptBlockHashes: routingBlockHashes(this.core.usesPromptBlocks(band), options.input),
         features: options.features,
       }),
       this.clock.nowMs(),
@@ -503,4 +499,12 @@ function classify(error: unknown): AttemptFailure {
       (error.status >= 500 || error.status === 429),
     message,
   };
+}
+
+/**
+ * The prompt's block hashes for prefix-affinity routing, where the profile uses them. An embeddings
+ * request has none: its inputs are each a separate prompt and no engine keeps a prefix cache for them.
+ */
+function routingBlockHashes(used: boolean, input: PromptInput): readonly number[] | null {
+  return used && input.kind !== 'embedding' ? promptBlockHashes(promptText(input)) : null;
 }

@@ -12,14 +12,11 @@ import { chargeForTokensUsd } from './token-rates.js';
 export class PriceBook {
   constructor(private readonly pricing: PricingConfig) {}
 
-  priceUsd(model: string, tier: string, usage: TokenUsage, endpoint: Endpoint = 'chat.completions'): number {
+  priceUsd(model: string, tier: string, usage: TokenUsage, endpoint: Endpoint): number {
     const rates = this.pricing.models[model] ?? this.pricing.default;
     const multiplier = (this.pricing.tierMultipliers as Record<string, number>)[tier] ?? 1;
-    if (endpoint === 'embeddings') {
-      const perMillionUsd =
-        rates.embeddingInputPerMillionUsd ?? this.pricing.default.embeddingInputPerMillionUsd;
-      return ((usage.promptTokens * perMillionUsd) / 1e6) * multiplier;
-    }
-    return chargeForTokensUsd(usage, rates) * multiplier;
+    const embeddingInputPerMillionUsd =
+      rates.embeddingInputPerMillionUsd ?? this.pricing.default.embeddingInputPerMillionUsd;
+    return chargeForTokensUsd(usage, { ...rates, embeddingInputPerMillionUsd }, endpoint) * multiplier;
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRequestContext } from '../core/request-context.js';
+import { createRequestContext, type Endpoint } from '../core/request-context.js';
 import { engineConfigSchema } from '../engines/engine-registry.js';
 import { PowerModelSource } from './energy/power-model-source.js';
 import { ReplicaMeter } from './replica-meter.js';
@@ -13,9 +13,9 @@ const meteringConfig = () => {
   return engine.metering;
 };
 
-function context(nowMs: number) {
+function context(nowMs: number, endpoint: Endpoint = 'completions') {
   return createRequestContext({
-    endpoint: 'completions',
+    endpoint,
     stream: false,
     model: 'm',
     serviceTier: 'auto',
@@ -58,5 +58,39 @@ describe('ReplicaMeter', () => {
     meter.closeInterval(1000);
     expect(meter.end(prefillHeavy, 1000).energyJoules).toBeCloseTo(2.5, 9);
     expect(meter.end(decodeHeavy, 1000).energyJoules).toBeCloseTo(7.5, 9);
+  });
+
+  it('charges a per-token engine’s embeddings at its embedding rate, else at its input rate', () => {
+    const perTokenMeter = (cost: object) =>
+      new ReplicaMeter(
+        'r',
+        new PowerModelSource({ idleWatts: 0, maxWatts: 0, utilisation: () => 0 }),
+        engineConfigSchema.parse({
+          type: 'openai-upstream',
+          baseUrl: 'http://127.0.0.1:1/v1',
+          metering: { cost },
+        }).metering,
+        0,
+      );
+    const usage = {
+      promptTokens: 1000,
+      cachedPromptTokens: 0,
+      completionTokens: 0,
+      source: 'engine',
+    } as const;
+    const charged = (cost: object, endpoint: Endpoint) => {
+      const meter = perTokenMeter(cost);
+      const request = context(0, endpoint);
+      meter.begin(request, 0);
+      request.usage = usage;
+      return meter.end(request, 0).costUsd;
+    };
+    const rates = { inputPerMillionUsd: 2, outputPerMillionUsd: 8 };
+    expect(charged({ ...rates, embeddingInputPerMillionUsd: 0.1 }, 'embeddings')).toBeCloseTo(0.0001, 12);
+    expect(charged({ ...rates, embeddingInputPerMillionUsd: 0.1 }, 'chat.completions')).toBeCloseTo(
+      0.002,
+      12,
+    );
+    expect(charged(rates, 'embeddings')).toBeCloseTo(0.002, 12);
   });
 });

@@ -1,5 +1,4 @@
 import type { RequestContext } from '../core/request-context.js';
-import type { TokenUsage } from '../core/stream-parts.js';
 import type { EngineMeteringConfig } from '../engines/engine-metering-config.js';
 import type { PowerSource } from './energy/power-source.js';
 import { chargeForTokensUsd } from './token-rates.js';
@@ -68,13 +67,13 @@ export class ReplicaMeter {
   end(context: RequestContext, nowMs: number): AttributedAmounts {
     this.closeInterval(nowMs);
     const share = this.attributor.end(context.requestId);
-    return { energyJoules: share.energyJoules, costUsd: share.costUsd + this.perTokenCostUsd(context.usage) };
+    return { energyJoules: share.energyJoules, costUsd: share.costUsd + this.perTokenCostUsd(context) };
   }
 
-  private perTokenCostUsd(usage: TokenUsage | null): number {
+  private perTokenCostUsd(context: RequestContext): number {
     const cost = this.config.cost;
-    if (!usage || !cost || 'hourlyUsd' in cost) return 0;
-    return chargeForTokensUsd(usage, cost);
+    if (!context.usage || !cost || 'hourlyUsd' in cost) return 0;
+    return chargeForTokensUsd(context.usage, cost, context.endpoint);
   }
 
   totals() {

@@ -100,15 +100,19 @@ export async function startGravityServer(
     clock,
     observers: metering ? [metering, admission, metrics] : [admission, metrics],
     routing: config.routing,
-    // The queue lets through as many requests as the engine runs at once (its slots, or an emulated or
-    // vLLM replica's max_num_seqs), so the engine never queues internally and the order is decided here.
+    // The queue lets through as many requests as the engine runs at once (its generation slots, or an
+    // emulated or vLLM replica's max_num_seqs), so the engine never queues generations internally and the
+    // order is decided here. Slots that only embed (llama-cpp's embedding contexts) are left out: the
+    // seats are shared by both kinds, and a generation let through must find a generation slot.
     schedulerFor: config.scheduling.enabled
-      ? (engine) =>
-          schedulerSettings(
+      ? (engine) => {
+          const load = engine.load();
+          return schedulerSettings(
             config.scheduling,
             config.tiers,
-            config.scheduling.slotsPerReplica ?? Math.max(1, engine.load().slotsTotal),
-          )
+            config.scheduling.slotsPerReplica ?? Math.max(1, load.slotsTotal - (load.embeddingSlots ?? 0)),
+          );
+        }
       : null,
   });
   queuesOf = gateway;

@@ -68,8 +68,9 @@ class EmulatedStream {
   private wake: (() => void) | null = null;
 
   /**
-   * Set for an embeddings request: builds its vectors, which go out all at once before the finish part
-   * (built only then, so a request cancelled before its prefill ends costs no vectors).
+   * Set for an embeddings request: builds its vectors, which go out all at once before the finish part.
+   * `generate` calls it when it takes the finish part off the queue, not the per-step loop: a request
+   * cancelled before its prefill ends costs no vectors, and building them delays no other request's step.
    */
   embeddings: (() => EmbeddingsPart) | null = null;
 
@@ -299,8 +300,12 @@ export class EmulatedEngine implements EngineAdapter {
           await stream.waitForPart();
           continue;
         }
+        if (part.type === 'finish') {
+          if (stream.embeddings) yield stream.embeddings();
+          yield part;
+          return;
+        }
         yield part;
-        if (part.type === 'finish') return;
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -376,9 +381,9 @@ export class EmulatedEngine implements EngineAdapter {
     const stream = new EmulatedStream(prompts.reduce((sum, prompt) => sum + prompt.tokens, 0));
     stream.embeddings = () => ({
       type: 'embeddings',
-      data: input.inputs.map((item, index) => ({
+      data: prompts.map((prompt, index) => ({
         index,
-        embedding: syntheticEmbedding(item, fullDimensions, input.dimensions ?? fullDimensions),
+        embedding: syntheticEmbedding(prompt.text, fullDimensions, input.dimensions ?? fullDimensions),
       })),
       tokens: 0,
     });
@@ -436,10 +441,7 @@ export class EmulatedEngine implements EngineAdapter {
     for (const choice of this.finishedInStep) {
       this.admitted.delete(choice);
       const stream = choice.stream;
-      if (--stream.choicesLeft === 0) {
-        if (stream.embeddings) stream.push(stream.embeddings());
-        stream.push(finishPart(stream));
-      }
+      if (--stream.choicesLeft === 0) stream.push(finishPart(stream));
     }
     this.finishedInStep.length = 0;
   }

@@ -2,8 +2,8 @@ import { stringSeed } from '../../performance-model/block-hashes.js';
 
 /**
  * The emulated engine's embedding of one input: a deterministic vector seeded by the input alone (its
- * text, or its token ids written out), so the same input always gets the same vector, whatever else the
- * request holds. Components are independent and uniform in (-1, 1) before scaling to unit length, so
+ * prompt text from emulated-prompt.ts: the text, or the token ids written out), so the same input always
+ * gets the same vector, whatever else the request holds. Components are independent and uniform in (-1, 1) before scaling to unit length, so
  * different inputs give nearly orthogonal vectors (a dot product of about ±1/√dimensions), as unrelated
  * texts do with a real model; nothing else about meaning is modelled.
  *
@@ -15,11 +15,10 @@ import { stringSeed } from '../../performance-model/block-hashes.js';
  * SeededRandom (whose Gaussian draws cost ~80 ns each, ~0.3 ms a vector).
  */
 export function syntheticEmbedding(
-  input: string | readonly number[],
+  text: string,
   fullDimensions: number,
   dimensions: number = fullDimensions,
 ): Float32Array {
-  const text = typeof input === 'string' ? input : input.join(' ');
   // Kept an int32 (every XOR gives one), so the loop stays on small integers.
   let state = stringSeed(text, 0, text.length) | 0 || 0x1e3779b9;
   const vector = new Float32Array(Math.min(dimensions, fullDimensions));

@@ -1,7 +1,7 @@
 import type { LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import { errors } from '../../core/errors.js';
 import { SlotPool } from '../slot-pool.js';
-import { vocabularySize } from './sampling-options.js';
+import { checkTokenIds } from './sampling-options.js';
 
 export interface EmbeddingContextsOptions {
   /** The engine's id, for errors. */
@@ -11,6 +11,8 @@ export interface EmbeddingContextsOptions {
   /** Each context's window: the longest input (BOS and EOS included) is one token shorter. */
   contextTokens: number;
   threads: number;
+  /** Tokens in the model's vocabulary, for checking token-id inputs. */
+  vocabulary: number;
 }
 
 /**
@@ -23,7 +25,9 @@ export interface EmbeddingContextsOptions {
 export class EmbeddingContexts {
   private pool: Promise<SlotPool<LlamaEmbeddingContext>> | undefined;
   private created: SlotPool<LlamaEmbeddingContext> | undefined;
-  private readonly contexts: LlamaEmbeddingContext[] = [];
+  /** All of the contexts once created, none before (a creation that fails keeps none). */
+  private contexts: readonly LlamaEmbeddingContext[] = [];
+  private disposed = false;
 
   constructor(
     private readonly model: LlamaModel,
@@ -60,19 +64,13 @@ export class EmbeddingContexts {
     await this.slots();
     const tokens: Token[] =
       typeof input === 'string' ? this.model.tokenize(input, false) : ([...input] as Token[]);
-    if (typeof input !== 'string') {
-      const vocabulary = vocabularySize(this.model);
-      for (const token of input)
-        if (!Number.isInteger(token) || token < 0 || token >= vocabulary)
-          throw errors.invalidRequest(
-            `Invalid value for 'input[${index}]': token ${token} is not in the model's vocabulary (0 to ${vocabulary - 1}).`,
-            'input',
-            'invalid_value',
-          );
-    }
+    if (typeof input !== 'string') checkTokenIds(input, this.options.vocabulary, `input[${index}]`);
     // The context adds the model's BOS/EOS itself; counting them here makes usage and the length check
     // exact. Counting only tokenizes, so any context does it, busy or not.
-    const evaluated = (this.contexts[0] as LlamaEmbeddingContext).calculateInputLength(tokens);
+    const counter = this.contexts[0];
+    // Disposed while this request waited for the contexts' creation: the engine is closing.
+    if (!counter) throw errors.engineFailed(this.options.engineId, 'engine closed');
+    const evaluated = counter.calculateInputLength(tokens);
     // node-llama-cpp refuses an input that fills the whole window.
     if (evaluated >= this.options.contextTokens)
       throw errors.embeddingInputTooLong({
@@ -83,13 +81,20 @@ export class EmbeddingContexts {
     return { tokens, evaluatedTokens: evaluated };
   }
 
+  /** Frees the contexts; a creation in progress finishes first, so what it made is freed too. */
   async dispose(): Promise<void> {
-    for (const context of this.contexts.splice(0)) await context.dispose();
+    this.disposed = true;
+    const creation = this.pool;
     this.pool = undefined;
+    await creation?.catch(() => {});
+    const contexts = this.contexts;
+    this.contexts = [];
     this.created = undefined;
+    for (const context of contexts) await context.dispose();
   }
 
   private slots(): Promise<SlotPool<LlamaEmbeddingContext>> {
+    if (this.disposed) return Promise.reject(errors.engineFailed(this.options.engineId, 'engine closed'));
     this.pool ??= this.create().catch((error: unknown) => {
       // A failed creation (out of memory, an encoder-decoder model) is retried by the next request.
       this.pool = undefined;
@@ -102,17 +107,25 @@ export class EmbeddingContexts {
   }
 
   private async create(): Promise<SlotPool<LlamaEmbeddingContext>> {
-    for (let index = 0; index < this.options.contexts; index++) {
-      this.contexts.push(
-        await this.model.createEmbeddingContext({
-          contextSize: this.options.contextTokens,
-          // The whole input in one batch: llama.cpp pools non-causal models' embeddings over one batch.
-          batchSize: this.options.contextTokens,
-          threads: this.options.threads,
-        }),
-      );
+    const contexts: LlamaEmbeddingContext[] = [];
+    try {
+      for (let index = 0; index < this.options.contexts; index++) {
+        contexts.push(
+          await this.model.createEmbeddingContext({
+            contextSize: this.options.contextTokens,
+            // The whole input in one batch: llama.cpp pools non-causal models' embeddings over one batch.
+            batchSize: this.options.contextTokens,
+            threads: this.options.threads,
+          }),
+        );
+      }
+    } catch (error) {
+      // Those made before the failure would otherwise hold their memory until the model is freed.
+      for (const context of contexts) await context.dispose();
+      throw error;
     }
-    this.created = new SlotPool([...this.contexts]);
+    this.contexts = contexts;
+    this.created = new SlotPool([...contexts]);
     return this.created;
   }
 }

@@ -33,7 +33,7 @@ import { generateChoice, type OutputMode } from './choice-generation.js';
 import { EmbeddingContexts, unitVector } from './embedding-contexts.js';
 import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
 import { acquireAll, interleave } from './parallel-choices.js';
-import { evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
+import { checkTokenIds, evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
 import { TokenLogprobs } from './token-logprobs.js';
 
 export interface LlamaCppEngineOptions {
@@ -72,6 +72,9 @@ function loadLlama(): Promise<Llama> {
 
 // A UTF-8 character is at most 4 bytes, so at most 4 byte-fallback tokens can form one incomplete character.
 const maxIncompleteCharacterTokens = 4;
+
+/** Embedding inputs tokenized between turns of the event loop. */
+const inputsPerTokenizeTurn = 64;
 
 /**
  * The request features this engine serves (see README.md): structured output and tools through grammars,
@@ -133,7 +136,8 @@ export class LlamaCppEngine implements EngineAdapter {
   private context: LlamaContext | undefined;
   private chatWrapper: ChatWrapper | undefined;
   private slots: SlotPool<LlamaContextSequence> | undefined;
-  private readonly running = new Set<AbortController>();
+  /** Aborted by `close()`: every request in progress stops with the engine's 'engine closed' error. */
+  private closing = new AbortController();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private embeddingContexts: EmbeddingContexts | undefined;
 
@@ -144,6 +148,7 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   async start(): Promise<void> {
+    this.closing = new AbortController();
     const llama = await loadLlama();
     this.llama = llama;
     try {
@@ -173,11 +178,12 @@ export class LlamaCppEngine implements EngineAdapter {
         contexts: this.options.embeddingContexts,
         contextTokens: this.options.contextTokens,
         threads: this.options.threads,
+        vocabulary: this.vocabulary,
       });
   }
 
   async close(): Promise<void> {
-    for (const controller of this.running) controller.abort(errors.engineFailed(this.id, 'engine closed'));
+    this.closing.abort(errors.engineFailed(this.id, 'engine closed'));
     await this.embeddingContexts?.dispose();
     this.embeddingContexts = undefined;
     await this.context?.dispose();
@@ -198,11 +204,13 @@ export class LlamaCppEngine implements EngineAdapter {
   }
 
   load(): EngineLoad {
-    // Embedding work shows as busy or waiting (power models read it), while the total stays the
-    // generation slots: the gateway's scheduler sizes its per-replica concurrency from it.
+    // Embedding work shows as busy or waiting (power models read it), and its contexts count in the
+    // total, so busy never exceeds it; the gateway's scheduler leaves them out of its seats.
     const embedding = this.embeddingContexts;
+    const embeddingSlots = embedding ? this.options.embeddingContexts : 0;
     return {
-      slotsTotal: this.options.slots,
+      slotsTotal: this.options.slots + embeddingSlots,
+      embeddingSlots,
       slotsBusy: (this.slots?.busy ?? 0) + (embedding?.busy ?? 0),
       waiting: (this.slots?.waiting ?? 0) + (embedding?.waiting ?? 0),
     };
@@ -226,28 +234,29 @@ export class LlamaCppEngine implements EngineAdapter {
   /**
    * Embeddings: each input through one embedding context in turn (prefill only), vectors scaled to
    * unit length. Token-id inputs go in as given, with BOS (and EOS where the model asks for it) added as
-   * for text. An abort stops the request between inputs.
+   * for text. All inputs are tokenized (and checked) before a context is taken; an abort or the engine's
+   * close stops the request between inputs, while tokenizing too.
    */
   private async *embed(input: EmbeddingInput, signal: AbortSignal): AsyncGenerator<StreamPart> {
     const contexts = this.embeddingContexts;
     // The feature check refuses embeddings when the engine has no embedding contexts.
     if (!contexts) throw errors.engineFailed(this.id, 'engine is not started');
-    const prepared: Token[][] = [];
-    let promptTokens = 0;
-    for (const [index, item] of input.inputs.entries()) {
-      const tokens = await contexts.inputTokens(item, index);
-      prepared.push(tokens.tokens);
-      promptTokens += tokens.evaluatedTokens;
-    }
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    const stop = AbortSignal.any([signal, this.closing.signal]);
     let context: LlamaEmbeddingContext | undefined;
     try {
+      const prepared: Token[][] = [];
+      let promptTokens = 0;
+      for (const [index, item] of input.inputs.entries()) {
+        // Tokenizing runs on the event loop: 2048 long inputs would hold it for a while.
+        if (index > 0 && index % inputsPerTokenizeTurn === 0)
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        if (stop.aborted) throw stop.reason;
+        const tokens = await contexts.inputTokens(item, index);
+        prepared.push(tokens.tokens);
+        promptTokens += tokens.evaluatedTokens;
+      }
       const queuedAtMs = performance.now();
-      context = await contexts.acquire(controller.signal);
+      context = await contexts.acquire(stop);
       yield {
         type: 'response-start',
         promptTokens,
@@ -256,11 +265,11 @@ export class LlamaCppEngine implements EngineAdapter {
       };
       const data = [];
       for (const [index, tokens] of prepared.entries()) {
-        if (controller.signal.aborted) throw controller.signal.reason;
+        if (stop.aborted) throw stop.reason;
         const embedding = await context.getEmbeddingFor(tokens);
         data.push({ index, embedding: unitVector(embedding.vector) });
       }
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       yield { type: 'embeddings', data, tokens: 0 };
       yield {
         type: 'finish',
@@ -268,10 +277,8 @@ export class LlamaCppEngine implements EngineAdapter {
         usage: { promptTokens, cachedPromptTokens: 0, completionTokens: 0, source: 'engine' },
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       if (context) contexts.release(context);
     }
   }
@@ -290,17 +297,13 @@ export class LlamaCppEngine implements EngineAdapter {
     // Penalties read the tokens generated so far; without penalties nothing is collected.
     const generated: Token[] | undefined = penalised(options) ? [] : undefined;
 
-    // Local controller: aborts on the client's signal and on engine close.
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    // Aborted by the client's signal or the engine's close.
+    const stop = AbortSignal.any([signal, this.closing.signal]);
 
     let sequence: LlamaContextSequence | undefined;
     try {
       const queuedAtMs = performance.now();
-      sequence = await slots.acquire(controller.signal, (free) => longestPrefixSlot(free, promptTokens));
+      sequence = await slots.acquire(stop, (free) => longestPrefixSlot(free, promptTokens));
       const queueWaitMs = performance.now() - queuedAtMs;
       const cachedPromptTokens = await reuseCachedPrefix(sequence, promptTokens);
       yield { type: 'response-start', promptTokens: promptTokens.length, cachedPromptTokens, queueWaitMs };
@@ -324,7 +327,7 @@ export class LlamaCppEngine implements EngineAdapter {
       try {
         for (;;) {
           const result = await nextToken;
-          if (result.done || controller.signal.aborted) break;
+          if (result.done || stop.aborted) break;
           const token = result.value;
           completionTokens++;
           generated?.push(token);
@@ -366,7 +369,7 @@ export class LlamaCppEngine implements EngineAdapter {
         // Waits for a prefetched step to finish, so the sequence is idle before its slot is released.
         await tokens.return(undefined);
       }
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       if (!stopped) {
         const rest =
           (pendingTokens.length > 0 ? model.detokenize(pendingTokens, false, recentTokens) : '') +
@@ -386,10 +389,8 @@ export class LlamaCppEngine implements EngineAdapter {
         usage: { promptTokens: promptTokens.length, cachedPromptTokens, completionTokens, source: 'engine' },
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       if (sequence) slots.release(sequence);
     }
   }
@@ -428,18 +429,14 @@ export class LlamaCppEngine implements EngineAdapter {
       (_, index) => prompts[Math.floor(index / options.n)] as RenderedPrompt,
     );
 
-    const controller = new AbortController();
-    const forwardAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) forwardAbort();
-    else signal.addEventListener('abort', forwardAbort, { once: true });
-    this.running.add(controller);
+    const stop = AbortSignal.any([signal, this.closing.signal]);
 
     let sequences: LlamaContextSequence[] = [];
     try {
       const queuedAtMs = performance.now();
       sequences = await acquireAll(
         slots,
-        controller.signal,
+        stop,
         choicePrompts.map(
           (prompt) => (free: readonly LlamaContextSequence[]) => longestPrefixSlot(free, prompt.tokens),
         ),
@@ -477,11 +474,11 @@ export class LlamaCppEngine implements EngineAdapter {
             ? { top: options.topLogprobs, shapes: this.logprobShapes as TokenLogprobs }
             : null,
           textDeltas,
-          signal: controller.signal,
+          signal: stop,
         });
       });
       const outcomes = yield* interleave(choices);
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (stop.aborted) throw stop.reason;
       yield {
         type: 'finish',
         finishReason: outcomes[0]?.finishReason ?? 'stop',
@@ -494,10 +491,8 @@ export class LlamaCppEngine implements EngineAdapter {
         ...(textDeltas ? {} : { choicesFinished: true }),
       };
     } catch (error) {
-      throw this.failure(error, controller.signal);
+      throw this.failure(error, stop);
     } finally {
-      signal.removeEventListener('abort', forwardAbort);
-      this.running.delete(controller);
       for (const sequence of sequences) slots.release(sequence);
     }
   }
@@ -567,13 +562,7 @@ export class LlamaCppEngine implements EngineAdapter {
           'prompt',
           'invalid_value',
         );
-      for (const token of prompt)
-        if (!Number.isInteger(token) || token < 0 || token >= this.vocabulary)
-          throw errors.invalidRequest(
-            `Invalid value for 'prompt': token ${token} is not in the model's vocabulary (0 to ${this.vocabulary - 1}).`,
-            'prompt',
-            'invalid_value',
-          );
+      checkTokenIds(prompt, this.vocabulary, 'prompt');
       // Token ids go to llama.cpp as given, with no BOS added: the client chose every token.
       return { tokens: [...prompt] as Token[], stopTriggers: [] };
     });

@@ -19,7 +19,21 @@ export function llamaSeed(seed: number | null, choiceIndex = 0): number {
   return digest.readUInt32LE(0) % 0xffff_ffff;
 }
 
-/** Tokens the vocabulary has, for checking `logit_bias` keys. */
+/**
+ * Throws a 400 unless every id is a token of a vocabulary of `vocabulary` tokens. `parameter` names the
+ * value in the message (`prompt`, `input[2]`); the error's `param` is its top-level name (`input`).
+ */
+export function checkTokenIds(tokens: readonly number[], vocabulary: number, parameter: string): void {
+  for (const token of tokens)
+    if (!Number.isInteger(token) || token < 0 || token >= vocabulary)
+      throw errors.invalidRequest(
+        `Invalid value for '${parameter}': token ${token} is not in the model's vocabulary (0 to ${vocabulary - 1}).`,
+        parameter.split('[')[0],
+        'invalid_value',
+      );
+}
+
+/** Tokens the vocabulary has, for checking `logit_bias` keys and token-id prompts. */
 export function vocabularySize(model: LlamaModel): number {
   return model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
 }
