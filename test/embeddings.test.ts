@@ -341,8 +341,10 @@ describe('embeddings from the emulated engine', () => {
     ).toMatchObject({ status: 400, param: 'dimensions' });
   });
 
-  it('writes a large answer in pieces, answering /healthz before its body has ended', async () => {
-    // 512 inputs of llama-3.1-8b's 4096 dimensions: about 40 MB of JSON numbers.
+  it('serves a 512 × 4096 answer whole and in order, answering /healthz while it streams', async () => {
+    // 512 inputs of llama-3.1-8b's 4096 dimensions: about 40 MB of JSON numbers. That the encoding
+    // yields to the event loop between pieces is checked in src/api/embeddings-response.test.ts; here
+    // the pieces must add up to the whole answer, and other requests go on meanwhile.
     const input = Array.from({ length: 512 }, (_, index) => `input ${index}`);
     const body = JSON.stringify({ model: 'emulated-8b', input, encoding_format: 'float' });
     const events: string[] = [];
