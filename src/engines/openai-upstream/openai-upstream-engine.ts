@@ -273,7 +273,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       };
       return { event, tokens: output ? 1 : 0 };
     };
-    yield* relayedParts(response.body, read, undefined);
+    yield* relayedParts(this.id, response.body, read, undefined);
     if (signal.aborted) throw signal.reason;
     if (!done)
       throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
@@ -309,7 +309,13 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         };
     const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
     // Read whole and checked before the start: an unusable answer is still a plain 502.
-    const answer = parseEmbeddingsAnswer(this.id, await response.body.text(), input.inputs.length);
+    const answerText = await readBoundedText(response.body, maxEmbeddingsAnswerBytes(input.inputs.length));
+    if (!answerText.complete)
+      throw errors.upstream({
+        status: 502,
+        message: `upstream '${this.id}' sent an embeddings answer larger than ${maxEmbeddingsAnswerBytes(input.inputs.length)} bytes for ${input.inputs.length} input(s).`,
+      });
+    const answer = parseEmbeddingsAnswer(this.id, answerText.text, input.inputs.length);
     yield { type: 'response-start', promptTokens: answer.promptTokens, cachedPromptTokens: 0, queueWaitMs };
     yield { type: 'embeddings', data: answer.data, tokens: 0 };
     yield {
@@ -348,7 +354,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     const response = await this.send('/responses', body, signal);
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
     const relay = new ResponsesEventRelay(this.id);
-    yield* relayedParts(response.body, (data) => relay.read(data), 'responses');
+    yield* relayedParts(this.id, response.body, (data) => relay.read(data), 'responses');
     if (signal.aborted) throw signal.reason;
     if (!relay.done)
       throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
@@ -446,11 +452,12 @@ interface RelayedEvent {
  * pool); leaving early (client gone, upstream error) destroys it, which tells the upstream to stop.
  */
 async function* relayedParts(
+  engineId: string,
   stream: Dispatcher.ResponseData['body'],
   read: (data: string) => RelayedEvent | null,
   protocol: UpstreamChunkPart['protocol'],
 ): AsyncGenerator<UpstreamChunkPart> {
-  const parser = new SseEventParser();
+  const parser = new SseEventParser(`upstream '${engineId}'`);
   let part: UpstreamChunkPart | null = null;
   const add = (data: string): void => {
     const relayed = read(data);
@@ -486,23 +493,48 @@ async function* relayedParts(
   }
 }
 
-/** The body parsed as JSON, or null when it is not JSON or grows past `maxBytes` (then it is dropped). */
-async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<unknown> {
+/**
+ * An upstream body read as text up to `maxBytes`: `complete` is false when it was longer, and the rest
+ * was not read (the connection is dropped). Never holds more than `maxBytes` of an upstream's answer.
+ */
+async function readBoundedText(
+  body: Dispatcher.ResponseData['body'],
+  maxBytes: number,
+): Promise<{ text: string; complete: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) {
+    if (size + chunk.length > maxBytes) {
+      chunks.push(chunk.subarray(0, maxBytes - size));
       body.destroy();
-      return null;
+      return { text: Buffer.concat(chunks).toString('utf8'), complete: false };
     }
+    size += chunk.length;
     chunks.push(chunk);
   }
+  return { text: Buffer.concat(chunks).toString('utf8'), complete: true };
+}
+
+/** The body parsed as JSON, or null when it is not JSON or grows past `maxBytes` (then it is dropped). */
+async function readBoundedJson(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<unknown> {
+  const { text, complete } = await readBoundedText(body, maxBytes);
+  if (!complete) return null;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(text);
   } catch {
     return null;
   }
+}
+
+/** An error body is read up to this: its message and code are in the first bytes, if anywhere. */
+const maxErrorBodyBytes = 64 * 1024;
+
+/**
+ * The most an embeddings answer may take: room for the widest vectors in use (16,384 dimensions) as JSON
+ * numbers of ~24 characters, per input, under an overall ceiling; more is not an embeddings answer.
+ */
+function maxEmbeddingsAnswerBytes(inputs: number): number {
+  return Math.min(256 * 1024 * 1024, 1024 * 1024 + inputs * 16_384 * 24);
 }
 
 /** The fields of an upstream's error object that reach the client. */
@@ -520,7 +552,8 @@ interface UpstreamErrorFields {
  * Authentication failures and 5xx are Gravity's upstream problem, not the client's: they become 502.
  */
 async function upstreamHttpError(engineId: string, response: Dispatcher.ResponseData): Promise<GravityError> {
-  const text = await response.body.text().catch(() => '');
+  // Bounded: a 50 MB error page must not be held, nor echoed (the message is cut to 500 characters).
+  const { text } = await readBoundedText(response.body, maxErrorBodyBytes).catch(() => ({ text: '' }));
   let message = text.slice(0, 500);
   let code: string | null = null;
   let type: string | null = null;
