@@ -361,6 +361,8 @@ export class Gateway {
     failures: readonly string[],
   ): void {
     const decision = attempt.decision;
+    // A retry onto the last replica left needs no scoring (no decision), but the record must still name
+    // the replica that serves it and the attempts that failed, not the first attempt's choice.
     if (decision)
       context.route = JSON.stringify({
         replica: attempt.replica.id,
@@ -369,6 +371,12 @@ export class Gateway {
         top: decision.top,
         ...(decision.filtered.length > 0 && { filtered: decision.filtered }),
         ...(failures.length > 0 && { failed: failures }),
+      });
+    else if (failures.length > 0)
+      context.route = JSON.stringify({
+        replica: attempt.replica.id,
+        attempt: attempt.number,
+        failed: failures,
       });
     context.engineId = attempt.replica.id;
     for (const observer of this.observers) observer.onRouted?.(context);
