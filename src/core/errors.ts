@@ -47,6 +47,38 @@ export class GravityError extends Error {
   }
 }
 
+/** An upstream's error fields, each a string or null: what reaches the client and the ledger. */
+export interface UpstreamErrorFields {
+  message: string | null;
+  code: string | null;
+  type: string | null;
+  param: string | null;
+}
+
+/**
+ * Reads an upstream's error object (`{message, type, param, code}` as OpenAI, vLLM and llama.cpp's server
+ * send it) into fields Gravity can pass on. The upstream is another party: a field may be anything JSON
+ * allows. A string stays; a finite number becomes its text (vLLM's `code: 400`); anything else (an
+ * object, an array, a boolean, null) becomes null, so the caller's default stands in. Every error
+ * built from upstream data goes through here, so neither a client body nor a ledger row ever carries a
+ * non-string code or "[object Object]".
+ */
+export function upstreamErrorFields(error: unknown): UpstreamErrorFields {
+  const fields = (error !== null && typeof error === 'object' ? error : {}) as Record<string, unknown>;
+  return {
+    message: upstreamErrorText(fields.message),
+    code: upstreamErrorText(fields.code),
+    type: upstreamErrorText(fields.type),
+    param: upstreamErrorText(fields.param),
+  };
+}
+
+function upstreamErrorText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return null;
+}
+
 export const errors = {
   invalidJson: (detail: string) =>
     new GravityError({

@@ -43,6 +43,8 @@ export interface GatewayOptions {
   random?: () => number;
   /** Every decision of the fleet core, in order (parity tests; allocates per request). */
   onDecision?: FleetEvents<LiveRequest>['onDecision'];
+  /** Where an observer's failure is reported (the request goes on without it); stderr by default. */
+  log?: (message: string, details: Record<string, unknown>) => void;
 }
 
 /**
@@ -150,7 +152,8 @@ export class Gateway {
       nowMs: this.clock.nowMs(),
       epochMs: this.clock.epochMs(),
     });
-    for (const observer of this.observers) observer.onRequestStart(context);
+    for (const observer of this.observers)
+      this.notify(context, 'onRequestStart', () => observer.onRequestStart(context));
     return context;
   }
 
@@ -164,10 +167,35 @@ export class Gateway {
     context.finishedAtMs ??= this.clock.nowMs();
     const pending: Promise<void>[] = [];
     for (const observer of this.observers) {
-      const result = observer.onRequestEnd(context);
-      if (result) pending.push(result);
+      const result = this.notify(context, 'onRequestEnd', () => observer.onRequestEnd(context));
+      if (result)
+        pending.push(result.catch((error: unknown) => this.observerFailed(context, 'onRequestEnd', error)));
     }
     return pending.length === 0 ? Promise.resolve() : Promise.all(pending).then(() => {});
+  }
+
+  /**
+   * Runs one observer's hook. Observers must not throw, but one that does (a metrics bug, a malformed
+   * figure nobody foresaw) must neither fail the client's response nor keep the other observers (the
+   * ledger) from running: its failure is logged and the request goes on.
+   */
+  private notify<T>(context: RequestContext, hook: string, call: () => T): T | undefined {
+    try {
+      return call();
+    } catch (error) {
+      this.observerFailed(context, hook, error);
+      return undefined;
+    }
+  }
+
+  private observerFailed(context: RequestContext, hook: string, error: unknown): void {
+    const log =
+      this.options.log ??
+      ((message: string, details: Record<string, unknown>) => console.error(message, details));
+    log(`request observer failed in ${hook}`, {
+      requestId: context.requestId,
+      error: error instanceof Error ? error.message : String(error),
+    });
   }
 
   /**
@@ -289,7 +317,8 @@ export class Gateway {
           this.armTimer();
           if (next === null) throw error;
           failures.push(`${attempt.replica.id}: ${error instanceof GravityError ? error.code : 'error'}`);
-          for (const observer of this.observers) observer.onRouteAbandoned?.(context);
+          for (const observer of this.observers)
+            this.notify(context, 'onRouteAbandoned', () => observer.onRouteAbandoned?.(context));
           context.startedAtMs = null;
           context.queueWaitMs = null;
           context.prefillTokens = 0;
@@ -379,7 +408,8 @@ export class Gateway {
         failed: failures,
       });
     context.engineId = attempt.replica.id;
-    for (const observer of this.observers) observer.onRouted?.(context);
+    for (const observer of this.observers)
+      this.notify(context, 'onRouted', () => observer.onRouted?.(context));
   }
 
   /**

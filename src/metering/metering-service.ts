@@ -89,13 +89,29 @@ export class MeteringService implements RequestObserver {
     if (context.engineId) this.meters.get(context.engineId)?.end(context, this.options.clock.nowMs());
   }
 
+  /**
+   * Prices the request and writes its record. The record is written whatever fails on the way: a figure
+   * that cannot be computed (energy attribution, the price) is recorded as 0 and the failure logged,
+   * so an operator can see it and reprice from the token counts; a request is never lost from the ledger
+   * and never fails its client because of metering.
+   */
   onRequestEnd(context: RequestContext): Promise<void> {
     const { clock, config } = this.options;
     const meter = context.engineId ? this.meters.get(context.engineId) : undefined;
-    const amounts = meter ? meter.end(context, clock.nowMs()) : { energyJoules: 0, costUsd: 0 };
+    const amounts = this.orZero(
+      context,
+      'energy and cost attribution',
+      { energyJoules: 0, costUsd: 0 },
+      () => (meter ? meter.end(context, clock.nowMs()) : { energyJoules: 0, costUsd: 0 }),
+    );
     const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
-    const priceUsd = context.usage
-      ? this.priceBook.priceUsd(context.model, tier, context.usage, context.endpoint)
+    const usage = context.usage;
+    const priceUsd = usage
+      ? this.orZero(context, 'price', 0, () => {
+          const price = this.priceBook.priceUsd(context.model, tier, usage, context.endpoint);
+          if (!(Number.isFinite(price) && price >= 0)) throw new Error(`price ${price} is not a charge`);
+          return price;
+        })
       : 0;
     const metered: MeteredFigures = {
       energyJoules: amounts.energyJoules,
@@ -108,6 +124,19 @@ export class MeteringService implements RequestObserver {
     };
     context.metered = metered;
     return this.writer.write(this.recordOf(context, metered, tier));
+  }
+
+  /** `compute`'s result, or `fallback` with the failure logged (see onRequestEnd). */
+  private orZero<T>(context: RequestContext, what: string, fallback: T, compute: () => T): T {
+    try {
+      return compute();
+    } catch (error) {
+      this.options.log(`metering: ${what} failed, recorded as 0`, {
+        requestId: context.requestId,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return fallback;
+    }
   }
 
   private recordOf(context: RequestContext, metered: MeteredFigures, tier: string): UsageRecord {

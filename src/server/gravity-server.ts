@@ -99,6 +99,7 @@ export async function startGravityServer(
     engines,
     clock,
     observers: metering ? [metering, admission, metrics] : [admission, metrics],
+    log: (message, details) => logger.error(details, message),
     routing: config.routing,
     // The queue lets through as many requests as the engine runs at once (its generation slots, or an
     // emulated or vLLM replica's max_num_seqs), so the engine never queues generations internally and the

@@ -1,5 +1,5 @@
 import { type Dispatcher, Pool } from 'undici';
-import { errors, GravityError, type OpenAIErrorType } from '../../core/errors.js';
+import { errors, GravityError, type OpenAIErrorType, upstreamErrorFields } from '../../core/errors.js';
 import { estimateRequestTokens, promptText } from '../../core/prompt-size.js';
 import {
   firstUnservedFeature,
@@ -32,6 +32,7 @@ import {
   parseUpstreamModelList,
   type UpstreamModelFacts,
 } from './upstream-model-catalog.js';
+import { validatedUpstreamUsage } from './upstream-usage.js';
 
 /** How long start-up waits for an upstream's `GET /models` before serving without what it would say. */
 const modelDiscoveryTimeoutMs = 2000;
@@ -58,13 +59,15 @@ export interface OpenAIUpstreamEngineOptions {
  */
 interface UpstreamChunk {
   choices?: WireChunkChoice[];
+  // What an upstream sends is not trusted: the figures are checked before use (validatedUpstreamUsage),
+  // the error's fields coerced (upstreamErrorFields).
   usage?: {
-    prompt_tokens?: number;
-    completion_tokens?: number;
-    prompt_tokens_details?: { cached_tokens?: number } | null;
-    completion_tokens_details?: { reasoning_tokens?: number } | null;
+    prompt_tokens?: unknown;
+    completion_tokens?: unknown;
+    prompt_tokens_details?: { cached_tokens?: unknown } | null;
+    completion_tokens_details?: { reasoning_tokens?: unknown } | null;
   } | null;
-  error?: { message?: string; code?: string | null };
+  error?: unknown;
   [extra: string]: unknown;
 }
 
@@ -248,7 +251,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       if (chunk.error) {
         throw errors.upstream({
           status: 502,
-          message: `upstream '${this.id}': ${chunk.error.message ?? 'error'}`,
+          message: `upstream '${this.id}': ${upstreamErrorFields(chunk.error).message ?? 'error'}`,
         });
       }
       if (chunk.usage) reportedUsage = chunk.usage;
@@ -573,10 +576,9 @@ async function upstreamHttpError(engineId: string, response: Dispatcher.Response
           ? parsed
           : null;
     if (fields) {
-      if (typeof fields.message === 'string') message = fields.message;
-      if (fields.code != null) code = String(fields.code);
-      if (typeof fields.type === 'string') type = fields.type;
-      if (typeof fields.param === 'string') param = fields.param;
+      const coerced = upstreamErrorFields(fields);
+      if (coerced.message !== null) message = coerced.message;
+      ({ code, type, param } = coerced);
     } else if (typeof parsed.error === 'string') message = parsed.error;
     else if (parsed.detail !== undefined) message = JSON.stringify(parsed.detail).slice(0, 500);
   } catch {}
@@ -649,26 +651,24 @@ function streamOptionsOf(value: unknown): Record<string, unknown> {
     : {};
 }
 
-/** Usage from the upstream's usage chunk, or counted by Gravity when the upstream sent none. */
+/**
+ * Usage from the upstream's usage chunk, or counted by Gravity when the upstream sent none or sent
+ * figures that do not hold up (validatedUpstreamUsage).
+ */
 function usageFrom(
   reported: UpstreamChunk['usage'],
   request: GenerationRequest,
   contentChunks: number,
 ): TokenUsage {
-  if (
-    reported &&
-    typeof reported.prompt_tokens === 'number' &&
-    typeof reported.completion_tokens === 'number'
-  ) {
-    const reasoningTokens = reported.completion_tokens_details?.reasoning_tokens;
-    return {
-      promptTokens: reported.prompt_tokens,
-      cachedPromptTokens: reported.prompt_tokens_details?.cached_tokens ?? 0,
-      completionTokens: reported.completion_tokens,
-      ...(typeof reasoningTokens === 'number' ? { reasoningTokens } : {}),
-      source: 'upstream',
-    };
-  }
+  const upstreamUsage = reported
+    ? validatedUpstreamUsage({
+        promptTokens: reported.prompt_tokens,
+        cachedPromptTokens: reported.prompt_tokens_details?.cached_tokens,
+        completionTokens: reported.completion_tokens,
+        reasoningTokens: reported.completion_tokens_details?.reasoning_tokens,
+      })
+    : null;
+  if (upstreamUsage) return upstreamUsage;
   // Without the upstream's tokenizer Gravity can only estimate: one token per content chunk (servers
   // stream one token per chunk) and ~4 characters per prompt token. `source: counted` says so.
   return {
@@ -721,6 +721,9 @@ function parseEmbeddingsAnswer(
       throw broken(`data[${position}] has no embedding`);
     return { index: typeof entry.index === 'number' ? entry.index : position, embedding };
   });
-  const promptTokens = answer.usage?.prompt_tokens;
-  return { data, promptTokens: typeof promptTokens === 'number' ? promptTokens : null };
+  // Validated like a chat usage chunk: a figure that does not hold up is counted by Gravity instead.
+  const usage = answer.usage
+    ? validatedUpstreamUsage({ promptTokens: answer.usage.prompt_tokens, completionTokens: 0 })
+    : null;
+  return { data, promptTokens: usage ? usage.promptTokens : null };
 }

@@ -1,10 +1,11 @@
-import { errors } from '../../core/errors.js';
+import { errors, upstreamErrorFields } from '../../core/errors.js';
 import {
   type FinishReason,
   type TokenUsage,
   terminalResponseEvents,
   type UpstreamEvent,
 } from '../../core/stream-parts.js';
+import { validatedUpstreamUsage } from './upstream-usage.js';
 
 /**
  * Reads an upstream's Responses API event stream (`POST /v1/responses`, `stream: true`) for relaying:
@@ -32,11 +33,12 @@ const outputDeltaEvents = new Set([
   'response.reasoning_summary_text.delta',
 ]);
 
+/** As the upstream sent it: checked before use (validatedUpstreamUsage). */
 interface UpstreamResponsesUsage {
-  input_tokens?: number;
-  output_tokens?: number;
-  input_tokens_details?: { cached_tokens?: number } | null;
-  output_tokens_details?: { reasoning_tokens?: number } | null;
+  input_tokens?: unknown;
+  output_tokens?: unknown;
+  input_tokens_details?: { cached_tokens?: unknown } | null;
+  output_tokens_details?: { reasoning_tokens?: unknown } | null;
 }
 
 export class ResponsesEventRelay {
@@ -95,30 +97,27 @@ export class ResponsesEventRelay {
       return { event, tokens: 0 };
     }
     if (type === 'response.failed' || type === 'error') {
-      const failure =
-        type === 'error'
-          ? (parsed as { message?: unknown })
-          : ((parsed.response as { error?: { message?: unknown } | null } | undefined)?.error ?? {});
+      const failure = type === 'error' ? parsed : (parsed.response as { error?: unknown } | null)?.error;
       throw errors.upstream({
         status: 502,
-        message: `upstream '${this.engineId}': ${typeof failure.message === 'string' ? failure.message : 'response failed'}`,
+        message: `upstream '${this.engineId}': ${upstreamErrorFields(failure).message ?? 'response failed'}`,
       });
     }
     return { event, tokens: 0 };
   }
 
-  /** The upstream's usage, when its terminal event had one, as Gravity's. */
+  /**
+   * The upstream's usage, when its terminal event had one whose figures hold up (validatedUpstreamUsage),
+   * as Gravity's; null tells the caller to count.
+   */
   reportedUsage(): TokenUsage | null {
     const usage = this.usage;
-    if (!usage || typeof usage.input_tokens !== 'number' || typeof usage.output_tokens !== 'number')
-      return null;
-    const reasoningTokens = usage.output_tokens_details?.reasoning_tokens;
-    return {
+    if (!usage) return null;
+    return validatedUpstreamUsage({
       promptTokens: usage.input_tokens,
-      cachedPromptTokens: usage.input_tokens_details?.cached_tokens ?? 0,
+      cachedPromptTokens: usage.input_tokens_details?.cached_tokens,
       completionTokens: usage.output_tokens,
-      ...(typeof reasoningTokens === 'number' ? { reasoningTokens } : {}),
-      source: 'upstream',
-    };
+      reasoningTokens: usage.output_tokens_details?.reasoning_tokens,
+    });
   }
 }
