@@ -152,8 +152,13 @@ export class Gateway {
       nowMs: this.clock.nowMs(),
       epochMs: this.clock.epochMs(),
     });
-    for (const observer of this.observers)
-      this.notify(context, 'onRequestStart', () => observer.onRequestStart(context));
+    for (const observer of this.observers) {
+      try {
+        observer.onRequestStart(context);
+      } catch (error) {
+        this.observerFailed(context, 'onRequestStart', error);
+      }
+    }
     return context;
   }
 
@@ -167,7 +172,12 @@ export class Gateway {
     context.finishedAtMs ??= this.clock.nowMs();
     const pending: Promise<void>[] = [];
     for (const observer of this.observers) {
-      const result = this.notify(context, 'onRequestEnd', () => observer.onRequestEnd(context));
+      let result: Promise<void> | null = null;
+      try {
+        result = observer.onRequestEnd(context) || null;
+      } catch (error) {
+        this.observerFailed(context, 'onRequestEnd', error);
+      }
       if (result)
         pending.push(result.catch((error: unknown) => this.observerFailed(context, 'onRequestEnd', error)));
     }
@@ -175,19 +185,11 @@ export class Gateway {
   }
 
   /**
-   * Runs one observer's hook. Observers must not throw, but one that does (a metrics bug, a malformed
-   * figure nobody foresaw) must neither fail the client's response nor keep the other observers (the
-   * ledger) from running: its failure is logged and the request goes on.
+   * Observers must not throw, but one that does (a metrics bug, a malformed figure nobody foresaw) must
+   * neither fail the client's response nor keep the other observers (the ledger) from running: each hook
+   * runs in its own try (no closure per call: this is once per request per observer), and a failure is
+   * logged here while the request goes on.
    */
-  private notify<T>(context: RequestContext, hook: string, call: () => T): T | undefined {
-    try {
-      return call();
-    } catch (error) {
-      this.observerFailed(context, hook, error);
-      return undefined;
-    }
-  }
-
   private observerFailed(context: RequestContext, hook: string, error: unknown): void {
     const log =
       this.options.log ??
@@ -318,7 +320,11 @@ export class Gateway {
           if (next === null) throw error;
           failures.push(`${attempt.replica.id}: ${error instanceof GravityError ? error.code : 'error'}`);
           for (const observer of this.observers)
-            this.notify(context, 'onRouteAbandoned', () => observer.onRouteAbandoned?.(context));
+            try {
+              observer.onRouteAbandoned?.(context);
+            } catch (error) {
+              this.observerFailed(context, 'onRouteAbandoned', error);
+            }
           context.startedAtMs = null;
           context.queueWaitMs = null;
           context.prefillTokens = 0;
@@ -409,7 +415,11 @@ export class Gateway {
       });
     context.engineId = attempt.replica.id;
     for (const observer of this.observers)
-      this.notify(context, 'onRouted', () => observer.onRouted?.(context));
+      try {
+        observer.onRouted?.(context);
+      } catch (error) {
+        this.observerFailed(context, 'onRouted', error);
+      }
   }
 
   /**

@@ -183,30 +183,20 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     if (unserved !== null) throw unservedFeatureError(unserved, `engine '${this.id}' (${this.type})`);
     const input = request.input;
     const responsesBody = this.options.responsesApi ? request.responsesBody : undefined;
-    yield* this.holdingSlot(signal, (queueWaitMs) =>
-      input.kind === 'embedding'
-        ? this.embed(request, input, target.upstreamModel, signal, queueWaitMs)
-        : responsesBody
-          ? this.generateResponse(request, responsesBody, target.upstreamModel, signal, queueWaitMs)
-          : this.generateCompletion(request, target.upstreamModel, signal, queueWaitMs),
-    );
-  }
-
-  /**
-   * Runs one exchange with the upstream while holding one of its slots (Gravity's bound on concurrent
-   * requests to it): `queueWaitMs` is how long the slot took. Failures that are not Gravity's own errors
-   * (a reset connection, a body that breaks off) become `upstream_unreachable`; a client that left
-   * gets its abort reason.
-   */
-  private async *holdingSlot(
-    signal: AbortSignal,
-    exchange: (queueWaitMs: number) => AsyncGenerator<StreamPart>,
-  ): AsyncGenerator<StreamPart> {
+    // Each exchange runs holding one of the upstream's slots (Gravity's bound on concurrent requests to
+    // it). Failures that are not Gravity's own errors (a reset connection, a body that breaks off)
+    // become `upstream_unreachable`; a client that left gets its abort reason. (Inline, not a wrapping
+    // generator: every relayed part passes here, and each generator level costs per part.)
     let slot: number | undefined;
     try {
       const queuedAtMs = performance.now();
       slot = await this.slots.acquire(signal);
-      yield* exchange(performance.now() - queuedAtMs);
+      const queueWaitMs = performance.now() - queuedAtMs;
+      yield* input.kind === 'embedding'
+        ? this.embed(request, input, target.upstreamModel, signal, queueWaitMs)
+        : responsesBody
+          ? this.generateResponse(request, responsesBody, target.upstreamModel, signal, queueWaitMs)
+          : this.generateCompletion(request, target.upstreamModel, signal, queueWaitMs);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof GravityError) throw error;
