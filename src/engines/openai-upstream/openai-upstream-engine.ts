@@ -225,6 +225,9 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     let done = false;
     // Each chunk goes to the client as the upstream sent it (relay-rewrite.ts rewrites the fields
     // Gravity owns); it is parsed only to meter it: output present, finish reason, usage, errors.
+    // One object carries every relayed event to relayedParts, which reads it at once: no allocation per
+    // event beyond the event itself on this per-token path.
+    const relayed: RelayedEvent = { event: { json: '', chunk: {} }, tokens: 0 };
     const read = (data: string): RelayedEvent | null => {
       if (done) return null;
       if (data === '[DONE]') {
@@ -264,7 +267,9 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         chunk,
         plainText: choices.length === 1 ? plainContent(choices[0] as WireChunkChoice) : undefined,
       };
-      return { event, tokens: output ? 1 : 0 };
+      relayed.event = event;
+      relayed.tokens = output ? 1 : 0;
+      return relayed;
     };
     yield* relayedParts(this.id, response.body, read, undefined);
     if (signal.aborted) throw signal.reason;
@@ -430,7 +435,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   }
 }
 
-/** One upstream event as relayed, and the completion tokens it stands for. */
+/**
+ * One upstream event as relayed, and the completion tokens it stands for. Read by relayedParts as soon as
+ * `read` returns it, so a reader may hand back the same object each time.
+ */
 interface RelayedEvent {
   event: UpstreamEvent;
   tokens: number;
