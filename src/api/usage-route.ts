@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { anonymousTenant } from '../admission/api-key.js';
 import { requestCaller } from '../admission/request-caller.js';
 import { errors } from '../core/errors.js';
-import type { LedgerStore, ReplicaPeriod } from '../metering/ledger/ledger-store.js';
+import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import {
-  aggregateUsage,
+  replicaTotalJson,
   type UsageGroupKey,
   usageGroupJson,
   usageGroupKeys,
@@ -20,37 +20,6 @@ const usageQuerySchema = z.strictObject({
   group_by: z.union([z.string(), z.array(z.string())]).optional(),
   tenant: z.string().optional(),
 });
-
-/** Sums replica periods per replica: what each replica drew in the range, and how much of it was idle. */
-export function replicaTotals(periods: readonly ReplicaPeriod[]) {
-  const totals = new Map<
-    string,
-    {
-      replica: string;
-      energy_joules: number;
-      idle_energy_joules: number;
-      energy_source: string;
-      cost_usd: number;
-      idle_cost_usd: number;
-    }
-  >();
-  for (const period of periods) {
-    const total = totals.get(period.replica) ?? {
-      replica: period.replica,
-      energy_joules: 0,
-      idle_energy_joules: 0,
-      energy_source: period.energySource,
-      cost_usd: 0,
-      idle_cost_usd: 0,
-    };
-    total.energy_joules += period.energyJoules;
-    total.idle_energy_joules += period.idleEnergyJoules;
-    total.cost_usd += period.costUsd;
-    total.idle_cost_usd += period.idleCostUsd;
-    totals.set(period.replica, total);
-  }
-  return [...totals.values()];
-}
 
 export function parseGroupBy(value: string | string[] | undefined): UsageGroupKey[] {
   const names = (Array.isArray(value) ? value : value === undefined ? [] : [value])
@@ -99,12 +68,15 @@ export function registerUsageRoute(app: FastifyInstance, ledger: LedgerStore): v
         throw errors.adminKeyRequired("Reading another tenant's usage");
       tenant = own;
     }
-    const records = await ledger.records({ ...range, tenant });
+    // The ledger totals in SQL (off the event loop for a file ledger) and may refuse with a 503 when
+    // enough summaries are already under way.
+    const groups = await ledger.usageSummary({ ...range, tenant }, groupBy);
+    const replicas = caller.admin ? await ledger.replicaSummary(range) : [];
     return {
       object: 'list',
       group_by: groupBy,
-      data: aggregateUsage(records, groupBy).map(usageGroupJson),
-      replicas: caller.admin ? replicaTotals(await ledger.replicaPeriods(range)) : [],
+      data: groups.map(usageGroupJson),
+      replicas: replicas.map(replicaTotalJson),
     };
   });
 }

@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { parseGroupBy, replicaTotals } from '../api/usage-route.js';
+import { parseGroupBy } from '../api/usage-route.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
 import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
-import { aggregateUsage, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
+import { replicaTotalJson, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
 
 /** Accepts unix seconds or anything `Date` parses (2026-11-27, 2026-11-27T10:00Z). */
 function timeOption(value: string): number {
@@ -64,8 +64,9 @@ export function registerReportCommand(program: Command): void {
       }
       const store = new SqliteLedgerStore(ledgerPath);
       const range = { fromMs: options.from, toMs: options.to };
-      const groups = aggregateUsage(await store.records({ ...range, tenant: options.tenant }), groupBy);
-      const replicas = replicaTotals(await store.replicaPeriods(range));
+      // Totalled by SQLite: the report's memory does not grow with the ledger.
+      const groups = await store.usageSummary({ ...range, tenant: options.tenant }, groupBy);
+      const replicas = (await store.replicaSummary(range)).map(replicaTotalJson);
       await store.close();
 
       if (options.format === 'json') {

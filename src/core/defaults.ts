@@ -18,6 +18,9 @@ export const defaults = {
   },
   metering: {
     intervalMs: 250,
+    // Each usage summary scans its range of the ledger on one reader thread, one after another: a few may
+    // wait, more get a 503 rather than queueing for minutes.
+    maxPendingUsageQueries: 4,
     commitWindowMs: 1,
     // A world-average-like placeholder (gCO2e per kWh); operators set their grid's figure.
     gridIntensityGramsPerKwh: 400,

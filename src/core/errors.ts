@@ -216,6 +216,15 @@ export const errors = {
       message: `The engine is currently overloaded (waited ${waitedSeconds} s in the queue); please try again later.`,
       headers: { 'retry-after': String(Math.max(1, waitedSeconds)) },
     }),
+  /** `/v1/usage` and its kind: as many summaries of the ledger as it runs or queues are already under way. */
+  usageQueriesBusy: (maxPending: number) =>
+    new GravityError({
+      status: 503,
+      type: 'service_unavailable',
+      code: 'usage_queries_busy',
+      message: `${maxPending} usage queries are already running or waiting, the most the ledger takes at once; please try again shortly.`,
+      headers: { 'retry-after': '1' },
+    }),
   fileNotFound: (fileId: string, param = 'id') =>
     new GravityError({
       status: 404,

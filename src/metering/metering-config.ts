@@ -36,6 +36,11 @@ export const meteringConfigSchema = z
     commitWindowMs: z.number().min(0).max(100).default(defaults.metering.commitWindowMs),
     /** How often replicas' energy and cost intervals close. */
     intervalMs: z.number().int().min(10).default(defaults.metering.intervalMs),
+    /**
+     * `/v1/usage` summaries running or waiting at once (each scans its range of the ledger on a reader
+     * thread, one after another); one more gets a 503 with Retry-After.
+     */
+    maxPendingUsageQueries: z.number().int().min(1).default(defaults.metering.maxPendingUsageQueries),
     /** Grid carbon intensity for gCO2e: set your region's figure. */
     gridIntensityGramsPerKwh: z.number().min(0).default(defaults.metering.gridIntensityGramsPerKwh),
   })

@@ -1,4 +1,5 @@
 import { quantileOfSorted } from '../core/quantile.js';
+import type { ReplicaPeriod, ReplicaTotal } from './ledger/ledger-store.js';
 import type { UsageRecord } from './usage-record.js';
 
 export const usageGroupKeys = ['tenant', 'model', 'tier', 'engine', 'hour', 'day'] as const;
@@ -129,3 +130,39 @@ export const usageFigureColumns = [
   'margin_usd',
   'carbon_grams',
 ] as const satisfies ReadonlyArray<keyof ReturnType<typeof usageGroupJson>>;
+
+/**
+ * Sums replica periods per replica: what each replica drew in the range, and how much of it was idle.
+ * The reference for `LedgerStore.replicaSummary`, which totals in the store.
+ */
+export function replicaTotals(periods: readonly ReplicaPeriod[]): ReplicaTotal[] {
+  const totals = new Map<string, ReplicaTotal>();
+  for (const period of periods) {
+    const total = totals.get(period.replica) ?? {
+      replica: period.replica,
+      energyJoules: 0,
+      idleEnergyJoules: 0,
+      energySource: period.energySource,
+      costUsd: 0,
+      idleCostUsd: 0,
+    };
+    total.energyJoules += period.energyJoules;
+    total.idleEnergyJoules += period.idleEnergyJoules;
+    total.costUsd += period.costUsd;
+    total.idleCostUsd += period.idleCostUsd;
+    totals.set(period.replica, total);
+  }
+  return [...totals.values()];
+}
+
+/** The JSON shape of a replica's totals (snake_case), as `/v1/usage` and `gravity report` print it. */
+export function replicaTotalJson(total: ReplicaTotal) {
+  return {
+    replica: total.replica,
+    energy_joules: total.energyJoules,
+    idle_energy_joules: total.idleEnergyJoules,
+    energy_source: total.energySource,
+    cost_usd: total.costUsd,
+    idle_cost_usd: total.idleCostUsd,
+  };
+}

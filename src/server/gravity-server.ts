@@ -70,7 +70,9 @@ export async function startGravityServer(
   let metering: MeteringService | undefined;
   let store: LedgerStore | undefined;
   if (config.metering.enabled) {
-    store = new SqliteLedgerStore(config.metering.ledgerPath ?? path.join(config.dataDir, 'ledger.sqlite'));
+    store = new SqliteLedgerStore(config.metering.ledgerPath ?? path.join(config.dataDir, 'ledger.sqlite'), {
+      maxPendingSummaries: config.metering.maxPendingUsageQueries,
+    });
     metering = new MeteringService({
       config,
       engines,

@@ -1,6 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LedgerStore, ReplicaPeriod } from '../../src/metering/ledger/ledger-store.js';
+import { SeededRandom } from '../../src/core/seeded-random.js';
+import type { LedgerQuery, LedgerStore, ReplicaPeriod } from '../../src/metering/ledger/ledger-store.js';
 import type { UsageRecord } from '../../src/metering/usage-record.js';
+import {
+  aggregateUsage,
+  replicaTotals,
+  type UsageGroup,
+  type UsageGroupKey,
+  usageGroupKeys,
+} from '../../src/metering/usage-report.js';
 
 export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
   return {
@@ -40,6 +48,79 @@ export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
     partial: false,
     ...overrides,
   };
+}
+
+/** Every subset of the group keys, in the order `/v1/usage` takes them, and one reversed order. */
+function groupByCombinations(): UsageGroupKey[][] {
+  const combinations: UsageGroupKey[][] = [];
+  for (let mask = 0; mask < 1 << usageGroupKeys.length; mask++)
+    combinations.push(usageGroupKeys.filter((_, index) => mask & (1 << index)));
+  combinations.push([...usageGroupKeys].reverse());
+  return combinations;
+}
+
+/** Sums may differ in the last bits (SQLite adds in another order, compensated); nothing else may. */
+function expectSameGroups(actual: UsageGroup[], expected: UsageGroup[], context: string): void {
+  expect(
+    actual.map((group) => group.group),
+    context,
+  ).toEqual(expected.map((group) => group.group));
+  actual.forEach((group, index) => {
+    const reference = expected[index] as UsageGroup;
+    const { energyJoules, costUsd, priceUsd, marginUsd, carbonGrams, joulesPerCompletionToken, ...exact } =
+      group;
+    const {
+      energyJoules: referenceEnergy,
+      costUsd: referenceCost,
+      priceUsd: referencePrice,
+      marginUsd: referenceMargin,
+      carbonGrams: referenceCarbon,
+      joulesPerCompletionToken: referencePerToken,
+      ...referenceExact
+    } = reference;
+    expect(exact, context).toEqual(referenceExact);
+    const close = (value: number | null, wanted: number | null) => {
+      if (wanted === null) expect(value, context).toBeNull();
+      else expect(Math.abs((value as number) - wanted), context).toBeLessThanOrEqual(Math.abs(wanted) * 1e-9);
+    };
+    close(energyJoules, referenceEnergy);
+    close(costUsd, referenceCost);
+    close(priceUsd, referencePrice);
+    close(marginUsd, referenceMargin);
+    close(carbonGrams, referenceCarbon);
+    close(joulesPerCompletionToken, referencePerToken);
+  });
+}
+
+/** A varied ledger: ties in time, engine-less and failed records, missing TTFTs, several days and sources. */
+function variedRecords(count: number): UsageRecord[] {
+  const random = new SeededRandom(14);
+  const pick = <T>(values: readonly T[]): T => values[Math.floor(random.uniform() * values.length)] as T;
+  const dayStartMs = 1_795_000_000_000 - (1_795_000_000_000 % 86_400_000);
+  return Array.from({ length: count }, (_, index) => {
+    const failed = random.uniform() < 0.15;
+    return usageRecord({
+      requestId: `r${Math.floor(random.uniform() * 1e9).toString(36)}-${index}`,
+      // Several records share a millisecond, across groups too, so the groups' order rests on request ids.
+      receivedAtMs: dayStartMs + Math.floor(random.uniform() * 40) * 1_800_000 + pick([0, 0, 7, 999]),
+      tenant: pick(['acme', 'globex', 'anonymous']),
+      model: pick(['gravity-tiny', 'llama-3.1-8b']),
+      tier: pick(['default', 'priority', 'flex', 'batch']),
+      engine: pick(['tiny', 'h100-0', null]),
+      status: failed ? pick([429, 500, 200]) : 200,
+      errorCode: failed ? pick(['cancelled', 'rate_limit_exceeded', null]) : null,
+      promptTokens: Math.floor(random.uniform() * 4000),
+      cachedPromptTokens: Math.floor(random.uniform() * 100),
+      completionTokens: pick([0, Math.floor(random.uniform() * 500)]),
+      ttftMs: random.uniform() < 0.2 ? null : Math.round(random.uniform() * 5000) / 8,
+      energyJoules: random.uniform() * 30,
+      energySource: pick(['estimated:power-model', 'measured:nvml', 'measured:rapl']),
+      costUsd: random.uniform() / 1000,
+      priceUsd: random.uniform() / 100,
+      marginUsd: random.uniform() / 100 - 0.002,
+      carbonGrams: random.uniform() / 10,
+    });
+  });
 }
 
 /**
@@ -127,6 +208,53 @@ export function describeLedgerStoreConformance(name: string, createStore: () => 
       await store.appendReplicaPeriods([period, { ...period, periodStartMs: 11_000, periodEndMs: 21_000 }]);
       expect(await store.replicaPeriods({ toMs: 11_000 })).toEqual([period]);
       expect((await store.replicaPeriods({})).length).toBe(2);
+    });
+
+    it('totals usage in the store exactly as aggregateUsage totals the records, for every grouping', async () => {
+      const records = variedRecords(400);
+      await store.append(records);
+      const firstMs = Math.min(...records.map((record) => record.receivedAtMs));
+      const queries: LedgerQuery[] = [
+        {},
+        { tenant: 'acme' },
+        { fromMs: firstMs + 6 * 3_600_000, toMs: firstMs + 30 * 3_600_000 },
+        { fromMs: firstMs + 3_600_000, tenant: 'globex' },
+        { fromMs: firstMs + 1_000 * 86_400_000 },
+        { tenant: 'nobody' },
+      ];
+      for (const query of queries) {
+        const inRange = await store.records(query);
+        for (const groupBy of groupByCombinations()) {
+          expectSameGroups(
+            await store.usageSummary(query, groupBy),
+            aggregateUsage(inRange, groupBy),
+            `${JSON.stringify(query)} by [${groupBy.join(',')}]`,
+          );
+        }
+      }
+    });
+
+    it('totals replica periods in the store as replicaTotals does, replicas in order of first period', async () => {
+      const period: ReplicaPeriod = {
+        replica: 'b',
+        periodStartMs: 1000,
+        periodEndMs: 2000,
+        energyJoules: 150,
+        idleEnergyJoules: 20,
+        energySource: 'estimated:power-model',
+        costUsd: 0.001,
+        idleCostUsd: 0.0002,
+      };
+      await store.appendReplicaPeriods([
+        period,
+        { ...period, replica: 'a', periodStartMs: 1000, energySource: 'measured:nvml' },
+        { ...period, periodStartMs: 2000, energyJoules: 7.5, energySource: 'measured:nvml' },
+        { ...period, replica: 'c', periodStartMs: 3000, idleCostUsd: 0.5 },
+      ]);
+      for (const query of [{}, { fromMs: 2000 }, { toMs: 2000 }, { fromMs: 9000 }]) {
+        expect(await store.replicaSummary(query)).toEqual(replicaTotals(await store.replicaPeriods(query)));
+      }
+      expect((await store.replicaSummary({})).map((total) => total.replica)).toEqual(['a', 'b', 'c']);
     });
   });
 }

@@ -10,6 +10,13 @@ describeLedgerStoreConformance(
     new SqliteLedgerStore(path.join(mkdtempSync(path.join(tmpdir(), 'gravity-ledger-')), 'ledger.sqlite')),
 );
 describeLedgerStoreConformance(
+  'SqliteLedgerStore (file, TTFT samples past the bound: quantiles sorted by SQLite)',
+  async () =>
+    new SqliteLedgerStore(path.join(mkdtempSync(path.join(tmpdir(), 'gravity-ledger-')), 'ledger.sqlite'), {
+      ttftSampleLimit: 10,
+    }),
+);
+describeLedgerStoreConformance(
   'SqliteLedgerStore (in memory)',
   async () => new SqliteLedgerStore(':memory:'),
 );

@@ -1,4 +1,5 @@
 import type { UsageRecord } from '../usage-record.js';
+import type { UsageGroup, UsageGroupKey } from '../usage-report.js';
 
 /** A replica's energy and cost over one period, split into what its requests got and what was idle. */
 export interface ReplicaPeriod {
@@ -7,6 +8,17 @@ export interface ReplicaPeriod {
   periodEndMs: number;
   energyJoules: number;
   idleEnergyJoules: number;
+  energySource: string;
+  costUsd: number;
+  idleCostUsd: number;
+}
+
+/** A replica's periods in a range, totalled. */
+export interface ReplicaTotal {
+  replica: string;
+  energyJoules: number;
+  idleEnergyJoules: number;
+  /** The energy source of the replica's first period in the range. */
   energySource: string;
   costUsd: number;
   idleCostUsd: number;
@@ -32,9 +44,21 @@ export interface LedgerStore {
    */
   append(records: readonly UsageRecord[]): Promise<void>;
   appendReplicaPeriods(periods: readonly ReplicaPeriod[]): Promise<void>;
-  /** Records in the range, oldest first. */
+  /**
+   * Records in the range, oldest first. Every row in memory at once: for tests and small ranges; totals
+   * over the ledger go through `usageSummary`.
+   */
   records(query: LedgerQuery): Promise<UsageRecord[]>;
   replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]>;
+  /**
+   * The records in the range grouped and totalled: exactly `aggregateUsage(await records(query), groupBy)`,
+   * groups in the same order, but computed by the store in memory that does not grow with the ledger,
+   * and (for a file ledger) off the caller's event loop. May refuse with a 503 GravityError when too
+   * many summaries are already running or waiting.
+   */
+  usageSummary(query: LedgerQuery, groupBy: readonly UsageGroupKey[]): Promise<UsageGroup[]>;
+  /** Each replica's periods in the range totalled: exactly `replicaTotals(await replicaPeriods(query))`. */
+  replicaSummary(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaTotal[]>;
   /**
    * The sum of `priceUsd` over the records in the range, for one tenant (and one of its keys when
    * `apiKeyId` is given): what admission's spend budgets start a period from.

@@ -1,10 +1,23 @@
-import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { defaults } from '../../core/defaults.js';
+import { errors } from '../../core/errors.js';
+import { preparePrivateDatabaseFile } from '../../core/private-files.js';
 import type { UsageRecord } from '../usage-record.js';
-import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
+import type { UsageGroup, UsageGroupKey } from '../usage-report.js';
+import type { LedgerQuery, LedgerStore, ReplicaPeriod, ReplicaTotal } from './ledger-store.js';
+import {
+  replicaSummaryStatement,
+  replicaTotalsFromRows,
+  type SqlRow,
+  type SqlStatement,
+  ttftQuantiles,
+  ttftQuantilesFunction,
+  usageGroupsFromRows,
+  usageSummaryStatements,
+} from './usage-summary-sql.js';
 
 /** Column order of `usage_records`, shared by the insert and the row mapping. */
 const recordColumns = [
@@ -100,16 +113,40 @@ CREATE INDEX IF NOT EXISTS replica_periods_start ON replica_periods (period_star
  * transaction survive a crash of the process (kill -9), which is what the ledger promises; surviving
  * power loss as well would need FULL, at a cost on every commit.
  */
+export interface SqliteLedgerStoreOptions {
+  /**
+   * Usage summaries running or waiting on a file ledger's reader thread at once; one more is refused
+   * with a 503 (`metering.maxPendingUsageQueries`).
+   */
+  maxPendingSummaries?: number;
+  /**
+   * TTFT samples one summary may hold in memory on the reader thread (8 bytes each) to take its
+   * quantiles in one scan; past it, SQLite sorts them (spilling to disk) instead, slower but bounded.
+   */
+  ttftSampleLimit?: number;
+}
+
+/** 32 MiB of samples: a summary over 4 million requests still takes its quantiles in one scan. */
+const defaultTtftSampleLimit = 4_000_000;
+
 export class SqliteLedgerStore implements LedgerStore {
   private readonly database: Database.Database;
+  private readonly file: string;
+  private readonly maxPendingSummaries: number;
+  private readonly ttftSampleLimit: number;
+  /** For a file ledger, once a summary is asked for: the thread that reads them. */
+  private readerThread: LedgerReaderThread | undefined;
   private readonly insertRecord: Database.Statement;
   private readonly insertPeriod: Database.Statement;
   private readonly appendBatch: (records: readonly UsageRecord[]) => void;
   /** For a file ledger: the thread that writes records and checkpoints the WAL. */
   private readonly writerThread: LedgerWriterThread | undefined;
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  constructor(file: string, options: SqliteLedgerStoreOptions = {}) {
+    this.file = file;
+    this.maxPendingSummaries = options.maxPendingSummaries ?? defaults.metering.maxPendingUsageQueries;
+    this.ttftSampleLimit = options.ttftSampleLimit ?? defaultTtftSampleLimit;
+    preparePrivateDatabaseFile(file);
     this.database = new Database(file);
     this.database.pragma('journal_mode = WAL');
     this.database.pragma('synchronous = NORMAL');
@@ -192,7 +229,47 @@ export class SqliteLedgerStore implements LedgerStore {
       .all({ fromMs: query.fromMs ?? 0, toMs: query.toMs ?? Number.MAX_SAFE_INTEGER }) as ReplicaPeriod[];
   }
 
+  async usageSummary(query: LedgerQuery, groupBy: readonly UsageGroupKey[]): Promise<UsageGroup[]> {
+    const onReaderThread = this.file !== ':memory:';
+    const [totals, ttftSamples] = usageSummaryStatements(query, groupBy, { ttftAggregate: onReaderThread });
+    // The reader thread's aggregate gives the quantiles in the totals' scan; the samples statement runs
+    // only if it ran out of room. Without the thread, the samples statement always answers them.
+    const [totalsRows, ttftRows] = onReaderThread
+      ? await this.runReadOnly([totals], ttftSamples)
+      : await this.runReadOnly([totals, ttftSamples]);
+    return usageGroupsFromRows(groupBy, totalsRows ?? [], ttftRows ?? []);
+  }
+
+  async replicaSummary(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaTotal[]> {
+    const [rows] = await this.runReadOnly([replicaSummaryStatement(query)]);
+    return replicaTotalsFromRows(rows ?? []);
+  }
+
+  /**
+   * Runs read-only statements that scan a range of the ledger. A file ledger runs them on its reader
+   * thread, so that a summary over millions of rows costs the event loop only the messages; an
+   * in-memory ledger cannot be shared between threads and runs them here (it is small, or a test).
+   */
+  private runReadOnly(
+    statements: readonly SqlStatement[],
+    whenTtftSamplesOverflow?: SqlStatement,
+  ): Promise<SqlRow[][]> {
+    if (this.file === ':memory:') {
+      return Promise.resolve(
+        statements.map(({ sql, params }) => this.database.prepare(sql).all(params) as SqlRow[]),
+      );
+    }
+    // A reader that died (its thread crashed) is replaced rather than failing every later summary.
+    if (!this.readerThread || this.readerThread.broken)
+      this.readerThread = new LedgerReaderThread(path.resolve(this.file), {
+        maxPending: this.maxPendingSummaries,
+        ttftSampleLimit: this.ttftSampleLimit,
+      });
+    return this.readerThread.run(statements, whenTtftSamplesOverflow);
+  }
+
   async close(): Promise<void> {
+    await this.readerThread?.close();
     await this.writerThread?.close();
     // Closing the last connection checkpoints the WAL into the database file.
     if (this.database.open) this.database.close();
@@ -287,6 +364,137 @@ class LedgerWriterThread {
 
   async close(): Promise<void> {
     while (this.pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.worker.terminate();
+  }
+}
+
+/**
+ * The ledger's reader thread: its own read-only connection (WAL lets it read beside the writer) runs one
+ * summary at a time, and at most `maxPending` summaries may be running or waiting; one more is refused
+ * at once, so that callers cannot pile up behind a long scan. SQLite's temporary files stay on disk
+ * (`temp_store = FILE`), so a sort over the whole ledger spills there instead of growing the heap.
+ *
+ * TTFT quantiles: SQLite sorting a million samples by group costs seconds, so the connection has an
+ * aggregate (`ttftQuantilesFunction`) that keeps each group's samples in a Float64Array during the totals'
+ * scan and sorts them natively, giving exactly `quantileOfSorted`'s figures. The samples of one summary
+ * are bounded (`ttftSampleLimit`); past it the aggregate answers NULL and the window statement, which
+ * sorts in SQLite and spills to disk, answers instead.
+ * The worker's code is a string so that it runs the same from the TypeScript sources and from dist/.
+ */
+class LedgerReaderThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<
+    number,
+    { resolve: (rows: SqlRow[][]) => void; reject: (error: Error) => void }
+  >();
+  private nextQueryId = 1;
+  private failed: Error | undefined;
+  private readonly maxPending: number;
+
+  constructor(file: string, options: { maxPending: number; ttftSampleLimit: number }) {
+    this.maxPending = options.maxPending;
+    const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const Database = require(workerData.betterSqlite3);
+       const database = new Database(workerData.file, { readonly: true, fileMustExist: true });
+       database.pragma('busy_timeout = 5000');
+       database.pragma('temp_store = FILE');
+       let samplesLeft = 0;
+       let overflowed = false;
+       database.aggregate(workerData.ttftFunction, {
+         start: () => ({ values: new Float64Array(16), count: 0 }),
+         step: (state, value) => {
+           if (value === null || overflowed) return;
+           if (--samplesLeft < 0) { overflowed = true; state.values = new Float64Array(0); return; }
+           if (state.count === state.values.length) {
+             const grown = new Float64Array(state.count * 2);
+             grown.set(state.values);
+             state.values = grown;
+           }
+           state.values[state.count++] = value;
+         },
+         result: (state) => {
+           if (overflowed) return null;
+           const sorted = state.values.subarray(0, state.count).sort();
+           // Type 7, as src/core/quantile.ts: linear between the two closest ranks.
+           return JSON.stringify(workerData.quantiles.map((quantile) => {
+             if (state.count === 0) return null;
+             const position = (state.count - 1) * quantile;
+             const lower = Math.floor(position);
+             const low = sorted[lower];
+             const high = sorted[Math.ceil(position)];
+             return low + (high - low) * (position - lower);
+           }));
+         },
+       });
+       parentPort.on('message', ({ queryId, statements, whenTtftSamplesOverflow }) => {
+         try {
+           samplesLeft = workerData.ttftSampleLimit;
+           overflowed = false;
+           // One read transaction: every statement of a summary sees the same ledger.
+           const results = database.transaction(() => {
+             const rows = statements.map(({ sql, params }) => database.prepare(sql).all(params));
+             if (overflowed && whenTtftSamplesOverflow)
+               rows.push(database.prepare(whenTtftSamplesOverflow.sql).all(whenTtftSamplesOverflow.params));
+             return rows;
+           })();
+           parentPort.postMessage({ queryId, results });
+         } catch (error) {
+           parentPort.postMessage({ queryId, error: String((error && error.message) || error) });
+         }
+       });`,
+      {
+        eval: true,
+        workerData: {
+          file,
+          betterSqlite3,
+          ttftFunction: ttftQuantilesFunction,
+          quantiles: ttftQuantiles,
+          ttftSampleLimit: options.ttftSampleLimit,
+        },
+        name: 'gravity-ledger-reader',
+      },
+    );
+    this.worker.on(
+      'message',
+      ({ queryId, results, error }: { queryId: number; results?: SqlRow[][]; error?: string }) => {
+        const waiter = this.pending.get(queryId);
+        this.pending.delete(queryId);
+        if (this.pending.size === 0) this.worker.unref();
+        if (error !== undefined) waiter?.reject(new Error(error));
+        else waiter?.resolve(results ?? []);
+      },
+    );
+    const fail = (error: Error) => {
+      this.failed = error;
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`the ledger reader thread exited (code ${code})`)));
+    // Idle, the reader must not keep the process alive.
+    this.worker.unref();
+  }
+
+  get broken(): boolean {
+    return this.failed !== undefined;
+  }
+
+  /** Runs `statements` in one read transaction; `whenTtftSamplesOverflow` after them if it is needed. */
+  run(statements: readonly SqlStatement[], whenTtftSamplesOverflow?: SqlStatement): Promise<SqlRow[][]> {
+    if (this.pending.size >= this.maxPending) return Promise.reject(errors.usageQueriesBusy(this.maxPending));
+    const queryId = this.nextQueryId++;
+    return new Promise<SqlRow[][]>((resolve, reject) => {
+      this.pending.set(queryId, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ queryId, statements, whenTtftSamplesOverflow });
+    });
+  }
+
+  async close(): Promise<void> {
+    while (this.pending.size > 0 && !this.failed) await new Promise((resolve) => setTimeout(resolve, 5));
+    this.worker.removeAllListeners('exit');
     await this.worker.terminate();
   }
 }
