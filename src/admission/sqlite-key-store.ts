@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
+import { preparePrivateDatabaseFile } from '../core/private-files.js';
 import type { GrantableTier } from '../core/service-tiers.js';
 import type { ApiKey, SpendPeriod } from './api-key.js';
 import type { KeyStore, NewApiKey } from './key-store.js';
@@ -71,7 +70,8 @@ export class SqliteKeyStore implements KeyStore {
   private readonly findStatement: Database.Statement<[string], KeyRow>;
 
   constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    // Key hashes and tenants: readable by Gravity's user only.
+    preparePrivateDatabaseFile(file);
     this.database = new Database(file);
     this.database.pragma('journal_mode = WAL');
     this.database.pragma('busy_timeout = 5000');

@@ -8,6 +8,7 @@ import { requestCaller } from '../admission/request-caller.js';
 import { describeZodError } from '../api/request-schemas.js';
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
+import { privateFileMode } from '../core/private-files.js';
 import { batchEndpoints } from './batch-input.js';
 import type { BatchRunner } from './batch-runner.js';
 import { type BatchStore, newObjectId, type StoredBatch } from './batch-store.js';
@@ -261,7 +262,7 @@ async function receiveUpload(
           part.file.resume();
           throw errors.unrecognizedArgument(part.fieldname);
         }
-        await pipeline(part.file, createWriteStream(uploadPath));
+        await pipeline(part.file, createWriteStream(uploadPath, { mode: privateFileMode }));
         if (part.file.truncated) throw errors.payloadTooLarge(fileLimitBytes);
         filename = part.filename || 'upload.jsonl';
       } else if (part.fieldname === 'purpose') {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { makePrivateDirectory, preparePrivateDatabaseFile, privateFileMode } from '../core/private-files.js';
 import type { BatchEndpoint, BatchValidationError } from './batch-input.js';
 
 export type FilePurpose = 'batch' | 'batch_output';
@@ -259,7 +260,9 @@ export class BatchStore {
 
   constructor(directory: string) {
     this.filesDirectory = path.join(directory, 'files');
-    mkdirSync(this.filesDirectory, { recursive: true });
+    // Tenants' prompts and answers: readable by Gravity's user only (files 0600 in a 0700 folder).
+    makePrivateDirectory(this.filesDirectory, { owned: true });
+    preparePrivateDatabaseFile(path.join(directory, 'batches.sqlite'));
     this.database = new Database(path.join(directory, 'batches.sqlite'));
     this.database.pragma('journal_mode = WAL');
     this.database.pragma('synchronous = NORMAL');
@@ -291,7 +294,7 @@ export class BatchStore {
   /** Writes a result file's bytes; its row is inserted with the batch's final state (`finishBatch`). */
   async writeFileBytes(fileId: string, content: string): Promise<number> {
     const bytes = Buffer.from(content, 'utf8');
-    await writeFile(this.uploadPath(fileId), bytes);
+    await writeFile(this.uploadPath(fileId), bytes, { mode: privateFileMode });
     await rename(this.uploadPath(fileId), this.filePath(fileId));
     return bytes.length;
   }

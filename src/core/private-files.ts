@@ -8,9 +8,14 @@ import path from 'node:path';
 export const privateDirectoryMode = 0o700;
 export const privateFileMode = 0o600;
 
-/** Creates `directory` (and missing parents) 0700; a folder that already exists is left as it is. */
-export function makePrivateDirectory(directory: string): void {
+/**
+ * Creates `directory` (and missing parents) 0700. A folder that already exists is left as it is (it may
+ * be the operator's, e.g. the working directory), unless `owned`: a folder only Gravity writes (the batch
+ * store's `files/`), which an older Gravity may have made world-readable, is narrowed to 0700.
+ */
+export function makePrivateDirectory(directory: string, options: { owned?: boolean } = {}): void {
   mkdirSync(directory, { recursive: true, mode: privateDirectoryMode });
+  if (options.owned) narrowMode(directory, privateDirectoryMode);
 }
 
 /**
@@ -23,13 +28,15 @@ export function preparePrivateDatabaseFile(file: string): void {
   const resolved = path.resolve(file);
   makePrivateDirectory(path.dirname(resolved));
   closeSync(openSync(resolved, 'a', privateFileMode));
-  for (const companion of [resolved, `${resolved}-wal`, `${resolved}-shm`]) {
-    if (!existsSync(companion)) continue;
-    try {
-      chmodSync(companion, privateFileMode);
-    } catch (error) {
-      // Another user's file that this one may still open: narrowing it is that user's call.
-      if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-    }
+  for (const companion of [resolved, `${resolved}-wal`, `${resolved}-shm`])
+    if (existsSync(companion)) narrowMode(companion, privateFileMode);
+}
+
+function narrowMode(target: string, mode: number): void {
+  try {
+    chmodSync(target, mode);
+  } catch (error) {
+    // Another user's file that this one may still open: narrowing it is that user's call.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
   }
 }

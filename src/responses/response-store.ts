@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { errors } from '../core/errors.js';
+import { preparePrivateDatabaseFile } from '../core/private-files.js';
 
 /** One stored response: the Response object as returned, and the input items it was created from. */
 export interface StoredResponse {
@@ -56,7 +55,8 @@ export class ResponseStore {
   private readonly chainStatement: Database.Statement;
 
   constructor(options: { path: string; retentionDays: number; nowSeconds?: () => number }) {
-    mkdirSync(path.dirname(options.path), { recursive: true });
+    // Stored conversations: readable by Gravity's user only.
+    preparePrivateDatabaseFile(options.path);
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     this.db.exec(`
