@@ -203,20 +203,29 @@ export class SqliteLedgerStore implements LedgerStore {
     });
   }
 
+  /**
+   * A period's spend scans that period of the ledger: on the reader thread for a file ledger, like the
+   * usage summaries, but never refused by their bound (admission waits for it, once per period).
+   */
   async spentUsd(query: LedgerQuery & { tenant: string; apiKeyId?: string | undefined }): Promise<number> {
-    const row = this.database
-      .prepare(
-        `SELECT COALESCE(SUM(price_usd), 0) AS spent FROM usage_records
-         WHERE received_at_ms >= @fromMs AND received_at_ms < @toMs AND tenant = @tenant
-         ${query.apiKeyId === undefined ? '' : 'AND api_key_id = @apiKeyId'}`,
-      )
-      .get({
-        fromMs: query.fromMs ?? 0,
-        toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
-        tenant: query.tenant,
-        apiKeyId: query.apiKeyId,
-      }) as { spent: number };
-    return row.spent;
+    const params: SqlStatement['params'] = {
+      fromMs: query.fromMs ?? 0,
+      toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
+      tenant: query.tenant,
+    };
+    if (query.apiKeyId !== undefined) params.apiKeyId = query.apiKeyId;
+    const [rows] = await this.runReadOnly(
+      [
+        {
+          sql: `SELECT COALESCE(SUM(price_usd), 0) AS spent FROM usage_records
+            WHERE received_at_ms >= @fromMs AND received_at_ms < @toMs AND tenant = @tenant
+            ${query.apiKeyId === undefined ? '' : 'AND api_key_id = @apiKeyId'}`,
+          params,
+        },
+      ],
+      { bounded: false },
+    );
+    return Number(rows?.[0]?.spent ?? 0);
   }
 
   async replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]> {
@@ -235,13 +244,13 @@ export class SqliteLedgerStore implements LedgerStore {
     // The reader thread's aggregate gives the quantiles in the totals' scan; the samples statement runs
     // only if it ran out of room. Without the thread, the samples statement always answers them.
     const [totalsRows, ttftRows] = onReaderThread
-      ? await this.runReadOnly([totals], ttftSamples)
-      : await this.runReadOnly([totals, ttftSamples]);
+      ? await this.runReadOnly([totals], { bounded: true, whenTtftSamplesOverflow: ttftSamples })
+      : await this.runReadOnly([totals, ttftSamples], { bounded: true });
     return usageGroupsFromRows(groupBy, totalsRows ?? [], ttftRows ?? []);
   }
 
   async replicaSummary(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaTotal[]> {
-    const [rows] = await this.runReadOnly([replicaSummaryStatement(query)]);
+    const [rows] = await this.runReadOnly([replicaSummaryStatement(query)], { bounded: true });
     return replicaTotalsFromRows(rows ?? []);
   }
 
@@ -250,10 +259,7 @@ export class SqliteLedgerStore implements LedgerStore {
    * thread, so that a summary over millions of rows costs the event loop only the messages; an
    * in-memory ledger cannot be shared between threads and runs them here (it is small, or a test).
    */
-  private runReadOnly(
-    statements: readonly SqlStatement[],
-    whenTtftSamplesOverflow?: SqlStatement,
-  ): Promise<SqlRow[][]> {
+  private runReadOnly(statements: readonly SqlStatement[], options: ReadOptions): Promise<SqlRow[][]> {
     if (this.file === ':memory:') {
       return Promise.resolve(
         statements.map(({ sql, params }) => this.database.prepare(sql).all(params) as SqlRow[]),
@@ -265,7 +271,7 @@ export class SqliteLedgerStore implements LedgerStore {
         maxPending: this.maxPendingSummaries,
         ttftSampleLimit: this.ttftSampleLimit,
       });
-    return this.readerThread.run(statements, whenTtftSamplesOverflow);
+    return this.readerThread.run(statements, options);
   }
 
   async close(): Promise<void> {
@@ -368,6 +374,13 @@ class LedgerWriterThread {
   }
 }
 
+interface ReadOptions {
+  /** Counted against the bound on pending summaries (refused past it); false for admission's spend reads. */
+  bounded: boolean;
+  /** Run after the statements when the TTFT aggregate ran out of room for its samples. */
+  whenTtftSamplesOverflow?: SqlStatement | undefined;
+}
+
 /**
  * The ledger's reader thread: its own read-only connection (WAL lets it read beside the writer) runs one
  * summary at a time, and at most `maxPending` summaries may be running or waiting; one more is refused
@@ -385,8 +398,9 @@ class LedgerReaderThread {
   private readonly worker: Worker;
   private readonly pending = new Map<
     number,
-    { resolve: (rows: SqlRow[][]) => void; reject: (error: Error) => void }
+    { bounded: boolean; resolve: (rows: SqlRow[][]) => void; reject: (error: Error) => void }
   >();
+  private boundedPending = 0;
   private nextQueryId = 1;
   private failed: Error | undefined;
   private readonly maxPending: number;
@@ -461,6 +475,7 @@ class LedgerReaderThread {
       ({ queryId, results, error }: { queryId: number; results?: SqlRow[][]; error?: string }) => {
         const waiter = this.pending.get(queryId);
         this.pending.delete(queryId);
+        if (waiter?.bounded) this.boundedPending--;
         if (this.pending.size === 0) this.worker.unref();
         if (error !== undefined) waiter?.reject(new Error(error));
         else waiter?.resolve(results ?? []);
@@ -470,6 +485,7 @@ class LedgerReaderThread {
       this.failed = error;
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
+      this.boundedPending = 0;
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`the ledger reader thread exited (code ${code})`)));
@@ -482,13 +498,19 @@ class LedgerReaderThread {
   }
 
   /** Runs `statements` in one read transaction; `whenTtftSamplesOverflow` after them if it is needed. */
-  run(statements: readonly SqlStatement[], whenTtftSamplesOverflow?: SqlStatement): Promise<SqlRow[][]> {
-    if (this.pending.size >= this.maxPending) return Promise.reject(errors.usageQueriesBusy(this.maxPending));
+  run(statements: readonly SqlStatement[], options: ReadOptions): Promise<SqlRow[][]> {
+    if (options.bounded && this.boundedPending >= this.maxPending)
+      return Promise.reject(errors.usageQueriesBusy(this.maxPending));
     const queryId = this.nextQueryId++;
     return new Promise<SqlRow[][]>((resolve, reject) => {
-      this.pending.set(queryId, { resolve, reject });
+      this.pending.set(queryId, { bounded: options.bounded, resolve, reject });
+      if (options.bounded) this.boundedPending++;
       this.worker.ref();
-      this.worker.postMessage({ queryId, statements, whenTtftSamplesOverflow });
+      this.worker.postMessage({
+        queryId,
+        statements,
+        whenTtftSamplesOverflow: options.whenTtftSamplesOverflow,
+      });
     });
   }
 
