@@ -1,5 +1,4 @@
 import { quantileOfSorted } from '../core/quantile.js';
-import type { ReplicaPeriod, ReplicaTotal } from './ledger/ledger-store.js';
 import type { UsageRecord } from './usage-record.js';
 
 export const usageGroupKeys = ['tenant', 'model', 'tier', 'engine', 'hour', 'day'] as const;
@@ -131,11 +130,23 @@ export const usageFigureColumns = [
   'carbon_grams',
 ] as const satisfies ReadonlyArray<keyof ReturnType<typeof usageGroupJson>>;
 
+/** A replica's periods in a range, totalled. */
+export interface ReplicaTotal {
+  replica: string;
+  energyJoules: number;
+  idleEnergyJoules: number;
+  /** The energy source of the replica's first period in the range. */
+  energySource: string;
+  costUsd: number;
+  idleCostUsd: number;
+}
+
 /**
- * Sums replica periods per replica: what each replica drew in the range, and how much of it was idle.
- * The reference for `LedgerStore.replicaSummary`, which totals in the store.
+ * Sums replica periods (the ledger's `ReplicaPeriod`s: each has a total's fields) per replica: what each
+ * replica drew in the range, and how much of it was idle. The reference for `LedgerStore.replicaSummary`,
+ * which totals in the store.
  */
-export function replicaTotals(periods: readonly ReplicaPeriod[]): ReplicaTotal[] {
+export function replicaTotals(periods: readonly ReplicaTotal[]): ReplicaTotal[] {
   const totals = new Map<string, ReplicaTotal>();
   for (const period of periods) {
     const total = totals.get(period.replica) ?? {

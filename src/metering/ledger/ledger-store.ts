@@ -1,5 +1,5 @@
 import type { UsageRecord } from '../usage-record.js';
-import type { UsageGroup, UsageGroupKey } from '../usage-report.js';
+import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
 
 /** A replica's energy and cost over one period, split into what its requests got and what was idle. */
 export interface ReplicaPeriod {
@@ -8,17 +8,6 @@ export interface ReplicaPeriod {
   periodEndMs: number;
   energyJoules: number;
   idleEnergyJoules: number;
-  energySource: string;
-  costUsd: number;
-  idleCostUsd: number;
-}
-
-/** A replica's periods in a range, totalled. */
-export interface ReplicaTotal {
-  replica: string;
-  energyJoules: number;
-  idleEnergyJoules: number;
-  /** The energy source of the replica's first period in the range. */
   energySource: string;
   costUsd: number;
   idleCostUsd: number;

@@ -6,8 +6,8 @@ import { defaults } from '../../core/defaults.js';
 import { errors } from '../../core/errors.js';
 import { preparePrivateDatabaseFile } from '../../core/private-files.js';
 import type { UsageRecord } from '../usage-record.js';
-import type { UsageGroup, UsageGroupKey } from '../usage-report.js';
-import type { LedgerQuery, LedgerStore, ReplicaPeriod, ReplicaTotal } from './ledger-store.js';
+import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
+import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
 import {
   replicaSummaryStatement,
   replicaTotalsFromRows,

@@ -1,5 +1,5 @@
-import type { UsageGroup, UsageGroupKey } from '../usage-report.js';
-import type { LedgerQuery, ReplicaTotal } from './ledger-store.js';
+import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
+import type { LedgerQuery } from './ledger-store.js';
 
 /**
  * `/v1/usage` and `gravity report` as SQL: the ledger totals its groups itself, so a query holds a row
