@@ -78,6 +78,9 @@ export const defaults = {
   upstream: {
     connectTimeoutMs: 30_000,
     maxConcurrentRequests: 64,
+    // The prefill of a long prompt on a busy vLLM can take tens of seconds before the first token.
+    firstTokenTimeoutMs: 60_000,
+    idleTimeoutMs: 30_000,
   },
   batch: {
     // Lines of one batch in flight at once; the scheduler further holds batch-tier lines to spare capacity.
