@@ -4,6 +4,8 @@ export const defaults = {
   port: 8080,
   bodyLimitBytes: 4 * 1024 * 1024,
   shutdownGraceMs: 10_000,
+  // A client that reads nothing for this long while a response waits for it is treated as gone.
+  writeStallTimeoutMs: 30_000,
   logLevel: 'info',
   dataDir: '.gravity',
   llamaCpp: {
