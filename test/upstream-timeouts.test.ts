@@ -1,3 +1,4 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CaptureUpstream, startCaptureUpstream } from './support/capture-upstream.js';
@@ -14,6 +15,11 @@ const [roleChunk, oneChunk, twoChunk] = chatStreamWithoutUsage(['one', ' two']);
 const healthyStream = chatStreamWithoutUsage(['fine', ' answer'])
   .map((event) => `data: ${event}\n\n`)
   .join('');
+/** Far more than the loopback socket buffers hold: a client that waits makes Gravity's writes wait too. */
+const [largeRole, largeToken, ...largeEnd] = chatStreamWithoutUsage(['token ']).map(
+  (event) => `data: ${event}\n\n`,
+);
+const largeStream = `${largeRole}${(largeToken as string).repeat(Math.ceil((12 * 1024 * 1024) / (largeToken as string).length))}${largeEnd.join('')}`;
 
 let stalling: CaptureUpstream;
 let healthy: CaptureUpstream;
@@ -23,7 +29,10 @@ beforeAll(async () => {
     silent: { kind: 'stall', events: [] },
     'two-then-silent': { kind: 'stall', events: [roleChunk, oneChunk, twoChunk] as string[] },
   });
-  healthy = await startCaptureUpstream({ silent: { kind: 'capture', raw: healthyStream } });
+  healthy = await startCaptureUpstream({
+    silent: { kind: 'capture', raw: healthyStream },
+    large: { kind: 'capture', raw: largeStream },
+  });
   const engine = (url: string) => ({
     type: 'openai-upstream',
     baseUrl: url,
@@ -40,6 +49,7 @@ beforeAll(async () => {
       'two-then-silent': { engine: 'stalls' },
       // Both replicas are asked for `silent`: only the stalling one stalls.
       retried: { engines: ['stalls', 'fine'], upstreamModel: 'silent' },
+      large: { engine: 'fine' },
     },
     // No probes (the capture upstream has no /models) and no ejection: each request meets the stall.
     routing: { policy: 'round-robin', health: { intervalMs: 0, consecutiveFailures: 1000 } },
@@ -140,6 +150,37 @@ describe('upstream first-token and idle timeouts', () => {
       error_code: 'upstream_timeout',
       partial: 1,
     });
+  });
+
+  it('does not count time spent waiting for a slow client against the upstream', async () => {
+    const { port, hostname } = new URL(gateway.url);
+    const body = JSON.stringify(chat('large', true));
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const sent = httpRequest(
+        {
+          host: hostname,
+          port,
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        },
+        resolve,
+      );
+      sent.on('error', reject);
+      sent.end(body);
+    });
+    expect(response.statusCode).toBe(200);
+    // Three idle bounds without reading: Gravity's writes back up and its relay waits for the client.
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    let tail = '';
+    let bytes = 0;
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      tail = (tail + chunk.toString('utf8')).slice(-200);
+    }
+    expect(bytes).toBeGreaterThan(12 * 1024 * 1024);
+    expect(tail).not.toContain('upstream_timeout');
+    expect(tail).toContain('data: [DONE]');
   });
 
   it('bounds embeddings and the Responses relay the same way', async () => {
