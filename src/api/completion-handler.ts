@@ -20,8 +20,10 @@ export function completionHandler(options: {
   clock: Clock;
   endpoint: Endpoint;
   parse: (body: unknown) => ParsedRequest;
+  /** How long a streamed response waits for a client that reads nothing (waitForDrain). */
+  writeStallTimeoutMs: number;
 }) {
-  const { pipeline, clock, endpoint, parse } = options;
+  const { pipeline, clock, endpoint, parse, writeStallTimeoutMs } = options;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const body = request.body as { model?: unknown; stream?: unknown } | undefined;
     // The parser accepts `stream` only as a boolean, so a request that parses streams exactly when this
@@ -33,7 +35,9 @@ export function completionHandler(options: {
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
       caller: requestCaller(request),
       parse: () => parse(request.body),
-      renderer: stream ? new SseRenderer(reply, clock, clientGone) : new JsonRenderer(reply, clientGone),
+      renderer: stream
+        ? new SseRenderer(reply, clock, clientGone, writeStallTimeoutMs)
+        : new JsonRenderer(reply, clientGone),
       signal: clientGone,
     });
   };
@@ -171,6 +175,7 @@ class SseRenderer extends HttpRenderer {
     reply: FastifyReply,
     private readonly clock: Clock,
     clientGone: AbortSignal,
+    private readonly writeStallTimeoutMs: number,
   ) {
     super(reply, clientGone);
   }
@@ -195,7 +200,12 @@ class SseRenderer extends HttpRenderer {
       this.commit();
     }
     // An empty text part only reports tokens whose text the client never sees (a stop sequence).
-    const drained = writeStreamed(this.reply.raw, this.encode(part), this.clientGone);
+    const drained = writeStreamed(
+      this.reply.raw,
+      this.encode(part),
+      this.clientGone,
+      this.writeStallTimeoutMs,
+    );
     context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
     return drained;
   }
@@ -248,13 +258,14 @@ export function writeStreamed(
   raw: ServerResponse,
   encoded: string,
   clientGone: AbortSignal,
+  writeStallTimeoutMs: number,
 ): Promise<void> | undefined {
   if (encoded === '') return undefined;
   if (raw.writableCorked === 0) {
     raw.cork();
     process.nextTick(uncork, raw);
   }
-  return raw.write(encoded) ? undefined : waitForDrain(raw, clientGone);
+  return raw.write(encoded) ? undefined : waitForDrain(raw, clientGone, writeStallTimeoutMs);
 }
 
 function uncork(raw: ServerResponse): void {
@@ -275,11 +286,36 @@ export function meteredHeaders(metered: MeteredFigures): Record<string, string> 
 
 /**
  * Backpressure: a slow client pauses generation instead of growing Gravity's memory. A client that
- * disconnects while Gravity waits rejects this wait, ending the request.
+ * disconnects while Gravity waits rejects this wait, ending the request. So does one that reads nothing
+ * for `writeStallTimeoutMs`: it would otherwise hold its engine slot (and the upstream's) for as long as
+ * it likes. Its connection is destroyed, which is a disconnect: `clientGone` (clientGoneSignal) aborts
+ * before this rejects, so the pipeline records the request as the client's (499) and frees its slot.
+ * Off the hot path: only a write that found the socket full gets here.
  */
-export async function waitForDrain(raw: ServerResponse, clientGone: AbortSignal): Promise<void> {
+export async function waitForDrain(
+  raw: ServerResponse,
+  clientGone: AbortSignal,
+  writeStallTimeoutMs: number,
+): Promise<void> {
   if (raw.destroyed) return;
-  await once(raw, 'drain', { signal: clientGone });
+  const drained = once(raw, 'drain', { signal: clientGone });
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<'stalled'>((resolve) => {
+    timer = setTimeout(resolve, writeStallTimeoutMs, 'stalled');
+  });
+  try {
+    if ((await Promise.race([drained, stalled])) !== 'stalled') return;
+  } finally {
+    clearTimeout(timer);
+  }
+  // The drain wait rejects once `clientGone` aborts below; nobody waits for it any more.
+  drained.catch(() => {});
+  if (!raw.destroyed) {
+    const closed = once(raw, 'close');
+    raw.destroy();
+    await closed;
+  }
+  throw clientGone.reason ?? errors.cancelled('The client stopped reading.');
 }
 
 function endStreamWithError(raw: ServerResponse, error: GravityError): void {

@@ -12,8 +12,12 @@ import { type ParsedRequest, parseEmbeddingRequest } from './request-schemas.js'
  * Serves `/v1/embeddings`: the request goes through the pipeline like a completion (one ledger record,
  * admission, tiers, limits, routing) and the outcome is one JSON body; embeddings are never streamed.
  */
-export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
-  const { pipeline } = options;
+export function embeddingsHandler(options: {
+  pipeline: RequestPipeline;
+  /** How long the answer's pieces wait for a client that reads nothing (waitForDrain). */
+  writeStallTimeoutMs: number;
+}) {
+  const { pipeline, writeStallTimeoutMs } = options;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const body = request.body as { model?: unknown } | undefined;
     const clientGone = clientGoneSignal(reply);
@@ -22,7 +26,7 @@ export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
       received: { model: typeof body?.model === 'string' ? body.model : '', stream: false },
       caller: requestCaller(request),
       parse: () => parseEmbeddingRequest(request.body),
-      renderer: new EmbeddingsRenderer(reply, clientGone),
+      renderer: new EmbeddingsRenderer(reply, clientGone, writeStallTimeoutMs),
       signal: clientGone,
     });
   };
@@ -31,6 +35,14 @@ export function embeddingsHandler(options: { pipeline: RequestPipeline }) {
 /** The embeddings list as one JSON body, written in pieces, with the metered figures in headers as well. */
 class EmbeddingsRenderer extends HttpRenderer {
   private assembler: EmbeddingsAssembler | null = null;
+
+  constructor(
+    reply: FastifyReply,
+    clientGone: AbortSignal,
+    private readonly writeStallTimeoutMs: number,
+  ) {
+    super(reply, clientGone);
+  }
 
   protected begin(_context: RequestContext, request: ParsedRequest): void {
     this.assembler = EmbeddingsAssembler.forRequest(request);
@@ -65,7 +77,7 @@ class EmbeddingsRenderer extends HttpRenderer {
       }
       const flushed = raw.write(piece.value);
       try {
-        await (flushed ? setImmediate() : waitForDrain(raw, this.clientGone));
+        await (flushed ? setImmediate() : waitForDrain(raw, this.clientGone, this.writeStallTimeoutMs));
       } catch {
         // Aborted while waiting for the socket to drain: the client is gone.
       }

@@ -23,6 +23,8 @@ export interface HttpServerOptions {
   /** The ledger behind `/v1/usage`; absent when metering is off. */
   ledger?: LedgerStore | undefined;
   bodyLimitBytes: number;
+  /** How long a response waits for a client that reads nothing before it is dropped (499). */
+  writeStallTimeoutMs: number;
   logLevel: string;
   /** Keys, for authentication (the pipeline applies tiers and limits); absent: everyone is anonymous. */
   admission?: Admission | undefined;
@@ -116,16 +118,29 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
 
   registerAuthentication(app, options.admission);
   const clock = gateway.clock;
+  const { writeStallTimeoutMs } = options;
   app.post(
     '/v1/chat/completions',
-    completionHandler({ pipeline, clock, endpoint: 'chat.completions', parse: parseChatCompletionRequest }),
+    completionHandler({
+      pipeline,
+      clock,
+      endpoint: 'chat.completions',
+      parse: parseChatCompletionRequest,
+      writeStallTimeoutMs,
+    }),
   );
   app.post(
     '/v1/completions',
-    completionHandler({ pipeline, clock, endpoint: 'completions', parse: parseCompletionRequest }),
+    completionHandler({
+      pipeline,
+      clock,
+      endpoint: 'completions',
+      parse: parseCompletionRequest,
+      writeStallTimeoutMs,
+    }),
   );
 
-  app.post('/v1/embeddings', embeddingsHandler({ pipeline }));
+  app.post('/v1/embeddings', embeddingsHandler({ pipeline, writeStallTimeoutMs }));
 
   registerModelRoutes(app, gateway);
 

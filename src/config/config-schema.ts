@@ -40,6 +40,8 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65_535).default(defaults.port),
       bodyLimitBytes: z.number().int().min(1024).default(defaults.bodyLimitBytes),
       shutdownGraceMs: z.number().int().min(0).default(defaults.shutdownGraceMs),
+      /** A response waiting this long for a client that reads nothing ends as a client disconnect (499). */
+      writeStallTimeoutMs: z.number().int().min(1).default(defaults.writeStallTimeoutMs),
       logLevel: z
         .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
         .default(defaults.logLevel),

@@ -4,6 +4,8 @@ export const defaults = {
   port: 8080,
   bodyLimitBytes: 4 * 1024 * 1024,
   shutdownGraceMs: 10_000,
+  // A client that reads nothing for this long while a response waits for it is treated as gone.
+  writeStallTimeoutMs: 30_000,
   logLevel: 'info',
   dataDir: '.gravity',
   llamaCpp: {
@@ -81,6 +83,9 @@ export const defaults = {
   upstream: {
     connectTimeoutMs: 30_000,
     maxConcurrentRequests: 64,
+    // The prefill of a long prompt on a busy vLLM can take tens of seconds before the first token.
+    firstTokenTimeoutMs: 60_000,
+    idleTimeoutMs: 30_000,
   },
   batch: {
     // Lines of one batch in flight at once; the scheduler further holds batch-tier lines to spare capacity.

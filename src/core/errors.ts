@@ -188,6 +188,14 @@ export const errors = {
       code: 'upstream_unreachable',
       message: `Engine '${engineId}' could not be reached: ${detail}`,
     }),
+  /** The upstream did not answer, or stopped sending, within one of its engine's time bounds. */
+  upstreamTimeout: (engineId: string, detail: string) =>
+    new GravityError({
+      status: 504,
+      type: 'server_error',
+      code: 'upstream_timeout',
+      message: `upstream '${engineId}' ${detail}`,
+    }),
   engineFailed: (engineId: string, detail: string) =>
     new GravityError({
       status: 500,

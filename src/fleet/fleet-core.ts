@@ -321,11 +321,14 @@ export class FleetCore<Tag> {
     return this.attempt(request, [], 1, nowMs);
   }
 
-  /** The attempt's first token came out at `atMs`: the replica answers, the scheduler learns its TTFT. */
+  /**
+   * The attempt's first token came out at `atMs`: the scheduler learns its TTFT. Health is not judged
+   * here but once, at the attempt's end (`finish`, `fail`): a replica that always breaks off mid-stream
+   * would otherwise have its failure count reset by every first token and never be ejected.
+   */
   firstToken(attempt: FleetAttempt<Tag>, atMs: number): void {
     attempt.firstTokenMs = atMs;
     if (attempt.ticket) attempt.replica.scheduler?.onFirstToken(attempt.ticket, atMs);
-    this.health.onSuccess(attempt.replica.id);
   }
 
   /** Tokens streamed: they count against the tenant's fair share. Per-token path: no clock, no allocation. */
@@ -347,9 +350,12 @@ export class FleetCore<Tag> {
     );
   }
 
-  /** The client left (or shutdown cancelled it): out of the queue or its slot freed, nothing learnt. */
+  /**
+   * The client left (or shutdown cancelled it): out of the queue or its slot freed, nothing learnt. A
+   * half-open replica's trial that ends this way says nothing either way: the next request may try it.
+   */
   cancel(attempt: FleetAttempt<Tag>, nowMs: number): void {
-    this.release(attempt, nowMs);
+    if (this.release(attempt, nowMs)) this.health.onUnjudged(attempt.replica.id);
   }
 
   /**
@@ -363,7 +369,9 @@ export class FleetCore<Tag> {
     failure: AttemptFailure,
   ): FleetAttempt<Tag> | FleetRefusal | null {
     if (!this.release(attempt, nowMs)) return null;
+    // Judged once, at the attempt's end: a failure mid-stream counts as much as one before it.
     if (failure.replicaFault) this.health.onFailure(attempt.replica.id, nowMs, failure.message);
+    else this.health.onUnjudged(attempt.replica.id);
     if (attempt.firstTokenMs !== null || !failure.retryable) return null;
     const tried = [...attempt.tried, attempt.replica];
     if (!this.mayRetry(attempt.request, tried, attempt.number, nowMs)) return null;

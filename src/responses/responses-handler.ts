@@ -36,8 +36,10 @@ export function responsesCreateHandler(options: {
   pipeline: RequestPipeline;
   clock: Clock;
   store: ResponseStore;
+  /** How long a streamed response waits for a client that reads nothing (waitForDrain). */
+  writeStallTimeoutMs: number;
 }) {
-  const { pipeline, clock, store } = options;
+  const { pipeline, clock, store, writeStallTimeoutMs } = options;
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const body = request.body as { model?: unknown; stream?: unknown } | undefined;
     const stream = body?.stream === true;
@@ -62,7 +64,7 @@ export function responsesCreateHandler(options: {
           },
         }),
       renderer: stream
-        ? new ResponsesSseRenderer(reply, clock, clientGone, target)
+        ? new ResponsesSseRenderer(reply, clock, clientGone, target, writeStallTimeoutMs)
         : new ResponsesJsonRenderer(reply, clientGone, target),
       signal: clientGone,
     });
@@ -156,6 +158,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     private readonly clock: Clock,
     clientGone: AbortSignal,
     private readonly target: StoreTarget,
+    private readonly writeStallTimeoutMs: number,
   ) {
     super(reply, clientGone);
   }
@@ -200,7 +203,7 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     }
     const encoded = this.out;
     this.out = '';
-    const drained = writeStreamed(this.reply.raw, encoded, this.clientGone);
+    const drained = writeStreamed(this.reply.raw, encoded, this.clientGone, this.writeStallTimeoutMs);
     context.gatewayOverheadMs += this.clock.nowMs() - partAtMs;
     return drained;
   }

@@ -13,7 +13,7 @@ import { responsesCreateHandler } from './responses-handler.js';
  */
 export function registerResponsesRoutes(
   app: FastifyInstance,
-  options: { pipeline: RequestPipeline; clock: Clock; store: ResponseStore },
+  options: { pipeline: RequestPipeline; clock: Clock; store: ResponseStore; writeStallTimeoutMs: number },
 ): void {
   const { store } = options;
   const found = (request: object, id: string) => {

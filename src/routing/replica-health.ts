@@ -82,6 +82,15 @@ export class ReplicaHealth {
     }
   }
 
+  /**
+   * An attempt ended without saying anything about the replica (the client left, the request itself was
+   * refused): a half-open replica's trial is over, and the next request may be its trial.
+   */
+  onUnjudged(replica: string): void {
+    const circuit = this.circuits.get(replica);
+    if (circuit) circuit.probing = false;
+  }
+
   onFailure(replica: string, nowMs: number, error: string): void {
     const circuit = this.circuit(replica);
     circuit.consecutiveFailures++;

@@ -150,10 +150,17 @@ export async function startGravityServer(
     metrics,
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
+    writeStallTimeoutMs: config.server.writeStallTimeoutMs,
     logLevel: config.server.logLevel,
     extraRoutes: [
       ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
-      (app: FastifyInstance) => registerResponsesRoutes(app, { pipeline, clock, store: responses }),
+      (app: FastifyInstance) =>
+        registerResponsesRoutes(app, {
+          pipeline,
+          clock,
+          store: responses,
+          writeStallTimeoutMs: config.server.writeStallTimeoutMs,
+        }),
     ],
     admission,
   });

@@ -31,6 +31,7 @@ export const openAIUpstreamEngineDefinition = {
       })),
       connectTimeoutMs: config.connectTimeoutMs,
       maxConcurrentRequests: config.maxConcurrentRequests,
+      timeouts: { firstTokenTimeoutMs: config.firstTokenTimeoutMs, idleTimeoutMs: config.idleTimeoutMs },
       responsesApi: config.responsesApi,
     });
   },

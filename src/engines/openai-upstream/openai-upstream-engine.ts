@@ -32,6 +32,7 @@ import {
   parseUpstreamModelList,
   type UpstreamModelFacts,
 } from './upstream-model-catalog.js';
+import { UpstreamStallGuard, type UpstreamTimeouts } from './upstream-stall-guard.js';
 import { validatedUpstreamUsage } from './upstream-usage.js';
 
 /** How long start-up waits for an upstream's `GET /models` before serving without what it would say. */
@@ -48,6 +49,8 @@ export interface OpenAIUpstreamEngineOptions {
   connectTimeoutMs: number;
   /** Concurrent requests Gravity sends this upstream; the rest wait in Gravity. */
   maxConcurrentRequests: number;
+  /** Bounds on an exchange without progress: until the first token, then between reads of the body. */
+  timeouts: UpstreamTimeouts;
   /** The upstream serves `/v1/responses`: Responses requests go there rather than to its chat endpoint. */
   responsesApi?: boolean | undefined;
 }
@@ -184,24 +187,32 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     const input = request.input;
     const responsesBody = this.options.responsesApi ? request.responsesBody : undefined;
     // Each exchange runs holding one of the upstream's slots (Gravity's bound on concurrent requests to
-    // it). Failures that are not Gravity's own errors (a reset connection, a body that breaks off)
-    // become `upstream_unreachable`; a client that left gets its abort reason. (Inline, not a wrapping
-    // generator: every relayed part passes here, and each generator level costs per part.)
+    // it), bounded in time by one stall guard for every route (chat, completions, embeddings, Responses):
+    // its signal aborts the exchange when the client leaves or the upstream stalls. Failures that are
+    // not Gravity's own errors (a reset connection, a body that breaks off) become
+    // `upstream_unreachable`; a client that left gets its abort reason, a stall `upstream_timeout`.
+    // (Inline, not a wrapping generator: every relayed part passes here, and each generator level costs
+    // per part.)
     let slot: number | undefined;
+    let guard: UpstreamStallGuard | undefined;
     try {
       const queuedAtMs = performance.now();
       slot = await this.slots.acquire(signal);
       const queueWaitMs = performance.now() - queuedAtMs;
+      guard = new UpstreamStallGuard(this.id, this.options.timeouts, signal);
       yield* input.kind === 'embedding'
-        ? this.embed(request, input, target.upstreamModel, signal, queueWaitMs)
+        ? this.embed(request, input, target.upstreamModel, guard, queueWaitMs)
         : responsesBody
-          ? this.generateResponse(request, responsesBody, target.upstreamModel, signal, queueWaitMs)
-          : this.generateCompletion(request, target.upstreamModel, signal, queueWaitMs);
+          ? this.generateResponse(request, responsesBody, target.upstreamModel, guard, queueWaitMs)
+          : this.generateCompletion(request, target.upstreamModel, guard, queueWaitMs);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
+      const timedOut = guard?.timedOut;
+      if (timedOut) throw timedOut;
       if (error instanceof GravityError) throw error;
       throw errors.upstreamUnreachable(this.id, (error as Error).message);
     } finally {
+      guard?.stop();
       if (slot !== undefined) this.slots.release(slot);
     }
   }
@@ -210,9 +221,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   private async *generateCompletion(
     request: GenerationRequest,
     upstreamModel: string,
-    signal: AbortSignal,
+    guard: UpstreamStallGuard,
     queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
+    const signal = guard.signal;
     const isChat = request.input.kind === 'chat';
     const body = upstreamBody(request, upstreamModel);
     const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
@@ -271,7 +283,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
       relayed.tokens = output ? 1 : 0;
       return relayed;
     };
-    yield* relayedParts(this.id, response.body, read, undefined);
+    yield* relayedParts(this.id, response.body, read, undefined, guard);
     if (signal.aborted) throw signal.reason;
     if (!done)
       throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
@@ -293,9 +305,10 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     request: GenerationRequest,
     input: EmbeddingInput,
     upstreamModel: string,
-    signal: AbortSignal,
+    guard: UpstreamStallGuard,
     queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
+    const signal = guard.signal;
     const body = request.carried
       ? { ...request.carried, model: upstreamModel }
       : {
@@ -307,7 +320,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         };
     const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
     // Read whole and checked before the start: an unusable answer is still a plain 502.
-    const answerText = await readBoundedText(response.body, maxEmbeddingsAnswerBytes(input.inputs.length));
+    const answerText = await readBoundedText(
+      response.body,
+      maxEmbeddingsAnswerBytes(input.inputs.length),
+      guard,
+    );
+    guard.stop();
     if (!answerText.complete)
       throw errors.upstream({
         status: 502,
@@ -345,14 +363,15 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     request: GenerationRequest,
     responsesBody: () => Readonly<Record<string, unknown>>,
     upstreamModel: string,
-    signal: AbortSignal,
+    guard: UpstreamStallGuard,
     queueWaitMs: number,
   ): AsyncGenerator<StreamPart> {
+    const signal = guard.signal;
     const body = { ...responsesBody(), model: upstreamModel, stream: true };
     const response = await this.send('/responses', body, signal);
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
     const relay = new ResponsesEventRelay(this.id);
-    yield* relayedParts(this.id, response.body, (data) => relay.read(data), 'responses');
+    yield* relayedParts(this.id, response.body, (data) => relay.read(data), 'responses', guard);
     if (signal.aborted) throw signal.reason;
     if (!relay.done)
       throw errors.upstream({ status: 502, message: `upstream '${this.id}' ended the stream early` });
@@ -387,21 +406,16 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
         headers,
         body: JSON.stringify(body),
         signal,
-        // Time allowed until the upstream's response headers; a slow token stream is not a timeout.
+        // Time allowed until the upstream's response headers. The body is bounded by the exchange's stall
+        // guard instead of undici's bodyTimeout, which cannot tell a first token from a keep-alive.
         headersTimeout: this.options.connectTimeoutMs,
         bodyTimeout: 0,
       });
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       const code = (error as { code?: string }).code;
-      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-        throw new GravityError({
-          status: 504,
-          type: 'server_error',
-          code: 'upstream_timeout',
-          message: `upstream '${this.id}' did not answer within ${this.options.connectTimeoutMs} ms`,
-        });
-      }
+      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+        throw errors.upstreamTimeout(this.id, `did not answer within ${this.options.connectTimeoutMs} ms`);
       throw errors.upstreamUnreachable(this.id, code ?? (error as Error).message);
     }
     if (response.statusCode >= 200 && response.statusCode < 300) return response;
@@ -450,13 +464,16 @@ interface RelayedEvent {
  * returns it as relayed, or null for one that is not (keep-alives, the usage chunk Gravity replaces);
  * it throws for an error event, and what came before it in the same read still goes out first. The body
  * is read to its end even after the last event (a body read to its end returns the connection to the
- * pool); leaving early (client gone, upstream error) destroys it, which tells the upstream to stop.
+ * pool); leaving early (client gone, upstream error, a stall `guard` caught) destroys it, which tells
+ * the upstream to stop. Each read is reported to `guard`, and each wait on the consumer is not counted
+ * against the upstream.
  */
 async function* relayedParts(
   engineId: string,
   stream: Dispatcher.ResponseData['body'],
   read: (data: string) => RelayedEvent | null,
   protocol: UpstreamChunkPart['protocol'],
+  guard: UpstreamStallGuard,
 ): AsyncGenerator<UpstreamChunkPart> {
   const parser = new SseEventParser(`upstream '${engineId}'`);
   let part: UpstreamChunkPart | null = null;
@@ -480,11 +497,18 @@ async function* relayedParts(
       } catch (error) {
         failure = { error };
       }
-      const taken: UpstreamChunkPart | null = part;
+      // `add` sets `part`: the cast keeps TypeScript from narrowing it to null here.
+      const taken = part as UpstreamChunkPart | null;
       part = null;
-      if (taken) yield taken;
+      if (taken) {
+        guard.onRead(taken.tokens > 0);
+        guard.holdForConsumer();
+        yield taken;
+        guard.resumeFromConsumer();
+      } else guard.onRead(false);
       if (failure) throw failure.error;
     }
+    guard.stop();
     for (const data of parser.end()) add(data);
     const taken: UpstreamChunkPart | null = part;
     part = null;
@@ -501,10 +525,13 @@ async function* relayedParts(
 async function readBoundedText(
   body: Dispatcher.ResponseData['body'],
   maxBytes: number,
+  guard?: UpstreamStallGuard,
 ): Promise<{ text: string; complete: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
+    // A whole answer, not a stream: its first bytes stand for the first token.
+    guard?.onRead(true);
     if (size + chunk.length > maxBytes) {
       chunks.push(chunk.subarray(0, maxBytes - size));
       body.destroy();
