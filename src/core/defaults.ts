@@ -6,6 +6,18 @@ export const defaults = {
   shutdownGraceMs: 10_000,
   logLevel: 'info',
   dataDir: '.gravity',
+  /**
+   * Bounds on how long a client may take to send a request, and how many connections may be open. No
+   * idle bound by default: a non-streamed completion, or a request waiting in the queue, writes nothing
+   * for as long as it runs, and must not be cut for it (docs/configuration.md).
+   */
+  http: {
+    headersTimeoutMs: 20_000,
+    bodyTimeoutMs: 30_000,
+    uploadBodyTimeoutMs: 600_000,
+    idleTimeoutMs: 0,
+    maxConnections: 10_000,
+  },
   llamaCpp: {
     contextTokens: 4096,
     slots: 4,

@@ -149,6 +149,8 @@ export async function startGravityServer(
     ledger: store,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logLevel: config.server.logLevel,
+    limits: config.server,
+    metricsRequireAdminKey: config.metrics.requireAdminKey,
     extraRoutes: [
       ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
       (app: FastifyInstance) => registerResponsesRoutes(app, { pipeline, clock, store: responses }),
