@@ -128,6 +128,8 @@ export const errors = {
     contextTokens: number;
     promptTokens: number;
     maxTokens: number | null;
+    /** The prompt was refused from a lower bound on its tokens, without tokenizing it. */
+    promptTokensAtLeast?: boolean;
   }) =>
     new GravityError({
       status: 400,
@@ -136,7 +138,7 @@ export const errors = {
       param: 'messages',
       message:
         `This model's maximum context length is ${options.contextTokens} tokens. However, you requested ` +
-        `${options.promptTokens + (options.maxTokens ?? 0)} tokens (${options.promptTokens} in the prompt, ` +
+        `${options.promptTokensAtLeast ? 'at least ' : ''}${options.promptTokens + (options.maxTokens ?? 0)} tokens (${options.promptTokensAtLeast ? 'at least ' : ''}${options.promptTokens} in the prompt, ` +
         `${options.maxTokens ?? 0} for the completion). Please reduce the prompt or the completion length.`,
     }),
   /** One input of an embeddings request is longer than the engine's context: each input is embedded alone. */
