@@ -302,3 +302,23 @@ describe('admin-only surfaces with keys', () => {
     expect((await get('/v1/routing/replicas', adminKey)).status).toBe(200);
   });
 });
+
+describe('metrics on their own port', () => {
+  it('serves /metrics on metrics.port and no longer on the API port', async () => {
+    const separate = await startHarness((config) => {
+      config.metrics.port = 0;
+    }, document);
+    try {
+      expect(separate.server.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const scraped = await fetch(`${separate.server.metricsUrl}/metrics`);
+      expect(scraped.status).toBe(200);
+      expect(await scraped.text()).toMatch(/^# HELP gravity_/m);
+      const onApi = await fetch(`${separate.url}/metrics`);
+      expect(onApi.status).toBe(404);
+      expect(((await onApi.json()) as { error: { code: string } }).error.code).toBe('unknown_url');
+      expect((await fetch(`${separate.server.metricsUrl}/v1/models`)).status).toBe(404);
+    } finally {
+      await separate.close();
+    }
+  });
+});

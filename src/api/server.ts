@@ -42,6 +42,8 @@ export interface HttpServerOptions {
   limits?: EdgeLimits | undefined;
   /** `/metrics` needs an admin key from loopback clients too (`metrics.requireAdminKey`). */
   metricsRequireAdminKey?: boolean | undefined;
+  /** `/metrics` is served on its own port (`metrics.port`, metrics-listener.ts), not on this one. */
+  metricsOnOwnPort?: boolean | undefined;
 }
 
 /** For requests refused before they could be read: no client disconnect can cancel anything. */
@@ -156,9 +158,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     if (gateway.ready) return { status: 'ready' };
     return reply.code(503).send({ status: 'not ready' });
   });
-  app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', metrics.contentType());
-    return metrics.render();
-  });
+  if (!options.metricsOnOwnPort)
+    app.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.contentType());
+      return metrics.render();
+    });
   return app;
 }

@@ -60,6 +60,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** true: `/metrics` needs an admin key from every client, loopback included (once keys exist). */
       requireAdminKey: z.boolean().default(false),
+      /** Serve `/metrics` on this port instead (no key asked there), and not on the API's; 0: any free port. */
+      port: z.number().int().min(0).max(65_535).optional(),
+      /** The address of `metrics.port`: loopback unless a scraper elsewhere needs it. */
+      host: z.string().min(1).default(defaults.host),
     })
     .prefault({}),
   /** Where Gravity keeps generated models (and, later, its ledger). */
