@@ -40,6 +40,20 @@ interface RawExchange {
   closed: Promise<string>;
 }
 
+/** A stalled peer must end within its bound; this margin only absorbs a slow machine. */
+const marginMs = 5000;
+
+/** What the server sent before closing, or a failure if it kept the connection past `boundMs` + margin. */
+function closedWithin(exchange: RawExchange, boundMs: number): Promise<string> {
+  return Promise.race([
+    exchange.closed,
+    sleep(boundMs + marginMs).then(() => {
+      exchange.socket.destroy();
+      throw new Error(`the server kept the connection open past ${boundMs} ms + ${marginMs} ms`);
+    }),
+  ]);
+}
+
 function openRaw(toPort = port): Promise<RawExchange> {
   return new Promise((resolve, reject) => {
     const socket = connect(toPort, '127.0.0.1');
@@ -98,12 +112,13 @@ async function ledgerStatuses(endpoint: string): Promise<number[]> {
 describe('request deadlines', () => {
   it('answers a body that stalls halfway with 408, closes the connection, and records the completion once', async () => {
     const before = (await ledgerStatuses('chat.completions')).filter((status) => status === 408).length;
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] });
     socket.write(
       `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
     );
-    const response = parseResponse(await closed);
+    const response = parseResponse(await closedWithin(exchange, bodyTimeoutMs));
     expectOpenAIError(response, 408, 'request_timeout');
     expect(response.headers.connection).toBe('close');
     const after = (await ledgerStatuses('chat.completions')).filter((status) => status === 408).length;
@@ -111,12 +126,13 @@ describe('request deadlines', () => {
   });
 
   it('bounds the whole body, not the gaps: a chunked body trickled a byte at a time ends with 408', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     socket.write(
       'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
     );
     let ended = false;
-    void closed.then(() => {
+    void exchange.closed.then(() => {
       ended = true;
     });
     // Each gap is shorter than the body bound, so only a bound on the whole body ends this.
@@ -126,21 +142,23 @@ describe('request deadlines', () => {
         await sleep(bodyTimeoutMs / 4);
       }
     })();
-    const response = parseResponse(await closed);
+    const response = parseResponse(await closedWithin(exchange, bodyTimeoutMs));
     await trickle;
     expectOpenAIError(response, 408, 'request_timeout');
   });
 
   it('answers headers that never finish with 408 and closes the connection', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ');
-    const response = parseResponse(await closed);
+    const response = parseResponse(await closedWithin(exchange, headersTimeoutMs));
     expectOpenAIError(response, 408, 'request_timeout');
     expect(response.body?.error?.message).toMatch(/headers/);
   });
 
   it('gives a file upload its own, longer bound, then answers a stalled one with 408', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     const boundary = 'gravityboundary';
     const start =
       `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n` +
@@ -152,7 +170,7 @@ describe('request deadlines', () => {
     let closedAt = 0;
     const startedAt = Date.now();
     const response = parseResponse(
-      await closed.then((text) => {
+      await closedWithin(exchange, uploadBodyTimeoutMs).then((text) => {
         closedAt = Date.now();
         return text;
       }),
@@ -179,23 +197,26 @@ describe('request deadlines', () => {
 
 describe('HTTP-level errors in OpenAI shape', () => {
   it('answers huge headers with 431', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     socket.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
-    expectOpenAIError(parseResponse(await closed), 431, 'request_header_fields_too_large');
+    expectOpenAIError(parseResponse(await closedWithin(exchange, 0)), 431, 'request_header_fields_too_large');
   });
 
   it('answers bytes that are not HTTP with 400', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     socket.write('HELLO THERE\r\n\r\n');
-    expectOpenAIError(parseResponse(await closed), 400, 'invalid_http_request');
+    expectOpenAIError(parseResponse(await closedWithin(exchange, 0)), 400, 'invalid_http_request');
   });
 
   it('answers Content-Length together with Transfer-Encoding with 400 (request smuggling)', async () => {
-    const { socket, closed } = await openRaw();
+    const exchange = await openRaw();
+    const { socket } = exchange;
     socket.write(
       'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
     );
-    const response = parseResponse(await closed);
+    const response = parseResponse(await closedWithin(exchange, 0));
     expectOpenAIError(response, 400, 'invalid_http_request');
     expect(response.headers['x-content-type-options']).toBe('nosniff');
   });
