@@ -59,7 +59,7 @@ export const configSchema = z.strictObject({
   metrics: z
     .strictObject({
       /** true: `/metrics` needs an admin key from every client, loopback included (once keys exist). */
-      requireAdminKey: z.boolean().default(false),
+      requireAdminKey: z.boolean().default(defaults.metrics.requireAdminKey),
       /** Serve `/metrics` on this port instead (no key asked there), and not on the API's; 0: any free port. */
       port: z.number().int().min(0).max(65_535).optional(),
       /** The address of `metrics.port`: loopback unless a scraper elsewhere needs it. */

@@ -18,6 +18,8 @@ export const defaults = {
     idleTimeoutMs: 0,
     maxConnections: 10_000,
   },
+  // Loopback scrapers need no key by default (a Prometheus on the same machine); see docs/metrics.md.
+  metrics: { requireAdminKey: false },
   llamaCpp: {
     contextTokens: 4096,
     slots: 4,
