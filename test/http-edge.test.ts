@@ -334,6 +334,7 @@ describe('metrics on their own port', () => {
       const scraped = await fetch(`${separate.server.metricsUrl}/metrics`);
       expect(scraped.status).toBe(200);
       expect(await scraped.text()).toMatch(/^# HELP gravity_/m);
+      expect(scraped.headers.get('x-content-type-options')).toBe('nosniff');
       const onApi = await fetch(`${separate.url}/metrics`);
       expect(onApi.status).toBe(404);
       expect(((await onApi.json()) as { error: { code: string } }).error.code).toBe('unknown_url');

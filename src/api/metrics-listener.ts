@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errors } from '../core/errors.js';
 import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
+import { securityHeaderRecord } from './edge-bounds.js';
 
 export interface MetricsListener {
   /** e.g. `http://127.0.0.1:9464` */
@@ -22,18 +23,24 @@ export async function startMetricsListener(
     const path = request.url?.split('?', 1)[0];
     if (request.method !== 'GET' || path !== '/metrics') {
       const error = errors.notFound(request.method ?? 'GET', request.url ?? '/');
-      response.writeHead(error.status, { 'content-type': 'application/json; charset=utf-8' });
+      response.writeHead(error.status, {
+        ...securityHeaderRecord,
+        'content-type': 'application/json; charset=utf-8',
+      });
       response.end(JSON.stringify(error.toBody()));
       return;
     }
     metrics.render().then(
       (text) => {
-        response.writeHead(200, { 'content-type': metrics.contentType(), 'cache-control': 'no-store' });
+        response.writeHead(200, { ...securityHeaderRecord, 'content-type': metrics.contentType() });
         response.end(text);
       },
       () => {
         const error = errors.internal();
-        response.writeHead(error.status, { 'content-type': 'application/json; charset=utf-8' });
+        response.writeHead(error.status, {
+          ...securityHeaderRecord,
+          'content-type': 'application/json; charset=utf-8',
+        });
         response.end(JSON.stringify(error.toBody()));
       },
     );
