@@ -273,7 +273,7 @@ describe('connection cap', () => {
       // Node counts a connection once it is accepted: give the server a turn to see both.
       await sleep(50);
       const extra = await openRaw(cappedPort);
-      expect(await extra.closed).toBe('');
+      expect(await closedWithin(extra, 0)).toBe('');
       // The two within the cap still work.
       for (const { socket } of open)
         socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
