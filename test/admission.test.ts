@@ -174,21 +174,40 @@ describe('authentication', () => {
     expect((revoked as AuthenticationError).message).toMatch(/has been revoked/);
   });
 
-  it('leaves one ledger record, tenant anonymous, for a completion refused for its key', async () => {
-    const response = await postRaw(
+  it('writes no ledger row for a request refused for its key, and counts it in gravity_auth_failures_total', async () => {
+    const failures = async (reason: string) => {
+      const text = await (await fetch(`${harness.url}/metrics`)).text();
+      return Number(
+        text.match(new RegExp(`^gravity_auth_failures_total\\{reason="${reason}"\\} (\\d+)`, 'm'))?.[1] ?? 0,
+      );
+    };
+    const ledgerRows = async () => {
+      const ledger = new SqliteLedgerStore(harness.ledgerPath);
+      try {
+        return (await ledger.records({})).length;
+      } finally {
+        await ledger.close();
+      }
+    };
+    const [rowsBefore, missingBefore, invalidBefore] = [
+      await ledgerRows(),
+      await failures('missing_key'),
+      await failures('invalid_key'),
+    ];
+    const invalid = await postRaw(
       `${harness.url}/v1/completions`,
       JSON.stringify({ model, prompt: 'a b c' }),
-      { authorization: 'Bearer gk-000000000000-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+      {
+        authorization: 'Bearer gk-000000000000-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      },
     );
-    expect(response.status).toBe(401);
-    const record = await ledgerRecord(response.headers.get('x-request-id') ?? '');
-    expect(record).toMatchObject({
-      endpoint: 'completions',
-      tenant: 'anonymous',
-      apiKeyId: null,
-      status: 401,
-      errorCode: 'invalid_api_key',
-    });
+    expect(invalid.status).toBe(401);
+    expect(invalid.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+    const missing = await postRaw(`${harness.url}/v1/chat/completions`, '{"model":');
+    expect(missing.status).toBe(401);
+    expect(await ledgerRows()).toBe(rowsBefore);
+    expect(await failures('invalid_key')).toBe(invalidBefore + 1);
+    expect(await failures('missing_key')).toBe(missingBefore + 1);
   });
 
   it('records a request refused before its handler (bad JSON) under the tenant of its valid key', async () => {
@@ -355,7 +374,9 @@ describe('usage isolation', () => {
 
     const all = await usage(adminKey, 'group_by=tenant');
     const tenants = (all.body.data as Array<{ tenant: string }>).map((group) => group.tenant);
-    expect(tenants).toEqual(expect.arrayContaining(['iso-acme', 'iso-globex', 'anonymous']));
+    expect(tenants).toEqual(expect.arrayContaining(['iso-acme', 'iso-globex']));
+    // Requests refused for their key leave no rows: no `anonymous` tenant on a server with keys.
+    expect(tenants).not.toContain('anonymous');
     expect(Array.isArray(all.body.replicas)).toBe(true);
     const filtered = await usage(adminKey, 'tenant=iso-globex&group_by=tenant');
     expect((filtered.body.data as Array<{ tenant: string }>).map((group) => group.tenant)).toEqual([

@@ -48,6 +48,7 @@ describe('a labelled fleet of emulated replicas', () => {
   /** Tenant acme may use eu-west only; globex has no residency policy. */
   let acme: OpenAI;
   let globex: OpenAI;
+  let adminKey: string;
 
   beforeAll(async () => {
     const keys: Record<string, string> = {};
@@ -56,6 +57,7 @@ describe('a labelled fleet of emulated replicas', () => {
         // Keys exist before the server starts, so it is never open and every request has a tenant.
         const store = new SqliteKeyStore(config.auth.keysPath ?? '');
         for (const tenant of ['acme', 'globex']) keys[tenant] = createKey(store, { tenant }).key;
+        keys.admin = createKey(store, { tenant: 'ops', admin: true }).key;
         store.close();
       },
       {
@@ -83,6 +85,7 @@ describe('a labelled fleet of emulated replicas', () => {
       new OpenAI({ baseURL: `${harness.url}/v1`, apiKey: keys[tenant], maxRetries: 0 });
     acme = client('acme');
     globex = client('globex');
+    adminKey = keys.admin ?? '';
   });
   afterAll(async () => {
     await harness?.close();
@@ -183,12 +186,29 @@ describe('a labelled fleet of emulated replicas', () => {
     }
   });
 
-  it('explains a dry run on the debug endpoint without running it', async () => {
-    const response = await postRaw(
-      `${harness.url}/v1/routing/explain`,
-      JSON.stringify({ model: 'llama-3.1-8b', prompt: 'hello' }),
-      { authorization: `Bearer ${acme.apiKey}` },
-    );
+  it('explains a dry run on the debug endpoint without running it, to admin keys only', async () => {
+    const request = JSON.stringify({ model: 'llama-3.1-8b', prompt: 'hello', tenant: 'acme' });
+    const refused = await postRaw(`${harness.url}/v1/routing/explain`, request, {
+      authorization: `Bearer ${acme.apiKey}`,
+    });
+    expect(refused.status).toBe(403);
+    expect(refused.json.error).toMatchObject({ type: 'permission_error', code: 'admin_key_required' });
+    const replicas = await fetch(`${harness.url}/v1/routing/replicas`, {
+      headers: { authorization: `Bearer ${acme.apiKey}` },
+    });
+    expect(replicas.status).toBe(403);
+    expect(((await replicas.json()) as { error: { code: string } }).error.code).toBe('admin_key_required');
+    expect(
+      (
+        await fetch(`${harness.url}/v1/routing/replicas`, {
+          headers: { authorization: `Bearer ${adminKey}` },
+        })
+      ).status,
+    ).toBe(200);
+
+    const response = await postRaw(`${harness.url}/v1/routing/explain`, request, {
+      authorization: `Bearer ${adminKey}`,
+    });
     expect(response.status).toBe(200);
     const body = JSON.parse(response.text);
     expect(body.candidates).toEqual([...euReplicas, ...usReplicas]);

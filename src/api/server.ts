@@ -1,6 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Admission } from '../admission/admission.js';
 import { requestCaller } from '../admission/request-caller.js';
+import { defaults } from '../core/defaults.js';
 import { errors, GravityError } from '../core/errors.js';
 import type { Endpoint } from '../core/request-context.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -9,6 +10,12 @@ import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { registerAuthentication } from './authentication.js';
 import { completionHandler, refusedRequestRenderer } from './completion-handler.js';
+import {
+  type EdgeLimits,
+  edgeServerOptions,
+  openAIClientErrorHandler,
+  registerEdgeBounds,
+} from './edge-bounds.js';
 import { embeddingsHandler } from './embeddings-handler.js';
 import { registerModelRoutes } from './models-route.js';
 import { parseChatCompletionRequest, parseCompletionRequest } from './request-schemas.js';
@@ -33,6 +40,12 @@ export interface HttpServerOptions {
    * register themselves, so the edge does not depend on them.
    */
   extraRoutes?: ReadonlyArray<(app: FastifyInstance) => void> | undefined;
+  /** Header and body deadlines, the connection cap (`server.*` in the config); absent: the defaults. */
+  limits?: EdgeLimits | undefined;
+  /** `/metrics` needs an admin key from loopback clients too (`metrics.requireAdminKey`). */
+  metricsRequireAdminKey?: boolean | undefined;
+  /** `/metrics` is served on its own port (`metrics.port`, metrics-listener.ts), not on this one. */
+  metricsOnOwnPort?: boolean | undefined;
 }
 
 /** For requests refused before they could be read: no client disconnect can cancel anything. */
@@ -62,7 +75,10 @@ function toOpenAIError(error: FastifyError | GravityError, bodyLimitBytes: numbe
  */
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const { gateway, pipeline, metrics, bodyLimitBytes } = options;
+  const limits = options.limits ?? defaults.http;
   const app = Fastify({
+    ...edgeServerOptions(limits),
+    clientErrorHandler: openAIClientErrorHandler(limits.headersTimeoutMs),
     bodyLimit: bodyLimitBytes,
     logger: { level: options.logLevel },
     // Per-request log lines would sit on the hot path; metering records every request instead.
@@ -92,9 +108,9 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   app.setErrorHandler(async (error: FastifyError | GravityError, request, reply) => {
     const gravityError = toOpenAIError(error, bodyLimitBytes);
     if (gravityError.status >= 500) request.log.error({ err: error }, 'request failed');
-    // A completion request refused before its handler ran (bad JSON, body too large, no valid key)
-    // still gets its one usage record: it enters the pipeline and fails its parse. The caller is
-    // anonymous when authentication itself refused the request; the key's tenant when it passed.
+    // A completion request refused before its handler ran (bad JSON, body too large, a body too slow)
+    // still gets its one usage record: it enters the pipeline and fails its parse, under the tenant of
+    // its key. Requests refused by authentication never get here (authentication.ts answers them).
     const endpoint = completionEndpoints[request.routeOptions.url ?? ''];
     if (endpoint) {
       await pipeline.run({
@@ -116,7 +132,11 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     return reply.code(error.status).send(error.toBody());
   });
 
-  registerAuthentication(app, options.admission);
+  registerEdgeBounds(app, limits);
+  registerAuthentication(app, options.admission, {
+    metrics,
+    metricsRequireAdminKey: options.metricsRequireAdminKey ?? false,
+  });
   const clock = gateway.clock;
   const { writeStallTimeoutMs } = options;
   app.post(
@@ -153,9 +173,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     if (gateway.ready) return { status: 'ready' };
     return reply.code(503).send({ status: 'not ready' });
   });
-  app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', metrics.contentType());
-    return metrics.render();
-  });
+  if (!options.metricsOnOwnPort)
+    app.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.contentType());
+      return metrics.render();
+    });
   return app;
 }

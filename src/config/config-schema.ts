@@ -45,6 +45,27 @@ export const configSchema = z.strictObject({
       logLevel: z
         .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
         .default(defaults.logLevel),
+      /** Time allowed for a request's headers to arrive, from its first byte (or the connection's start). */
+      headersTimeoutMs: z.number().int().min(1).default(defaults.http.headersTimeoutMs),
+      /** Time allowed for a request's whole body to arrive once its headers are in; 408 after. */
+      bodyTimeoutMs: z.number().int().min(1).default(defaults.http.bodyTimeoutMs),
+      /** The same for file uploads (`POST /v1/files`), which are larger. */
+      uploadBodyTimeoutMs: z.number().int().min(1).default(defaults.http.uploadBodyTimeoutMs),
+      /** A connection with no bytes either way for this long is closed; 0: no such bound (see the docs). */
+      idleTimeoutMs: z.number().int().min(0).default(defaults.http.idleTimeoutMs),
+      /** Connections open at once; further ones are closed as they arrive. */
+      maxConnections: z.number().int().min(1).default(defaults.http.maxConnections),
+    })
+    .prefault({}),
+  /** `GET /metrics` (docs/metrics.md). */
+  metrics: z
+    .strictObject({
+      /** true: `/metrics` needs an admin key from every client, loopback included (once keys exist). */
+      requireAdminKey: z.boolean().default(defaults.metrics.requireAdminKey),
+      /** Serve `/metrics` on this port instead (no key asked there), and not on the API's; 0: any free port. */
+      port: z.number().int().min(0).max(65_535).optional(),
+      /** The address of `metrics.port`: loopback unless a scraper elsewhere needs it. */
+      host: z.string().min(1).default(defaults.host),
     })
     .prefault({}),
   /** Where Gravity keeps generated models (and, later, its ledger). */

@@ -8,6 +8,20 @@ export const defaults = {
   writeStallTimeoutMs: 30_000,
   logLevel: 'info',
   dataDir: '.gravity',
+  /**
+   * Bounds on how long a client may take to send a request, and how many connections may be open. No
+   * idle bound by default: a non-streamed completion, or a request waiting in the queue, writes nothing
+   * for as long as it runs, and must not be cut for it (docs/configuration.md).
+   */
+  http: {
+    headersTimeoutMs: 20_000,
+    bodyTimeoutMs: 30_000,
+    uploadBodyTimeoutMs: 600_000,
+    idleTimeoutMs: 0,
+    maxConnections: 10_000,
+  },
+  // Loopback scrapers need no key by default (a Prometheus on the same machine); see docs/metrics.md.
+  metrics: { requireAdminKey: false },
   llamaCpp: {
     contextTokens: 4096,
     slots: 4,

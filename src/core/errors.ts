@@ -128,6 +128,8 @@ export const errors = {
     contextTokens: number;
     promptTokens: number;
     maxTokens: number | null;
+    /** The prompt was refused from a lower bound on its tokens, without tokenizing it. */
+    promptTokensAtLeast?: boolean;
   }) =>
     new GravityError({
       status: 400,
@@ -136,7 +138,7 @@ export const errors = {
       param: 'messages',
       message:
         `This model's maximum context length is ${options.contextTokens} tokens. However, you requested ` +
-        `${options.promptTokens + (options.maxTokens ?? 0)} tokens (${options.promptTokens} in the prompt, ` +
+        `${options.promptTokensAtLeast ? 'at least ' : ''}${options.promptTokens + (options.maxTokens ?? 0)} tokens (${options.promptTokensAtLeast ? 'at least ' : ''}${options.promptTokens} in the prompt, ` +
         `${options.maxTokens ?? 0} for the completion). Please reduce the prompt or the completion length.`,
     }),
   /** One input of an embeddings request is longer than the engine's context: each input is embedded alone. */
@@ -156,6 +158,29 @@ export const errors = {
       type: 'invalid_request_error',
       code: 'request_too_large',
       message: `The request body exceeds the limit of ${limitBytes} bytes.`,
+    }),
+  /** The client took too long to send its request's headers or body; the connection is closed after. */
+  requestTimeout: (what: string, timeoutMs: number) =>
+    new GravityError({
+      status: 408,
+      type: 'invalid_request_error',
+      code: 'request_timeout',
+      message: `The request ${what} did not arrive within ${timeoutMs / 1000} s. Send the whole request without pausing.`,
+    }),
+  headersTooLarge: () =>
+    new GravityError({
+      status: 431,
+      type: 'invalid_request_error',
+      code: 'request_header_fields_too_large',
+      message: 'The request headers are too large.',
+    }),
+  /** Bytes that are not an HTTP/1.1 request Gravity accepts (malformed, or Content-Length with Transfer-Encoding). */
+  malformedHttp: (detail: string) =>
+    new GravityError({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'invalid_http_request',
+      message: `The request is not valid HTTP/1.1 (${detail}).`,
     }),
   notFound: (method: string, url: string) =>
     new GravityError({

@@ -6,6 +6,9 @@ import { LeanHistogram, LeanValue } from './lean-metrics.js';
 
 const secondsPerMs = 1 / 1000;
 
+/** Why authentication refused a request: no `Authorization` header, or a key that is not valid (unknown, wrong secret, revoked). */
+export type AuthFailureReason = 'missing_key' | 'invalid_key';
+
 /**
  * Prometheus metrics for the gateway, named by Prometheus conventions (base units, `_total` counters).
  * docs/metrics.md lists each one. Latencies are observed when a request ends, from its context, so the
@@ -27,6 +30,7 @@ export class PrometheusMetrics implements RequestObserver {
   private readonly interTokenLatency: LeanHistogram<'model'>;
   private readonly requestDuration: LeanHistogram<'endpoint' | 'model'>;
   private readonly inFlight: LeanValue<'model'>;
+  private readonly authFailures: Record<AuthFailureReason, Counter.Internal>;
 
   constructor(
     engines: () => readonly EngineAdapter[],
@@ -156,8 +160,24 @@ export class PrometheusMetrics implements RequestObserver {
         for (const engine of engines()) waitingGauge.set({ engine: engine.id }, engine.load().waiting);
       },
     });
+    const authFailures = new Counter({
+      name: 'gravity_auth_failures_total',
+      help: 'Requests refused with 401 for their API key, by reason (missing_key, invalid_key); they write no ledger row.',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Both children made once: a flood of keyless requests costs one increment each.
+    this.authFailures = {
+      missing_key: authFailures.labels({ reason: 'missing_key' }),
+      invalid_key: authFailures.labels({ reason: 'invalid_key' }),
+    };
     registerEngineCounterMetrics(this.registry, engines);
     registerQueueMetrics(this.registry, queues);
+  }
+
+  /** A request refused by authentication (401): counted here, since it never reaches the ledger. */
+  countAuthFailure(reason: AuthFailureReason): void {
+    this.authFailures[reason].inc();
   }
 
   onRequestStart(context: RequestContext): void {

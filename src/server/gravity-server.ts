@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Admission } from '../admission/admission.js';
 import { keysPathOf, openModeWarning, refuseOpenModeOffLoopback } from '../admission/open-mode.js';
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
+import { type MetricsListener, startMetricsListener } from '../api/metrics-listener.js';
 import { createHttpServer } from '../api/server.js';
 import { createBatchApi } from '../batch/batch-api.js';
 import { registerBatchRoutes } from '../batch/batch-routes.js';
@@ -25,6 +26,8 @@ export interface GravityServer {
   http: FastifyInstance;
   /** e.g. `http://127.0.0.1:8080` */
   url: string;
+  /** Where `/metrics` is served when `metrics.port` gives it its own port. */
+  metricsUrl?: string | undefined;
   /** Graceful stop: no new requests, in-flight ones get `shutdownGraceMs`, then everything closes. */
   close(): Promise<void>;
 }
@@ -152,6 +155,9 @@ export async function startGravityServer(
     bodyLimitBytes: config.server.bodyLimitBytes,
     writeStallTimeoutMs: config.server.writeStallTimeoutMs,
     logLevel: config.server.logLevel,
+    limits: config.server,
+    metricsRequireAdminKey: config.metrics.requireAdminKey,
+    metricsOnOwnPort: config.metrics.port !== undefined,
     extraRoutes: [
       ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
       (app: FastifyInstance) =>
@@ -167,6 +173,18 @@ export async function startGravityServer(
   httpLog = http.log;
   if (admission.authenticator.isOpen()) http.log.warn(openModeWarning(config));
   await http.listen({ host: config.server.host, port: config.server.port });
+  let metricsListener: MetricsListener | undefined;
+  if (config.metrics.port !== undefined) {
+    try {
+      metricsListener = await startMetricsListener(metrics, {
+        host: config.metrics.host,
+        port: config.metrics.port,
+      });
+    } catch (error) {
+      await http.close();
+      throw error;
+    }
+  }
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   // Unfinished batches (from before a restart) resume once the server is up.
@@ -177,6 +195,7 @@ export async function startGravityServer(
     gateway,
     http,
     url: `http://${host}:${address.port}`,
+    metricsUrl: metricsListener?.url,
     close() {
       closing ??= (async () => {
         // Stop accepting first, then drain: the listener closes while in-flight streams finish.
@@ -193,6 +212,7 @@ export async function startGravityServer(
         // close would wait for each client's keep-alive timeout.
         http.server.closeAllConnections();
         await listenerClosed;
+        await metricsListener?.close();
       })();
       return closing;
     },

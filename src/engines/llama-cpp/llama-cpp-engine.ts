@@ -33,6 +33,7 @@ import { generateChoice, type OutputMode } from './choice-generation.js';
 import { EmbeddingContexts, unitVector } from './embedding-contexts.js';
 import { responseFormatGrammar, toolCallGrammar } from './output-grammars.js';
 import { acquireAll, interleave } from './parallel-choices.js';
+import { fewestTokens, longestTokenBytes, promptLengthLowerBound } from './prompt-length-bound.js';
 import { checkTokenIds, evaluateOptions, logitBias, vocabularySize } from './sampling-options.js';
 import { TokenLogprobs } from './token-logprobs.js';
 
@@ -132,6 +133,8 @@ export class LlamaCppEngine implements EngineAdapter {
   private model: LlamaModel | undefined;
   private createdSeconds: number | undefined;
   private vocabulary = 0;
+  /** Bytes of text one token covers at most, for refusing oversized prompts untokenized; null: no bound. */
+  private longestTokenBytes: number | null = null;
   private logprobShapes: TokenLogprobs | undefined;
   private context: LlamaContext | undefined;
   private chatWrapper: ChatWrapper | undefined;
@@ -168,6 +171,7 @@ export class LlamaCppEngine implements EngineAdapter {
     });
     this.chatWrapper = resolveChatWrapper(this.model);
     this.vocabulary = vocabularySize(this.model);
+    this.longestTokenBytes = longestTokenBytes(this.model);
     this.logprobShapes = new TokenLogprobs(this.model);
     const sequences: LlamaContextSequence[] = [];
     for (let index = 0; index < this.options.slots; index++) sequences.push(this.context.getSequence());
@@ -226,6 +230,7 @@ export class LlamaCppEngine implements EngineAdapter {
       yield* this.embed(request.input, signal);
       return;
     }
+    this.refuseSurelyOversizedPrompt(request);
     const options = request.options ?? defaultGenerationOptions;
     if (usesChoicePath(request, options)) yield* this.generateChoices(request, options, model, slots, signal);
     else yield* this.generateText(request, options, model, slots, signal);
@@ -251,6 +256,17 @@ export class LlamaCppEngine implements EngineAdapter {
         if (index > 0 && index % inputsPerTokenizeTurn === 0)
           await new Promise<void>((resolve) => setImmediate(resolve));
         if (stop.aborted) throw stop.reason;
+        // An input too long whatever its tokens is refused without tokenizing it (prompt-length-bound.ts).
+        const atLeast =
+          typeof item === 'string' && this.longestTokenBytes !== null
+            ? fewestTokens(item.length, this.longestTokenBytes)
+            : 0;
+        if (atLeast >= this.options.contextTokens)
+          throw errors.embeddingInputTooLong({
+            index,
+            inputTokens: atLeast,
+            contextTokens: this.options.contextTokens - 1,
+          });
         const tokens = await contexts.inputTokens(item, index);
         prepared.push(tokens.tokens);
         promptTokens += tokens.evaluatedTokens;
@@ -538,6 +554,25 @@ export class LlamaCppEngine implements EngineAdapter {
     if (this.grammars.size > cachedGrammars)
       this.grammars.delete(this.grammars.keys().next().value as string);
     return grammar;
+  }
+
+  /**
+   * Refuses a prompt that cannot fit the context whatever its tokens, from its length alone, before
+   * anything tokenizes it on the event loop (prompt-length-bound.ts); the same 400 as `completionBudget`.
+   */
+  private refuseSurelyOversizedPrompt(request: GenerationRequest): void {
+    const longestBytes = this.longestTokenBytes;
+    if (longestBytes === null) return;
+    const promptTokens = fewestTokens(promptLengthLowerBound(request.input), longestBytes);
+    const { contextTokens } = this.options;
+    const maxTokens = request.maxTokens;
+    if (promptTokens >= contextTokens || promptTokens + (maxTokens ?? 0) > contextTokens)
+      throw errors.contextLengthExceeded({
+        contextTokens,
+        promptTokens,
+        maxTokens,
+        promptTokensAtLeast: true,
+      });
   }
 
   /** Completion tokens allowed after a prompt; a prompt that does not fit is a 400. */
