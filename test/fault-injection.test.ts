@@ -29,10 +29,14 @@ let gravity: Harness;
 beforeAll(async () => {
   upstream = await startFaultUpstream({
     slowHeadersMs: 3000,
-    trickleIntervalMs: 40,
-    trickleTokens: 8,
+    // 600 ms in all, 50 ms apart: once first-token and idle timeouts exist (set them to a few hundred
+    // ms here), this stream must still pass: they bound each silence, not the whole response.
+    trickleIntervalMs: 50,
+    trickleTokens: 12,
     endlessLineBytes: 32 * 1024 * 1024,
   });
+  // When the first-token and inter-chunk idle timeouts land, set them here, small (~300 ms), and enable
+  // the skipped stall cases below.
   const engine = (baseUrl: string) => ({
     type: 'openai-upstream',
     baseUrl,
@@ -144,7 +148,7 @@ describe('an upstream that answers', () => {
         (choice) => choice.delta?.content,
       ),
     );
-    expect(contents.filter((content) => content?.startsWith(' t'))).toHaveLength(8);
+    expect(contents.filter((content) => content?.startsWith(' t'))).toHaveLength(12);
     await expectOneRecord(response.headers.get('x-request-id'), { status: 200, partial: false });
     await expectStillServing();
   });
