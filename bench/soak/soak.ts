@@ -1,8 +1,9 @@
 // Soak: `gravity serve` on emulated replicas held at 1.5× its measured capacity for a bounded time (10
-// minutes by default), sampled every few seconds: resident memory, event-loop delay (p99 per interval,
-// from a probe preloaded into the server) and open file descriptors. The verdict: memory flat (the slope
-// of a linear fit over the second half, in MB per minute, within a tolerance) and no descriptors left
-// over once the load is gone (against the count before it). Overload is the point: the gateway sheds
+// minutes by default), sampled every few seconds: resident memory (as is, and after a full collection:
+// the server runs with --expose-gc and a preloaded probe collects between samples, so the trend is what
+// is retained, not the garbage sawtooth), event-loop delay (p99 per interval, from the same probe) and
+// open file descriptors. The verdict: retained memory flat (the slope of a linear fit over the second
+// half, in MB per minute, within a tolerance) and no descriptors left over once the load is gone. Overload is the point: the gateway sheds
 // what it cannot serve (429/503), and must neither grow nor stall while doing so.
 //   npm run soak -- --help
 //   npm run soak -- --duration 180
@@ -17,7 +18,11 @@ import { quantileOf } from '../../src/core/quantile.js';
 import { SeededRandom } from '../../src/core/seeded-random.js';
 import { repoRoot } from '../support/ab-rounds.js';
 import { askChild, ChildProcessGroup, type ManagedChild, startGravity } from '../support/child-processes.js';
-import { type EventLoopDelayStats, probeMessages } from '../support/event-loop-probe.js';
+import {
+  type EventLoopDelayStats,
+  probeMessages,
+  type RetainedMemoryStats,
+} from '../support/event-loop-probe.js';
 import { chatBody, LoadClient, type LoadRequest, poissonArrivalsMs } from '../support/load-client.js';
 import { processRssBytes } from '../support/process-stats.js';
 import {
@@ -56,6 +61,9 @@ interface Sample {
   atSeconds: number;
   phase: 'idle' | 'capacity' | 'soak' | 'after';
   rssMb: number | null;
+  /** After a full collection. */
+  retainedRssMb: number | null;
+  retainedHeapMb: number | null;
   fds: number | null;
   loopP99Ms: number | null;
   loopMaxMs: number | null;
@@ -122,6 +130,7 @@ try {
     configPath,
     dataDir: path.join(workDir, 'data'),
     build: { dir: repoRoot, entry: ['--import', 'tsx', '--import', eventLoopProbe, 'src/cli/main.ts'] },
+    nodeArgs: ['--expose-gc'],
     ipc: true,
   });
   const pid = child.process.pid;
@@ -137,6 +146,9 @@ try {
   let phase: Sample['phase'] = 'idle';
   const takeSample = async (): Promise<Sample> => {
     let loop: EventLoopDelayStats | null = null;
+    let retained: RetainedMemoryStats | null = null;
+    // Raw RSS first: the collection below changes it.
+    const rss = processRssBytes(pid);
     if (!crashed && child.exitCode === null) {
       loop =
         (
@@ -147,13 +159,24 @@ try {
             5000,
           ).catch(() => null)
         )?.stats ?? null;
+      // Between the read and the reset: the collection's pause is in no interval's figures.
+      retained =
+        (
+          await askChild<{ memory: RetainedMemoryStats }>(
+            child,
+            { type: probeMessages.memory },
+            probeMessages.memoryStats,
+            5000,
+          ).catch(() => null)
+        )?.memory ?? null;
       child.process.send({ type: probeMessages.reset });
     }
-    const rss = processRssBytes(pid);
     const sample: Sample = {
       atSeconds: (performance.now() - startedAt) / 1000,
       phase,
       rssMb: rss === null ? null : rss / 1024 ** 2,
+      retainedRssMb: retained?.collected ? retained.rssBytes / 1024 ** 2 : null,
+      retainedHeapMb: retained?.collected ? retained.heapUsedBytes / 1024 ** 2 : null,
       fds: openFileDescriptors(pid),
       loopP99Ms: loop?.p99Ms ?? null,
       loopMaxMs: loop?.maxMs ?? null,
@@ -224,6 +247,8 @@ try {
       ['t (s)', (sample) => fixed(sample.atSeconds, 0)],
       ['phase', (sample) => sample.phase],
       ['RSS (MB)', (sample) => fixed(sample.rssMb, 1)],
+      ['RSS after GC (MB)', (sample) => fixed(sample.retainedRssMb, 1)],
+      ['heap after GC (MB)', (sample) => fixed(sample.retainedHeapMb, 1)],
       ['open fds', (sample) => fixed(sample.fds, 0)],
       ['loop p99 (ms)', (sample) => fixed(sample.loopP99Ms, 1)],
       ['loop max (ms)', (sample) => fixed(sample.loopMaxMs, 1)],
@@ -233,15 +258,19 @@ try {
 
   const soakSamples = samples.filter((sample) => sample.phase === 'soak');
   const secondHalf = soakSamples.slice(Math.floor(soakSamples.length / 2));
-  const rssSlope = slope(
-    secondHalf.flatMap((sample) =>
-      sample.rssMb === null ? [] : [[sample.atSeconds / 60, sample.rssMb] as [number, number]],
-    ),
-  );
-  const fdSlope = slope(
-    secondHalf.flatMap((sample) =>
-      sample.fds === null ? [] : [[sample.atSeconds / 60, sample.fds] as [number, number]],
-    ),
+  const trend = (value: (sample: Sample) => number | null) =>
+    slope(
+      secondHalf.flatMap((sample) => {
+        const y = value(sample);
+        return y === null ? [] : [[sample.atSeconds / 60, y] as [number, number]];
+      }),
+    );
+  const rssSlope = trend((sample) => sample.rssMb);
+  const retainedRssSlope = trend((sample) => sample.retainedRssMb);
+  const retainedHeapSlope = trend((sample) => sample.retainedHeapMb);
+  const fdSlope = trend((sample) => sample.fds);
+  const retainedRss = soakSamples.flatMap((sample) =>
+    sample.retainedRssMb === null ? [] : [sample.retainedRssMb],
   );
   const loopP99s = soakSamples.flatMap((sample) => (sample.loopP99Ms === null ? [] : [sample.loopP99Ms]));
   const rssValues = soakSamples.flatMap((sample) => (sample.rssMb === null ? [] : [sample.rssMb]));
@@ -258,6 +287,10 @@ try {
     rssEndMb: rssValues.at(-1) ?? null,
     rssMaxMb: rssValues.length ? Math.max(...rssValues) : null,
     rssSlopeMbPerMinute: rssSlope,
+    retainedRssStartMb: retainedRss[0] ?? null,
+    retainedRssEndMb: retainedRss.at(-1) ?? null,
+    retainedRssSlopeMbPerMinute: retainedRssSlope,
+    retainedHeapSlopeMbPerMinute: retainedHeapSlope,
     loopP99MedianMs: loopP99s.length ? quantileOf(loopP99s, 0.5) : null,
     loopP99WorstMs: loopP99s.length ? Math.max(...loopP99s) : null,
     fdsBefore,
@@ -272,8 +305,10 @@ try {
   verdict(!result.crashed, 'the server ran to the end');
   verdict(unexpected === 0, `every answer 200, 429 or 503 (${unexpected} others)`);
   verdict(
-    rssSlope === null ? null : Math.abs(rssSlope) <= options.rssSlopeTolerance,
-    `RSS flat over the second half: ${fixed(rssSlope, 2)} MB/min (tolerance ±${options.rssSlopeTolerance}); ` +
+    retainedRssSlope === null ? null : Math.abs(retainedRssSlope) <= options.rssSlopeTolerance,
+    `retained RSS (after GC) flat over the second half: ${fixed(retainedRssSlope, 2)} MB/min (tolerance ` +
+      `±${options.rssSlopeTolerance}), ${fixed(result.retainedRssStartMb, 0)} → ${fixed(result.retainedRssEndMb, 0)} MB; ` +
+      `heap after GC ${fixed(retainedHeapSlope, 2)} MB/min; raw RSS ${fixed(rssSlope, 2)} MB/min, ` +
       `${fixed(result.rssStartMb, 0)} → ${fixed(result.rssEndMb, 0)} MB, max ${fixed(result.rssMaxMb, 0)} MB`,
   );
   verdict(
