@@ -12,10 +12,20 @@ export interface EventLoopDelayStats {
   maxMs: number;
 }
 
+/** Memory after a full collection (when the child runs with --expose-gc), for leak trends. */
+export interface RetainedMemoryStats {
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** Whether a full collection ran first (--expose-gc); otherwise the figures include garbage. */
+  collected: boolean;
+}
+
 export const probeMessages = {
   reset: 'event-loop-probe:reset',
   read: 'event-loop-probe:read',
   stats: 'event-loop-probe:stats',
+  memory: 'event-loop-probe:memory',
+  memoryStats: 'event-loop-probe:memory-stats',
 } as const;
 
 const nsPerMs = 1e6;
@@ -37,6 +47,18 @@ if (process.send && process.channel) {
         maxMs: delayMs(histogram.max),
       };
       process.send?.({ type: probeMessages.stats, stats });
+    } else if (message?.type === probeMessages.memory) {
+      // A full collection first, so the figures are what is retained rather than where the sawtooth of
+      // garbage happens to be. It pauses the loop: ask between a read and a reset, so no histogram sees it.
+      const collect = (globalThis as { gc?: () => void }).gc;
+      collect?.();
+      const usage = process.memoryUsage();
+      const memory: RetainedMemoryStats = {
+        rssBytes: usage.rss,
+        heapUsedBytes: usage.heapUsed,
+        collected: collect !== undefined,
+      };
+      process.send?.({ type: probeMessages.memoryStats, memory });
     }
   });
   // The channel must not keep the child alive: it exits exactly as it would without the probe.

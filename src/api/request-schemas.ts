@@ -436,8 +436,19 @@ export function carriedFields(
   owned: ReadonlySet<string> = gravityOwnedFields,
 ): Record<string, unknown> {
   const carried: Record<string, unknown> = {};
-  for (const key in body) if (!owned.has(key)) carried[key] = body[key];
+  for (const key in body) if (!owned.has(key)) setOwnField(carried, key, body[key]);
   return carried;
+}
+
+/**
+ * Copies one client field onto an object Gravity builds. A body from JSON.parse may hold `__proto__` as
+ * an own key; a plain assignment of it would set the copy's prototype (the client's object then read
+ * through every field lookup), so that key is defined as a data field, as it was sent.
+ */
+export function setOwnField(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__')
+    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
 }
 
 function partsText(parts: ReadonlyArray<{ type: string; text?: unknown; refusal?: unknown }>): string {
@@ -677,10 +688,12 @@ function parseWith<Shape extends z.core.$ZodLooseShape>(
       throw errors.invalidRequest(`Missing required parameter: '${key}'.`, key, 'missing_required_parameter');
   }
   for (const key in object) {
-    const field = shape[key];
-    if (field === undefined) continue;
+    // Own keys only: a client's `__proto__`, `constructor` or `toString` is a vendor extra, not a
+    // lookup that reaches Object.prototype (whose members are no schemas and no checks).
+    if (!Object.hasOwn(shape, key)) continue;
+    const field = shape[key] as z.ZodType;
     // Hot path: the common values pass a plain check; only the rest (and every error) go to zod.
-    const quick = quickChecks[key];
+    const quick = Object.hasOwn(quickChecks, key) ? quickChecks[key] : undefined;
     if (quick?.(object[key])) continue;
     // `reportInput`: zod 4 leaves the offending value out of issues by default, and without it a wrong
     // type cannot be told from a missing parameter.

@@ -16,6 +16,16 @@ export interface OpenAIErrorBody {
   error: { message: string; type: OpenAIErrorType; param: string | null; code: string | null };
 }
 
+/**
+ * The longest message an error carries. Many quote what the client sent (a model name, an id, a value
+ * that is not allowed), which can be megabytes long: the answer must not echo it back whole.
+ */
+const maxMessageCharacters = 2000;
+
+function clipped(message: string): string {
+  return message.length <= maxMessageCharacters ? message : `${message.slice(0, maxMessageCharacters)}…`;
+}
+
 export class GravityError extends Error {
   readonly status: number;
   readonly type: OpenAIErrorType;
@@ -33,7 +43,7 @@ export class GravityError extends Error {
     headers?: Record<string, string>;
     cause?: unknown;
   }) {
-    super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(clipped(options.message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GravityError';
     this.status = options.status;
     this.type = options.type;

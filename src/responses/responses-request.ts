@@ -4,6 +4,7 @@ import {
   describeZodError,
   type ParsedRequest,
   parseChatCompletionRequest,
+  setOwnField,
 } from '../api/request-schemas.js';
 import { errors, type GravityError } from '../core/errors.js';
 import { requestFeatures, responsesFeatures } from '../core/request-features.js';
@@ -28,7 +29,7 @@ const textSchema = z.string();
 
 /** A content part of an input message (`input_text`, `input_image`, `input_file`) or a replayed output. */
 const contentPartSchema = z.looseObject({ type: z.string() }).superRefine((part, context) => {
-  const shape = contentPartShapes[part.type];
+  const shape = Object.hasOwn(contentPartShapes, part.type) ? contentPartShapes[part.type] : undefined;
   if (!shape) {
     context.addIssue({
       code: 'custom',
@@ -96,12 +97,17 @@ const itemSchemas: Record<string, z.ZodType> = {
   reasoning: reasoningItemSchema,
 };
 
+/** The schema of an item type; a type named like an Object.prototype member (`constructor`) has none. */
+function itemSchemaOf(type: string): z.ZodType | undefined {
+  return Object.hasOwn(itemSchemas, type) ? itemSchemas[type] : undefined;
+}
+
 /**
  * One input item. Types chat has no shape for are carried as sent (a request feature, `input.<type>`):
  * Gravity reads nothing of them, and only an upstream's own /v1/responses gets them.
  */
 const inputItemSchema = z.looseObject({ type: z.string().optional() }).superRefine((item, context) => {
-  const shape = itemSchemas[item.type ?? 'message'];
+  const shape = itemSchemaOf(item.type ?? 'message');
   if (!shape) return;
   const result = shape.safeParse(item, { reportInput: true });
   if (!result.success) for (const issue of result.error.issues) context.addIssue(issue as never);
@@ -281,7 +287,7 @@ function responsesNativeFeaturesOf(body: ResponsesBody, inputItems: readonly Inp
   if (forced !== null) features.add(responsesFeatures.builtInToolChoice(forced));
   if (body.max_tool_calls != null) features.add(requestFeatures.maxToolCalls);
   for (const item of inputItems)
-    if (!itemSchemas[item.type]) features.add(responsesFeatures.inputItem(item.type));
+    if (!itemSchemaOf(item.type)) features.add(responsesFeatures.inputItem(item.type));
   for (const value of body.include ?? [])
     if (!servedIncludes.has(value)) features.add(responsesFeatures.include(value));
   return [...features];
@@ -584,7 +590,7 @@ export function parseResponsesRequest(
   // Input made only of items chat has no shape for (a computer_call_output answering an upstream's
   // call): the chat translation gets an empty user turn so that it parses. It never runs: the request
   // lists those items as features, which only a native /v1/responses serves, and that gets the body.
-  if (messages.length === 0 && inputItems.some((item) => !itemSchemas[item.type]))
+  if (messages.length === 0 && inputItems.some((item) => !itemSchemaOf(item.type)))
     messages.push({ role: 'user', content: '' });
   if (messages.length === 0)
     throw errors.invalidRequest("Invalid 'input': the request has no input items.", 'input', 'empty_array');
@@ -593,7 +599,7 @@ export function parseResponsesRequest(
   const chat: Record<string, unknown> = {};
   // Vendor extras (top_k, seed, chat_template_kwargs …) travel to the chat body as sent.
   for (const key in object)
-    if (!translatedFields.has(key) && object[key] !== undefined) chat[key] = object[key];
+    if (!translatedFields.has(key) && object[key] !== undefined) setOwnField(chat, key, object[key]);
   Object.assign(chat, {
     model: parsed.model,
     messages,
