@@ -35,15 +35,18 @@ beforeAll(async () => {
     trickleTokens: 12,
     endlessLineBytes: 32 * 1024 * 1024,
   });
-  // When the first-token and inter-chunk idle timeouts land, set them here, small (~300 ms), and enable
-  // the skipped stall cases below.
+  // First-token and idle bounds of a few hundred ms: the trickle (50 ms apart) passes, a stall does not.
   const engine = (baseUrl: string) => ({
     type: 'openai-upstream',
     baseUrl,
     connectTimeoutMs,
+    firstTokenTimeoutMs: 300,
+    idleTimeoutMs: 300,
     maxConcurrentRequests: 2,
   });
   gravity = await startHarness(undefined, {
+    // Small client-side bounds, so the stalled-client cases end in well under a second or two.
+    server: { writeStallTimeoutMs: 500, headersTimeoutMs: 1000, bodyTimeoutMs: 1000 },
     engines: {
       ...Object.fromEntries(faultModes.map((mode) => [`e-${mode}`, engine(upstream.url)])),
       'e-refused': engine(upstream.refusedUrl),
@@ -298,8 +301,7 @@ describe('an upstream that sends what is not a usable stream', () => {
 });
 
 describe('an upstream that stalls', () => {
-  // enabled when the first-token timeout on upstream bodies lands (configure it small on these engines)
-  it.skip('stall-before-first-byte: ends within the first-token timeout with 504, one record, and drops the upstream', async () => {
+  it('stall-before-first-byte: ends within the first-token timeout with 504, one record, and drops the upstream', async () => {
     const response = await chat('stall-before-first-byte', true);
     expect(response.status).toBe(504);
     expectOpenAIError(response.json, 'upstream_timeout');
@@ -309,8 +311,7 @@ describe('an upstream that stalls', () => {
     await expectStillServing();
   }, 20_000);
 
-  // enabled when the inter-chunk idle timeout on upstream bodies lands (configure it small on these engines)
-  it.skip('stall-mid-stream: the tokens sent, then an SSE error event within the idle timeout; a partial record', async () => {
+  it('stall-mid-stream: the tokens sent, then an SSE error event within the idle timeout; a partial record', async () => {
     const response = await chat('stall-mid-stream', true);
     expect(response.status).toBe(200);
     expect(response.text).toContain('" t2"');
@@ -365,8 +366,7 @@ describe('clients that misbehave', () => {
     await expectOneRecord(response.headers.get('x-request-id'), { status: 200, partial: false });
   });
 
-  // enabled when the write-stall bound for non-reading clients lands (configure it small)
-  it.skip('a client that stops reading is cut off with a 499 record, and its slot is freed', async () => {
+  it('a client that stops reading is cut off with a 499 record, and its slot is freed', async () => {
     const socket = await rawSocket();
     const body = chatBody('g-flood', true);
     socket.write(
@@ -396,8 +396,7 @@ describe('clients that misbehave', () => {
     await expectStillServing();
   }, 20_000);
 
-  // enabled when the request-body timeout lands (configure it small)
-  it.skip('a slowloris body (one byte at a time, never finished) gets a 408 in OpenAI shape and is closed', async () => {
+  it('a slowloris body (one byte at a time, never finished) gets a 408 in OpenAI shape and is closed', async () => {
     const socket = await rawSocket();
     socket.write(
       'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{',
@@ -412,8 +411,7 @@ describe('clients that misbehave', () => {
     await expectStillServing();
   }, 20_000);
 
-  // enabled when the request-header timeout lands (configure it small)
-  it.skip('headers that never finish are cut off', async () => {
+  it('headers that never finish are cut off', async () => {
     const socket = await rawSocket();
     socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n');
     const dribble = setInterval(() => socket.write('x-slow: 1\r\n'), 500);
@@ -431,8 +429,7 @@ describe('a replica that always fails mid-stream', () => {
     await fleet?.close();
   });
 
-  // enabled when per-attempt health (judged once at an attempt's end) lands
-  it.skip('is ejected after its consecutive failures, and the healthy replica serves the rest', async () => {
+  it('is ejected after its consecutive failures, and the healthy replica serves the rest', async () => {
     fleet = await startHarness(undefined, {
       engines: {
         flaky: { type: 'openai-upstream', baseUrl: upstream.modeUrl('reset-mid-stream'), connectTimeoutMs },
