@@ -194,6 +194,11 @@ try {
     whole.wallMs <= 1000,
     `${options.rows} rows answered in ${fixed(whole.wallMs)} ms (target ≤ 1000 ms)`,
   );
+  const grouped = results[1] as Measurement;
+  verdict(
+    grouped.wallMs <= 1000,
+    `${options.rows} rows by day,tenant,model answered in ${fixed(grouped.wallMs)} ms (target ≤ 1000 ms)`,
+  );
   const maxBlock = Math.max(...newWays.map((row) => row.maxBlockMs));
   verdict(
     maxBlock <= 50,
