@@ -15,6 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { maxUpstreamEventChars } from '../../src/engines/openai-upstream/sse-event-parser.js';
 import { SqliteLedgerStore } from '../../src/metering/ledger/sqlite-ledger-store.js';
@@ -60,12 +61,7 @@ const options = readOptions(
 const mib = 1024 * 1024;
 const probeIntervalMs = 20;
 const tinyModel = 'gravity-tiny';
-// The probe, loaded only in the `serve` process itself: node-llama-cpp forks a child (inheriting the
-// --import flags) to test its binding over IPC, and the probe's unref of that child's channel lets it exit
-// before its first message, which kills the server at start (EPIPE).
-const eventLoopProbe = `data:text/javascript,if (process.argv.includes('serve')) await import(${JSON.stringify(
-  new URL('../support/event-loop-probe.ts', import.meta.url).href,
-)});`;
+const eventLoopProbe = fileURLToPath(new URL('../support/event-loop-probe.ts', import.meta.url));
 const modes = [
   'endless-line',
   'huge-event',
@@ -277,7 +273,7 @@ try {
     configPath,
     dataDir: path.join(workDir, 'data'),
     build: { dir: repoRoot, entry: ['--import', 'tsx', '--import', eventLoopProbe, 'src/cli/main.ts'] },
-    ipc: true,
+    eventLoopProbe: true,
   });
   const pid = child.process.pid;
   healthz = new HealthzPoller(url);

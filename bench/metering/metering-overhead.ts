@@ -104,7 +104,7 @@ async function main(): Promise<void> {
           dataDir,
           build: { dir: repoRoot, entry: ['--import', 'tsx', '--import', eventLoopProbe, 'src/cli/main.ts'] },
           nodeArgs: cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(cpuProfileDir, metering)] : [],
-          ipc: true,
+          eventLoopProbe: true,
         });
         return { name: `metering ${metering}` as const, child, port, dataDir, completed: 0 };
       }),

@@ -131,7 +131,7 @@ try {
     dataDir: path.join(workDir, 'data'),
     build: { dir: repoRoot, entry: ['--import', 'tsx', '--import', eventLoopProbe, 'src/cli/main.ts'] },
     nodeArgs: ['--expose-gc'],
-    ipc: true,
+    eventLoopProbe: true,
   });
   const pid = child.process.pid;
   printPreamble('Gravity soak', 'bench/soak/soak.ts', [

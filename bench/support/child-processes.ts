@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type GravityBuild, repoRoot } from './ab-rounds.js';
+import { probeEnvironmentVariable } from './event-loop-probe.js';
 
 const outputTailBytes = 4096;
 
@@ -220,6 +221,8 @@ export async function startGravity(
     prefix?: string[];
     nodeArgs?: string[];
     ipc?: boolean;
+    /** The child's entry preloads bench/support/event-loop-probe.ts: arm it in this process (and IPC). */
+    eventLoopProbe?: boolean;
   },
 ): Promise<{ child: ManagedChild; port: number; url: string; argv: string[] }> {
   const { dir, entry } = options.build ?? { dir: repoRoot, entry: ['--import', 'tsx', 'src/cli/main.ts'] };
@@ -236,10 +239,12 @@ export async function startGravity(
     command: argv[0] as string,
     args: argv.slice(1),
     cwd: dir,
-    env: gravityChildEnvironment(),
+    env: options.eventLoopProbe
+      ? { ...gravityChildEnvironment(), [probeEnvironmentVariable]: '1' }
+      : gravityChildEnvironment(),
     readyPattern: /^gravity: listening on (\S+) models=/,
     startTimeoutMs,
-    ipc: options.ipc ?? false,
+    ipc: (options.ipc ?? false) || options.eventLoopProbe === true,
   });
   const url = child.ready[1] as string;
   return { child, port: Number(new URL(url).port), url, argv };

@@ -1,4 +1,5 @@
-// Preloaded into a benchmark's child process (`node --import <this file> …`, with an IPC channel) to
+// Preloaded into a benchmark's child process (`node --import <this file> …`, with an IPC channel and
+// `probeEnvironmentVariable` set: `startGravity`'s `eventLoopProbe`) to
 // report the child's event-loop delay without changing its code: the benchmark resets the histogram when a
 // round starts and reads it when the round ends. A stall (a synchronous fsync, a long GC) shows up as a
 // large maximum even when CPU time barely moves.
@@ -32,7 +33,18 @@ const nsPerMs = 1e6;
 // Coarse enough to cost nothing measurable, fine enough to see multi-millisecond stalls.
 const resolutionMs = 10;
 
-if (process.send && process.channel) {
+/**
+ * Set (to `1`) in the environment of the one process to probe. The probe clears it on load, so that
+ * processes that one forks (node-llama-cpp forks a child to test its binding over IPC, and the child
+ * inherits the `--import` flags) load the probe but leave their own IPC channel alone: unreferencing
+ * it let that child exit before its first message, and the server died at start (EPIPE).
+ */
+export const probeEnvironmentVariable = 'BENCH_EVENT_LOOP_PROBE';
+
+const probed = process.env[probeEnvironmentVariable] === '1';
+delete process.env[probeEnvironmentVariable];
+
+if (probed && process.send && process.channel) {
   const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
   histogram.enable();
   process.on('message', (message: { type?: string } | null) => {
