@@ -1,0 +1,178 @@
+import postgres, { type Sql } from 'postgres';
+
+/**
+ * The PostgreSQL ledger's schema, as numbered migrations applied in order and recorded in
+ * `gravity_schema_migrations`. A migration, once released, never changes: a new column or index is a new
+ * migration at the end of the list (replicas of the previous release keep running against it, so
+ * migrations add rather than rename or drop).
+ */
+export interface LedgerMigration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export const ledgerMigrations: readonly LedgerMigration[] = [
+  {
+    id: 1,
+    name: '0001-usage-records-by-day',
+    // usage_records is partitioned by day on received_at_ms (PostgresLedgerStore creates each day's
+    // partition on demand), so that retention drops whole tables instead of deleting rows. A partitioned
+    // table's unique keys must contain the partition key, so "one record per request" across days is
+    // kept by usage_request_ids, written in the same transaction. request_id sorts bytewise (COLLATE "C"),
+    // as SQLite compares text, so both stores order ties the same whatever the database's locale (replica
+    // too, which orders replica periods).
+    // Floating-point columns are double precision: `real` is 4 bytes in PostgreSQL and would round.
+    sql: `
+CREATE TABLE usage_records (
+  request_id text COLLATE "C" NOT NULL,
+  received_at_ms bigint NOT NULL,
+  finished_at_ms bigint NOT NULL,
+  endpoint text NOT NULL,
+  tenant text NOT NULL,
+  api_key_id text,
+  model text NOT NULL,
+  engine text,
+  replica text,
+  tier text NOT NULL,
+  stream boolean NOT NULL,
+  status integer NOT NULL,
+  error_code text,
+  finish_reason text,
+  prompt_tokens bigint NOT NULL,
+  cached_prompt_tokens bigint NOT NULL,
+  completion_tokens bigint NOT NULL,
+  usage_source text NOT NULL,
+  queue_wait_ms double precision,
+  ttft_ms double precision,
+  itl_mean_ms double precision,
+  itl_p50_ms double precision,
+  itl_p95_ms double precision,
+  itl_max_ms double precision,
+  e2e_ms double precision NOT NULL,
+  energy_joules double precision NOT NULL,
+  energy_source text NOT NULL,
+  cost_usd double precision NOT NULL,
+  cost_source text NOT NULL,
+  price_usd double precision NOT NULL,
+  margin_usd double precision NOT NULL,
+  carbon_grams double precision NOT NULL,
+  route text,
+  partial boolean NOT NULL DEFAULT false
+) PARTITION BY RANGE (received_at_ms);
+CREATE INDEX usage_records_received ON usage_records (received_at_ms);
+CREATE INDEX usage_records_tenant_received ON usage_records (tenant, received_at_ms);
+CREATE TABLE usage_request_ids (
+  request_id text COLLATE "C" PRIMARY KEY,
+  received_at_ms bigint NOT NULL
+);
+CREATE INDEX usage_request_ids_received ON usage_request_ids (received_at_ms);
+CREATE TABLE replica_periods (
+  replica text COLLATE "C" NOT NULL,
+  period_start_ms bigint NOT NULL,
+  period_end_ms bigint NOT NULL,
+  energy_joules double precision NOT NULL,
+  idle_energy_joules double precision NOT NULL,
+  energy_source text NOT NULL,
+  cost_usd double precision NOT NULL,
+  idle_cost_usd double precision NOT NULL
+);
+CREATE INDEX replica_periods_start ON replica_periods (period_start_ms);
+`,
+  },
+];
+
+/**
+ * The advisory lock the migrations hold (an arbitrary constant, "gravity" in ASCII), so that replicas
+ * starting at once apply each migration once: the second waits, then finds them applied.
+ */
+const migrationLockKey = 0x67726176;
+
+/**
+ * Applies the migrations the database lacks, all in one transaction under `pg_advisory_xact_lock`:
+ * either every pending migration is applied and recorded, or none. Returns the names applied, in order
+ * (empty when the schema was up to date). `gravity migrate` and `PostgresLedgerStore.open` call it.
+ */
+export async function migrateLedger(sql: Sql): Promise<string[]> {
+  return sql.begin(async (transaction) => {
+    await transaction`SELECT pg_advisory_xact_lock(${migrationLockKey})`;
+    // Created under the lock: two replicas' CREATE TABLE IF NOT EXISTS can otherwise both try to create it.
+    await transaction.unsafe(
+      `CREATE TABLE IF NOT EXISTS gravity_schema_migrations (
+        id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const appliedRows = await transaction<Array<{ id: number }>>`SELECT id FROM gravity_schema_migrations`;
+    const applied = new Set(appliedRows.map((row) => row.id));
+    const names: string[] = [];
+    for (const migration of ledgerMigrations) {
+      if (applied.has(migration.id)) continue;
+      await transaction.unsafe(migration.sql);
+      await transaction`INSERT INTO gravity_schema_migrations (id, name) VALUES (${migration.id}, ${migration.name})`;
+      names.push(migration.name);
+    }
+    return names;
+  });
+}
+
+/**
+ * The migrations this Gravity needs that the database has not applied (their names; empty when it is up
+ * to date). A database migrated by a newer Gravity has more, which is fine: migrations only add.
+ */
+export async function pendingLedgerMigrations(sql: Sql): Promise<string[]> {
+  const [table] = await sql<Array<{ exists: boolean }>>`
+    SELECT to_regclass('gravity_schema_migrations') IS NOT NULL AS exists`;
+  if (!table?.exists) return ledgerMigrations.map((migration) => migration.name);
+  const appliedRows = await sql<Array<{ id: number }>>`SELECT id FROM gravity_schema_migrations`;
+  const applied = new Set(appliedRows.map((row) => row.id));
+  return ledgerMigrations
+    .filter((migration) => !applied.has(migration.id))
+    .map((migration) => migration.name);
+}
+
+/**
+ * A connection pool to the ledger's database, checked with one query: a server that cannot be reached
+ * fails here with an error naming the URL (password hidden) and the cause, so a replica never starts
+ * without its ledger. Counts, token sums and times come back as JavaScript numbers, as SQLite gives them.
+ */
+export async function postgresConnection(url: string, options: { max?: number } = {}): Promise<Sql> {
+  const sql = postgres(url, {
+    max: options.max ?? 1,
+    connect_timeout: 10,
+    // Idle connections close, so an idle gateway holds none.
+    idle_timeout: 30,
+    onnotice: () => {},
+    // int8 and numeric come back as text by default, as they may pass 2^53; epoch ms and token totals do not.
+    types: {
+      bigint: { to: 20, from: [20, 1700], serialize: (value: number) => String(value), parse: Number },
+    },
+    connection: {
+      application_name: 'gravity-ledger',
+      // Shortest exact float text: every double reads back bit for bit, whatever the server's default.
+      extra_float_digits: 1,
+    },
+  });
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    await sql.end({ timeout: 0 });
+    throw new Error(
+      `cannot connect to the PostgreSQL ledger at ${redactedUrl(url)}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return sql;
+}
+
+/** The URL with its password replaced by `***`, for messages. */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    // Not a URL (a key=value connection string): print none of it rather than a password.
+    return '(unparsable URL)';
+  }
+}
