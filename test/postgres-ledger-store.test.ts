@@ -200,6 +200,23 @@ describe('PostgresLedgerStore', () => {
     }
   });
 
+  it("appends to a day another replica's retention dropped, creating its partition again", async () => {
+    const url = await server.createDatabase();
+    const [writing, retaining] = await Promise.all([
+      PostgresLedgerStore.open(url),
+      PostgresLedgerStore.open(url, { retentionDays: 1 }),
+    ]);
+    try {
+      await writing.append([usageRecord({ requestId: 'first', receivedAtMs: day(0) })]);
+      expect(await retaining.dropExpired(day(3))).toBe(1);
+      // `writing` still believes day(0) has its partition.
+      await writing.append([usageRecord({ requestId: 'late', receivedAtMs: day(0) + 1 })]);
+      expect((await writing.records({})).map((record) => record.requestId)).toEqual(['late']);
+    } finally {
+      await Promise.all([writing.close(), retaining.close()]);
+    }
+  });
+
   it('applies each migration once when two replicas migrate at once, and nothing the second time', async () => {
     const url = await server.createDatabase();
     const [first, second] = await Promise.all([postgresConnection(url), postgresConnection(url)]);
