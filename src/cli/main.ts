@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerKeysCommand } from './keys-command.js';
+import { registerMigrateCommand } from './migrate-command.js';
 import { registerPlanCommand } from './plan-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerServeCommand } from './serve-command.js';
@@ -17,5 +18,6 @@ registerReportCommand(program);
 registerSimCommand(program);
 registerPlanCommand(program);
 registerKeysCommand(program);
+registerMigrateCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,11 +1,18 @@
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseGroupBy } from '../api/usage-route.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
-import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
+import { StartupError } from '../core/startup-error.js';
+import type { LedgerStore } from '../metering/ledger/ledger-store.js';
+import {
+  ledgerStoreSettings,
+  openLedgerStore,
+  sqliteLedgerPath,
+} from '../metering/ledger/open-ledger-store.js';
+import { redactedUrl } from '../metering/ledger/postgres-migrations.js';
+
 import { replicaTotalJson, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
 
 /** Accepts unix seconds or anything `Date` parses (2026-11-27, 2026-11-27T10:00Z). */
@@ -26,7 +33,10 @@ export function registerReportCommand(program: Command): void {
     .command('report')
     .description('Print usage from the ledger: requests, tokens, TTFT, energy, cost, price and margin')
     .option('-c, --config <file>', 'YAML configuration (to find the ledger)')
-    .option('--ledger <file>', 'ledger file (default: <dataDir>/ledger.sqlite)')
+    .option(
+      '--ledger <file>',
+      'a SQLite ledger file (default: the configured ledger, else <dataDir>/ledger.sqlite)',
+    )
     .option('--data-dir <dir>', 'data directory (default .gravity)')
     .option('--from <time>', 'start, inclusive: unix seconds or a date', timeOption)
     .option('--to <time>', 'end, exclusive: unix seconds or a date', timeOption)
@@ -34,16 +44,13 @@ export function registerReportCommand(program: Command): void {
     .option('--tenant <tenant>', 'only this tenant')
     .option('-f, --format <format>', 'table, csv or json', 'table')
     .action(async (options) => {
-      let ledgerPath: string = options.ledger;
-      if (!ledgerPath) {
-        try {
-          const config = loadConfig({ configPath: options.config, dataDir: options.dataDir });
-          ledgerPath = config.metering.ledgerPath ?? path.join(config.dataDir, 'ledger.sqlite');
-        } catch (error) {
-          if (!(error instanceof ConfigError)) throw error;
-          process.stderr.write(`gravity: ${error.message}\n`);
-          process.exit(2);
-        }
+      let config: ReturnType<typeof loadConfig>;
+      try {
+        config = loadConfig({ configPath: options.config, dataDir: options.dataDir });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`gravity: ${error.message}\n`);
+        process.exit(2);
       }
       if (!['table', 'csv', 'json'].includes(options.format)) {
         process.stderr.write(`gravity: --format must be table, csv or json, not '${options.format}'\n`);
@@ -56,13 +63,29 @@ export function registerReportCommand(program: Command): void {
         process.stderr.write(`gravity: ${(error as Error).message}\n`);
         process.exit(2);
       }
-      if (!existsSync(ledgerPath)) {
+      // --ledger names a SQLite file, whatever the configuration says.
+      const settings = ledgerStoreSettings(config);
+      if (options.ledger) {
+        settings.ledger = { ...settings.ledger, store: 'sqlite', url: undefined, retentionDays: undefined };
+        settings.ledgerPath = options.ledger;
+      }
+      const postgres = settings.ledger.store === 'postgres';
+      const ledgerName = postgres ? redactedUrl(settings.ledger.url as string) : sqliteLedgerPath(settings);
+      if (!postgres && !existsSync(ledgerName)) {
         process.stderr.write(
-          `gravity: no ledger at ${ledgerPath} (has gravity serve run with this data directory?)\n`,
+          `gravity: no ledger at ${ledgerName} (has gravity serve run with this data directory?)\n`,
         );
         process.exit(2);
       }
-      const store = new SqliteLedgerStore(ledgerPath);
+      let store: LedgerStore;
+      try {
+        // Reading needs the schema as it is: a report never migrates.
+        store = await openLedgerStore(settings, { migrate: false });
+      } catch (error) {
+        if (!(error instanceof StartupError)) throw error;
+        process.stderr.write(`gravity: ${error.message}\n`);
+        process.exit(1);
+      }
       const range = { fromMs: options.from, toMs: options.to };
       // Totalled by SQLite: the report's memory does not grow with the ledger.
       const groups = await store.usageSummary({ ...range, tenant: options.tenant }, groupBy);
@@ -133,7 +156,7 @@ export function registerReportCommand(program: Command): void {
           formatNumber(group.carbonGrams, 4),
         ]);
       }
-      process.stdout.write(`Ledger: ${ledgerPath}\n${table.toString()}\n`);
+      process.stdout.write(`Ledger: ${ledgerName}\n${table.toString()}\n`);
       if (replicas.length > 0) {
         const replicaTable = new Table({
           head: ['replica', 'energy J', 'idle J', 'source', 'cost $', 'idle cost $'],

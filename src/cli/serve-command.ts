@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
+import { StartupError } from '../core/startup-error.js';
 import { type GravityServer, startGravityServer } from '../server/gravity-server.js';
 
 function integerOption(value: string): number {
@@ -73,6 +74,11 @@ export function registerServeCommand(program: Command): void {
         if (error instanceof ConfigError) {
           process.stderr.write(`gravity: ${error.message}\n`);
           process.exit(2);
+        }
+        // Something the server needs is missing (an unreachable PostgreSQL ledger): said, not a stack.
+        if (error instanceof StartupError) {
+          process.stderr.write(`gravity: ${error.message}\n`);
+          process.exit(1);
         }
         throw error;
       }

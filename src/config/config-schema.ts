@@ -3,7 +3,11 @@ import { authConfigSchema, tenantsConfigSchema } from '../admission/admission-co
 import { batchConfigSchema } from '../batch/batch-config.js';
 import { defaults } from '../core/defaults.js';
 import { engineConfigSchema } from '../engines/engine-registry.js';
-import { meteringConfigSchema, pricingConfigSchema } from '../metering/metering-config.js';
+import {
+  ledgerConfigSchema,
+  meteringConfigSchema,
+  pricingConfigSchema,
+} from '../metering/metering-config.js';
 import { responsesConfigSchema } from '../responses/responses-config.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
@@ -71,6 +75,8 @@ export const configSchema = z.strictObject({
   /** Where Gravity keeps generated models (and, later, its ledger). */
   dataDir: z.string().min(1).default(defaults.dataDir),
   metering: meteringConfigSchema,
+  /** Which store keeps the usage records: SQLite beside one gateway, or PostgreSQL shared by replicas. */
+  ledger: ledgerConfigSchema,
   /** What clients pay: $ per 1M tokens per model, scaled by the tier's multiplier (the latency premium). */
   pricing: pricingConfigSchema,
   /** Engine replicas by name; each entry's `type` picks its schema from the registered engine definitions. */

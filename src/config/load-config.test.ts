@@ -31,6 +31,31 @@ describe('loadConfig', () => {
     expect(fromFlags.server.port).toBe(7200);
   });
 
+  it('keeps the ledger in SQLite by default, in PostgreSQL with a URL from the file or the environment', () => {
+    expect(loadConfig({}, {}).ledger).toEqual({ store: 'sqlite', migrate: true });
+    const file = configFile('ledger:\n  store: postgres\n  migrate: false\n');
+    // The file names the store and leaves the URL (and its password) to the environment.
+    const fromEnv = loadConfig(
+      { configPath: file },
+      { GRAVITY_LEDGER_URL: 'postgres://g:pw@db:5432/gravity' },
+    );
+    expect(fromEnv.ledger).toEqual({
+      store: 'postgres',
+      url: 'postgres://g:pw@db:5432/gravity',
+      migrate: false,
+    });
+    // The environment's URL alone is enough.
+    expect(loadConfig({}, { GRAVITY_LEDGER_URL: 'postgres://db/gravity' }).ledger.store).toBe('postgres');
+    expect(problemsOf(() => loadConfig({ configPath: file }, {}))).toEqual([
+      'ledger.url: store: postgres needs a url (or GRAVITY_LEDGER_URL)',
+    ]);
+    expect(
+      problemsOf(() => loadConfig({ configPath: configFile('ledger:\n  retentionDays: 30\n') }, {})),
+    ).toEqual([
+      'ledger.retentionDays: retentionDays is for store: postgres (a SQLite ledger keeps everything)',
+    ]);
+  });
+
   it('serves a user GGUF under its file name with --model', () => {
     const config = loadConfig({ modelPath: '/models/Llama-3.2-1B.Q4_K_M.gguf' }, {});
     expect(config.models).toEqual({ 'Llama-3.2-1B.Q4_K_M': { engine: 'local' } });

@@ -104,6 +104,16 @@ export function loadConfig(
     document = defaultDocument(modelPath, emulate);
   }
 
+  // A ledger URL in the environment keeps its password out of the file, and names the store it is for.
+  // Applied before validation: a file that says `store: postgres` may leave the URL to it.
+  if (env.GRAVITY_LEDGER_URL) {
+    const ledger = document.ledger;
+    document.ledger = {
+      ...(ledger !== null && typeof ledger === 'object' ? ledger : {}),
+      store: 'postgres',
+      url: env.GRAVITY_LEDGER_URL,
+    };
+  }
   const result = configSchema.safeParse(document);
   if (!result.success) throw new ConfigError(result.error.issues.map(describeIssue), source);
   const config = result.data;

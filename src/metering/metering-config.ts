@@ -46,6 +46,43 @@ export const meteringConfigSchema = z
   })
   .prefault({});
 
+/**
+ * The `ledger` section: which store keeps usage records. SQLite (the default) is one file beside one
+ * gateway (`metering.ledgerPath`); PostgreSQL is shared by every replica of a fleet (docs/scale-out.md).
+ */
+export const ledgerConfigSchema = z
+  .strictObject({
+    store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    /** `postgres://user:password@host:5432/db` (GRAVITY_LEDGER_URL); required with `store: postgres`. */
+    url: z.string().min(1).optional(),
+    /**
+     * Apply the ledger schema's pending migrations at start (under a lock: replicas starting together
+     * apply each once). false: a replica whose database is behind refuses to start; `gravity migrate`.
+     */
+    migrate: z.boolean().default(true),
+    /** Drop whole days of records older than this many days (PostgreSQL: one partition a day). */
+    retentionDays: z.number().int().min(1).optional(),
+  })
+  .prefault({})
+  .superRefine((ledger, context) => {
+    if (ledger.store === 'postgres' && ledger.url === undefined)
+      context.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: 'store: postgres needs a url (or GRAVITY_LEDGER_URL)',
+      });
+    if (ledger.store === 'sqlite' && ledger.url !== undefined)
+      context.addIssue({ code: 'custom', path: ['url'], message: 'a url is for store: postgres' });
+    if (ledger.store === 'sqlite' && ledger.retentionDays !== undefined)
+      context.addIssue({
+        code: 'custom',
+        path: ['retentionDays'],
+        message: 'retentionDays is for store: postgres (a SQLite ledger keeps everything)',
+      });
+  });
+
+export type LedgerConfig = z.infer<typeof ledgerConfigSchema>;
+
 /** The `pricing` section: $ per 1M tokens per model, scaled by the tier's multiplier. */
 export const pricingConfigSchema = z
   .strictObject({

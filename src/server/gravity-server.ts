@@ -13,7 +13,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
 import { Gateway } from '../gateway/gateway.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
-import { SqliteLedgerStore } from '../metering/ledger/sqlite-ledger-store.js';
+import { ledgerStoreSettings, openLedgerStore } from '../metering/ledger/open-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
@@ -56,7 +56,25 @@ export async function startGravityServer(
     keys.close();
     throw error;
   }
-  const engines = await createEngines(config, options.env);
+  // The ledger before the engines: a replica whose PostgreSQL is unreachable stops here, quickly.
+  let store: LedgerStore | undefined;
+  if (config.metering.enabled) {
+    try {
+      store = await openLedgerStore(ledgerStoreSettings(config));
+    } catch (error) {
+      keys.close();
+      throw error;
+    }
+  }
+  let engines: Awaited<ReturnType<typeof createEngines>>;
+  try {
+    engines = await createEngines(config, options.env);
+  } catch (error) {
+    // Nothing else holds them yet: a PostgreSQL pool left open would keep the process alive.
+    await store?.close();
+    keys.close();
+    throw error;
+  }
   // The gateway is built after the metrics (it observes requests through them); queues are read at scrape.
   let queuesOf: Gateway | undefined;
   const metrics = new PrometheusMetrics(
@@ -71,11 +89,7 @@ export async function startGravityServer(
       })),
   );
   let metering: MeteringService | undefined;
-  let store: LedgerStore | undefined;
-  if (config.metering.enabled) {
-    store = new SqliteLedgerStore(config.metering.ledgerPath ?? path.join(config.dataDir, 'ledger.sqlite'), {
-      maxPendingSummaries: config.metering.maxPendingUsageQueries,
-    });
+  if (store) {
     metering = new MeteringService({
       config,
       engines,
