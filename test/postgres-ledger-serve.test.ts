@@ -1,9 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeLoopbackPort } from './support/free-port.js';
 import { type GravityProcess, spawnGravity, startGravityProcess } from './support/gravity-process.js';
 import { type PostgresServer, startPostgres } from './support/postgres-server.js';
 
@@ -56,15 +56,6 @@ async function finished(run: ReturnType<typeof spawnGravity>) {
   return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
-function unusedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
 describe('a PostgreSQL ledger shared by two gateways', () => {
   it('holds both gateways records, and gravity report totals them from either', async () => {
     const url = withPassword(await server.createDatabase());
@@ -95,7 +86,7 @@ describe('a PostgreSQL ledger shared by two gateways', () => {
 
 describe('a gateway whose ledger is not usable', () => {
   it('does not start when its PostgreSQL cannot be reached, and names the URL without its password', async () => {
-    const port = await unusedPort();
+    const port = await freeLoopbackPort();
     const url = `postgres://gravity:hunter2@127.0.0.1:${port}/gravity`;
     const dataDir = mkdtempSync(path.join(tmpdir(), 'gravity-process-'));
     const run = await finished(

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GravityError } from '../src/core/errors.js';
@@ -10,6 +9,7 @@ import {
   postgresConnection,
 } from '../src/metering/ledger/postgres-migrations.js';
 import { usageRecord } from './conformance/ledger-store.case.js';
+import { freeLoopbackPort } from './support/free-port.js';
 import { type PostgresServer, startPostgres } from './support/postgres-server.js';
 
 // What the ledger store contract (test/conformance/ledger-store.case.ts) does not cover: PostgreSQL's
@@ -49,16 +49,6 @@ async function countRows(url: string, table: string): Promise<number> {
   } finally {
     await sql.end();
   }
-}
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
-    });
-  });
 }
 
 describe('PostgresLedgerStore', () => {
@@ -232,7 +222,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('fails to open an unreachable server with an error naming its URL, password hidden', async () => {
-    const port = await closedPort();
+    const port = await freeLoopbackPort();
     const error = await PostgresLedgerStore.open(`postgres://gravity:s3cret@127.0.0.1:${port}/ledger`).catch(
       (caught: Error) => caught,
     );

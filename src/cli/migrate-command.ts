@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config/load-config.js';
-import { ConfigError } from '../core/config-error.js';
 import { StartupError } from '../core/startup-error.js';
 import {
   ledgerStoreSettings,
@@ -8,6 +6,7 @@ import {
   sqliteLedgerPath,
 } from '../metering/ledger/open-ledger-store.js';
 import { migrateLedger, postgresConnection, redactedUrl } from '../metering/ledger/postgres-migrations.js';
+import { configOrExit } from './config-or-exit.js';
 
 /**
  * `gravity migrate`: brings the configured ledger's schema up to date and says what it applied. For a
@@ -21,14 +20,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration (to find the ledger)')
     .option('--data-dir <dir>', 'data directory (default .gravity)')
     .action(async (options) => {
-      let config: ReturnType<typeof loadConfig>;
-      try {
-        config = loadConfig({ configPath: options.config, dataDir: options.dataDir });
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        process.stderr.write(`gravity: ${error.message}\n`);
-        process.exit(2);
-      }
+      const config = configOrExit({ configPath: options.config, dataDir: options.dataDir });
       const settings = ledgerStoreSettings(config);
       if (settings.ledger.store === 'sqlite') {
         // SQLite's schema is created (and kept) by the store itself when it opens the file.

@@ -2,8 +2,6 @@ import { existsSync } from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseGroupBy } from '../api/usage-route.js';
-import { loadConfig } from '../config/load-config.js';
-import { ConfigError } from '../core/config-error.js';
 import { StartupError } from '../core/startup-error.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import {
@@ -14,6 +12,7 @@ import {
 import { redactedUrl } from '../metering/ledger/postgres-migrations.js';
 
 import { replicaTotalJson, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
+import { configOrExit } from './config-or-exit.js';
 
 /** Accepts unix seconds or anything `Date` parses (2026-11-27, 2026-11-27T10:00Z). */
 function timeOption(value: string): number {
@@ -44,14 +43,7 @@ export function registerReportCommand(program: Command): void {
     .option('--tenant <tenant>', 'only this tenant')
     .option('-f, --format <format>', 'table, csv or json', 'table')
     .action(async (options) => {
-      let config: ReturnType<typeof loadConfig>;
-      try {
-        config = loadConfig({ configPath: options.config, dataDir: options.dataDir });
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        process.stderr.write(`gravity: ${error.message}\n`);
-        process.exit(2);
-      }
+      const config = configOrExit({ configPath: options.config, dataDir: options.dataDir });
       if (!['table', 'csv', 'json'].includes(options.format)) {
         process.stderr.write(`gravity: --format must be table, csv or json, not '${options.format}'\n`);
         process.exit(2);

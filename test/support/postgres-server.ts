@@ -1,9 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { freeLoopbackPort } from './free-port.js';
 
 /**
  * A real PostgreSQL server for tests: its own cluster in a temporary folder, on an ephemeral loopback
@@ -39,17 +39,6 @@ export function postgresBinDir(): string {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
 const asRoot = process.getuid?.() === 0;
 
 /** The command line that runs `binary` as the cluster's owner. */
@@ -75,7 +64,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   ]);
   execFileSync(initCommand, initArgs, { stdio: 'pipe' });
 
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   // A test cluster: no fsync (the tests kill Gravity, not the machine), a socket folder of its own.
   const [serverCommand, serverArgs] = asOwner(path.join(binDir, 'postgres'), [
     ...['-D', dataDir, '-p', String(port), '-h', '127.0.0.1', '-k', root],
