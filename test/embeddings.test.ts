@@ -6,7 +6,7 @@ import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { createKey } from '../src/cli/keys-command.js';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
 import type { UsageRecord } from '../src/metering/usage-record.js';
-import { readLedgerFile } from '../src/simulator/workload/replay-workload.js';
+import { LedgerReplay } from '../src/simulator/workload/ledger-replay.js';
 import { type Harness, postRaw, startHarness } from './support/gravity-harness.js';
 
 /**
@@ -395,9 +395,9 @@ describe('embeddings from the emulated engine', () => {
       .create({ model: 'emulated-8b', input: 'y'.repeat(2000), encoding_format: 'float' })
       .withResponse();
     const [record] = await ledgerRecord(upstream, response.headers.get('x-request-id'));
-    const replayed = [...readLedgerFile(upstream.ledgerPath).records].find(
-      (request) => request.arrivalMs === record?.receivedAtMs,
-    );
+    const replay = await LedgerReplay.read(upstream.ledgerPath);
+    const replayed = [...replay.records()].find((request) => request.arrivalMs === record?.receivedAtMs);
+    replay.close();
     // Its prompt tokens and the one step that ends the prefill, as the emulated engine ran it.
     expect(replayed).toMatchObject({ promptTokens: 500, outputTokens: 1 });
   });

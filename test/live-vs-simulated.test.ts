@@ -6,6 +6,7 @@ import { medianOf } from '../src/core/quantile.js';
 import { SeededRandom } from '../src/core/seeded-random.js';
 import { parseScenario } from '../src/simulator/load-scenario.js';
 import { runScenario } from '../src/simulator/run-scenario.js';
+import { LedgerReplay } from '../src/simulator/workload/ledger-replay.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**
@@ -132,8 +133,9 @@ describe('the emulated engine live and the simulator', () => {
     expect(Math.abs(liveTtftP50 - simulatedTtftP50) / simulatedTtftP50, report).toBeLessThan(0.1);
   });
 
-  it("replays the live run from Gravity's own ledger: every completed request, its tokens and its tier", () => {
+  it("replays the live run from Gravity's own ledger: every completed request, its tokens and its tier", async () => {
     const workload = plannedWorkload();
+    const ledgerReplay = await LedgerReplay.read(harness.ledgerPath);
     const replayed = runScenario(
       parseScenario(
         {
@@ -143,7 +145,10 @@ describe('the emulated engine live and the simulator', () => {
         },
         'test',
       ),
+      {},
+      { ledgerReplay },
     );
+    ledgerReplay.close();
     expect(replayed.overall.completed).toBe(requestCount);
     expect(replayed.overall.inputTokens).toBe(requestCount * promptTokens);
     expect(replayed.overall.outputTokens).toBe(

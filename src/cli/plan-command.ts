@@ -14,6 +14,7 @@ import {
 } from '../simulator/plan/capacity-planner.js';
 import { formatCapacityPlan } from '../simulator/plan/plan-report.js';
 import { renderHtmlReport } from '../simulator/report/html-report.js';
+import { readLedgerOrExit } from './sim-command.js';
 
 export function registerPlanCommand(program: Command): void {
   program
@@ -44,16 +45,19 @@ export function registerPlanCommand(program: Command): void {
         ? await modelProfileFromGguf(path.resolve(path.dirname(scenarioPath), scenario.fleet.model))
         : undefined;
 
+      const ledgerReplay = await readLedgerOrExit(scenario);
       const progress = createProgress(candidateCount, options.quiet === true);
       let plan: CapacityPlan;
       try {
         plan = planCapacity(scenario, {
           ...(modelProfile && { modelProfile }),
+          ...(ledgerReplay && { ledgerReplay }),
           onProgress: progress.onEvent,
           onProbeProgress: progress.onRequests,
         });
       } finally {
         progress.stop();
+        ledgerReplay?.close();
       }
 
       const command = `gravity plan ${process.argv.slice(3).join(' ')}`.trim();

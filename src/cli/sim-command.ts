@@ -8,8 +8,10 @@ import { loadScenario, ScenarioError } from '../simulator/load-scenario.js';
 import { renderHtmlReport } from '../simulator/report/html-report.js';
 import { formatSimulationTable } from '../simulator/report/terminal-table.js';
 import { runScenario } from '../simulator/run-scenario.js';
+import type { Scenario } from '../simulator/scenario-schema.js';
 import type { SimulationResult } from '../simulator/simulation-result.js';
 import { expandSweep } from '../simulator/sweep.js';
+import { type LedgerReplay, readScenarioLedger } from '../simulator/workload/ledger-replay.js';
 
 function positiveInteger(value: string): number {
   const parsed = Number(value);
@@ -50,23 +52,31 @@ export function registerSimCommand(program: Command): void {
         ? await modelProfileFromGguf(path.resolve(path.dirname(scenarioPath), scenario.fleet.model))
         : undefined;
 
+      const ledgerReplay = await readLedgerOrExit(scenario);
+
       const points = expandSweep(scenario);
       const progress = createProgress(points.length, options.quiet === true);
       const results: SimulationResult[] = [];
-      for (const [index, point] of points.entries()) {
-        try {
-          results.push(
-            runScenario(scenario, point, {
-              ...(modelProfile && { modelProfile }),
-              onProgress: (completed, expected) => progress.update(index, completed, expected),
-            }),
-          );
-        } catch (error) {
-          if (!(error instanceof ReplicaSpecError)) throw error;
-          progress.stop();
-          process.stderr.write(`gravity: ${JSON.stringify(point)}: ${error.message}\n`);
-          process.exit(2);
+      try {
+        for (const [index, point] of points.entries()) {
+          try {
+            results.push(
+              runScenario(scenario, point, {
+                ...(modelProfile && { modelProfile }),
+                ...(ledgerReplay && { ledgerReplay }),
+                onProgress: (completed, expected) => progress.update(index, completed, expected),
+              }),
+            );
+          } catch (error) {
+            if (!(error instanceof ReplicaSpecError)) throw error;
+            progress.stop();
+            ledgerReplay?.close();
+            process.stderr.write(`gravity: ${JSON.stringify(point)}: ${error.message}\n`);
+            process.exit(2);
+          }
         }
+      } finally {
+        ledgerReplay?.close();
       }
       progress.stop();
 
@@ -90,6 +100,19 @@ export function registerSimCommand(program: Command): void {
           }),
         );
     });
+}
+
+/**
+ * The ledger a `process: ledger` scenario replays, read through its store before the runs; a ledger that
+ * cannot be read (no such file, a PostgreSQL that cannot be reached or is not migrated) exits 2.
+ */
+export async function readLedgerOrExit(scenario: Scenario): Promise<LedgerReplay | undefined> {
+  try {
+    return await readScenarioLedger(scenario);
+  } catch (error) {
+    process.stderr.write(`gravity: workload.arrivals: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
 }
 
 /** A progress bar on stderr for terminals; a line per run otherwise (logs stay readable). */

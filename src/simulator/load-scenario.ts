@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type Scenario, scenarioSchema } from './scenario-schema.js';
+import { isPostgresLedgerUrl } from './workload/ledger-replay.js';
 
 export class ScenarioError extends Error {}
 
@@ -16,7 +17,8 @@ export function parseScenario(document: unknown, source: string, baseDir = proce
   }
   const scenario = parsed.data;
   const arrivals = scenario.workload.arrivals;
-  if (arrivals.process === 'trace' || arrivals.process === 'ledger')
+  // A ledger may be a PostgreSQL URL rather than a file.
+  if (arrivals.process === 'trace' || (arrivals.process === 'ledger' && !isPostgresLedgerUrl(arrivals.path)))
     arrivals.path = path.resolve(baseDir, arrivals.path);
   if (
     (arrivals.process === 'poisson' || arrivals.process === 'gamma' || arrivals.process === 'closed-loop') &&

@@ -12,7 +12,8 @@ import { arrivalOrder, neverShed, noFairness } from '../scheduling/scheduling-po
 import { type FleetSimulationOptions, FleetSimulator } from './fleet-simulator.js';
 import type { Scenario } from './scenario-schema.js';
 import type { SimulationResult, SweepPoint } from './simulation-result.js';
-import { ReplayWorkload, readLedgerFile, readTraceFile } from './workload/replay-workload.js';
+import type { LedgerReplay } from './workload/ledger-replay.js';
+import { ReplayWorkload, readTraceFile } from './workload/replay-workload.js';
 import { SyntheticWorkload } from './workload/synthetic-workload.js';
 import type { WorkloadSource } from './workload/workload-source.js';
 
@@ -24,6 +25,11 @@ export interface RunScenarioOptions {
   coalesceDecodeSteps?: boolean;
   /** See FleetSimulationOptions.onDecision: every routing decision, in order (tests). */
   onDecision?: FleetSimulationOptions['onDecision'];
+  /**
+   * The ledger a `process: ledger` workload replays, read beforehand (`LedgerReplay.read(arrivals.path)`):
+   * the ledger store reads asynchronously, a run is synchronous.
+   */
+  ledgerReplay?: LedgerReplay;
 }
 
 /** The scenario with a sweep point's values in place. */
@@ -86,7 +92,7 @@ export function runScenario(
     routing: scenario.routing,
     random: () => routingRandom.uniform(),
     ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
-    workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random),
+    workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random, options.ledgerReplay),
     slo: scenario.slo,
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.coalesceDecodeSteps !== undefined && { coalesceDecodeSteps: options.coalesceDecodeSteps }),
@@ -146,6 +152,7 @@ function createWorkload(
   contextTokens: number,
   blockTokens: number,
   random: SeededRandom,
+  ledgerReplay: LedgerReplay | undefined,
 ): WorkloadSource {
   const workload = scenario.workload;
   const maxRequests = workload.requests ?? Number.POSITIVE_INFINITY;
@@ -153,10 +160,14 @@ function createWorkload(
     workload.durationSeconds !== undefined ? workload.durationSeconds * 1000 : Number.POSITIVE_INFINITY;
   const arrivals = workload.arrivals;
   if (arrivals.process === 'trace' || arrivals.process === 'ledger') {
+    if (arrivals.process === 'ledger' && !ledgerReplay)
+      throw new Error(
+        `workload.arrivals: the ledger ${arrivals.path} must be read before the run (LedgerReplay.read, passed as ledgerReplay)`,
+      );
     const source =
       arrivals.process === 'trace'
         ? { records: readTraceFile(arrivals.path), count: null }
-        : readLedgerFile(arrivals.path);
+        : { records: (ledgerReplay as LedgerReplay).records(), count: (ledgerReplay as LedgerReplay).count };
     return new ReplayWorkload(source.records, {
       timeScale: arrivals.timeScale,
       maxRequests,

@@ -87,7 +87,10 @@ const arrivalsSchema = z.discriminatedUnion('process', [
     /** Tokens per entry of a line's `hash_ids` (Mooncake traces use 512). */
     hashBlockTokens: z.number().int().min(1).default(512),
   }),
-  /** Replays Gravity's own ledger (SQLite): every completed request at its recorded arrival time. */
+  /**
+   * Replays Gravity's own ledger, a SQLite file or a PostgreSQL URL (`postgres://…`), read through its
+   * store: every completed request at its recorded arrival time.
+   */
   z.strictObject({
     process: z.literal('ledger'),
     path: z.string().min(1),

@@ -186,6 +186,39 @@ export function describeLedgerStoreConformance(name: string, createStore: () => 
       expect(await store.spentUsd({ tenant: 'nobody' })).toBe(0);
     });
 
+    it('replays the completed requests in arrival order, page by page, within a range and tenant', async () => {
+      // Ties in time (ordered by request id, bytewise), a failed request, days apart (PostgreSQL's
+      // partitions), and more records than a page, so that pages meet inside a run of equal times.
+      const records = [
+        usageRecord({ requestId: 'b', receivedAtMs: 2000, tenant: 'acme' }),
+        usageRecord({ requestId: 'a', receivedAtMs: 2000, tenant: 'globex' }),
+        usageRecord({ requestId: 'B', receivedAtMs: 2000, tenant: 'acme' }),
+        usageRecord({ requestId: 'failed', receivedAtMs: 1500, status: 500, errorCode: 'engine_error' }),
+        usageRecord({ requestId: 'c', receivedAtMs: 1000, tenant: 'acme' }),
+        usageRecord({ requestId: 'd', receivedAtMs: 2000 + 86_400_000, tenant: 'acme' }),
+        usageRecord({ requestId: 'e', receivedAtMs: 999 }),
+      ];
+      await store.append(records);
+      const replay = async (query: LedgerQuery, pageSize?: number) => {
+        const ids: string[] = [];
+        for await (const record of store.replayRequests(query, pageSize === undefined ? {} : { pageSize }))
+          ids.push(record.requestId);
+        return ids;
+      };
+      const completedInOrder = (await store.records({}))
+        .filter((record) => record.status === 200)
+        .map((record) => record.requestId);
+      expect(completedInOrder).toEqual(['e', 'c', 'B', 'a', 'b', 'd']);
+      for (const pageSize of [1, 2, 3, 6, 100]) expect(await replay({}, pageSize)).toEqual(completedInOrder);
+      expect(await replay({ fromMs: 1000, toMs: 2000 + 86_400_000 }, 2)).toEqual(['c', 'B', 'a', 'b']);
+      expect(await replay({ tenant: 'acme' }, 1)).toEqual(['c', 'B', 'b', 'd']);
+      expect(await replay({ fromMs: 5_000_000_000 })).toEqual([]);
+      // Field for field what was appended.
+      const replayed: UsageRecord[] = [];
+      for await (const record of store.replayRequests({ tenant: 'globex' })) replayed.push(record);
+      expect(replayed).toEqual([records[1]]);
+    });
+
     it('keeps many records from one batch', async () => {
       const records = Array.from({ length: 500 }, (_, index) =>
         usageRecord({ requestId: `r${index}`, receivedAtMs: index }),

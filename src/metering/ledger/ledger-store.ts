@@ -22,6 +22,13 @@ export interface LedgerQuery {
   tenant?: string | undefined;
 }
 
+export interface ReplayOptions {
+  /** Records read per query (default `defaultReplayPageSize`). */
+  pageSize?: number;
+}
+
+export const defaultReplayPageSize = 1_000;
+
 /**
  * Where usage records live. Implementations (SQLite now, PostgreSQL later) must pass the shared
  * conformance suite in test/conformance/ledger-store.case.ts.
@@ -38,6 +45,13 @@ export interface LedgerStore {
    * over the ledger go through `usageSummary`.
    */
   records(query: LedgerQuery): Promise<UsageRecord[]>;
+  /**
+   * The completed requests (status 200) in the range, in arrival order (`receivedAtMs`, then `requestId`),
+   * read a page of `pageSize` records at a time (default 1,000): memory bounded by a page whatever the
+   * size of the ledger, and each page one short query, so appends go on between pages. For replaying a
+   * ledger in `gravity sim`. Records appended meanwhile after the last page read may or may not be seen.
+   */
+  replayRequests(query: LedgerQuery, options?: ReplayOptions): AsyncIterable<UsageRecord>;
   replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]>;
   /**
    * The records in the range grouped and totalled: exactly `aggregateUsage(await records(query), groupBy)`,

@@ -3,7 +3,13 @@ import { defaults } from '../../core/defaults.js';
 import { errors } from '../../core/errors.js';
 import type { UsageRecord } from '../usage-record.js';
 import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
-import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
+import {
+  defaultReplayPageSize,
+  type LedgerQuery,
+  type LedgerStore,
+  type ReplayOptions,
+  type ReplicaPeriod,
+} from './ledger-store.js';
 import {
   migrateLedger,
   pendingLedgerMigrations,
@@ -279,6 +285,39 @@ export class PostgresLedgerStore implements LedgerStore {
        ${query.tenant === undefined ? '' : 'AND tenant = $3'} ORDER BY received_at_ms, request_id`,
       params,
     )) as unknown as UsageRecord[];
+  }
+
+  /**
+   * Keyset pages on the reader's pool: each page one indexed range read of `pageSize` rows, and no
+   * cursor or transaction held between pages, so a replay of the whole ledger never pins a connection
+   * (or old row versions) while the simulator consumes it.
+   */
+  async *replayRequests(query: LedgerQuery, options: ReplayOptions = {}): AsyncGenerator<UsageRecord> {
+    const pageSize = options.pageSize ?? defaultReplayPageSize;
+    // The first page: every id at fromMs is after the empty one.
+    let afterMs = query.fromMs ?? 0;
+    let afterId = '';
+    for (;;) {
+      const params: Array<string | number> = [
+        query.toMs ?? Number.MAX_SAFE_INTEGER,
+        afterMs,
+        afterId,
+        pageSize,
+      ];
+      if (query.tenant !== undefined) params.push(query.tenant);
+      const rows = (await this.reader.unsafe(
+        `SELECT ${recordSelectList} FROM usage_records WHERE status = 200 AND received_at_ms < $1
+           AND (received_at_ms, request_id) > ($2, $3)
+           ${query.tenant === undefined ? '' : 'AND tenant = $5'}
+         ORDER BY received_at_ms, request_id LIMIT $4`,
+        params,
+      )) as unknown as UsageRecord[];
+      yield* rows;
+      const last = rows.at(-1);
+      if (!last || rows.length < pageSize) return;
+      afterMs = last.receivedAtMs;
+      afterId = last.requestId;
+    }
   }
 
   async replicaPeriods(query: Omit<LedgerQuery, 'tenant'>): Promise<ReplicaPeriod[]> {

@@ -7,7 +7,13 @@ import { errors } from '../../core/errors.js';
 import { preparePrivateDatabaseFile } from '../../core/private-files.js';
 import type { UsageRecord } from '../usage-record.js';
 import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
-import type { LedgerQuery, LedgerStore, ReplicaPeriod } from './ledger-store.js';
+import {
+  defaultReplayPageSize,
+  type LedgerQuery,
+  type LedgerStore,
+  type ReplayOptions,
+  type ReplicaPeriod,
+} from './ledger-store.js';
 import {
   replicaSummaryStatement,
   replicaTotalsFromRows,
@@ -194,13 +200,40 @@ export class SqliteLedgerStore implements LedgerStore {
         toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
         tenant: query.tenant,
       }) as Array<Record<string, unknown>>;
-    return rows.map((row) => {
-      const record: Record<string, unknown> = {};
-      for (const [column, field] of recordColumns) record[field] = row[column];
-      record.stream = row.stream === 1;
-      record.partial = row.partial === 1;
-      return record as unknown as UsageRecord;
-    });
+    return rows.map(recordFromRow);
+  }
+
+  /**
+   * Keyset pages on the main connection: each page is one indexed range read of `pageSize` rows, short
+   * enough to run on the event loop, and nothing is held open between pages (a statement iterated across
+   * awaits would pin a read transaction and keep the writer's checkpoints from finishing).
+   */
+  async *replayRequests(query: LedgerQuery, options: ReplayOptions = {}): AsyncGenerator<UsageRecord> {
+    const pageSize = options.pageSize ?? defaultReplayPageSize;
+    const page = this.database.prepare(
+      `SELECT * FROM usage_records WHERE status = 200 AND received_at_ms >= @fromMs AND received_at_ms < @toMs
+         AND (received_at_ms > @afterMs OR (received_at_ms = @afterMs AND request_id > @afterId))
+         ${query.tenant === undefined ? '' : 'AND tenant = @tenant'}
+       ORDER BY received_at_ms, request_id LIMIT @pageSize`,
+    );
+    // The first page: every id at fromMs is after the empty one.
+    let afterMs = query.fromMs ?? 0;
+    let afterId = '';
+    for (;;) {
+      const rows = page.all({
+        fromMs: query.fromMs ?? 0,
+        toMs: query.toMs ?? Number.MAX_SAFE_INTEGER,
+        afterMs,
+        afterId,
+        tenant: query.tenant,
+        pageSize,
+      }) as Array<Record<string, unknown>>;
+      for (const row of rows) yield recordFromRow(row);
+      const last = rows.at(-1);
+      if (!last || rows.length < pageSize) return;
+      afterMs = last.received_at_ms as number;
+      afterId = last.request_id as string;
+    }
   }
 
   /**
@@ -280,6 +313,15 @@ export class SqliteLedgerStore implements LedgerStore {
     // Closing the last connection checkpoints the WAL into the database file.
     if (this.database.open) this.database.close();
   }
+}
+
+/** A row of `usage_records` as the record it holds (SQLite keeps booleans as 0 and 1). */
+function recordFromRow(row: Record<string, unknown>): UsageRecord {
+  const record: Record<string, unknown> = {};
+  for (const [column, field] of recordColumns) record[field] = row[column];
+  record.stream = row.stream === 1;
+  record.partial = row.partial === 1;
+  return record as unknown as UsageRecord;
 }
 
 /** A record as positional values in column order: binding 32 named parameters cost more than the insert. */

@@ -5,6 +5,7 @@ import { ReplicaSpecError } from '../../performance-model/replica-spec.js';
 import { runScenario as simulate } from '../run-scenario.js';
 import type { Scenario } from '../scenario-schema.js';
 import type { LatencySummary, SimulationResult, SweepPoint, TierResult } from '../simulation-result.js';
+import type { LedgerReplay } from '../workload/ledger-replay.js';
 
 /**
  * `gravity plan`: for each candidate fleet shape (hardware × devices per replica × routing × ordering),
@@ -96,6 +97,7 @@ export type RunScenario = (
   options?: {
     modelProfile?: ModelProfile;
     onProgress?: (completed: number, expected: number | null) => void;
+    ledgerReplay?: LedgerReplay;
   },
 ) => SimulationResult;
 
@@ -104,6 +106,8 @@ export interface PlanCapacityOptions {
   runScenario?: RunScenario;
   /** A model read from a GGUF file, passed through to every probe. */
   modelProfile?: ModelProfile;
+  /** The ledger a `process: ledger` workload replays, read beforehand, passed through to every probe. */
+  ledgerReplay?: LedgerReplay;
   onProgress?: (event: PlanProgressEvent) => void;
   /** Requests completed in the running probe (a plan's probes can each take seconds on big workloads). */
   onProbeProgress?: (completed: number, expected: number | null) => void;
@@ -230,6 +234,7 @@ function searchCandidate(
       { ...candidate, replicas },
       {
         ...(options.modelProfile && { modelProfile: options.modelProfile }),
+        ...(options.ledgerReplay && { ledgerReplay: options.ledgerReplay }),
         ...(options.onProbeProgress && { onProgress: options.onProbeProgress }),
       },
     );

@@ -1,11 +1,10 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { type ServiceBand, serviceBands } from '../../core/service-tiers.js';
 import { chainBlockHash } from '../../performance-model/block-hashes.js';
 import type { SimulatedRequest, WorkloadSource } from './workload-source.js';
 
 /** One recorded request, whatever file it came from. */
-interface ReplayedRequest {
+export interface ReplayedRequest {
   arrivalMs: number;
   promptTokens: number;
   outputTokens: number;
@@ -165,43 +164,4 @@ export function* readTraceFile(filePath: string): Generator<ReplayedRequest> {
   } finally {
     closeSync(descriptor);
   }
-}
-
-/**
- * Gravity's own ledger: completed requests in arrival order, with their tenants and tiers. Embeddings
- * replay as prefill-only work, one sequence of their prompt tokens with the single step that ends its
- * prefill, as the emulated engine runs each input (the ledger keeps no split by input, so a request of
- * several inputs replays as one longer sequence).
- */
-export function readLedgerFile(filePath: string): { records: Generator<ReplayedRequest>; count: number } {
-  const database = new Database(filePath, { readonly: true, fileMustExist: true });
-  const where = "status = 200 AND (completion_tokens > 0 OR (endpoint = 'embeddings' AND prompt_tokens > 0))";
-  const count = (
-    database.prepare(`SELECT count(*) AS n FROM usage_records WHERE ${where}`).get() as { n: number }
-  ).n;
-  const statement = database.prepare(
-    `SELECT received_at_ms, prompt_tokens, completion_tokens, tenant, tier FROM usage_records WHERE ${where} ORDER BY received_at_ms`,
-  );
-  function* records(): Generator<ReplayedRequest> {
-    try {
-      for (const row of statement.iterate() as Iterable<{
-        received_at_ms: number;
-        prompt_tokens: number;
-        completion_tokens: number;
-        tenant: string;
-        tier: string;
-      }>)
-        yield {
-          arrivalMs: row.received_at_ms,
-          promptTokens: row.prompt_tokens,
-          outputTokens: Math.max(1, row.completion_tokens),
-          tenant: row.tenant,
-          tier: asTier(row.tier),
-          hashIds: null,
-        };
-    } finally {
-      database.close();
-    }
-  }
-  return { records: records(), count };
 }
