@@ -1,6 +1,6 @@
 import type { UsageGroupKey } from '../usage-report.js';
 import type { LedgerQuery } from './ledger-store.js';
-import { ttftQuantiles } from './usage-summary-sql.js';
+import { groupKeySql, ttftQuantiles } from './usage-summary-sql.js';
 
 /**
  * `/v1/usage`, `gravity report` and the replica totals as PostgreSQL statements. They give rows of the
@@ -12,27 +12,6 @@ import { ttftQuantiles } from './usage-summary-sql.js';
 export interface PostgresStatement {
   sql: string;
   params: Array<string | number>;
-}
-
-const hourMs = 3_600_000;
-const dayMs = 86_400_000;
-
-/** The start (epoch ms) of the hour or day `column` falls in: `%` keeps the dividend's sign, so floor it below 1970 too. */
-function flooredSql(column: string, unitMs: number): string {
-  return `(${column} - ((${column} % ${unitMs}) + ${unitMs}) % ${unitMs})`;
-}
-
-function groupKeySql(key: UsageGroupKey, alias: string): string {
-  switch (key) {
-    case 'hour':
-      return flooredSql(`${alias}.received_at_ms`, hourMs);
-    case 'day':
-      return flooredSql(`${alias}.received_at_ms`, dayMs);
-    case 'engine':
-      return `COALESCE(${alias}.engine, '(none)')`;
-    default:
-      return `${alias}.${key}`;
-  }
 }
 
 /** `$1`/`$2` the range, `$3` the tenant when the query names one. */

@@ -14,6 +14,7 @@ import {
   type ReplayOptions,
   type ReplicaPeriod,
 } from './ledger-store.js';
+import { recordColumns } from './record-columns.js';
 import {
   replicaSummaryStatement,
   replicaTotalsFromRows,
@@ -24,44 +25,6 @@ import {
   usageGroupsFromRows,
   usageSummaryStatements,
 } from './usage-summary-sql.js';
-
-/** Column order of `usage_records`, shared by the insert and the row mapping. */
-const recordColumns = [
-  ['request_id', 'requestId'],
-  ['received_at_ms', 'receivedAtMs'],
-  ['finished_at_ms', 'finishedAtMs'],
-  ['endpoint', 'endpoint'],
-  ['tenant', 'tenant'],
-  ['api_key_id', 'apiKeyId'],
-  ['model', 'model'],
-  ['engine', 'engine'],
-  ['replica', 'replica'],
-  ['tier', 'tier'],
-  ['stream', 'stream'],
-  ['status', 'status'],
-  ['error_code', 'errorCode'],
-  ['finish_reason', 'finishReason'],
-  ['prompt_tokens', 'promptTokens'],
-  ['cached_prompt_tokens', 'cachedPromptTokens'],
-  ['completion_tokens', 'completionTokens'],
-  ['usage_source', 'usageSource'],
-  ['queue_wait_ms', 'queueWaitMs'],
-  ['ttft_ms', 'ttftMs'],
-  ['itl_mean_ms', 'itlMeanMs'],
-  ['itl_p50_ms', 'itlP50Ms'],
-  ['itl_p95_ms', 'itlP95Ms'],
-  ['itl_max_ms', 'itlMaxMs'],
-  ['e2e_ms', 'e2eMs'],
-  ['energy_joules', 'energyJoules'],
-  ['energy_source', 'energySource'],
-  ['cost_usd', 'costUsd'],
-  ['cost_source', 'costSource'],
-  ['price_usd', 'priceUsd'],
-  ['margin_usd', 'marginUsd'],
-  ['carbon_grams', 'carbonGrams'],
-  ['route', 'route'],
-  ['partial', 'partial'],
-] as const satisfies ReadonlyArray<readonly [string, keyof UsageRecord]>;
 
 const schema = `
 CREATE TABLE IF NOT EXISTS usage_records (

@@ -24,8 +24,11 @@ function flooredSql(column: string, unitMs: number): string {
   return `(${column} - ((${column} % ${unitMs}) + ${unitMs}) % ${unitMs})`;
 }
 
-/** A group key's value as SQL over the columns of `alias`; hours and days stay numbers until rendered. */
-function groupKeySql(key: UsageGroupKey, alias: string): string {
+/**
+ * A group key's value as SQL over the columns of `alias`; hours and days stay numbers until rendered.
+ * The same text in SQLite and PostgreSQL (postgres-summary-sql.ts), so both group alike.
+ */
+export function groupKeySql(key: UsageGroupKey, alias: string): string {
   switch (key) {
     case 'hour':
       return flooredSql(`${alias}.received_at_ms`, hourMs);
