@@ -39,3 +39,41 @@ export const authConfigSchema = z
   .prefault({});
 
 export type AuthConfig = z.output<typeof authConfigSchema>;
+
+/**
+ * The `state` section: where limits, budgets and keys live. `memory` (the default) keeps them in this
+ * process, as one gateway needs; `redis` shares them with every replica using the same Redis, so limits
+ * hold across the fleet instead of multiplying by its size (docs/admission.md#shared-state).
+ */
+export const stateConfigSchema = z
+  .strictObject({
+    store: z.enum(['memory', 'redis']).default('memory'),
+    /** `redis://:password@host:6379/0` (GRAVITY_STATE_URL); required with `store: redis`. */
+    url: z.string().min(1).optional(),
+    /**
+     * What admission does when Redis cannot answer within `timeoutMs`: `open` admits without limits
+     * (logged), `closed` refuses with a 503. Open by default: an outage of the limit store should not be
+     * an outage of inference (Envoy's rate-limit filter makes the same choice).
+     */
+    onUnavailable: z.enum(['open', 'closed']).default('open'),
+    /** How long an admission waits for Redis before treating it as unavailable. */
+    timeoutMs: z.number().int().min(1).default(250),
+    /**
+     * How long a concurrency slot (and a budget reservation) outlives the replica holding it: live
+     * replicas renew theirs, so only a crashed replica's slots expire, after at most this long.
+     */
+    leaseMs: z.number().int().min(100).default(30_000),
+  })
+  .prefault({})
+  .superRefine((state, context) => {
+    if (state.store === 'redis' && state.url === undefined)
+      context.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: 'store: redis needs a url (or GRAVITY_STATE_URL)',
+      });
+    if (state.store === 'memory' && state.url !== undefined)
+      context.addIssue({ code: 'custom', path: ['url'], message: 'a url is for store: redis' });
+  });
+
+export type StateConfig = z.output<typeof stateConfigSchema>;

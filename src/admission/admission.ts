@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { errors, type GravityError } from '../core/errors.js';
+import { errors, GravityError } from '../core/errors.js';
 import { estimateRequestTokens, type PromptInput } from '../core/prompt-size.js';
 import type { RequestContext } from '../core/request-context.js';
 import type { RequestObserver } from '../core/request-observer.js';
@@ -15,6 +15,7 @@ import {
   type LimitTicket,
 } from './limiter.js';
 import { rateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
+import type { SharedLimiter, SharedLimitTicket } from './redis-limiter.js';
 import type { Caller } from './request-caller.js';
 
 /** What admission needs to know of a request to size its token reservation. */
@@ -67,7 +68,28 @@ export interface AdmissionOptions {
   spentUsd?: SpendReader | undefined;
   /** Completion tokens reserved for a request that sets no `max_tokens`. */
   unboundedCompletionReserveTokens: number;
+  /**
+   * Limits shared with other replicas (`state.store: redis`); absent: the in-process Limiter, whose path
+   * is unchanged by this option.
+   */
+  shared?: SharedAdmission | undefined;
 }
+
+/** The shared limiter and what to do when it cannot answer. */
+export interface SharedAdmission {
+  limiter: SharedLimiter;
+  /** `open`: admit without limits while the store is away; `closed`: refuse with a 503. */
+  onUnavailable: 'open' | 'closed';
+  /**
+   * The most a request reserving this many tokens may cost: reserved against spend budgets until its
+   * real price is known, so that replicas together overshoot a budget by at most one request's price.
+   */
+  reserveUsd: (tokens: number) => number;
+  log: (message: string, details: Record<string, unknown>) => void;
+}
+
+/** How often an unavailable shared store is logged, at most: once per outage-ish, not once per request. */
+const unavailableLogIntervalMs = 10_000;
 
 /**
  * The admission stage: who is calling (keys), which tier they get, and whether their limits and budgets
@@ -81,6 +103,10 @@ export class Admission implements RequestObserver {
   private readonly tenantScopes = new Map<string, LimitScope | null>();
   private readonly keyScopes = new Map<string, LimitScope>();
   private readonly spendLoads = new Map<string, Promise<void>>();
+  private readonly sharedTickets = new WeakMap<RequestContext, SharedLimitTicket>();
+  /** Requests admitted (open) or refused (closed) because the shared store did not answer. */
+  sharedUnavailableTotal = 0;
+  private sharedUnavailableLoggedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: AdmissionOptions) {
     this.authenticator = new Authenticator({
@@ -140,6 +166,8 @@ export class Admission implements RequestObserver {
   ): Promise<AdmissionDecision> {
     const scopes = this.scopesOf(caller);
     if (scopes.length === 0) return { admitted: true, rateLimitHeaders: {} };
+    if (this.options.shared)
+      return this.tryAdmitShared(this.options.shared, context, caller, request, scopes);
     for (const scope of scopes) {
       if (scope.limits.spendUsd !== undefined) await this.loadSpend(scope, caller);
     }
@@ -165,6 +193,17 @@ export class Admission implements RequestObserver {
   onRequestStart(): void {}
 
   onRequestEnd(context: RequestContext): void {
+    const sharedTicket = this.options.shared && this.sharedTickets.get(context);
+    if (sharedTicket) {
+      this.sharedTickets.delete(context);
+      const usage = context.usage;
+      const usedTokens = usage
+        ? usage.promptTokens + usage.completionTokens
+        : context.prefillTokens + context.decodeTokens;
+      // The price is reconciled in the same script: the reservation goes, the real price stays.
+      this.options.shared?.limiter.release(sharedTicket, usedTokens, context.metered?.priceUsd ?? 0);
+      return;
+    }
     const ticket = this.tickets.get(context);
     if (ticket) {
       this.tickets.delete(context);
@@ -187,6 +226,94 @@ export class Admission implements RequestObserver {
         priceUsd,
       );
     }
+  }
+
+  /**
+   * `tryAdmit` against the limits every replica shares: one script per attempt; a scope whose spend this
+   * period nobody has read yet is read from the ledger (by each replica that finds it so; the first to
+   * store it wins) and the admission tried again.
+   */
+  private async tryAdmitShared(
+    shared: SharedAdmission,
+    context: RequestContext,
+    caller: Caller,
+    request: AdmissionRequest,
+    scopes: readonly LimitScope[],
+  ): Promise<AdmissionDecision> {
+    const tokens = this.reservedTokens(request);
+    const reserveUsd = scopes.some((scope) => scope.limits.spendUsd !== undefined)
+      ? shared.reserveUsd(tokens)
+      : 0;
+    // Two rounds suffice unless the period turns over between them; a third is the odd case.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const outcome = await shared.limiter.admit(scopes, tokens, reserveUsd);
+      if (outcome.kind === 'unavailable') return this.sharedUnavailable(shared, outcome.error);
+      if (outcome.kind === 'load-spend') {
+        try {
+          for (const load of outcome.scopes) await this.seedSharedSpend(shared, load, caller);
+        } catch (error) {
+          // A ledger that cannot be read fails the request, as with in-process limits; Redis is an outage.
+          if (error instanceof SharedStoreUnavailable) return this.sharedUnavailable(shared, error);
+          throw error;
+        }
+        continue;
+      }
+      const decision = outcome.decision;
+      if (!decision.admitted)
+        return {
+          admitted: false,
+          error: denialError(decision.denial, decision.snapshot),
+          retryAfterMs: waitThatHelpsMs(decision.denial),
+        };
+      this.sharedTickets.set(context, decision.ticket);
+      return { admitted: true, rateLimitHeaders: rateLimitHeaders(decision.snapshot) };
+    }
+    return this.sharedUnavailable(shared, new Error('the spend period kept changing while it was read'));
+  }
+
+  private sharedUnavailable(shared: SharedAdmission, error: Error): AdmissionDecision {
+    this.sharedUnavailableTotal += 1;
+    const nowMs = this.options.clock.nowMs();
+    if (nowMs - this.sharedUnavailableLoggedAtMs >= unavailableLogIntervalMs) {
+      this.sharedUnavailableLoggedAtMs = nowMs;
+      shared.log(
+        `shared limits unavailable: ${shared.onUnavailable === 'open' ? 'admitting without limits' : 'refusing requests'} (state.onUnavailable: ${shared.onUnavailable})`,
+        { err: error, total: this.sharedUnavailableTotal },
+      );
+    }
+    if (shared.onUnavailable === 'open') return { admitted: true, rateLimitHeaders: {} };
+    return { admitted: false, error: limitsUnavailableError(), retryAfterMs: null };
+  }
+
+  /** Reads a scope's spend this period from the ledger into the shared store; concurrent callers share it. */
+  private async seedSharedSpend(
+    shared: SharedAdmission,
+    load: { scope: LimitScope; fromEpochMs: number; toEpochMs: number },
+    caller: Caller,
+  ): Promise<void> {
+    const id = `${load.scope.id}@${load.fromEpochMs}`;
+    const pending = this.spendLoads.get(id);
+    if (pending) return pending;
+    const reader = this.options.spentUsd;
+    const seeding = (async () => {
+      try {
+        const spent = reader
+          ? await reader({
+              tenant: caller.tenant ?? anonymousTenant,
+              apiKeyId: load.scope.id.startsWith('key:') ? (caller.apiKeyId ?? undefined) : undefined,
+              fromEpochMs: load.fromEpochMs,
+              toEpochMs: load.toEpochMs,
+            })
+          : 0;
+        await shared.limiter.seedSpend(load.scope, load.fromEpochMs, spent).catch((error: Error) => {
+          throw new SharedStoreUnavailable(error);
+        });
+      } finally {
+        this.spendLoads.delete(id);
+      }
+    })();
+    this.spendLoads.set(id, seeding);
+    return seeding;
   }
 
   private reservedTokens(request: AdmissionRequest): number {
@@ -271,6 +398,26 @@ function waitThatHelpsMs(denial: LimitDenial): number | null {
     case 'spend':
       return null;
   }
+}
+
+class SharedStoreUnavailable extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'SharedStoreUnavailable';
+  }
+}
+
+/** `state.onUnavailable: closed` while the shared store does not answer: a 503, as for any outage. */
+function limitsUnavailableError(): GravityError {
+  return new GravityError({
+    status: 503,
+    type: 'service_unavailable',
+    code: 'limits_unavailable',
+    message:
+      'Rate limits cannot be checked right now (the shared limit store is unavailable), and this gateway is ' +
+      'set to refuse requests meanwhile; please try again shortly.',
+    headers: { 'retry-after': '1' },
+  });
 }
 
 function formatUsd(usd: number): string {

@@ -57,8 +57,9 @@ export type LimitDenial =
       retryAfterMs: number;
     };
 
-export type LimitDecision =
-  | { admitted: true; ticket: LimitTicket; snapshot: LimitSnapshot }
+/** `Ticket`: what `release` takes back; the shared limiter (redis-limiter.ts) has its own. */
+export type LimitDecision<Ticket = LimitTicket> =
+  | { admitted: true; ticket: Ticket; snapshot: LimitSnapshot }
   | { admitted: false; denial: LimitDenial; snapshot: LimitSnapshot };
 
 /**

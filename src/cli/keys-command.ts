@@ -14,10 +14,13 @@ import {
 } from '../admission/api-key.js';
 import type { KeyStore } from '../admission/key-store.js';
 import { keysPathOf } from '../admission/open-mode.js';
+import type { RedisKeyStore } from '../admission/redis-key-store.js';
+import { openSharedKeyStore } from '../admission/shared-state.js';
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError } from '../core/config-error.js';
 import { type GrantableTier, grantableTiers, tiersGrantedByDefault } from '../core/service-tiers.js';
+import { StartupError } from '../core/startup-error.js';
 
 /** A mistake in the command's arguments: printed as is, exit status 2. */
 export class KeysCommandError extends Error {
@@ -192,23 +195,46 @@ interface StoreOptions {
   keys?: string;
 }
 
-/** Opens the key store the configuration names (the one `gravity serve` reads, live or not). */
-function openStore(options: StoreOptions): { store: KeyStore; path: string } {
+/**
+ * Opens the key store the configuration names (the one `gravity serve` reads, live or not): the shared
+ * Redis one with `state.store: redis` (GRAVITY_STATE_URL), unless `--keys` names a file.
+ */
+async function openStore(
+  options: StoreOptions,
+): Promise<{ store: KeyStore; path: string; shared?: RedisKeyStore }> {
   let keysPath = options.keys;
   if (!keysPath) {
     const config = loadConfig({ configPath: options.config, dataDir: options.dataDir });
+    if (config.state.store === 'redis') {
+      const shared = await openSharedKeyStore(config.state);
+      return { store: shared, path: 'the shared Redis (state.url)', shared };
+    }
     keysPath = keysPathOf(config);
   }
   return { store: new SqliteKeyStore(keysPath), path: keysPath };
 }
 
-/** Runs an action on the store; argument and config mistakes exit 2 with their message. */
-function withStore(options: StoreOptions, action: (store: KeyStore, path: string) => void): void {
-  let opened: { store: KeyStore; path: string } | undefined;
+/**
+ * Runs an action on the store; argument and config mistakes exit 2 with their message, an unreachable
+ * Redis exits 1. With Redis, the action's writes have reached it before this returns.
+ */
+async function withStore(
+  options: StoreOptions,
+  action: (store: KeyStore, path: string) => (() => void) | undefined,
+) {
+  let opened: Awaited<ReturnType<typeof openStore>> | undefined;
   try {
-    opened = openStore(options);
-    action(opened.store, opened.path);
+    opened = await openStore(options);
+    const print = action(opened.store, opened.path);
+    // Printed only once stored: a key shown but never saved would be worse than an error.
+    await opened.shared?.flush();
+    print?.();
   } catch (error) {
+    if (error instanceof StartupError) {
+      process.stderr.write(`gravity: ${error.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
     if (!(error instanceof KeysCommandError || error instanceof ConfigError)) throw error;
     process.stderr.write(`gravity: ${error.message}\n`);
     process.exitCode = 2;
@@ -248,18 +274,20 @@ export function registerKeysCommand(program: Command): void {
     .option('--period <period>', 'budget period: day or month (UTC)', 'month')
     .option('--admin', 'may read every tenant’s usage and /metrics from anywhere')
     .option('-f, --format <format>', 'text or json', 'text')
-    .action((options) => {
-      withStore(options, (store, path) => {
+    .action(async (options) => {
+      await withStore(options, (store, path) => {
         const { key, record } = createKey(store, options);
-        if (options.format === 'json') {
-          process.stdout.write(`${JSON.stringify({ ...keyJson(record), key }, null, 2)}\n`);
-          return;
-        }
-        process.stderr.write(
-          `Created key ${record.id} for tenant ${record.tenant} in ${path}.\n` +
-            'Store it now: it is shown only this once.\n',
-        );
-        process.stdout.write(`${key}\n`);
+        return () => {
+          if (options.format === 'json') {
+            process.stdout.write(`${JSON.stringify({ ...keyJson(record), key }, null, 2)}\n`);
+            return;
+          }
+          process.stderr.write(
+            `Created key ${record.id} for tenant ${record.tenant} in ${path}.\n` +
+              'Store it now: it is shown only this once.\n',
+          );
+          process.stdout.write(`${key}\n`);
+        };
       });
     });
 
@@ -267,24 +295,26 @@ export function registerKeysCommand(program: Command): void {
     .description('List keys (never their secrets)')
     .option('--tenant <name>', 'only this tenant’s keys')
     .option('-f, --format <format>', 'table or json', 'table')
-    .action((options) => {
-      withStore(options, (store) => {
+    .action(async (options) => {
+      await withStore(options, (store) => {
         if (options.format !== 'table' && options.format !== 'json')
           throw new KeysCommandError(`--format must be table or json, not '${options.format}'`);
         const listed = store.list().filter((key) => !options.tenant || key.tenant === options.tenant);
         process.stdout.write(formatKeyList(listed, options.format));
+        return undefined;
       });
     });
 
   storeOptions(keys.command('revoke'))
     .description('Revoke a key by id (or by the key itself); it stops working within auth.keyCacheMs')
     .argument('<id>', 'the key id, as keys list shows it')
-    .action((id: string, options) => {
-      withStore(options, (store) => {
+    .action(async (id: string, options) => {
+      await withStore(options, (store) => {
         const revoked = revokeKey(store, id);
-        process.stdout.write(
-          `Revoked key ${revoked.id} (tenant ${revoked.tenant}) at ${new Date(revoked.revokedAtMs ?? 0).toISOString()}\n`,
-        );
+        return () =>
+          process.stdout.write(
+            `Revoked key ${revoked.id} (tenant ${revoked.tenant}) at ${new Date(revoked.revokedAtMs ?? 0).toISOString()}\n`,
+          );
       });
     });
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { authConfigSchema, tenantsConfigSchema } from '../admission/admission-config.js';
+import { authConfigSchema, stateConfigSchema, tenantsConfigSchema } from '../admission/admission-config.js';
 import { batchConfigSchema } from '../batch/batch-config.js';
 import { defaults } from '../core/defaults.js';
 import { engineConfigSchema } from '../engines/engine-registry.js';
@@ -109,6 +109,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema,
   /** Limits per tenant, on top of each key's own; `anonymous` limits open mode. */
   tenants: tenantsConfigSchema,
+  /** Where limits, budgets and keys live: this process, or a Redis every replica shares. */
+  state: stateConfigSchema,
 });
 
 export type GravityConfig = z.infer<typeof configSchema>;

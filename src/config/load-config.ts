@@ -114,6 +114,15 @@ export function loadConfig(
       url: env.GRAVITY_LEDGER_URL,
     };
   }
+  // The same for the shared-state Redis (limits, budgets and keys across replicas).
+  if (env.GRAVITY_STATE_URL) {
+    const state = document.state;
+    document.state = {
+      ...(state !== null && typeof state === 'object' ? state : {}),
+      store: 'redis',
+      url: env.GRAVITY_STATE_URL,
+    };
+  }
   const result = configSchema.safeParse(document);
   if (!result.success) throw new ConfigError(result.error.issues.map(describeIssue), source);
   const config = result.data;

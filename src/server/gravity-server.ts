@@ -2,7 +2,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Admission } from '../admission/admission.js';
+import type { KeyStore } from '../admission/key-store.js';
 import { keysPathOf, openModeWarning, refuseOpenModeOffLoopback } from '../admission/open-mode.js';
+import { openSharedState, type SharedState } from '../admission/shared-state.js';
 import { SqliteKeyStore } from '../admission/sqlite-key-store.js';
 import { type MetricsListener, startMetricsListener } from '../api/metrics-listener.js';
 import { createHttpServer } from '../api/server.js';
@@ -46,14 +48,24 @@ export async function startGravityServer(
   // The HTTP server's logger exists only later; metering logs through this forwarder.
   const logger = {
     error: (details: Record<string, unknown>, message: string) => httpLog?.error(details, message),
+    warn: (details: Record<string, unknown>, message: string) => httpLog?.warn(details, message),
   };
   let httpLog: FastifyInstance['log'] | undefined;
+  // Shared state first: a replica that cannot reach its Redis stops here (exit 1, the URL named).
+  const shared: SharedState | undefined =
+    config.state.store === 'redis'
+      ? await openSharedState(config.state, {
+          clock,
+          log: (message, details) => logger.warn(details, message),
+        })
+      : undefined;
   // Before any engine loads: an open server on a reachable host must not start at all.
-  const keys = new SqliteKeyStore(keysPathOf(config));
+  const keys: KeyStore = shared ? shared.keys : new SqliteKeyStore(keysPathOf(config));
+  const closeKeys = () => (shared ? shared.close() : keys.close());
   try {
     refuseOpenModeOffLoopback(config, keys);
   } catch (error) {
-    keys.close();
+    closeKeys();
     throw error;
   }
   // The ledger before the engines: a replica whose PostgreSQL is unreachable stops here, quickly.
@@ -62,7 +74,7 @@ export async function startGravityServer(
     try {
       store = await openLedgerStore(ledgerStoreSettings(config));
     } catch (error) {
-      keys.close();
+      closeKeys();
       throw error;
     }
   }
@@ -72,7 +84,7 @@ export async function startGravityServer(
   } catch (error) {
     // Nothing else holds them yet: a PostgreSQL pool left open would keep the process alive.
     await store?.close();
-    keys.close();
+    closeKeys();
     throw error;
   }
   // The gateway is built after the metrics (it observes requests through them); queues are read at scrape.
@@ -110,6 +122,12 @@ export async function startGravityServer(
       ? ({ tenant, apiKeyId, fromEpochMs, toEpochMs }) =>
           ledger.spentUsd({ tenant, apiKeyId, fromMs: fromEpochMs, toMs: toEpochMs })
       : undefined,
+    shared: shared && {
+      limiter: shared.limiter,
+      onUnavailable: config.state.onUnavailable,
+      reserveUsd: mostUsdPerToken(config.pricing),
+      log: (message, details) => logger.warn(details, message),
+    },
   });
   // Metering runs first so that the Prometheus observer sees each request's metered figures, and
   // admission each request's price.
@@ -221,7 +239,7 @@ export async function startGravityServer(
         await batch?.close();
         await metering?.close();
         responses.close();
-        keys.close();
+        closeKeys();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,
         // close would wait for each client's keep-alive timeout.
         http.server.closeAllConnections();
@@ -231,4 +249,21 @@ export async function startGravityServer(
       return closing;
     },
   };
+}
+
+/**
+ * The most `tokens` tokens can cost at any model's dearest per-token price and the dearest tier: what a
+ * request reserves against a shared spend budget until its real price is known (docs/admission.md).
+ */
+function mostUsdPerToken(pricing: GravityConfig['pricing']): (tokens: number) => number {
+  let perMillionUsd = 0;
+  for (const price of [pricing.default, ...Object.values(pricing.models)])
+    perMillionUsd = Math.max(
+      perMillionUsd,
+      price.inputPerMillionUsd,
+      price.outputPerMillionUsd,
+      price.embeddingInputPerMillionUsd ?? 0,
+    );
+  const multiplier = Math.max(...Object.values(pricing.tierMultipliers));
+  return (tokens) => (tokens * perMillionUsd * multiplier) / 1_000_000;
 }
