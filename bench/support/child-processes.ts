@@ -223,6 +223,8 @@ export async function startGravity(
     ipc?: boolean;
     /** The child's entry preloads bench/support/event-loop-probe.ts: arm it in this process (and IPC). */
     eventLoopProbe?: boolean;
+    /** Variables set for this child on purpose (GRAVITY_LEDGER_URL …), over the cleaned environment. */
+    env?: NodeJS.ProcessEnv;
   },
 ): Promise<{ child: ManagedChild; port: number; url: string; argv: string[] }> {
   const { dir, entry } = options.build ?? { dir: repoRoot, entry: ['--import', 'tsx', 'src/cli/main.ts'] };
@@ -239,9 +241,11 @@ export async function startGravity(
     command: argv[0] as string,
     args: argv.slice(1),
     cwd: dir,
-    env: options.eventLoopProbe
-      ? { ...gravityChildEnvironment(), [probeEnvironmentVariable]: '1' }
-      : gravityChildEnvironment(),
+    env: {
+      ...gravityChildEnvironment(),
+      ...options.env,
+      ...(options.eventLoopProbe && { [probeEnvironmentVariable]: '1' }),
+    },
     readyPattern: /^gravity: listening on (\S+) models=/,
     startTimeoutMs,
     ipc: (options.ipc ?? false) || options.eventLoopProbe === true,
