@@ -133,9 +133,20 @@ describe('three replicas sharing Redis', () => {
     const { key } = await createKey('victims');
     // Two streams held open on the victim: both slots of the tenant's two are taken.
     const held = [chat(victim.url, key, 4000, true), chat(victim.url, key, 4000, true)];
-    for (const response of held) expect((await response).status).toBe(200);
+    for (const response of held) {
+      const answer = await response;
+      expect(answer.status).toBe(200);
+      // Read as it comes, so the streams run on rather than stall on a full socket.
+      void answer.body?.pipeTo(new WritableStream()).catch(() => {});
+    }
     const refused = await status(chat(replicas[0]?.url as string, key));
     expect(refused).toEqual({ status: 429, code: 'rate_limit_exceeded' });
+    // Past one lease the slots are still held: the live replica renews them while its requests run.
+    await new Promise((resolve) => setTimeout(resolve, leaseMs + 500));
+    expect(await status(chat(replicas[0]?.url as string, key))).toEqual({
+      status: 429,
+      code: 'rate_limit_exceeded',
+    });
 
     victim.child.kill('SIGKILL');
     await victim.exited;
