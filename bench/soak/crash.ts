@@ -83,6 +83,8 @@ async function client(
   random: SeededRandom,
   stop: AbortSignal,
   log: (completed: Completed) => Promise<void>,
+  /** Set while this worker has a request out: what a kill interrupts. */
+  inFlight: boolean[],
 ): Promise<void> {
   for (let index = 0; !stop.aborted; index++) {
     const stream = random.uniform() < 0.5;
@@ -92,6 +94,7 @@ async function client(
     const body = chat
       ? { model: modelId, messages: [{ role: 'user', content: prompt }], max_tokens: 24, stream }
       : { model: modelId, prompt, max_tokens: 24, stream };
+    inFlight[worker] = true;
     try {
       const response = await fetch(`${url()}${endpoint}`, {
         method: 'POST',
@@ -110,6 +113,8 @@ async function client(
       // Killed mid-request (a reset, a truncated body): that response never completed.
       if (stop.aborted) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      inFlight[worker] = false;
     }
   }
 }
@@ -207,13 +212,23 @@ try {
       uptimeMs: number;
       completed: number;
       completedOnKilled: number;
+      inFlightOnKilled: number;
     } & LedgerCheck
   > = [];
   for (let round = 1; round <= options.kills; round++) {
     const stop = new AbortController();
     const before = completed.size;
+    const inFlight = Array.from({ length: options.workers }, () => false);
     const clients = Array.from({ length: options.workers }, (_, worker) =>
-      client(urlFor(worker), worker, round, random.fork(`client ${round} ${worker}`), stop.signal, log),
+      client(
+        urlFor(worker),
+        worker,
+        round,
+        random.fork(`client ${round} ${worker}`),
+        stop.signal,
+        log,
+        inFlight,
+      ),
     );
     const uptimeMs = Math.round(
       options.minUptimeMs + random.uniform() * (options.maxUptimeMs - options.minUptimeMs),
@@ -221,10 +236,13 @@ try {
     const killed = options.replicas === 1 ? 0 : Math.floor(random.uniform() * options.replicas);
     await new Promise((resolve) => setTimeout(resolve, uptimeMs));
     const victim = running[killed] as { child: ManagedChild; url: string };
+    // The requests out to the killed replica when it dies, and what its clients saw complete before:
+    // the kill landed under its load.
+    const pinnedToKilled = (worker: number) => worker % options.replicas === killed;
+    const inFlightOnKilled = inFlight.filter((out, worker) => out && pinnedToKilled(worker)).length;
     victim.child.process.kill('SIGKILL');
-    // What the killed replica's clients saw complete before the kill: the kill landed under its load.
     const completedOnKilled = [...completed.values()].filter(
-      (entry) => entry.round === round && entry.worker % options.replicas === killed,
+      (entry) => entry.round === round && pinnedToKilled(entry.worker),
     ).length;
     await victim.child.exited;
     running[killed] = null;
@@ -241,6 +259,7 @@ try {
       uptimeMs,
       completed: completed.size - before,
       completedOnKilled,
+      inFlightOnKilled,
       ...check,
     });
   }
@@ -253,6 +272,7 @@ try {
       ['uptime (ms)', (row) => String(row.uptimeMs)],
       ['completed', (row) => String(row.completed)],
       ['on killed before kill', (row) => String(row.completedOnKilled)],
+      ['in flight on killed', (row) => String(row.inFlightOnKilled)],
       ['ledger rows', (row) => String(row.rows)],
       ['missing', (row) => String(row.missing.length)],
       ['duplicated', (row) => String(row.duplicated.length)],
@@ -276,6 +296,7 @@ try {
     duplicatedCount: duplicated.length,
     completedPerRound: rounds.map((row) => row.completed),
     completedOnKilledPerRound: rounds.map((row) => row.completedOnKilled),
+    inFlightOnKilledPerRound: rounds.map((row) => row.inFlightOnKilled),
     killedReplicaPerRound: rounds.map((row) => row.replica),
   };
   console.log(`crash-result: ${JSON.stringify(result)}`);
