@@ -47,7 +47,7 @@ return json
  * Keys in Redis (`state.store: redis`), shared by every replica and by `gravity keys`. `KeyStore` is
  * synchronous (the Authenticator reads it on the request path), so each process keeps a mirror of the
  * whole set in memory: loaded at open, updated within milliseconds by a publish on every change, and
- * reloaded every `reloadMs` in case a message was lost while Redis was away. A revocation anywhere thus
+ * reloaded whenever the subscription reconnects (messages sent meanwhile are lost) and every `reloadMs`. A revocation anywhere thus
  * reaches every replica's mirror at once, and its Authenticator within `auth.keyCacheMs`.
  *
  * While Redis is away the mirror keeps answering: known keys keep working, and a revocation made
@@ -75,11 +75,13 @@ export class RedisKeyStore implements KeyStore {
       store.subscriber = subscriber;
       subscriber.on('message', (_channel: string, id: string) => store.refresh(id));
       await subscriber.subscribe(changedChannel);
-      store.reloadTimer = setInterval(() => {
+      const reload = () =>
         store.reload().catch(() => {
           // Redis away: the mirror keeps answering until it is back.
         });
-      }, options.reloadMs ?? 1000);
+      // Messages published while the subscriber was disconnected are lost: read everything on reconnect.
+      subscriber.on('ready', reload);
+      store.reloadTimer = setInterval(reload, options.reloadMs ?? 5000);
       store.reloadTimer.unref();
     }
     return store;
