@@ -50,6 +50,9 @@ const options = readOptions(
     compareRows: integer(100_000, 'rows in the range both ways are run over', { quick: 10_000 }),
     concurrent: integer(4, 'concurrent calls in the concurrency round'),
     store: text('both', 'which stores to fill and query', { choices: ['sqlite', 'postgres', 'both'] }),
+    postgresJit: text('on', "PostgreSQL's JIT for the ledger's database (on: the server's default)", {
+      choices: ['on', 'off'],
+    }),
   },
   (given) => {
     if (given.rows <= days) throw new Error(`--rows: at least ${days + 1} (one marker row per day)`);
@@ -58,7 +61,7 @@ const options = readOptions(
 const storeNames = (options.store === 'both' ? ['sqlite', 'postgres'] : [options.store]) as StoreName[];
 printPreamble('Usage query', 'bench:usage', [
   `settings: ${options.rows} rows per store (${storeNames.join(', ')}), old and new compared over ${options.compareRows} rows, ${options.concurrent} concurrent calls`,
-  'stores:   SQLite file (WAL, reader thread) | PostgreSQL 15 on loopback (fsync off, 2 reader connections)',
+  `stores:   SQLite file (WAL, reader thread) | PostgreSQL 15 on loopback (fsync off, 2 reader connections, jit ${options.postgresJit})`,
 ]);
 
 type StoreName = 'sqlite' | 'postgres';
@@ -223,7 +226,15 @@ async function filledStore(
     fillSqlite(file, generatedRows);
     return new SqliteLedgerStore(file, { maxPendingSummaries });
   }
-  const url = await (await postgresServer()).createDatabase();
+  const server = await postgresServer();
+  const url = await server.createDatabase();
+  // JIT compiles each grouped summary's expressions before running it (the planner's estimate of the
+  // statement passes jit_above_cost): seconds on a small machine, whatever the ledger's size.
+  if (options.postgresJit === 'off') {
+    const maintenance = postgres(server.url, { max: 1, onnotice: () => {} });
+    await maintenance.unsafe(`ALTER DATABASE ${new URL(url).pathname.slice(1)} SET jit = off`);
+    await maintenance.end();
+  }
   const store = await PostgresLedgerStore.open(url, { maxPendingSummaries });
   await store.append(dayMarkers());
   await fillPostgres(url, generatedRows);
