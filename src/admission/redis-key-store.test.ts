@@ -66,6 +66,33 @@ describe('RedisKeyStore', () => {
     for (const store of [replica, cli, again]) store.close();
   });
 
+  it('puts keys back, revoked ones revoked, when Redis comes back empty', async () => {
+    const replica = await open(true, 100);
+    const cli = await open(false);
+    cli.insert(newKey('ccccccccccc1', 1000));
+    cli.insert(newKey('ccccccccccc2', 1001));
+    cli.revoke('ccccccccccc2', 2000);
+    await cli.flush();
+    cli.close();
+    expect(await until(() => replica.find('ccccccccccc2')?.revokedAtMs === 2000, 500)).toBe(true);
+    await server.restart();
+    let restored: RedisKeyStore | undefined;
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const reader = await open(false);
+      if (reader.find('ccccccccccc1') && reader.find('ccccccccccc2')) {
+        restored = reader;
+        break;
+      }
+      reader.close();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(restored?.find('ccccccccccc1')?.revokedAtMs).toBeNull();
+    expect(restored?.find('ccccccccccc2')?.revokedAtMs).toBe(2000);
+    restored?.close();
+    replica.close();
+  }, 20_000);
+
   it('lists oldest first, counts revoked keys, refuses a duplicate id, and knows no unknown id', async () => {
     const store = await open(false);
     store.insert(newKey('bbbbbbbbbbb2', 3000));

@@ -43,6 +43,17 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return json
 `;
 
+/** Puts back a key Redis lost, unless it holds it revoked. KEYS: hash; ARGV: id, json. */
+const restoreScript = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local key = cjson.decode(current)
+  if key.revokedAtMs ~= nil and key.revokedAtMs ~= cjson.null then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
 /**
  * Keys in Redis (`state.store: redis`), shared by every replica and by `gravity keys`. `KeyStore` is
  * synchronous (the Authenticator reads it on the request path), so each process keeps a mirror of the
@@ -58,6 +69,8 @@ export class RedisKeyStore implements KeyStore {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly failures: Error[] = [];
   private reloadTimer: NodeJS.Timeout | undefined;
+  /** Servers put back what Redis lost; a CLI store, which inserts, never does. */
+  private restores = false;
   private subscriber: Redis | undefined;
 
   private constructor(private readonly redis: Redis) {}
@@ -70,6 +83,7 @@ export class RedisKeyStore implements KeyStore {
     const store = new RedisKeyStore(redis);
     await store.reload();
     if (options.watch) {
+      store.restores = true;
       const subscriber = redis.duplicate({ enableOfflineQueue: true });
       subscriber.on('error', () => {});
       store.subscriber = subscriber;
@@ -145,11 +159,20 @@ export class RedisKeyStore implements KeyStore {
 
   private async reload(): Promise<void> {
     const all = await this.redis.hgetall(keysHash);
+    const lost: ApiKey[] = [];
     // Only add and replace: a key is never deleted, and one inserted here may not be stored yet.
     for (const json of Object.values(all)) {
       const key = parsed(json);
-      this.mirror.set(key.id, key);
+      const known = this.mirror.get(key.id);
+      // Revocation is for good: a Redis that lost one (restarted without persistence) does not undo it.
+      if (known && known.revokedAtMs !== null && key.revokedAtMs === null) lost.push(known);
+      else this.mirror.set(key.id, key);
     }
+    if (!this.restores) return;
+    for (const key of this.mirror.values()) if (!Object.hasOwn(all, key.id)) lost.push(key);
+    // A Redis that came back empty gets the keys back from the replicas' mirrors, so that a replica
+    // starting now (or `gravity keys list`) does not find the fleet keyless, and open.
+    for (const key of lost) await this.redis.eval(restoreScript, 1, keysHash, key.id, stored(key));
   }
 
   private refresh(id: string): void {
