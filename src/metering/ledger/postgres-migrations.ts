@@ -149,6 +149,9 @@ export async function postgresConnection(url: string, options: { max?: number } 
       application_name: 'gravity-ledger',
       // Shortest exact float text: every double reads back bit for bit, whatever the server's default.
       extra_float_digits: 1,
+      // The ledger's summaries look costly to the planner (a subquery per group), so it JIT-compiles
+      // them: ~2 s of compilation for a query that runs in milliseconds (bench:usage --postgres-jit).
+      jit: 'off',
     },
   });
   try {
