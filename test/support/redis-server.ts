@@ -41,6 +41,8 @@ export async function startRedis(): Promise<RedisServer> {
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
       });
+      // Refused while the server starts: the loop retries, nothing to report.
+      client.on('error', () => {});
       try {
         await client.connect();
         await client.ping();
