@@ -1,17 +1,6 @@
 import { Redis } from 'ioredis';
+import { redactedUrl } from '../core/redacted-url.js';
 import { StartupError } from '../core/startup-error.js';
-
-/** A Redis URL fit for logs: the password replaced by `***`. */
-export function redactedRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    // Not a URL: print none of it rather than a password.
-    return '(unparsable URL)';
-  }
-}
 
 /**
  * Connects to the shared-state Redis, or throws a StartupError naming it (password hidden): a replica
@@ -46,7 +35,7 @@ export async function connectRedis(
     redis.disconnect();
     // `connect` says only "Connection is closed"; the socket's error says why (ECONNREFUSED …).
     const reason = socketError ?? (error as Error);
-    throw new StartupError(`state: cannot reach Redis at ${redactedRedisUrl(url)}: ${reason.message}`, {
+    throw new StartupError(`state: cannot reach Redis at ${redactedUrl(url)}: ${reason.message}`, {
       cause: error,
     });
   }

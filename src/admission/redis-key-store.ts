@@ -1,24 +1,12 @@
 import type { Redis } from 'ioredis';
-import type { GrantableTier } from '../core/service-tiers.js';
-import type { ApiKey, Limits } from './api-key.js';
+import type { ApiKey } from './api-key.js';
 import type { KeyStore, NewApiKey } from './key-store.js';
 
 const keysHash = 'gravity:keys';
 const changedChannel = 'gravity:keys:changed';
 
 /** A key as stored in the hash: JSON, the secret's hash in base64. */
-interface StoredKey {
-  id: string;
-  prefix: string;
-  secretSha256: string;
-  tenant: string;
-  defaultTier: GrantableTier;
-  allowedTiers: GrantableTier[];
-  limits: Limits;
-  admin: boolean;
-  createdAtMs: number;
-  revokedAtMs: number | null;
-}
+type StoredKey = Omit<ApiKey, 'secretSha256'> & { secretSha256: string };
 
 function stored(key: ApiKey): string {
   return JSON.stringify({ ...key, secretSha256: key.secretSha256.toString('base64') } satisfies StoredKey);

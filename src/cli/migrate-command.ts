@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
+import { redactedUrl } from '../core/redacted-url.js';
 import { StartupError } from '../core/startup-error.js';
 import {
   ledgerStoreSettings,
   openLedgerStore,
   sqliteLedgerPath,
 } from '../metering/ledger/open-ledger-store.js';
-import { migrateLedger, postgresConnection, redactedUrl } from '../metering/ledger/postgres-migrations.js';
+import { migrateLedger, postgresConnection } from '../metering/ledger/postgres-migrations.js';
 import { configOrExit } from './config-or-exit.js';
 
 /**

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseGroupBy } from '../api/usage-route.js';
+import { redactedUrl } from '../core/redacted-url.js';
 import { StartupError } from '../core/startup-error.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import {
@@ -9,7 +10,6 @@ import {
   openLedgerStore,
   sqliteLedgerPath,
 } from '../metering/ledger/open-ledger-store.js';
-import { redactedUrl } from '../metering/ledger/postgres-migrations.js';
 
 import { replicaTotalJson, usageFigureColumns, usageGroupJson } from '../metering/usage-report.js';
 import { configOrExit } from './config-or-exit.js';

@@ -1,6 +1,7 @@
 import type { Sql, TransactionSql } from 'postgres';
 import { defaults } from '../../core/defaults.js';
 import { errors } from '../../core/errors.js';
+import { redactedUrl } from '../../core/redacted-url.js';
 import type { UsageRecord } from '../usage-record.js';
 import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
 import {
@@ -10,12 +11,7 @@ import {
   type ReplayOptions,
   type ReplicaPeriod,
 } from './ledger-store.js';
-import {
-  migrateLedger,
-  pendingLedgerMigrations,
-  postgresConnection,
-  redactedUrl,
-} from './postgres-migrations.js';
+import { migrateLedger, pendingLedgerMigrations, postgresConnection } from './postgres-migrations.js';
 import { postgresReplicaSummaryStatement, postgresUsageSummaryStatement } from './postgres-summary-sql.js';
 import { recordColumns } from './record-columns.js';
 import { replicaTotalsFromRows, type SqlRow, usageGroupsFromRows } from './usage-summary-sql.js';

@@ -1,4 +1,5 @@
 import postgres, { type Sql } from 'postgres';
+import { redactedUrl } from '../../core/redacted-url.js';
 
 /**
  * The PostgreSQL ledger's schema, as numbered migrations applied in order and recorded in
@@ -166,16 +167,4 @@ export async function postgresConnection(url: string, options: { max?: number } 
     );
   }
   return sql;
-}
-
-/** The URL with its password replaced by `***`, for messages. */
-export function redactedUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    // Not a URL (a key=value connection string): print none of it rather than a password.
-    return '(unparsable URL)';
-  }
 }
