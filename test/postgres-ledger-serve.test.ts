@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFile } from './support/config-file.js';
 import { freeLoopbackPort } from './support/free-port.js';
 import { type GravityProcess, spawnGravity, startGravityProcess } from './support/gravity-process.js';
 import { type PostgresServer, startPostgres } from './support/postgres-server.js';
@@ -32,12 +33,6 @@ function withPassword(url: string): string {
   const parsed = new URL(url);
   parsed.password = 'hunter2';
   return parsed.toString();
-}
-
-function configFile(yaml: string): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-config-')), 'gravity.yaml');
-  writeFileSync(file, yaml);
-  return file;
 }
 
 async function chat(url: string, content: string): Promise<string> {

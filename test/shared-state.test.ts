@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFile } from './support/config-file.js';
 import { type GravityProcess, spawnGravity, startGravityProcess } from './support/gravity-process.js';
 import { type PostgresServer, startPostgres } from './support/postgres-server.js';
 import { type RedisServer, startRedis } from './support/redis-server.js';
@@ -35,12 +36,6 @@ const replicas: GravityProcess[] = [];
 let victim: GravityProcess;
 let closedReplica: GravityProcess;
 const running: GravityProcess[] = [];
-
-function configFile(yaml: string): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-config-')), 'gravity.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 async function serve(onUnavailable: 'open' | 'closed'): Promise<GravityProcess> {
   const config = configFile(

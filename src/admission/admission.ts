@@ -8,6 +8,7 @@ import { type ApiKey, anonymousTenant, type Limits } from './api-key.js';
 import { Authenticator } from './authenticator.js';
 import type { KeyStore } from './key-store.js';
 import {
+  type LimitDecision,
   type LimitDenial,
   Limiter,
   type LimitScope,
@@ -171,15 +172,7 @@ export class Admission implements RequestObserver {
     for (const scope of scopes) {
       if (scope.limits.spendUsd !== undefined) await this.loadSpend(scope, caller);
     }
-    const decision = this.limiter.admit(scopes, this.reservedTokens(request));
-    if (!decision.admitted)
-      return {
-        admitted: false,
-        error: denialError(decision.denial, decision.snapshot),
-        retryAfterMs: waitThatHelpsMs(decision.denial),
-      };
-    this.tickets.set(context, decision.ticket);
-    return { admitted: true, rateLimitHeaders: rateLimitHeaders(decision.snapshot) };
+    return admissionDecision(this.limiter.admit(scopes, this.reservedTokens(request)), context, this.tickets);
   }
 
   /**
@@ -258,15 +251,7 @@ export class Admission implements RequestObserver {
         }
         continue;
       }
-      const decision = outcome.decision;
-      if (!decision.admitted)
-        return {
-          admitted: false,
-          error: denialError(decision.denial, decision.snapshot),
-          retryAfterMs: waitThatHelpsMs(decision.denial),
-        };
-      this.sharedTickets.set(context, decision.ticket);
-      return { admitted: true, rateLimitHeaders: rateLimitHeaders(decision.snapshot) };
+      return admissionDecision(outcome.decision, context, this.sharedTickets);
     }
     return this.sharedUnavailable(shared, new Error('the spend period kept changing while it was read'));
   }
@@ -375,6 +360,25 @@ export class Admission implements RequestObserver {
     this.spendLoads.set(scope.id, load);
     return load;
   }
+}
+
+/**
+ * A limiter's decision as admission answers it: the 429 to send and whether waiting helps, or the
+ * headers of an admission, whose ticket is kept (in `tickets`) until the request ends.
+ */
+function admissionDecision<Ticket>(
+  decision: LimitDecision<Ticket>,
+  context: RequestContext,
+  tickets: WeakMap<RequestContext, Ticket>,
+): AdmissionDecision {
+  if (!decision.admitted)
+    return {
+      admitted: false,
+      error: denialError(decision.denial, decision.snapshot),
+      retryAfterMs: waitThatHelpsMs(decision.denial),
+    };
+  tickets.set(context, decision.ticket);
+  return { admitted: true, rateLimitHeaders: rateLimitHeaders(decision.snapshot) };
 }
 
 function hasLimits(limits: Limits): boolean {

@@ -1,16 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { configFile } from '../../test/support/config-file.js';
 import { problemsOf } from '../../test/support/config-problems.js';
 import { engineDefinitions, engineTypesWith } from '../engines/engine-registry.js';
 import { loadConfig } from './load-config.js';
-
-function configFile(yaml: string): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-config-')), 'gravity.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 describe('loadConfig', () => {
   it('serves the two generated models on loopback port 8080 by default', () => {

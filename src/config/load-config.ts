@@ -53,6 +53,22 @@ function defaultDocument(modelPath: string | undefined, emulate?: string): Recor
   };
 }
 
+/** Sets `document[section]`'s `store` and `url` when `url` is given, keeping the section's other settings. */
+function withStoreUrl(
+  document: Record<string, unknown>,
+  section: 'ledger' | 'state',
+  store: string,
+  url: string | undefined,
+): void {
+  if (!url) return;
+  const settings = document[section];
+  document[section] = {
+    ...(settings !== null && typeof settings === 'object' ? settings : {}),
+    store,
+    url,
+  };
+}
+
 function integerFrom(name: string, value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   const parsed = Number(value);
@@ -104,25 +120,11 @@ export function loadConfig(
     document = defaultDocument(modelPath, emulate);
   }
 
-  // A ledger URL in the environment keeps its password out of the file, and names the store it is for.
-  // Applied before validation: a file that says `store: postgres` may leave the URL to it.
-  if (env.GRAVITY_LEDGER_URL) {
-    const ledger = document.ledger;
-    document.ledger = {
-      ...(ledger !== null && typeof ledger === 'object' ? ledger : {}),
-      store: 'postgres',
-      url: env.GRAVITY_LEDGER_URL,
-    };
-  }
-  // The same for the shared-state Redis (limits, budgets and keys across replicas).
-  if (env.GRAVITY_STATE_URL) {
-    const state = document.state;
-    document.state = {
-      ...(state !== null && typeof state === 'object' ? state : {}),
-      store: 'redis',
-      url: env.GRAVITY_STATE_URL,
-    };
-  }
+  // A URL in the environment keeps its password out of the file, and names the store it is for: the
+  // ledger's PostgreSQL, the shared-state Redis (limits, budgets and keys across replicas). Applied
+  // before validation: a file that says `store: postgres` may leave the URL to the environment.
+  withStoreUrl(document, 'ledger', 'postgres', env.GRAVITY_LEDGER_URL);
+  withStoreUrl(document, 'state', 'redis', env.GRAVITY_STATE_URL);
   const result = configSchema.safeParse(document);
   if (!result.success) throw new ConfigError(result.error.issues.map(describeIssue), source);
   const config = result.data;

@@ -1,15 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { configFile } from '../../test/support/config-file.js';
 import { problemsOf } from '../../test/support/config-problems.js';
 import { loadConfig } from './load-config.js';
-
-function configFile(yaml: string): string {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'gravity-config-')), 'gravity.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 describe('the state section', () => {
   it('keeps limits in memory unless told otherwise, and fails open by default', () => {
