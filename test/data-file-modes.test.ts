@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchStore } from '../src/batch/batch-store.js';
+import { SqliteBatchStore } from '../src/batch/sqlite-batch-store.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 /**
@@ -79,13 +79,13 @@ describe('data files', () => {
   });
 
   it('keeps a batch result file 0600', async () => {
-    const store = new BatchStore(path.join(dataDirectory, 'results'));
+    const store = new SqliteBatchStore(path.join(dataDirectory, 'results'));
     try {
       await store.writeFileBytes('file-result', '{"id":"x"}\n');
       expect(modeOf(store.filePath('file-result')).toString(8)).toBe('600');
       expect(modeOf(store.filesDirectory).toString(8)).toBe('700');
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

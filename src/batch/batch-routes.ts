@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
@@ -123,39 +123,39 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
 
   app.get('/v1/files', async (request) => {
     const query = parse(listFilesQuerySchema, request.query);
-    const page = store.listFiles({ tenant: requestTenant(request), ...query });
+    const page = await store.listFiles({ tenant: requestTenant(request), ...query });
     if (!page) throw unknownCursor(query.after ?? '');
     return listObject(page.items.map(fileObject), page.hasMore);
   });
 
   app.get('/v1/files/:fileId', async (request) => {
     const { fileId } = request.params as { fileId: string };
-    const file = store.file(requestTenant(request), fileId);
+    const file = await store.file(requestTenant(request), fileId);
     if (!file) throw errors.fileNotFound(fileId);
     return fileObject(file);
   });
 
   app.get('/v1/files/:fileId/content', async (request, reply) => {
     const { fileId } = request.params as { fileId: string };
-    const file = store.file(requestTenant(request), fileId);
+    const file = await store.file(requestTenant(request), fileId);
     if (!file) throw errors.fileNotFound(fileId);
     reply.header('content-type', 'application/octet-stream');
     reply.header('content-length', file.bytes);
-    return reply.send(createReadStream(store.filePath(file.id)));
+    return reply.send(store.fileContent(file.id));
   });
 
   app.delete('/v1/files/:fileId', async (request) => {
     const { fileId } = request.params as { fileId: string };
     const tenant = requestTenant(request);
-    if (!store.file(tenant, fileId)) throw errors.fileNotFound(fileId);
-    const readers = store.batchesReading(tenant, fileId);
+    if (!(await store.file(tenant, fileId))) throw errors.fileNotFound(fileId);
+    const readers = await store.batchesReading(tenant, fileId);
     if (readers.length > 0) {
       throw errors.conflict(
         `File ${fileId} is the input of unfinished batch ${readers.join(', ')}; cancel it or wait for it to finish.`,
         'file_in_use',
       );
     }
-    store.deleteFile(tenant, fileId);
+    await store.deleteFile(tenant, fileId);
     return { id: fileId, object: 'file', deleted: true };
   });
 
@@ -163,7 +163,7 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
     const tenant = requestTenant(request);
     assertMayUseBatchTier(request);
     const body = parse(createBatchSchema, request.body);
-    const input = store.file(tenant, body.input_file_id);
+    const input = await store.file(tenant, body.input_file_id);
     if (!input) throw errors.fileNotFound(body.input_file_id, 'input_file_id');
     if (input.purpose !== 'batch') {
       throw errors.invalidRequest(
@@ -203,21 +203,21 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
       cachedPromptTokens: 0,
       completionTokens: 0,
     };
-    store.insertBatch(batch);
+    await store.insertBatch(batch);
     runner.submit(batch.id);
-    return batchObject(store.batch(batch.id) ?? batch);
+    return batchObject((await store.batch(batch.id)) ?? batch);
   });
 
   app.get('/v1/batches', async (request) => {
     const query = parse(listBatchesQuerySchema, request.query);
-    const page = store.listBatches({ tenant: requestTenant(request), ...query });
+    const page = await store.listBatches({ tenant: requestTenant(request), ...query });
     if (!page) throw unknownCursor(query.after ?? '');
     return listObject(page.items.map(batchObject), page.hasMore);
   });
 
   app.get('/v1/batches/:batchId', async (request) => {
     const { batchId } = request.params as { batchId: string };
-    const batch = store.batch(batchId, requestTenant(request));
+    const batch = await store.batch(batchId, requestTenant(request));
     if (!batch) throw errors.batchNotFound(batchId);
     return batchObject(batch);
   });
@@ -225,10 +225,10 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
   app.post('/v1/batches/:batchId/cancel', async (request) => {
     const { batchId } = request.params as { batchId: string };
     const tenant = requestTenant(request);
-    const batch = store.batch(batchId, tenant);
+    const batch = await store.batch(batchId, tenant);
     if (!batch) throw errors.batchNotFound(batchId);
     if (batch.status === 'cancelling' || batch.status === 'cancelled') return batchObject(batch);
-    const cancelling = store.setStatus(batchId, {
+    const cancelling = await store.setStatus(batchId, {
       status: 'cancelling',
       from: ['validating', 'in_progress'],
       stamp: { field: 'cancellingAt', atSeconds: nowSeconds() },
@@ -240,7 +240,7 @@ export function registerBatchRoutes(app: FastifyInstance, options: BatchRoutesOp
       );
     }
     runner.cancel(batchId);
-    return batchObject(store.batch(batchId, tenant) ?? batch);
+    return batchObject((await store.batch(batchId, tenant)) ?? batch);
   });
 }
 

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { ApiKey } from '../admission/api-key.js';
 import { type Caller, keyCaller } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
@@ -8,6 +7,7 @@ import { type BatchInputLine, parseBatchInput } from './batch-input.js';
 import { executeBatchLine, type LineAnswer } from './batch-line-executor.js';
 import {
   type BatchStore,
+  type LeaseRenewal,
   type LineOutcome,
   newObjectId,
   type StoredBatch,
@@ -31,6 +31,12 @@ export interface BatchRunnerOptions {
   expiryCheckIntervalMs?: number;
   /** First wait before a line the scheduler pushed back (429, 503 overloaded) is tried again. */
   retryDelayMs?: number;
+  /**
+   * A shared store's lease (`batch.leaseMs`): a running batch renews it every `leaseMs / 10` (at most
+   * every second, so that a cancel accepted by another replica stops the lines here within a second),
+   * and the runner looks for batches whose runner went away every `leaseMs / 2`.
+   */
+  leaseMs?: number;
 }
 
 const unfinishedLineErrors = {
@@ -52,6 +58,11 @@ const unfinishedLineErrors = {
  * a restart `start()` resumes each unfinished batch with the lines that have no outcome yet. A line that
  * was running when the process died runs again: a line runs at most twice per crash, never zero times.
  *
+ * Several gateways sharing a store (PostgreSQL): a runner holds a lease on each batch it runs and
+ * renews it; when a replica dies, another claims its batches once their leases run out and runs the
+ * lines without an outcome. A runner that loses its lease (it stalled, or the store says another holds
+ * the batch) aborts its lines at once and records none, so a line's outcome is written by one runner.
+ *
  * Cancel and expiry stop dispatching and abort the lines in flight (their capacity goes back to
  * interactive traffic at once; what they generated so far is metered as for a client that left). Lines
  * without an outcome then appear in the error file as `batch_cancelled` / `batch_expired`; they are
@@ -64,14 +75,32 @@ export class BatchRunner {
   private readonly jobs = new Map<string, BatchJob>();
   private stopping = false;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private orphanTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: BatchRunnerOptions) {}
 
-  /** Resumes every unfinished batch (after a restart) and starts watching expiries. */
+  /**
+   * Resumes every unfinished batch no live runner holds (after a restart; in a fleet, also those whose
+   * replica went away, looked for every `leaseMs / 2`) and starts watching expiries.
+   */
   start(): void {
-    for (const batch of this.options.store.unfinishedBatches()) this.launch(batch.id);
+    void this.adoptClaimable();
     this.expiryTimer = setInterval(() => this.expireDue(), this.options.expiryCheckIntervalMs ?? 1000);
     this.expiryTimer.unref();
+    if (this.options.store.shared) {
+      const everyMs = Math.max(250, (this.options.leaseMs ?? defaultLeaseMs) / 2);
+      this.orphanTimer = setInterval(() => void this.adoptClaimable(), everyMs);
+      this.orphanTimer.unref();
+    }
+  }
+
+  private async adoptClaimable(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      for (const batchId of await this.options.store.claimableBatchIds()) this.launch(batchId);
+    } catch (error) {
+      this.options.log('could not look for batches to run; trying again later', { err: error });
+    }
   }
 
   /** Starts a newly created batch. */
@@ -89,6 +118,7 @@ export class BatchRunner {
   /** Shutdown, first step: no new lines from now on; lines in flight carry on. */
   stopDispatching(): void {
     this.stopping = true;
+    clearInterval(this.orphanTimer);
     for (const job of this.jobs.values()) job.halt();
   }
 
@@ -107,37 +137,90 @@ export class BatchRunner {
 
   private launch(batchId: string): void {
     if (this.stopping || this.jobs.has(batchId)) return;
-    const batch = this.options.store.batch(batchId);
-    if (!batch || terminalBatchStatuses.has(batch.status)) return;
-    const job = new BatchJob(batch, this.options);
+    const job = new BatchJob(batchId, this.options);
     this.jobs.set(batchId, job);
     job.done = job
       .run()
       .catch((error: unknown) => {
-        // The batch stays unfinished and is resumed at the next start.
+        // The batch stays unfinished and is resumed at the next start (or by another replica).
         this.options.log('batch failed to run; it resumes at the next start', { err: error, batchId });
       })
-      .finally(() => this.jobs.delete(batchId));
+      .finally(async () => {
+        job.stopRenewing();
+        this.jobs.delete(batchId);
+        // Stopped here (finished, halted, or failed): another replica need not wait for the lease.
+        await this.options.store.release(batchId).catch(() => {});
+      });
   }
 }
 
+const defaultLeaseMs = 30_000;
+
 /** One batch being run in this process. */
 class BatchJob {
-  readonly expiresAt: number;
+  expiresAt = Number.POSITIVE_INFINITY;
   done: Promise<void> = Promise.resolve();
+  private batch!: StoredBatch;
+  private renewTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<AbortController>();
   /** Aborted at shutdown: lines waiting for a rate limit stop waiting (and run again after the restart). */
   private readonly halting = new AbortController();
   private readonly sleepers = new Set<() => void>();
   private ending: 'cancelled' | 'expired' | null = null;
   private halted = false;
+  private lost = false;
 
   constructor(
-    private readonly batch: StoredBatch,
+    private readonly batchId: string,
     private readonly options: BatchRunnerOptions,
-  ) {
+  ) {}
+
+  /** Takes the batch's lease and reads it; false when it is finished or another runner holds it. */
+  private async claim(): Promise<boolean> {
+    const { store } = this.options;
+    if (!(await store.claim(this.batchId))) return false;
+    const batch = await store.batch(this.batchId);
+    if (!batch || terminalBatchStatuses.has(batch.status)) return false;
+    this.batch = batch;
     this.expiresAt = batch.expiresAt;
     if (batch.status === 'cancelling') this.ending = 'cancelled';
+    if (store.shared) {
+      const leaseMs = this.options.leaseMs ?? defaultLeaseMs;
+      this.renewTimer = setInterval(() => void this.renew(), Math.min(1000, leaseMs / 10));
+      this.renewTimer.unref();
+    }
+    return true;
+  }
+
+  /** Keeps the lease; learns of a cancel accepted by another replica; stops at once if the lease is gone. */
+  private async renew(): Promise<void> {
+    let renewal: LeaseRenewal;
+    try {
+      renewal = await this.options.store.renew(this.batchId);
+    } catch (error) {
+      // The store is away for a moment: the lease has leaseMs to spare; the next renewal tries again.
+      this.options.log('could not renew a batch lease', { err: error, batchId: this.batchId });
+      return;
+    }
+    if (!renewal.held) this.lose();
+    else if (renewal.status === 'cancelling') this.end('cancelled');
+  }
+
+  stopRenewing(): void {
+    clearInterval(this.renewTimer);
+  }
+
+  /**
+   * The lease is gone (this replica stalled past it, or lost the store for longer): another runner may
+   * hold the batch now. Its lines stop here without an outcome; the holder runs them.
+   */
+  private lose(): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.options.log('lost the lease of a batch; another replica runs it', { batchId: this.batchId });
+    this.halt();
+    const why = errors.cancelled('The batch moved to another replica.');
+    for (const controller of this.inFlight) controller.abort(why);
   }
 
   /** Cancel or expiry: no new lines, and the running ones are aborted. */
@@ -166,14 +249,13 @@ class BatchJob {
 
   async run(): Promise<void> {
     const { store } = this.options;
+    if (!(await this.claim())) return;
     const batch = this.batch;
     if (this.nowSeconds() >= this.expiresAt) this.ending ??= 'expired';
 
-    let text: string;
-    try {
-      text = await readFile(store.filePath(batch.inputFileId), 'utf8');
-    } catch {
-      store.setStatus(batch.id, {
+    const text = await store.readFileText(batch.inputFileId);
+    if (text === undefined) {
+      await store.setStatus(batch.id, {
         status: 'failed',
         from: ['validating', 'in_progress', 'finalizing', 'cancelling'],
         stamp: { field: 'failedAt', atSeconds: this.nowSeconds() },
@@ -193,7 +275,7 @@ class BatchJob {
     const parsed = parseBatchInput(text, batch.endpoint, { maxLines });
     if (!parsed.ok) {
       // A whole-file problem (empty, too many lines, duplicate custom_id): the batch fails validation.
-      store.setStatus(batch.id, {
+      await store.setStatus(batch.id, {
         status: 'failed',
         from: ['validating', 'cancelling'],
         stamp: { field: 'failedAt', atSeconds: this.nowSeconds() },
@@ -202,7 +284,7 @@ class BatchJob {
       return;
     }
     if (!batch.validated) {
-      store.startBatch(batch.id, {
+      const started = await store.startBatch(batch.id, {
         total: parsed.lines.length + parsed.malformed.length,
         malformed: parsed.malformed.map(
           (line): LineOutcome => ({
@@ -219,9 +301,10 @@ class BatchJob {
         ),
         atSeconds: this.nowSeconds(),
       });
+      if (!started) return this.lose();
     }
 
-    const recorded = store.recordedLineNumbers(batch.id);
+    const recorded = await store.recordedLineNumbers(batch.id);
     const pending = parsed.lines.filter((line) => !recorded.has(line.lineNumber));
     const workers = Math.min(this.options.maxConcurrentLines, pending.length);
     let next = 0;
@@ -269,7 +352,7 @@ class BatchJob {
         continue;
       }
       const succeeded = answer.statusCode >= 200 && answer.statusCode < 300;
-      store.recordLine(this.batch.id, {
+      const recorded = await store.recordLine(this.batch.id, {
         lineNumber: line.lineNumber,
         succeeded,
         usage: answer.usage,
@@ -280,6 +363,7 @@ class BatchJob {
           error: null,
         }),
       });
+      if (!recorded) this.lose();
       return;
     }
   }
@@ -311,9 +395,9 @@ class BatchJob {
     const batchId = this.batch.id;
     let status: 'completed' | 'cancelled' | 'expired';
     if (this.ending === 'expired') status = 'expired';
-    else if (store.batch(batchId)?.status === 'cancelling') status = 'cancelled';
+    else if ((await store.batch(batchId))?.status === 'cancelling') status = 'cancelled';
     else if (
-      store.setStatus(batchId, {
+      await store.setStatus(batchId, {
         status: 'finalizing',
         from: ['in_progress', 'finalizing'],
         stamp: { field: 'finalizingAt', atSeconds: this.nowSeconds() },
@@ -325,7 +409,7 @@ class BatchJob {
     const output: string[] = [];
     const failed: string[] = [];
     const recorded = new Set<number>();
-    for (const line of store.recordedLines(batchId)) {
+    for await (const line of store.recordedLines(batchId)) {
       recorded.add(line.lineNumber);
       (line.succeeded ? output : failed).push(line.resultLine);
     }
@@ -345,7 +429,7 @@ class BatchJob {
     }
     const outputFile = await this.writeResultFile('output', output);
     const errorFile = await this.writeResultFile('error', failed);
-    store.finishBatch(batchId, { status, atSeconds: this.nowSeconds(), outputFile, errorFile });
+    await store.finishBatch(batchId, { status, atSeconds: this.nowSeconds(), outputFile, errorFile });
   }
 
   private async writeResultFile(kind: 'output' | 'error', lines: string[]): Promise<StoredFile | null> {

@@ -1,9 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { makePrivateDirectory, preparePrivateDatabaseFile, privateFileMode } from '../core/private-files.js';
+import type { Readable } from 'node:stream';
 import type { BatchEndpoint, BatchValidationError } from './batch-input.js';
 
 export type FilePurpose = 'batch' | 'batch_output';
@@ -84,160 +80,6 @@ export interface LineOutcome {
   usage: { promptTokens: number; cachedPromptTokens: number; completionTokens: number } | null;
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS files (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  tenant TEXT NOT NULL,
-  purpose TEXT NOT NULL,
-  filename TEXT NOT NULL,
-  bytes INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS files_tenant ON files (tenant, seq);
-CREATE TABLE IF NOT EXISTS batches (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  tenant TEXT NOT NULL,
-  endpoint TEXT NOT NULL,
-  input_file_id TEXT NOT NULL,
-  completion_window TEXT NOT NULL,
-  status TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL,
-  in_progress_at INTEGER,
-  finalizing_at INTEGER,
-  completed_at INTEGER,
-  failed_at INTEGER,
-  expired_at INTEGER,
-  cancelling_at INTEGER,
-  cancelled_at INTEGER,
-  output_file_id TEXT,
-  error_file_id TEXT,
-  errors_json TEXT,
-  metadata_json TEXT,
-  validated INTEGER NOT NULL DEFAULT 0,
-  total INTEGER NOT NULL DEFAULT 0,
-  completed INTEGER NOT NULL DEFAULT 0,
-  failed INTEGER NOT NULL DEFAULT 0,
-  prompt_tokens INTEGER NOT NULL DEFAULT 0,
-  cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
-  completion_tokens INTEGER NOT NULL DEFAULT 0,
-  api_key_id TEXT
-) STRICT;
-CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant, seq);
-CREATE TABLE IF NOT EXISTS batch_lines (
-  batch_id TEXT NOT NULL,
-  line_number INTEGER NOT NULL,
-  succeeded INTEGER NOT NULL,
-  result_line TEXT NOT NULL,
-  PRIMARY KEY (batch_id, line_number)
-) STRICT;
-`;
-
-const timestampColumns: Record<keyof BatchTimestamps, string> = {
-  inProgressAt: 'in_progress_at',
-  finalizingAt: 'finalizing_at',
-  completedAt: 'completed_at',
-  failedAt: 'failed_at',
-  expiredAt: 'expired_at',
-  cancellingAt: 'cancelling_at',
-  cancelledAt: 'cancelled_at',
-};
-
-interface BatchRow {
-  id: string;
-  tenant: string;
-  api_key_id: string | null;
-  endpoint: string;
-  input_file_id: string;
-  completion_window: string;
-  status: string;
-  created_at: number;
-  expires_at: number;
-  in_progress_at: number | null;
-  finalizing_at: number | null;
-  completed_at: number | null;
-  failed_at: number | null;
-  expired_at: number | null;
-  cancelling_at: number | null;
-  cancelled_at: number | null;
-  output_file_id: string | null;
-  error_file_id: string | null;
-  errors_json: string | null;
-  metadata_json: string | null;
-  validated: number;
-  total: number;
-  completed: number;
-  failed: number;
-  prompt_tokens: number;
-  cached_prompt_tokens: number;
-  completion_tokens: number;
-}
-
-function batchOf(row: BatchRow): StoredBatch {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    apiKeyId: row.api_key_id,
-    endpoint: row.endpoint as BatchEndpoint,
-    inputFileId: row.input_file_id,
-    completionWindow: row.completion_window,
-    status: row.status as BatchStatus,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    inProgressAt: row.in_progress_at,
-    finalizingAt: row.finalizing_at,
-    completedAt: row.completed_at,
-    failedAt: row.failed_at,
-    expiredAt: row.expired_at,
-    cancellingAt: row.cancelling_at,
-    cancelledAt: row.cancelled_at,
-    outputFileId: row.output_file_id,
-    errorFileId: row.error_file_id,
-    errors: row.errors_json === null ? null : (JSON.parse(row.errors_json) as BatchValidationError[]),
-    metadata: row.metadata_json === null ? null : (JSON.parse(row.metadata_json) as Record<string, string>),
-    validated: row.validated === 1,
-    total: row.total,
-    completed: row.completed,
-    failed: row.failed,
-    promptTokens: row.prompt_tokens,
-    cachedPromptTokens: row.cached_prompt_tokens,
-    completionTokens: row.completion_tokens,
-  };
-}
-
-interface FileRow {
-  id: string;
-  tenant: string;
-  purpose: string;
-  filename: string;
-  bytes: number;
-  created_at: number;
-}
-
-function fileOf(row: FileRow): StoredFile {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    purpose: row.purpose as FilePurpose,
-    filename: row.filename,
-    bytes: row.bytes,
-    createdAtSeconds: row.created_at,
-  };
-}
-
-/**
- * Columns added after the first release: a store written by an older Gravity gets them (null for the
- * rows it holds), so its batches stay readable and resumable.
- */
-function addMissingColumns(database: Database.Database): void {
-  const columns = new Set(
-    (database.pragma('table_info(batches)') as { name: string }[]).map((column) => column.name),
-  );
-  if (!columns.has('api_key_id')) database.exec('ALTER TABLE batches ADD COLUMN api_key_id TEXT');
-}
-
 /** Random ids in OpenAI's shapes: `file-…`, `batch_…`, `batch_req_…`. */
 export function newObjectId(prefix: 'file-' | 'batch_' | 'batch_req_'): string {
   return `${prefix}${randomBytes(12).toString('hex')}`;
@@ -248,72 +90,40 @@ export interface ListPage<T> {
   hasMore: boolean;
 }
 
+/** What a batch's runner learns when it renews its lease. */
+export interface LeaseRenewal {
+  /** False: the lease ran out and another replica may have taken the batch; stop running it here. */
+  held: boolean;
+  /** The batch's status now (a cancel accepted by another replica shows here as `cancelling`). */
+  status: BatchStatus | null;
+}
+
 /**
- * Files and batches that survive a restart: metadata and each line's outcome in one SQLite file
- * (`batches.sqlite`), file bytes under `files/`. Every change is one transaction; in WAL mode with
- * `synchronous = NORMAL` a committed transaction survives a crash of the process (not a power loss),
- * as the ledger promises. Lookups take the tenant: a tenant sees only its own objects.
+ * Where files, batches and line outcomes live: `SqliteBatchStore` beside one gateway (the embedded
+ * default), or `PostgresBatchStore`, shared by every replica of a fleet. Both keep the same promises:
+ * a line's outcome is committed before it is counted, counted once, and a listed file always has bytes.
+ *
+ * Leases decide which replica runs a batch. A runner claims a batch before running it and renews the
+ * claim while it runs; writes that depend on owning the batch (a line's outcome, the start, the end) are
+ * refused once the lease is lost, so a replica that stalled past its lease cannot record a line that its
+ * successor records too. In SQLite one gateway owns the file, so its claims always succeed.
  */
-export class BatchStore {
-  private readonly database: Database.Database;
-  readonly filesDirectory: string;
+export interface BatchStore {
+  /** True when other gateways share the store: the runner looks for batches whose owner went away. */
+  readonly shared: boolean;
+  close(): Promise<void>;
 
-  constructor(directory: string) {
-    this.filesDirectory = path.join(directory, 'files');
-    // Tenants' prompts and answers: readable by Gravity's user only (files 0600 in a 0700 folder).
-    makePrivateDirectory(this.filesDirectory, { owned: true });
-    preparePrivateDatabaseFile(path.join(directory, 'batches.sqlite'));
-    this.database = new Database(path.join(directory, 'batches.sqlite'));
-    this.database.pragma('journal_mode = WAL');
-    this.database.pragma('synchronous = NORMAL');
-    this.database.pragma('busy_timeout = 5000');
-    this.database.exec(schema);
-    addMissingColumns(this.database);
-  }
-
-  close(): void {
-    this.database.close();
-  }
-
-  /** Where a file's bytes live. Ids are generated here, never taken from a client, so no path escapes. */
-  filePath(fileId: string): string {
-    return path.join(this.filesDirectory, fileId);
-  }
-
-  /** A path for bytes still being written; `commitUpload` moves them into place. */
-  uploadPath(fileId: string): string {
-    return path.join(this.filesDirectory, `${fileId}.part`);
-  }
-
+  /** A local path where an upload's bytes land as they arrive (never buffered whole); `commitUpload` takes them. */
+  uploadPath(fileId: string): string;
   /** Makes an uploaded file visible: its bytes first, then its row, so a listed file always has bytes. */
-  async commitUpload(file: StoredFile): Promise<void> {
-    await rename(this.uploadPath(file.id), this.filePath(file.id));
-    this.insertFile(file);
-  }
-
-  /** Writes a result file's bytes; its row is inserted with the batch's final state (`finishBatch`). */
-  async writeFileBytes(fileId: string, content: string): Promise<number> {
-    const bytes = Buffer.from(content, 'utf8');
-    await writeFile(this.uploadPath(fileId), bytes, { mode: privateFileMode });
-    await rename(this.uploadPath(fileId), this.filePath(fileId));
-    return bytes.length;
-  }
-
-  private insertFile(file: StoredFile): void {
-    this.database
-      .prepare(
-        'INSERT INTO files (id, tenant, purpose, filename, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(file.id, file.tenant, file.purpose, file.filename, file.bytes, file.createdAtSeconds);
-  }
-
-  file(tenant: string, fileId: string): StoredFile | undefined {
-    const row = this.database
-      .prepare('SELECT * FROM files WHERE id = ? AND tenant = ?')
-      .get(fileId, tenant) as FileRow | undefined;
-    return row && fileOf(row);
-  }
-
+  commitUpload(file: StoredFile): Promise<void>;
+  /** Stores a result file's bytes; its row comes with the batch's final state (`finishBatch`). */
+  writeFileBytes(fileId: string, content: string): Promise<number>;
+  /** A file's bytes as text; undefined when they are gone. */
+  readFileText(fileId: string): Promise<string | undefined>;
+  /** A file's bytes as a stream (a download, never read whole into memory). */
+  fileContent(fileId: string): Readable;
+  file(tenant: string, fileId: string): Promise<StoredFile | undefined>;
   /** Newest first by default, as OpenAI lists; `after` is the id of the last file of the previous page. */
   listFiles(options: {
     tenant: string;
@@ -321,110 +131,28 @@ export class BatchStore {
     after?: string | undefined;
     limit: number;
     order: 'asc' | 'desc';
-  }): ListPage<StoredFile> | undefined {
-    const { tenant, purpose, after, limit, order } = options;
-    let afterSeq: number | undefined;
-    if (after !== undefined) {
-      const row = this.database
-        .prepare('SELECT seq FROM files WHERE id = ? AND tenant = ?')
-        .get(after, tenant) as { seq: number } | undefined;
-      if (!row) return undefined;
-      afterSeq = row.seq;
-    }
-    const rows = this.database
-      .prepare(
-        `SELECT * FROM files WHERE tenant = @tenant
-         ${purpose === undefined ? '' : 'AND purpose = @purpose'}
-         ${afterSeq === undefined ? '' : order === 'desc' ? 'AND seq < @afterSeq' : 'AND seq > @afterSeq'}
-         ORDER BY seq ${order === 'desc' ? 'DESC' : 'ASC'} LIMIT @limit`,
-      )
-      .all({ tenant, purpose, afterSeq, limit: limit + 1 }) as FileRow[];
-    return { items: rows.slice(0, limit).map(fileOf), hasMore: rows.length > limit };
-  }
-
+  }): Promise<ListPage<StoredFile> | undefined>;
   /** Ids of unfinished batches that read this file (a file in use must not disappear under them). */
-  batchesReading(tenant: string, fileId: string): string[] {
-    const rows = this.database
-      .prepare(
-        `SELECT id FROM batches WHERE tenant = ? AND input_file_id = ?
-         AND status NOT IN ('failed', 'completed', 'expired', 'cancelled')`,
-      )
-      .all(tenant, fileId) as { id: string }[];
-    return rows.map((row) => row.id);
-  }
+  batchesReading(tenant: string, fileId: string): Promise<string[]>;
+  deleteFile(tenant: string, fileId: string): Promise<boolean>;
 
-  deleteFile(tenant: string, fileId: string): boolean {
-    const deleted = this.database
-      .prepare('DELETE FROM files WHERE id = ? AND tenant = ?')
-      .run(fileId, tenant).changes;
-    if (deleted > 0) rmSync(this.filePath(fileId), { force: true });
-    return deleted > 0;
-  }
-
-  insertBatch(batch: StoredBatch): void {
-    this.database
-      .prepare(
-        `INSERT INTO batches (id, tenant, api_key_id, endpoint, input_file_id, completion_window, status,
-         created_at, expires_at, metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        batch.id,
-        batch.tenant,
-        batch.apiKeyId,
-        batch.endpoint,
-        batch.inputFileId,
-        batch.completionWindow,
-        batch.status,
-        batch.createdAt,
-        batch.expiresAt,
-        batch.metadata === null ? null : JSON.stringify(batch.metadata),
-      );
-  }
-
+  insertBatch(batch: StoredBatch): Promise<void>;
   /** A batch by id for its owner; without a tenant, any batch (the runner's view). */
-  batch(batchId: string, tenant?: string): StoredBatch | undefined {
-    const row = (
-      tenant === undefined
-        ? this.database.prepare('SELECT * FROM batches WHERE id = ?').get(batchId)
-        : this.database.prepare('SELECT * FROM batches WHERE id = ? AND tenant = ?').get(batchId, tenant)
-    ) as BatchRow | undefined;
-    return row && batchOf(row);
-  }
-
+  batch(batchId: string, tenant?: string): Promise<StoredBatch | undefined>;
   /** Newest first, as OpenAI lists batches; `after` is the id of the last batch of the previous page. */
   listBatches(options: {
     tenant: string;
     after?: string | undefined;
     limit: number;
-  }): ListPage<StoredBatch> | undefined {
-    const { tenant, after, limit } = options;
-    let afterSeq: number | undefined;
-    if (after !== undefined) {
-      const row = this.database
-        .prepare('SELECT seq FROM batches WHERE id = ? AND tenant = ?')
-        .get(after, tenant) as { seq: number } | undefined;
-      if (!row) return undefined;
-      afterSeq = row.seq;
-    }
-    const rows = this.database
-      .prepare(
-        `SELECT * FROM batches WHERE tenant = @tenant ${afterSeq === undefined ? '' : 'AND seq < @afterSeq'}
-         ORDER BY seq DESC LIMIT @limit`,
-      )
-      .all({ tenant, afterSeq, limit: limit + 1 }) as BatchRow[];
-    return { items: rows.slice(0, limit).map(batchOf), hasMore: rows.length > limit };
-  }
-
-  /** Batches a restart must pick up again, oldest first. */
-  unfinishedBatches(): StoredBatch[] {
-    const rows = this.database
-      .prepare(
-        `SELECT * FROM batches WHERE status NOT IN ('failed', 'completed', 'expired', 'cancelled') ORDER BY seq`,
-      )
-      .all() as BatchRow[];
-    return rows.map(batchOf);
-  }
-
+  }): Promise<ListPage<StoredBatch> | undefined>;
+  /** Unfinished batches no live runner holds (every unfinished one after a restart), oldest first. */
+  claimableBatchIds(): Promise<string[]>;
+  /** Takes the batch for this runner: true when it is now ours (it was free, its lease had run out, or ours). */
+  claim(batchId: string): Promise<boolean>;
+  /** Extends this runner's lease on a batch it runs. */
+  renew(batchId: string): Promise<LeaseRenewal>;
+  /** Gives the batch up (it stopped here), so that another replica need not wait for the lease to run out. */
+  release(batchId: string): Promise<void>;
   /**
    * Moves a batch to `status` if it is in one of `from`, stamping the status's time. Conditional, so that
    * a cancel and the runner's own next step cannot overwrite each other: the one that comes second
@@ -438,102 +166,29 @@ export class BatchStore {
       stamp?: { field: keyof BatchTimestamps; atSeconds: number };
       errors?: BatchValidationError[];
     },
-  ): boolean {
-    const { status, from, stamp, errors } = options;
-    const sets = ['status = ?'];
-    const values: unknown[] = [status];
-    if (stamp) {
-      sets.push(`${timestampColumns[stamp.field]} = ?`);
-      values.push(stamp.atSeconds);
-    }
-    if (errors) {
-      sets.push('errors_json = ?');
-      values.push(JSON.stringify(errors));
-    }
-    const sql = `UPDATE batches SET ${sets.join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`;
-    return this.database.prepare(sql).run(...values, batchId, ...from).changes > 0;
-  }
-
+  ): Promise<boolean>;
   /**
    * Validation passed: the request count, the malformed lines' outcomes and `in_progress`, in one
-   * transaction, so a restart either validates again or finds all three.
+   * transaction, so a restart either validates again or finds all three. False: the lease was lost.
    */
-  startBatch(batchId: string, options: { total: number; malformed: LineOutcome[]; atSeconds: number }): void {
-    this.database.transaction(() => {
-      this.database
-        .prepare('UPDATE batches SET total = ?, validated = 1 WHERE id = ? AND validated = 0')
-        .run(options.total, batchId);
-      this.recordLinesUnchecked(batchId, options.malformed);
-      // A batch cancelled while validating stays `cancelling`.
-      this.setStatus(batchId, {
-        status: 'in_progress',
-        from: ['validating'],
-        stamp: { field: 'inProgressAt', atSeconds: options.atSeconds },
-      });
-    })();
-  }
-
-  /** Persists a line's outcome and counts it, in one transaction: a counted line is always on disk. */
-  recordLine(batchId: string, outcome: LineOutcome): void {
-    this.database.transaction(() => this.recordLinesUnchecked(batchId, [outcome]))();
-  }
-
-  private recordLinesUnchecked(batchId: string, outcomes: readonly LineOutcome[]): void {
-    const insert = this.database.prepare(
-      'INSERT OR IGNORE INTO batch_lines (batch_id, line_number, succeeded, result_line) VALUES (?, ?, ?, ?)',
-    );
-    const count = this.database.prepare(
-      `UPDATE batches SET completed = completed + @completed, failed = failed + @failed,
-       prompt_tokens = prompt_tokens + @promptTokens,
-       cached_prompt_tokens = cached_prompt_tokens + @cachedPromptTokens,
-       completion_tokens = completion_tokens + @completionTokens WHERE id = @batchId`,
-    );
-    for (const outcome of outcomes) {
-      const inserted = insert.run(
-        batchId,
-        outcome.lineNumber,
-        outcome.succeeded ? 1 : 0,
-        outcome.resultLine,
-      ).changes;
-      // A line recorded twice (a re-run after a crash raced a late write) is counted once.
-      if (inserted === 0) continue;
-      count.run({
-        batchId,
-        completed: outcome.succeeded ? 1 : 0,
-        failed: outcome.succeeded ? 0 : 1,
-        promptTokens: outcome.usage?.promptTokens ?? 0,
-        cachedPromptTokens: outcome.usage?.cachedPromptTokens ?? 0,
-        completionTokens: outcome.usage?.completionTokens ?? 0,
-      });
-    }
-  }
-
+  startBatch(
+    batchId: string,
+    options: { total: number; malformed: LineOutcome[]; atSeconds: number },
+  ): Promise<boolean>;
+  /**
+   * Persists a line's outcome and counts it, in one transaction: a counted line is always stored, and a
+   * line recorded twice is counted once. False: this runner no longer holds the batch's lease.
+   */
+  recordLine(batchId: string, outcome: LineOutcome): Promise<boolean>;
   /** Line numbers whose outcome is on record: a resumed batch skips them. */
-  recordedLineNumbers(batchId: string): Set<number> {
-    const rows = this.database
-      .prepare('SELECT line_number FROM batch_lines WHERE batch_id = ?')
-      .pluck()
-      .all(batchId) as number[];
-    return new Set(rows);
-  }
-
-  /** Every recorded line, in input order. */
-  *recordedLines(batchId: string): Generator<{ lineNumber: number; succeeded: boolean; resultLine: string }> {
-    const statement = this.database.prepare(
-      'SELECT line_number, succeeded, result_line FROM batch_lines WHERE batch_id = ? ORDER BY line_number',
-    );
-    for (const row of statement.iterate(batchId) as Iterable<{
-      line_number: number;
-      succeeded: number;
-      result_line: string;
-    }>) {
-      yield { lineNumber: row.line_number, succeeded: row.succeeded === 1, resultLine: row.result_line };
-    }
-  }
-
+  recordedLineNumbers(batchId: string): Promise<Set<number>>;
+  /** Every recorded line, in input order, read a page at a time. */
+  recordedLines(
+    batchId: string,
+  ): AsyncIterable<{ lineNumber: number; succeeded: boolean; resultLine: string }>;
   /**
    * The batch's end: its result files' rows, their ids on the batch, and its final status, in one
-   * transaction (the files' bytes are written before). Finishing twice is a no-op.
+   * transaction (the files' bytes are written before). Finishing twice is a no-op (false).
    */
   finishBatch(
     batchId: string,
@@ -543,26 +198,13 @@ export class BatchStore {
       outputFile: StoredFile | null;
       errorFile: StoredFile | null;
     },
-  ): boolean {
-    const field = { completed: 'completedAt', expired: 'expiredAt', cancelled: 'cancelledAt' } as const;
-    const from: Record<typeof options.status, BatchStatus[]> = {
-      completed: ['finalizing'],
-      cancelled: ['cancelling'],
-      expired: ['validating', 'in_progress', 'finalizing', 'cancelling'],
-    };
-    return this.database.transaction(() => {
-      const changed = this.setStatus(batchId, {
-        status: options.status,
-        from: from[options.status],
-        stamp: { field: field[options.status], atSeconds: options.atSeconds },
-      });
-      if (!changed) return false;
-      for (const file of [options.outputFile, options.errorFile]) if (file) this.insertFile(file);
-      this.database
-        .prepare('UPDATE batches SET output_file_id = ?, error_file_id = ? WHERE id = ?')
-        .run(options.outputFile?.id ?? null, options.errorFile?.id ?? null, batchId);
-      this.database.prepare('DELETE FROM batch_lines WHERE batch_id = ?').run(batchId);
-      return true;
-    })();
-  }
+  ): Promise<boolean>;
 }
+
+/** Statuses a batch may still leave (the SQL of both stores lists them from here). */
+export const unfinishedBatchStatuses: readonly BatchStatus[] = [
+  'validating',
+  'in_progress',
+  'finalizing',
+  'cancelling',
+];

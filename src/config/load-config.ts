@@ -168,6 +168,10 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 /** Cross-references the schema cannot express: every model names an existing engine, and so on. */
 function checkReferences(config: GravityConfig): string[] {
   const problems: string[] = [];
+  if (config.batch.store === 'postgres' && config.ledger.store !== 'postgres')
+    problems.push(
+      "batch.store: postgres keeps batches in the ledger's database: set ledger.store: postgres and its url",
+    );
   const modelsByEngine = new Map<string, string[]>();
   /** Problems an engine type finds in its own settings, each with the engine ids it applies to. */
   const engineProblems = new Map<string, string[]>();

@@ -107,5 +107,8 @@ export const defaults = {
     // OpenAI's limits for a batch input file.
     fileLimitBytes: 100 * 1024 * 1024,
     maxLinesPerBatch: 50_000,
+    // A shared store's batch lease: a killed replica's batch waits up to this long for another replica.
+    // Renewed every second, so it only needs to outlast a pause of the process or a store failover.
+    leaseMs: 30_000,
   },
 } as const;

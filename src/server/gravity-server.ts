@@ -164,7 +164,7 @@ export async function startGravityServer(
     sleep: options.sleep,
   });
   const batch = config.batch.enabled
-    ? createBatchApi({
+    ? await createBatchApi({
         config,
         pipeline,
         admission,

@@ -81,6 +81,73 @@ CREATE TABLE replica_periods (
 CREATE INDEX replica_periods_start ON replica_periods (period_start_ms);
 `,
   },
+  {
+    id: 2,
+    name: '0002-batch-queue',
+    // The Batch API's store for a fleet (src/batch/postgres-batch-store.ts): it shares the ledger's
+    // database, so one URL and one `gravity migrate` serve both. A batch row carries its runner's lease
+    // (lease_owner until lease_expires_at, on the server's clock). File bytes are rows of at most 1 MiB.
+    sql: `
+CREATE TABLE batch_files (
+  seq bigserial PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  tenant text NOT NULL,
+  purpose text NOT NULL,
+  filename text NOT NULL,
+  bytes bigint NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE INDEX batch_files_tenant ON batch_files (tenant, seq);
+CREATE TABLE batch_file_chunks (
+  file_id text NOT NULL,
+  chunk integer NOT NULL,
+  content bytea NOT NULL,
+  PRIMARY KEY (file_id, chunk)
+);
+CREATE TABLE batches (
+  seq bigserial PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  tenant text NOT NULL,
+  api_key_id text,
+  endpoint text NOT NULL,
+  input_file_id text NOT NULL,
+  completion_window text NOT NULL,
+  status text NOT NULL,
+  created_at bigint NOT NULL,
+  expires_at bigint NOT NULL,
+  in_progress_at bigint,
+  finalizing_at bigint,
+  completed_at bigint,
+  failed_at bigint,
+  expired_at bigint,
+  cancelling_at bigint,
+  cancelled_at bigint,
+  output_file_id text,
+  error_file_id text,
+  errors_json jsonb,
+  metadata_json jsonb,
+  validated boolean NOT NULL DEFAULT false,
+  total bigint NOT NULL DEFAULT 0,
+  completed bigint NOT NULL DEFAULT 0,
+  failed bigint NOT NULL DEFAULT 0,
+  prompt_tokens bigint NOT NULL DEFAULT 0,
+  cached_prompt_tokens bigint NOT NULL DEFAULT 0,
+  completion_tokens bigint NOT NULL DEFAULT 0,
+  lease_owner text,
+  lease_expires_at timestamptz
+);
+CREATE INDEX batches_tenant ON batches (tenant, seq);
+CREATE INDEX batches_unfinished ON batches (seq)
+  WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling');
+CREATE TABLE batch_lines (
+  batch_id text NOT NULL,
+  line_number integer NOT NULL,
+  succeeded boolean NOT NULL,
+  result_line text NOT NULL,
+  PRIMARY KEY (batch_id, line_number)
+);
+`,
+  },
 ];
 
 /**
