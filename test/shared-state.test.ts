@@ -94,6 +94,17 @@ async function status(response: Promise<Response>): Promise<{ status: number; co
   return { status: answer.status, code };
 }
 
+/** A replica's `gravity_shared_state_unavailable_total` for its `state.onUnavailable`. */
+async function unavailableCount(replica: GravityProcess, onUnavailable: 'open' | 'closed'): Promise<number> {
+  const text = await (await fetch(`${replica.url}/metrics`)).text();
+  const match = new RegExp(
+    `^gravity_shared_state_unavailable_total\\{on_unavailable="${onUnavailable}"\\} (\\d+)$`,
+    'm',
+  ).exec(text);
+  expect(match, text.slice(0, 200)).not.toBeNull();
+  return Number(match?.[1]);
+}
+
 /** `count` requests at once, spread over the replicas in turn. */
 async function burst(key: string, count: number, over = replicas) {
   return Promise.all(
@@ -206,6 +217,11 @@ describe('three replicas sharing Redis', () => {
     expect(open.map((answer) => answer.status)).toEqual(Array(9).fill(200));
     const closed = await status(chat(closedReplica.url, key));
     expect(closed).toEqual({ status: 503, code: 'limits_unavailable' });
+    // The outage is on /metrics: every request admitted without limits, and the one refused.
+    let admittedUnlimited = 0;
+    for (const replica of replicas) admittedUnlimited += await unavailableCount(replica, 'open');
+    expect(admittedUnlimited).toBeGreaterThanOrEqual(9);
+    expect(await unavailableCount(closedReplica, 'closed')).toBeGreaterThanOrEqual(1);
 
     // Back, empty (no persistence): the replicas reconnect within a second or so.
     await redis.start();

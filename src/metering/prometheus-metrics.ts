@@ -175,6 +175,31 @@ export class PrometheusMetrics implements RequestObserver {
     registerQueueMetrics(this.registry, queues);
   }
 
+  /**
+   * Admissions decided while the shared limit store (Redis) did not answer: admitted without limits
+   * (`state.onUnavailable: open`) or refused with 503 (`closed`). Read from admission at scrape time, so
+   * an outage costs the request path nothing more than admission's own count.
+   */
+  observeSharedState(
+    admission: { readonly sharedUnavailableTotal: number },
+    onUnavailable: 'open' | 'closed',
+  ): void {
+    let counted = 0;
+    const unavailable = new Counter({
+      name: 'gravity_shared_state_unavailable_total',
+      help: 'Admissions decided without the shared limit store (Redis) because it did not answer; on_unavailable: open admitted them without limits, closed refused them (503 limits_unavailable).',
+      labelNames: ['on_unavailable'],
+      registers: [this.registry],
+      collect() {
+        const total = admission.sharedUnavailableTotal;
+        if (total > counted) unavailable.inc({ on_unavailable: onUnavailable }, total - counted);
+        counted = total;
+      },
+    });
+    // Zero from the start, so that a rate over it exists before the first outage.
+    unavailable.inc({ on_unavailable: onUnavailable }, 0);
+  }
+
   /** A request refused by authentication (401): counted here, since it never reaches the ledger. */
   countAuthFailure(reason: AuthFailureReason): void {
     this.authFailures[reason].inc();

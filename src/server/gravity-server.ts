@@ -129,6 +129,7 @@ export async function startGravityServer(
       log: (message, details) => logger.warn(details, message),
     },
   });
+  if (shared) metrics.observeSharedState(admission, config.state.onUnavailable);
   // Metering runs first so that the Prometheus observer sees each request's metered figures, and
   // admission each request's price.
   // Live routing draws from Math.random; the simulator seeds the same policies.
