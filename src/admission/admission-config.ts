@@ -63,6 +63,11 @@ export const stateConfigSchema = z
      * replicas renew theirs, so only a crashed replica's slots expire, after at most this long.
      */
     leaseMs: z.number().int().min(100).default(30_000),
+    /**
+     * How often a replica exchanges VTC fairness counters and replica ejections with the others through
+     * Redis, off the request path: a peer's ejection applies here within about two intervals.
+     */
+    syncIntervalMs: z.number().int().min(20).max(60_000).default(250),
   })
   .prefault({})
   .superRefine((state, context) => {

@@ -9,6 +9,8 @@ import { RedisLimiter } from './redis-limiter.js';
 export interface SharedState {
   keys: RedisKeyStore;
   limiter: RedisLimiter;
+  /** A connection for the gateway's fleet sync (VTC counters, replica health): its rounds never delay admissions. */
+  fleetConnection: Redis;
   close(): void;
 }
 
@@ -23,8 +25,11 @@ export async function openSharedState(
   const url = state.url as string;
   const limitsConnection = await connectRedis(url, { commandTimeoutMs: state.timeoutMs });
   let keysConnection: Redis | undefined;
+  let fleetConnection: Redis | undefined;
   try {
     keysConnection = await connectRedis(url, { commandTimeoutMs: 5000 });
+    const fleet = await connectRedis(url, { commandTimeoutMs: state.timeoutMs });
+    fleetConnection = fleet;
     const keys = await RedisKeyStore.open(keysConnection, { watch: true });
     const limiter = new RedisLimiter({
       redis: limitsConnection,
@@ -35,13 +40,16 @@ export async function openSharedState(
     return {
       keys,
       limiter,
+      fleetConnection: fleet,
       close() {
         limiter.close();
         keys.close();
+        fleet.disconnect();
         limitsConnection.disconnect();
       },
     };
   } catch (error) {
+    fleetConnection?.disconnect();
     keysConnection?.disconnect();
     limitsConnection.disconnect();
     throw error;

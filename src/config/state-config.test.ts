@@ -10,6 +10,7 @@ describe('the state section', () => {
       onUnavailable: 'open',
       timeoutMs: 250,
       leaseMs: 30_000,
+      syncIntervalMs: 250,
     });
   });
 
@@ -22,6 +23,7 @@ describe('the state section', () => {
         onUnavailable: 'closed',
         timeoutMs: 250,
         leaseMs: 30_000,
+        syncIntervalMs: 250,
       },
     );
     expect(problemsOf(() => loadConfig({ configPath: configFile('state:\n  store: redis\n') }, {}))).toEqual([

@@ -239,6 +239,8 @@ export class FleetCore<Tag> {
    * so the heap holds about one live entry per replica instead of one per request.
    */
   private readonly armedExpiryMs: number[] = [];
+  /** Replicas with a queue in front of them (VTC counters), for sharing service across gateways. */
+  private readonly scheduledReplicas: number;
 
   constructor(private readonly options: FleetCoreOptions<Tag>) {
     const routing = options.routing;
@@ -286,6 +288,7 @@ export class FleetCore<Tag> {
       }
       return fleetReplica;
     });
+    this.scheduledReplicas = this.replicas.filter((replica) => replica.scheduler !== null).length;
   }
 
   /** The model id an alias stands for (the name itself when it is no alias). */
@@ -389,6 +392,36 @@ export class FleetCore<Tag> {
   /** An active health check's result (null error: the replica answered). */
   onProbe(replica: string, nowMs: number, error: string | null): void {
     this.health.onProbe(replica, nowMs, error);
+  }
+
+  /**
+   * Each tenant's weighted tokens (VTC) served by this fleet's queues since the last call, per band (by
+   * its shared name) and tenant; `visit` may see one pair several times (once per replica). What a
+   * driver shares with the other gateways in front of the same engines.
+   */
+  drainServedTokens(visit: (band: string, tenant: string, tokens: number) => void): void {
+    for (const replica of this.replicas) replica.scheduler?.drainServedTokens(visit);
+  }
+
+  /**
+   * Weighted tokens the other gateways served a tenant in a band, a running total. Each replica's queue
+   * counts an equal share of it, as the tenant's own service here is spread over the replicas: service
+   * elsewhere then weighs what the same service here would.
+   */
+  setServiceElsewhere(band: string, tenant: string, servedTokens: number): void {
+    if (this.scheduledReplicas === 0) return;
+    const share = servedTokens / this.scheduledReplicas;
+    for (const replica of this.replicas) replica.scheduler?.setServiceElsewhere(band, tenant, share);
+  }
+
+  /** Another gateway ejected a replica (shared state): it is avoided here too, by its own timer. */
+  onPeerEjection(replica: string, nowMs: number, ejectedForMs: number, error: string | null): void {
+    this.health.onPeerEjection(replica, nowMs, ejectedForMs, error);
+  }
+
+  /** Another gateway readmitted a replica: an ejection taken on a peer's word ends here too. */
+  onPeerReadmission(replica: string): void {
+    this.health.onPeerReadmission(replica);
   }
 
   /** The earliest time a queued request's wait bound passes (Infinity when none waits). */

@@ -21,8 +21,15 @@ interface ReplicaCircuit {
   probing: boolean;
   /** Set by active checks: down until a probe passes. */
   probeFailed: boolean;
+  /** Open on another gateway's word (`onPeerEjection`), not on failures seen here. */
+  ejectedByPeer: boolean;
   lastError: string | null;
 }
+
+/** An ejection or readmission this process decided, for a driver that shares them with other gateways. */
+export type ReplicaHealthChange =
+  | { kind: 'ejected'; replica: string; ejectedForMs: number; error: string | null }
+  | { kind: 'readmitted'; replica: string };
 
 export interface ReplicaHealthSnapshot {
   replica: string;
@@ -30,11 +37,18 @@ export interface ReplicaHealthSnapshot {
   consecutiveFailures: number;
   ejections: number;
   ejectedForMs: number;
+  /** Ejected on another gateway's word (shared state), not on failures this gateway saw. */
+  ejectedByPeer: boolean;
   lastError: string | null;
 }
 
 export class ReplicaHealth {
   private readonly circuits = new Map<string, ReplicaCircuit>();
+  /**
+   * Told of each ejection and readmission decided here (never of a peer's): the live gateway shares them
+   * through Redis. Null in the simulator and with one gateway.
+   */
+  onChange: ((change: ReplicaHealthChange) => void) | null = null;
 
   constructor(private readonly options: ReplicaHealthOptions) {}
 
@@ -48,6 +62,7 @@ export class ReplicaHealth {
         ejectedUntilMs: 0,
         probing: false,
         probeFailed: false,
+        ejectedByPeer: false,
         lastError: null,
       };
       this.circuits.set(replica, circuit);
@@ -79,6 +94,8 @@ export class ReplicaHealth {
     if (circuit.state !== 'closed') {
       circuit.state = 'closed';
       circuit.ejections = 0;
+      circuit.ejectedByPeer = false;
+      this.onChange?.({ kind: 'readmitted', replica });
     }
   }
 
@@ -97,7 +114,8 @@ export class ReplicaHealth {
     circuit.lastError = error;
     const reopen = circuit.state === 'half-open';
     circuit.probing = false;
-    if (reopen || circuit.consecutiveFailures >= this.options.consecutiveFailures) this.eject(circuit, nowMs);
+    if (reopen || circuit.consecutiveFailures >= this.options.consecutiveFailures)
+      this.eject(replica, circuit, nowMs);
   }
 
   /** An active check's result. */
@@ -108,14 +126,45 @@ export class ReplicaHealth {
         circuit.probeFailed = false;
         circuit.consecutiveFailures = 0;
         circuit.state = 'closed';
+        circuit.ejectedByPeer = false;
+        this.onChange?.({ kind: 'readmitted', replica });
       }
       return;
     }
     circuit.lastError = error;
     if (!circuit.probeFailed) {
       circuit.probeFailed = true;
-      this.eject(circuit, nowMs);
+      this.eject(replica, circuit, nowMs);
     }
+  }
+
+  /**
+   * Another gateway ejected the replica for `ejectedForMs` more: stay away as long, without sending it
+   * failing requests of our own. The ejection ends by its own timer here (then a local half-open trial);
+   * it adds nothing to the local back-off, and a longer local ejection or a failed probe is kept.
+   */
+  onPeerEjection(replica: string, nowMs: number, ejectedForMs: number, error: string | null): void {
+    const circuit = this.circuit(replica);
+    const untilMs = nowMs + ejectedForMs;
+    if (circuit.probeFailed || (circuit.state === 'open' && circuit.ejectedUntilMs >= untilMs)) return;
+    circuit.state = 'open';
+    circuit.ejectedUntilMs = untilMs;
+    circuit.probing = false;
+    circuit.ejectedByPeer = true;
+    circuit.lastError = error;
+  }
+
+  /**
+   * Another gateway readmitted the replica (a trial or a probe passed there): a circuit opened on a
+   * peer's word closes; one opened by failures seen here keeps its own timer and trial.
+   */
+  onPeerReadmission(replica: string): void {
+    const circuit = this.circuits.get(replica);
+    if (!circuit?.ejectedByPeer || circuit.state === 'closed' || circuit.probeFailed) return;
+    circuit.state = 'closed';
+    circuit.ejectedByPeer = false;
+    circuit.consecutiveFailures = 0;
+    circuit.probing = false;
   }
 
   snapshot(nowMs: number): ReplicaHealthSnapshot[] {
@@ -125,15 +174,19 @@ export class ReplicaHealth {
       consecutiveFailures: circuit.consecutiveFailures,
       ejections: circuit.ejections,
       ejectedForMs: Math.max(0, circuit.ejectedUntilMs - nowMs),
+      ejectedByPeer: circuit.ejectedByPeer && circuit.state !== 'closed',
       lastError: circuit.lastError,
     }));
   }
 
-  private eject(circuit: ReplicaCircuit, nowMs: number): void {
+  private eject(replica: string, circuit: ReplicaCircuit, nowMs: number): void {
     const { ejectionMs, maxEjectionMs } = this.options;
+    const ejectedForMs = Math.min(maxEjectionMs, ejectionMs * 2 ** circuit.ejections);
     circuit.state = 'open';
-    circuit.ejectedUntilMs = nowMs + Math.min(maxEjectionMs, ejectionMs * 2 ** circuit.ejections);
+    circuit.ejectedUntilMs = nowMs + ejectedForMs;
     circuit.ejections++;
     circuit.consecutiveFailures = 0;
+    circuit.ejectedByPeer = false;
+    this.onChange?.({ kind: 'ejected', replica, ejectedForMs, error: circuit.lastError });
   }
 }

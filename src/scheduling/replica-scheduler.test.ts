@@ -190,6 +190,37 @@ describe('replica scheduler', () => {
     expect((fcfs.get('heavy') as number) / (fcfs.get('light') as number)).toBeGreaterThan(8);
   });
 
+  it('hands over the service given here once, and counts service other gateways gave a tenant', () => {
+    const queue = scheduler();
+    queue.submit('running', 'default', 0, 'other');
+    queue.finish('running', 10, 5);
+    const drained: Array<[string, string, number]> = [];
+    const drain = () => {
+      drained.length = 0;
+      queue.instance.drainServedTokens((band, tenant, tokens) => drained.push([band, tenant, tokens]));
+      return [...drained];
+    };
+    // 10 prompt tokens at weight 1 and 5 output tokens at weight 2.
+    expect(drain()).toEqual([['default', 'other', 20]]);
+    expect(drain()).toEqual([]);
+
+    // Heavy queues first and light after it: alone, the tie between them goes to the older head.
+    queue.submit('busy', 'default', 20, 'other');
+    queue.submit('heavy', 'default', 21, 'heavy');
+    queue.submit('light', 'default', 22, 'light');
+    // Heavy was served 500 weighted tokens through another gateway meanwhile (a running total: setting
+    // it twice counts it once); a band this queue does not have is ignored.
+    queue.instance.setServiceElsewhere('default', 'heavy', 500);
+    queue.instance.setServiceElsewhere('default', 'heavy', 500);
+    queue.instance.setServiceElsewhere('all', 'heavy', 1e9);
+    queue.finish('busy', 30, 1);
+    expect(queue.dispatched.slice(-1)).toEqual(['light']);
+    queue.finish('light', 40, 1);
+    expect(queue.dispatched.slice(-1)).toEqual(['heavy']);
+    // What other gateways served is theirs to share, not this queue's.
+    expect(drain().find(([, tenant]) => tenant === 'heavy')).toEqual(['default', 'heavy', 10]);
+  });
+
   it('keeps a reserve of slots that only priority may take', () => {
     const queue = scheduler({ slots: 4, priorityReserveFraction: 0.25 });
     for (let index = 0; index < 4; index++) queue.submit(`d${index}`, 'default', 0);

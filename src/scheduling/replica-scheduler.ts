@@ -84,7 +84,7 @@ class Band<Tag> {
   counter(tenant: string): VirtualCounter {
     let counter = this.counters.get(tenant);
     if (!counter) {
-      counter = { servedTokens: 0 };
+      counter = { servedTokens: 0, unsharedTokens: 0, elsewhereTokens: 0 };
       this.counters.set(tenant, counter);
     }
     return counter;
@@ -93,7 +93,12 @@ class Band<Tag> {
 
 /** A tenant's weighted tokens served within one band (VTC). */
 interface VirtualCounter {
+  /** What fairness compares: service here, lifts on backlog, and service elsewhere (`elsewhereTokens`). */
   servedTokens: number;
+  /** Service here not yet taken by `drainServedTokens` (a driver sharing counters across gateways). */
+  unsharedTokens: number;
+  /** The part of `servedTokens` other gateways served, as last set by `setServiceElsewhere`. */
+  elsewhereTokens: number;
 }
 
 export interface ReplicaSchedulerEvents<Tag> {
@@ -262,7 +267,9 @@ export class ReplicaScheduler<Tag> {
       next.dispatchedMs = nowMs;
       this.running++;
       const counter = (this.bands[next.band] as Band<Tag>).counter(next.tenant);
-      counter.servedTokens += this.settings.inputTokenWeight * next.promptTokens;
+      const promptCost = this.settings.inputTokenWeight * next.promptTokens;
+      counter.servedTokens += promptCost;
+      counter.unsharedTokens += promptCost;
       next.counter = counter;
       this.events.onDispatch(next, nowMs);
     }
@@ -331,7 +338,48 @@ export class ReplicaScheduler<Tag> {
   /** Tokens the request produced: they count against its tenant in VTC. Per-token path: no clock read. */
   onTokens(request: ScheduledRequest<Tag>, tokens: number): void {
     const counter = request.counter ?? (this.bands[request.band] as Band<Tag>).counter(request.tenant);
-    counter.servedTokens += this.settings.outputTokenWeight * tokens;
+    const cost = this.settings.outputTokenWeight * tokens;
+    counter.servedTokens += cost;
+    counter.unsharedTokens += cost;
+  }
+
+  /**
+   * The name a band is shared under across gateways: its tier with tier bands, `all` without (one band
+   * holds every tier then, and gateways configured alike agree on the name).
+   */
+  bandName(band: number): string {
+    return this.settings.tierBands ? (serviceBands[band] as string) : 'all';
+  }
+
+  /**
+   * Hands each tenant's weighted tokens served here since the last call to `visit` (band by its shared
+   * name) and forgets them: what a driver pushes to the other gateways of a fleet. No allocation.
+   */
+  drainServedTokens(visit: (band: string, tenant: string, tokens: number) => void): void {
+    for (let index = 0; index < this.bands.length; index++)
+      for (const [tenant, counter] of (this.bands[index] as Band<Tag>).counters) {
+        if (counter.unsharedTokens === 0) continue;
+        visit(this.bandName(index), tenant, counter.unsharedTokens);
+        counter.unsharedTokens = 0;
+      }
+  }
+
+  /**
+   * Weighted tokens other gateways of the fleet served this tenant in `band` (by its shared name), a
+   * running total: the tenant's counter here moves by the change, so a tenant served heavily through
+   * other gateways is as far behind here as if this queue had served it. The lift on backlog still
+   * applies on top, so idle time elsewhere is not banked credit either. An unknown band is ignored.
+   */
+  setServiceElsewhere(band: string, tenant: string, servedTokens: number): void {
+    const index = this.settings.tierBands
+      ? serviceBands.indexOf(band as ServiceBand)
+      : band === 'all'
+        ? 0
+        : -1;
+    if (index < 0) return;
+    const counter = (this.bands[index] as Band<Tag>).counter(tenant);
+    counter.servedTokens += servedTokens - counter.elsewhereTokens;
+    counter.elsewhereTokens = servedTokens;
   }
 
   /** The request's first token came out at `atMs`: the engine's own TTFT, for predicting newcomers'. */

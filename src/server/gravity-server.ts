@@ -14,6 +14,7 @@ import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
 import { Gateway } from '../gateway/gateway.js';
+import { SharedFleetState } from '../gateway/shared-fleet-state.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import { ledgerStoreSettings, openLedgerStore } from '../metering/ledger/open-ledger-store.js';
 import { MeteringService } from '../metering/metering-service.js';
@@ -156,6 +157,17 @@ export async function startGravityServer(
   });
   queuesOf = gateway;
   await gateway.start();
+  // With Redis, VTC counters and replica ejections are exchanged with the other replicas off the hot path.
+  const fleetState =
+    shared &&
+    new SharedFleetState({
+      redis: shared.fleetConnection,
+      core: gateway.core,
+      clock,
+      syncIntervalMs: config.state.syncIntervalMs,
+      log: (message, details) => logger.warn(details, message),
+    });
+  fleetState?.start();
   metering?.start();
   // One request lifecycle for the HTTP endpoints and batch lines alike.
   const pipeline = new RequestPipeline({
@@ -240,6 +252,7 @@ export async function startGravityServer(
         await batch?.close();
         await metering?.close();
         responses.close();
+        fleetState?.close();
         closeKeys();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,
         // close would wait for each client's keep-alive timeout.
