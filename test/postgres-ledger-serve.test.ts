@@ -10,7 +10,7 @@ import { type PostgresServer, startPostgres } from './support/postgres-server.js
 
 /**
  * `gravity serve`, `report` and `migrate` on a real PostgreSQL ledger: two gateway processes share one
- * database, and each sees the other's records; a replica that cannot reach its ledger, or whose schema
+ * database, and each sees the other's records and stored responses; a replica that cannot reach its ledger, or whose schema
  * is behind, does not start, and says why without printing the password.
  */
 let server: PostgresServer;
@@ -76,6 +76,25 @@ describe('a PostgreSQL ledger shared by two gateways', () => {
     expect(report.code, report.stderr).toBe(0);
     const totals = JSON.parse(report.stdout) as { data: Array<{ model: string; requests: number }> };
     expect(totals.data).toEqual([expect.objectContaining({ model: 'gravity-tiny', requests: 3 })]);
+
+    // Stored responses live in the same database: a conversation begun on one gateway continues on the
+    // other, which also retrieves and lists it.
+    const respond = async (at: string, body: object) => {
+      const response = await fetch(`${at}/v1/responses`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gravity-tiny', max_output_tokens: 3, ...body }),
+      });
+      const text = await response.text();
+      expect(response.status, text).toBe(200);
+      return JSON.parse(text) as { id: string; previous_response_id: string | null };
+    };
+    const opened = await respond(first.url, { input: 'Remember the word zebra.' });
+    const continued = await respond(second.url, { input: 'Which word?', previous_response_id: opened.id });
+    expect(continued.previous_response_id).toBe(opened.id);
+    const retrieved = await fetch(`${second.url}/v1/responses/${opened.id}/input_items`);
+    expect(retrieved.status).toBe(200);
+    expect(JSON.stringify(await retrieved.json())).toContain('zebra');
   }, 120_000);
 });
 

@@ -2,11 +2,7 @@ import path from 'node:path';
 import type { Admission } from '../admission/admission.js';
 import type { Clock } from '../core/clock.js';
 import { StartupError } from '../core/startup-error.js';
-import {
-  migrateLedger,
-  pendingLedgerMigrations,
-  postgresConnection,
-} from '../metering/ledger/postgres-migrations.js';
+import { migratedPostgres } from '../metering/ledger/postgres-migrations.js';
 import type { LedgerConfig } from '../metering/metering-config.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import type { BatchConfig } from './batch-config.js';
@@ -47,21 +43,11 @@ export async function openBatchStore(config: BatchStoreSettings): Promise<BatchS
   const directory = config.batch.directory ?? config.dataDir;
   if (batchStoreKind(config) === 'sqlite') return new SqliteBatchStore(directory);
   try {
-    // The config schema requires the ledger's URL for a PostgreSQL batch store.
-    const sql = await postgresConnection(config.ledger.url as string, { max: 4 });
-    try {
-      if (config.ledger.migrate) await migrateLedger(sql);
-      else {
-        const pending = await pendingLedgerMigrations(sql);
-        if (pending.length > 0)
-          throw new Error(
-            `its schema lacks ${pending.join(', ')}: run gravity migrate, or set ledger.migrate`,
-          );
-      }
-    } catch (error) {
-      await sql.end({ timeout: 0 });
-      throw error;
-    }
+    // The config requires the ledger's URL for a PostgreSQL batch store.
+    const sql = await migratedPostgres(config.ledger.url as string, {
+      migrate: config.ledger.migrate,
+      max: 4,
+    });
     return new PostgresBatchStore(sql, {
       stagingDirectory: path.join(directory, 'uploads'),
       leaseMs: config.batch.leaseMs,

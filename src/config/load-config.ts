@@ -172,6 +172,10 @@ function checkReferences(config: GravityConfig): string[] {
     problems.push(
       "batch.store: postgres keeps batches in the ledger's database: set ledger.store: postgres and its url",
     );
+  if (config.responses.store === 'postgres' && config.ledger.store !== 'postgres')
+    problems.push(
+      "responses.store: postgres keeps responses in the ledger's database: set ledger.store: postgres and its url",
+    );
   const modelsByEngine = new Map<string, string[]>();
   /** Problems an engine type finds in its own settings, each with the engine ids it applies to. */
   const engineProblems = new Map<string, string[]>();

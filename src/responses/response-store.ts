@@ -1,6 +1,4 @@
-import Database from 'better-sqlite3';
 import { errors } from '../core/errors.js';
-import { preparePrivateDatabaseFile } from '../core/private-files.js';
 
 /** One stored response: the Response object as returned, and the input items it was created from. */
 export interface StoredResponse {
@@ -21,160 +19,56 @@ export interface ResponseToSave extends Omit<StoredResponse, 'response'> {
   response: Record<string, unknown> | string;
 }
 
-/**
- * Responses stored for retrieval and for `previous_response_id`, in SQLite (`responses.sqlite` in the
- * data directory). Every read and delete names the tenant: a response is visible only to the tenant that
- * created it, and another tenant's id reads as absent (404, never 403, so ids reveal nothing). Responses
- * older than the retention are neither served nor kept (pruned at open and hourly).
- *
- * Synchronous (better-sqlite3): a lookup is a primary-key read, cheaper than an await, and the request
- * parser that expands `previous_response_id` is synchronous.
- */
 /** Past this many responses back along `previous_response_id`, a conversation is refused, not cut. */
 export const maxConversationResponses = 1000;
 
-interface ResponseRow {
-  id: string;
-  tenant: string;
-  created_at: number;
-  previous_response_id: string | null;
-  response: string;
-  input_items: string;
-}
-
-export class ResponseStore {
-  private readonly db: Database.Database;
-  private readonly retentionSeconds: number;
-  private readonly pruneTimer: NodeJS.Timeout;
-  private readonly nowSeconds: () => number;
-  // Prepared once: a conversation read is on every request that names `previous_response_id`.
-  private readonly insertStatement: Database.Statement;
-  private readonly getStatement: Database.Statement;
-  private readonly deleteStatement: Database.Statement;
-  private readonly pruneStatement: Database.Statement;
-  private readonly chainStatement: Database.Statement;
-
-  constructor(options: { path: string; retentionDays: number; nowSeconds?: () => number }) {
-    // Stored conversations: readable by Gravity's user only.
-    preparePrivateDatabaseFile(options.path);
-    this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS responses (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        previous_response_id TEXT,
-        response TEXT NOT NULL,
-        input_items TEXT NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at);
-    `);
-    this.insertStatement = this.db.prepare(
-      `INSERT OR REPLACE INTO responses (id, tenant, created_at, previous_response_id, response, input_items)
-       VALUES (?, ?, ?, ?, ?, ?)`,
-    );
-    this.getStatement = this.db.prepare(
-      `SELECT id, tenant, created_at, previous_response_id, response, input_items FROM responses
-       WHERE id = ? AND tenant = ? AND created_at >= ?`,
-    );
-    this.deleteStatement = this.db.prepare('DELETE FROM responses WHERE id = ? AND tenant = ?');
-    this.pruneStatement = this.db.prepare('DELETE FROM responses WHERE created_at < ?');
-    // The chain back from one response, newest first, in one query: every link the tenant's and within
-    // the retention (a link that is not ends the chain), only the columns the expansion reads (the
-    // output, not the whole stored Response), and at most `limit` + 1 links, so that a chain longer than
-    // the limit is seen, not cut.
-    this.chainStatement = this.db.prepare(`
-      WITH RECURSIVE chain (depth, previous_response_id, input_items, output) AS (
-        SELECT 0, previous_response_id, input_items, json_extract(response, '$.output')
-        FROM responses WHERE id = @id AND tenant = @tenant AND created_at >= @oldest
-        UNION ALL
-        SELECT chain.depth + 1, responses.previous_response_id, responses.input_items,
-               json_extract(responses.response, '$.output')
-        FROM chain JOIN responses ON responses.id = chain.previous_response_id
-        WHERE responses.tenant = @tenant AND responses.created_at >= @oldest AND chain.depth < @limit
-      )
-      SELECT input_items, output FROM chain ORDER BY depth DESC`);
-    this.retentionSeconds = options.retentionDays * 86_400;
-    this.nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
-    this.prune();
-    this.pruneTimer = setInterval(() => this.prune(), 3_600_000);
-    this.pruneTimer.unref();
-  }
-
-  save(response: ResponseToSave): void {
-    this.insertStatement.run(
-      response.id,
-      response.tenant,
-      response.createdAtSeconds,
-      response.previousResponseId,
-      typeof response.response === 'string' ? response.response : JSON.stringify(response.response),
-      JSON.stringify(response.inputItems),
-    );
-  }
-
+/**
+ * Responses stored for retrieval and for `previous_response_id`: `SqliteResponseStore` beside one
+ * gateway (`responses.sqlite`, the default), or `PostgresResponseStore`, shared by every replica of a
+ * fleet, so that a conversation can continue on any of them. Every read and delete names the tenant: a
+ * response is visible only to the tenant that created it, and another tenant's id reads as absent (404,
+ * never 403, so ids reveal nothing). Responses older than the retention are neither served nor kept.
+ */
+export interface ResponseStore {
+  save(response: ResponseToSave): Promise<void>;
   /** The tenant's response, or null (absent, another tenant's, or past the retention). */
-  get(tenant: string, id: string): StoredResponse | null {
-    const row = this.getStatement.get(id, tenant, this.oldestKeptSeconds()) as ResponseRow | undefined;
-    if (!row) return null;
-    return {
-      id: row.id,
-      tenant: row.tenant,
-      createdAtSeconds: row.created_at,
-      previousResponseId: row.previous_response_id,
-      response: JSON.parse(row.response) as Record<string, unknown>,
-      inputItems: JSON.parse(row.input_items) as Record<string, unknown>[],
-    };
-  }
-
+  get(tenant: string, id: string): Promise<StoredResponse | null>;
   /** Deletes the tenant's response; false when it has none by that id. */
-  delete(tenant: string, id: string): boolean {
-    return this.deleteStatement.run(id, tenant).changes > 0;
-  }
-
+  delete(tenant: string, id: string): Promise<boolean>;
   /**
    * The conversation up to and including `id`, as items, oldest first: each response's input items and
-   * then its output, back along `previous_response_id`. A link that is gone (deleted, expired) ends the
-   * walk there: the conversation starts at the oldest response still stored. Null when `id` itself is not
-   * the tenant's. A chain longer than `maxResponses` is refused with a 400 rather than silently cut.
+   * then its output, back along `previous_response_id`. A link that is gone (deleted, expired, another
+   * tenant's) ends the walk there: the conversation starts at the oldest response still stored. Null when
+   * `id` itself is not the tenant's. A chain longer than `maxResponses` is refused with a 400 rather than
+   * silently cut.
    */
-  conversation(
-    tenant: string,
-    id: string,
-    maxResponses = maxConversationResponses,
-  ): Record<string, unknown>[] | null {
-    const rows = this.chainStatement.all({
-      id,
-      tenant,
-      oldest: this.oldestKeptSeconds(),
-      limit: maxResponses,
-    }) as Array<{ input_items: string; output: string | null }>;
-    if (rows.length === 0) return null;
-    if (rows.length > maxResponses)
-      throw errors.invalidRequest(
-        `The conversation before response '${id}' is longer than ${maxResponses} responses. Start a new ` +
-          'conversation, passing the turns to keep as input.',
-        'previous_response_id',
-        'conversation_too_long',
-      );
-    const items: Record<string, unknown>[] = [];
-    for (const row of rows) {
-      items.push(...(JSON.parse(row.input_items) as Record<string, unknown>[]));
-      if (row.output !== null) items.push(...(JSON.parse(row.output) as Record<string, unknown>[]));
-    }
-    return items;
-  }
+  conversation(tenant: string, id: string, maxResponses?: number): Promise<Record<string, unknown>[] | null>;
+  /** Deletes what is past the retention; how many. */
+  prune(): Promise<number>;
+  close(): Promise<void>;
+}
 
-  prune(): number {
-    return this.pruneStatement.run(this.oldestKeptSeconds()).changes;
+/**
+ * A conversation's items from its chain of stored responses, oldest first (each store reads the chain
+ * in one recursive query, at most `maxResponses` + 1 links, so that a longer chain is seen, not cut).
+ */
+export function conversationItems(
+  rows: ReadonlyArray<{ input_items: string; output: string | null }>,
+  id: string,
+  maxResponses: number,
+): Record<string, unknown>[] | null {
+  if (rows.length === 0) return null;
+  if (rows.length > maxResponses)
+    throw errors.invalidRequest(
+      `The conversation before response '${id}' is longer than ${maxResponses} responses. Start a new ` +
+        'conversation, passing the turns to keep as input.',
+      'previous_response_id',
+      'conversation_too_long',
+    );
+  const items: Record<string, unknown>[] = [];
+  for (const row of rows) {
+    items.push(...(JSON.parse(row.input_items) as Record<string, unknown>[]));
+    if (row.output !== null) items.push(...(JSON.parse(row.output) as Record<string, unknown>[]));
   }
-
-  close(): void {
-    clearInterval(this.pruneTimer);
-    this.db.close();
-  }
-
-  private oldestKeptSeconds(): number {
-    return this.nowSeconds() - this.retentionSeconds;
-  }
+  return items;
 }

@@ -10,6 +10,11 @@ export const responsesConfigSchema = z
     directory: z.string().min(1).optional(),
     /** Days a stored response can be retrieved or continued; older ones are deleted. */
     retentionDays: z.number().positive().default(defaultRetentionDays),
+    /**
+     * `sqlite` (beside this gateway, in `directory`) or `postgres` (the ledger's database, so that a
+     * conversation continues on any replica). Unset: the ledger's choice.
+     */
+    store: z.enum(['sqlite', 'postgres']).optional(),
   })
   .prefault({});
 

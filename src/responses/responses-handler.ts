@@ -50,6 +50,10 @@ export function responsesCreateHandler(options: {
       log: (error) => request.log.error({ err: error }, 'storing a response failed'),
     };
     const clientGone = clientGoneSignal(reply);
+    // The conversation is read before the pipeline (the store may be PostgreSQL; the request parser is
+    // synchronous); a failure to read it surfaces from the parser, so it is answered and recorded as any
+    // bad request is.
+    const earlier = await readConversation(store, target.tenant, body);
     await pipeline.run({
       endpoint: 'responses',
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
@@ -58,9 +62,11 @@ export function responsesCreateHandler(options: {
         parseResponsesRequest(request.body, {
           itemIdSuffix: newRequestId(),
           earlierItems: (previousId) => {
-            const items = store.conversation(target.tenant, previousId);
-            if (items === null) throw errors.responseNotFound(previousId, 'previous_response_id');
-            return items;
+            if (earlier === null || earlier.id !== previousId)
+              throw errors.responseNotFound(previousId, 'previous_response_id');
+            if ('error' in earlier) throw earlier.error;
+            if (earlier.items === null) throw errors.responseNotFound(previousId, 'previous_response_id');
+            return earlier.items;
           },
         }),
       renderer: stream
@@ -71,19 +77,34 @@ export function responsesCreateHandler(options: {
   };
 }
 
+/** The conversation a request continues (`previous_response_id`), read ahead; null when it names none. */
+async function readConversation(
+  store: ResponseStore,
+  tenant: string,
+  body: unknown,
+): Promise<{ id: string; items: Record<string, unknown>[] | null } | { id: string; error: unknown } | null> {
+  const id = (body as { previous_response_id?: unknown } | undefined)?.previous_response_id;
+  if (typeof id !== 'string') return null;
+  try {
+    return { id, items: await store.conversation(tenant, id) };
+  } catch (error) {
+    return { id, error };
+  }
+}
+
 /**
  * Stores a finished response unless the client asked not to (`store: false`). Never fails the answer.
  * `response` is a relayed upstream's JSON text as sent (stored as is) or the object Gravity built.
  */
-function storeResponse(
+async function storeResponse(
   target: StoreTarget,
   context: RequestContext,
   request: ParsedResponsesRequest,
   response: Record<string, unknown> | string,
-): void {
+): Promise<void> {
   if (!request.echo.store) return;
   try {
-    target.store.save({
+    await target.store.save({
       id: responseIdOf(context.requestId),
       tenant: target.tenant,
       createdAtSeconds: Math.floor(context.receivedAtEpochMs / 1000),
@@ -123,7 +144,12 @@ class ResponsesJsonRenderer extends HttpRenderer {
     if (context.metered) this.reply.headers(meteredHeaders(context.metered));
     // The pipeline calls `started` (begin) before `finished`: the WholeResponse exists.
     const { response, relayedJson } = (this.whole as WholeResponse).finish(part);
-    storeResponse(this.target, context, this.request as ParsedResponsesRequest, relayedJson ?? response);
+    await storeResponse(
+      this.target,
+      context,
+      this.request as ParsedResponsesRequest,
+      relayedJson ?? response,
+    );
     // A relayed upstream's Response goes out as it sent it, Gravity's fields rewritten: no re-encoding.
     if (relayedJson !== null) await this.reply.type('application/json; charset=utf-8').send(relayedJson);
     else await this.reply.send(response);
@@ -213,13 +239,13 @@ class ResponsesSseRenderer extends HttpRenderer implements OutputEvents {
     const request = this.request as ParsedResponsesRequest;
     const relayed = this.relay?.finish(part, context.metered) ?? null;
     if (relayed) {
-      storeResponse(this.target, context, request, relayed.responseJson);
+      await storeResponse(this.target, context, request, relayed.responseJson);
       this.reply.raw.end(`${this.out}event: ${relayed.type}\ndata: ${relayed.eventJson}\n\n`);
       this.out = '';
       return;
     }
     const response = builtResponse(context, request, this.builder as ResponseOutputBuilder, part);
-    storeResponse(this.target, context, request, response);
+    await storeResponse(this.target, context, request, response);
     const type = response.status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.event({ type, response });
     const encoded = this.out;

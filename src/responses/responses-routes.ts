@@ -16,8 +16,8 @@ export function registerResponsesRoutes(
   options: { pipeline: RequestPipeline; clock: Clock; store: ResponseStore; writeStallTimeoutMs: number },
 ): void {
   const { store } = options;
-  const found = (request: object, id: string) => {
-    const stored = store.get(requestTenant(request), id);
+  const found = async (request: object, id: string) => {
+    const stored = await store.get(requestTenant(request), id);
     if (!stored) throw errors.responseNotFound(id);
     return stored;
   };
@@ -32,12 +32,12 @@ export function registerResponsesRoutes(
         'stream',
         'is not served on retrieve: Gravity does not replay streams.',
       );
-    return found(request, id).response;
+    return (await found(request, id)).response;
   });
 
   app.delete('/v1/responses/:id', async (request) => {
     const { id } = request.params as { id: string };
-    if (!store.delete(requestTenant(request), id)) throw errors.responseNotFound(id);
+    if (!(await store.delete(requestTenant(request), id))) throw errors.responseNotFound(id);
     return { id, object: 'response', deleted: true };
   });
 
@@ -58,7 +58,7 @@ export function registerResponsesRoutes(
         'order',
         'invalid_value',
       );
-    const items = found(request, id).inputItems;
+    const items = (await found(request, id)).inputItems;
     const ordered = order === 'asc' ? items : [...items].reverse();
     let start = 0;
     if (query.after !== undefined) {

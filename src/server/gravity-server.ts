@@ -1,5 +1,4 @@
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Admission } from '../admission/admission.js';
 import type { KeyStore } from '../admission/key-store.js';
@@ -20,7 +19,7 @@ import { ledgerStoreSettings, openLedgerStore } from '../metering/ledger/open-le
 import { MeteringService } from '../metering/metering-service.js';
 import { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
-import { ResponseStore } from '../responses/response-store.js';
+import { openResponseStore } from '../responses/open-response-store.js';
 import { registerResponsesRoutes } from '../responses/responses-routes.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
 
@@ -187,10 +186,7 @@ export async function startGravityServer(
     : undefined;
 
   // Stored responses (`/v1/responses` with `store`, `previous_response_id`), per tenant.
-  const responses = new ResponseStore({
-    path: path.join(config.responses.directory ?? config.dataDir, 'responses.sqlite'),
-    retentionDays: config.responses.retentionDays,
-  });
+  const responses = await openResponseStore(config);
 
   const http = createHttpServer({
     gateway,
@@ -251,7 +247,7 @@ export async function startGravityServer(
         if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
         await batch?.close();
         await metering?.close();
-        responses.close();
+        await responses.close();
         fleetState?.close();
         closeKeys();
         // Connections whose requests finished during the drain are idle keep-alives now; without this,

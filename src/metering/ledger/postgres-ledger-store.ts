@@ -1,7 +1,6 @@
 import type { Sql, TransactionSql } from 'postgres';
 import { defaults } from '../../core/defaults.js';
 import { errors } from '../../core/errors.js';
-import { redactedUrl } from '../../core/redacted-url.js';
 import type { UsageRecord } from '../usage-record.js';
 import type { ReplicaTotal, UsageGroup, UsageGroupKey } from '../usage-report.js';
 import {
@@ -11,7 +10,7 @@ import {
   type ReplayOptions,
   type ReplicaPeriod,
 } from './ledger-store.js';
-import { migrateLedger, pendingLedgerMigrations, postgresConnection } from './postgres-migrations.js';
+import { migratedPostgres, postgresConnection } from './postgres-migrations.js';
 import { postgresReplicaSummaryStatement, postgresUsageSummaryStatement } from './postgres-summary-sql.js';
 import { recordColumns } from './record-columns.js';
 import { replicaTotalsFromRows, type SqlRow, usageGroupsFromRows } from './usage-summary-sql.js';
@@ -75,24 +74,11 @@ export class PostgresLedgerStore implements LedgerStore {
    * reached), migrates or checks the schema, and starts retention when `retentionDays` is set.
    */
   static async open(url: string, options: PostgresLedgerStoreOptions = {}): Promise<PostgresLedgerStore> {
-    const writer = await postgresConnection(url, { max: 2 });
+    const writer = await migratedPostgres(url, { migrate: options.migrate ?? true, max: 2 });
     const reader = await postgresConnection(url, { max: 2 }).catch(async (error: unknown) => {
       await writer.end({ timeout: 0 });
       throw error;
     });
-    try {
-      if (options.migrate ?? true) await migrateLedger(writer);
-      else {
-        const pending = await pendingLedgerMigrations(writer);
-        if (pending.length > 0)
-          throw new Error(
-            `the PostgreSQL ledger at ${redactedUrl(url)} lacks migrations ${pending.join(', ')}: run gravity migrate`,
-          );
-      }
-    } catch (error) {
-      await Promise.all([writer.end({ timeout: 5 }), reader.end({ timeout: 5 })]);
-      throw error;
-    }
     const store = new PostgresLedgerStore(
       writer,
       reader,

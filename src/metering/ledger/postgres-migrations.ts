@@ -148,6 +148,23 @@ CREATE TABLE batch_lines (
 );
 `,
   },
+  {
+    id: 3,
+    name: '0003-stored-responses',
+    // `/v1/responses` with `store` (src/responses/postgres-response-store.ts), shared by the replicas so
+    // that `previous_response_id` works on any of them. The Response is text: the JSON as it was sent.
+    sql: `
+CREATE TABLE stored_responses (
+  id text PRIMARY KEY,
+  tenant text NOT NULL,
+  created_at bigint NOT NULL,
+  previous_response_id text,
+  response text NOT NULL,
+  input_items text NOT NULL
+);
+CREATE INDEX stored_responses_created_at ON stored_responses (created_at);
+`,
+  },
 ];
 
 /**
@@ -232,6 +249,32 @@ export async function postgresConnection(url: string, options: { max?: number } 
         cause: error,
       },
     );
+  }
+  return sql;
+}
+
+/**
+ * A pool to the fleet's database with its schema current: migrated (`migrate`), or checked, failing
+ * with "run gravity migrate" when it is behind. The ledger, the batch store and the response store each
+ * open theirs through here, so that each fails alike, naming the URL (password hidden).
+ */
+export async function migratedPostgres(
+  url: string,
+  options: { migrate: boolean; max: number },
+): Promise<Sql> {
+  const sql = await postgresConnection(url, { max: options.max });
+  try {
+    if (options.migrate) await migrateLedger(sql);
+    else {
+      const pending = await pendingLedgerMigrations(sql);
+      if (pending.length > 0)
+        throw new Error(
+          `the PostgreSQL database at ${redactedUrl(url)} lacks migrations ${pending.join(', ')}: run gravity migrate`,
+        );
+    }
+  } catch (error) {
+    await sql.end({ timeout: 5 });
+    throw error;
   }
   return sql;
 }
