@@ -246,6 +246,36 @@ describe('one fleet core on two clocks', () => {
       expect(placed(decisions, 'same-prefix')).toBe(placed(decisions, 'warm'));
       expect(placed(decisions, 'other-prefix')).not.toBe(placed(decisions, 'warm'));
     },
+    'prefix-hash': async () => {
+      const groups = ['p', 'q', 'r', 's', 't', 'u'];
+      const decisions = await onBothClocks(
+        {
+          replicas: replicas({ id: 'a' }, { id: 'b' }),
+          routing: {
+            policy: 'hashed',
+            profiles: {
+              hashed: {
+                scorers: [
+                  { type: 'prefix-hash', weight: 3, params: { loadBound: null } },
+                  { type: 'queue-depth', weight: 1 },
+                ],
+              },
+            },
+          },
+          scheduling: null,
+          seed: 3,
+        },
+        groups.flatMap((group, index) => [
+          request(`warm-${group}`, index * 1000, { prompt: groupPrompt(group, 'first'), maxTokens: 40 }),
+          // While `warm` runs its replica is loaded, yet the same prefix still hashes there.
+          request(`again-${group}`, index * 1000 + 20, { prompt: groupPrompt(group, 'second') }),
+        ]),
+      );
+      for (const group of groups)
+        expect(placed(decisions, `again-${group}`)).toBe(placed(decisions, `warm-${group}`));
+      // The hash points one way for some prefixes and the other way for others.
+      expect(new Set(groups.map((group) => placed(decisions, `warm-${group}`))).size).toBe(2);
+    },
     cost: () => followsLabel('cost', 'costPerMillionTokensUsd', 1, 5),
     energy: () => followsLabel('energy', 'energyJoulesPerToken', 0.5, 3),
     residency: async () => {

@@ -84,6 +84,11 @@ export interface FleetRequest<Tag> extends RoutedRequestView {
   readonly maxTokens: number | null;
   /** Prefix-index keys; pass them when `usesPromptBlocks(band)` says routing reads them. */
   readonly promptBlockHashes: readonly number[] | null;
+  /**
+   * Which gateway's router routes it (and its retries), below `FleetCoreOptions.gateways.count`; absent:
+   * the first. Only the simulator runs several gateways in one core; a live gateway is one of them.
+   */
+  readonly gateway?: number | undefined;
 }
 
 /** Builds a FleetRequest with its routing view fields filled in. */
@@ -221,15 +226,28 @@ export interface FleetCoreOptions<Tag> {
   /** Keep routing's reasons on each attempt (live: `x-gravity-route`); the simulator's hot path does not. */
   explain: boolean;
   events: FleetEvents<Tag>;
+  /**
+   * Gateway replicas in front of the same engines (simulator only; absent: one). Each gets its own
+   * router — profiles, prefix index and latency figures — unless `sharedRoutingState`, which models one
+   * view all of them read and write (a shared store without its latency). Queues, health and the retry
+   * budget stay one per fleet.
+   */
+  gateways?: { count: number; sharedRoutingState: boolean } | undefined;
+}
+
+/** One gateway's router: what it has learnt and the policies that read it. */
+interface GatewayRouter {
+  readonly state: RoutingState;
+  readonly defaultPolicy: RoutingPolicy;
+  readonly tierPolicies: ReadonlyMap<ServiceBand, RoutingPolicy>;
 }
 
 export class FleetCore<Tag> {
   readonly replicas: readonly FleetReplica[];
-  readonly routingState: RoutingState;
   readonly health: ReplicaHealth;
   private readonly pools = new Map<string, FleetReplica[]>();
-  private readonly defaultPolicy: RoutingPolicy;
-  private readonly tierPolicies = new Map<ServiceBand, RoutingPolicy>();
+  /** One per gateway; live, and in a simulation of one gateway, just one. */
+  private readonly routers: readonly GatewayRouter[];
   private readonly retryBudget: RetryBudget;
   private readonly hasResidency: boolean;
   /** Earliest queue-bound expiry per replica index; stale entries are dropped lazily. */
@@ -250,14 +268,17 @@ export class FleetCore<Tag> {
       residency: routing.residency,
       prefixIndex: routing.prefixIndex,
     };
-    this.routingState = createRoutingState(context);
-    this.defaultPolicy = createRoutingPolicy(routing.policy, { ...context, state: this.routingState });
-    for (const [band, name] of Object.entries(routing.tierProfiles))
-      if (name !== undefined)
-        this.tierPolicies.set(
-          band as ServiceBand,
-          createRoutingPolicy(name, { ...context, state: this.routingState }),
-        );
+    const gateways = options.gateways ?? { count: 1, sharedRoutingState: false };
+    const sharedState = createRoutingState(context);
+    this.routers = Array.from({ length: gateways.count }, (_, gateway) => {
+      const state = gateway === 0 || gateways.sharedRoutingState ? sharedState : createRoutingState(context);
+      const defaultPolicy = createRoutingPolicy(routing.policy, { ...context, state });
+      const tierPolicies = new Map<ServiceBand, RoutingPolicy>();
+      for (const [band, name] of Object.entries(routing.tierProfiles))
+        if (name !== undefined)
+          tierPolicies.set(band as ServiceBand, createRoutingPolicy(name, { ...context, state }));
+      return { state, defaultPolicy, tierPolicies };
+    });
     this.health = new ReplicaHealth(routing.health);
     this.retryBudget = new RetryBudget(routing.retries.budgetRatio, routing.retries.minRetriesPerSecond);
     this.hasResidency = Object.keys(routing.residency).length > 0;
@@ -305,8 +326,14 @@ export class FleetCore<Tag> {
     return [...this.pools.keys()];
   }
 
-  policyFor(band: ServiceBand): RoutingPolicy {
-    return this.tierPolicies.get(band) ?? this.defaultPolicy;
+  /** What the (first) gateway's router has learnt: the prefix index and latency figures. */
+  get routingState(): RoutingState {
+    return (this.routers[0] as GatewayRouter).state;
+  }
+
+  policyFor(band: ServiceBand, gateway = 0): RoutingPolicy {
+    const router = this.routers[gateway] as GatewayRouter;
+    return router.tierPolicies.get(band) ?? router.defaultPolicy;
   }
 
   /** Whether routing reads prompt block hashes for this band (drivers hash prompts only then). */
@@ -343,7 +370,7 @@ export class FleetCore<Tag> {
   finish(attempt: FleetAttempt<Tag>, nowMs: number, interTokenMs: number | null): void {
     if (!this.release(attempt, nowMs)) return;
     this.health.onSuccess(attempt.replica.id);
-    this.policyFor(attempt.request.band).observe(
+    this.policyFor(attempt.request.band, attempt.request.gateway).observe(
       {
         replica: attempt.replica.id,
         ttftMs: attempt.firstTokenMs === null ? null : attempt.firstTokenMs - attempt.routedMs,
@@ -455,7 +482,7 @@ export class FleetCore<Tag> {
     const pool = this.pools.get(request.model) ?? [];
     this.prepareViews(pool, request.model, nowMs);
     try {
-      return this.policyFor(request.band).decide(pool, request, nowMs, { dryRun: true });
+      return this.policyFor(request.band, request.gateway).decide(pool, request, nowMs, { dryRun: true });
     } catch (error) {
       if (error instanceof RoutingRejection) return refusalOf(error);
       throw error;
@@ -475,7 +502,7 @@ export class FleetCore<Tag> {
     // Fast path: one candidate, no residency policy and no feature to check needs no scoring.
     if (candidates.length > 1 || this.hasResidency || (request.features?.length ?? 0) > 0) {
       this.prepareViews(candidates, request.model, nowMs);
-      const policy = this.policyFor(request.band);
+      const policy = this.policyFor(request.band, request.gateway);
       try {
         if (this.options.explain) {
           decision = policy.decide(candidates, request, nowMs);

@@ -10,6 +10,7 @@ import { costScorer, energyScorer } from './scorers/cost-scorer.js';
 import { kvCacheScorer } from './scorers/kv-cache-scorer.js';
 import { latencyScorer } from './scorers/latency-scorer.js';
 import { prefixAffinityScorer } from './scorers/prefix-affinity-scorer.js';
+import { prefixHashScorer } from './scorers/prefix-hash-scorer.js';
 import { queueDepthScorer } from './scorers/queue-depth-scorer.js';
 
 /** Every routing plugin by its type name. A new plugin registers here; profiles name it in config. */
@@ -23,7 +24,15 @@ export const filterPlugins: ReadonlyMap<string, RegisteredPlugin<ReplicaFilter>>
 
 export const scorerPlugins: ReadonlyMap<string, RegisteredPlugin<ReplicaScorer>> = byType<
   RegisteredPlugin<ReplicaScorer>
->(queueDepthScorer, kvCacheScorer, latencyScorer, prefixAffinityScorer, costScorer, energyScorer);
+>(
+  queueDepthScorer,
+  kvCacheScorer,
+  latencyScorer,
+  prefixAffinityScorer,
+  prefixHashScorer,
+  costScorer,
+  energyScorer,
+);
 
 export const pickerPlugins: ReadonlyMap<string, RegisteredPlugin<ReplicaPicker>> = byType<
   RegisteredPlugin<ReplicaPicker>

@@ -197,7 +197,7 @@ describe('routing config', () => {
     expect(result.success).toBe(false);
     const problems = result.error?.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`) ?? [];
     expect(problems).toContain(
-      "profiles.mine.scorers.0: unknown scorer 'prefix-affinty' (known: queue-depth, kv-cache, latency, prefix-affinity, cost, energy)",
+      "profiles.mine.scorers.0: unknown scorer 'prefix-affinty' (known: queue-depth, kv-cache, latency, prefix-affinity, prefix-hash, cost, energy)",
     );
     expect(problems.some((problem) => problem.startsWith("policy: unknown routing profile 'fastest'"))).toBe(
       true,

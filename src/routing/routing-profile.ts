@@ -44,7 +44,9 @@ export const defaultFilters = ['residency', 'healthy', 'serves-features', 'conte
 /**
  * The built-in profiles. `round-robin`, `random` and `least-loaded` are the baselines every comparison
  * needs; `prefix-only` follows prefix affinity alone (llm-d found it piles hot prefixes onto one
- * replica); `prefix-load` weighs affinity against load with a bounded-load rule; `latency` and
+ * replica); `prefix-load` weighs affinity against load with a bounded-load rule; `prefix-hash` sends a
+ * prefix to its consistent-hashing home, the same from every gateway replica without shared state, with
+ * load as the tie-breaker and for prompts shorter than one block; `latency` and
  * `cost-energy` are the suggested profiles for the priority and batch tiers.
  */
 export const builtInProfiles: Record<string, RoutingProfileConfig> = {
@@ -57,6 +59,15 @@ export const builtInProfiles: Record<string, RoutingProfileConfig> = {
   'prefix-load': {
     scorers: [
       { type: 'prefix-affinity', weight: 2 },
+      { type: 'queue-depth', weight: 1 },
+    ],
+  },
+  // Weight 1.5 against queue-depth's 1: the home (1) loses to the next replica in hash order (1/2) only
+  // when their loads differ by more than three quarters of the candidates' range, before the bound spills
+  // it anyway. Measured best of 1, 1.25, 1.5, 2, 3 (bench:prefix-sharing); 3 never lets load override.
+  'prefix-hash': {
+    scorers: [
+      { type: 'prefix-hash', weight: 1.5 },
       { type: 'queue-depth', weight: 1 },
     ],
   },

@@ -319,3 +319,53 @@ describe('fleet simulator', () => {
     });
   });
 });
+
+describe('gateways behind a load balancer', () => {
+  const sharedPrefixSessions = {
+    arrivals: { process: 'poisson', ratePerSecond: 6 },
+    requests: 1500,
+    mix: [
+      {
+        name: 'agent',
+        sharedPrefix: { groups: 12, tokens: 2000 },
+        input: { lognormal: { mean: 100, cv: 1 }, min: 4, max: 500 },
+        output: { lognormal: { mean: 120, cv: 1 }, min: 1, max: 600 },
+        session: { turns: { uniform: [2, 5] }, thinkSeconds: { exponential: { mean: 1 } } },
+      },
+    ],
+  };
+  const run = (policy: string, gateways: Record<string, unknown>) =>
+    runScenario(
+      scenario({
+        fleet: { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 4 },
+        routing: { policy },
+        gateways,
+        workload: sharedPrefixSessions,
+      }),
+    );
+
+  it('splits the prefix view across gateways that each learn their own, and not across one shared view', () => {
+    const one = run('prefix-load', {});
+    const perGateway = run('prefix-load', { count: 4 });
+    const shared = run('prefix-load', { count: 4, routingState: 'shared' });
+    // Four indexes each see a quarter of the traffic: a prefix warm on one replica for one gateway is
+    // sent elsewhere by the others, and the engines' caches hit less.
+    expect(perGateway.fleet.prefixHitRate).toBeLessThan(one.fleet.prefixHitRate - 0.02);
+    // One shared view is one router, whichever gateway reads it.
+    expect(comparable(shared)).toEqual(comparable(one));
+    expect(comparable(run('prefix-load', { count: 1 }))).toEqual(comparable(one));
+  });
+
+  it('takes the same decisions with prefix-hash whatever the number of gateways: nothing to share', () => {
+    const one = run('prefix-hash', {});
+    for (const gateways of [{ count: 3 }, { count: 8, balancer: 'random' }])
+      expect(comparable(run('prefix-hash', gateways))).toEqual(comparable(one));
+    expect(one.fleet.prefixHitRate).toBeGreaterThan(run('prefix-load', { count: 4 }).fleet.prefixHitRate);
+  });
+
+  it('spreads requests over gateways at random, reproducibly for a seed', () => {
+    const first = run('prefix-load', { count: 4, balancer: 'random' });
+    expect(comparable(run('prefix-load', { count: 4, balancer: 'random' }))).toEqual(comparable(first));
+    expect(comparable(first)).not.toEqual(comparable(run('prefix-load', { count: 4 })));
+  });
+});

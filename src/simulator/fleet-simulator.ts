@@ -63,10 +63,25 @@ export interface FleetSimulationOptions {
   scheduler?: ((replica: SimulatedReplicaOptions) => ReplicaSchedulerSettings) | null;
   /** Each replica's engine; default: the performance model (ModelledReplica). Tests script their own. */
   engineFor?: (replica: SimulatedReplicaOptions, events: SimulatedEngineEvents) => SimulatedEngine;
+  /**
+   * Gateway replicas behind a load balancer, all in front of these replicas (`gateways:` in a scenario);
+   * absent: one gateway, as before.
+   */
+  gateways?: SimulatedGateways | undefined;
   /** Every decision of the fleet core, in order (parity tests; allocates per request). */
   onDecision?: (decision: FleetDecision<SimulatedRequest>) => void;
   /** Called now and then with completed requests and the expected total (null when unknown). */
   onProgress?: (completed: number, expected: number | null) => void;
+}
+
+export interface SimulatedGateways {
+  count: number;
+  /** How the load balancer spreads requests: in turn, or uniformly at random (`balancerRandom`). */
+  balancer: 'round-robin' | 'random';
+  /** One prefix index and latency view for all of them (a shared store, without its latency). */
+  sharedRoutingState: boolean;
+  /** Uniform in [0, 1) for the random balancer: seeded, apart from routing's draws. */
+  balancerRandom: () => number;
 }
 
 export interface FleetSimulationOutcome {
@@ -99,6 +114,8 @@ export class FleetSimulator {
   private firstArrivalMs = Number.POSITIVE_INFINITY;
   private lastCompletionMs = 0;
   private readonly progressEvery: number;
+  /** The round-robin balancer's last gateway. */
+  private lastGateway = -1;
 
   constructor(private readonly options: FleetSimulationOptions) {
     this.tierStatistics = serviceBands.map((tier) => new TierStatistics(tier, options.slo[tier]));
@@ -141,6 +158,9 @@ export class FleetSimulator {
       routing: options.routing,
       random: options.random,
       explain: false,
+      ...(options.gateways && {
+        gateways: { count: options.gateways.count, sharedRoutingState: options.gateways.sharedRoutingState },
+      }),
       events: {
         onDispatch: (attempt, nowMs) => {
           attempt.request.tag.attempt = attempt;
@@ -160,6 +180,7 @@ export class FleetSimulator {
     (this.tierStatistics[bandRank[request.tier]] as TierStatistics).submitted++;
     this.overall.submitted++;
     const core = this.core;
+    const gateway = this.balance();
     const outcome = core.submit(
       fleetRequest({
         tag: request,
@@ -171,6 +192,7 @@ export class FleetSimulator {
         // The workload's block hashes are the router's prefix-index keys, as prompt-text hashes are live.
         promptBlockHashes: core.usesPromptBlocks(request.tier) ? request.promptBlockHashes : null,
         features: request.features,
+        gateway,
       }),
       nowMs,
     );
@@ -180,6 +202,18 @@ export class FleetSimulator {
         this.countUnserved(request);
       this.refuse(request, nowMs);
     }
+  }
+
+  /**
+   * The gateway the load balancer hands the request to. Every request goes through the balancer again, a
+   * session's next turn included: a load balancer without session affinity, the case in question.
+   */
+  private balance(): number {
+    const gateways = this.options.gateways;
+    if (!gateways || gateways.count === 1) return 0;
+    if (gateways.balancer === 'random') return Math.floor(gateways.balancerRandom() * gateways.count);
+    this.lastGateway = (this.lastGateway + 1) % gateways.count;
+    return this.lastGateway;
   }
 
   private countUnserved(request: SimulatedRequest): void {

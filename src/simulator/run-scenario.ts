@@ -81,6 +81,9 @@ export function runScenario(
   const schedulerMode = point.scheduler ?? scenario.scheduling.mode;
   const random = new SeededRandom(scenario.seed);
   const routingRandom = random.fork('routing');
+  // From a stream of its own, not forked from `random`: a fork draws from its parent, which would shift
+  // the workload's draws and make a run with gateways differ from one without in more than the gateways.
+  const balancerRandom = new SeededRandom(scenario.seed).fork('balancer');
   const scheduler = gatewayScheduler(scenario, schedulerMode);
   const replicas = fleetReplicas(fleet).map((replica, index) => ({
     id: `${spec.hardware.name}-${index}`,
@@ -91,6 +94,12 @@ export function runScenario(
     replicas,
     routing: scenario.routing,
     random: () => routingRandom.uniform(),
+    gateways: {
+      count: scenario.gateways.count,
+      balancer: scenario.gateways.balancer,
+      sharedRoutingState: scenario.gateways.routingState === 'shared',
+      balancerRandom: () => balancerRandom.uniform(),
+    },
     ordering: queueOrderingPolicies[scenario.policies.ordering] as (typeof queueOrderingPolicies)[string],
     workload: createWorkload(scenario, model.contextTokens, spec.kvBlockTokens, random, options.ledgerReplay),
     slo: scenario.slo,

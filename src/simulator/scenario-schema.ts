@@ -180,6 +180,20 @@ export const scenarioSchema = z
      * and `plan.routing` vary `policy`.
      */
     routing: routingConfigSchema.prefault({}),
+    /**
+     * Gateway replicas (`gravity serve` processes) behind a load balancer, all routing to the same
+     * replicas. Each learns its own prefix index and latency figures, as separate processes do, unless
+     * `routingState: shared` (one view for all: what a shared store could at best give). Queues in front
+     * of each replica stay one per replica. Default: one gateway.
+     */
+    gateways: z
+      .strictObject({
+        count: z.number().int().min(1).default(1),
+        /** How the load balancer spreads requests (each turn of a session included). */
+        balancer: z.enum(['round-robin', 'random']).default('round-robin'),
+        routingState: z.enum(['per-gateway', 'shared']).default('per-gateway'),
+      })
+      .prefault({}),
     workload: z.strictObject({
       arrivals: arrivalsSchema,
       /** Stop creating requests after this many (sessions count each turn). */
