@@ -32,7 +32,7 @@ import {
   parseUpstreamModelList,
   type UpstreamModelFacts,
 } from './upstream-model-catalog.js';
-import { UpstreamStallGuard, type UpstreamTimeouts } from './upstream-stall-guard.js';
+import { type ExchangeSignal, UpstreamStallGuard, type UpstreamTimeouts } from './upstream-stall-guard.js';
 import { validatedUpstreamUsage } from './upstream-usage.js';
 
 /** How long start-up waits for an upstream's `GET /models` before serving without what it would say. */
@@ -395,7 +395,7 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   private async send(
     route: string,
     body: unknown,
-    signal: AbortSignal,
+    signal: ExchangeSignal,
     headers: Record<string, string> = this.requestHeaders,
   ): Promise<Dispatcher.ResponseData> {
     let response: Dispatcher.ResponseData;
