@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
+import { createKey } from '../src/cli/keys-command.js';
 import { eppEngineId } from '../src/epp/epp-config.js';
 import {
   extProcServices,
@@ -280,7 +282,7 @@ function ledgerRows(path: string) {
   try {
     return ledger
       .prepare(
-        'SELECT status, error_code, model, engine, prompt_tokens, completion_tokens, usage_source FROM usage_records',
+        'SELECT status, error_code, tenant, model, engine, prompt_tokens, completion_tokens, usage_source FROM usage_records',
       )
       .all() as Array<Record<string, unknown>>;
   } finally {
@@ -418,6 +420,28 @@ describe('Endpoint Picker: request path', () => {
     }
   });
 
+  it('records the endpoint Envoy says served the request when it fell back from the pick', async () => {
+    const before = ledgerRows(harness.ledgerPath).length;
+    const envoy = stream();
+    envoy.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    await envoy.next();
+    const body = chatBody('served elsewhere', false);
+    envoy.send({ request_body: { body: Buffer.from(body), end_of_stream: true } });
+    const [pick, fallback] = pickedList(await envoy.next());
+    // The pick failed in Envoy; the fallback answered (a JSON body this time, with its usage).
+    await playResponse(envoy, fallback as string, body, { fullDuplex: false, served: fallback as string });
+    envoy.close();
+    await waitFor(() => ledgerRows(harness.ledgerPath).length === before + 1);
+    expect(pick).not.toBe(fallback);
+    expect(ledgerRows(harness.ledgerPath).at(-1)).toMatchObject({
+      status: 200,
+      engine: eppEngineId(fallback as string),
+      prompt_tokens: 11,
+      completion_tokens: 2,
+      usage_source: 'upstream',
+    });
+  });
+
   it('answers a request for a model the pool does not serve with a 404 OpenAI error', async () => {
     const envoy = stream();
     envoy.send(headers('/v1/chat/completions', { bodyMode: buffered }));
@@ -456,6 +480,41 @@ describe('Endpoint Picker: refusals', () => {
     } finally {
       deadClient.close();
       await dead.close();
+    }
+  });
+
+  it('asks for an API key once keys exist (401, no record) and records the key tenant', async () => {
+    // Keys are looked up afresh on every request, so the key created below takes effect at once.
+    const { harness: keyed, client: keyedClient } = await startEpp(
+      [endpoints[0]?.address as string],
+      (config) => {
+        config.auth.keyCacheMs = 0;
+      },
+    );
+    const store = new SqliteKeyStore(keyed.keysPath);
+    const { key } = createKey(store, { tenant: 'acme' });
+    store.close();
+    try {
+      const refused = stream(keyedClient);
+      refused.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+      await refused.next();
+      refused.send({ request_body: { body: Buffer.from(chatBody('no key')), end_of_stream: true } });
+      const { status, body } = immediate(await refused.next());
+      expect(status).toBe(401);
+      expect(body).toMatchObject({ error: { message: expect.stringContaining('API key') } });
+      const admitted = stream(keyedClient);
+      admitted.send(headers('/v1/chat/completions', { bodyMode: buffered, authorization: `Bearer ${key}` }));
+      await admitted.next();
+      const chat = chatBody('with a key');
+      admitted.send({ request_body: { body: Buffer.from(chat), end_of_stream: true } });
+      const [pick] = pickedList(await admitted.next());
+      await playResponse(admitted, pick as string, chat, { fullDuplex: false });
+      admitted.close();
+      await waitFor(() => ledgerRows(keyed.ledgerPath).length === 1);
+      expect(ledgerRows(keyed.ledgerPath)).toMatchObject([{ status: 200, tenant: 'acme' }]);
+    } finally {
+      keyedClient.close();
+      await keyed.close();
     }
   });
 
