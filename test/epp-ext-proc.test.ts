@@ -11,8 +11,10 @@ import {
   type ProcessingRequest,
   type ProcessingResponse,
 } from '../src/epp/ext-proc-protocol.js';
+import { configFile } from './support/config-file.js';
 import { freeLoopbackPort } from './support/free-port.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
+import { startGravityProcess } from './support/gravity-process.js';
 
 // A gRPC client plays Envoy's ext_proc message sequences against a live EPP (Gravity in this process),
 // and forwards each request itself to the endpoint the EPP picked: small OpenAI-compatible servers on
@@ -546,4 +548,39 @@ describe('Endpoint Picker: refusals', () => {
       await small.close();
     }
   });
+});
+
+describe('gravity serve --ext-proc-port', () => {
+  it('serves the EPP beside the HTTP API, its endpoints from the config file', async () => {
+    const address = endpoints[0]?.address as string;
+    const file = configFile(`epp:\n  endpoints: ['${address}']\n  models: [${model}]\n`);
+    const gravity = await startGravityProcess(['--config', file, '--ext-proc-port', '0']);
+    const services = extProcServices();
+    const Client = grpc.makeGenericClientConstructor({ ...services.extProc, ...services.health }, 'Epp');
+    let processClient: typeof client | undefined;
+    try {
+      await waitFor(() => /gravity: ext_proc listening on \S+/.test(gravity.stdout()));
+      const eppAddress = /gravity: ext_proc listening on (\S+)/.exec(gravity.stdout())?.[1] as string;
+      processClient = new Client(eppAddress, grpc.credentials.createInsecure()) as unknown as typeof client;
+      const readiness = await new Promise<number | undefined>((resolve, reject) =>
+        processClient?.Check({ service: 'readiness' }, (error, answer) =>
+          error ? reject(error) : resolve(answer?.status),
+        ),
+      );
+      expect(readiness).toBe(1);
+      const envoy = stream(processClient);
+      envoy.send(headers('/v1/models', { endOfStream: true }));
+      expect(pickedList(await envoy.next())).toEqual([address]);
+      // The HTTP API beside it serves the same model through the endpoint.
+      const models = (await (await fetch(`${gravity.url}/v1/models`)).json()) as {
+        data: Array<{ id: string }>;
+      };
+      expect(models.data.map((entry) => entry.id)).toEqual([model]);
+    } finally {
+      for (const opened of open.splice(0)) opened.call.cancel();
+      processClient?.close();
+      gravity.child.kill('SIGTERM');
+      await gravity.exited;
+    }
+  }, 60_000);
 });

@@ -3,14 +3,19 @@ import { z } from 'zod';
 import { defaults } from '../core/defaults.js';
 
 /** `ip:port` (IPv6 in brackets) or `host:port`, as Envoy's original-destination cluster takes it. */
-const endpointAddressSchema = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected ip:port (IPv6 as [addr]:port)')
-  .refine((address) => Number(address.slice(address.lastIndexOf(':') + 1)) <= 65_535, 'port above 65535')
-  .refine((address) => {
-    const host = address.slice(0, address.lastIndexOf(':'));
-    return !host.startsWith('[') || isIP(host.slice(1, -1)) === 6;
-  }, 'not an IPv6 address in brackets');
+const endpointAddressSchema = z.string().superRefine((address, context) => {
+  const problem = endpointAddressProblem(address);
+  if (problem !== null) context.addIssue({ code: 'custom', message: problem });
+});
+
+function endpointAddressProblem(address: string): string | null {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(address);
+  if (!match) return 'expected ip:port (IPv6 as [addr]:port)';
+  const host = match[1] as string;
+  if (host.startsWith('[') && isIP(host.slice(1, -1)) !== 6) return `'${host}' is not an IPv6 address`;
+  if (Number(match[2]) > 65_535) return 'port above 65535';
+  return null;
+}
 
 /**
  * The Endpoint Picker (src/epp/): Envoy's ext_proc service on its own port, picking one of `endpoints`
