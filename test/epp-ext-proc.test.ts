@@ -550,6 +550,39 @@ describe('Endpoint Picker: refusals', () => {
   });
 });
 
+describe('Endpoint Picker: prefix affinity', () => {
+  it('sends a prompt that continues an earlier one to the endpoint that holds its prefix, busier or not', async () => {
+    const { harness: affine, client: affineClient } = await startEpp(
+      endpoints.map((endpoint) => endpoint.address),
+      (config) => {
+        config.routing.policy = 'prefix-load';
+      },
+    );
+    const conversation = `You are a careful assistant. ${'Here is a long shared document. '.repeat(80)}`;
+    const request = async (content: string, subset?: string[]) => {
+      const envoy = stream(affineClient);
+      envoy.send(headers('/v1/chat/completions', { bodyMode: buffered, ...(subset && { subset }) }));
+      await envoy.next();
+      const body = chatBody(content);
+      envoy.send({ request_body: { body: Buffer.from(body), end_of_stream: true } });
+      return { envoy, body, list: pickedList(await envoy.next()) };
+    };
+    try {
+      const first = await request(`${conversation} First question?`);
+      const holder = first.list[0] as string;
+      await playResponse(first.envoy, holder, first.body, { fullDuplex: false });
+      // Another request keeps that endpoint busy: load alone would now send the next one elsewhere.
+      await request('An unrelated short question.', [holder]);
+      const next = await request(`${conversation} First question? And a follow-up.`);
+      expect(next.list[0]).toBe(holder);
+    } finally {
+      for (const opened of open.splice(0)) opened.call.cancel();
+      affineClient.close();
+      await affine.close();
+    }
+  });
+});
+
 describe('gravity serve --ext-proc-port', () => {
   it('serves the EPP beside the HTTP API, its endpoints from the config file', async () => {
     const address = endpoints[0]?.address as string;
