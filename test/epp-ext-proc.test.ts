@@ -542,7 +542,10 @@ describe('Endpoint Picker: refusals', () => {
       shed.send({ request_body: { body: Buffer.from(chatBody('finds no room')), end_of_stream: true } });
       const { status, body } = immediate(await shed.next());
       expect(status).toBe(429);
-      expect(body).toMatchObject({ error: { message: expect.any(String) } });
+      expect(body).toMatchObject({ error: { type: 'rate_limit_error', message: expect.any(String) } });
+      // Recorded as answered: one row, a 429, while the request holding the slot is still running.
+      await waitFor(() => ledgerRows(small.ledgerPath).length === 1);
+      expect(ledgerRows(small.ledgerPath)).toMatchObject([{ status: 429, error_code: 'overloaded' }]);
     } finally {
       smallClient.close();
       await small.close();

@@ -301,7 +301,7 @@ export class ExtProcExchange {
       void this.responseEnd.then((end) => this.releaseAfter(placement, end));
       return { kind: 'placed', placement };
     } catch (error) {
-      return { kind: 'refused', error: toGravityError(error) };
+      return { kind: 'refused', error: toGravityError(asShed(error)) };
     }
   }
 
@@ -372,12 +372,17 @@ export class ExtProcExchange {
     signal: AbortSignal,
   ): AsyncGenerator<StreamPart> {
     const { gateway } = this.settings;
-    const placement = await gateway.place(
-      context,
-      generation,
-      { tenant: context.tenant, serviceTier: context.serviceTier, eligible },
-      signal,
-    );
+    let placement: Placement;
+    try {
+      placement = await gateway.place(
+        context,
+        generation,
+        { tenant: context.tenant, serviceTier: context.serviceTier, eligible },
+        signal,
+      );
+    } catch (error) {
+      throw asShed(error);
+    }
     this.placement = placement;
     try {
       this.promptTokensEstimate = estimateRequestTokens(generation);
@@ -476,7 +481,7 @@ export function immediateResponse(error: GravityError): ProcessingResponse {
   ];
   return {
     immediate_response: {
-      status: { code: immediateStatus(error) },
+      status: { code: error.status },
       headers: { set_headers: headers },
       body: Buffer.from(JSON.stringify(error.toBody())),
       details: error.code ?? 'gravity_epp',
@@ -485,12 +490,19 @@ export function immediateResponse(error: GravityError): ProcessingResponse {
 }
 
 /**
- * The protocol's two refusals: 503 when no endpoint is ready, 429 when the request is shed. A request
- * that waited in a queue past its tier's bound was shed under load, so it is a 429 here, although the
- * HTTP API (which has no fallback endpoints to name) answers it with 503.
+ * The protocol has two refusals: 503 when no endpoint is ready, 429 when the request is shed. A request
+ * that waited in a queue past its tier's bound was shed under load, so the EPP answers (and records) it
+ * as a 429, although the HTTP API, which has no fallback endpoints to offer, answers it with a 503.
  */
-function immediateStatus(error: GravityError): number {
-  return error.code === 'overloaded' ? 429 : error.status;
+function asShed(error: unknown): unknown {
+  if (!(error instanceof GravityError) || error.code !== 'overloaded') return error;
+  return new GravityError({
+    status: 429,
+    type: 'rate_limit_error',
+    code: error.code,
+    message: error.message,
+    headers: error.headers,
+  });
 }
 
 /** The pipeline endpoint for an OpenAI path Gravity meters; null for any other. */
