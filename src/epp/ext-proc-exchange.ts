@@ -69,7 +69,7 @@ type Decision = { kind: 'placed'; placement: Placement } | { kind: 'refused'; er
 export class ExtProcExchange {
   private fullDuplexRequest = false;
   private fullDuplexResponse = false;
-  private requestHeaders = new Map<string, string>();
+  private readonly requestHeaders = new Map<string, string>();
   private subsetHint: string[] | undefined;
   private readonly bodyChunks: Buffer[] = [];
   private bodyBytes = 0;

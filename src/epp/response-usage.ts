@@ -1,22 +1,27 @@
+import { StringDecoder } from 'node:string_decoder';
 import type { TokenUsage } from '../core/stream-parts.js';
 
 /** A JSON answer larger than this is not kept for its usage (completions are kilobytes; this is ample). */
 const maxJsonBytes = 1 << 20;
-/** The SSE tail kept for the final usage chunk, which comes last, just before `[DONE]`. */
-const sseTailBytes = 64 * 1024;
+/** An SSE line carrying a usage object (not `"usage": null`, which some servers put in every chunk). */
+const usageLine = /"usage"\s*:\s*\{/;
 
 /**
  * Reads a model server's response as Envoy passes it through the EPP, chunk by chunk, for the ledger:
  * the usage the server reported (a JSON body's `usage`, an SSE stream's final usage chunk), or, for a
- * stream without one, the content chunks counted as tokens. Keeps at most a bounded tail of the bytes.
+ * stream without one, the content chunks counted as tokens. Keeps a JSON body (up to 1 MiB), and of a
+ * stream only its latest usage line and the line still arriving.
  * Lenient, as everything read from an upstream: a body it cannot read gives counted figures.
  */
 export class ResponseUsageReader {
   private sse: boolean | null = null;
   private json: Buffer[] = [];
   private jsonBytes = 0;
-  private tail = '';
+  /** The last complete SSE data line with a usage object: the server's final usage chunk. */
+  private lastUsageLine: string | null = null;
   private partialLine = '';
+  /** Decodes across chunk boundaries: a character may be split between two chunks. */
+  private readonly decoder = new StringDecoder('utf8');
   private contentChunks = 0;
   private firstContentSeen = false;
 
@@ -38,13 +43,17 @@ export class ResponseUsageReader {
       this.jsonBytes += bytes.length;
       if (this.sse === false) return;
     }
-    // Count data events as they pass (the stream is not kept), and keep the tail for the usage chunk.
-    const text = this.partialLine + bytes.toString('utf8');
-    const lines = text.split('\n');
+    // Per chunk of a streamed response: one decode and one split; lines are looked at, not kept, except
+    // the latest usage line (the usage chunk comes last, just before `[DONE]`).
+    const lines = (this.partialLine + this.decoder.write(bytes)).split('\n');
     this.partialLine = lines.pop() ?? '';
-    for (const line of lines)
-      if (line.startsWith('data:') && line.includes('"choices":[{')) this.contentChunks++;
-    this.tail = (this.tail + text.slice(0, text.length - this.partialLine.length)).slice(-sseTailBytes);
+    // A "line" that never ends is no SSE: it is not kept growing.
+    if (this.partialLine.length > maxJsonBytes) this.partialLine = '';
+    for (const line of lines) {
+      if (!line.startsWith('data:')) continue;
+      if (line.includes('"choices":[{')) this.contentChunks++;
+      if (usageLine.test(line)) this.lastUsageLine = line;
+    }
   }
 
   /** The figures at the end of the response; `promptTokensEstimate` stands in when none were reported. */
@@ -69,18 +78,14 @@ export class ResponseUsageReader {
   }
 
   private sseUsage(): TokenUsage | null {
-    const lines = (this.tail + this.partialLine).split('\n');
-    for (let index = lines.length - 1; index >= 0; index--) {
-      const line = lines[index] as string;
-      if (!line.startsWith('data:') || !line.includes('"usage"')) continue;
-      try {
-        const usage = usageOf(JSON.parse(line.slice(5)));
-        if (usage) return usage;
-      } catch {
-        // A chunk cut by the tail's bound, or not JSON: look further back.
-      }
+    const last = usageLine.test(this.partialLine) ? this.partialLine : this.lastUsageLine;
+    if (last === null) return null;
+    try {
+      return usageOf(JSON.parse(last.slice('data:'.length)));
+    } catch {
+      // Not JSON after all: the figures are counted instead.
+      return null;
     }
-    return null;
   }
 }
 
