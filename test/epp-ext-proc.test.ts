@@ -387,6 +387,25 @@ describe('Endpoint Picker: request path', () => {
     expect(Buffer.concat(passedBack).toString()).toContain('data: [DONE]');
   });
 
+  it('FULL_DUPLEX_STREAMED with trailers: the trailers complete the body, answered in order', async () => {
+    const envoy = stream();
+    envoy.send(headers('/v1/chat/completions', { bodyMode: fullDuplex }));
+    const body = Buffer.from(chatBody('hello, trailers follow'));
+    envoy.send({ request_body: { body: body.subarray(0, 20), end_of_stream: false } });
+    envoy.send({ request_body: { body: body.subarray(20), end_of_stream: false } });
+    expect(await envoy.silentFor(100)).toBe(true);
+    envoy.send({ request_trailers: { trailers: { headers: [] } } });
+    pickedList(await envoy.next());
+    const echoed: Buffer[] = [];
+    for (const _chunk of [0, 1]) {
+      const streamed = (await envoy.next()).request_body?.response?.body_mutation?.streamed_response;
+      expect(streamed?.end_of_stream ?? false).toBe(false);
+      echoed.push(streamed?.body ?? Buffer.alloc(0));
+    }
+    expect(Buffer.concat(echoed).toString()).toBe(body.toString());
+    expect((await envoy.next()).request_trailers).toBeDefined();
+  });
+
   it('sends a request to the less loaded endpoint first and names the other as its fallback', async () => {
     // The first request holds its endpoint (no response yet): the next one goes to the other.
     const first = stream();

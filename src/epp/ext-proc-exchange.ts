@@ -54,8 +54,8 @@ type Decision = { kind: 'placed'; placement: Placement } | { kind: 'refused'; er
  *
  * Request path. `request_headers` with `end_of_stream` (no body) is placed at once. Otherwise the body is
  * gathered: in FULL_DUPLEX_STREAMED mode (announced in `protocol_config`) nothing is answered until the
- * last chunk; then the header response carries the destination, followed by the body sent back as
- * `streamed_response` chunks. In BUFFERED mode Envoy waits for the header response before it sends the
+ * last chunk (or the trailers, which then mark the body's end); then the header response carries the
+ * destination, followed by the body sent back as `streamed_response` chunks. In BUFFERED mode Envoy waits for the header response before it sends the
  * body, so the headers are answered with CONTINUE and the destination rides on the body's response
  * (header mutations apply there in that mode). A chat or completions body goes through the same
  * pipeline as the HTTP API — parsed by the edge's parsers, admitted, routed and queued by the fleet core,
@@ -151,9 +151,8 @@ export class ExtProcExchange {
     else if (message.request_body) await this.onRequestBody(message.request_body, answer);
     else if (message.response_headers) this.onResponseHeaders(message.response_headers, message, answer);
     else if (message.response_body) this.onResponseBody(message.response_body, message, answer);
-    else if (message.request_trailers) {
-      if (answer) this.send({ request_trailers: {} });
-    } else if (message.response_trailers) {
+    else if (message.request_trailers) await this.onRequestTrailers(answer);
+    else if (message.response_trailers) {
       if (answer) this.send({ response_trailers: {} });
       this.endResponse();
     }
@@ -199,6 +198,20 @@ export class ExtProcExchange {
       if (!this.fullDuplexRequest && answer) this.send({ request_body: { response: {} } });
       return;
     }
+    await this.decideOnBody(answer, true);
+  }
+
+  /**
+   * FULL_DUPLEX_STREAMED with trailers: Envoy marks no body chunk as the last one, and the trailers say
+   * the body is complete. The answers keep the request's order: headers, body, trailers.
+   */
+  private async onRequestTrailers(answer: boolean): Promise<void> {
+    if (!this.decided && this.fullDuplexRequest) await this.decideOnBody(answer, false);
+    if (answer) this.send({ request_trailers: {} });
+  }
+
+  /** The whole body is in: pick, and answer as the body mode wants (see the class comment). */
+  private async decideOnBody(answer: boolean, endOfStream: boolean): Promise<void> {
     const decision = await this.decide(Buffer.concat(this.bodyChunks));
     if (!answer) return;
     if (decision.kind === 'refused' || !this.fullDuplexRequest) {
@@ -206,14 +219,15 @@ export class ExtProcExchange {
       return;
     }
     this.answerDecision(decision, 'request_headers');
-    // The body goes on to the endpoint as it came, chunk by chunk, the last one marked as the end.
+    // The body goes on to the endpoint as it came, chunk by chunk, the last one marked as the end unless
+    // trailers follow it.
     const chunks = this.bodyChunks.length > 0 ? this.bodyChunks : [Buffer.alloc(0)];
     chunks.forEach((chunk, index) => {
       this.send({
         request_body: {
           response: {
             body_mutation: {
-              streamed_response: { body: chunk, end_of_stream: index === chunks.length - 1 },
+              streamed_response: { body: chunk, end_of_stream: endOfStream && index === chunks.length - 1 },
             },
           },
         },
