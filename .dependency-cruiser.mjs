@@ -28,9 +28,10 @@ const stagesBottomUp = [
   // the Responses API: requests translated onto the edge's chat request and rendered as Response objects
   // and events, and the store of responses behind previous_response_id
   ['responses'],
-  // entry points built on the edge's wire format (batch lines are answered as the edge would answer),
-  // and the simulator, the fleet core's virtual-clock driver
-  ['batch', 'simulator'],
+  // entry points built on the edge's wire format (batch lines are answered as the edge would answer;
+  // the Endpoint Picker parses bodies with the edge's parsers and places requests through the pipeline
+  // and the gateway, for Envoy to forward), and the simulator, the fleet core's virtual-clock driver
+  ['batch', 'epp', 'simulator'],
   // Gravity's config file: composes the stages' config slices, so it sits above them and only the
   // composition roots (server, cli) read it; a stage gets its own settings passed in.
   ['config'],

@@ -43,6 +43,11 @@ export function registerServeCommand(program: Command): void {
       'serve an emulated fleet instead: <hardware>:<model>:<replicas>[x<devices>], e.g. h100:llama-3.1-8b:4 (env GRAVITY_EMULATE)',
     )
     .option('--data-dir <dir>', 'where generated models live (env GRAVITY_DATA_DIR, default .gravity)')
+    .option(
+      '--ext-proc-port <port>',
+      "serve the Endpoint Picker (Envoy ext_proc) on this port; the config file's epp section names the endpoints",
+      integerOption,
+    )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GRAVITY_LOG_LEVEL)')
     .action(async (options) => {
       let config: ReturnType<typeof loadConfig>;
@@ -58,6 +63,7 @@ export function registerServeCommand(program: Command): void {
           contextTokens: options.context,
           logLevel: options.logLevel,
           dataDir: options.dataDir,
+          extProcPort: options.extProcPort,
         });
       } catch (error) {
         if (error instanceof ConfigError) {
@@ -87,6 +93,7 @@ export function registerServeCommand(program: Command): void {
       logReplicaDescriptions(server);
       // Machine-readable line for scripts and tests that start Gravity on port 0.
       process.stdout.write(`gravity: listening on ${server.url} models=${models.join(',')}\n`);
+      if (server.eppAddress) process.stdout.write(`gravity: ext_proc listening on ${server.eppAddress}\n`);
       let signals = 0;
       const stop = (signal: string) => {
         signals++;

@@ -3,6 +3,7 @@ import { authConfigSchema, stateConfigSchema, tenantsConfigSchema } from '../adm
 import { batchConfigSchema } from '../batch/batch-config.js';
 import { defaults } from '../core/defaults.js';
 import { engineConfigSchema } from '../engines/engine-registry.js';
+import { eppConfigSchema } from '../epp/epp-config.js';
 import {
   ledgerConfigSchema,
   meteringConfigSchema,
@@ -111,6 +112,8 @@ export const configSchema = z.strictObject({
   tenants: tenantsConfigSchema,
   /** Where limits, budgets and keys live: this process, or a Redis every replica shares. */
   state: stateConfigSchema,
+  /** The Endpoint Picker: Envoy's ext_proc service picking model servers (docs/kubernetes.md). */
+  epp: eppConfigSchema,
 });
 
 export type GravityConfig = z.infer<typeof configSchema>;

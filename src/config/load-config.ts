@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/config-error.js';
 import { engineDefinition, engineTypesWith, servingEngineIds } from '../engines/engine-registry.js';
+import { withEndpointPickerEngines } from '../epp/epp-config.js';
 import { configSchema, type GravityConfig } from './config-schema.js';
 import { emulatedFleetDocument, parseEmulateOption } from './emulate-option.js';
 
@@ -23,6 +24,8 @@ export interface ConfigOverrides {
   contextTokens?: number | undefined;
   logLevel?: string | undefined;
   dataDir?: string | undefined;
+  /** Serve the Endpoint Picker's ext_proc service on this port (the file's `epp` section says the rest). */
+  extProcPort?: number | undefined;
 }
 
 /**
@@ -94,6 +97,9 @@ export function loadConfig(
   if (overrides.document) {
     document = structuredClone(overrides.document);
     if (emulate !== undefined) Object.assign(document, defaultDocument(undefined, emulate));
+    // The EPP's endpoints are engines too: a file with only an `epp` section serves them, not the
+    // built-in models; before validation, so that they are validated and defaulted like any engine.
+    withEndpointPickerEngines(document);
     document.engines ??= defaultDocument(undefined).engines;
     document.models ??= defaultDocument(undefined).models;
   } else if (configPath) {
@@ -114,6 +120,9 @@ export function loadConfig(
     }
     document = parsed as Record<string, unknown>;
     if (modelPath || emulate !== undefined) Object.assign(document, defaultDocument(modelPath, emulate));
+    // The EPP's endpoints are engines too: a file with only an `epp` section serves them, not the
+    // built-in models; before validation, so that they are validated and defaulted like any engine.
+    withEndpointPickerEngines(document);
     document.engines ??= defaultDocument(undefined).engines;
     document.models ??= defaultDocument(undefined).models;
   } else {
@@ -136,6 +145,16 @@ export function loadConfig(
     env.GRAVITY_LOG_LEVEL ??
     server.logLevel) as typeof server.logLevel;
   config.dataDir = overrides.dataDir ?? env.GRAVITY_DATA_DIR ?? config.dataDir;
+  if (overrides.extProcPort !== undefined) {
+    if (!config.epp)
+      throw new ConfigError(
+        [
+          '--ext-proc-port: the Endpoint Picker needs an `epp` section (endpoints, models) in the config file',
+        ],
+        source,
+      );
+    config.epp.port = overrides.extProcPort;
+  }
   const tuning = {
     threads: overrides.threads ?? integerFrom('GRAVITY_THREADS', env.GRAVITY_THREADS),
     slots: overrides.slots ?? integerFrom('GRAVITY_SLOTS', env.GRAVITY_SLOTS),

@@ -89,6 +89,11 @@ export interface FleetRequest<Tag> extends RoutedRequestView {
    * the first. Only the simulator runs several gateways in one core; a live gateway is one of them.
    */
   readonly gateway?: number | undefined;
+  /**
+   * The only replicas it may go to, by id; absent: any of its model's. The Endpoint Picker passes the
+   * endpoints Envoy can reach (and the subset hint it was sent), since Envoy, not Gravity, forwards there.
+   */
+  readonly eligibleReplicas?: ReadonlySet<string> | undefined;
 }
 
 /** Builds a FleetRequest with its routing view fields filled in. */
@@ -496,11 +501,36 @@ export class FleetCore<Tag> {
     nowMs: number,
   ): FleetAttempt<Tag> | FleetRefusal {
     const pool = this.pools.get(request.model) as FleetReplica[];
-    const candidates = tried.length === 0 ? pool : pool.filter((replica) => !tried.includes(replica));
+    const eligible = request.eligibleReplicas;
+    let candidates = tried.length === 0 ? pool : pool.filter((replica) => !tried.includes(replica));
+    if (eligible !== undefined) {
+      candidates = candidates.filter((replica) => eligible.has(replica.id));
+      if (candidates.length === 0) {
+        const refusal: FleetRefusal = {
+          kind: 'no-replica',
+          filter: 'eligible',
+          reason: 'none of the eligible endpoints serves the model',
+        };
+        this.options.events.onDecision?.({
+          type: 'refused',
+          tag: request.tag,
+          refusal: refusal.kind,
+          atMs: nowMs,
+        });
+        return refusal;
+      }
+    }
     let replica = candidates[0] as FleetReplica;
     let decision: RoutingDecision | null = null;
-    // Fast path: one candidate, no residency policy and no feature to check needs no scoring.
-    if (candidates.length > 1 || this.hasResidency || (request.features?.length ?? 0) > 0) {
+    // Fast path: one candidate, no residency policy and no feature to check needs no scoring. A request
+    // limited to eligible replicas is always scored: its only candidate may be ejected, and the caller
+    // (the Endpoint Picker) must then hear "none ready" rather than be sent to it.
+    if (
+      candidates.length > 1 ||
+      this.hasResidency ||
+      (request.features?.length ?? 0) > 0 ||
+      eligible !== undefined
+    ) {
       this.prepareViews(candidates, request.model, nowMs);
       const policy = this.policyFor(request.band, request.gateway);
       try {

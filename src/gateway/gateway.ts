@@ -17,6 +17,7 @@ import {
   type FleetRoutingSettings,
   fleetRequest,
   isRefusal,
+  type ReplicaSignals,
 } from '../fleet/fleet-core.js';
 import { promptBlockHashes } from '../performance-model/block-hashes.js';
 import type { RoutingDecision } from '../routing/routing-policy.js';
@@ -43,6 +44,11 @@ export interface GatewayOptions {
   random?: () => number;
   /** Every decision of the fleet core, in order (parity tests; allocates per request). */
   onDecision?: FleetEvents<LiveRequest>['onDecision'];
+  /**
+   * Engines Gravity picks for but never calls: the Endpoint Picker's endpoints, which Envoy forwards to.
+   * Their engines see none of that traffic, so the requests placed on them count as running there.
+   */
+  placedEngineIds?: ReadonlySet<string> | undefined;
   /** Where an observer's failure is reported (the request goes on without it); stderr by default. */
   log?: (message: string, details: Record<string, unknown>) => void;
 }
@@ -63,6 +69,8 @@ export class Gateway {
   private readonly observers: readonly RequestObserver[];
   private readonly inFlight = new Set<AbortController>();
   private readonly finished = new WeakSet<RequestContext>();
+  /** Requests placed on each engine of `placedEngineIds` and not yet released, by engine id. */
+  private readonly placedRequests = new Map<string, number>();
   private accepting = true;
   private timer: NodeJS.Timeout | undefined;
   private timerAtMs = Number.POSITIVE_INFINITY;
@@ -104,7 +112,9 @@ export class Gateway {
       replicas: this.engines.map((engine) => ({
         id: engine.id,
         models: engine.models(),
-        signals: this.signals.signalsOf(engine),
+        signals: this.options.placedEngineIds?.has(engine.id)
+          ? this.placedSignals(engine)
+          : this.signals.signalsOf(engine),
         scheduler: this.options.schedulerFor?.(engine) ?? null,
         servedFeatures: engine.servedFeatures,
         unservedFeatures: engine.unservedFeatures,
@@ -346,6 +356,96 @@ export class Gateway {
   }
 
   /**
+   * Routes and queues a request as `execute` does, but runs nothing: once the core dispatches it, the
+   * caller learns the replica (and the next best, for fallbacks) and forwards the request itself — the
+   * Endpoint Picker, where Envoy sends the request to the endpoint. The replica's slot stays taken until
+   * `release`, which must be called once, when the response has ended (or failed, or was abandoned).
+   * A refusal of the core throws the client's error, as `execute` does; no retry is run here, since the
+   * caller gets the fallbacks and its proxy retries.
+   */
+  async place(
+    context: RequestContext | null,
+    request: Pick<GenerationRequest, 'model' | 'input' | 'maxTokens' | 'features'> & {
+      options?: { tools: readonly unknown[] } | undefined;
+    },
+    placement: { tenant: string | null; serviceTier: ServiceTier; eligible: ReadonlySet<string> },
+    signal: AbortSignal,
+  ): Promise<Placement> {
+    if (!this.accepting) throw errors.shuttingDown();
+    const core = this.core;
+    const model = core.resolveModel(request.model);
+    const pool = core.pool(model);
+    if (!pool) throw errors.modelNotFound(request.model);
+    const band = serviceBand(placement.serviceTier);
+    const outcome = core.submit(
+      fleetRequest({
+        tag: { context: context as RequestContext, waiter: null },
+        model,
+        tenant: placement.tenant ?? 'anonymous',
+        band,
+        promptTokens: estimateRequestTokens(request),
+        maxTokens: request.maxTokens,
+        promptBlockHashes: routingBlockHashes(core.usesPromptBlocks(band), request.input),
+        features: request.features,
+        eligibleReplicas: placement.eligible,
+      }),
+      this.clock.nowMs(),
+    );
+    this.armTimer();
+    if (isRefusal(outcome)) throw this.refusalError(outcome, request.model, request.features, pool);
+    const attempt = outcome;
+    if (context) this.recordRoute(context, attempt, []);
+    try {
+      if (attempt.state === 'queued') await this.dispatched(attempt, signal);
+    } catch (error) {
+      if (attempt.state !== 'done') core.cancel(attempt, this.clock.nowMs());
+      this.armTimer();
+      throw error;
+    }
+    const replicaId = attempt.replica.id;
+    const placed = this.placedRequests.get(replicaId) ?? 0;
+    this.placedRequests.set(replicaId, placed + 1);
+    if (context) context.queueWaitMs = attempt.queueWaitMs;
+    // The pick first, then the others routing ranked, best first: the order a proxy falls back in.
+    const ranked = attempt.decision?.top.map((score) => score.replica) ?? [];
+    const fallbacks = ranked.filter((id) => id !== replicaId);
+    let released = false;
+    return {
+      replica: replicaId,
+      fallbacks,
+      release: (outcome, atMs = this.clock.nowMs()) => {
+        if (released) return;
+        released = true;
+        this.placedRequests.set(replicaId, (this.placedRequests.get(replicaId) ?? 1) - 1);
+        if (outcome.kind === 'finished') {
+          if (outcome.firstTokenAtMs !== null) core.firstToken(attempt, outcome.firstTokenAtMs);
+          core.finish(attempt, atMs, null);
+        } else if (outcome.kind === 'failed')
+          core.fail(attempt, atMs, { replicaFault: true, retryable: false, message: outcome.message });
+        else core.cancel(attempt, atMs);
+        this.armTimer();
+      },
+    };
+  }
+
+  /** A placed engine's load: its own figures (scraped, where configured) plus what Gravity placed there. */
+  private placedSignals(engine: EngineAdapter): ReplicaSignals {
+    const own = this.signals.signalsOf(engine);
+    const placed = this.placedRequests;
+    return {
+      get waitingRequests() {
+        return own.waitingRequests;
+      },
+      get runningRequests() {
+        return Math.max(own.runningRequests, placed.get(engine.id) ?? 0);
+      },
+      get kvUsedFraction() {
+        return own.kvUsedFraction;
+      },
+    };
+  }
+
+  /**
    * The client's answer for a request the core would not run. A request no replica can serve for a
    * feature it uses names the first such feature and the engines that could have taken the model.
    */
@@ -508,6 +608,25 @@ function meanOf(values: readonly number[]): number | null {
   let sum = 0;
   for (const value of values) sum += value;
   return sum / values.length;
+}
+
+/** A request `Gateway.place` put on a replica, which the caller forwards there itself. */
+export interface Placement {
+  /** The replica's (engine's) id. */
+  readonly replica: string;
+  /** The other replicas routing ranked, best first, for the caller's proxy to fall back to. */
+  readonly fallbacks: readonly string[];
+  /**
+   * Frees the replica's slot and tells the core how it went: `finished` teaches the latency scorers,
+   * `failed` counts against the replica's health, `abandoned` says nothing either way. Idempotent.
+   */
+  release(
+    outcome:
+      | { kind: 'finished'; firstTokenAtMs: number | null }
+      | { kind: 'failed'; message: string }
+      | { kind: 'abandoned' },
+    atMs?: number,
+  ): void;
 }
 
 /** The client's answer for a refusal of the core. */

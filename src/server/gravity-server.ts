@@ -12,6 +12,9 @@ import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines } from '../engines/engine-registry.js';
+import type { EndpointPicker } from '../epp/endpoint-picker.js';
+import { eppEngineId } from '../epp/epp-config.js';
+import { startEndpointPicker } from '../epp/ext-proc-server.js';
 import { Gateway } from '../gateway/gateway.js';
 import { SharedFleetState } from '../gateway/shared-fleet-state.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
@@ -30,6 +33,8 @@ export interface GravityServer {
   url: string;
   /** Where `/metrics` is served when `metrics.port` gives it its own port. */
   metricsUrl?: string | undefined;
+  /** The Endpoint Picker's ext_proc address (`host:port`) when `epp.port` is set. */
+  eppAddress?: string | undefined;
   /** Graceful stop: no new requests, in-flight ones get `shutdownGraceMs`, then everything closes. */
   close(): Promise<void>;
 }
@@ -139,6 +144,7 @@ export async function startGravityServer(
     observers: metering ? [metering, admission, metrics] : [admission, metrics],
     log: (message, details) => logger.error(details, message),
     routing: config.routing,
+    placedEngineIds: config.epp && new Set(config.epp.endpoints.map(eppEngineId)),
     // The queue lets through as many requests as the engine runs at once (its generation slots, or an
     // emulated or vLLM replica's max_num_seqs), so the engine never queues generations internally and the
     // order is decided here. Slots that only embed (llama-cpp's embedding contexts) are left out: the
@@ -226,6 +232,24 @@ export async function startGravityServer(
       throw error;
     }
   }
+  // The EPP beside the HTTP API: the same gateway, admission and ledger, another entry point.
+  let endpointPicker: EndpointPicker | undefined;
+  const epp = config.epp;
+  if (epp?.port !== undefined) {
+    try {
+      endpointPicker = await startEndpointPicker({
+        config: { ...epp, port: epp.port },
+        gateway,
+        admission,
+        bodyLimitBytes: config.server.bodyLimitBytes,
+        log: (message, details) => logger.error(details, message),
+      });
+    } catch (error) {
+      await http.close();
+      await metricsListener?.close();
+      throw error;
+    }
+  }
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   // Unfinished batches (from before a restart) resume once the server is up.
@@ -237,8 +261,10 @@ export async function startGravityServer(
     http,
     url: `http://${host}:${address.port}`,
     metricsUrl: metricsListener?.url,
+    eppAddress: endpointPicker?.address,
     close() {
       closing ??= (async () => {
+        await endpointPicker?.close();
         // Stop accepting first, then drain: the listener closes while in-flight streams finish.
         const listenerClosed = http.close();
         // Batch lines in flight drain with the rest; those cancelled run again after the restart.

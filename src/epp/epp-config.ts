@@ -1,0 +1,96 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { defaults } from '../core/defaults.js';
+
+/** `ip:port` (IPv6 in brackets) or `host:port`, as Envoy's original-destination cluster takes it. */
+const endpointAddressSchema = z.string().superRefine((address, context) => {
+  const problem = endpointAddressProblem(address);
+  if (problem !== null) context.addIssue({ code: 'custom', message: problem });
+});
+
+function endpointAddressProblem(address: string): string | null {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(address);
+  if (!match) return 'expected ip:port (IPv6 as [addr]:port)';
+  const host = match[1] as string;
+  if (host.startsWith('[') && isIP(host.slice(1, -1)) !== 6) return `'${host}' is not an IPv6 address`;
+  if (Number(match[2]) > 65_535) return 'port above 65535';
+  return null;
+}
+
+/**
+ * The Endpoint Picker (src/epp/): Envoy's ext_proc service on its own port, picking one of `endpoints`
+ * (OpenAI-compatible model servers Envoy forwards to) for each request. Absent: no EPP.
+ */
+export const eppConfigSchema = z
+  .strictObject({
+    /** The ext_proc gRPC port (`gravity serve --ext-proc-port`); absent: the EPP does not listen. */
+    port: z.number().int().min(0).max(65_535).optional(),
+    /** Its address: loopback unless the Envoy gateway runs elsewhere (in a cluster, `0.0.0.0`). */
+    host: z.string().min(1).default(defaults.host),
+    /** The model servers Envoy may send requests to, as `ip:port`; each becomes an upstream engine. */
+    endpoints: z.array(endpointAddressSchema).min(1),
+    /** The models every endpoint serves (the InferencePool's), as clients name them in `model`. */
+    models: z.array(z.string().min(1)).min(1),
+    /** Requests Gravity lets run at once on each endpoint (its queue lets the rest wait or sheds them). */
+    maxConcurrentRequestsPerEndpoint: z
+      .number()
+      .int()
+      .min(1)
+      .default(defaults.upstream.maxConcurrentRequests),
+  })
+  .optional();
+
+export type EppConfig = NonNullable<z.infer<typeof eppConfigSchema>>;
+
+/**
+ * The engine id an endpoint runs under: engine ids take no colons or brackets, and the EPP maps ids
+ * back to addresses with the list it was configured with, so the id only needs to be unique and stable.
+ */
+export function eppEngineId(address: string): string {
+  return `epp-${address.replace(/[[\]]/g, '').replace(/:/g, '-')}`;
+}
+
+/**
+ * Adds an `openai-upstream` engine for each EPP endpoint and lists the endpoints among the replicas of
+ * each EPP model, on the raw config document before it is validated (so the engines get their schema's
+ * defaults): the endpoints then share everything the fleet core does for any replica — queues, health
+ * probes, prefix affinity, routing profiles. A document whose `epp` is not valid is left alone; validation
+ * then reports it with its path.
+ */
+export function withEndpointPickerEngines(document: Record<string, unknown>): void {
+  const parsed = eppConfigSchema.safeParse(document.epp);
+  if (!parsed.success || parsed.data === undefined) return;
+  const epp = parsed.data;
+  const engines = objectAt(document, 'engines');
+  const models = objectAt(document, 'models');
+  const ids = epp.endpoints.map((address) => {
+    const id = eppEngineId(address);
+    engines[id] ??= {
+      type: 'openai-upstream',
+      baseUrl: `http://${address}/v1`,
+      maxConcurrentRequests: epp.maxConcurrentRequestsPerEndpoint,
+    };
+    return id;
+  });
+  for (const model of epp.models) {
+    const entry = models[model];
+    if (entry === undefined) {
+      models[model] = { engines: ids };
+      continue;
+    }
+    if (entry === null || typeof entry !== 'object') continue;
+    // A model also served by engines of its own keeps them: the HTTP API may route to either kind.
+    const { engine, engines: listed, ...rest } = entry as Record<string, unknown>;
+    const existing = Array.isArray(listed) ? listed : typeof engine === 'string' ? [engine] : [];
+    models[model] = { ...rest, engines: [...existing, ...ids.filter((id) => !existing.includes(id))] };
+  }
+}
+
+function objectAt(document: Record<string, unknown>, key: string): Record<string, unknown> {
+  const value = document[key];
+  if (value !== null && typeof value === 'object' && !Array.isArray(value))
+    return value as Record<string, unknown>;
+  const created: Record<string, unknown> = {};
+  document[key] = created;
+  return created;
+}
