@@ -125,6 +125,11 @@ async function startFakeUpstream(options: {
   };
 
   const server = http.createServer((request, response) => {
+    // The model list a gateway's health probe reads (any model name is served).
+    if (request.method === 'GET' && request.url === '/v1/models') {
+      response.writeHead(200, jsonHeaders).end('{"object":"list","data":[]}');
+      return;
+    }
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
