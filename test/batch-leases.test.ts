@@ -210,7 +210,8 @@ describe('a batch queue shared by three replicas through PostgreSQL', () => {
       expect(delivered.length, `${line}: ${JSON.stringify(runs)}`).toBeGreaterThanOrEqual(1);
       for (const early of delivered.slice(0, -1)) {
         expect(early.replica, line).toBe(0);
-        expect(killedAt - (early.completedAt as number), line).toBeLessThan(200);
+        // Milliseconds on a quiet machine; a loaded one may take longer to commit, never a whole second.
+        expect(killedAt - (early.completedAt as number), line).toBeLessThan(1000);
       }
       if (runs.some((attempt) => attempt.aborted)) cutAndRerun++;
       // Never two runs at once: a later run starts after the earlier one ended (or was cut), elsewhere.

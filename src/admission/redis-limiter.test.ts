@@ -194,6 +194,9 @@ describe('RedisLimiter', () => {
     expect(d.admitted === false && d.denial).toMatchObject({ kind: 'spend', limitUsd: 1 });
     // The first cost only 0.01: its reservation goes, its price stays; there is room again (0.91).
     if (a.admitted) first.release(a.ticket, 0, 0.01);
+    // A release is not awaited (it must not hold a response's end); Redis runs one connection's commands
+    // in order, so once a later command on the first limiter's connection has answered, it has run.
+    await first.seedSpend(scope('tenant:unrelated', { spendUsd: 1, period: 'day' }), periodStart, 0);
     expect((await sharedAdmit(second, [tenant], 0, 0.2)).admitted).toBe(true);
     expect((await sharedAdmit(second, [tenant], 0, 0.2)).admitted).toBe(false);
     first.close();
