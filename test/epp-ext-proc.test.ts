@@ -1,6 +1,9 @@
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
@@ -638,4 +641,71 @@ describe('gravity serve --ext-proc-port', () => {
       await gravity.exited;
     }
   }, 60_000);
+});
+
+describe("Endpoint Picker: Envoy's own message definitions", () => {
+  // Every other test encodes with Gravity's wire protos, the EPP's own: a wrong field number there would
+  // pass both sides. This client speaks the ext_proc protos of @grpc/grpc-js-xds (Envoy's published
+  // messages, older than the fields Gravity adds), so what it reads back was encoded at Envoy's numbers.
+  it('is understood by a client using the protos Envoy publishes', async () => {
+    const packageJson = createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json');
+    const deps = path.join(path.dirname(packageJson), 'deps');
+    const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
+      keepCase: true,
+      longs: Number,
+      enums: Number,
+      defaults: false,
+      includeDirs: ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((dir) =>
+        path.join(deps, dir),
+      ),
+    });
+    const service = definition['envoy.service.ext_proc.v3.ExternalProcessor'] as grpc.ServiceDefinition;
+    const EnvoyClient = grpc.makeGenericClientConstructor(service, 'EnvoyExtProc');
+    const envoyClient = new EnvoyClient(
+      harness.server.eppAddress as string,
+      grpc.credentials.createInsecure(),
+    );
+    try {
+      const envoy = new EnvoyStream((envoyClient as unknown as { Process(): ProcessCall }).Process());
+      open.push(envoy);
+      // Headers in `value` (the field this snapshot has), a buffered body: the default without protocol_config.
+      envoy.send({
+        request_headers: {
+          headers: {
+            headers: [
+              { key: ':method', value: 'POST' },
+              { key: ':path', value: '/v1/chat/completions' },
+            ],
+          },
+          end_of_stream: false,
+        },
+      } as never);
+      expect((await envoy.next()).request_headers).toBeDefined();
+      envoy.send({ request_body: { body: Buffer.from(chatBody('envoy protos')), end_of_stream: true } });
+      const answer = await envoy.next();
+      const common = answer.request_body?.response;
+      expect(common?.clear_route_cache).toBe(true);
+      expect(common?.header_mutation?.set_headers?.[0]?.header.key).toBe('x-gateway-destination-endpoint');
+      const metadata =
+        answer.dynamic_metadata?.fields?.['envoy.lb']?.structValue?.fields?.['x-gateway-destination-endpoint']
+          ?.stringValue;
+      expect(endpoints.map((endpoint) => endpoint.address)).toContain(metadata?.split(',')[0]);
+
+      // An immediate response, read with Envoy's ImmediateResponse and HttpStatus.
+      const refused = new EnvoyStream((envoyClient as unknown as { Process(): ProcessCall }).Process());
+      open.push(refused);
+      refused.send({
+        request_headers: { headers: { headers: [{ key: ':path', value: '/v1/chat/completions' }] } },
+      } as never);
+      await refused.next();
+      refused.send({ request_body: { body: Buffer.from('{"model": 7}'), end_of_stream: true } });
+      const immediateAnswer = await refused.next();
+      expect(immediateAnswer.immediate_response?.status.code).toBe(400);
+      expect(JSON.parse(String(immediateAnswer.immediate_response?.body))).toMatchObject({
+        error: { type: 'invalid_request_error' },
+      });
+    } finally {
+      envoyClient.close();
+    }
+  });
 });
