@@ -95,7 +95,8 @@ export async function startGravityServer(
   // The gateway is built after the metrics (it observes requests through them); queues are read at scrape.
   let queuesOf: Gateway | undefined;
   const metrics = new PrometheusMetrics(
-    () => engines,
+    // The gateway's live list once it exists: the EPP's discovered endpoints join and leave it.
+    () => queuesOf?.engines ?? engines,
     () =>
       [...(queuesOf?.schedulers ?? [])].map(([engine, queue]) => ({
         engine,
