@@ -205,6 +205,8 @@ beforeAll(async () => {
       epp: {
         port: 0,
         models: [model],
+        // One request at a time per endpoint: a second one waits in Gravity's queue for it.
+        maxConcurrentRequestsPerEndpoint: 1,
         discovery: { dns: { name: serviceName, port, intervalMs } },
       },
     },
@@ -238,7 +240,18 @@ describe('Endpoint Picker: endpoints from DNS', () => {
     // Placed on the endpoint that will leave (the subset hint), its response not yet through the EPP.
     const { envoy, answer } = await pick('placed before it left', [leaving]);
     expect(destination(answer)).toEqual([leaving]);
+    // A second one waits in Gravity's queue for the endpoint's one slot.
+    const waiting = new EnvoyStream(client.Process());
+    waiting.send(headers([leaving]));
+    await waiting.next();
+    waiting.send({
+      request_body: { body: Buffer.from(chatBody('queued when it left')), end_of_stream: true },
+    });
+    const waitingAnswer = waiting.next(20 * intervalMs + 4000);
     dns.addresses = ['127.0.0.2', '127.0.0.4'];
+    // Refused once the endpoint retires, not left waiting for a slot it will never get.
+    expect(destination(await waitingAnswer)).toBe(503);
+    waiting.call.cancel();
     await waitFor(async () => !(await pickable()).has(leaving), 20 * intervalMs + 2000);
     // Out of the picks, but its engine stays until the request placed on it has ended.
     expect(harness.server.gateway.engines.map((engine) => engine.id)).toContain(eppEngineId(leaving));

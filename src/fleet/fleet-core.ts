@@ -706,7 +706,10 @@ export class FleetCore<Tag> {
     nowMs: number,
   ): boolean {
     const pool = this.pools.get(request.model) as FleetReplica[];
-    if (tried.length >= pool.length) return false;
+    // Tried replicas that have since retired are no longer in the pool: they leave nothing untried there.
+    let triedInPool = 0;
+    for (const replica of tried) if (!replica.retiring) triedInPool++;
+    if (triedInPool >= pool.length) return false;
     if (attempts >= this.options.routing.retries.maxAttempts) return false;
     return this.retryBudget.tryRetry(nowMs);
   }

@@ -176,6 +176,11 @@ export class Gateway {
       return;
     }
     await engine.start();
+    // Shutdown began while it started: the gateway has closed its engines and would not close this one.
+    if (!this.accepting) {
+      await engine.close();
+      throw errors.shuttingDown();
+    }
     if (options.placed) this.placedEngineIds.add(engine.id);
     // The core appends the replica, so the engine goes last here too: indexes stay in step.
     const replica = core.addReplica(this.replicaOptionsOf(engine));
