@@ -113,20 +113,27 @@ export class DnsEndpointDiscovery {
     if (this.failing) log('EPP endpoint discovery: DNS resolution works again', { name });
     this.failing = false;
     const found = new Set(ips.map((ip) => endpointAddress(ip, port)));
+    const newcomers: string[] = [];
     for (const address of found) {
       this.absences.delete(address);
-      if (this.members.has(address) || fixed.has(address)) continue;
-      try {
-        await this.options.join(address);
-        this.members.add(address);
-      } catch (error) {
-        // Not a member: the next resolution that lists it tries again.
-        log('EPP endpoint discovery: an endpoint could not join', {
-          address,
-          error: error instanceof Error ? error.message : String(error),
-        });
-      }
+      if (!this.members.has(address) && !fixed.has(address)) newcomers.push(address);
     }
+    // Side by side: a joining engine first asks its server for its models, which may take a while
+    // (a pod listed before its server listens), and a scale-up brings several at once.
+    await Promise.all(
+      newcomers.map(async (address) => {
+        try {
+          await this.options.join(address);
+          this.members.add(address);
+        } catch (error) {
+          // Not a member: the next resolution that lists it tries again.
+          log('EPP endpoint discovery: an endpoint could not join', {
+            address,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      }),
+    );
     for (const address of [...this.members]) {
       if (found.has(address)) continue;
       const absent = (this.absences.get(address) ?? 0) + 1;
