@@ -115,7 +115,11 @@ export class Gateway {
     },
     onReplicaRemoved: (replica, formerIndex) => {
       // The core has already moved the indexes after it down: the engine list follows in step.
-      const [engine] = this.members.splice(formerIndex, 1);
+      const at =
+        this.members[formerIndex]?.id === replica.id
+          ? formerIndex
+          : this.members.findIndex((engine) => engine.id === replica.id);
+      const [engine] = at >= 0 ? this.members.splice(at, 1) : [];
       this.schedulers.delete(replica.id);
       this.placedRequests.delete(replica.id);
       this.placedEngineIds.delete(replica.id);
