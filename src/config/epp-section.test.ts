@@ -42,6 +42,28 @@ describe('the epp section', () => {
     });
   });
 
+  it('takes endpoints from DNS alone (no engines until they are found), and needs endpoints or discovery', () => {
+    const file = configFile(
+      [
+        'epp:',
+        '  models: [llama]',
+        '  discovery:',
+        '    dns: { name: vllm.inference.svc.cluster.local, port: 8000 }',
+      ].join('\n'),
+    );
+    const config = loadConfig({ configPath: file }, {});
+    expect(config.epp).toMatchObject({
+      endpoints: [],
+      discovery: { dns: { name: 'vllm.inference.svc.cluster.local', port: 8000, intervalMs: 5000 } },
+    });
+    expect(config.engines).toEqual({});
+    expect(config.models).toEqual({});
+    const neither = configFile('epp:\n  models: [llama]\n');
+    expect(problemsOf(() => loadConfig({ configPath: neither }, {}))).toEqual([
+      'epp.endpoints: give the EPP its endpoints: a static `endpoints` list, `discovery`, or both',
+    ]);
+  });
+
   it('names a bad endpoint by its path, and refuses --ext-proc-port without an epp section', () => {
     const bad = configFile("epp:\n  endpoints: ['10.0.0.11']\n  models: [llama]\n");
     expect(problemsOf(() => loadConfig({ configPath: bad }, {}))).toEqual([

@@ -243,7 +243,9 @@ function checkReferences(config: GravityConfig): string[] {
     const more = engineIds.length > 1 ? ` (and ${engineIds.length - 1} more like it)` : '';
     problems.push(`engines.${engineIds[0]}${problem}${more}`);
   }
-  if (Object.keys(config.models).length === 0) problems.push('models: at least one model is required');
+  // The EPP's endpoints found at run time bring their models with them (epp.models) when they join.
+  if (Object.keys(config.models).length === 0 && config.epp?.discovery === undefined)
+    problems.push('models: at least one model is required');
   for (const modelId of Object.keys(config.pricing.models)) {
     if (!config.models[modelId])
       problems.push(`pricing.models.${modelId} prices a model that is not in models`);

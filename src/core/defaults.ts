@@ -101,6 +101,11 @@ export const defaults = {
     firstTokenTimeoutMs: 60_000,
     idleTimeoutMs: 30_000,
   },
+  epp: {
+    // Kubernetes' own DNS caches answers for 5 s (CoreDNS's default TTL for cluster names): asking more
+    // often learns nothing sooner.
+    discoveryIntervalMs: 5000,
+  },
   batch: {
     // Lines of one batch in flight at once; the scheduler further holds batch-tier lines to spare capacity.
     maxConcurrentLines: 4,

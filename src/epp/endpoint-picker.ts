@@ -1,5 +1,6 @@
 import type { Admission } from '../admission/admission.js';
 import type { Gateway } from '../gateway/gateway.js';
+import type { EndpointDirectory } from './endpoint-directory.js';
 import type { EppConfig } from './epp-config.js';
 
 /** A running Endpoint Picker: Envoy's ext_proc service and gRPC health on one port. */
@@ -17,6 +18,8 @@ export interface EndpointPicker {
 export interface EndpointPickerOptions {
   config: EppConfig & { port: number };
   gateway: Gateway;
+  /** The endpoints, where discovery changes them at run time; absent: `config.endpoints`, fixed. */
+  endpoints?: EndpointDirectory | undefined;
   admission: Admission;
   /** The bound on a request body (`server.bodyLimitBytes`), as on the HTTP edge. */
   bodyLimitBytes: number;

@@ -18,8 +18,23 @@ function endpointAddressProblem(address: string): string | null {
 }
 
 /**
- * The Endpoint Picker (src/epp/): Envoy's ext_proc service on its own port, picking one of `endpoints`
- * (OpenAI-compatible model servers Envoy forwards to) for each request. Absent: no EPP.
+ * Endpoints found at run time: the A and AAAA records of a DNS name (in Kubernetes, a headless Service's
+ * name lists its ready pods), each address with `port`, resolved every `intervalMs`.
+ */
+const eppDiscoverySchema = z.strictObject({
+  dns: z.strictObject({
+    /** The name to resolve, e.g. `vllm.inference.svc.cluster.local`. */
+    name: z.string().min(1),
+    /** The model servers' port (DNS A records carry no port). */
+    port: z.number().int().min(1).max(65_535),
+    intervalMs: z.number().int().min(100).default(defaults.epp.discoveryIntervalMs),
+  }),
+});
+
+/**
+ * The Endpoint Picker (src/epp/): Envoy's ext_proc service on its own port, picking one of its endpoints
+ * (OpenAI-compatible model servers Envoy forwards to) for each request: a static `endpoints` list, the
+ * ones `discovery` finds, or both (the static ones are always members). Absent: no EPP.
  */
 export const eppConfigSchema = z
   .strictObject({
@@ -28,7 +43,9 @@ export const eppConfigSchema = z
     /** Its address: loopback unless the Envoy gateway runs elsewhere (in a cluster, `0.0.0.0`). */
     host: z.string().min(1).default(defaults.host),
     /** The model servers Envoy may send requests to, as `ip:port`; each becomes an upstream engine. */
-    endpoints: z.array(endpointAddressSchema).min(1),
+    endpoints: z.array(endpointAddressSchema).default([]),
+    /** Endpoints that come and go at run time, besides `endpoints`. */
+    discovery: eppDiscoverySchema.optional(),
     /** The models every endpoint serves (the InferencePool's), as clients name them in `model`. */
     models: z.array(z.string().min(1)).min(1),
     /** Requests Gravity lets run at once on each endpoint (its queue lets the rest wait or sheds them). */
@@ -37,6 +54,10 @@ export const eppConfigSchema = z
       .int()
       .min(1)
       .default(defaults.upstream.maxConcurrentRequests),
+  })
+  .refine((epp) => epp.endpoints.length > 0 || epp.discovery !== undefined, {
+    message: 'give the EPP its endpoints: a static `endpoints` list, `discovery`, or both',
+    path: ['endpoints'],
   })
   .optional();
 
@@ -48,6 +69,21 @@ export type EppConfig = NonNullable<z.infer<typeof eppConfigSchema>>;
  */
 export function eppEngineId(address: string): string {
   return `epp-${address.replace(/[[\]]/g, '').replace(/:/g, '-')}`;
+}
+
+/**
+ * The engine config of one endpoint, as `withEndpointPickerEngines` writes it into the document: also
+ * what an endpoint found at run time is created from (validated there, to get the schema's defaults).
+ */
+export function eppEngineConfig(
+  epp: Pick<EppConfig, 'maxConcurrentRequestsPerEndpoint'>,
+  address: string,
+): Record<string, unknown> {
+  return {
+    type: 'openai-upstream',
+    baseUrl: `http://${address}/v1`,
+    maxConcurrentRequests: epp.maxConcurrentRequestsPerEndpoint,
+  };
 }
 
 /**
@@ -65,13 +101,12 @@ export function withEndpointPickerEngines(document: Record<string, unknown>): vo
   const models = objectAt(document, 'models');
   const ids = epp.endpoints.map((address) => {
     const id = eppEngineId(address);
-    engines[id] ??= {
-      type: 'openai-upstream',
-      baseUrl: `http://${address}/v1`,
-      maxConcurrentRequests: epp.maxConcurrentRequestsPerEndpoint,
-    };
+    engines[id] ??= eppEngineConfig(epp, address);
     return id;
   });
+  // Endpoints found only at run time get their engines then (dns-endpoint-discovery.ts): a model entry
+  // with no engine yet would not validate, and the fleet core learns the model from its first endpoint.
+  if (ids.length === 0) return;
   for (const model of epp.models) {
     const entry = models[model];
     if (entry === undefined) {

@@ -26,7 +26,7 @@ const readinessServices = new Set(['', 'readiness', extProcServiceName]);
  */
 export async function startEndpointPicker(options: EndpointPickerOptions): Promise<EndpointPicker> {
   const { config, gateway } = options;
-  const endpoints = new EndpointDirectory(config.endpoints);
+  const endpoints = options.endpoints ?? new EndpointDirectory(config.endpoints);
   const services = extProcServices();
   const server = new Server();
   const open = new Set<ServerDuplexStream<ProcessingRequest, ProcessingResponse>>();

@@ -111,9 +111,14 @@ export class FleetReplica implements ReplicaLoadView {
   readonly servedFeatures: ReadonlySet<string> | null;
   readonly unservedFeatures: ReadonlySet<string> | null;
   private contextByModel: ReadonlyMap<string, number | null>;
+  /** Leaving the fleet (`FleetCore.retireReplica`): out of every pool, removed once its attempts end. */
+  retiring = false;
+  /** Attempts dispatched here and not yet over: a retiring replica is removed when this reaches 0. */
+  activeAttempts = 0;
 
   constructor(
-    readonly index: number,
+    /** Its place in `FleetCore.replicas`; it moves down when a replica before it is removed. */
+    public index: number,
     readonly id: string,
     readonly signals: ReplicaSignals,
     options: {
@@ -217,8 +222,16 @@ export type FleetDecision<Tag> =
 export interface FleetEvents<Tag> {
   /** The attempt may run on `attempt.replica` now. May fire inside `submit` or `retry`. */
   onDispatch(attempt: FleetAttempt<Tag>, nowMs: number): void;
-  /** A queued attempt waited past its tier's bound; the request is refused. Fires inside `expire`. */
+  /**
+   * A queued attempt is refused: it waited past its tier's bound (inside `expire`), or its replica left
+   * the fleet (inside `retireReplica`, a `no-replica` refusal with filter `retired`).
+   */
   onExpire(attempt: FleetAttempt<Tag>, refusal: FleetRefusal, nowMs: number): void;
+  /**
+   * A retired replica's last attempt ended and it is gone from `replicas` (whose indexes after it moved
+   * down by one; `formerIndex` is where it was). The driver closes what it kept for it (the engine).
+   */
+  onReplicaRemoved?(replica: FleetReplica, formerIndex: number): void;
   /** Every decision, for tests and traces; absent in production (it would allocate per request). */
   onDecision?(decision: FleetDecision<Tag>): void;
 }
@@ -248,7 +261,9 @@ interface GatewayRouter {
 }
 
 export class FleetCore<Tag> {
+  /** Every member, in the order they joined (configuration order first); `members` is the same array. */
   readonly replicas: readonly FleetReplica[];
+  private readonly members: FleetReplica[] = [];
   readonly health: ReplicaHealth;
   private readonly pools = new Map<string, FleetReplica[]>();
   /** One per gateway; live, and in a simulation of one gateway, just one. */
@@ -263,7 +278,7 @@ export class FleetCore<Tag> {
    */
   private readonly armedExpiryMs: number[] = [];
   /** Replicas with a queue in front of them (VTC counters), for sharing service across gateways. */
-  private readonly scheduledReplicas: number;
+  private scheduledReplicas = 0;
 
   constructor(private readonly options: FleetCoreOptions<Tag>) {
     const routing = options.routing;
@@ -287,34 +302,116 @@ export class FleetCore<Tag> {
     this.health = new ReplicaHealth(routing.health);
     this.retryBudget = new RetryBudget(routing.retries.budgetRatio, routing.retries.minRetriesPerSecond);
     this.hasResidency = Object.keys(routing.residency).length > 0;
-    this.replicas = options.replicas.map((replica, index) => {
-      const { metrics: _metrics, ...configured } = routing.replicas[replica.id] ?? {};
-      const scheduler = replica.scheduler
-        ? new ReplicaScheduler<FleetAttempt<unknown>>(replica.scheduler, {
-            onDispatch: (scheduled, nowMs) => {
-              // May fire inside `submit`, before it returns the ticket: take it from the event.
-              const attempt = scheduled.tag as FleetAttempt<Tag>;
-              attempt.ticket = scheduled;
-              this.dispatch(attempt, nowMs);
-            },
-            onExpire: (scheduled, nowMs) => this.expired(scheduled.tag as FleetAttempt<Tag>, nowMs),
-          })
-        : null;
-      const fleetReplica = new FleetReplica(index, replica.id, replica.signals, {
-        labels: { ...replica.labels, ...configured },
-        models: replica.models,
-        scheduler,
-        servedFeatures: replica.servedFeatures,
-        unservedFeatures: replica.unservedFeatures,
+    this.replicas = this.members;
+    for (const replica of options.replicas) this.join(replica);
+  }
+
+  /**
+   * A replica joins the fleet (membership is a rare event: the Endpoint Picker's discovery): it gets its
+   * queue and joins its models' pools, last in each. A replica of that id that is still retiring returns
+   * to its pools instead, with what it kept (its queue, health and the prefix index's memory of it).
+   */
+  addReplica(replica: FleetReplicaOptions): FleetReplica {
+    const existing = this.members.find((member) => member.id === replica.id);
+    if (existing === undefined) return this.join(replica);
+    if (!existing.retiring) throw new Error(`replica '${replica.id}' is already in the fleet`);
+    existing.retiring = false;
+    this.joinPools(existing, replica.models);
+    return existing;
+  }
+
+  /**
+   * A replica leaves the fleet: out of every pool at once (routing no longer sees it), its queued attempts
+   * refused (`onExpire`, filter `retired`: the driver answers 503, nothing is lost), its running attempts
+   * left to end; when the last has ended it is removed and forgotten (`onReplicaRemoved`). False when no
+   * replica has that id or it is already retiring.
+   */
+  retireReplica(id: string, nowMs: number): boolean {
+    const replica = this.members.find((member) => member.id === id);
+    if (replica === undefined || replica.retiring) return false;
+    replica.retiring = true;
+    for (const pool of this.pools.values()) {
+      const at = pool.indexOf(replica);
+      if (at >= 0) pool.splice(at, 1);
+    }
+    const refusal: FleetRefusal = {
+      kind: 'no-replica',
+      filter: 'retired',
+      reason: `replica '${id}' left the fleet`,
+    };
+    for (const scheduled of replica.scheduler?.evictQueued() ?? []) {
+      const attempt = scheduled.tag as FleetAttempt<Tag>;
+      attempt.state = 'done';
+      this.options.events.onDecision?.({
+        type: 'refused',
+        tag: attempt.request.tag,
+        refusal: refusal.kind,
+        atMs: nowMs,
       });
-      for (const model of replica.models) {
-        const pool = this.pools.get(model.id);
-        if (pool) pool.push(fleetReplica);
-        else this.pools.set(model.id, [fleetReplica]);
-      }
-      return fleetReplica;
+      this.options.events.onExpire(attempt, refusal, nowMs);
+    }
+    this.removeIfDrained(replica);
+    return true;
+  }
+
+  private join(replica: FleetReplicaOptions): FleetReplica {
+    const { metrics: _metrics, ...configured } = this.options.routing.replicas[replica.id] ?? {};
+    const scheduler = replica.scheduler
+      ? new ReplicaScheduler<FleetAttempt<unknown>>(replica.scheduler, {
+          onDispatch: (scheduled, nowMs) => {
+            // May fire inside `submit`, before it returns the ticket: take it from the event.
+            const attempt = scheduled.tag as FleetAttempt<Tag>;
+            attempt.ticket = scheduled;
+            this.dispatch(attempt, nowMs);
+          },
+          onExpire: (scheduled, nowMs) => this.expired(scheduled.tag as FleetAttempt<Tag>, nowMs),
+        })
+      : null;
+    const fleetReplica = new FleetReplica(this.members.length, replica.id, replica.signals, {
+      labels: { ...replica.labels, ...configured },
+      models: replica.models,
+      scheduler,
+      servedFeatures: replica.servedFeatures,
+      unservedFeatures: replica.unservedFeatures,
     });
-    this.scheduledReplicas = this.replicas.filter((replica) => replica.scheduler !== null).length;
+    this.members.push(fleetReplica);
+    this.joinPools(fleetReplica, replica.models);
+    if (scheduler) this.scheduledReplicas++;
+    return fleetReplica;
+  }
+
+  private joinPools(
+    replica: FleetReplica,
+    models: ReadonlyArray<{ id: string; contextTokens: number | null }>,
+  ): void {
+    for (const model of models) {
+      const pool = this.pools.get(model.id);
+      if (pool) pool.push(replica);
+      else this.pools.set(model.id, [replica]);
+    }
+  }
+
+  /**
+   * Removes a retiring replica whose attempts have all ended, and everything kept under its id: health,
+   * the prefix index's entries and latency figures of every router. Indexes after it move down, so the
+   * expiry heap (keyed by index) is rebuilt: a rare event, not a per-request cost.
+   */
+  private removeIfDrained(replica: FleetReplica): void {
+    if (replica.activeAttempts > 0 || this.members[replica.index] !== replica) return;
+    const formerIndex = replica.index;
+    this.members.splice(formerIndex, 1);
+    for (let index = formerIndex; index < this.members.length; index++)
+      (this.members[index] as FleetReplica).index = index;
+    if (replica.scheduler) this.scheduledReplicas--;
+    this.health.forget(replica.id);
+    for (const router of new Set(this.routers.map((each) => each.state))) {
+      router.prefixIndex.forget(replica.id);
+      router.statistics.forget(replica.id);
+    }
+    this.expiries.clear();
+    this.armedExpiryMs.length = 0;
+    for (let index = 0; index < this.members.length; index++) this.armExpiry(index);
+    this.options.events.onReplicaRemoved?.(replica, formerIndex);
   }
 
   /** The model id an alias stands for (the name itself when it is no alias). */
@@ -383,6 +480,8 @@ export class FleetCore<Tag> {
       },
       nowMs,
     );
+    // After what was learnt above, which removal then forgets with the rest.
+    if (attempt.replica.retiring) this.removeIfDrained(attempt.replica);
   }
 
   /**
@@ -390,7 +489,9 @@ export class FleetCore<Tag> {
    * half-open replica's trial that ends this way says nothing either way: the next request may try it.
    */
   cancel(attempt: FleetAttempt<Tag>, nowMs: number): void {
-    if (this.release(attempt, nowMs)) this.health.onUnjudged(attempt.replica.id);
+    if (!this.release(attempt, nowMs)) return;
+    this.health.onUnjudged(attempt.replica.id);
+    if (attempt.replica.retiring) this.removeIfDrained(attempt.replica);
   }
 
   /**
@@ -407,6 +508,7 @@ export class FleetCore<Tag> {
     // Judged once, at the attempt's end: a failure mid-stream counts as much as one before it.
     if (failure.replicaFault) this.health.onFailure(attempt.replica.id, nowMs, failure.message);
     else this.health.onUnjudged(attempt.replica.id);
+    if (attempt.replica.retiring) this.removeIfDrained(attempt.replica);
     if (attempt.firstTokenMs !== null || !failure.retryable) return null;
     const tried = [...attempt.tried, attempt.replica];
     if (!this.mayRetry(attempt.request, tried, attempt.number, nowMs)) return null;
@@ -503,22 +605,24 @@ export class FleetCore<Tag> {
     const pool = this.pools.get(request.model) as FleetReplica[];
     const eligible = request.eligibleReplicas;
     let candidates = tried.length === 0 ? pool : pool.filter((replica) => !tried.includes(replica));
-    if (eligible !== undefined) {
-      candidates = candidates.filter((replica) => eligible.has(replica.id));
-      if (candidates.length === 0) {
-        const refusal: FleetRefusal = {
-          kind: 'no-replica',
-          filter: 'eligible',
-          reason: 'none of the eligible endpoints serves the model',
-        };
-        this.options.events.onDecision?.({
-          type: 'refused',
-          tag: request.tag,
-          refusal: refusal.kind,
-          atMs: nowMs,
-        });
-        return refusal;
-      }
+    if (eligible !== undefined) candidates = candidates.filter((replica) => eligible.has(replica.id));
+    // A pool can be empty once its replicas have all retired (membership changes at run time).
+    if (candidates.length === 0) {
+      const refusal: FleetRefusal =
+        eligible !== undefined
+          ? {
+              kind: 'no-replica',
+              filter: 'eligible',
+              reason: 'none of the eligible endpoints serves the model',
+            }
+          : { kind: 'no-replica', filter: 'members', reason: 'no replica serves the model now' };
+      this.options.events.onDecision?.({
+        type: 'refused',
+        tag: request.tag,
+        refusal: refusal.kind,
+        atMs: nowMs,
+      });
+      return refusal;
     }
     let replica = candidates[0] as FleetReplica;
     let decision: RoutingDecision | null = null;
@@ -602,7 +706,10 @@ export class FleetCore<Tag> {
     nowMs: number,
   ): boolean {
     const pool = this.pools.get(request.model) as FleetReplica[];
-    if (tried.length >= pool.length) return false;
+    // Tried replicas that have since retired are no longer in the pool: they leave nothing untried there.
+    let triedInPool = 0;
+    for (const replica of tried) if (!replica.retiring) triedInPool++;
+    if (triedInPool >= pool.length) return false;
     if (attempts >= this.options.routing.retries.maxAttempts) return false;
     return this.retryBudget.tryRetry(nowMs);
   }
@@ -617,6 +724,7 @@ export class FleetCore<Tag> {
 
   private dispatch(attempt: FleetAttempt<Tag>, nowMs: number): void {
     attempt.state = 'running';
+    attempt.replica.activeAttempts++;
     attempt.dispatchedMs = nowMs;
     this.options.events.onDecision?.({
       type: 'dispatched',
@@ -645,6 +753,7 @@ export class FleetCore<Tag> {
   /** Frees the attempt's place (queue or slot). False when it was already over. */
   private release(attempt: FleetAttempt<Tag>, nowMs: number): boolean {
     if (attempt.state === 'done') return false;
+    if (attempt.state === 'running') attempt.replica.activeAttempts--;
     attempt.state = 'done';
     const scheduler = attempt.replica.scheduler;
     if (scheduler && attempt.ticket) {

@@ -61,7 +61,13 @@ export interface GatewayOptions {
  * Every decision lives in the core, which the simulator drives the same way on a virtual clock.
  */
 export class Gateway {
+  /** In the fleet core's replica order (`replica.index` finds a replica's engine); `members` is the same. */
   readonly engines: readonly EngineAdapter[];
+  private readonly members: EngineAdapter[];
+  /** Engines Gravity places on but never calls (`GatewayOptions.placedEngineIds`), as they come and go. */
+  private readonly placedEngineIds: Set<string>;
+  /** Settled when a retired engine has been removed from the fleet and closed, by engine id. */
+  private readonly removals = new Map<string, () => void>();
   readonly clock: Clock;
   readonly signals: LiveFleetSignals;
   /** The gateway's queue in front of each engine, by engine id (metrics and tests read it). */
@@ -76,11 +82,14 @@ export class Gateway {
   private timerAtMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: GatewayOptions) {
-    this.engines = options.engines;
+    this.members = [...options.engines];
+    this.engines = this.members;
+    this.placedEngineIds = new Set(options.placedEngineIds);
     this.clock = options.clock;
     this.observers = options.observers;
     this.signals = new LiveFleetSignals({
-      engines: options.engines,
+      // The live list: engines that join later are probed too.
+      engines: this.members,
       routing: options.routing,
       clock: options.clock,
     });
@@ -104,21 +113,34 @@ export class Gateway {
       attempt.request.tag.waiter = null;
       waiter?.reject(refusalError(refusal, attempt.request.model));
     },
+    onReplicaRemoved: (replica, formerIndex) => {
+      // The core has already moved the indexes after it down: the engine list follows in step.
+      const at =
+        this.members[formerIndex]?.id === replica.id
+          ? formerIndex
+          : this.members.findIndex((engine) => engine.id === replica.id);
+      const [engine] = at >= 0 ? this.members.splice(at, 1) : [];
+      this.schedulers.delete(replica.id);
+      this.placedRequests.delete(replica.id);
+      this.placedEngineIds.delete(replica.id);
+      const removed = this.removals.get(replica.id);
+      this.removals.delete(replica.id);
+      void engine
+        ?.close()
+        .catch((error: unknown) =>
+          this.logError('closing a removed engine failed', {
+            engine: replica.id,
+            error: error instanceof Error ? error.message : String(error),
+          }),
+        )
+        .finally(() => removed?.());
+    },
   };
 
   async start(): Promise<void> {
     await Promise.all(this.engines.map((engine) => engine.start()));
     const core = new FleetCore<LiveRequest>({
-      replicas: this.engines.map((engine) => ({
-        id: engine.id,
-        models: engine.models(),
-        signals: this.options.placedEngineIds?.has(engine.id)
-          ? this.placedSignals(engine)
-          : this.signals.signalsOf(engine),
-        scheduler: this.options.schedulerFor?.(engine) ?? null,
-        servedFeatures: engine.servedFeatures,
-        unservedFeatures: engine.unservedFeatures,
-      })),
+      replicas: this.engines.map((engine) => this.replicaOptionsOf(engine)),
       routing: this.options.routing,
       random: this.options.random ?? Math.random,
       explain: true,
@@ -128,6 +150,62 @@ export class Gateway {
     for (const replica of core.replicas)
       if (replica.scheduler) this.schedulers.set(replica.id, replica.scheduler);
     this.signals.start(core as FleetCore<unknown>);
+  }
+
+  private replicaOptionsOf(engine: EngineAdapter) {
+    return {
+      id: engine.id,
+      models: engine.models(),
+      signals: this.placedEngineIds.has(engine.id)
+        ? this.placedSignals(engine)
+        : this.signals.signalsOf(engine),
+      scheduler: this.options.schedulerFor?.(engine) ?? null,
+      servedFeatures: engine.servedFeatures,
+      unservedFeatures: engine.unservedFeatures,
+    };
+  }
+
+  /**
+   * An engine joins the running fleet (the Endpoint Picker's discovery): started, then a replica of the
+   * core with its own queue, routed to from the next request on. `placed`: Gravity picks for it but
+   * Envoy calls it (`GatewayOptions.placedEngineIds`). An engine of that id still retiring is taken back
+   * instead, and the new one closed unused.
+   */
+  async addEngine(engine: EngineAdapter, options: { placed: boolean }): Promise<void> {
+    const core = this.core;
+    const retiring = core.replicas.find((replica) => replica.id === engine.id);
+    if (retiring?.retiring) {
+      core.addReplica(this.replicaOptionsOf(this.members[retiring.index] as EngineAdapter));
+      await engine.close();
+      return;
+    }
+    await engine.start();
+    // Shutdown began while it started: the gateway has closed its engines and would not close this one.
+    if (!this.accepting) {
+      await engine.close();
+      throw errors.shuttingDown();
+    }
+    if (options.placed) this.placedEngineIds.add(engine.id);
+    // The core appends the replica, so the engine goes last here too: indexes stay in step.
+    const replica = core.addReplica(this.replicaOptionsOf(engine));
+    this.members.push(engine);
+    if (replica.scheduler) this.schedulers.set(replica.id, replica.scheduler);
+  }
+
+  /**
+   * An engine leaves: no new request goes to it, those queued for it are refused (503), those running
+   * finish; then it is removed and closed, which the promise waits for. False when no such engine is in
+   * the fleet (or it is already retiring).
+   */
+  retireEngine(id: string): { retired: boolean; removed: Promise<void> } {
+    const removed = new Promise<void>((resolve) => this.removals.set(id, resolve));
+    const retired = this.core.retireReplica(id, this.clock.nowMs());
+    this.armTimer();
+    if (!retired) {
+      this.removals.delete(id);
+      return { retired, removed: Promise.resolve() };
+    }
+    return { retired, removed };
   }
 
   get ready(): boolean {
@@ -201,13 +279,17 @@ export class Gateway {
    * logged here while the request goes on.
    */
   private observerFailed(context: RequestContext, hook: string, error: unknown): void {
-    const log =
-      this.options.log ??
-      ((message: string, details: Record<string, unknown>) => console.error(message, details));
-    log(`request observer failed in ${hook}`, {
+    this.logError(`request observer failed in ${hook}`, {
       requestId: context.requestId,
       error: error instanceof Error ? error.message : String(error),
     });
+  }
+
+  private logError(message: string, details: Record<string, unknown>): void {
+    const log =
+      this.options.log ??
+      ((message: string, details: Record<string, unknown>) => console.error(message, details));
+    log(message, details);
   }
 
   /**

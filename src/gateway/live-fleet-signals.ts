@@ -64,10 +64,11 @@ export class LiveFleetSignals {
   start(core: FleetCore<unknown>): void {
     for (const scraper of this.scrapers.values()) scraper.start();
     const { intervalMs, timeoutMs } = this.options.routing.health;
-    const probed = this.options.engines.filter((engine) => engine.probe);
-    if (intervalMs > 0 && probed.length > 0) {
+    // Every engine is looked at on each tick, not a list taken now: engines join and leave at run time.
+    const engines = this.options.engines;
+    if (intervalMs > 0) {
       this.healthTimer = setInterval(() => {
-        for (const engine of probed) void this.probe(core, engine, timeoutMs);
+        for (const engine of engines) if (engine.probe) void this.probe(core, engine, timeoutMs);
       }, intervalMs);
       this.healthTimer.unref();
     }

@@ -144,6 +144,8 @@ export class PrometheusMetrics implements RequestObserver {
       labelNames: ['engine', 'state'],
       registers,
       collect() {
+        // Reset first: an engine removed at run time (EPP discovery) must not keep its last figures.
+        slotsGauge.reset();
         for (const engine of engines()) {
           const load = engine.load();
           slotsGauge.set({ engine: engine.id, state: 'busy' }, load.slotsBusy);
@@ -157,6 +159,8 @@ export class PrometheusMetrics implements RequestObserver {
       labelNames: ['engine'],
       registers,
       collect() {
+        // Reset first: an engine removed at run time (EPP discovery) must not keep its last figures.
+        waitingGauge.reset();
         for (const engine of engines()) waitingGauge.set({ engine: engine.id }, engine.load().waiting);
       },
     });
@@ -396,6 +400,8 @@ function registerQueueMetrics(registry: Registry, queues: () => Iterable<EngineQ
     labelNames: ['engine', 'state'],
     registers: [registry],
     collect() {
+      // Reset first: an engine removed at run time (EPP discovery) must not keep its last figures.
+      requests.reset();
       for (const queue of queues()) {
         requests.set({ engine: queue.engine, state: 'queued' }, queue.queued);
         requests.set({ engine: queue.engine, state: 'running' }, queue.running);

@@ -70,6 +70,11 @@ export class ReplicaHealth {
     return circuit;
   }
 
+  /** Forgets a replica that left the fleet, so a new one under the same id starts with a clean record. */
+  forget(replica: string): void {
+    this.circuits.delete(replica);
+  }
+
   /** Whether routing may send the replica a request now. */
   isAvailable(replica: string, nowMs: number): boolean {
     const circuit = this.circuits.get(replica);

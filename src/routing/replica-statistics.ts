@@ -31,6 +31,11 @@ export class ReplicaStatistics {
           : latency.interTokenMs + this.alpha * (interTokenMs - latency.interTokenMs);
   }
 
+  /** Forgets a replica that left the fleet. */
+  forget(replica: string): void {
+    this.latencies.delete(replica);
+  }
+
   latency(replica: string): ReplicaLatency | undefined {
     return this.latencies.get(replica);
   }

@@ -405,6 +405,24 @@ export class ReplicaScheduler<Tag> {
     this.pump(nowMs);
   }
 
+  /**
+   * Takes every queued request out of the queue, oldest first, for a replica that leaves the fleet: its
+   * driver refuses or re-places them. Running requests stay until they are released.
+   */
+  evictQueued(): ScheduledRequest<Tag>[] {
+    const evicted: ScheduledRequest<Tag>[] = [];
+    for (const band of this.bands)
+      for (const flow of band.flows.values())
+        for (const request of flow.queue.data) if (request.state === 'queued') evicted.push(request);
+    evicted.sort((a, b) => a.arrivalOrder - b.arrivalOrder);
+    // Collected first: leaving the queue may drop a tenant's flow from the map being walked.
+    for (const request of evicted) {
+      request.state = 'cancelled';
+      this.leaveQueue(request);
+    }
+    return evicted;
+  }
+
   /** A queued request whose client left: out of the queue at once. */
   cancel(request: ScheduledRequest<Tag>, nowMs: number): void {
     if (request.state === 'running') {

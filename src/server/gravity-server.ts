@@ -11,9 +11,15 @@ import { createBatchApi } from '../batch/batch-api.js';
 import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { createEngines } from '../engines/engine-registry.js';
+import { createEngines, engineConfigSchema, engineDefinition } from '../engines/engine-registry.js';
+import {
+  type AddressResolver,
+  type DnsEndpointDiscovery,
+  startDnsEndpointDiscovery,
+} from '../epp/dns-endpoint-discovery.js';
+import { EndpointDirectory } from '../epp/endpoint-directory.js';
 import type { EndpointPicker } from '../epp/endpoint-picker.js';
-import { eppEngineId } from '../epp/epp-config.js';
+import { eppEngineConfig, eppEngineId } from '../epp/epp-config.js';
 import { startEndpointPicker } from '../epp/ext-proc-server.js';
 import { Gateway } from '../gateway/gateway.js';
 import { SharedFleetState } from '../gateway/shared-fleet-state.js';
@@ -47,6 +53,8 @@ export async function startGravityServer(
     env?: NodeJS.ProcessEnv;
     /** How requests waiting for a rate limit (batch lines) sleep; tests pass one that moves `clock`. */
     sleep?: Sleep;
+    /** How `epp.discovery.dns` resolves its name; tests point a Resolver at a DNS server on loopback. */
+    resolveEndpointAddresses?: AddressResolver;
   } = {},
 ): Promise<GravityServer> {
   const clock = options.clock ?? systemClock;
@@ -95,7 +103,8 @@ export async function startGravityServer(
   // The gateway is built after the metrics (it observes requests through them); queues are read at scrape.
   let queuesOf: Gateway | undefined;
   const metrics = new PrometheusMetrics(
-    () => engines,
+    // The gateway's live list once it exists: the EPP's discovered endpoints join and leave it.
+    () => queuesOf?.engines ?? engines,
     () =>
       [...(queuesOf?.schedulers ?? [])].map(([engine, queue]) => ({
         engine,
@@ -235,11 +244,13 @@ export async function startGravityServer(
   // The EPP beside the HTTP API: the same gateway, admission and ledger, another entry point.
   let endpointPicker: EndpointPicker | undefined;
   const epp = config.epp;
+  const endpointDirectory = epp && new EndpointDirectory(epp.endpoints);
   if (epp?.port !== undefined) {
     try {
       endpointPicker = await startEndpointPicker({
         config: { ...epp, port: epp.port },
         gateway,
+        endpoints: endpointDirectory,
         admission,
         bodyLimitBytes: config.server.bodyLimitBytes,
         log: (message, details) => logger.error(details, message),
@@ -249,6 +260,33 @@ export async function startGravityServer(
       await metricsListener?.close();
       throw error;
     }
+  }
+  // Endpoints from DNS once the EPP listens: its readiness stays false until the first one joins.
+  let endpointDiscovery: DnsEndpointDiscovery | undefined;
+  if (epp?.discovery && endpointDirectory) {
+    const models = epp.models.map((model) => ({
+      id: model,
+      upstreamModel: config.models[model]?.upstreamModel,
+      contextTokens: config.models[model]?.contextTokens,
+    }));
+    endpointDiscovery = await startDnsEndpointDiscovery({
+      dns: epp.discovery.dns,
+      fixed: epp.endpoints,
+      gateway,
+      directory: endpointDirectory,
+      resolve: options.resolveEndpointAddresses,
+      createEngine: (address) => {
+        const engineConfig = engineConfigSchema.parse(eppEngineConfig(epp, address));
+        return engineDefinition(engineConfig.type).create({
+          id: eppEngineId(address),
+          config: engineConfig,
+          models,
+          dataDir: config.dataDir,
+          env: options.env ?? process.env,
+        });
+      },
+      log: (message, details) => logger.warn(details, message),
+    });
   }
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -264,6 +302,7 @@ export async function startGravityServer(
     eppAddress: endpointPicker?.address,
     close() {
       closing ??= (async () => {
+        endpointDiscovery?.close();
         await endpointPicker?.close();
         // Stop accepting first, then drain: the listener closes while in-flight streams finish.
         const listenerClosed = http.close();

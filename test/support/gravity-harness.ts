@@ -27,6 +27,7 @@ export interface Harness {
 export async function startHarness(
   configure: (config: GravityConfig) => void = () => {},
   document?: Record<string, unknown>,
+  serverOptions: Parameters<typeof startGravityServer>[1] = {},
 ): Promise<Harness> {
   const config = loadConfig({ document, port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' }, {});
   // Each server gets its own ledger, key store and batch store; the generated models are shared.
@@ -37,7 +38,7 @@ export async function startHarness(
   const keysPath = path.join(serverDir, 'keys.sqlite');
   config.auth.keysPath = keysPath;
   configure(config);
-  const server = await startGravityServer(config);
+  const server = await startGravityServer(config, serverOptions);
   const client = new OpenAI({
     baseURL: `${server.url}/v1`,
     apiKey: 'unused',
