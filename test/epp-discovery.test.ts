@@ -12,6 +12,7 @@ import {
   type ProcessingResponse,
 } from '../src/epp/ext-proc-protocol.js';
 import { type DnsServer, startDnsServer } from './support/dns-server.js';
+import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 
 // The Endpoint Picker's endpoints named by DNS (a headless Service in Kubernetes): a real DNS server on
@@ -59,71 +60,12 @@ async function startModelServer(ip: string, port: number): Promise<ModelServer &
   };
 }
 
-type ProcessCall = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
-
-/** One ext_proc stream as Envoy holds it: send messages, take the EPP's answers in order. */
-class EnvoyStream {
-  private readonly received: ProcessingResponse[] = [];
-  private waiting: ((message: ProcessingResponse) => void) | null = null;
-
-  constructor(readonly call: ProcessCall) {
-    call.on('data', (message: ProcessingResponse) => {
-      const waiter = this.waiting;
-      this.waiting = null;
-      if (waiter) waiter(message);
-      else this.received.push(message);
-    });
-    call.on('error', () => {});
-  }
-
-  send(message: ProcessingRequest): void {
-    this.call.write(message);
-  }
-
-  next(timeoutMs = 5000): Promise<ProcessingResponse> {
-    const queued = this.received.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no answer from the EPP')), timeoutMs);
-      this.waiting = (message) => {
-        clearTimeout(timer);
-        resolve(message);
-      };
-    });
-  }
-}
-
 const chatBody = (content: string) =>
   JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 8 });
 
-function headers(subset?: string[]): ProcessingRequest {
-  return {
-    request_headers: {
-      headers: {
-        headers: [
-          { key: ':method', raw_value: Buffer.from('POST') },
-          { key: ':path', raw_value: Buffer.from('/v1/chat/completions') },
-          { key: 'content-type', raw_value: Buffer.from('application/json') },
-        ],
-      },
-      end_of_stream: false,
-    },
-    protocol_config: { request_body_mode: buffered, response_body_mode: buffered },
-    ...(subset !== undefined && {
-      metadata_context: {
-        filter_metadata: {
-          'envoy.lb.subset_hint': {
-            fields: {
-              'x-gateway-destination-endpoint-subset': {
-                listValue: { values: subset.map((address) => ({ stringValue: address })) },
-              },
-            },
-          },
-        },
-      },
-    }),
-  };
-}
+/** A buffered chat request's headers, optionally with Envoy's subset hint. */
+const headers = (subset?: string[]): ProcessingRequest =>
+  requestHeaders('/v1/chat/completions', { bodyMode: buffered, ...(subset !== undefined && { subset }) });
 
 /** The destination list of an answer (the pick, then its fallbacks), or the status of a refusal. */
 function destination(answer: ProcessingResponse): string[] | number {

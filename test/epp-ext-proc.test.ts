@@ -9,12 +9,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { createKey } from '../src/cli/keys-command.js';
 import { eppEngineId } from '../src/epp/epp-config.js';
-import {
-  extProcServices,
-  type ProcessingRequest,
-  type ProcessingResponse,
-} from '../src/epp/ext-proc-protocol.js';
+import { extProcServices, type ProcessingResponse } from '../src/epp/ext-proc-protocol.js';
 import { configFile } from './support/config-file.js';
+import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { freeLoopbackPort } from './support/free-port.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 import { startGravityProcess } from './support/gravity-process.js';
@@ -77,88 +74,6 @@ async function startModelServer(): Promise<ModelServer> {
       return state.requests;
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-type ProcessCall = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
-
-/** One ext_proc stream as Envoy holds it: send messages, take the EPP's answers in order. */
-class EnvoyStream {
-  private readonly received: ProcessingResponse[] = [];
-  private waiting: ((message: ProcessingResponse) => void) | null = null;
-  readonly ended: Promise<void>;
-
-  constructor(readonly call: ProcessCall) {
-    call.on('data', (message: ProcessingResponse) => {
-      const waiter = this.waiting;
-      this.waiting = null;
-      if (waiter) waiter(message);
-      else this.received.push(message);
-    });
-    this.ended = new Promise((resolve) => {
-      call.on('end', () => resolve());
-      call.on('error', () => resolve());
-    });
-  }
-
-  send(message: ProcessingRequest): void {
-    this.call.write(message);
-  }
-
-  next(timeoutMs = 5000): Promise<ProcessingResponse> {
-    const queued = this.received.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no answer from the EPP')), timeoutMs);
-      this.waiting = (message) => {
-        clearTimeout(timer);
-        resolve(message);
-      };
-    });
-  }
-
-  /** Nothing arrives within `ms` (an answer the EPP must hold back). */
-  async silentFor(ms: number): Promise<boolean> {
-    if (this.received.length > 0) return false;
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    return this.received.length === 0 && this.waiting === null;
-  }
-
-  close(): void {
-    this.call.end();
-  }
-}
-
-function headers(
-  path: string,
-  options: { endOfStream?: boolean; subset?: string[]; authorization?: string; bodyMode?: number } = {},
-): ProcessingRequest {
-  const list = [
-    { key: ':method', raw_value: Buffer.from(options.endOfStream ? 'GET' : 'POST') },
-    { key: ':path', raw_value: Buffer.from(path) },
-    { key: 'content-type', raw_value: Buffer.from('application/json') },
-    ...(options.authorization
-      ? [{ key: 'authorization', raw_value: Buffer.from(options.authorization) }]
-      : []),
-  ];
-  return {
-    request_headers: { headers: { headers: list }, end_of_stream: options.endOfStream ?? false },
-    ...(options.bodyMode !== undefined && {
-      protocol_config: { request_body_mode: options.bodyMode, response_body_mode: options.bodyMode },
-    }),
-    ...(options.subset !== undefined && {
-      metadata_context: {
-        filter_metadata: {
-          'envoy.lb.subset_hint': {
-            fields: {
-              'x-gateway-destination-endpoint-subset': {
-                listValue: { values: options.subset.map((address) => ({ stringValue: address })) },
-              },
-            },
-          },
-        },
-      },
-    }),
   };
 }
 
@@ -333,7 +248,7 @@ describe('Endpoint Picker: gRPC health', () => {
 describe('Endpoint Picker: request path', () => {
   it('picks at once for headers with end_of_stream, header equal to metadata, the pick then a fallback', async () => {
     const envoy = stream();
-    envoy.send(headers('/v1/models', { endOfStream: true }));
+    envoy.send(requestHeaders('/v1/models', { endOfStream: true }));
     const picked = pickedList(await envoy.next());
     const addresses = endpoints.map((endpoint) => endpoint.address);
     expect(picked).toHaveLength(2);
@@ -343,7 +258,7 @@ describe('Endpoint Picker: request path', () => {
   it('answers buffered headers with CONTINUE, then the body with the destination, and meters the response', async () => {
     const before = ledgerRows(harness.ledgerPath).length;
     const envoy = stream();
-    envoy.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
     const headersAnswer = await envoy.next();
     expect(headersAnswer.request_headers).toBeDefined();
     expect(destinationOf(headersAnswer).header).toBeUndefined();
@@ -367,7 +282,7 @@ describe('Endpoint Picker: request path', () => {
 
   it('FULL_DUPLEX_STREAMED: holds the header answer until the last chunk, then sends the body back streamed', async () => {
     const envoy = stream();
-    envoy.send(headers('/v1/chat/completions', { bodyMode: fullDuplex }));
+    envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: fullDuplex }));
     const body = Buffer.from(chatBody('hello full duplex, in three chunks'));
     const chunks = [body.subarray(0, 10), body.subarray(10, 40), body.subarray(40)];
     envoy.send({ request_body: { body: chunks[0], end_of_stream: false } });
@@ -392,7 +307,7 @@ describe('Endpoint Picker: request path', () => {
 
   it('FULL_DUPLEX_STREAMED with trailers: the trailers complete the body, answered in order', async () => {
     const envoy = stream();
-    envoy.send(headers('/v1/chat/completions', { bodyMode: fullDuplex }));
+    envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: fullDuplex }));
     const body = Buffer.from(chatBody('hello, trailers follow'));
     envoy.send({ request_body: { body: body.subarray(0, 20), end_of_stream: false } });
     envoy.send({ request_body: { body: body.subarray(20), end_of_stream: false } });
@@ -412,12 +327,12 @@ describe('Endpoint Picker: request path', () => {
   it('sends a request to the less loaded endpoint first and names the other as its fallback', async () => {
     // The first request holds its endpoint (no response yet): the next one goes to the other.
     const first = stream();
-    first.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    first.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
     await first.next();
     first.send({ request_body: { body: Buffer.from(chatBody('first')), end_of_stream: true } });
     const [busy] = pickedList(await first.next());
     const second = stream();
-    second.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    second.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
     await second.next();
     second.send({ request_body: { body: Buffer.from(chatBody('second')), end_of_stream: true } });
     const list = pickedList(await second.next());
@@ -427,17 +342,17 @@ describe('Endpoint Picker: request path', () => {
 
   it('picks only from the subset hint, even the busier endpoint', async () => {
     const first = stream();
-    first.send(headers('/v1/models', { endOfStream: true }));
+    first.send(requestHeaders('/v1/models', { endOfStream: true }));
     const [busy] = pickedList(await first.next());
     const envoy = stream();
-    envoy.send(headers('/v1/models', { endOfStream: true, subset: [busy as string] }));
+    envoy.send(requestHeaders('/v1/models', { endOfStream: true, subset: [busy as string] }));
     expect(pickedList(await envoy.next())).toEqual([busy]);
   });
 
   it('answers 503 for an empty subset hint and for one naming no endpoint of the pool', async () => {
     for (const subset of [[], ['10.255.0.1:8000']]) {
       const envoy = stream();
-      envoy.send(headers('/v1/models', { endOfStream: true, subset }));
+      envoy.send(requestHeaders('/v1/models', { endOfStream: true, subset }));
       const { status, body } = immediate(await envoy.next());
       expect(status).toBe(503);
       expect(body).toMatchObject({ error: { type: 'service_unavailable' } });
@@ -447,7 +362,7 @@ describe('Endpoint Picker: request path', () => {
   it('records the endpoint Envoy says served the request when it fell back from the pick', async () => {
     const before = ledgerRows(harness.ledgerPath).length;
     const envoy = stream();
-    envoy.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
     await envoy.next();
     const body = chatBody('served elsewhere', false);
     envoy.send({ request_body: { body: Buffer.from(body), end_of_stream: true } });
@@ -468,7 +383,7 @@ describe('Endpoint Picker: request path', () => {
 
   it('answers a request for a model the pool does not serve with a 404 OpenAI error', async () => {
     const envoy = stream();
-    envoy.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+    envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
     await envoy.next();
     envoy.send({
       request_body: {
@@ -494,7 +409,7 @@ describe('Endpoint Picker: refusals', () => {
       const deadline = Date.now() + 5000;
       while (status !== 503 && Date.now() < deadline) {
         const envoy = stream(deadClient);
-        envoy.send(headers('/v1/models', { endOfStream: true }));
+        envoy.send(requestHeaders('/v1/models', { endOfStream: true }));
         const answer = await envoy.next();
         if (answer.immediate_response) status = immediate(answer).status;
         envoy.call.cancel();
@@ -520,14 +435,16 @@ describe('Endpoint Picker: refusals', () => {
     store.close();
     try {
       const refused = stream(keyedClient);
-      refused.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+      refused.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
       await refused.next();
       refused.send({ request_body: { body: Buffer.from(chatBody('no key')), end_of_stream: true } });
       const { status, body } = immediate(await refused.next());
       expect(status).toBe(401);
       expect(body).toMatchObject({ error: { message: expect.stringContaining('API key') } });
       const admitted = stream(keyedClient);
-      admitted.send(headers('/v1/chat/completions', { bodyMode: buffered, authorization: `Bearer ${key}` }));
+      admitted.send(
+        requestHeaders('/v1/chat/completions', { bodyMode: buffered, authorization: `Bearer ${key}` }),
+      );
       await admitted.next();
       const chat = chatBody('with a key');
       admitted.send({ request_body: { body: Buffer.from(chat), end_of_stream: true } });
@@ -552,14 +469,14 @@ describe('Endpoint Picker: refusals', () => {
     );
     try {
       const holder = stream(smallClient);
-      holder.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+      holder.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
       await holder.next();
       holder.send({
         request_body: { body: Buffer.from(chatBody('holds the only slot')), end_of_stream: true },
       });
       pickedList(await holder.next());
       const shed = stream(smallClient);
-      shed.send(headers('/v1/chat/completions', { bodyMode: buffered }));
+      shed.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered }));
       await shed.next();
       shed.send({ request_body: { body: Buffer.from(chatBody('finds no room')), end_of_stream: true } });
       const { status, body } = immediate(await shed.next());
@@ -586,7 +503,7 @@ describe('Endpoint Picker: prefix affinity', () => {
     const conversation = `You are a careful assistant. ${'Here is a long shared document. '.repeat(80)}`;
     const request = async (content: string, subset?: string[]) => {
       const envoy = stream(affineClient);
-      envoy.send(headers('/v1/chat/completions', { bodyMode: buffered, ...(subset && { subset }) }));
+      envoy.send(requestHeaders('/v1/chat/completions', { bodyMode: buffered, ...(subset && { subset }) }));
       await envoy.next();
       const body = chatBody(content);
       envoy.send({ request_body: { body: Buffer.from(body), end_of_stream: true } });
@@ -627,7 +544,7 @@ describe('gravity serve --ext-proc-port', () => {
       );
       expect(readiness).toBe(1);
       const envoy = stream(processClient);
-      envoy.send(headers('/v1/models', { endOfStream: true }));
+      envoy.send(requestHeaders('/v1/models', { endOfStream: true }));
       expect(pickedList(await envoy.next())).toEqual([address]);
       // The HTTP API beside it serves the same model through the endpoint.
       const models = (await (await fetch(`${gravity.url}/v1/models`)).json()) as {
