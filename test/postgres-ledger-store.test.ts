@@ -1,5 +1,5 @@
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GravityError } from '../src/core/errors.js';
 import type { ReplicaPeriod } from '../src/metering/ledger/ledger-store.js';
 import { PostgresLedgerStore } from '../src/metering/ledger/postgres-ledger-store.js';
@@ -10,7 +10,7 @@ import {
 } from '../src/metering/ledger/postgres-migrations.js';
 import { usageRecord } from './conformance/ledger-store.case.js';
 import { freeLoopbackPort } from './support/free-port.js';
-import { type PostgresServer, startPostgres } from './support/postgres-server.js';
+import { usePostgresServer } from './support/postgres-server.js';
 
 // What the ledger store contract (test/conformance/ledger-store.case.ts) does not cover: PostgreSQL's
 // day partitions, retention, migrations, and several replicas sharing one database.
@@ -18,13 +18,7 @@ import { type PostgresServer, startPostgres } from './support/postgres-server.js
 const dayMs = 86_400_000;
 const day = (index: number) => Date.UTC(2026, 11, 1) + index * dayMs;
 
-let server: PostgresServer;
-beforeAll(async () => {
-  server = await startPostgres();
-}, 60_000);
-afterAll(async () => {
-  await server?.close();
-});
+const server = usePostgresServer();
 
 /** The partitions of usage_records in the database at `url`, by name. */
 async function partitions(url: string): Promise<string[]> {
@@ -53,7 +47,7 @@ async function countRows(url: string, table: string): Promise<number> {
 
 describe('PostgresLedgerStore', () => {
   it('creates one partition per UTC day a batch touches, 1969 included', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PostgresLedgerStore.open(url);
     try {
       await store.append([
@@ -82,7 +76,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('refuses a request id already in the ledger on another day, and the whole batch with it', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PostgresLedgerStore.open(url);
     try {
       const first = usageRecord({ requestId: 'req-1', receivedAtMs: day(0) });
@@ -100,7 +94,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('keeps a batch larger than one INSERT atomic: a duplicate in its last rows stores none of it', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PostgresLedgerStore.open(url);
     try {
       await store.append([usageRecord({ requestId: 'taken', receivedAtMs: day(0) })]);
@@ -117,7 +111,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('drops whole day partitions past retention with their request ids and old replica periods, keeping newer days', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PostgresLedgerStore.open(url, { retentionDays: 2 });
     const period: ReplicaPeriod = {
       replica: 'h100-0',
@@ -166,7 +160,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('lets two replicas append to the same new days at once', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const [first, second] = await Promise.all([PostgresLedgerStore.open(url), PostgresLedgerStore.open(url)]);
     try {
       // Each batch touches every one of 20 new days, so both stores create the same partitions at once.
@@ -191,7 +185,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it("appends to a day another replica's retention dropped, creating its partition again", async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const [writing, retaining] = await Promise.all([
       PostgresLedgerStore.open(url),
       PostgresLedgerStore.open(url, { retentionDays: 1 }),
@@ -208,7 +202,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('applies each migration once when two replicas migrate at once, and nothing the second time', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const [first, second] = await Promise.all([postgresConnection(url), postgresConnection(url)]);
     try {
       const applied = await Promise.all([migrateLedger(first), migrateLedger(second)]);
@@ -234,7 +228,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('refuses to open a database whose schema is behind without migrating, saying to run gravity migrate', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     await expect(PostgresLedgerStore.open(url, { migrate: false })).rejects.toThrow(/run gravity migrate/);
     const migrated = await PostgresLedgerStore.open(url);
     await migrated.close();
@@ -243,7 +237,7 @@ describe('PostgresLedgerStore', () => {
   });
 
   it('commits appends while long summaries hold every reader connection, and refuses summaries past the bound', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PostgresLedgerStore.open(url, { maxPendingSummaries: 3 });
     const blocker = postgres(url, { max: 1, onnotice: () => {} });
     try {

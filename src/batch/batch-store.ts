@@ -90,6 +90,108 @@ export interface ListPage<T> {
   hasMore: boolean;
 }
 
+/** Each status time's column, alike in both stores. */
+export const batchTimestampColumns: Record<keyof BatchTimestamps, string> = {
+  inProgressAt: 'in_progress_at',
+  finalizingAt: 'finalizing_at',
+  completedAt: 'completed_at',
+  failedAt: 'failed_at',
+  expiredAt: 'expired_at',
+  cancellingAt: 'cancelling_at',
+  cancelledAt: 'cancelled_at',
+};
+
+/**
+ * A `batches` row as either store reads it: SQLite gives JSON columns as text and booleans as 0/1,
+ * PostgreSQL parsed JSON (jsonb) and booleans.
+ */
+export interface BatchRow {
+  id: string;
+  tenant: string;
+  api_key_id: string | null;
+  endpoint: string;
+  input_file_id: string;
+  completion_window: string;
+  status: string;
+  created_at: number;
+  expires_at: number;
+  in_progress_at: number | null;
+  finalizing_at: number | null;
+  completed_at: number | null;
+  failed_at: number | null;
+  expired_at: number | null;
+  cancelling_at: number | null;
+  cancelled_at: number | null;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  errors_json: string | BatchValidationError[] | null;
+  metadata_json: string | Record<string, string> | null;
+  validated: number | boolean;
+  total: number;
+  completed: number;
+  failed: number;
+  prompt_tokens: number;
+  cached_prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export function batchOf(row: BatchRow): StoredBatch {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    apiKeyId: row.api_key_id,
+    endpoint: row.endpoint as BatchEndpoint,
+    inputFileId: row.input_file_id,
+    completionWindow: row.completion_window,
+    status: row.status as BatchStatus,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    inProgressAt: row.in_progress_at,
+    finalizingAt: row.finalizing_at,
+    completedAt: row.completed_at,
+    failedAt: row.failed_at,
+    expiredAt: row.expired_at,
+    cancellingAt: row.cancelling_at,
+    cancelledAt: row.cancelled_at,
+    outputFileId: row.output_file_id,
+    errorFileId: row.error_file_id,
+    errors: jsonColumn(row.errors_json),
+    metadata: jsonColumn(row.metadata_json),
+    validated: row.validated === 1 || row.validated === true,
+    total: row.total,
+    completed: row.completed,
+    failed: row.failed,
+    promptTokens: row.prompt_tokens,
+    cachedPromptTokens: row.cached_prompt_tokens,
+    completionTokens: row.completion_tokens,
+  };
+}
+
+export interface FileRow {
+  id: string;
+  tenant: string;
+  purpose: string;
+  filename: string;
+  bytes: number;
+  created_at: number;
+}
+
+export function fileOf(row: FileRow): StoredFile {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    purpose: row.purpose as FilePurpose,
+    filename: row.filename,
+    bytes: row.bytes,
+    createdAtSeconds: row.created_at,
+  };
+}
+
+/** A JSON column's value: parsed already (PostgreSQL's jsonb), or text to parse (SQLite). */
+function jsonColumn<Value>(value: string | Value | null): Value | null {
+  return typeof value === 'string' ? (JSON.parse(value) as Value) : value;
+}
+
 /** What a batch's runner learns when it renews its lease. */
 export interface LeaseRenewal {
   /** False: the lease ran out and another replica may have taken the batch; stop running it here. */

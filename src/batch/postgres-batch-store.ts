@@ -5,12 +5,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Sql, TransactionSql } from 'postgres';
 import { makePrivateDirectory } from '../core/private-files.js';
-import type { BatchEndpoint, BatchValidationError } from './batch-input.js';
 import {
+  type BatchRow,
   type BatchStatus,
   type BatchStore,
-  type BatchTimestamps,
-  type FilePurpose,
+  batchOf,
+  batchTimestampColumns,
+  type FileRow,
+  fileOf,
   type LeaseRenewal,
   type LineOutcome,
   type ListPage,
@@ -27,98 +29,6 @@ const chunkBytes = 1024 * 1024;
 
 /** Line outcomes read back per query when a batch's result files are written. */
 const recordedLinesPage = 1000;
-
-const timestampColumns: Record<keyof BatchTimestamps, string> = {
-  inProgressAt: 'in_progress_at',
-  finalizingAt: 'finalizing_at',
-  completedAt: 'completed_at',
-  failedAt: 'failed_at',
-  expiredAt: 'expired_at',
-  cancellingAt: 'cancelling_at',
-  cancelledAt: 'cancelled_at',
-};
-
-interface BatchRow {
-  id: string;
-  tenant: string;
-  api_key_id: string | null;
-  endpoint: string;
-  input_file_id: string;
-  completion_window: string;
-  status: string;
-  created_at: number;
-  expires_at: number;
-  in_progress_at: number | null;
-  finalizing_at: number | null;
-  completed_at: number | null;
-  failed_at: number | null;
-  expired_at: number | null;
-  cancelling_at: number | null;
-  cancelled_at: number | null;
-  output_file_id: string | null;
-  error_file_id: string | null;
-  errors_json: BatchValidationError[] | null;
-  metadata_json: Record<string, string> | null;
-  validated: boolean;
-  total: number;
-  completed: number;
-  failed: number;
-  prompt_tokens: number;
-  cached_prompt_tokens: number;
-  completion_tokens: number;
-}
-
-function batchOf(row: BatchRow): StoredBatch {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    apiKeyId: row.api_key_id,
-    endpoint: row.endpoint as BatchEndpoint,
-    inputFileId: row.input_file_id,
-    completionWindow: row.completion_window,
-    status: row.status as BatchStatus,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    inProgressAt: row.in_progress_at,
-    finalizingAt: row.finalizing_at,
-    completedAt: row.completed_at,
-    failedAt: row.failed_at,
-    expiredAt: row.expired_at,
-    cancellingAt: row.cancelling_at,
-    cancelledAt: row.cancelled_at,
-    outputFileId: row.output_file_id,
-    errorFileId: row.error_file_id,
-    errors: row.errors_json,
-    metadata: row.metadata_json,
-    validated: row.validated,
-    total: row.total,
-    completed: row.completed,
-    failed: row.failed,
-    promptTokens: row.prompt_tokens,
-    cachedPromptTokens: row.cached_prompt_tokens,
-    completionTokens: row.completion_tokens,
-  };
-}
-
-interface FileRow {
-  id: string;
-  tenant: string;
-  purpose: string;
-  filename: string;
-  bytes: number;
-  created_at: number;
-}
-
-function fileOf(row: FileRow): StoredFile {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    purpose: row.purpose as FilePurpose,
-    filename: row.filename,
-    bytes: row.bytes,
-    createdAtSeconds: row.created_at,
-  };
-}
 
 const batchColumns = `id, tenant, api_key_id, endpoint, input_file_id, completion_window, status, created_at,
   expires_at, in_progress_at, finalizing_at, completed_at, failed_at, expired_at, cancelling_at, cancelled_at,
@@ -352,7 +262,7 @@ export class PostgresBatchStore implements BatchStore {
     const { status, from, stamp, errors } = options;
     const changed = await sql`
       UPDATE batches SET status = ${status}
-      ${stamp ? sql`, ${sql(timestampColumns[stamp.field])} = ${stamp.atSeconds}` : sql``}
+      ${stamp ? sql`, ${sql(batchTimestampColumns[stamp.field])} = ${stamp.atSeconds}` : sql``}
       ${errors ? sql`, errors_json = ${sql.json(errors as never)}` : sql``}
       WHERE id = ${batchId} AND status IN ${sql(from as BatchStatus[])}`;
     return changed.count > 0;

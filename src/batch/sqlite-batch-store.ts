@@ -4,17 +4,21 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { makePrivateDirectory, preparePrivateDatabaseFile, privateFileMode } from '../core/private-files.js';
-import type { BatchEndpoint, BatchValidationError } from './batch-input.js';
-import type {
-  BatchStatus,
-  BatchStore,
-  BatchTimestamps,
-  FilePurpose,
-  LeaseRenewal,
-  LineOutcome,
-  ListPage,
-  StoredBatch,
-  StoredFile,
+import type { BatchValidationError } from './batch-input.js';
+import {
+  type BatchRow,
+  type BatchStatus,
+  type BatchStore,
+  type BatchTimestamps,
+  batchOf,
+  batchTimestampColumns,
+  type FileRow,
+  fileOf,
+  type LeaseRenewal,
+  type LineOutcome,
+  type ListPage,
+  type StoredBatch,
+  type StoredFile,
 } from './batch-store.js';
 
 const schema = `
@@ -67,98 +71,6 @@ CREATE TABLE IF NOT EXISTS batch_lines (
   PRIMARY KEY (batch_id, line_number)
 ) STRICT;
 `;
-
-const timestampColumns: Record<keyof BatchTimestamps, string> = {
-  inProgressAt: 'in_progress_at',
-  finalizingAt: 'finalizing_at',
-  completedAt: 'completed_at',
-  failedAt: 'failed_at',
-  expiredAt: 'expired_at',
-  cancellingAt: 'cancelling_at',
-  cancelledAt: 'cancelled_at',
-};
-
-interface BatchRow {
-  id: string;
-  tenant: string;
-  api_key_id: string | null;
-  endpoint: string;
-  input_file_id: string;
-  completion_window: string;
-  status: string;
-  created_at: number;
-  expires_at: number;
-  in_progress_at: number | null;
-  finalizing_at: number | null;
-  completed_at: number | null;
-  failed_at: number | null;
-  expired_at: number | null;
-  cancelling_at: number | null;
-  cancelled_at: number | null;
-  output_file_id: string | null;
-  error_file_id: string | null;
-  errors_json: string | null;
-  metadata_json: string | null;
-  validated: number;
-  total: number;
-  completed: number;
-  failed: number;
-  prompt_tokens: number;
-  cached_prompt_tokens: number;
-  completion_tokens: number;
-}
-
-function batchOf(row: BatchRow): StoredBatch {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    apiKeyId: row.api_key_id,
-    endpoint: row.endpoint as BatchEndpoint,
-    inputFileId: row.input_file_id,
-    completionWindow: row.completion_window,
-    status: row.status as BatchStatus,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    inProgressAt: row.in_progress_at,
-    finalizingAt: row.finalizing_at,
-    completedAt: row.completed_at,
-    failedAt: row.failed_at,
-    expiredAt: row.expired_at,
-    cancellingAt: row.cancelling_at,
-    cancelledAt: row.cancelled_at,
-    outputFileId: row.output_file_id,
-    errorFileId: row.error_file_id,
-    errors: row.errors_json === null ? null : (JSON.parse(row.errors_json) as BatchValidationError[]),
-    metadata: row.metadata_json === null ? null : (JSON.parse(row.metadata_json) as Record<string, string>),
-    validated: row.validated === 1,
-    total: row.total,
-    completed: row.completed,
-    failed: row.failed,
-    promptTokens: row.prompt_tokens,
-    cachedPromptTokens: row.cached_prompt_tokens,
-    completionTokens: row.completion_tokens,
-  };
-}
-
-interface FileRow {
-  id: string;
-  tenant: string;
-  purpose: string;
-  filename: string;
-  bytes: number;
-  created_at: number;
-}
-
-function fileOf(row: FileRow): StoredFile {
-  return {
-    id: row.id,
-    tenant: row.tenant,
-    purpose: row.purpose as FilePurpose,
-    filename: row.filename,
-    bytes: row.bytes,
-    createdAtSeconds: row.created_at,
-  };
-}
 
 /**
  * Columns added after the first release: a store written by an older Gravity gets them (null for the
@@ -384,7 +296,7 @@ export class SqliteBatchStore implements BatchStore {
     const sets = ['status = ?'];
     const values: unknown[] = [status];
     if (stamp) {
-      sets.push(`${timestampColumns[stamp.field]} = ?`);
+      sets.push(`${batchTimestampColumns[stamp.field]} = ?`);
       values.push(stamp.atSeconds);
     }
     if (errors) {

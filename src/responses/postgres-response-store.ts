@@ -2,19 +2,12 @@ import type { Sql } from 'postgres';
 import {
   conversationItems,
   maxConversationResponses,
+  type ResponseRow,
   type ResponseStore,
   type ResponseToSave,
   type StoredResponse,
+  storedResponseOf,
 } from './response-store.js';
-
-interface ResponseRow {
-  id: string;
-  tenant: string;
-  created_at: number;
-  previous_response_id: string | null;
-  response: string;
-  input_items: string;
-}
 
 /**
  * Stored responses in the fleet's PostgreSQL (the ledger's database; migration 0003), so that a client
@@ -55,14 +48,7 @@ export class PostgresResponseStore implements ResponseStore {
       SELECT id, tenant, created_at, previous_response_id, response, input_items FROM stored_responses
       WHERE id = ${id} AND tenant = ${tenant} AND created_at >= ${this.oldestKeptSeconds()}`;
     if (!row) return null;
-    return {
-      id: row.id,
-      tenant: row.tenant,
-      createdAtSeconds: row.created_at,
-      previousResponseId: row.previous_response_id,
-      response: JSON.parse(row.response) as Record<string, unknown>,
-      inputItems: JSON.parse(row.input_items) as Record<string, unknown>[],
-    };
+    return storedResponseOf(row);
   }
 
   async delete(tenant: string, id: string): Promise<boolean> {

@@ -72,3 +72,24 @@ export function conversationItems(
   }
   return items;
 }
+
+/** A stored response's row, alike in both stores: the Response and the input items as JSON text. */
+export interface ResponseRow {
+  id: string;
+  tenant: string;
+  created_at: number;
+  previous_response_id: string | null;
+  response: string;
+  input_items: string;
+}
+
+export function storedResponseOf(row: ResponseRow): StoredResponse {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    createdAtSeconds: row.created_at,
+    previousResponseId: row.previous_response_id,
+    response: JSON.parse(row.response) as Record<string, unknown>,
+    inputItems: JSON.parse(row.input_items) as Record<string, unknown>[],
+  };
+}

@@ -3,9 +3,11 @@ import { preparePrivateDatabaseFile } from '../core/private-files.js';
 import {
   conversationItems,
   maxConversationResponses,
+  type ResponseRow,
   type ResponseStore,
   type ResponseToSave,
   type StoredResponse,
+  storedResponseOf,
 } from './response-store.js';
 
 /**
@@ -17,15 +19,6 @@ import {
  * better-sqlite3 answers synchronously; the methods are async only to share `ResponseStore` with the
  * PostgreSQL store.
  */
-
-interface ResponseRow {
-  id: string;
-  tenant: string;
-  created_at: number;
-  previous_response_id: string | null;
-  response: string;
-  input_items: string;
-}
 
 export class SqliteResponseStore implements ResponseStore {
   private readonly db: Database.Database;
@@ -101,14 +94,7 @@ export class SqliteResponseStore implements ResponseStore {
   async get(tenant: string, id: string): Promise<StoredResponse | null> {
     const row = this.getStatement.get(id, tenant, this.oldestKeptSeconds()) as ResponseRow | undefined;
     if (!row) return null;
-    return {
-      id: row.id,
-      tenant: row.tenant,
-      createdAtSeconds: row.created_at,
-      previousResponseId: row.previous_response_id,
-      response: JSON.parse(row.response) as Record<string, unknown>,
-      inputItems: JSON.parse(row.input_items) as Record<string, unknown>[],
-    };
+    return storedResponseOf(row);
   }
 
   async delete(tenant: string, id: string): Promise<boolean> {

@@ -1,22 +1,15 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
 import { PostgresBatchStore } from '../../src/batch/postgres-batch-store.js';
 import { migrateLedger, postgresConnection } from '../../src/metering/ledger/postgres-migrations.js';
-import { type PostgresServer, startPostgres } from '../support/postgres-server.js';
+import { usePostgresServer } from '../support/postgres-server.js';
 import { describeBatchStoreConformance } from './batch-store.case.js';
 
-let server: PostgresServer;
-beforeAll(async () => {
-  server = await startPostgres();
-}, 60_000);
-afterAll(async () => {
-  await server?.close();
-});
+const server = usePostgresServer();
 
 describeBatchStoreConformance('PostgresBatchStore (real server, a fresh database per test)', async () => {
-  const url = await server.createDatabase();
+  const url = await server().createDatabase();
   const setup = await postgresConnection(url);
   await migrateLedger(setup);
   await setup.end();

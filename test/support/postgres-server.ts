@@ -3,6 +3,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { afterAll, beforeAll } from 'vitest';
 import { freeLoopbackPort } from './free-port.js';
 
 /**
@@ -116,4 +117,19 @@ export async function startPostgres(): Promise<PostgresServer> {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One PostgreSQL for a test file: started before its tests (beforeAll), removed after them (afterAll).
+ * Returns a getter, since the server exists only once the tests run.
+ */
+export function usePostgresServer(): () => PostgresServer {
+  let server: PostgresServer | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+  });
+  return () => server as PostgresServer;
 }
