@@ -292,16 +292,26 @@ export interface BatchStore {
    * The batch's end: its result files' rows, their ids on the batch, and its final status, in one
    * transaction (the files' bytes are written before). Finishing twice is a no-op (false).
    */
-  finishBatch(
-    batchId: string,
-    options: {
-      status: 'completed' | 'expired' | 'cancelled';
-      atSeconds: number;
-      outputFile: StoredFile | null;
-      errorFile: StoredFile | null;
-    },
-  ): Promise<boolean>;
+  finishBatch(batchId: string, options: BatchFinish): Promise<boolean>;
 }
+
+/** A batch's end, as `finishBatch` records it. */
+export interface BatchFinish {
+  status: 'completed' | 'expired' | 'cancelled';
+  atSeconds: number;
+  outputFile: StoredFile | null;
+  errorFile: StoredFile | null;
+}
+
+/** Each end's time stamp, and the statuses a batch may reach it from (both stores apply them alike). */
+export const batchFinishes: Record<
+  BatchFinish['status'],
+  { field: keyof BatchTimestamps; from: readonly BatchStatus[] }
+> = {
+  completed: { field: 'completedAt', from: ['finalizing'] },
+  cancelled: { field: 'cancelledAt', from: ['cancelling'] },
+  expired: { field: 'expiredAt', from: ['validating', 'in_progress', 'finalizing', 'cancelling'] },
+};
 
 /** Statuses a batch may still leave (the SQL of both stores lists them from here). */
 export const unfinishedBatchStatuses: readonly BatchStatus[] = [

@@ -6,9 +6,11 @@ import { Readable } from 'node:stream';
 import type { Sql, TransactionSql } from 'postgres';
 import { makePrivateDirectory } from '../core/private-files.js';
 import {
+  type BatchFinish,
   type BatchRow,
   type BatchStatus,
   type BatchStore,
+  batchFinishes,
   batchOf,
   batchTimestampColumns,
   type FileRow,
@@ -349,21 +351,8 @@ export class PostgresBatchStore implements BatchStore {
     }
   }
 
-  async finishBatch(
-    batchId: string,
-    options: {
-      status: 'completed' | 'expired' | 'cancelled';
-      atSeconds: number;
-      outputFile: StoredFile | null;
-      errorFile: StoredFile | null;
-    },
-  ): Promise<boolean> {
-    const field = { completed: 'completedAt', expired: 'expiredAt', cancelled: 'cancelledAt' } as const;
-    const from: Record<typeof options.status, BatchStatus[]> = {
-      completed: ['finalizing'],
-      cancelled: ['cancelling'],
-      expired: ['validating', 'in_progress', 'finalizing', 'cancelling'],
-    };
+  async finishBatch(batchId: string, options: BatchFinish): Promise<boolean> {
+    const { field, from } = batchFinishes[options.status];
     return this.sql.begin(async (transaction) => {
       const [held] =
         await transaction`SELECT 1 FROM batches WHERE id = ${batchId} AND ${this.leaseHeld(transaction)}
@@ -371,8 +360,8 @@ export class PostgresBatchStore implements BatchStore {
       if (!held) return false;
       const changed = await this.setStatusIn(transaction, batchId, {
         status: options.status,
-        from: from[options.status],
-        stamp: { field: field[options.status], atSeconds: options.atSeconds },
+        from,
+        stamp: { field, atSeconds: options.atSeconds },
       });
       if (!changed) return false;
       for (const file of [options.outputFile, options.errorFile])

@@ -6,10 +6,12 @@ import Database from 'better-sqlite3';
 import { makePrivateDirectory, preparePrivateDatabaseFile, privateFileMode } from '../core/private-files.js';
 import type { BatchValidationError } from './batch-input.js';
 import {
+  type BatchFinish,
   type BatchRow,
   type BatchStatus,
   type BatchStore,
   type BatchTimestamps,
+  batchFinishes,
   batchOf,
   batchTimestampColumns,
   type FileRow,
@@ -384,26 +386,13 @@ export class SqliteBatchStore implements BatchStore {
     }
   }
 
-  async finishBatch(
-    batchId: string,
-    options: {
-      status: 'completed' | 'expired' | 'cancelled';
-      atSeconds: number;
-      outputFile: StoredFile | null;
-      errorFile: StoredFile | null;
-    },
-  ): Promise<boolean> {
-    const field = { completed: 'completedAt', expired: 'expiredAt', cancelled: 'cancelledAt' } as const;
-    const from: Record<typeof options.status, BatchStatus[]> = {
-      completed: ['finalizing'],
-      cancelled: ['cancelling'],
-      expired: ['validating', 'in_progress', 'finalizing', 'cancelling'],
-    };
+  async finishBatch(batchId: string, options: BatchFinish): Promise<boolean> {
+    const { field, from } = batchFinishes[options.status];
     return this.database.transaction(() => {
       const changed = this.setStatusNow(batchId, {
         status: options.status,
-        from: from[options.status],
-        stamp: { field: field[options.status], atSeconds: options.atSeconds },
+        from,
+        stamp: { field, atSeconds: options.atSeconds },
       });
       if (!changed) return false;
       for (const file of [options.outputFile, options.errorFile]) if (file) this.insertFile(file);
