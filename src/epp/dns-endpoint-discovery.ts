@@ -2,6 +2,7 @@ import { Resolver } from 'node:dns/promises';
 import type { EngineAdapter } from '../engines/engine-adapter.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { EndpointDirectory } from './endpoint-directory.js';
+import { EndpointMembership, gatewayMembership } from './endpoint-membership.js';
 
 /** A name's current addresses, IPv4 and IPv6; throws when the name could not be looked up at all. */
 export type AddressResolver = (name: string) => Promise<string[]>;
@@ -60,14 +61,14 @@ export interface DnsEndpointDiscoveryOptions {
  * churns no replica. A failed resolution changes nothing and is logged once per outage.
  */
 export class DnsEndpointDiscovery {
-  private readonly members = new Set<string>();
-  /** Resolutions in a row that did not list a member. */
-  private readonly absences = new Map<string, number>();
+  private readonly membership: EndpointMembership;
   private failing = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly options: DnsEndpointDiscoveryOptions) {}
+  constructor(private readonly options: DnsEndpointDiscoveryOptions) {
+    this.membership = new EndpointMembership({ ...options, absencesToLeave: 2 });
+  }
 
   /** Resolves once (awaited: the EPP starts with the endpoints DNS names), then on the interval. */
   async start(): Promise<void> {
@@ -77,7 +78,7 @@ export class DnsEndpointDiscovery {
 
   /** The addresses DNS made members, in the order they joined. */
   get endpoints(): string[] {
-    return [...this.members];
+    return this.membership.endpoints;
   }
 
   close(): void {
@@ -95,7 +96,7 @@ export class DnsEndpointDiscovery {
 
   /** One resolution and what it changes. */
   async resolveNow(): Promise<void> {
-    const { name, port, fixed, log } = this.options;
+    const { name, port, log } = this.options;
     let ips: string[];
     try {
       ips = await this.options.resolve(name);
@@ -103,7 +104,7 @@ export class DnsEndpointDiscovery {
       if (!this.failing)
         log('EPP endpoint discovery: DNS resolution failed; keeping the current endpoints', {
           name,
-          endpoints: this.members.size,
+          endpoints: this.membership.endpoints.length,
           error: error instanceof Error ? error.message : String(error),
         });
       this.failing = true;
@@ -112,53 +113,13 @@ export class DnsEndpointDiscovery {
     if (this.closed) return;
     if (this.failing) log('EPP endpoint discovery: DNS resolution works again', { name });
     this.failing = false;
-    const found = new Set(ips.map((ip) => endpointAddress(ip, port)));
-    const newcomers: string[] = [];
-    for (const address of found) {
-      this.absences.delete(address);
-      if (!this.members.has(address) && !fixed.has(address)) newcomers.push(address);
-    }
-    // Side by side: a joining engine first asks its server for its models, which may take a while
-    // (a pod listed before its server listens), and a scale-up brings several at once.
-    await Promise.all(
-      newcomers.map(async (address) => {
-        try {
-          await this.options.join(address);
-          this.members.add(address);
-        } catch (error) {
-          // Not a member: the next resolution that lists it tries again.
-          log('EPP endpoint discovery: an endpoint could not join', {
-            address,
-            error: error instanceof Error ? error.message : String(error),
-          });
-        }
-      }),
-    );
-    for (const address of [...this.members]) {
-      if (found.has(address)) continue;
-      const absent = (this.absences.get(address) ?? 0) + 1;
-      if (absent < 2) {
-        this.absences.set(address, absent);
-        continue;
-      }
-      this.absences.delete(address);
-      this.members.delete(address);
-      // Not awaited: its running requests may take minutes, and discovery goes on meanwhile.
-      this.options.leave(address).catch((error: unknown) =>
-        log('EPP endpoint discovery: an endpoint did not leave cleanly', {
-          address,
-          error: error instanceof Error ? error.message : String(error),
-        }),
-      );
-    }
+    await this.membership.reconcile(new Set(ips.map((ip) => endpointAddress(ip, port))));
   }
 }
 
 /**
- * Starts discovery for `epp.discovery.dns`: an address that joins becomes an engine (made by
- * `createEngine`, as a static endpoint's would be), a replica of the gateway's fleet core and an entry
- * of the EPP's directory; one that leaves is retired from the gateway (its running requests end, its
- * queued ones are answered 503) and, once removed, dropped from the directory.
+ * Starts discovery for `epp.discovery.dns`, its endpoints joining and leaving the gateway as
+ * `gatewayMembership` (endpoint-membership.ts) does it.
  */
 export async function startDnsEndpointDiscovery(options: {
   dns: { name: string; port: number; intervalMs: number };
@@ -169,30 +130,11 @@ export async function startDnsEndpointDiscovery(options: {
   resolve?: AddressResolver | undefined;
   log: (message: string, details: Record<string, unknown>) => void;
 }): Promise<DnsEndpointDiscovery> {
-  const { gateway, directory } = options;
   const discovery = new DnsEndpointDiscovery({
     ...options.dns,
     resolve: options.resolve ?? dnsAddressResolver(),
     fixed: new Set(options.fixed),
-    join: async (address) => {
-      // In the directory first: once the core may route to it, its address must be known.
-      directory.add(address);
-      try {
-        await gateway.addEngine(await options.createEngine(address), { placed: true });
-      } catch (error) {
-        directory.remove(address);
-        throw error;
-      }
-    },
-    leave: async (address) => {
-      const id = directory.idOf(address);
-      if (id === undefined) return;
-      const { retired, removed } = gateway.retireEngine(id);
-      if (!retired) return;
-      await removed;
-      // Back in DNS while it drained: it was taken back, and stays in the directory.
-      if (!gateway.engines.some((engine) => engine.id === id)) directory.remove(address);
-    },
+    ...gatewayMembership(options),
     log: options.log,
   });
   await discovery.start();
