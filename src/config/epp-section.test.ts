@@ -64,6 +64,32 @@ describe('the epp section', () => {
     ]);
   });
 
+  it('takes endpoints from an InferencePool watch, and one discovery source at a time', () => {
+    const file = configFile(
+      [
+        'epp:',
+        '  models: [llama]',
+        '  discovery:',
+        '    kubernetes: { namespace: inference, inferencePool: vllm-pool }',
+      ].join('\n'),
+    );
+    expect(loadConfig({ configPath: file }, {}).epp?.discovery).toEqual({
+      kubernetes: { namespace: 'inference', inferencePool: 'vllm-pool' },
+    });
+    const both = configFile(
+      [
+        'epp:',
+        '  models: [llama]',
+        '  discovery:',
+        '    dns: { name: vllm.inference.svc.cluster.local, port: 8000 }',
+        '    kubernetes: { namespace: inference, inferencePool: vllm-pool }',
+      ].join('\n'),
+    );
+    expect(problemsOf(() => loadConfig({ configPath: both }, {}))).toEqual([
+      'epp.discovery: give exactly one discovery source: `dns` or `kubernetes`',
+    ]);
+  });
+
   it('names a bad endpoint by its path, and refuses --ext-proc-port without an epp section', () => {
     const bad = configFile("epp:\n  endpoints: ['10.0.0.11']\n  models: [llama]\n");
     expect(problemsOf(() => loadConfig({ configPath: bad }, {}))).toEqual([

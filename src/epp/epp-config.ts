@@ -18,18 +18,35 @@ function endpointAddressProblem(address: string): string | null {
 }
 
 /**
- * Endpoints found at run time: the A and AAAA records of a DNS name (in Kubernetes, a headless Service's
- * name lists its ready pods), each address with `port`, resolved every `intervalMs`.
+ * Endpoints found at run time, from one source: the A and AAAA records of a DNS name (in Kubernetes, a
+ * headless Service's name lists its ready pods), each address with `port`, resolved every `intervalMs`;
+ * or a Kubernetes watch of an InferencePool and the ready pods its selector matches.
  */
-const eppDiscoverySchema = z.strictObject({
-  dns: z.strictObject({
-    /** The name to resolve, e.g. `vllm.inference.svc.cluster.local`. */
-    name: z.string().min(1),
-    /** The model servers' port (DNS A records carry no port). */
-    port: z.number().int().min(1).max(65_535),
-    intervalMs: z.number().int().min(100).default(defaults.epp.discoveryIntervalMs),
-  }),
-});
+const eppDiscoverySchema = z
+  .strictObject({
+    dns: z
+      .strictObject({
+        /** The name to resolve, e.g. `vllm.inference.svc.cluster.local`. */
+        name: z.string().min(1),
+        /** The model servers' port (DNS A records carry no port). */
+        port: z.number().int().min(1).max(65_535),
+        intervalMs: z.number().int().min(100).default(defaults.epp.discoveryIntervalMs),
+      })
+      .optional(),
+    kubernetes: z
+      .strictObject({
+        /** The namespace of the InferencePool and its pods. */
+        namespace: z.string().min(1),
+        /** The InferencePool's name: its selector picks the pods, its targetPorts their ports. */
+        inferencePool: z.string().min(1),
+        /** A kubeconfig file; absent: the pod's own ServiceAccount (in-cluster config). */
+        kubeconfig: z.string().min(1).optional(),
+      })
+      .optional(),
+  })
+  .refine((discovery) => (discovery.dns === undefined) !== (discovery.kubernetes === undefined), {
+    message: 'give exactly one discovery source: `dns` or `kubernetes`',
+  });
 
 /**
  * The Endpoint Picker (src/epp/): Envoy's ext_proc service on its own port, picking one of its endpoints

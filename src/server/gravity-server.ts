@@ -12,15 +12,12 @@ import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { createEngines, engineConfigSchema, engineDefinition } from '../engines/engine-registry.js';
-import {
-  type AddressResolver,
-  type DnsEndpointDiscovery,
-  startDnsEndpointDiscovery,
-} from '../epp/dns-endpoint-discovery.js';
+import { type AddressResolver, startDnsEndpointDiscovery } from '../epp/dns-endpoint-discovery.js';
 import { EndpointDirectory } from '../epp/endpoint-directory.js';
 import type { EndpointPicker } from '../epp/endpoint-picker.js';
 import { eppEngineConfig, eppEngineId } from '../epp/epp-config.js';
 import { startEndpointPicker } from '../epp/ext-proc-server.js';
+import { startKubernetesEndpointDiscovery } from '../epp/kubernetes-endpoint-discovery.js';
 import { Gateway } from '../gateway/gateway.js';
 import { SharedFleetState } from '../gateway/shared-fleet-state.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
@@ -261,21 +258,20 @@ export async function startGravityServer(
       throw error;
     }
   }
-  // Endpoints from DNS once the EPP listens: its readiness stays false until the first one joins.
-  let endpointDiscovery: DnsEndpointDiscovery | undefined;
-  if (epp?.discovery && endpointDirectory) {
+  // Endpoints from DNS or Kubernetes once the EPP listens: its readiness stays false until one joins.
+  let endpointDiscovery: { close(): void } | undefined;
+  const discovery = epp?.discovery;
+  if (discovery && epp && endpointDirectory) {
     const models = epp.models.map((model) => ({
       id: model,
       upstreamModel: config.models[model]?.upstreamModel,
       contextTokens: config.models[model]?.contextTokens,
     }));
-    endpointDiscovery = await startDnsEndpointDiscovery({
-      dns: epp.discovery.dns,
+    const membership = {
       fixed: epp.endpoints,
       gateway,
       directory: endpointDirectory,
-      resolve: options.resolveEndpointAddresses,
-      createEngine: (address) => {
+      createEngine: (address: string) => {
         const engineConfig = engineConfigSchema.parse(eppEngineConfig(epp, address));
         return engineDefinition(engineConfig.type).create({
           id: eppEngineId(address),
@@ -285,8 +281,17 @@ export async function startGravityServer(
           env: options.env ?? process.env,
         });
       },
-      log: (message, details) => logger.warn(details, message),
-    });
+      log: (message: string, details: Record<string, unknown>) => logger.warn(details, message),
+    };
+    endpointDiscovery = discovery.kubernetes
+      ? await startKubernetesEndpointDiscovery({ ...membership, kubernetes: discovery.kubernetes })
+      : discovery.dns
+        ? await startDnsEndpointDiscovery({
+            ...membership,
+            dns: discovery.dns,
+            resolve: options.resolveEndpointAddresses,
+          })
+        : undefined;
   }
   const address = http.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
