@@ -1,6 +1,4 @@
 import { Resolver } from 'node:dns/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +12,7 @@ import {
 import { type DnsServer, startDnsServer } from './support/dns-server.js';
 import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
+import { type LoopbackModelServer, startLoopbackModelServer } from './support/loopback-model-server.js';
 
 // The Endpoint Picker's endpoints named by DNS (a headless Service in Kubernetes): a real DNS server on
 // loopback answers for the name, model servers listen on several loopback addresses (127.0.0.2, .3, ...)
@@ -24,41 +23,7 @@ const serviceName = 'vllm.inference.svc.cluster.local';
 const intervalMs = 150;
 const buffered = 2;
 
-interface ModelServer {
-  ip: string;
-  close(): Promise<void>;
-}
-
-/** An OpenAI-compatible model server on `ip:port`: its model list, and a non-streamed chat answer. */
-async function startModelServer(ip: string, port: number): Promise<ModelServer & { port: number }> {
-  const server: Server = createServer((request, response) => {
-    response.setHeader('content-type', 'application/json');
-    if (request.method === 'GET') {
-      response.end(JSON.stringify({ object: 'list', data: [{ id: model, max_model_len: 8192 }] }));
-      return;
-    }
-    request.resume();
-    request.on('end', () =>
-      response.end(
-        JSON.stringify({
-          id: 'x',
-          object: 'chat.completion',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'hi' } }],
-          usage: { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 },
-        }),
-      ),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, ip, resolve);
-  });
-  return {
-    ip,
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+const startModelServer = (ip: string, port: number) => startLoopbackModelServer(model, ip, port);
 
 const chatBody = (content: string) =>
   JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 8 });
@@ -77,7 +42,7 @@ function destination(answer: ProcessingResponse): string[] | number {
 }
 
 let dns: DnsServer;
-let servers: Array<ModelServer & { port: number }>;
+let servers: Array<LoopbackModelServer>;
 let port: number;
 let harness: Harness;
 let client: grpc.Client & { Process(): ProcessCall };

@@ -12,6 +12,7 @@ import {
 } from '../src/epp/ext-proc-protocol.js';
 import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
+import { startLoopbackModelServer } from './support/loopback-model-server.js';
 
 // The Endpoint Picker's endpoints from a Kubernetes watch of an InferencePool and its pods. No cluster
 // runs here: a loopback HTTP server speaks the API server's list and watch protocol for exactly those
@@ -163,35 +164,7 @@ function pod(
   };
 }
 
-/** An OpenAI-compatible model server on `ip:port`: its model list, and a non-streamed chat answer. */
-async function startModelServer(ip: string, port: number): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((request, response) => {
-    response.setHeader('content-type', 'application/json');
-    if (request.method === 'GET') {
-      response.end(JSON.stringify({ object: 'list', data: [{ id: model, max_model_len: 8192 }] }));
-      return;
-    }
-    request.resume();
-    request.on('end', () =>
-      response.end(
-        JSON.stringify({
-          id: 'x',
-          object: 'chat.completion',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'hi' } }],
-          usage: { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 },
-        }),
-      ),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, ip, resolve);
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+const startModelServer = (ip: string, port: number) => startLoopbackModelServer(model, ip, port);
 
 const headers = (): ProcessingRequest => requestHeaders('/v1/chat/completions', { bodyMode: buffered });
 const chatBody = (content: string) =>

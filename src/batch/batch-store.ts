@@ -85,6 +85,22 @@ export function newObjectId(prefix: 'file-' | 'batch_' | 'batch_req_'): string {
   return `${prefix}${randomBytes(12).toString('hex')}`;
 }
 
+/** A page of a tenant's files: newest first by default; `after` is the last id of the previous page. */
+export interface FileListQuery {
+  tenant: string;
+  purpose?: string | undefined;
+  after?: string | undefined;
+  limit: number;
+  order: 'asc' | 'desc';
+}
+
+/** A page of a tenant's batches, newest first; `after` is the last id of the previous page. */
+export interface BatchListQuery {
+  tenant: string;
+  after?: string | undefined;
+  limit: number;
+}
+
 export interface ListPage<T> {
   items: T[];
   hasMore: boolean;
@@ -227,13 +243,7 @@ export interface BatchStore {
   fileContent(fileId: string): Readable;
   file(tenant: string, fileId: string): Promise<StoredFile | undefined>;
   /** Newest first by default, as OpenAI lists; `after` is the id of the last file of the previous page. */
-  listFiles(options: {
-    tenant: string;
-    purpose?: string | undefined;
-    after?: string | undefined;
-    limit: number;
-    order: 'asc' | 'desc';
-  }): Promise<ListPage<StoredFile> | undefined>;
+  listFiles(options: FileListQuery): Promise<ListPage<StoredFile> | undefined>;
   /** Ids of unfinished batches that read this file (a file in use must not disappear under them). */
   batchesReading(tenant: string, fileId: string): Promise<string[]>;
   deleteFile(tenant: string, fileId: string): Promise<boolean>;
@@ -242,11 +252,7 @@ export interface BatchStore {
   /** A batch by id for its owner; without a tenant, any batch (the runner's view). */
   batch(batchId: string, tenant?: string): Promise<StoredBatch | undefined>;
   /** Newest first, as OpenAI lists batches; `after` is the id of the last batch of the previous page. */
-  listBatches(options: {
-    tenant: string;
-    after?: string | undefined;
-    limit: number;
-  }): Promise<ListPage<StoredBatch> | undefined>;
+  listBatches(options: BatchListQuery): Promise<ListPage<StoredBatch> | undefined>;
   /** Unfinished batches no live runner holds (every unfinished one after a restart), oldest first. */
   claimableBatchIds(): Promise<string[]>;
   /** Takes the batch for this runner: true when it is now ours (it was free, its lease had run out, or ours). */

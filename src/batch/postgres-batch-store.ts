@@ -7,12 +7,14 @@ import type { Sql, TransactionSql } from 'postgres';
 import { makePrivateDirectory } from '../core/private-files.js';
 import {
   type BatchFinish,
+  type BatchListQuery,
   type BatchRow,
   type BatchStatus,
   type BatchStore,
   batchFinishes,
   batchOf,
   batchTimestampColumns,
+  type FileListQuery,
   type FileRow,
   fileOf,
   type LeaseRenewal,
@@ -135,13 +137,7 @@ export class PostgresBatchStore implements BatchStore {
     return row && fileOf(row);
   }
 
-  async listFiles(options: {
-    tenant: string;
-    purpose?: string | undefined;
-    after?: string | undefined;
-    limit: number;
-    order: 'asc' | 'desc';
-  }): Promise<ListPage<StoredFile> | undefined> {
+  async listFiles(options: FileListQuery): Promise<ListPage<StoredFile> | undefined> {
     const { tenant, purpose, after, limit, order } = options;
     let afterSeq: number | null = null;
     if (after !== undefined) {
@@ -190,11 +186,7 @@ export class PostgresBatchStore implements BatchStore {
     return row && batchOf(row);
   }
 
-  async listBatches(options: {
-    tenant: string;
-    after?: string | undefined;
-    limit: number;
-  }): Promise<ListPage<StoredBatch> | undefined> {
+  async listBatches(options: BatchListQuery): Promise<ListPage<StoredBatch> | undefined> {
     const { tenant, after, limit } = options;
     const sql = this.sql;
     let afterSeq: number | null = null;

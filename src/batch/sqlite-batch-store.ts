@@ -7,6 +7,7 @@ import { makePrivateDirectory, preparePrivateDatabaseFile, privateFileMode } fro
 import type { BatchValidationError } from './batch-input.js';
 import {
   type BatchFinish,
+  type BatchListQuery,
   type BatchRow,
   type BatchStatus,
   type BatchStore,
@@ -14,6 +15,7 @@ import {
   batchFinishes,
   batchOf,
   batchTimestampColumns,
+  type FileListQuery,
   type FileRow,
   fileOf,
   type LeaseRenewal,
@@ -163,13 +165,7 @@ export class SqliteBatchStore implements BatchStore {
     return row && fileOf(row);
   }
 
-  async listFiles(options: {
-    tenant: string;
-    purpose?: string | undefined;
-    after?: string | undefined;
-    limit: number;
-    order: 'asc' | 'desc';
-  }): Promise<ListPage<StoredFile> | undefined> {
+  async listFiles(options: FileListQuery): Promise<ListPage<StoredFile> | undefined> {
     const { tenant, purpose, after, limit, order } = options;
     let afterSeq: number | undefined;
     if (after !== undefined) {
@@ -237,11 +233,7 @@ export class SqliteBatchStore implements BatchStore {
     return row && batchOf(row);
   }
 
-  async listBatches(options: {
-    tenant: string;
-    after?: string | undefined;
-    limit: number;
-  }): Promise<ListPage<StoredBatch> | undefined> {
+  async listBatches(options: BatchListQuery): Promise<ListPage<StoredBatch> | undefined> {
     const { tenant, after, limit } = options;
     let afterSeq: number | undefined;
     if (after !== undefined) {
