@@ -21,7 +21,8 @@ export const defaults = {
     maxConnections: 10_000,
   },
   // Loopback scrapers need no key by default (a Prometheus on the same machine); see docs/metrics.md.
-  metrics: { requireAdminKey: false },
+  // 100 tenants: at most 7 tenant-labelled series per model, tier and tenant (docs/metrics.md).
+  metrics: { requireAdminKey: false, maxTenantLabels: 100 },
   llamaCpp: {
     contextTokens: 4096,
     slots: 4,
