@@ -71,6 +71,8 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65_535).optional(),
       /** The address of `metrics.port`: loopback unless a scraper elsewhere needs it. */
       host: z.string().min(1).default(defaults.host),
+      /** Tenants with their own `tenant` label value, by first appearance; the rest share `(other)`. */
+      maxTenantLabels: z.number().int().min(0).default(defaults.metrics.maxTenantLabels),
     })
     .prefault({}),
   /** Where Gravity keeps generated models (and, later, its ledger). */

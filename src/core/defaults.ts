@@ -21,7 +21,8 @@ export const defaults = {
     maxConnections: 10_000,
   },
   // Loopback scrapers need no key by default (a Prometheus on the same machine); see docs/metrics.md.
-  metrics: { requireAdminKey: false },
+  // Tenant label values: 7 tenant-labelled counters × models × tiers × (100 + `(other)`) series at most (docs/metrics.md).
+  metrics: { requireAdminKey: false, maxTenantLabels: 100 },
   llamaCpp: {
     contextTokens: 4096,
     slots: 4,

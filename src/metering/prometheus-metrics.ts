@@ -6,6 +6,20 @@ import { LeanHistogram, LeanValue } from './lean-metrics.js';
 
 const secondsPerMs = 1 / 1000;
 
+/**
+ * prom-client's default gauges that end in `_total`: Prometheus keeps that suffix for counters, and
+ * `promtool check metrics` refuses them. Each is the sum of the same family without the suffix
+ * (`nodejs_active_handles`, by type), so dropping them loses nothing: `sum(nodejs_active_handles)`.
+ */
+const misnamedDefaultGauges = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/** The `tenant` value of every tenant past `metrics.maxTenantLabels`; tenant names cannot start with `(`. */
+export const otherTenantsLabel = '(other)';
+
 /** Why authentication refused a request: no `Authorization` header, or a key that is not valid (unknown, wrong secret, revoked). */
 export type AuthFailureReason = 'missing_key' | 'invalid_key';
 
@@ -32,13 +46,20 @@ export class PrometheusMetrics implements RequestObserver {
   private readonly inFlight: LeanValue<'model'>;
   private readonly authFailures: Record<AuthFailureReason, Counter.Internal>;
 
+  /** Tenants given their own `tenant` label value so far, in order of first appearance. */
+  private readonly labelledTenants = new Set<string>();
+  private readonly maxTenantLabels: number;
+
   constructor(
     engines: () => readonly EngineAdapter[],
     /** The gateway's queues in front of the engines, read at scrape time. */
     queues: () => Iterable<EngineQueueFigures> = () => [],
+    options: PrometheusMetricsOptions = {},
   ) {
+    this.maxTenantLabels = options.maxTenantLabels ?? Number.POSITIVE_INFINITY;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    for (const name of misnamedDefaultGauges) this.registry.removeSingleMetric(name);
     this.requests = new LeanValue({
       type: 'counter',
       name: 'gravity_requests_total',
@@ -239,7 +260,7 @@ export class PrometheusMetrics implements RequestObserver {
   onRequestEnd(context: RequestContext): void {
     const { model, endpoint } = context;
     const tier = context.serviceTier === 'auto' ? 'default' : context.serviceTier;
-    const tenant = context.tenant ?? 'anonymous';
+    const tenant = this.tenantLabel(context.tenant ?? 'anonymous');
     const perModel = this.perModel(model);
     const perSeries = this.child(`series\0${model}\0${tier}\0${tenant}`, () => {
       const labels = { model, tier, tenant };
@@ -284,6 +305,17 @@ export class PrometheusMetrics implements RequestObserver {
         this.requestDuration.labels({ endpoint, model }),
       ).observe((context.finishedAtMs - context.receivedAtMs) * secondsPerMs);
     }
+  }
+
+  /**
+   * The `tenant` label value for a tenant: its name for the first `maxTenantLabels` tenants seen, then
+   * `(other)`. Keys can name any number of tenants; this bounds the series (and the children kept above).
+   */
+  private tenantLabel(tenant: string): string {
+    if (this.labelledTenants.has(tenant)) return tenant;
+    if (this.labelledTenants.size >= this.maxTenantLabels) return otherTenantsLabel;
+    this.labelledTenants.add(tenant);
+    return tenant;
   }
 
   contentType(): string {
@@ -380,6 +412,11 @@ function registerEngineCounterMetrics(registry: Registry, engines: () => readonl
     (counters) => counters.promptTokens,
   );
   counter('vllm:generation_tokens_total', 'Generated tokens.', (counters) => counters.generationTokens);
+}
+
+export interface PrometheusMetricsOptions {
+  /** How many tenants get their own `tenant` label value (by first appearance); later ones share `(other)`. Unbounded when absent. */
+  maxTenantLabels?: number;
 }
 
 /** What the gateway's queue in front of one engine reports (its ReplicaScheduler, src/scheduling/). */

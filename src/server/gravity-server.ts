@@ -110,6 +110,7 @@ export async function startGravityServer(
         shedTotal: queue.shedTotal,
         expiredTotal: queue.expiredTotal,
       })),
+    { maxTenantLabels: config.metrics.maxTenantLabels },
   );
   let metering: MeteringService | undefined;
   if (store) {

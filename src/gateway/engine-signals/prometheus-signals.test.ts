@@ -24,4 +24,35 @@ describe('engine signals', () => {
       kvUsedFraction: 0.1,
     });
   });
+
+  it("reads a llama.cpp server's queue, running requests and KV use (llama-server --metrics)", () => {
+    // As llama-server exposes them: no labels, HELP and TYPE lines, counters the parser ignores.
+    const exposition = [
+      '# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.',
+      '# TYPE llamacpp:prompt_tokens_total counter',
+      'llamacpp:prompt_tokens_total 6886',
+      '# HELP llamacpp:kv_cache_usage_ratio KV-cache usage. 1 means 100 percent usage.',
+      '# TYPE llamacpp:kv_cache_usage_ratio gauge',
+      'llamacpp:kv_cache_usage_ratio 0.375',
+      '# TYPE llamacpp:kv_cache_tokens gauge',
+      'llamacpp:kv_cache_tokens 1536',
+      '# HELP llamacpp:requests_processing Number of requests processing.',
+      '# TYPE llamacpp:requests_processing gauge',
+      'llamacpp:requests_processing 2',
+      '# HELP llamacpp:requests_deferred Number of requests deferred.',
+      '# TYPE llamacpp:requests_deferred gauge',
+      'llamacpp:requests_deferred 5',
+    ].join('\n');
+    expect(parseEngineSignals(exposition)).toEqual({
+      waitingRequests: 5,
+      runningRequests: 2,
+      kvUsedFraction: 0.375,
+    });
+    // Recent builds dropped the KV gauges: the queue figures still count, KV use is unknown.
+    expect(parseEngineSignals('llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\n')).toEqual({
+      waitingRequests: 0,
+      runningRequests: 1,
+      kvUsedFraction: null,
+    });
+  });
 });

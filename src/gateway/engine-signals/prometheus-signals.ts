@@ -2,7 +2,10 @@
  * Queue and KV figures read from an engine's Prometheus text exposition. Names follow vLLM
  * (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`, older
  * `vllm:gpu_cache_usage_perc`) and SGLang (`sglang:num_queue_reqs`, `sglang:num_running_reqs`,
- * `sglang:token_usage`). Parsed leniently: unknown lines, comments and malformed values are skipped, and
+ * `sglang:token_usage`) and llama.cpp's server started with `--metrics` (`llamacpp:requests_deferred`,
+ * `llamacpp:requests_processing`, and `llamacpp:kv_cache_usage_ratio` from the builds that still export
+ * it; `llamacpp:kv_cache_tokens` is not read, being tokens without the capacity to divide them by).
+ * Parsed leniently: unknown lines, comments and malformed values are skipped, and
  * series with several label sets (one per model or engine) are summed (queues) or averaged (KV use).
  */
 export interface EngineSignals {
@@ -11,9 +14,22 @@ export interface EngineSignals {
   kvUsedFraction: number | null;
 }
 
-const waitingNames = new Set(['vllm:num_requests_waiting', 'sglang:num_queue_reqs']);
-const runningNames = new Set(['vllm:num_requests_running', 'sglang:num_running_reqs']);
-const kvNames = new Set(['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage']);
+const waitingNames = new Set([
+  'vllm:num_requests_waiting',
+  'sglang:num_queue_reqs',
+  'llamacpp:requests_deferred',
+]);
+const runningNames = new Set([
+  'vllm:num_requests_running',
+  'sglang:num_running_reqs',
+  'llamacpp:requests_processing',
+]);
+const kvNames = new Set([
+  'vllm:kv_cache_usage_perc',
+  'vllm:gpu_cache_usage_perc',
+  'sglang:token_usage',
+  'llamacpp:kv_cache_usage_ratio',
+]);
 
 export function parseEngineSignals(text: string): EngineSignals {
   let waiting: number | null = null;
