@@ -45,6 +45,18 @@ async function startModelServer(): Promise<ModelServer> {
     });
     request.on('end', () => {
       state.requests++;
+      if (request.url === '/v1/embeddings') {
+        response.setHeader('content-type', 'application/json');
+        response.end(
+          JSON.stringify({
+            object: 'list',
+            data: [{ object: 'embedding', index: 0, embedding: [0.25, -0.5, 0.125] }],
+            model,
+            usage: { prompt_tokens: 5, total_tokens: 5 },
+          }),
+        );
+        return;
+      }
       const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
       const usage = { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 };
       if (!stream) {
@@ -154,9 +166,9 @@ async function playResponse(
   envoy: EnvoyStream,
   address: string,
   body: string,
-  options: { fullDuplex: boolean; served?: string },
+  options: { fullDuplex: boolean; served?: string; path?: string },
 ): Promise<Buffer[]> {
-  const response = await fetch(`http://${address}/v1/chat/completions`, {
+  const response = await fetch(`http://${address}${options.path ?? '/v1/chat/completions'}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body,
@@ -278,6 +290,33 @@ describe('Endpoint Picker: request path', () => {
       completion_tokens: 2,
       usage_source: 'upstream',
     });
+  });
+
+  it('meters an embeddings request through the pick, with the usage its JSON answer reports', async () => {
+    const before = ledgerRows(harness.ledgerPath).length;
+    const envoy = stream();
+    envoy.send(requestHeaders('/v1/embeddings', { bodyMode: buffered }));
+    await envoy.next();
+    const body = JSON.stringify({ model, input: 'embed me' });
+    envoy.send({ request_body: { body: Buffer.from(body), end_of_stream: true } });
+    const [pick] = pickedList(await envoy.next());
+    await playResponse(envoy, pick as string, body, { fullDuplex: false, path: '/v1/embeddings' });
+    envoy.close();
+    await waitFor(() => ledgerRows(harness.ledgerPath).length === before + 1);
+    expect(ledgerRows(harness.ledgerPath).at(-1)).toMatchObject({
+      status: 200,
+      model,
+      engine: eppEngineId(pick as string),
+      prompt_tokens: 5,
+      completion_tokens: 0,
+      usage_source: 'upstream',
+    });
+    // Validated as the HTTP API validates it: an embeddings body without input is a 400 at once.
+    const refused = stream();
+    refused.send(requestHeaders('/v1/embeddings', { bodyMode: buffered }));
+    await refused.next();
+    refused.send({ request_body: { body: Buffer.from(JSON.stringify({ model })), end_of_stream: true } });
+    expect(immediate(await refused.next()).status).toBe(400);
   });
 
   it('FULL_DUPLEX_STREAMED: holds the header answer until the last chunk, then sends the body back streamed', async () => {

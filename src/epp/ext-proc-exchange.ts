@@ -1,10 +1,15 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Admission } from '../admission/admission.js';
 import type { Caller } from '../admission/request-caller.js';
-import { parseChatCompletionRequest, parseCompletionRequest } from '../api/request-schemas.js';
+import {
+  type ParsedRequest,
+  parseChatCompletionRequest,
+  parseCompletionRequest,
+  parseEmbeddingRequest,
+} from '../api/request-schemas.js';
 import { errors, GravityError, toGravityError } from '../core/errors.js';
 import { estimateRequestTokens } from '../core/prompt-size.js';
-import type { Endpoint, RequestContext } from '../core/request-context.js';
+import type { RequestContext } from '../core/request-context.js';
 import type { StreamPart } from '../core/stream-parts.js';
 import type { GenerationRequest } from '../engines/engine-adapter.js';
 import type { Gateway, Placement } from '../gateway/gateway.js';
@@ -321,7 +326,7 @@ export class ExtProcExchange {
 
   private placeThroughPipeline(
     body: Buffer,
-    endpoint: Endpoint,
+    endpoint: MeteredEndpoint,
     caller: Caller,
     eligible: ReadonlySet<string>,
   ): Promise<Decision> {
@@ -358,7 +363,7 @@ export class ExtProcExchange {
         signal: this.abandoned.signal,
         parse: () => {
           if (jsonError) throw jsonError;
-          return endpoint === 'completions' ? parseCompletionRequest(json) : parseChatCompletionRequest(json);
+          return requestParsers[endpoint](json);
         },
         renderer: {
           // Nothing reaches the client through the EPP, so a failure keeps its own status in the record.
@@ -519,11 +524,25 @@ function asShed(error: unknown): unknown {
   });
 }
 
-/** The pipeline endpoint for an OpenAI path Gravity meters; null for any other. */
-function completionEndpoint(path: string | undefined): Endpoint | null {
+type MeteredEndpoint = 'chat.completions' | 'completions' | 'embeddings';
+
+/** The HTTP API's parser for each endpoint the EPP meters: the same validation on both paths. */
+const requestParsers: Record<MeteredEndpoint, (body: unknown) => ParsedRequest> = {
+  'chat.completions': parseChatCompletionRequest,
+  completions: parseCompletionRequest,
+  embeddings: parseEmbeddingRequest,
+};
+
+/**
+ * The pipeline endpoint for an OpenAI path Gravity meters; null for any other. The Responses API is
+ * placed but not metered: a model server's own `/v1/responses` keeps its conversations
+ * (`previous_response_id`) where Gravity cannot read them, so its prompt cannot be judged here.
+ */
+function completionEndpoint(path: string | undefined): MeteredEndpoint | null {
   const bare = path?.split('?')[0]?.replace(/\/+$/, '');
   if (bare === '/v1/chat/completions' || bare === '/chat/completions') return 'chat.completions';
   if (bare === '/v1/completions' || bare === '/completions') return 'completions';
+  if (bare === '/v1/embeddings' || bare === '/embeddings') return 'embeddings';
   return null;
 }
 

@@ -44,4 +44,23 @@ describe('ResponseUsageReader', () => {
     json.chunk(Buffer.from('"completion_tokens":1}}'));
     expect(json.usage(40)).toMatchObject({ promptTokens: 7, completionTokens: 1, source: 'upstream' });
   });
+
+  it("reads an embeddings answer's usage (no completion tokens), but not a usage that lacks them otherwise", () => {
+    const read = (usage: unknown) => {
+      const reader = new ResponseUsageReader(() => {});
+      reader.contentType('application/json');
+      reader.chunk(Buffer.from(JSON.stringify({ object: 'list', data: [], usage })));
+      return reader.usage(40);
+    };
+    expect(read({ prompt_tokens: 6, total_tokens: 6 })).toMatchObject({
+      promptTokens: 6,
+      completionTokens: 0,
+      source: 'upstream',
+    });
+    // total ≠ prompt: completion tokens were generated but not reported; the estimate stands in.
+    expect(read({ prompt_tokens: 6, total_tokens: 9 })).toMatchObject({
+      promptTokens: 40,
+      source: 'counted',
+    });
+  });
 });

@@ -95,7 +95,11 @@ function usageOf(body: unknown): TokenUsage | null {
   if (usage === null || typeof usage !== 'object') return null;
   const figures = usage as Record<string, unknown>;
   const prompt = count(figures.prompt_tokens);
-  const completion = count(figures.completion_tokens);
+  // An embeddings answer reports prompt and total tokens only (equal: it generates none).
+  const completion =
+    figures.completion_tokens === undefined && prompt !== null && figures.total_tokens === prompt
+      ? 0
+      : count(figures.completion_tokens);
   if (prompt === null || completion === null) return null;
   const details = figures.prompt_tokens_details as Record<string, unknown> | null | undefined;
   return {
