@@ -116,4 +116,14 @@ export const defaults = {
     // Renewed every second, so it only needs to outlast a pause of the process or a store failover.
     leaseMs: 30_000,
   },
+  telemetry: {
+    serviceName: 'gravity',
+    sampleRatio: 1,
+    otlpTimeoutMs: 10_000,
+    // Spans waiting for export: a collector that is down or slow costs at most this many spans' memory,
+    // and further spans are dropped rather than waited for (export never blocks a request).
+    maxQueueSpans: 2048,
+    maxExportBatchSpans: 512,
+    exportIntervalMs: 1000,
+  },
 } as const;
