@@ -512,6 +512,8 @@ export class Gateway {
       this.armTimer();
       throw error;
     }
+    // Envoy forwards it to the replica next: tracing's engine span covers that (its context stays here).
+    if (context && this.dispatchObservers.length > 0) this.notifyDispatched(context);
     const replicaId = attempt.replica.id;
     const placed = this.placedRequests.get(replicaId) ?? 0;
     this.placedRequests.set(replicaId, placed + 1);
