@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteLedgerStore } from '../src/metering/ledger/sqlite-ledger-store.js';
 import type { UsageRecord } from '../src/metering/usage-record.js';
@@ -352,4 +354,65 @@ describe('with telemetry off', () => {
       expect(upstream.received.at(-1)?.headers.traceparent).toBeUndefined();
     }
   });
+});
+
+describe('with a collector that never answers', () => {
+  let upstream: ReplayUpstream;
+  let gravity: Harness;
+  let collector: Server;
+  const exports: number[] = [];
+
+  beforeAll(async () => {
+    // Accepts each export and never answers it: every export waits for its timeout.
+    collector = createServer(() => {
+      exports.push(Date.now());
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const { port } = collector.address() as AddressInfo;
+    upstream = await startReplayUpstream({ events: chatStreamWithUsage(), delayMs: 1 });
+    gravity = await startHarness(undefined, {
+      engines: { up: { type: 'openai-upstream', baseUrl: upstream.url, connectTimeoutMs: 5000 } },
+      models: { 'traced-model': { engine: 'up', upstreamModel: 'replayed' } },
+      telemetry: {
+        otlp: { endpoint: `http://127.0.0.1:${port}/v1/traces`, timeoutMs: 60_000 },
+        maxQueueSpans: 8,
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await gravity?.close();
+    await upstream?.close();
+    collector?.closeAllConnections();
+    collector?.close();
+  });
+
+  it('answers every request while its spans wait, then drop, behind the stuck export', async () => {
+    const answers: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const responses = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          fetch(`${gravity.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', traceparent: newTraceparent().header },
+            body: JSON.stringify({ model: 'traced-model', messages: [{ role: 'user', content: 'hi' }] }),
+            signal: AbortSignal.timeout(10_000),
+          }),
+        ),
+      );
+      for (const response of responses) {
+        answers.push(response.status);
+        await response.text();
+      }
+      // Past the export interval: the processor has sent a batch and is waiting on it.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+    }
+    expect(answers).toEqual(Array.from({ length: 30 }, () => 200));
+    expect(exports.length).toBeGreaterThan(0);
+  });
+
+  it('shuts down without waiting out the export timeout, and without an error', async () => {
+    // The SDK alone would wait the whole 30 s export timeout here, then reject with "Timeout".
+    await expect(gravity.close()).resolves.toBeUndefined();
+  }, 15_000);
 });

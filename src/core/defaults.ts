@@ -125,5 +125,8 @@ export const defaults = {
     maxQueueSpans: 2048,
     maxExportBatchSpans: 512,
     exportIntervalMs: 1000,
+    // At shutdown, how long the last spans may take to leave: a collector that is down must not hold up
+    // Gravity's exit for a whole export timeout.
+    shutdownExportMs: 5000,
   },
 } as const;

@@ -57,8 +57,36 @@ export function startRequestTracing(
   });
   return {
     observer: new RequestTracer(provider.getTracer('gravity'), clock),
-    shutdown: () => provider.shutdown(),
+    shutdown: () =>
+      shutdownWithin(provider, Math.min(otlp.timeoutMs, defaults.telemetry.shutdownExportMs), log),
   };
+}
+
+/**
+ * Exports the spans still queued, waiting at most `limitMs`: the SDK's own shutdown waits a whole export
+ * timeout for a collector that does not answer, then rejects. Spans that have not left by then are lost
+ * (and said so); Gravity's shutdown goes on either way.
+ */
+async function shutdownWithin(
+  provider: BasicTracerProvider,
+  limitMs: number,
+  log: (message: string, details: Record<string, unknown>) => void,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timed-out'>((resolve) => {
+    timer = setTimeout(resolve, limitMs, 'timed-out');
+  });
+  try {
+    const outcome = await Promise.race([provider.shutdown().then(() => 'done' as const), timedOut]);
+    if (outcome === 'timed-out')
+      log('telemetry: the last spans were not exported at shutdown; they are dropped', { waitedMs: limitMs });
+  } catch (error) {
+    log('telemetry: the last spans were not exported at shutdown; they are dropped', {
+      error: error instanceof Error ? error.message : String(error),
+    });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** How often a failing collector is reported: once when it starts failing, then at most this often. */
