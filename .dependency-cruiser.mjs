@@ -19,8 +19,8 @@ const stagesBottomUp = [
   // engine adapters behind the versioned contract, each folder a plugin with its own definition
   ['engines'],
   // what meters (reads what engines declare about their hardware and power), admits, and drives the
-  // fleet core on the wall clock over live engines (the gateway)
-  ['metering', 'admission', 'gateway'],
+  // fleet core on the wall clock over live engines (the gateway), and traces requests (telemetry)
+  ['metering', 'admission', 'gateway', 'telemetry'],
   // begin → admit → execute → finish, once for every entry point
   ['pipeline'],
   // the OpenAI HTTP edge: wire format, schemas, SSE

@@ -5,6 +5,7 @@ import { requestCaller } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
 import { errors, type GravityError } from '../core/errors.js';
 import type { Endpoint, MeteredFigures, RequestContext } from '../core/request-context.js';
+import { requestCorrelation } from '../core/request-correlation.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline, ResponseRenderer } from '../pipeline/request-pipeline.js';
 import { completionResponseBody, SseChunkEncoder } from './openai-wire-format.js';
@@ -34,6 +35,7 @@ export function completionHandler(options: {
       endpoint,
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
       caller: requestCaller(request),
+      correlation: requestCorrelation(request.headers),
       parse: () => parse(request.body),
       renderer: stream
         ? new SseRenderer(reply, clock, clientGone, writeStallTimeoutMs)
@@ -98,7 +100,7 @@ export abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, vo
   }
 
   started(context: RequestContext, request: ParsedRequest): void | Promise<void> {
-    this.reply.header('x-request-id', context.requestId);
+    this.reply.header('x-request-id', requestIdHeader(context));
     // Why this replica: its scores and the runners-up (docs/routing.md).
     if (context.route !== null) this.reply.header('x-gravity-route', context.route);
     return this.begin(context, request);
@@ -119,10 +121,15 @@ export abstract class HttpRenderer implements ResponseRenderer<ParsedRequest, vo
     }
     await this.reply
       .code(error.status)
-      .header('x-request-id', context.requestId)
+      .header('x-request-id', requestIdHeader(context))
       .headers(error.headers)
       .send(error.toBody());
   }
+}
+
+/** The client's own `x-request-id` when it sent a valid one, else Gravity's. */
+export function requestIdHeader(context: RequestContext): string {
+  return context.clientRequestId ?? context.requestId;
 }
 
 /** A whole response as one JSON body, with the metered figures in headers as well. */

@@ -2,6 +2,7 @@ import { setImmediate } from 'node:timers/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { requestCaller } from '../admission/request-caller.js';
 import type { RequestContext } from '../core/request-context.js';
+import { requestCorrelation } from '../core/request-correlation.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { RequestPipeline } from '../pipeline/request-pipeline.js';
 import { clientGoneSignal, HttpRenderer, meteredHeaders, waitForDrain } from './completion-handler.js';
@@ -25,6 +26,7 @@ export function embeddingsHandler(options: {
       endpoint: 'embeddings',
       received: { model: typeof body?.model === 'string' ? body.model : '', stream: false },
       caller: requestCaller(request),
+      correlation: requestCorrelation(request.headers),
       parse: () => parseEmbeddingRequest(request.body),
       renderer: new EmbeddingsRenderer(reply, clientGone, writeStallTimeoutMs),
       signal: clientGone,

@@ -4,6 +4,7 @@ import { requestCaller } from '../admission/request-caller.js';
 import { defaults } from '../core/defaults.js';
 import { errors, GravityError } from '../core/errors.js';
 import type { Endpoint } from '../core/request-context.js';
+import { requestCorrelation } from '../core/request-correlation.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { LedgerStore } from '../metering/ledger/ledger-store.js';
 import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
@@ -117,6 +118,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
         endpoint,
         received: { model: '', stream: false },
         caller: requestCaller(request),
+        correlation: requestCorrelation(request.headers),
         parse: () => {
           throw gravityError;
         },

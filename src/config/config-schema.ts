@@ -12,6 +12,7 @@ import {
 import { responsesConfigSchema } from '../responses/responses-config.js';
 import { routingConfigSchema } from '../routing/routing-config.js';
 import { schedulingSettingsShape } from '../scheduling/scheduling-config.js';
+import { telemetryConfigSchema } from '../telemetry/telemetry-config.js';
 
 const modelConfigSchema = z.strictObject({
   /** Key of the entry in `engines` that serves the model. Give this or `engines`. */
@@ -116,6 +117,8 @@ export const configSchema = z.strictObject({
   state: stateConfigSchema,
   /** The Endpoint Picker: Envoy's ext_proc service picking model servers (docs/kubernetes.md). */
   epp: eppConfigSchema,
+  /** OpenTelemetry traces of each request over OTLP; off unless `telemetry.otlp` is set (src/telemetry/). */
+  telemetry: telemetryConfigSchema,
 });
 
 export type GravityConfig = z.infer<typeof configSchema>;

@@ -117,4 +117,17 @@ export const defaults = {
     // Renewed every second, so it only needs to outlast a pause of the process or a store failover.
     leaseMs: 30_000,
   },
+  telemetry: {
+    serviceName: 'gravity',
+    sampleRatio: 1,
+    otlpTimeoutMs: 10_000,
+    // Spans waiting for export: a collector that is down or slow costs at most this many spans' memory,
+    // and further spans are dropped rather than waited for (export never blocks a request).
+    maxQueueSpans: 2048,
+    maxExportBatchSpans: 512,
+    exportIntervalMs: 1000,
+    // At shutdown, how long the last spans may take to leave: a collector that is down must not hold up
+    // Gravity's exit for a whole export timeout.
+    shutdownExportMs: 5000,
+  },
 } as const;

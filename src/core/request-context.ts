@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import type { RequestCorrelation } from './request-correlation.js';
 import type { ServiceTier } from './service-tiers.js';
 import type { FinishReason, TokenUsage } from './stream-parts.js';
 
@@ -22,7 +23,20 @@ export interface MeteredFigures {
  * and usage), and metering reads the finished object. Times are Clock milliseconds.
  */
 export interface RequestContext {
+  /** Gravity's own id, unique: the ledger's key and the source of response ids. */
   readonly requestId: string;
+  /**
+   * The client's `x-request-id` when it sent a valid one: returned to it as is and kept in the ledger
+   * record beside `requestId` (a client may reuse its ids; Gravity's must stay unique).
+   */
+  readonly clientRequestId: string | null;
+  /**
+   * W3C trace context for the engine call (`traceparent`, `tracestate` to upstream engines): the
+   * client's as received, replaced before each attempt by the engine span's own while tracing is on
+   * (src/telemetry/). Null: none.
+   */
+  traceparent: string | null;
+  tracestate: string | null;
   readonly endpoint: Endpoint;
   readonly receivedAtMs: number;
   readonly receivedAtEpochMs: number;
@@ -34,6 +48,10 @@ export interface RequestContext {
   apiKeyId: string | null;
   /** The tier the client asked for, echoed in the response. */
   serviceTier: ServiceTier;
+  /** When admission let the request in (after any wait for a rate limit); null until then. */
+  admittedAtMs: number | null;
+  /** The completion-token bound the request asked for (null: none), once it parsed. */
+  maxTokens: number | null;
   /** When the engine accepted the request (slot secured or upstream answered). */
   startedAtMs: number | null;
   firstTokenAtMs: number | null;
@@ -89,9 +107,15 @@ export function createRequestContext(options: {
   nowMs: number;
   epochMs: number;
   requestId?: string;
+  /** What the client sent to correlate the request (HTTP headers); absent or null: nothing. */
+  correlation?: RequestCorrelation | null | undefined;
 }): RequestContext {
+  const correlation = options.correlation ?? null;
   return {
     requestId: options.requestId ?? newRequestId(),
+    clientRequestId: correlation?.clientRequestId ?? null,
+    traceparent: correlation?.traceparent ?? null,
+    tracestate: correlation?.tracestate ?? null,
     endpoint: options.endpoint,
     receivedAtMs: options.nowMs,
     receivedAtEpochMs: options.epochMs,
@@ -101,6 +125,8 @@ export function createRequestContext(options: {
     tenant: null,
     apiKeyId: null,
     serviceTier: options.serviceTier,
+    admittedAtMs: null,
+    maxTokens: null,
     startedAtMs: null,
     firstTokenAtMs: null,
     lastTokenAtMs: null,

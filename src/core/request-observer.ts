@@ -12,6 +12,12 @@ export interface RequestObserver {
   /** The request has an engine (`context.engineId`) and is about to run on it. */
   onRouted?(context: RequestContext): void;
   /**
+   * The attempt on `context.engineId` may run now (out of Gravity's queue): the engine is called next,
+   * with `context.traceparent` and `context.tracestate`, which an observer may set here (tracing: the
+   * engine call's span). Once per attempt.
+   */
+  onDispatched?(context: RequestContext): void;
+  /**
    * The attempt on `context.engineId` failed before its first token and the request is being retried on
    * another replica: `onRouted` follows for that one. Lets metering close what it began for the first.
    */

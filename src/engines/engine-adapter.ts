@@ -105,6 +105,12 @@ export interface EmbeddingInput {
 export interface GenerationRequest {
   /** Gravity's request id, for logs and upstream correlation. */
   requestId: string;
+  /**
+   * W3C trace context of the engine call: an upstream request carries them as its `traceparent` and
+   * `tracestate` headers (src/telemetry/README.md). Null or absent: none.
+   */
+  traceparent?: string | null | undefined;
+  tracestate?: string | null | undefined;
   /** The model id as the engine knows it (after alias resolution). */
   model: string;
   input:

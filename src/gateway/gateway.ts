@@ -2,6 +2,7 @@ import type { Clock } from '../core/clock.js';
 import { errors, GravityError } from '../core/errors.js';
 import { estimateRequestTokens, type PromptInput, promptText } from '../core/prompt-size.js';
 import { createRequestContext, type Endpoint, type RequestContext } from '../core/request-context.js';
+import type { RequestCorrelation } from '../core/request-correlation.js';
 import { servesFeature, unservedFeatureError } from '../core/request-features.js';
 import type { RequestObserver } from '../core/request-observer.js';
 import { type ServiceBand, type ServiceTier, serviceBand } from '../core/service-tiers.js';
@@ -73,6 +74,8 @@ export class Gateway {
   /** The gateway's queue in front of each engine, by engine id (metrics and tests read it). */
   readonly schedulers = new Map<string, ReplicaScheduler<unknown>>();
   private readonly observers: readonly RequestObserver[];
+  /** The observers that watch each attempt's dispatch (tracing); none unless tracing is on. */
+  private readonly dispatchObservers: readonly RequestObserver[];
   private readonly inFlight = new Set<AbortController>();
   private readonly finished = new WeakSet<RequestContext>();
   /** Requests placed on each engine of `placedEngineIds` and not yet released, by engine id. */
@@ -87,6 +90,7 @@ export class Gateway {
     this.placedEngineIds = new Set(options.placedEngineIds);
     this.clock = options.clock;
     this.observers = options.observers;
+    this.dispatchObservers = options.observers.filter((observer) => observer.onDispatched !== undefined);
     this.signals = new LiveFleetSignals({
       // The live list: engines that join later are probed too.
       engines: this.members,
@@ -232,6 +236,7 @@ export class Gateway {
     stream: boolean;
     model: string;
     serviceTier: ServiceTier;
+    correlation?: RequestCorrelation | null | undefined;
   }): RequestContext {
     const model = this.core.resolveModel(options.model);
     const context = createRequestContext({
@@ -270,6 +275,15 @@ export class Gateway {
         pending.push(result.catch((error: unknown) => this.observerFailed(context, 'onRequestEnd', error)));
     }
     return pending.length === 0 ? Promise.resolve() : Promise.all(pending).then(() => {});
+  }
+
+  private notifyDispatched(context: RequestContext): void {
+    for (const observer of this.dispatchObservers)
+      try {
+        observer.onDispatched?.(context);
+      } catch (error) {
+        this.observerFailed(context, 'onDispatched', error);
+      }
   }
 
   /**
@@ -314,7 +328,15 @@ export class Gateway {
     const model = core.resolveModel(request.model);
     const pool = core.pool(model);
     if (!pool) throw errors.modelNotFound(request.model);
-    const generation = { ...request, model, requestId: context.requestId, serviceTier: context.serviceTier };
+    const generation: GenerationRequest = {
+      ...request,
+      model,
+      requestId: context.requestId,
+      serviceTier: context.serviceTier,
+      traceparent: context.traceparent,
+      tracestate: context.tracestate,
+    };
+    context.maxTokens = request.maxTokens;
 
     const controller = new AbortController();
     const signal = controller.signal;
@@ -345,6 +367,12 @@ export class Gateway {
         this.recordRoute(context, attempt, failures);
         try {
           if (attempt.state === 'queued') await this.dispatched(attempt, signal);
+          if (this.dispatchObservers.length > 0) {
+            // Tracing opens the engine call's span here; its context goes to the engine with the request.
+            this.notifyDispatched(context);
+            generation.traceparent = context.traceparent;
+            generation.tracestate = context.tracestate;
+          }
           const engine = this.engines[attempt.replica.index] as EngineAdapter;
           // Hold the response-start while another replica could still take over from a failure.
           const holdStart = attempt.tried.length + 1 < pool.length;
@@ -484,6 +512,8 @@ export class Gateway {
       this.armTimer();
       throw error;
     }
+    // Envoy forwards it to the replica next: tracing's engine span covers that (its context stays here).
+    if (context && this.dispatchObservers.length > 0) this.notifyDispatched(context);
     const replicaId = attempt.replica.id;
     const placed = this.placedRequests.get(replicaId) ?? 0;
     this.placedRequests.set(replicaId, placed + 1);

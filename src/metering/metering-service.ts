@@ -182,6 +182,7 @@ export class MeteringService implements RequestObserver {
       route: context.route,
       // Cut short after its first token: an engine failure mid-stream, or the client leaving.
       partial: context.errorCode !== null && context.firstTokenAtMs !== null,
+      clientRequestId: context.clientRequestId,
     };
   }
 

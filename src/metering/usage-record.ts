@@ -43,4 +43,9 @@ export interface UsageRecord {
   route?: string | null;
   /** Cut short after its first token (engine failure mid-stream or client gone): what was sent is all there is. */
   partial?: boolean;
+  /**
+   * The client's own `x-request-id`, when it sent a valid one (returned to it as is). Not unique: a client
+   * may reuse its ids, so `requestId` stays the record's key.
+   */
+  clientRequestId?: string | null;
 }

@@ -3,6 +3,7 @@ import type { Caller } from '../admission/request-caller.js';
 import type { Clock } from '../core/clock.js';
 import { errors, GravityError, toGravityError } from '../core/errors.js';
 import type { Endpoint, RequestContext } from '../core/request-context.js';
+import type { RequestCorrelation } from '../core/request-correlation.js';
 import type { ServiceTier } from '../core/service-tiers.js';
 import type { ContentPart, FinishPart, StreamPart } from '../core/stream-parts.js';
 import type { GenerationRequest } from '../engines/engine-adapter.js';
@@ -20,6 +21,7 @@ export interface RequestExecutor {
     stream: boolean;
     model: string;
     serviceTier: ServiceTier;
+    correlation?: RequestCorrelation | null | undefined;
   }): RequestContext;
   execute(
     context: RequestContext,
@@ -83,6 +85,8 @@ export interface PipelineEntry<Request extends PipelineRequest, Result> {
   received: { model: string; stream: boolean; serviceTier?: ServiceTier };
   /** Who sent it: tenant, key (limits, tiers), recorded in the ledger. */
   caller: Caller;
+  /** The client's `x-request-id` and trace context (src/core/request-correlation.ts); absent: none. */
+  correlation?: RequestCorrelation | null | undefined;
   /** Validates the input; a GravityError thrown here is the request's answer (recorded like any). */
   parse: () => Request;
   renderer: ResponseRenderer<Request, Result>;
@@ -152,6 +156,7 @@ export class RequestPipeline {
       stream: entry.received.stream,
       model: entry.received.model,
       serviceTier: entry.received.serviceTier ?? 'auto',
+      correlation: entry.correlation,
     });
     context.tenant = caller.tenant;
     context.apiKeyId = caller.apiKeyId;
@@ -161,10 +166,13 @@ export class RequestPipeline {
       const request = entry.parse();
       stage = 'admission';
       const waitedMs = await this.admit(context, entry, request);
+      // Creating the generator runs none of it: this reading is both the admission's end and the end of
+      // Gravity's own time so far (parsing and admission, less any wait for a rate limit).
+      const admittedAtMs = gateway.clock.nowMs();
+      context.admittedAtMs = admittedAtMs;
       stage = 'execution';
       parts = gateway.execute(context, request.generation, signal)[Symbol.asyncIterator]();
-      // Gravity's own time so far: parsing, admission and routing, less any wait for a rate limit.
-      context.gatewayOverheadMs += gateway.clock.nowMs() - context.receivedAtMs - waitedMs;
+      context.gatewayOverheadMs += admittedAtMs - context.receivedAtMs - waitedMs;
       // Nothing is shown before the engine accepts the request: until then any failure is still a plain
       // error with its own status.
       const first = await parts.next();

@@ -10,6 +10,7 @@ import {
 import type { Clock } from '../core/clock.js';
 import { errors } from '../core/errors.js';
 import { newRequestId, type RequestContext } from '../core/request-context.js';
+import { requestCorrelation } from '../core/request-correlation.js';
 import type { ContentPart, FinishPart } from '../core/stream-parts.js';
 import type { PipelineFailure, RequestPipeline } from '../pipeline/request-pipeline.js';
 import { responseIdOf, responseObject } from './response-object.js';
@@ -58,6 +59,7 @@ export function responsesCreateHandler(options: {
       endpoint: 'responses',
       received: { model: typeof body?.model === 'string' ? body.model : '', stream },
       caller,
+      correlation: requestCorrelation(request.headers),
       parse: () =>
         parseResponsesRequest(request.body, {
           itemIdSuffix: newRequestId(),

@@ -28,6 +28,7 @@ import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
 import { openResponseStore } from '../responses/open-response-store.js';
 import { registerResponsesRoutes } from '../responses/responses-routes.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
+import { startRequestTracing } from '../telemetry/open-telemetry.js';
 
 export interface GravityServer {
   gateway: Gateway;
@@ -144,11 +145,18 @@ export async function startGravityServer(
   if (shared) metrics.observeSharedState(admission, config.state.onUnavailable);
   // Metering runs first so that the Prometheus observer sees each request's metered figures, and
   // admission each request's price.
+  // Tracing comes last: its spans carry the figures metering set. Off (no `telemetry.otlp`), it is absent.
+  const tracing = startRequestTracing(config.telemetry, clock, (message, details) =>
+    logger.warn(details, message),
+  );
   // Live routing draws from Math.random; the simulator seeds the same policies.
   const gateway = new Gateway({
     engines,
     clock,
-    observers: metering ? [metering, admission, metrics] : [admission, metrics],
+    observers: [
+      ...(metering ? [metering, admission, metrics] : [admission, metrics]),
+      ...(tracing ? [tracing.observer] : []),
+    ],
     log: (message, details) => logger.error(details, message),
     routing: config.routing,
     placedEngineIds: config.epp && new Set(config.epp.endpoints.map(eppEngineId)),
@@ -318,6 +326,8 @@ export async function startGravityServer(
         if (cancelled > 0) http.log.warn({ cancelled }, 'cancelled in-flight requests at shutdown');
         await batch?.close();
         await metering?.close();
+        // The spans of the requests that just drained, exported before Gravity exits.
+        await tracing?.shutdown();
         await responses.close();
         fleetState?.close();
         closeKeys();

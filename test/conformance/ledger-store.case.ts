@@ -46,6 +46,7 @@ export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
     carbonGrams: 0.0000833,
     route: '{"replica":"h100-0","profile":"prefix-load","attempt":1,"top":[]}',
     partial: false,
+    clientRequestId: 'client-request-7',
     ...overrides,
   };
 }

@@ -227,7 +227,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
     const signal = guard.signal;
     const isChat = request.input.kind === 'chat';
     const body = upstreamBody(request, upstreamModel);
-    const response = await this.send(isChat ? '/chat/completions' : '/completions', body, signal);
+    const response = await this.send(
+      isChat ? '/chat/completions' : '/completions',
+      body,
+      signal,
+      withTraceContext(this.requestHeaders, request),
+    );
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
 
     let finishReason: FinishReason = 'stop';
@@ -318,7 +323,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
           ...(input.dimensions === null ? {} : { dimensions: input.dimensions }),
           ...(request.user === null ? {} : { user: request.user }),
         };
-    const response = await this.send('/embeddings', body, signal, jsonHeaders(this.requestHeaders));
+    const response = await this.send(
+      '/embeddings',
+      body,
+      signal,
+      withTraceContext(jsonHeaders(this.requestHeaders), request),
+    );
     // Read whole and checked before the start: an unusable answer is still a plain 502.
     const answerText = await readBoundedText(
       response.body,
@@ -368,7 +378,12 @@ export class OpenAIUpstreamEngine implements EngineAdapter {
   ): AsyncGenerator<StreamPart> {
     const signal = guard.signal;
     const body = { ...responsesBody(), model: upstreamModel, stream: true };
-    const response = await this.send('/responses', body, signal);
+    const response = await this.send(
+      '/responses',
+      body,
+      signal,
+      withTraceContext(this.requestHeaders, request),
+    );
     yield { type: 'response-start', promptTokens: null, cachedPromptTokens: null, queueWaitMs };
     const relay = new ResponsesEventRelay(this.id);
     yield* relayedParts(this.id, response.body, (data) => relay.read(data), 'responses', guard);
@@ -702,6 +717,21 @@ function usageFrom(
     completionTokens: contentChunks,
     source: 'counted',
   };
+}
+
+/**
+ * The request's trace context as the upstream's `traceparent` and `tracestate` headers, so that an
+ * upstream that traces (vLLM, SGLang with OpenTelemetry on) continues the same trace. The shared headers
+ * object as is when there is none: no copy per request.
+ */
+function withTraceContext(
+  headers: Record<string, string>,
+  request: GenerationRequest,
+): Record<string, string> {
+  const traceparent = request.traceparent;
+  if (traceparent === null || traceparent === undefined) return headers;
+  const tracestate = request.tracestate;
+  return tracestate ? { ...headers, traceparent, tracestate } : { ...headers, traceparent };
 }
 
 /** The upstream's headers for a request answered with one JSON body rather than a stream. */

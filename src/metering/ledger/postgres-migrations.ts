@@ -165,6 +165,15 @@ CREATE TABLE stored_responses (
 CREATE INDEX stored_responses_created_at ON stored_responses (created_at);
 `,
   },
+  {
+    id: 4,
+    name: '0004-client-request-id',
+    // The client's own x-request-id beside Gravity's: added to the partitioned parent, so every day's
+    // partition, existing or future, has it. Older replicas' inserts leave it null.
+    sql: `
+ALTER TABLE usage_records ADD COLUMN client_request_id text;
+`,
+  },
 ];
 
 /**

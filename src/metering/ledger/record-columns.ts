@@ -39,6 +39,7 @@ export const recordColumns = [
   ['carbon_grams', 'carbonGrams'],
   ['route', 'route'],
   ['partial', 'partial'],
+  ['client_request_id', 'clientRequestId'],
 ] as const satisfies ReadonlyArray<readonly [string, keyof UsageRecord]>;
 
 // A field added to UsageRecord without a column here fails to compile rather than going missing.

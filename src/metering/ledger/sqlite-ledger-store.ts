@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS usage_records (
   margin_usd REAL NOT NULL,
   carbon_grams REAL NOT NULL,
   route TEXT,
-  partial INTEGER NOT NULL DEFAULT 0
+  partial INTEGER NOT NULL DEFAULT 0,
+  client_request_id TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_records_received ON usage_records (received_at_ms);
 CREATE TABLE IF NOT EXISTS replica_periods (
@@ -303,6 +304,7 @@ function rowValues(record: UsageRecord): unknown[] {
 const addedColumns: ReadonlyArray<readonly [string, string]> = [
   ['route', 'TEXT'],
   ['partial', 'INTEGER NOT NULL DEFAULT 0'],
+  ['client_request_id', 'TEXT'],
 ];
 
 function addMissingColumns(database: Database.Database): void {
