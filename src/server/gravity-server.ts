@@ -11,6 +11,8 @@ import { createBatchApi } from '../batch/batch-api.js';
 import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { registerDashboardRoutes } from '../dashboard/dashboard-routes.js';
+import { RecentRequests } from '../dashboard/recent-requests.js';
 import { createEngines, engineConfigSchema, engineDefinition } from '../engines/engine-registry.js';
 import { type AddressResolver, startDnsEndpointDiscovery } from '../epp/dns-endpoint-discovery.js';
 import { EndpointDirectory } from '../epp/endpoint-directory.js';
@@ -141,13 +143,16 @@ export async function startGravityServer(
     },
   });
   if (shared) metrics.observeSharedState(admission, config.state.onUnavailable);
-  // Metering runs first so that the Prometheus observer sees each request's metered figures, and
-  // admission each request's price.
+  // Metering runs first so that the Prometheus observer and the dashboard see each request's metered
+  // figures, and admission each request's price.
+  const recentRequests = new RecentRequests(clock);
   // Live routing draws from Math.random; the simulator seeds the same policies.
   const gateway = new Gateway({
     engines,
     clock,
-    observers: metering ? [metering, admission, metrics] : [admission, metrics],
+    observers: metering
+      ? [metering, admission, metrics, recentRequests]
+      : [admission, metrics, recentRequests],
     log: (message, details) => logger.error(details, message),
     routing: config.routing,
     placedEngineIds: config.epp && new Set(config.epp.endpoints.map(eppEngineId)),
@@ -212,6 +217,14 @@ export async function startGravityServer(
     metricsRequireAdminKey: config.metrics.requireAdminKey,
     metricsOnOwnPort: config.metrics.port !== undefined,
     extraRoutes: [
+      (app: FastifyInstance) =>
+        registerDashboardRoutes(app, {
+          gateway,
+          clock,
+          recent: recentRequests,
+          tiers: config.tiers,
+          ledger: store !== undefined,
+        }),
       ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
       (app: FastifyInstance) =>
         registerResponsesRoutes(app, {

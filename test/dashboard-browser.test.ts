@@ -1,0 +1,345 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import OpenAI from 'openai';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
+import { createKey } from '../src/cli/keys-command.js';
+import { renderHtmlReport } from '../src/simulator/report/html-report.js';
+import { simulationResultFixture } from '../src/simulator/report/simulation-result-fixture.js';
+import { type Harness, startHarness } from './support/gravity-harness.js';
+
+/**
+ * The dashboard in a real browser: Debian's chromium driven by playwright-core (never a downloaded
+ * browser), against a live Gravity on loopback with emulated replicas and API keys. Screenshots land in
+ * test-artifacts/ (git-ignored) for a person to look at.
+ */
+const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const artifacts = path.join(repositoryRoot, 'test-artifacts');
+const chromiumPath = '/usr/bin/chromium';
+const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const replica = {
+  type: 'emulated',
+  hardware: 'h200',
+  model: 'llama-3.1-8b',
+  weightDtype: 'fp8',
+  contextTokens: 2048,
+  metering: { cost: { hourlyUsd: 3.5 } },
+};
+
+let harness: Harness;
+let adminKey: string;
+let acmeKey: string;
+let globexKey: string;
+let browser: BrowserContext;
+let userDataDir: string;
+
+beforeAll(async () => {
+  // The page as `npm run build` makes it, from the sources under test.
+  execFileSync(process.execPath, ['scripts/build-dashboard.mjs'], { cwd: repositoryRoot });
+  mkdirSync(artifacts, { recursive: true });
+  harness = await startHarness(
+    (config) => {
+      const store = new SqliteKeyStore(config.auth.keysPath ?? '');
+      adminKey = createKey(store, { tenant: 'ops', admin: true }).key;
+      acmeKey = createKey(store, { tenant: 'acme', tiers: 'priority,default,flex' }).key;
+      globexKey = createKey(store, { tenant: 'globex' }).key;
+      store.close();
+    },
+    {
+      metering: { intervalMs: 50 },
+      engines: { 'emulated-0': replica, 'emulated-1': replica },
+      models: { 'llama-3.1-8b': { engines: ['emulated-0', 'emulated-1'] } },
+    },
+  );
+  userDataDir = mkdtempSync(path.join(tmpdir(), 'gravity-chromium-'));
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: chromiumArgs,
+    viewport: { width: 1280, height: 800 },
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await harness?.close();
+});
+
+function clientFor(key: string): OpenAI {
+  return new OpenAI({ baseURL: `${harness.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
+}
+
+async function sendTraffic(): Promise<number> {
+  const plan = [
+    { key: acmeKey, tier: 'priority' as const, count: 4 },
+    { key: acmeKey, tier: 'default' as const, count: 4 },
+    { key: acmeKey, tier: 'flex' as const, count: 3 },
+    { key: globexKey, tier: 'default' as const, count: 5 },
+  ];
+  const requests = plan.flatMap(({ key, tier, count }) =>
+    Array.from({ length: count }, async (_, index) => {
+      const stream = await clientFor(key).chat.completions.create({
+        model: 'llama-3.1-8b',
+        messages: [{ role: 'user', content: `Say something about tier ${tier}, number ${index}.` }],
+        max_tokens: 24,
+        stream: true,
+        service_tier: tier as 'default',
+      });
+      for await (const _chunk of stream) {
+        // Read to the end: the request is metered when its stream finishes.
+      }
+    }),
+  );
+  await Promise.all(requests);
+  return requests.length;
+}
+
+/** A page that records what the console and uncaught exceptions say. */
+async function openPage(options: { key?: string } = {}): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage();
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (error) => problems.push(error.message));
+  if (options.key) {
+    const key = options.key;
+    await page.addInitScript((stored) => sessionStorage.setItem('gravity.adminKey', stored), key);
+  }
+  return { page, problems };
+}
+
+async function points(page: Page, chartId: string): Promise<number> {
+  return Number(await page.getAttribute(`#${chartId}`, 'data-points'));
+}
+
+describe('GET /dashboard', () => {
+  it('serves the page to anyone, and its live figures only to an admin key', async () => {
+    const page = await fetch(`${harness.url}/dashboard`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(await page.text()).toContain('/dashboard/assets/dashboard.js');
+    const script = await fetch(`${harness.url}/dashboard/assets/dashboard.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toContain('javascript');
+    expect((await fetch(`${harness.url}/dashboard/assets/index.html`)).status).toBe(404);
+
+    const snapshot = `${harness.url}/v1/dashboard/snapshot`;
+    expect((await fetch(snapshot)).status).toBe(401);
+    const tenant = await fetch(snapshot, { headers: { authorization: `Bearer ${acmeKey}` } });
+    expect(tenant.status).toBe(403);
+    expect(((await tenant.json()) as { error: { message: string } }).error.message).toMatch(/admin/);
+    const admin = await fetch(`${snapshot}?after=0`, { headers: { authorization: `Bearer ${adminKey}` } });
+    expect(admin.status).toBe(200);
+    const body = (await admin.json()) as { tiers: { tier: string; ttft_target_ms: number }[] };
+    expect(body.tiers.find((tier) => tier.tier === 'priority')?.ttft_target_ms).toBe(500);
+    const invalid = await fetch(`${snapshot}?after=-1`, { headers: { authorization: `Bearer ${adminKey}` } });
+    expect(invalid.status).toBe(400);
+  });
+});
+
+describe('the dashboard in chromium', () => {
+  it('says what to do before any traffic, then charts it with figures equal to /v1/usage', async () => {
+    const { page, problems } = await openPage({ key: adminKey });
+    await page.goto(`${harness.url}/dashboard`);
+    await page.waitForSelector('body[data-ready=true]');
+    await expect.poll(() => page.textContent('.live-empty')).toContain('No traffic yet — try');
+    expect(await page.textContent('.live-empty')).toContain(`curl ${harness.url}/v1/chat/completions`);
+    expect(await page.textContent('.live-empty')).toContain('llama-3.1-8b');
+    expect(await page.textContent('#history .totals')).toContain('No requests in this range');
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-empty-1280x800.png') });
+
+    const sent = await sendTraffic();
+    for (const chart of ['chart-throughput', 'chart-ttft', 'chart-itl'])
+      await expect.poll(() => points(page, chart), { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(await page.locator('#live .live-empty .empty').count()).toBe(0);
+    // uPlot draws on canvases, one per chart, each with its legend naming the series.
+    expect(await page.locator('#live figure.chart canvas').count()).toBe(5);
+    const ttftLegend = await page.textContent('#chart-ttft');
+    for (const label of ['priority p95', 'default p50', 'flex target']) expect(ttftLegend).toContain(label);
+    expect(ttftLegend).not.toContain('off scale');
+    expect(await page.getAttribute('#chart-ttft', 'aria-label')).toContain('TTFT (ms');
+    expect(await page.locator('.replicas tbody tr').count()).toBe(2);
+    expect(await page.textContent('.replicas tbody')).toContain('healthy');
+    await expect.poll(() => page.locator('.recent tbody tr').count()).toBe(sent);
+    // Each request's route opens to routing's explanation (keyboard: Tab to it, Enter).
+    const route = page.locator('.recent tbody tr td.route summary').first();
+    await route.focus();
+    await page.keyboard.press('Enter');
+    expect(await page.locator('.recent tbody tr td.route pre').first().textContent()).toContain('"profile"');
+    expect(await page.textContent('#live-energy-per-million')).toMatch(/estimated|measured/);
+
+    // History: choosing a range reloads it from the ledger; the figures shown are /v1/usage's.
+    await page.selectOption('#range', '900');
+    await expect
+      .poll(() => page.getAttribute('#history [data-figure=requests]', 'data-value'), { timeout: 10_000 })
+      .toBe(String(sent));
+    const shown = await page.evaluate(() => {
+      const history = document.getElementById('history') as HTMLElement;
+      const figures = Object.fromEntries(
+        [...history.querySelectorAll<HTMLElement>('.totals [data-figure]')].map((cell) => [
+          cell.dataset.figure,
+          cell.dataset.value,
+        ]),
+      );
+      const rows = [...history.querySelectorAll<HTMLElement>('.by-tenant-model tbody tr')].map((row) => ({
+        tenant: row.dataset.tenant,
+        model: row.dataset.model,
+        ...Object.fromEntries(
+          [...row.querySelectorAll<HTMLElement>('[data-figure]')].map((cell) => [
+            cell.dataset.figure,
+            cell.dataset.value,
+          ]),
+        ),
+      }));
+      return { start: history.dataset.startTime, end: history.dataset.endTime, figures, rows };
+    });
+    const usage = async (groupBy?: string) => {
+      const query = `start_time=${shown.start}&end_time=${shown.end}${groupBy ? `&group_by=${groupBy}` : ''}`;
+      const response = await fetch(`${harness.url}/v1/usage?${query}`, {
+        headers: { authorization: `Bearer ${adminKey}` },
+      });
+      return ((await response.json()) as { data: Record<string, unknown>[] }).data;
+    };
+    const [total] = await usage();
+    for (const name of [
+      'requests',
+      'failed_requests',
+      'prompt_tokens',
+      'completion_tokens',
+      'price_usd',
+      'cost_usd',
+      'margin_usd',
+      'energy_joules',
+    ])
+      expect(shown.figures[name], name).toBe(String(total?.[name]));
+    expect(shown.figures.energy_sources).toBe((total?.energy_sources as string[]).join(','));
+    const byTenantModel = await usage('tenant,model');
+    expect(shown.rows.map((row) => row.tenant).sort()).toEqual(['acme', 'globex']);
+    for (const row of shown.rows) {
+      const group = byTenantModel.find((item) => item.tenant === row.tenant && item.model === row.model);
+      for (const name of ['requests', 'price_usd', 'cost_usd', 'margin_usd'] as const)
+        expect((row as Record<string, unknown>)[name], `${row.tenant} ${name}`).toBe(String(group?.[name]));
+    }
+    expect(Number(shown.figures.price_usd)).toBeGreaterThan(0);
+    await expect.poll(() => points(page, 'chart-history-requests'), { timeout: 10_000 }).toBeGreaterThan(0);
+
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-1280x800.png') });
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-1280-full.png'), fullPage: true });
+    // A phone: one column, no sideways scrolling of the page (wide tables scroll in their own box).
+    await page.setViewportSize({ width: 420, height: 900 });
+    await expect
+      .poll(() => page.evaluate(() => document.documentElement.scrollWidth))
+      .toBeLessThanOrEqual(420);
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-420-full.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('is reachable from the keyboard, and opens a simulation file with the same charts', async () => {
+    const { page, problems } = await openPage({ key: adminKey });
+    await page.goto(`${harness.url}/dashboard`);
+    await page.waitForSelector('body[data-ready=true]');
+    const reached = new Set<string>();
+    for (let step = 0; step < 80 && !reached.has('range'); step++) {
+      await page.keyboard.press('Tab');
+      reached.add(
+        await page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent || ''),
+      );
+    }
+    expect(reached).toContain('Simulation file');
+    expect(reached).toContain('range');
+    await page.focus('[data-view=simulation]');
+    await page.keyboard.press('Enter');
+    expect(await page.isVisible('#view-simulation')).toBe(true);
+    expect(await page.textContent('#simulation .sim-message')).toContain('No file opened — write one with');
+
+    const directory = mkdtempSync(path.join(tmpdir(), 'gravity-sim-file-'));
+    const file = path.join(directory, 'sweep.json');
+    const results = [2, 4, 8].map((ratePerSecond) =>
+      simulationResultFixture({ point: { ratePerSecond }, tiers: ['priority', 'default'] }),
+    );
+    writeFileSync(file, JSON.stringify({ command: 'gravity sim chat.yaml --json sweep.json', results }));
+    await page.setInputFiles('#sim-file', file);
+    for (const chart of ['chart-sim-throughput', 'chart-sim-ttft', 'chart-sim-itl', 'chart-sim-rejected'])
+      await expect.poll(() => points(page, chart)).toBeGreaterThan(0);
+    expect(await page.locator('#simulation .sim-fleet tbody tr').count()).toBe(3);
+    expect(await page.textContent('#chart-sim-ttft')).toContain('priority target');
+    await page.screenshot({ path: path.join(artifacts, 'dashboard-simulation-1280x800.png') });
+    expect(problems).toEqual([]);
+    rmSync(directory, { recursive: true, force: true });
+    await page.close();
+  });
+
+  it('asks for an admin key when keys exist, and refuses a tenant key', async () => {
+    const { page, problems } = await openPage();
+    await page.goto(`${harness.url}/dashboard`);
+    await page.waitForSelector('#key-form:not([hidden])');
+    await page.fill('#key-input', acmeKey);
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.textContent('#key-problem')).toContain('not an admin key');
+    await page.fill('#key-input', adminKey);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('body[data-ready=true]');
+    expect(await page.isHidden('#key-form')).toBe(true);
+    // The browser reports the refused requests themselves; nothing else may go wrong.
+    expect(problems.filter((text) => !/status of 40[13]/.test(text))).toEqual([]);
+    await page.close();
+  });
+});
+
+describe("the simulator's HTML report in chromium", () => {
+  it('opens from file:// and draws its charts without console errors', async () => {
+    const results = [2, 4, 8].flatMap((ratePerSecond) =>
+      (['round-robin', 'least-loaded'] as const).map((routing) =>
+        simulationResultFixture({ point: { ratePerSecond, routing }, tiers: ['priority', 'default'] }),
+      ),
+    );
+    const html = renderHtmlReport(results, {
+      title: 'Rate sweep',
+      command: 'gravity sim scenarios/chat.yaml --html report.html',
+      generatedAt: new Date().toISOString(),
+    });
+    const directory = mkdtempSync(path.join(tmpdir(), 'gravity-report-'));
+    const file = path.join(directory, 'report.html');
+    writeFileSync(file, html);
+    const { page, problems } = await openPage();
+    await page.goto(pathToFileURL(file).href);
+    const canvases = page.locator('canvas');
+    await expect.poll(() => canvases.count()).toBeGreaterThanOrEqual(6);
+    // Drawn, not blank: every canvas has painted pixels.
+    const painted = await page.evaluate(() =>
+      [...document.querySelectorAll('canvas')].map((canvas) => {
+        const { data } = (canvas.getContext('2d') as CanvasRenderingContext2D).getImageData(
+          0,
+          0,
+          canvas.width,
+          canvas.height,
+        );
+        let count = 0;
+        for (let index = 3; index < data.length; index += 4) if ((data[index] as number) > 0) count++;
+        return count;
+      }),
+    );
+    for (const pixels of painted) expect(pixels).toBeGreaterThan(1000);
+    await page.screenshot({ path: path.join(artifacts, 'simulator-report-1280x800.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    rmSync(directory, { recursive: true, force: true });
+    await page.close();
+  });
+});
