@@ -21,6 +21,10 @@ export interface ChartSpec {
   /** Epoch seconds (time axis) or run numbers (`xAxisLabel` then names them). */
   x: number[];
   xAxisLabel?: string;
+  /** The x axis's extent (the range asked for), rather than the data's: one point still sits in context. */
+  xRange?: [number, number];
+  /** The x values are counts (run numbers): ticks on whole numbers only. */
+  xCounted?: boolean;
   series: ChartSeries[];
   /**
    * A logarithmic y axis: latencies a few milliseconds long and a target of seconds are then both
@@ -53,6 +57,7 @@ export class Chart {
       spec.logScale,
       spec.yAxisLabel,
       spec.xAxisLabel,
+      spec.xRange,
       spec.series.map((series) => [series.label, series.colour]),
     ]);
     const data = [spec.x, ...spec.series.map((series) => series.values)] as uPlot.AlignedData;
@@ -87,7 +92,18 @@ export class Chart {
     const timeAxis = spec.xAxisLabel === undefined;
     const axisStyle = { stroke: '#444', grid: { stroke: '#e6e6e6', width: 1 }, ticks: { stroke: '#ccc' } };
     const axes: uPlot.Axis[] = [
-      { ...axisStyle, label: spec.xAxisLabel ?? 'time (UTC)', labelSize: 24 },
+      timeAxis
+        ? { ...axisStyle, label: 'time (UTC)', labelSize: 24 }
+        : spec.xCounted
+          ? {
+              ...axisStyle,
+              label: spec.xAxisLabel,
+              labelSize: 24,
+              incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+              values: (_plot, splits) =>
+                splits.map((value) => (Number.isInteger(value) ? String(value) : '')),
+            }
+          : { ...axisStyle, label: spec.xAxisLabel, labelSize: 24 },
       { ...axisStyle, label: spec.yAxisLabel, labelSize: 24, size: 56 },
     ];
     if (spec.rightAxisLabel)
@@ -102,10 +118,12 @@ export class Chart {
       });
     return {
       title: spec.title,
+      // The page says UTC everywhere (the API's times are UTC); uPlot would draw the browser's zone.
+      tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), 'Etc/UTC'),
       width: this.width(),
       height: chartHeightPx,
       scales: {
-        x: { time: timeAxis },
+        x: spec.xRange ? { time: timeAxis, range: spec.xRange } : { time: timeAxis },
         // Every figure here is a rate, a count or a duration: zero belongs on the axis.
         y: spec.logScale
           ? { distr: 3, log: 10 }

@@ -48,7 +48,9 @@ export function formatPercent(fraction: number | null): string {
 export function energyProvenance(sources: readonly string[]): string {
   const kinds = new Set(sources.map((source) => source.split(':')[0]));
   if (sources.length === 0) return 'no energy data';
-  const detail = sources.join(', ');
+  const detail = sources
+    .map((source) => (kinds.size === 1 ? source.slice(source.indexOf(':') + 1) : source))
+    .join(', ');
   if (kinds.size === 1 && kinds.has('measured')) return `measured (${detail})`;
   if (kinds.size === 1 && kinds.has('estimated')) return `estimated (${detail})`;
   return `mixed (${detail})`;

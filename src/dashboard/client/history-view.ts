@@ -46,7 +46,7 @@ export class HistoryView {
     this.root.dataset.endTime = String(endTime);
     this.renderTotals(totals.data[0]);
     this.renderTenantModel(byTenantModel.data);
-    this.renderHourly(byHourTier.data);
+    this.renderHourly(byHourTier.data, [startTime, endTime]);
   }
 
   private renderTotals(total: UsageGroupJson | undefined): void {
@@ -168,9 +168,11 @@ export class HistoryView {
     );
   }
 
-  private renderHourly(groups: UsageGroupJson[]): void {
+  private renderHourly(groups: UsageGroupJson[], range: [number, number]): void {
     const hours = [...new Set(groups.map((group) => group.hour ?? ''))].sort();
     const x = hours.map((hour) => Date.parse(hour) / 1000);
+    // Hours start before the range does: widen it to the first hour so its point is on the chart.
+    const xRange: [number, number] = [Math.min(range[0], x[0] ?? range[0]), range[1]];
     const tiers = [...new Set(groups.map((group) => group.tier ?? 'default'))];
     const cell = (hour: string, tier: string) =>
       groups.find((group) => group.hour === hour && group.tier === tier);
@@ -178,6 +180,7 @@ export class HistoryView {
       title: 'Requests per hour, per tier (ledger)',
       yAxisLabel: 'requests / hour',
       x,
+      xRange,
       series: tiers.map((tier) => ({
         label: tier,
         colour: tierColour(tier),
@@ -189,6 +192,7 @@ export class HistoryView {
       yAxisLabel: 'TTFT (ms, log scale)',
       logScale: true,
       x,
+      xRange,
       series: latencySeries(
         tiers.map((tier) => ({
           tier,

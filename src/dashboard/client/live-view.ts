@@ -91,6 +91,8 @@ export class LiveView {
   }
 
   private render(snapshot: DashboardSnapshotJson): void {
+    // How many finished requests the charts are drawn from, for a reader of the DOM (the browser test).
+    this.root.dataset.requests = String(this.requests.length);
     const empty = this.root.querySelector('.live-empty') as HTMLElement;
     empty.replaceChildren();
     if (this.requests.length === 0)
@@ -165,6 +167,7 @@ export class LiveView {
     const x = Array.from({ length: buckets }, (_, index) => (end - (buckets - 1 - index) * bucketMs) / 1000);
     const bucketOf = (atMs: number) => buckets - 1 - Math.floor((end - atMs) / bucketMs);
     const tiers = this.shownTiers(snapshot);
+    const xRange: [number, number] = [(end - windowMs) / 1000, end / 1000];
     const perBucket = () => Array.from({ length: buckets }, () => 0);
     const requestRate = perBucket();
     const tokenRate = perBucket();
@@ -196,6 +199,7 @@ export class LiveView {
       yAxisLabel: 'requests / s',
       rightAxisLabel: 'output tokens / s',
       x,
+      xRange,
       series: [
         { label: 'requests/s', colour: '#333333', values: requestRate },
         { label: 'output tokens/s', colour: '#8c564b', values: tokenRate, right: true },
@@ -221,6 +225,7 @@ export class LiveView {
       yAxisLabel: 'TTFT (ms, log scale)',
       logScale: true,
       x,
+      xRange,
       series: latency('ttft', (tier) => tier.ttft_target_ms),
     });
     this.itl.update({
@@ -228,12 +233,14 @@ export class LiveView {
       yAxisLabel: 'inter-token latency (ms, log scale)',
       logScale: true,
       x,
+      xRange,
       series: latency('itl', (tier) => tier.itl_target_ms),
     });
     this.queue.update({
       title: 'Queue depth per tier (waiting for an engine)',
       yAxisLabel: 'requests waiting',
       x: this.queueSamples.map((sample) => sample.atMs / 1000),
+      xRange,
       series: tiers.map((tier) => ({
         label: tier.tier,
         colour: tierColour(tier.tier),
@@ -244,6 +251,7 @@ export class LiveView {
       title: 'Shed rate per tier (refused for load: 429, 503)',
       yAxisLabel: 'requests shed / s',
       x,
+      xRange,
       series: tiers.map((tier) => ({
         label: tier.tier,
         colour: tierColour(tier.tier),

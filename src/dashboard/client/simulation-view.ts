@@ -93,7 +93,14 @@ export class SimulationView {
   }
 
   private render(runs: LabelledRun[]): void {
-    const x = runs.map((_, index) => index + 1);
+    // A rate sweep reads best against its offered load; anything else against the run's number.
+    const rates = runs.map((run) => run.result.point?.ratePerSecond);
+    const byRate =
+      rates.every((rate) => typeof rate === 'number') &&
+      new Set(rates).size === rates.length &&
+      rates.length > 1;
+    const x = byRate ? (rates as number[]) : runs.map((_, index) => index + 1);
+    const xAxisLabel = byRate ? 'offered load (requests / s)' : 'run';
     const tiers = [...new Set(runs.flatMap((run) => run.result.tiers.map((tier) => tier.tier)))];
     const tierOf = (run: LabelledRun, tier: string): TierResult | undefined =>
       run.result.tiers.find((candidate) => candidate.tier === tier);
@@ -101,7 +108,8 @@ export class SimulationView {
       title: 'Throughput per run',
       yAxisLabel: 'requests / s',
       rightAxisLabel: 'output tokens / s',
-      xAxisLabel: 'run',
+      xAxisLabel,
+      xCounted: !byRate,
       x,
       series: [
         {
@@ -134,7 +142,8 @@ export class SimulationView {
       title: 'Time to first token per run, per tier, against its target',
       yAxisLabel: 'TTFT (ms, log scale)',
       logScale: true,
-      xAxisLabel: 'run',
+      xAxisLabel,
+      xCounted: !byRate,
       x,
       series: latency('ttft'),
     });
@@ -142,14 +151,16 @@ export class SimulationView {
       title: 'Inter-token latency per run, per tier, against its target',
       yAxisLabel: 'inter-token latency (ms, log scale)',
       logScale: true,
-      xAxisLabel: 'run',
+      xAxisLabel,
+      xCounted: !byRate,
       x,
       series: latency('itl'),
     });
     this.rejected.update({
       title: 'Shed rate per run, per tier (rejected)',
       yAxisLabel: 'requests shed / s',
-      xAxisLabel: 'run',
+      xAxisLabel,
+      xCounted: !byRate,
       x,
       series: tiers.map((tier) => ({
         label: tier,
