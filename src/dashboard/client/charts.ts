@@ -104,7 +104,16 @@ export class Chart {
                 splits.map((value) => (Number.isInteger(value) ? String(value) : '')),
             }
           : { ...axisStyle, label: spec.xAxisLabel, labelSize: 24 },
-      { ...axisStyle, label: spec.yAxisLabel, labelSize: 24, size: 56 },
+      {
+        ...axisStyle,
+        label: spec.yAxisLabel,
+        labelSize: 24,
+        size: 56,
+        // A log axis splits at every 1…9 × 10ⁿ; ticks, grid and labels at 1, 2 and 5 only keep it legible.
+        filter: spec.logScale
+          ? (_plot, splits) => splits.map((value) => (readableLogSplit(value) ? value : null))
+          : undefined,
+      },
     ];
     if (spec.rightAxisLabel)
       axes.push({
@@ -149,6 +158,12 @@ export class Chart {
       ],
     };
   }
+}
+
+function readableLogSplit(value: number): boolean {
+  if (!(value > 0)) return false;
+  const mantissa = Math.round(value / 10 ** Math.floor(Math.log10(value) + 1e-9));
+  return mantissa === 1 || mantissa === 2 || mantissa === 5;
 }
 
 /** The charts on the page, resized together when the window changes width. */
