@@ -190,7 +190,7 @@ describe('the dashboard in chromium', () => {
     const ttftLegend = await page.textContent('#chart-ttft');
     for (const label of ['priority p95', 'default p50', 'flex target']) expect(ttftLegend).toContain(label);
     expect(ttftLegend).not.toContain('off scale');
-    expect(await page.getAttribute('#chart-ttft', 'aria-label')).toContain('TTFT (ms');
+    expect(await page.getAttribute('#chart-ttft', 'aria-label')).toContain('ms (log scale)');
     expect(await page.locator('.replicas tbody tr').count()).toBe(2);
     expect(await page.textContent('.replicas tbody')).toContain('healthy');
     // The newest 30, newest first.

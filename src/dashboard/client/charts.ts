@@ -109,10 +109,12 @@ export class Chart {
         label: spec.yAxisLabel,
         labelSize: 24,
         size: 56,
-        // A log axis splits at every 1…9 × 10ⁿ; ticks, grid and labels at 1, 2 and 5 only keep it legible.
-        filter: spec.logScale
-          ? (_plot, splits) => splits.map((value) => (readableLogSplit(value) ? value : null))
-          : undefined,
+        ...(spec.logScale && {
+          // A log axis splits at every 1…9 × 10ⁿ; ticks, grid and labels at 1, 2 and 5 only keep it legible.
+          filter: readableLogSplits,
+          grid: { ...axisStyle.grid, filter: readableLogSplits },
+          ticks: { ...axisStyle.ticks, filter: readableLogSplits },
+        }),
       },
     ];
     if (spec.rightAxisLabel)
@@ -160,10 +162,12 @@ export class Chart {
   }
 }
 
-function readableLogSplit(value: number): boolean {
-  if (!(value > 0)) return false;
-  const mantissa = Math.round(value / 10 ** Math.floor(Math.log10(value) + 1e-9));
-  return mantissa === 1 || mantissa === 2 || mantissa === 5;
+function readableLogSplits(_plot: uPlot, splits: number[]): (number | null)[] {
+  return splits.map((value) => {
+    if (!(value > 0)) return null;
+    const mantissa = Math.round(value / 10 ** Math.floor(Math.log10(value) + 1e-9));
+    return mantissa === 1 || mantissa === 2 || mantissa === 5 ? value : null;
+  });
 }
 
 /** The charts on the page, resized together when the window changes width. */

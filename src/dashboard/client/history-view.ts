@@ -189,7 +189,7 @@ export class HistoryView {
     });
     this.hourly.update({
       title: 'Time to first token per hour, per tier (ledger)',
-      yAxisLabel: 'TTFT (ms, log scale)',
+      yAxisLabel: 'ms (log scale)',
       logScale: true,
       x,
       xRange,

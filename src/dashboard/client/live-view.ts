@@ -222,7 +222,7 @@ export class LiveView {
       );
     this.ttft.update({
       title: 'Time to first token, per tier, against its target',
-      yAxisLabel: 'TTFT (ms, log scale)',
+      yAxisLabel: 'ms (log scale)',
       logScale: true,
       x,
       xRange,
@@ -230,7 +230,7 @@ export class LiveView {
     });
     this.itl.update({
       title: 'Inter-token latency, per tier, against its target',
-      yAxisLabel: 'inter-token latency (ms, log scale)',
+      yAxisLabel: 'ms (log scale)',
       logScale: true,
       x,
       xRange,

@@ -140,7 +140,7 @@ export class SimulationView {
       );
     this.ttft.update({
       title: 'Time to first token per run, per tier, against its target',
-      yAxisLabel: 'TTFT (ms, log scale)',
+      yAxisLabel: 'ms (log scale)',
       logScale: true,
       xAxisLabel,
       xCounted: !byRate,
@@ -149,7 +149,7 @@ export class SimulationView {
     });
     this.itl.update({
       title: 'Inter-token latency per run, per tier, against its target',
-      yAxisLabel: 'inter-token latency (ms, log scale)',
+      yAxisLabel: 'ms (log scale)',
       logScale: true,
       xAxisLabel,
       xCounted: !byRate,
