@@ -131,10 +131,49 @@ async function openPage(options: { key?: string } = {}): Promise<{ page: Page; p
   page.on('pageerror', (error) => problems.push(error.message));
   if (options.key) {
     const key = options.key;
-    await page.addInitScript((stored) => sessionStorage.setItem('gravity.adminKey', stored), key);
+    await page.addInitScript({
+      content: `sessionStorage.setItem('gravity.adminKey', ${JSON.stringify(key)})`,
+    });
   }
   return { page, problems };
 }
+
+/*
+ * Scripts run in the page. Strings, not functions: this project's TypeScript has no DOM types (it runs on
+ * Node), and the page's own code is typed with them in src/dashboard/client.
+ */
+
+interface ShownHistory {
+  start: string;
+  end: string;
+  figures: Record<string, string>;
+  rows: Record<string, string>[];
+}
+
+/** The history section's range and every figure it shows (the `/v1/usage` value each cell keeps). */
+const readHistory = `(() => {
+  const history = document.getElementById('history');
+  const valuesOf = (root) =>
+    Object.fromEntries([...root.querySelectorAll('[data-figure]')].map((cell) => [cell.dataset.figure, cell.dataset.value]));
+  return {
+    start: history.dataset.startTime,
+    end: history.dataset.endTime,
+    figures: valuesOf(history.querySelector('.totals')),
+    rows: [...history.querySelectorAll('.by-tenant-model tbody tr')].map((row) => ({
+      tenant: row.dataset.tenant,
+      model: row.dataset.model,
+      ...valuesOf(row),
+    })),
+  };
+})()`;
+
+/** How many pixels of each canvas on the page have been painted (alpha above zero). */
+const paintedPixelsPerCanvas = `[...document.querySelectorAll('canvas')].map((canvas) => {
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  let count = 0;
+  for (let index = 3; index < data.length; index += 4) if (data[index] > 0) count++;
+  return count;
+})`;
 
 async function points(page: Page, chartId: string): Promise<number> {
   return Number(await page.getAttribute(`#${chartId}`, 'data-points'));
@@ -207,26 +246,7 @@ describe('the dashboard in chromium', () => {
     await expect
       .poll(() => page.getAttribute('#history [data-figure=requests]', 'data-value'), { timeout: 10_000 })
       .toBe(String(sent));
-    const shown = await page.evaluate(() => {
-      const history = document.getElementById('history') as HTMLElement;
-      const figures = Object.fromEntries(
-        [...history.querySelectorAll<HTMLElement>('.totals [data-figure]')].map((cell) => [
-          cell.dataset.figure,
-          cell.dataset.value,
-        ]),
-      );
-      const rows = [...history.querySelectorAll<HTMLElement>('.by-tenant-model tbody tr')].map((row) => ({
-        tenant: row.dataset.tenant,
-        model: row.dataset.model,
-        ...Object.fromEntries(
-          [...row.querySelectorAll<HTMLElement>('[data-figure]')].map((cell) => [
-            cell.dataset.figure,
-            cell.dataset.value,
-          ]),
-        ),
-      }));
-      return { start: history.dataset.startTime, end: history.dataset.endTime, figures, rows };
-    });
+    const shown = await page.evaluate<ShownHistory>(readHistory);
     const usage = async (groupBy?: string) => {
       const query = `start_time=${shown.start}&end_time=${shown.end}${groupBy ? `&group_by=${groupBy}` : ''}`;
       const response = await fetch(`${harness.url}/v1/usage?${query}`, {
@@ -252,20 +272,20 @@ describe('the dashboard in chromium', () => {
     for (const row of shown.rows) {
       const group = byTenantModel.find((item) => item.tenant === row.tenant && item.model === row.model);
       for (const name of ['requests', 'price_usd', 'cost_usd', 'margin_usd'] as const)
-        expect((row as Record<string, unknown>)[name], `${row.tenant} ${name}`).toBe(String(group?.[name]));
+        expect(row[name], `${row.tenant} ${name}`).toBe(String(group?.[name]));
     }
     expect(Number(shown.figures.price_usd)).toBeGreaterThan(0);
     await expect.poll(() => points(page, 'chart-history-requests'), { timeout: 10_000 }).toBeGreaterThan(0);
 
-    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.evaluate('window.scrollTo(0, 0)');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-1280x800.png') });
     await page.screenshot({ path: path.join(artifacts, 'dashboard-1280-full.png'), fullPage: true });
     // A phone: one column, no sideways scrolling of the page (wide tables scroll in their own box).
     await page.setViewportSize({ width: 420, height: 900 });
     await expect
-      .poll(() => page.evaluate(() => document.documentElement.scrollWidth))
+      .poll(() => page.evaluate<number>('document.documentElement.scrollWidth'))
       .toBeLessThanOrEqual(420);
-    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.evaluate('window.scrollTo(0, 0)');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-420x900.png') });
     await page.screenshot({ path: path.join(artifacts, 'dashboard-420-full.png'), fullPage: true });
     expect(problems).toEqual([]);
@@ -280,7 +300,9 @@ describe('the dashboard in chromium', () => {
     for (let step = 0; step < 80 && !reached.has('range'); step++) {
       await page.keyboard.press('Tab');
       reached.add(
-        await page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent || ''),
+        await page.evaluate<string>(
+          "document.activeElement?.id || document.activeElement?.textContent || ''",
+        ),
       );
     }
     expect(reached).toContain('Simulation file');
@@ -346,19 +368,7 @@ describe("the simulator's HTML report in chromium", () => {
     const canvases = page.locator('canvas');
     await expect.poll(() => canvases.count()).toBeGreaterThanOrEqual(6);
     // Drawn, not blank: every canvas has painted pixels.
-    const painted = await page.evaluate(() =>
-      [...document.querySelectorAll('canvas')].map((canvas) => {
-        const { data } = (canvas.getContext('2d') as CanvasRenderingContext2D).getImageData(
-          0,
-          0,
-          canvas.width,
-          canvas.height,
-        );
-        let count = 0;
-        for (let index = 3; index < data.length; index += 4) if ((data[index] as number) > 0) count++;
-        return count;
-      }),
-    );
+    const painted = await page.evaluate<number[]>(paintedPixelsPerCanvas);
     for (const pixels of painted) expect(pixels).toBeGreaterThan(1000);
     await page.screenshot({ path: path.join(artifacts, 'simulator-report-1280x800.png'), fullPage: true });
     expect(problems).toEqual([]);
