@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -8,12 +8,8 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
 import { createKey } from '../src/cli/keys-command.js';
-import { renderHtmlReport } from '../src/simulator/report/html-report.js';
-import {
-  simulationResultFixture,
-  tierResultFixture,
-} from '../src/simulator/report/simulation-result-fixture.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
+import { spawnGravity } from './support/gravity-process.js';
 
 /**
  * The dashboard in a real browser: Debian's chromium driven by playwright-core (never a downloaded
@@ -42,7 +38,35 @@ const replica = {
   metering: { cost: { hourlyUsd: 3.5 } },
 };
 
+/** A small rate sweep on two tiers, and a plan over two GPU types: runs in about a second each. */
+const sweepScenario = `name: dashboard-sweep
+seed: 3
+fleet: { hardware: a100-80gb, replicas: 1, model: llama-3.1-8b, maxNumSeqs: 32 }
+workload:
+  arrivals: { process: poisson, ratePerSecond: 10 }
+  requests: 400
+  mix:
+    - { name: interactive, weight: 1, tenant: acme, tier: priority, input: { fixed: 300 }, output: { fixed: 100 } }
+    - { name: background, weight: 2, tenant: initech, tier: flex, input: { fixed: 1000 }, output: { fixed: 200 } }
+scheduling: { mode: slo }
+slo:
+  priority: { ttftMs: 500, tpotMs: 60 }
+  flex: { ttftMs: 10000, tpotMs: 200 }
+sweep:
+  ratePerSecond: [5, 10, 20]
+plan: { hardware: [a100-80gb, h100-sxm], maxReplicas: 4 }
+`;
+
+/** Runs `gravity <args>` as a process and fails the test with its stderr when it exits non-zero. */
+async function gravityCommand(args: string[]): Promise<void> {
+  const run = spawnGravity(args);
+  const { code } = await run.exited;
+  if (code !== 0) throw new Error(`gravity ${args.join(' ')} exited ${code}: ${run.stderr()}`);
+}
+
 let harness: Harness;
+/** What `gravity sim --json/--html` and `gravity plan --json` wrote for `sweepScenario`. */
+let simulatorOutput: { directory: string; simJson: string; simHtml: string; planJson: string };
 let adminKey: string;
 let acmeKey: string;
 let globexKey: string;
@@ -67,6 +91,19 @@ beforeAll(async () => {
       models: { 'llama-3.1-8b': { engines: ['emulated-0', 'emulated-1'] } },
     },
   );
+  const directory = mkdtempSync(path.join(tmpdir(), 'gravity-sim-output-'));
+  simulatorOutput = {
+    directory,
+    simJson: path.join(directory, 'sweep.json'),
+    simHtml: path.join(directory, 'sweep.html'),
+    planJson: path.join(directory, 'plan.json'),
+  };
+  const scenario = path.join(directory, 'sweep.yaml');
+  writeFileSync(scenario, sweepScenario);
+  await Promise.all([
+    gravityCommand(['sim', scenario, '--json', simulatorOutput.simJson, '--html', simulatorOutput.simHtml]),
+    gravityCommand(['plan', scenario, '--json', simulatorOutput.planJson, '--quiet']),
+  ]);
   userDataDir = mkdtempSync(path.join(tmpdir(), 'gravity-chromium-'));
   browser = await chromium.launchPersistentContext(userDataDir, {
     executablePath: chromiumPath,
@@ -79,6 +116,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  if (simulatorOutput) rmSync(simulatorOutput.directory, { recursive: true, force: true });
   await harness?.close();
 });
 
@@ -312,22 +350,28 @@ describe('the dashboard in chromium', () => {
     expect(await page.isVisible('#view-simulation')).toBe(true);
     expect(await page.textContent('#simulation .sim-message')).toContain('No file opened — write one with');
 
-    const directory = mkdtempSync(path.join(tmpdir(), 'gravity-sim-file-'));
-    const file = path.join(directory, 'sweep.json');
-    // Priority runs lighter than default, as a scheduler with tier bands would have it.
-    const results = [2, 4, 8].map((ratePerSecond) => ({
-      ...simulationResultFixture({ point: { ratePerSecond }, tiers: ['default'] }),
-      tiers: [tierResultFixture('priority', ratePerSecond / 3), tierResultFixture('default', ratePerSecond)],
-    }));
-    writeFileSync(file, JSON.stringify({ command: 'gravity sim chat.yaml --json sweep.json', results }));
-    await page.setInputFiles('#sim-file', file);
+    await page.setInputFiles('#sim-file', simulatorOutput.simJson);
     for (const chart of ['chart-sim-throughput', 'chart-sim-ttft', 'chart-sim-itl', 'chart-sim-rejected'])
       await expect.poll(() => points(page, chart)).toBeGreaterThan(0);
     expect(await page.locator('#simulation .sim-fleet tbody tr').count()).toBe(3);
-    expect(await page.textContent('#chart-sim-ttft')).toContain('priority target');
+    expect(await page.getAttribute('#chart-sim-ttft', 'aria-label')).toContain('offered load (requests / s)');
+    const legend = await page.textContent('#chart-sim-ttft');
+    for (const label of ['priority p95', 'flex p50', 'priority target']) expect(legend).toContain(label);
     await page.screenshot({ path: path.join(artifacts, 'dashboard-simulation-1280x800.png') });
+
+    // A capacity plan: every probe of every candidate is a run.
+    const plan = JSON.parse(readFileSync(simulatorOutput.planJson, 'utf8')) as {
+      plan: { feasible: { probes: unknown[] }[]; infeasible: { probes: unknown[] }[] };
+    };
+    const probes = [...plan.plan.feasible, ...plan.plan.infeasible].reduce(
+      (count, outcome) => count + outcome.probes.length,
+      0,
+    );
+    await page.setInputFiles('#sim-file', simulatorOutput.planJson);
+    await expect.poll(() => page.locator('#simulation .sim-fleet tbody tr').count()).toBe(probes);
+    expect(await page.textContent('#simulation .sim-message')).toContain(`plan.json: ${probes} run`);
+    expect(await points(page, 'chart-sim-ttft')).toBeGreaterThan(0);
     expect(problems).toEqual([]);
-    rmSync(directory, { recursive: true, force: true });
     await page.close();
   });
 
@@ -350,21 +394,8 @@ describe('the dashboard in chromium', () => {
 
 describe("the simulator's HTML report in chromium", () => {
   it('opens from file:// and draws its charts without console errors', async () => {
-    const results = [2, 4, 8].flatMap((ratePerSecond) =>
-      (['round-robin', 'least-loaded'] as const).map((routing) =>
-        simulationResultFixture({ point: { ratePerSecond, routing }, tiers: ['priority', 'default'] }),
-      ),
-    );
-    const html = renderHtmlReport(results, {
-      title: 'Rate sweep',
-      command: 'gravity sim scenarios/chat.yaml --html report.html',
-      generatedAt: new Date().toISOString(),
-    });
-    const directory = mkdtempSync(path.join(tmpdir(), 'gravity-report-'));
-    const file = path.join(directory, 'report.html');
-    writeFileSync(file, html);
     const { page, problems } = await openPage();
-    await page.goto(pathToFileURL(file).href);
+    await page.goto(pathToFileURL(simulatorOutput.simHtml).href);
     const canvases = page.locator('canvas');
     await expect.poll(() => canvases.count()).toBeGreaterThanOrEqual(6);
     // Drawn, not blank: every canvas has painted pixels.
@@ -372,7 +403,6 @@ describe("the simulator's HTML report in chromium", () => {
     for (const pixels of painted) expect(pixels).toBeGreaterThan(1000);
     await page.screenshot({ path: path.join(artifacts, 'simulator-report-1280x800.png'), fullPage: true });
     expect(problems).toEqual([]);
-    rmSync(directory, { recursive: true, force: true });
     await page.close();
   });
 });
