@@ -302,11 +302,32 @@ export class LiveView {
               element('td', {}, `${replica.slots_busy} / ${replica.slots_total}`),
               element('td', {}, replica.waiting),
               element('td', {}, formatPercent(replica.kv_used_fraction)),
-              element('td', {}, formatPercent(replica.prefix_hit_rate)),
+              this.prefixHitCell(replica.id, replica.prefix_hit_rate),
             ),
           ),
         ),
       ),
+    );
+  }
+
+  /**
+   * The engine's own prefix-cache figure where it keeps one; otherwise the share of prompt tokens its
+   * recent requests found cached (what the engine reported in their usage), marked as such.
+   */
+  private prefixHitCell(replica: string, engineRate: number | null): HTMLElement {
+    if (engineRate !== null) return element('td', {}, formatPercent(engineRate));
+    let prompt = 0;
+    let cached = 0;
+    for (const request of this.requests)
+      if (request.replica === replica) {
+        prompt += request.prompt_tokens;
+        cached += request.cached_prompt_tokens;
+      }
+    if (prompt === 0) return element('td', {}, '—');
+    return element(
+      'td',
+      { title: "from the cached prompt tokens of this replica's requests in the last five minutes" },
+      `${formatPercent(cached / prompt)} (requests)`,
     );
   }
 
