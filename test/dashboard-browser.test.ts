@@ -254,7 +254,7 @@ describe('the dashboard in chromium', () => {
     expect(await page.textContent('#history .totals')).toContain('No requests in this range');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-empty-1280x800.png') });
 
-    const sent = await sendTraffic();
+    let sent = await sendTraffic();
     // Every request reaches the page within a poll or two.
     await expect
       .poll(() => page.getAttribute('#live', 'data-requests'), { timeout: 10_000 })
@@ -272,11 +272,26 @@ describe('the dashboard in chromium', () => {
     expect(await page.textContent('.replicas tbody')).toContain('healthy');
     // The newest 30, newest first.
     await expect.poll(() => page.locator('.recent tbody tr').count()).toBe(Math.min(sent, 30));
-    // Each request's route opens to routing's explanation (keyboard: Tab to it, Enter).
-    const route = page.locator('.recent tbody tr td.route summary').first();
-    await route.focus();
+    // Each request's route opens to routing's explanation (keyboard: Tab to it, Enter), and stays open,
+    // with the focus on it, when the next poll brings new requests.
+    const firstRow = page.locator('.recent tbody tr').first();
+    const opened = await firstRow.getAttribute('data-request-id');
+    await firstRow.locator('td.route summary').focus();
     await page.keyboard.press('Enter');
-    expect(await page.locator('.recent tbody tr td.route pre').first().textContent()).toContain('"profile"');
+    expect(await firstRow.locator('td.route pre').textContent()).toContain('"profile"');
+    await clientFor(acmeKey).chat.completions.create({
+      model: 'llama-3.1-8b',
+      messages: [{ role: 'user', content: 'One more.' }],
+      max_tokens: 4,
+    });
+    sent += 1;
+    await expect
+      .poll(() => page.getAttribute('#live', 'data-requests'), { timeout: 10_000 })
+      .toBe(String(sent));
+    expect(await page.locator(`.recent tr[data-request-id="${opened}"] details[open]`).count()).toBe(1);
+    expect(
+      await page.evaluate<string>("document.activeElement?.closest('tr')?.dataset.requestId ?? ''"),
+    ).toBe(opened);
     expect(await page.textContent('#live-energy-per-million')).toMatch(/estimated|measured/);
 
     // History: choosing a range reloads it from the ledger; the figures shown are /v1/usage's.

@@ -45,6 +45,9 @@ export class LiveView {
   private lastSequence = 0;
   private readonly queueSamples: QueueSample[] = [];
   private exampleModel = 'MODEL';
+  /** The recent-requests rows last drawn (their sequences), and the routes a reader opened there. */
+  private shownRecentKey: string | null = null;
+  private readonly openRoutes = new Set<string>();
   private readonly throughput: Chart;
   private readonly ttft: Chart;
   private readonly itl: Chart;
@@ -334,6 +337,15 @@ export class LiveView {
   private renderRecent(): void {
     const target = this.root.querySelector('.recent') as HTMLElement;
     const newest = this.requests.slice(-recentRows).reverse();
+    // Rebuilt only when the rows change, and with the explanations a reader opened still open and the
+    // keyboard focus where it was: a poll must not snatch what someone is reading.
+    const shownKey = newest.map((request) => request.sequence).join(',');
+    if (shownKey === this.shownRecentKey) return;
+    this.shownRecentKey = shownKey;
+    const shownIds = new Set(newest.map((request) => request.request_id));
+    for (const requestId of this.openRoutes) if (!shownIds.has(requestId)) this.openRoutes.delete(requestId);
+    const focusedRequest = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>('.recent tr')
+      ?.dataset.requestId;
     if (newest.length === 0) {
       target.replaceChildren(emptyState('No requests in the last five minutes.'));
       return;
@@ -364,6 +376,24 @@ export class LiveView {
         element('tbody', {}, ...newest.map((request) => this.recentRow(request))),
       ),
     );
+    if (focusedRequest)
+      target
+        .querySelector<HTMLElement>(`tr[data-request-id="${CSS.escape(focusedRequest)}"] summary`)
+        ?.focus();
+  }
+
+  private routeDetails(requestId: string, summary: string, route: unknown): HTMLElement {
+    const details = element(
+      'details',
+      { open: this.openRoutes.has(requestId) },
+      element('summary', {}, summary),
+      element('pre', {}, JSON.stringify(route, null, 2)),
+    );
+    details.addEventListener('toggle', () => {
+      if (details.open) this.openRoutes.add(requestId);
+      else this.openRoutes.delete(requestId);
+    });
+    return details;
   }
 
   private recentRow(request: RecentRequestJson): HTMLElement {
@@ -385,14 +415,7 @@ export class LiveView {
       element(
         'td',
         { className: 'route' },
-        route
-          ? element(
-              'details',
-              {},
-              element('summary', {}, summary),
-              element('pre', {}, JSON.stringify(route, null, 2)),
-            )
-          : summary,
+        route ? this.routeDetails(request.request_id, summary, route) : summary,
       ),
     );
   }
