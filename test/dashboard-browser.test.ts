@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import OpenAI from 'openai';
+import OpenAI, { APIError } from 'openai';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteKeyStore } from '../src/admission/sqlite-key-store.js';
@@ -35,6 +35,8 @@ const replica = {
   model: 'llama-3.1-8b',
   weightDtype: 'fp8',
   contextTokens: 2048,
+  // Two requests at a time per replica: a burst of a dozen queues in the gateway.
+  maxNumSeqs: 2,
   metering: { cost: { hourlyUsd: 3.5 } },
 };
 
@@ -87,6 +89,7 @@ beforeAll(async () => {
     },
     {
       metering: { intervalMs: 50 },
+      tiers: { flex: { ttftMs: 1 } },
       engines: { 'emulated-0': replica, 'emulated-1': replica },
       models: { 'llama-3.1-8b': { engines: ['emulated-0', 'emulated-1'] } },
     },
@@ -124,39 +127,80 @@ function clientFor(key: string): OpenAI {
   return new OpenAI({ baseURL: `${harness.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
 }
 
-/** Three waves a few seconds apart, so the live charts have more than one bucket to draw. */
-async function sendTraffic(): Promise<number> {
-  let sent = 0;
-  for (let wave = 0; wave < 3; wave++) {
-    if (wave > 0) await new Promise((resolve) => setTimeout(resolve, 2_500));
-    sent += await sendWave();
-  }
-  return sent;
-}
+type Tier = 'priority' | 'default' | 'flex';
 
-async function sendWave(): Promise<number> {
-  const plan = [
+/**
+ * Three short waves a few seconds apart, so the live charts have more than one bucket to draw, then a
+ * burst of long requests that fills the replicas' two slots each: requests wait in the gateway's queue,
+ * and flex requests that arrive behind them are shed (their TTFT target is 1 ms here: any wait misses it).
+ */
+async function sendTraffic(): Promise<{ sent: number; shed: number }> {
+  const totals = { sent: 0, shed: 0 };
+  const add = (wave: { sent: number; shed: number }) => {
+    totals.sent += wave.sent;
+    totals.shed += wave.shed;
+  };
+  const shortWave = [
     { key: acmeKey, tier: 'priority' as const, count: 4 },
     { key: acmeKey, tier: 'default' as const, count: 4 },
-    { key: acmeKey, tier: 'flex' as const, count: 3 },
     { key: globexKey, tier: 'default' as const, count: 5 },
   ];
+  for (let wave = 0; wave < 3; wave++) {
+    if (wave > 0) await new Promise((resolve) => setTimeout(resolve, 2_500));
+    add(await sendWave(shortWave, 24));
+  }
+  const queued = sendWave(
+    [
+      { key: acmeKey, tier: 'priority', count: 4 },
+      { key: globexKey, tier: 'default', count: 12 },
+    ],
+    256,
+  );
+  await waitForQueue();
+  add(await sendWave([{ key: acmeKey, tier: 'flex', count: 4 }], 24));
+  add(await queued);
+  return totals;
+}
+
+/** Until the snapshot shows a request waiting for a slot (the burst has filled the replicas). */
+async function waitForQueue(): Promise<void> {
+  for (;;) {
+    const response = await fetch(`${harness.url}/v1/dashboard/snapshot?after=0`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
+    const snapshot = (await response.json()) as { queues: { waiting: number }[] };
+    if (snapshot.queues.some((queue) => queue.waiting > 0)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Streams every request to its end; a request refused for load (429, 503) counts as shed. */
+async function sendWave(
+  plan: { key: string; tier: Tier; count: number }[],
+  maxTokens: number,
+): Promise<{ sent: number; shed: number }> {
+  let shed = 0;
   const requests = plan.flatMap(({ key, tier, count }) =>
     Array.from({ length: count }, async (_, index) => {
-      const stream = await clientFor(key).chat.completions.create({
-        model: 'llama-3.1-8b',
-        messages: [{ role: 'user', content: `Say something about tier ${tier}, number ${index}.` }],
-        max_tokens: 24,
-        stream: true,
-        service_tier: tier as 'default',
-      });
-      for await (const _chunk of stream) {
-        // Read to the end: the request is metered when its stream finishes.
+      try {
+        const stream = await clientFor(key).chat.completions.create({
+          model: 'llama-3.1-8b',
+          messages: [{ role: 'user', content: `Say something about tier ${tier}, number ${index}.` }],
+          max_tokens: maxTokens,
+          stream: true,
+          service_tier: tier as 'default',
+        });
+        for await (const _chunk of stream) {
+          // Read to the end: the request is metered when its stream finishes.
+        }
+      } catch (error) {
+        if (error instanceof APIError && (error.status === 429 || error.status === 503)) shed++;
+        else throw error;
       }
     }),
   );
   await Promise.all(requests);
-  return requests.length;
+  return { sent: requests.length, shed };
 }
 
 /** A page that records what the console and uncaught exceptions say. */
@@ -254,7 +298,9 @@ describe('the dashboard in chromium', () => {
     expect(await page.textContent('#history .totals')).toContain('No requests in this range');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-empty-1280x800.png') });
 
-    let sent = await sendTraffic();
+    const traffic = await sendTraffic();
+    expect(traffic.shed).toBeGreaterThan(0);
+    let sent = traffic.sent;
     // Every request reaches the page within a poll or two.
     await expect
       .poll(() => page.getAttribute('#live', 'data-requests'), { timeout: 10_000 })
@@ -262,6 +308,9 @@ describe('the dashboard in chromium', () => {
     for (const chart of ['chart-throughput', 'chart-ttft', 'chart-itl'])
       await expect.poll(() => points(page, chart), { timeout: 10_000 }).toBeGreaterThan(0);
     expect(await page.locator('#live .live-empty .empty').count()).toBe(0);
+    // The burst queued (seen by the page's polls while it lasted) and flex requests were shed.
+    expect(Number(await page.getAttribute('#chart-queue', 'data-highest'))).toBeGreaterThan(0);
+    expect(Number(await page.getAttribute('#chart-shed', 'data-highest'))).toBeGreaterThan(0);
     // uPlot draws on canvases, one per chart, each with its legend naming the series.
     expect(await page.locator('#live figure.chart canvas').count()).toBe(5);
     const ttftLegend = await page.textContent('#chart-ttft');
@@ -319,6 +368,7 @@ describe('the dashboard in chromium', () => {
       'energy_joules',
     ])
       expect(shown.figures[name], name).toBe(String(total?.[name]));
+    expect(shown.figures.failed_requests).toBe(String(traffic.shed));
     expect(shown.figures.energy_sources).toBe(((total?.energy_sources ?? []) as string[]).join(','));
     const byTenantModel = await usage('tenant,model');
     expect(shown.rows.map((row) => row.tenant).sort()).toEqual(['acme', 'globex']);

@@ -38,7 +38,8 @@ const chartHeightPx = 220;
 /**
  * One uPlot chart in a card that keeps its place on the page: data changes update it in place, a
  * change of series (a tier appears) rebuilds it. The card carries `data-points`, the number of plotted
- * values that are not targets, so a test (or a reader of the DOM) can tell an empty chart from a drawn one.
+ * values that are not targets, and `data-highest`, the largest of them, so a test (or a reader of the
+ * DOM) can tell an empty chart from a drawn one.
  */
 export class Chart {
   readonly card: HTMLElement;
@@ -62,9 +63,16 @@ export class Chart {
     ]);
     const data = [spec.x, ...spec.series.map((series) => series.values)] as uPlot.AlignedData;
     let points = 0;
+    let highest = 0;
     for (const series of spec.series)
-      if (!series.target) for (const value of series.values) if (value !== null) points++;
+      if (!series.target)
+        for (const value of series.values)
+          if (value !== null) {
+            points++;
+            highest = Math.max(highest, value);
+          }
     this.card.dataset.points = String(points);
+    this.card.dataset.highest = String(highest);
     // The axes are drawn on the canvas: say what they are to readers who cannot see it.
     this.card.setAttribute(
       'aria-label',

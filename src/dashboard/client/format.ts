@@ -45,7 +45,9 @@ export function formatPercent(fraction: number | null): string {
  * Where energy figures come from: `measured:nvml` and `measured:rapl` are read from the hardware, the
  * rest are modelled. Shown next to every joule figure.
  */
-export function energyProvenance(sources: readonly string[]): string {
+export function energyProvenance(allSources: readonly string[]): string {
+  // `none`: a request refused before it ran drew nothing, so it says nothing about where joules come from.
+  const sources = allSources.filter((source) => source !== 'none');
   const kinds = new Set(sources.map((source) => source.split(':')[0]));
   if (sources.length === 0) return 'no energy data';
   const detail = sources
