@@ -18,6 +18,9 @@ const windowMs = 5 * 60_000;
 const bucketMs = 5_000;
 /** The headline rates are over the last minute: steadier than a bucket, fresher than the window. */
 const headlineMs = 60_000;
+/** The live charts' shortest span, and how far before the first point they start. */
+const minimumShownMs = 60_000;
+const leadMs = 15_000;
 const recentRows = 30;
 
 interface QueueSample {
@@ -166,11 +169,19 @@ export class LiveView {
 
   private renderCharts(snapshot: DashboardSnapshotJson): void {
     const end = Math.ceil(snapshot.now_ms / bucketMs) * bucketMs;
-    const buckets = windowMs / bucketMs;
+    // The charts start a little before the first thing they have to show (the page opened, or the
+    // oldest request kept), at least a minute back, at most the whole window: a burst a minute ago is not
+    // squeezed into the right edge of five empty minutes.
+    const earliestMs = Math.min(
+      this.requests[0]?.finished_at_ms ?? snapshot.now_ms,
+      this.queueSamples[0]?.atMs ?? snapshot.now_ms,
+    );
+    const shownMs = Math.min(windowMs, Math.max(minimumShownMs, end - earliestMs + leadMs));
+    const buckets = Math.ceil(shownMs / bucketMs);
     const x = Array.from({ length: buckets }, (_, index) => (end - (buckets - 1 - index) * bucketMs) / 1000);
     const bucketOf = (atMs: number) => buckets - 1 - Math.floor((end - atMs) / bucketMs);
     const tiers = this.shownTiers(snapshot);
-    const xRange: [number, number] = [(end - windowMs) / 1000, end / 1000];
+    const xRange: [number, number] = [(end - buckets * bucketMs) / 1000, end / 1000];
     const perBucket = () => Array.from({ length: buckets }, () => 0);
     const requestRate = perBucket();
     const tokenRate = perBucket();
