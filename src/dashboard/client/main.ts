@@ -95,11 +95,11 @@ byId<HTMLSelectElement>('range').addEventListener('change', () => {
   void historyView.refresh().catch((error: Error) => showStatus(`history: ${error.message}`));
 });
 
-/** Two views behind tab buttons (keyboard: Tab to a button, Enter or Space), remembered in the URL hash. */
+/** Two views behind toggle buttons (keyboard: Tab to a button, Enter or Space), remembered in the URL hash. */
 function showView(name: string): void {
   for (const button of document.querySelectorAll<HTMLButtonElement>('[data-view]')) {
     const selected = button.dataset.view === name;
-    button.setAttribute('aria-selected', String(selected));
+    button.setAttribute('aria-pressed', String(selected));
     byId(`view-${button.dataset.view}`).hidden = !selected;
   }
   // Charts drawn while hidden had no width: size them to the view now shown.
