@@ -143,9 +143,10 @@ export async function startGravityServer(
     },
   });
   if (shared) metrics.observeSharedState(admission, config.state.onUnavailable);
+  // What the dashboard shows of requests finished and in flight (`GET /v1/dashboard/snapshot`).
+  const recentRequests = new RecentRequests(clock);
   // Metering runs first so that the Prometheus observer and the dashboard see each request's metered
   // figures, and admission each request's price.
-  const recentRequests = new RecentRequests(clock);
   // Live routing draws from Math.random; the simulator seeds the same policies.
   const gateway = new Gateway({
     engines,
