@@ -100,8 +100,9 @@ export class LiveView {
     // How many finished requests the charts are drawn from, for a reader of the DOM (the browser test).
     this.root.dataset.requests = String(this.requests.length);
     const empty = this.root.querySelector('.live-empty') as HTMLElement;
-    empty.replaceChildren();
-    if (this.requests.length === 0)
+    // Drawn once, not at every poll: someone may be selecting the example to copy it.
+    if (this.requests.length > 0) empty.replaceChildren();
+    else if (empty.childElementCount === 0)
       empty.append(
         emptyState(
           'No traffic yet — try ',
@@ -223,6 +224,8 @@ export class LiveView {
       latencySeries(
         tiers.map((tier) => {
           const figures = byTier.get(tier.tier)!;
+          // Inter-token latency: the median of the requests' own medians, and the p95 of their p95s (each
+          // request's gaps are summarised where it ends; the page never sees single gaps).
           const p50Of = pick === 'ttft' ? figures.ttft : figures.itl50;
           const p95Of = pick === 'ttft' ? figures.ttft : figures.itl95;
           return {

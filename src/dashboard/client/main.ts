@@ -30,8 +30,8 @@ function askForKey(refused: KeyRefused): void {
   keyForm.hidden = false;
   byId('key-problem').textContent =
     refused.status === 403
-      ? 'That key is not an admin key: the dashboard shows every tenant, so it needs one (gravity keys create --admin).'
-      : 'Gravity has API keys: the dashboard needs an admin key (gravity keys create --admin).';
+      ? 'That key is not an admin key: the dashboard shows every tenant, so it needs one (gravity keys create --tenant <name> --admin).'
+      : 'Gravity has API keys: the dashboard needs an admin key (gravity keys create --tenant <name> --admin).';
   byId<HTMLInputElement>('key-input').focus();
   showStatus('waiting for an admin key');
 }
