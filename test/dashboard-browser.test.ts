@@ -380,6 +380,21 @@ describe('the dashboard in chromium', () => {
     expect(Number(shown.figures.price_usd)).toBeGreaterThan(0);
     await expect.poll(() => points(page, 'chart-history-requests'), { timeout: 10_000 }).toBeGreaterThan(0);
 
+    // A range typed in (UTC): before the traffic, nothing; around it, everything.
+    const utc = (seconds: number) => new Date(seconds * 1000).toISOString().slice(0, 19);
+    const trafficStart = Number(shown.start) + 1;
+    await page.selectOption('#range', 'custom');
+    await page.fill('#range-from', utc(trafficStart - 7200));
+    await page.fill('#range-to', utc(trafficStart - 3600));
+    await expect.poll(() => page.getAttribute('#history', 'data-end-time')).toBe(String(trafficStart - 3600));
+    expect(await page.textContent('#history .totals')).toContain('No requests in this range');
+    await page.fill('#range-to', utc(Number(shown.end) + 60));
+    await expect
+      .poll(() => page.getAttribute('#history', 'data-end-time'))
+      .toBe(String(Number(shown.end) + 60));
+    expect(await page.getAttribute('#history [data-figure=requests]', 'data-value')).toBe(String(sent));
+    await page.selectOption('#range', '900');
+
     await page.evaluate('window.scrollTo(0, 0)');
     await page.screenshot({ path: path.join(artifacts, 'dashboard-1280x800.png') });
     await page.screenshot({ path: path.join(artifacts, 'dashboard-1280-full.png'), fullPage: true });
@@ -433,8 +448,10 @@ describe('the dashboard in chromium', () => {
       0,
     );
     await page.setInputFiles('#sim-file', simulatorOutput.planJson);
-    await expect.poll(() => page.locator('#simulation .sim-fleet tbody tr').count()).toBe(probes);
-    expect(await page.textContent('#simulation .sim-message')).toContain(`plan.json: ${probes} run`);
+    await expect
+      .poll(() => page.textContent('#simulation .sim-message'))
+      .toContain(`plan.json: ${probes} run`);
+    expect(await page.locator('#simulation .sim-fleet tbody tr').count()).toBe(probes);
     expect(await points(page, 'chart-sim-ttft')).toBeGreaterThan(0);
     expect(problems).toEqual([]);
     await page.close();

@@ -28,14 +28,32 @@ export class HistoryView {
     this.targets = targets;
   }
 
-  private rangeSeconds(): number {
-    return Number((this.root.querySelector('select') as HTMLSelectElement).value);
+  /**
+   * The range asked for, in Unix seconds, end exclusive (as `/v1/usage` takes them): a preset ending now,
+   * or the custom one typed in (UTC); null while the custom one is incomplete or backwards.
+   */
+  private range(): [number, number] | null {
+    const choice = (this.root.querySelector('#range') as HTMLSelectElement).value;
+    const custom = this.root.querySelector('.custom-range') as HTMLElement;
+    custom.hidden = choice !== 'custom';
+    if (choice === 'custom') {
+      const seconds = (selector: string) => {
+        const value = (this.root.querySelector(selector) as HTMLInputElement).value;
+        return value === '' ? Number.NaN : Math.floor(Date.parse(`${value}Z`) / 1000);
+      };
+      const start = seconds('#range-from');
+      const end = seconds('#range-to');
+      return Number.isFinite(start) && Number.isFinite(end) && start < end ? [start, end] : null;
+    }
+    // The second after now, so a request received this second counts.
+    const endTime = Math.floor(Date.now() / 1000) + 1;
+    return [endTime - Number(choice), endTime];
   }
 
   async refresh(): Promise<void> {
-    // `end_time` is exclusive: the second after now, so a request received this second counts.
-    const endTime = Math.floor(Date.now() / 1000) + 1;
-    const startTime = endTime - this.rangeSeconds();
+    const chosen = this.range();
+    if (!chosen) return;
+    const [startTime, endTime] = chosen;
     const range = `start_time=${startTime}&end_time=${endTime}`;
     const [totals, byTenantModel, byHourTier] = await Promise.all([
       getJson<UsageJson>(`/v1/usage?${range}`),

@@ -89,11 +89,12 @@ async function start(): Promise<void> {
   await tick();
 }
 
-byId<HTMLSelectElement>('range').addEventListener('change', () => {
-  if (!historyEnabled) return;
-  historyLoadedAtMs = Date.now();
-  void historyView.refresh().catch((error: Error) => showStatus(`history: ${error.message}`));
-});
+for (const id of ['range', 'range-from', 'range-to'])
+  byId(id).addEventListener('change', () => {
+    if (!historyEnabled) return;
+    historyLoadedAtMs = Date.now();
+    void historyView.refresh().catch((error: Error) => showStatus(`history: ${error.message}`));
+  });
 
 /** Two views behind toggle buttons (keyboard: Tab to a button, Enter or Space), remembered in the URL hash. */
 function showView(name: string): void {
