@@ -32,6 +32,9 @@ const stagesBottomUp = [
   // the Endpoint Picker parses bodies with the edge's parsers and places requests through the pipeline
   // and the gateway, for Envoy to forward), and the simulator, the fleet core's virtual-clock driver
   ['batch', 'epp', 'simulator'],
+  // the web dashboard: its routes on the edge, and the page (client/), which reads the simulator's result
+  // types to open a `gravity sim`/`gravity plan` file
+  ['dashboard'],
   // Gravity's config file: composes the stages' config slices, so it sits above them and only the
   // composition roots (server, cli) read it; a stage gets its own settings passed in.
   ['config'],

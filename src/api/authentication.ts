@@ -8,6 +8,16 @@ import type { PrometheusMetrics } from '../metering/prometheus-metrics.js';
 /** Routes anyone may call: probes must work without credentials. */
 const openRoutes = new Set(['/healthz', '/readyz']);
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route answers without a key: it serves nothing a key protects (the dashboard's page and
+     * scripts, whose data comes from routes that do need one). Set by routes registered outside this folder.
+     */
+    openToAll?: boolean;
+  }
+}
+
 export interface AuthenticationOptions {
   /** Counts the requests refused for their key (`gravity_auth_failures_total`). */
   metrics: PrometheusMetrics;
@@ -45,7 +55,7 @@ export function registerAuthentication(
     const authorization = request.headers.authorization;
     try {
       // Unknown URLs answer 404 whoever asks; probes are open.
-      if (route !== undefined && !openRoutes.has(route)) {
+      if (route !== undefined && !openRoutes.has(route) && request.routeOptions.config.openToAll !== true) {
         if (route === '/metrics') {
           if (
             !admission.authenticator.isOpen() &&

@@ -11,6 +11,8 @@ import { createBatchApi } from '../batch/batch-api.js';
 import { registerBatchRoutes } from '../batch/batch-routes.js';
 import type { GravityConfig } from '../config/config-schema.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { registerDashboardRoutes } from '../dashboard/dashboard-routes.js';
+import { RecentRequests } from '../dashboard/recent-requests.js';
 import { createEngines, engineConfigSchema, engineDefinition } from '../engines/engine-registry.js';
 import { type AddressResolver, startDnsEndpointDiscovery } from '../epp/dns-endpoint-discovery.js';
 import { EndpointDirectory } from '../epp/endpoint-directory.js';
@@ -143,8 +145,10 @@ export async function startGravityServer(
     },
   });
   if (shared) metrics.observeSharedState(admission, config.state.onUnavailable);
-  // Metering runs first so that the Prometheus observer sees each request's metered figures, and
-  // admission each request's price.
+  // What the dashboard shows of requests finished and in flight (`GET /v1/dashboard/snapshot`).
+  const recentRequests = new RecentRequests(clock);
+  // Metering runs first so that the Prometheus observer and the dashboard see each request's metered
+  // figures, and admission each request's price.
   // Tracing comes last: its spans carry the figures metering set. Off (no `telemetry.otlp`), it is absent.
   const tracing = startRequestTracing(config.telemetry, clock, (message, details) =>
     logger.warn(details, message),
@@ -154,7 +158,7 @@ export async function startGravityServer(
     engines,
     clock,
     observers: [
-      ...(metering ? [metering, admission, metrics] : [admission, metrics]),
+      ...(metering ? [metering, admission, metrics, recentRequests] : [admission, metrics, recentRequests]),
       ...(tracing ? [tracing.observer] : []),
     ],
     log: (message, details) => logger.error(details, message),
@@ -221,6 +225,14 @@ export async function startGravityServer(
     metricsRequireAdminKey: config.metrics.requireAdminKey,
     metricsOnOwnPort: config.metrics.port !== undefined,
     extraRoutes: [
+      (app: FastifyInstance) =>
+        registerDashboardRoutes(app, {
+          gateway,
+          clock,
+          recent: recentRequests,
+          tiers: config.tiers,
+          ledger: store !== undefined,
+        }),
       ...(batch ? [(app: FastifyInstance) => registerBatchRoutes(app, batch.routes)] : []),
       (app: FastifyInstance) =>
         registerResponsesRoutes(app, {
