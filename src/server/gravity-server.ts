@@ -30,7 +30,6 @@ import { RequestPipeline, type Sleep } from '../pipeline/request-pipeline.js';
 import { openResponseStore } from '../responses/open-response-store.js';
 import { registerResponsesRoutes } from '../responses/responses-routes.js';
 import { schedulerSettings } from '../scheduling/scheduler-settings.js';
-import { startRequestTracing } from '../telemetry/open-telemetry.js';
 
 export interface GravityServer {
   gateway: Gateway;
@@ -150,9 +149,14 @@ export async function startGravityServer(
   // Metering runs first so that the Prometheus observer and the dashboard see each request's metered
   // figures, and admission each request's price.
   // Tracing comes last: its spans carry the figures metering set. Off (no `telemetry.otlp`), it is absent.
-  const tracing = startRequestTracing(config.telemetry, clock, (message, details) =>
-    logger.warn(details, message),
-  );
+  // The OpenTelemetry SDK is loaded only when tracing is on: off, it costs no memory (~8 MB resident).
+  const tracing = config.telemetry.otlp
+    ? (await import('../telemetry/open-telemetry.js')).startRequestTracing(
+        config.telemetry,
+        clock,
+        (message, details) => logger.warn(details, message),
+      )
+    : null;
   // Live routing draws from Math.random; the simulator seeds the same policies.
   const gateway = new Gateway({
     engines,
