@@ -43,6 +43,12 @@ export const engineOverheads = {
 export type EngineFlavour = keyof typeof engineOverheads;
 export const engineFlavours = Object.keys(engineOverheads) as [EngineFlavour, ...EngineFlavour[]];
 
+export interface EngineOverhead {
+  stepMs: number;
+  perSequenceMs: number;
+  scheduleEverySteps: number;
+}
+
 /**
  * Tensor parallelism splits weights, KV and FLOPs across GPUs but adds two all-reduces per layer per
  * step. Their bandwidth cost is a 10–20% efficiency loss (estimate, middle taken); their latency is a
@@ -53,6 +59,24 @@ export const engineFlavours = Object.keys(engineOverheads) as [EngineFlavour, ..
 export const tensorParallel = {
   efficiency: 0.85,
   allReduceLatencyMs: 0.031,
+};
+
+/**
+ * The constants that fix a replica's speed, as one value: what `resolveReplicaSpec` reads, and what the
+ * validation script (src/simulator/validation/validate-points.ts) refits on calibration points by passing
+ * candidates in place of these.
+ */
+export interface PerformanceConstants {
+  rooflineEfficiency: { prefillMfu: number; decodeMbu: number; kvReadMbu: number };
+  engineOverheads: Record<EngineFlavour, EngineOverhead>;
+  tensorParallel: { efficiency: number; allReduceLatencyMs: number };
+}
+
+/** The constants above, as the performance model uses them unless told otherwise. */
+export const performanceConstants: PerformanceConstants = {
+  rooflineEfficiency,
+  engineOverheads,
+  tensorParallel,
 };
 
 /**

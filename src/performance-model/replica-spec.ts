@@ -1,10 +1,9 @@
 import {
   defaultSchedulerLimits,
   type EngineFlavour,
-  engineOverheads,
   memoryPlan,
-  rooflineEfficiency,
-  tensorParallel,
+  type PerformanceConstants,
+  performanceConstants,
 } from './calibration.js';
 import type { HardwareProfile } from './hardware-profiles.js';
 import type { ModelProfile } from './model-profiles.js';
@@ -52,8 +51,15 @@ export interface ReplicaSpecOptions {
 
 export class ReplicaSpecError extends Error {}
 
-/** Resolves a replica's derived figures, or explains why the model does not fit the hardware. */
-export function resolveReplicaSpec(options: ReplicaSpecOptions): ReplicaSpec {
+/**
+ * Resolves a replica's derived figures, or explains why the model does not fit the hardware. `constants`
+ * defaults to calibration.ts; the validation script passes candidates while it fits them.
+ */
+export function resolveReplicaSpec(
+  options: ReplicaSpecOptions,
+  constants: PerformanceConstants = performanceConstants,
+): ReplicaSpec {
+  const { rooflineEfficiency, tensorParallel, engineOverheads } = constants;
   const deviceCount = options.deviceCount ?? 1;
   const { hardware, model } = options;
   const flavour = options.flavour ?? (hardware.kind === 'cpu' ? 'llama-cpp' : 'vllm-v1');
