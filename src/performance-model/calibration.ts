@@ -1,22 +1,25 @@
-import { prefixBlockTokens } from '../core/prompt-size.js';
 /**
- * Every tunable constant of the performance model, in one place, with where it came from. Nothing here
- * is fitted to a point that docs/simulator-validation.md then reports as validation: the validation
- * document lists which published points set which constant.
+ * Every tunable constant of the performance model, in one place, with where it came from.
+ *
+ * Constants marked "fitted" are set by `npm run validate:model` (src/simulator/validation/) on calibration
+ * points only (src/simulator/validation/points/calibration.json, split declared in points/README.md), by a
+ * deterministic coordinate search minimising the median absolute log error (plus a quarter of the mean as a
+ * tie-break). `npm run validate:model -- --sources` lists, for each fitted constant, the calibration runs
+ * it was fitted on; the rule is given beside each constant here. No validation point ever sets a constant.
+ * docs/simulator-validation.md reports the resulting in-sample, held-out and leave-one-source-out errors.
  */
+import { prefixBlockTokens } from '../core/prompt-size.js';
 
 /**
- * How much of the roofline an engine achieves. Prefill MFU and weight-read MBU are the middles of
- * commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), used as assumptions, not measurements:
- * no source we can cite states them (Databricks, "LLM Inference Performance Engineering: Best Practices",
- * measures 60% MBU on 2×H100 at batch 1). KV reads by paged-attention kernels stream far less efficiently
- * than weight GEMMs; `kvReadMbu` is calibrated on ML.ENERGY v3's Llama-3.1-8B / H100 throughput at
- * max_num_seqs 256 (docs/simulator-validation.md).
+ * How much of the roofline an engine achieves. Fitted on every simulable calibration run (Lambda vLLM
+ * 0.5.4 tables and JSON runs, SGLang's vLLM 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and
+ * power). KV reads by paged-attention kernels stream less efficiently than weight GEMMs, hence their own
+ * share.
  */
 export const rooflineEfficiency = {
-  prefillMfu: 0.5,
-  decodeMbu: 0.725,
-  kvReadMbu: 0.56,
+  prefillMfu: 0.2544,
+  decodeMbu: 0.5764,
+  kvReadMbu: 0.4785,
 };
 
 /**
@@ -24,21 +27,31 @@ export const rooflineEfficiency = {
  * and detokenisation bookkeeping. It is what separates engine generations at the same GPU work (vLLM
  * blog 2024-09-05: in vLLM 0.5 the GPU was busy only 38% of the time on Llama-3-8B / H100).
  *
- * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. vLLM 0.5: `stepMs` from
- * Lambda's 10-prompt median ITL on 1×H100, `perSequenceMs` from the blog's 38% GPU share at 256
- * sequences (derivations in docs/simulator-validation.md). V1 (vLLM ≥ 0.8, async scheduling): an
- * assumption that little host time is left exposed.
+ * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. Fitted per flavour on the
+ * calibration runs of that flavour: vLLM 0.5 on Lambda's vLLM 0.5.4 runs and ML.ENERGY V2 throughput;
+ * V1 on ML.ENERGY V3 (vLLM 0.11.1); 0.6 multi-step on SGLang's vLLM 0.6.0 Poisson runs. llama.cpp is
+ * not fitted (bench/engine).
  */
 export const engineOverheads = {
-  'vllm-v1': { stepMs: 0.5, perSequenceMs: 0.004, scheduleEverySteps: 1 },
-  'vllm-0.5': { stepMs: 2.45, perSequenceMs: 0.08, scheduleEverySteps: 1 },
+  'vllm-v1': { stepMs: 0.3008, perSequenceMs: 0.002406, scheduleEverySteps: 1, chunkedPrefill: true },
   /**
-   * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps (so V1-like
-   * per-step overhead), but waiting requests join only between ten-step runs.
+   * vLLM 0.5 without chunked prefill (its default below 32k context): a step either prefills waiting
+   * prompts whole or decodes, and decodes wait while prompts are prefilled.
    */
-  'vllm-0.6-multistep': { stepMs: 0.5, perSequenceMs: 0.004, scheduleEverySteps: 10 },
+  'vllm-0.5': { stepMs: 1.656, perSequenceMs: 0.01325, scheduleEverySteps: 1, chunkedPrefill: false },
+  /**
+   * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps, and waiting
+   * requests join only between ten-step runs.
+   */
+  'vllm-0.6-multistep': {
+    stepMs: 0.2544,
+    perSequenceMs: 0.003392,
+    scheduleEverySteps: 10,
+    // 0.6.0's multi-step scheduler did not support chunked prefill: decodes pause while prompts prefill.
+    chunkedPrefill: false,
+  },
   /** llama.cpp on CPU: one native call per step plus per-sequence sampling in JavaScript (bench/engine). */
-  'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1 },
+  'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1, chunkedPrefill: true },
 } as const;
 export type EngineFlavour = keyof typeof engineOverheads;
 export const engineFlavours = Object.keys(engineOverheads) as [EngineFlavour, ...EngineFlavour[]];
@@ -47,18 +60,21 @@ export interface EngineOverhead {
   stepMs: number;
   perSequenceMs: number;
   scheduleEverySteps: number;
+  /** Prompts chunked into decode steps (Sarathi-style); false: prefill-only steps, decodes paused. */
+  chunkedPrefill: boolean;
 }
 
 /**
  * Tensor parallelism splits weights, KV and FLOPs across GPUs but adds two all-reduces per layer per
  * step. Their bandwidth cost is a 10–20% efficiency loss (estimate, middle taken); their latency is a
  * fixed cost per all-reduce that grows with the ring's log₂(degree) and does not shrink with more GPUs,
- * which is why decode steps of a 70B model stop getting faster beyond TP 4. The latency is calibrated on
- * one point (Lambda's Llama-3.1-70B FP8 TP 4 median ITL; docs/simulator-validation.md).
+ * which is why decode steps of a 70B model stop getting faster beyond TP 4. The latency is fitted on every
+ * calibration run with TP > 1 (Lambda TP 2–8, SGLang 70B TP 4, ML.ENERGY 70B TP 4); the bandwidth loss is
+ * an estimate, not fitted.
  */
 export const tensorParallel = {
   efficiency: 0.85,
-  allReduceLatencyMs: 0.031,
+  allReduceLatencyMs: 0.00848,
 };
 
 /**

@@ -70,6 +70,11 @@ export interface ReplicaModelEvents<Tag> {
    * `sequencesByPriority[p]` counts them by priority (clamped to 0–7), for per-tier inter-token latency.
    */
   onDecodeSteps?(sequencesByPriority: Int32Array, steps: number, durationMs: number): void;
+  /**
+   * A prefill-only step of `durationMs` ran while `decodeSequences` sequences waited to decode (engines
+   * without chunked prefill): their next token comes that much later.
+   */
+  onDecodesPaused?(decodeSequences: number, durationMs: number): void;
   /** The request produced its last token (or was cancelled while running: `cancelled` true). */
   onFinish(sequence: ModelledSequence<Tag>, atMs: number, cancelled: boolean): void;
   onPreempt?(sequence: ModelledSequence<Tag>, atMs: number): void;
@@ -125,6 +130,8 @@ export class ReplicaModel<Tag> {
     steps: number;
     chunks: PrefillChunk<Tag>[];
     decodeSequences: number;
+    /** A prefill-only step: decoding sequences wait and the decode step index does not advance. */
+    decodesPaused: boolean;
   } | null = null;
   private readonly pendingCancels: ModelledSequence<Tag>[] = [];
   /** Device time booked for the step or span in progress, to give back what an interrupted span skips. */
@@ -351,11 +358,20 @@ export class ReplicaModel<Tag> {
     this.kv.allocatePrivate(blocks);
     this.deviceBusyMs += deviceMs;
     this.spanDeviceMs = deviceMs;
-    this.inProgress = { startMs: nowMs, endMs, steps, chunks: [], decodeSequences: this.decodeCount };
+    this.inProgress = {
+      startMs: nowMs,
+      endMs,
+      steps,
+      chunks: [],
+      decodeSequences: this.decodeCount,
+      decodesPaused: false,
+    };
     return true;
   }
 
   private startSingleStep(nowMs: number): boolean {
+    if (!this.spec.chunkedPrefill && this.atSchedulingBoundary && this.canAdmitHead())
+      return this.startPrefillOnlyStep(nowMs);
     // Decodes first: each needs room for one more token, preempting the lowest-priority request if not.
     let needed = this.blocksNeededAt(this.stepIndex);
     while (needed > this.kv.availableBlocks && this.running.size > 0) {
@@ -408,6 +424,53 @@ export class ReplicaModel<Tag> {
       steps: 1,
       chunks,
       decodeSequences: this.decodeCount,
+      decodesPaused: false,
+    };
+    return true;
+  }
+
+  /**
+   * Without chunked prefill (vLLM 0.5, 0.6 multi-step), a step that can admit prompts prefills them whole
+   * and nothing else, up to the token budget (the first prompt whatever its length), while decodes wait.
+   */
+  private startPrefillOnlyStep(nowMs: number): boolean {
+    const chunks: PrefillChunk<Tag>[] = [];
+    const work: StepWork = {
+      decodeSequences: 0,
+      decodeContextTokens: 0,
+      prefillTokens: 0,
+      prefillAttentionPositions: 0,
+      prefillContextTokens: 0,
+    };
+    let budget = this.spec.maxNumBatchedTokens;
+    while (this.running.size < this.spec.maxNumSeqs) {
+      const head = this.peekWaiting();
+      if (!head) break;
+      const cost = this.admissionCost(head);
+      if (cost.blocks > this.kv.availableBlocks) break;
+      const tokens = head.prefillTarget - cost.hits * this.blockTokens;
+      if (chunks.length > 0 && tokens > budget) break;
+      this.waiting.pop();
+      this.admit(head, cost.hits, nowMs);
+      const start = head.prefilledTokens;
+      const whole = head.prefillTarget - start;
+      chunks.push({ sequence: head, tokens: whole });
+      budget -= whole;
+      work.prefillTokens += whole;
+      work.prefillAttentionPositions += whole * start + (whole * (whole + 1)) / 2;
+      work.prefillContextTokens += start;
+    }
+    if (chunks.length === 0) return false;
+    const cost = this.costModel.cost(work);
+    this.deviceBusyMs += cost.deviceMs;
+    this.spanDeviceMs = cost.deviceMs;
+    this.inProgress = {
+      startMs: nowMs,
+      endMs: nowMs + cost.stepMs,
+      steps: 1,
+      chunks,
+      decodeSequences: 0,
+      decodesPaused: true,
     };
     return true;
   }
@@ -475,6 +538,9 @@ export class ReplicaModel<Tag> {
         this.leaveDecode(done);
         this.finish(done, endMs);
       }
+    } else if (step.decodesPaused) {
+      // Decoding sequences made no token: their step index stays where it was.
+      if (this.decodeCount > 0) this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs);
     } else {
       this.stepIndex += step.steps;
     }

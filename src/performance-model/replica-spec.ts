@@ -32,6 +32,8 @@ export interface ReplicaSpec {
   perSequenceOverheadMs: number;
   /** Multi-step scheduling: new requests join only every this many steps (1: every step). */
   scheduleEverySteps: number;
+  /** Prompts chunked into decode steps; false: whole prompts in prefill-only steps while decodes wait. */
+  chunkedPrefill: boolean;
   idleWatts: number;
   maxWatts: number;
   hourlyUsd: number;
@@ -119,6 +121,7 @@ export function resolveReplicaSpec(
     stepDeviceFixedMs: allReduceMs,
     perSequenceOverheadMs: overhead.perSequenceMs,
     scheduleEverySteps: overhead.scheduleEverySteps,
+    chunkedPrefill: overhead.chunkedPrefill,
     idleWatts: hardware.idleWatts * deviceCount,
     maxWatts: hardware.maxWatts * deviceCount,
     hourlyUsd: hardware.hourlyUsd * deviceCount,

@@ -270,6 +270,7 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   const itlGapsMs: number[] = [];
   const itlWeights: number[] = [];
   const chunkSteps = spec.scheduleEverySteps;
+  let lastDecodeStepMs = 0;
   const timeline: { atMs: number; tokens: number; energy: number }[] = [];
   let finished = 0;
   const justFinished: number[] = [];
@@ -282,9 +283,18 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
       let sequences = 0;
       for (const value of byPriority) sequences += value;
       if (sequences === 0) return;
+      lastDecodeStepMs = durationMs / steps;
       // Multi-step scheduling streams `chunkSteps` tokens at once: the client sees one gap per chunk.
-      itlGapsMs.push((durationMs / steps) * chunkSteps);
+      itlGapsMs.push(lastDecodeStepMs * chunkSteps);
       itlWeights.push((sequences * steps) / chunkSteps);
+    },
+    onDecodesPaused: (sequences, durationMs) => {
+      // One gap of every waiting sequence stretches by the prefill step: record it as a gap of its own
+      // and take one ordinary gap's weight back.
+      itlGapsMs.push(durationMs + lastDecodeStepMs * chunkSteps);
+      itlWeights.push(sequences);
+      itlGapsMs.push(lastDecodeStepMs * chunkSteps);
+      itlWeights.push(-sequences);
     },
     onFinish: (sequence, atMs) => {
       e2eMs[sequence.tag] = atMs - (arrivalMs[sequence.tag] as number);

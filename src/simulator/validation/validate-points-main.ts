@@ -3,6 +3,7 @@ import { performanceConstants } from '../../performance-model/calibration.js';
 import { loadPoints } from './point-runs.js';
 import {
   fittedConstants,
+  fittedOnRuns,
   type PointRow,
   runValidation,
   summarise,
@@ -69,7 +70,18 @@ for (const constant of fittedConstants) {
   console.log(
     `  ${constant.name.padEnd(48)} ${constant.get(report.fit.constants).toPrecision(4)}${unfitted}`,
   );
+  if (process.argv.includes('--sources'))
+    console.log(`      fitted on runs: ${fittedOnRuns(harness, constant).join(', ') || 'none'}`);
 }
+
+const stale = fittedConstants.filter(
+  (constant) => Math.abs(constant.get(report.fit.constants) / constant.get(performanceConstants) - 1) > 0.001,
+);
+console.log(
+  stale.length === 0
+    ? 'calibration.ts holds these fitted values.'
+    : `calibration.ts differs from this fit in: ${stale.map((constant) => `${constant.name} (${constant.get(performanceConstants)})`).join(', ')}`,
+);
 
 printRows('in-sample (calibration points, constants fitted on them):', report.inSample);
 printRows('held out (validation points, constants fitted on calibration points):', report.heldOut);
