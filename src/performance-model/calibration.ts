@@ -11,15 +11,39 @@
 import { prefixBlockTokens } from '../core/prompt-size.js';
 
 /**
- * How much of the roofline an engine achieves. Fitted on every simulable calibration run (Lambda vLLM
- * 0.5.4 tables and JSON runs, SGLang's vLLM 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and
- * power). KV reads by paged-attention kernels stream less efficiently than weight GEMMs, hence their own
- * share.
+ * Device generations: compute efficiency and the speed of the host that drives the device differ by
+ * generation (kernels, and the CPUs such servers ship with), so they are fitted per generation.
  */
-export const rooflineEfficiency = {
-  prefillMfu: 0.2544,
-  decodeMbu: 0.5764,
-  kvReadMbu: 0.4785,
+export type DeviceGeneration = 'ampere' | 'hopper' | 'ada' | 'cpu';
+
+export function deviceGeneration(hardware: { name: string; kind: 'gpu' | 'cpu' }): DeviceGeneration {
+  if (hardware.kind === 'cpu') return 'cpu';
+  if (hardware.name.startsWith('a100')) return 'ampere';
+  if (hardware.name.startsWith('l4')) return 'ada';
+  return 'hopper';
+}
+
+export interface RooflineEfficiency {
+  prefillMfu: number;
+  decodeMbu: number;
+  /** KV reads by paged-attention kernels stream less efficiently than weight GEMMs. */
+  kvReadMbu: number;
+  /** Multiplies the engine's host overheads: hopper servers are the reference (1). */
+  hostTimeScale: number;
+}
+
+/**
+ * How much of the roofline an engine achieves, per device generation. Hopper and ampere are fitted on
+ * the simulable calibration runs on H100 and A100 (Lambda vLLM 0.5.4 tables and JSON runs, SGLang's vLLM
+ * 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and power). Ada (L40S, L4) has no simulable
+ * published point: the middles of commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), as
+ * assumptions. CPU cores: the same assumptions, with KV reads at 0.56 (bench/engine), not fitted.
+ */
+export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = {
+  hopper: { prefillMfu: 0.25, decodeMbu: 0.5764, kvReadMbu: 0.7468, hostTimeScale: 1 },
+  ampere: { prefillMfu: 0.25, decodeMbu: 0.5764, kvReadMbu: 0.7468, hostTimeScale: 1 },
+  ada: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725, hostTimeScale: 1 },
+  cpu: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.56, hostTimeScale: 1 },
 };
 
 /**
@@ -78,14 +102,25 @@ export const tensorParallel = {
 };
 
 /**
+ * Power: idle + (max − idle) × activity while the device computes; host overhead time counts as idle. A
+ * compute-bound (prefill) step has activity 1; a memory-bound step's activity is
+ * floor + (1 − floor) × b / (b + halfBatch) for the b tokens it batches, and all-reduce waits run at the
+ * floor. So power rises with batch, as ML.ENERGY V3 measures it, and J per token at batch 1 stays
+ * power × step time (never above TDP). Fitted on ML.ENERGY V3's average GPU power in the calibration set
+ * (8B 1×H100 and 70B 4×H100); V2's power is excluded (measured over the whole run, points/README.md).
+ */
+export const powerCurve = { floor: 0.6, halfBatch: 16 };
+
+/**
  * The constants that fix a replica's speed, as one value: what `resolveReplicaSpec` reads, and what the
  * validation script (src/simulator/validation/validate-points.ts) refits on calibration points by passing
  * candidates in place of these.
  */
 export interface PerformanceConstants {
-  rooflineEfficiency: { prefillMfu: number; decodeMbu: number; kvReadMbu: number };
+  rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency>;
   engineOverheads: Record<EngineFlavour, EngineOverhead>;
   tensorParallel: { efficiency: number; allReduceLatencyMs: number };
+  powerCurve: { floor: number; halfBatch: number };
 }
 
 /** The constants above, as the performance model uses them unless told otherwise. */
@@ -93,6 +128,7 @@ export const performanceConstants: PerformanceConstants = {
   rooflineEfficiency,
   engineOverheads,
   tensorParallel,
+  powerCurve,
 };
 
 /**

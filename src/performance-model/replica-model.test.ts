@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { segmentBlockHashes } from './block-hashes.js';
-import { rooflineEfficiency } from './calibration.js';
+import { rooflineEfficiency as efficiencyByGeneration } from './calibration.js';
+
+const rooflineEfficiency = efficiencyByGeneration.hopper;
+
 import { hardwareProfiles } from './hardware-profiles.js';
 import { modelProfile } from './model-profiles.js';
 import { firstComeFirstServed, tierPriority } from './queue-ordering.js';

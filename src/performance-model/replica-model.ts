@@ -136,6 +136,9 @@ export class ReplicaModel<Tag> {
   private readonly pendingCancels: ModelledSequence<Tag>[] = [];
   /** Device time booked for the step or span in progress, to give back what an interrupted span skips. */
   private spanDeviceMs = 0;
+  /** Active device time (see StepCostModel.activeDeviceMs) booked for the step or span in progress. */
+  private spanActiveMs = 0;
+  private activeDeviceMsTotal = 0;
 
   // Totals.
   deviceBusyMs = 0;
@@ -192,9 +195,19 @@ export class ReplicaModel<Tag> {
     return this.running;
   }
 
-  /** Device energy beyond idle so far, from the roofline busy time (the power model's dynamic part). */
+  /**
+   * Device energy beyond idle so far: (max − idle) watts over the device's busy time, weighted by how hard
+   * each step works it (StepCostModel.activeDeviceMs). Host overhead time counts as idle.
+   */
   get dynamicEnergyJoules(): number {
-    return ((this.spec.maxWatts - this.spec.idleWatts) * this.deviceBusyMs) / 1000;
+    return ((this.spec.maxWatts - this.spec.idleWatts) * this.activeDeviceMsTotal) / 1000;
+  }
+
+  private bookDevice(deviceMs: number, activeMs: number): void {
+    this.deviceBusyMs += deviceMs;
+    this.activeDeviceMsTotal += activeMs;
+    this.spanDeviceMs = deviceMs;
+    this.spanActiveMs = activeMs;
   }
 
   // ── Requests ───────────────────────────────────────────────────────────────────────────────────────
@@ -298,8 +311,11 @@ export class ReplicaModel<Tag> {
     for (let step = steps; step < span.steps; step++)
       unusedBlocks += this.blocksNeededAt(this.stepIndex + step);
     this.kv.releasePrivate(unusedBlocks);
+    const activeMs = this.costModel.activeDeviceMs(deviceMs, span.decodeSequences, false, steps);
     this.deviceBusyMs -= this.spanDeviceMs - deviceMs;
+    this.activeDeviceMsTotal -= this.spanActiveMs - activeMs;
     this.spanDeviceMs = deviceMs;
+    this.spanActiveMs = activeMs;
     span.steps = steps;
     span.endMs = endMs;
   }
@@ -356,8 +372,7 @@ export class ReplicaModel<Tag> {
     }
     if (steps === 0) return false;
     this.kv.allocatePrivate(blocks);
-    this.deviceBusyMs += deviceMs;
-    this.spanDeviceMs = deviceMs;
+    this.bookDevice(deviceMs, this.costModel.activeDeviceMs(deviceMs, this.decodeCount, false, steps));
     this.inProgress = {
       startMs: nowMs,
       endMs,
@@ -416,8 +431,14 @@ export class ReplicaModel<Tag> {
 
     if (work.decodeSequences === 0 && work.prefillTokens === 0) return false;
     const cost = this.costModel.cost(work);
-    this.deviceBusyMs += cost.deviceMs;
-    this.spanDeviceMs = cost.deviceMs;
+    this.bookDevice(
+      cost.deviceMs,
+      this.costModel.activeDeviceMs(
+        cost.deviceMs,
+        work.decodeSequences + work.prefillTokens,
+        this.costModel.computeBound(work),
+      ),
+    );
     this.inProgress = {
       startMs: nowMs,
       endMs: nowMs + cost.stepMs,
@@ -462,8 +483,14 @@ export class ReplicaModel<Tag> {
     }
     if (chunks.length === 0) return false;
     const cost = this.costModel.cost(work);
-    this.deviceBusyMs += cost.deviceMs;
-    this.spanDeviceMs = cost.deviceMs;
+    this.bookDevice(
+      cost.deviceMs,
+      this.costModel.activeDeviceMs(
+        cost.deviceMs,
+        work.decodeSequences + work.prefillTokens,
+        this.costModel.computeBound(work),
+      ),
+    );
     this.inProgress = {
       startMs: nowMs,
       endMs: nowMs + cost.stepMs,

@@ -1,5 +1,6 @@
 import {
   defaultSchedulerLimits,
+  deviceGeneration,
   type EngineFlavour,
   memoryPlan,
   type PerformanceConstants,
@@ -36,6 +37,9 @@ export interface ReplicaSpec {
   chunkedPrefill: boolean;
   idleWatts: number;
   maxWatts: number;
+  /** Power model (calibration.ts `powerCurve`): activity of a memory-bound step at batch 0, and the batch at half way to 1. */
+  powerFloor: number;
+  powerHalfBatch: number;
   hourlyUsd: number;
 }
 
@@ -61,7 +65,7 @@ export function resolveReplicaSpec(
   options: ReplicaSpecOptions,
   constants: PerformanceConstants = performanceConstants,
 ): ReplicaSpec {
-  const { rooflineEfficiency, tensorParallel, engineOverheads } = constants;
+  const { tensorParallel, engineOverheads } = constants;
   const deviceCount = options.deviceCount ?? 1;
   const { hardware, model } = options;
   const flavour = options.flavour ?? (hardware.kind === 'cpu' ? 'llama-cpp' : 'vllm-v1');
@@ -88,6 +92,7 @@ export function resolveReplicaSpec(
       ? 2 * model.layers * tensorParallel.allReduceLatencyMs * Math.log2(tensorParallelDegree)
       : 0;
   const overhead = engineOverheads[flavour];
+  const rooflineEfficiency = constants.rooflineEfficiency[deviceGeneration(hardware)];
   // FP8 weights run FP8 GEMMs (W8A8) where the device has FP8 tensor cores; elsewhere they are upcast.
   const peakFlops =
     model.weightDtype === 'fp8' && hardware.peakFp8FlopsPerSecond !== undefined
@@ -117,11 +122,13 @@ export function resolveReplicaSpec(
         rooflineEfficiency.kvReadMbu *
         parallelEfficiency) /
       1000,
-    stepOverheadMs: overhead.stepMs,
+    stepOverheadMs: overhead.stepMs * rooflineEfficiency.hostTimeScale,
     stepDeviceFixedMs: allReduceMs,
-    perSequenceOverheadMs: overhead.perSequenceMs,
+    perSequenceOverheadMs: overhead.perSequenceMs * rooflineEfficiency.hostTimeScale,
     scheduleEverySteps: overhead.scheduleEverySteps,
     chunkedPrefill: overhead.chunkedPrefill,
+    powerFloor: constants.powerCurve.floor,
+    powerHalfBatch: constants.powerCurve.halfBatch,
     idleWatts: hardware.idleWatts * deviceCount,
     maxWatts: hardware.maxWatts * deviceCount,
     hourlyUsd: hardware.hourlyUsd * deviceCount,

@@ -64,6 +64,8 @@ export interface RunSetup {
   window: 'whole' | 'steady';
   /** How the lengths were chosen, printed with the tables. */
   lengthsNote: string;
+  /** Whether any of the run's points is a power or energy figure (only then do power constants matter). */
+  measuresPower: boolean;
 }
 
 export type RunPlan = { setup: RunSetup } | { skip: string };
@@ -169,6 +171,10 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
   const maxNumBatchedTokens =
     typeof batching.maxNumBatchedTokens === 'number' ? batching.maxNumBatchedTokens : undefined;
   const common = {
+    measuresPower: points.some(
+      (candidate) =>
+        candidate.metric.name === 'average GPU power W' || candidate.metric.name === 'J per output token',
+    ),
     run: point.run,
     source: point.source.name,
     hardware: setup.hardware,

@@ -1,5 +1,6 @@
 import { medianOf } from '../../core/quantile.js';
-import type { PerformanceConstants } from '../../performance-model/calibration.js';
+import { deviceGeneration, type PerformanceConstants } from '../../performance-model/calibration.js';
+import { hardwareProfile } from '../../performance-model/hardware-profiles.js';
 import { ReplicaSpecError } from '../../performance-model/replica-spec.js';
 import {
   type LoadedPoint,
@@ -54,22 +55,52 @@ const flavourOverhead = (
   affects: (setup) => setup.flavour === flavour,
 });
 
-const roofline = (field: 'prefillMfu' | 'decodeMbu' | 'kvReadMbu'): FittedConstant => ({
-  name: `rooflineEfficiency.${field}`,
-  get: (constants) => constants.rooflineEfficiency[field],
+const roofline = (
+  generation: 'hopper' | 'ampere',
+  field: 'prefillMfu' | 'decodeMbu' | 'kvReadMbu' | 'hostTimeScale',
+  min: number,
+  max: number,
+): FittedConstant => ({
+  name: `rooflineEfficiency.${generation}.${field}`,
+  get: (constants) => constants.rooflineEfficiency[generation][field],
   set: (constants, value) => {
-    constants.rooflineEfficiency = { ...constants.rooflineEfficiency, [field]: value };
+    constants.rooflineEfficiency = {
+      ...constants.rooflineEfficiency,
+      [generation]: { ...constants.rooflineEfficiency[generation], [field]: value },
+    };
   },
-  min: 0.2,
-  max: 0.95,
-  affects: () => true,
+  min,
+  max,
+  affects: (setup) => generationOf(setup) === generation,
+});
+
+function generationOf(setup: RunSetup) {
+  const hardware = hardwareProfile(setup.hardware);
+  return hardware ? deviceGeneration(hardware) : null;
+}
+
+const powerCurve = (field: 'floor' | 'halfBatch', min: number, max: number): FittedConstant => ({
+  name: `powerCurve.${field}`,
+  get: (constants) => constants.powerCurve[field],
+  set: (constants, value) => {
+    constants.powerCurve = { ...constants.powerCurve, [field]: value };
+  },
+  min,
+  max,
+  affects: (setup) => setup.measuresPower,
 });
 
 /** The constants the fit moves; everything else in calibration.ts stays as written there. */
 export const fittedConstants: FittedConstant[] = [
-  roofline('decodeMbu'),
-  roofline('kvReadMbu'),
-  roofline('prefillMfu'),
+  powerCurve('floor', 0.05, 1),
+  powerCurve('halfBatch', 1, 4096),
+  roofline('hopper', 'decodeMbu', 0.2, 0.95),
+  roofline('hopper', 'kvReadMbu', 0.2, 0.95),
+  roofline('hopper', 'prefillMfu', 0.2, 0.95),
+  roofline('ampere', 'decodeMbu', 0.2, 0.95),
+  roofline('ampere', 'kvReadMbu', 0.2, 0.95),
+  roofline('ampere', 'prefillMfu', 0.2, 0.95),
+  roofline('ampere', 'hostTimeScale', 0.25, 4),
   flavourOverhead('vllm-0.5', 'stepMs', 0.05, 20),
   flavourOverhead('vllm-0.5', 'perSequenceMs', 0.0005, 1),
   flavourOverhead('vllm-v1', 'stepMs', 0.05, 20),
@@ -91,13 +122,19 @@ export const fittedConstants: FittedConstant[] = [
 /**
  * Where the fit starts, and what a constant keeps when no calibration point in a fold can move it: values
  * taken before any point was looked at. Roofline shares are the middles of commonly quoted ranges (decode
- * 60–85% MBU, prefill 40–60% MFU; KV reads assumed as weights); host time per step 0.5 ms and 4 µs per
+ * 60–85% MBU, prefill 40–60% MFU; KV reads assumed as weights; hosts alike); host time per step 0.5 ms and 4 µs per
  * sequence for every flavour; all-reduce 10 µs per call (NCCL small-message latency on NVLink).
  */
 export function priorConstants(): PerformanceConstants {
   const overhead = { stepMs: 0.5, perSequenceMs: 0.004 };
+  const gpu = { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725, hostTimeScale: 1 };
   return {
-    rooflineEfficiency: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725 },
+    rooflineEfficiency: {
+      hopper: { ...gpu },
+      ampere: { ...gpu },
+      ada: { ...gpu },
+      cpu: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.56, hostTimeScale: 1 },
+    },
     engineOverheads: {
       'vllm-v1': { ...overhead, scheduleEverySteps: 1, chunkedPrefill: true },
       'vllm-0.5': { ...overhead, scheduleEverySteps: 1, chunkedPrefill: false },
@@ -105,6 +142,7 @@ export function priorConstants(): PerformanceConstants {
       'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1, chunkedPrefill: true },
     },
     tensorParallel: { efficiency: 0.85, allReduceLatencyMs: 0.01 },
+    powerCurve: { floor: 0.5, halfBatch: 32 },
   };
 }
 
@@ -135,9 +173,10 @@ export class ValidationHarness {
   private cacheKey(setup: RunSetup, constants: PerformanceConstants): string {
     return JSON.stringify([
       setup.run,
-      constants.rooflineEfficiency,
+      constants.rooflineEfficiency[generationOf(setup) ?? 'hopper'],
       constants.engineOverheads[setup.flavour],
       setup.devices > 1 ? constants.tensorParallel : null,
+      setup.measuresPower ? constants.powerCurve : null,
     ]);
   }
 
@@ -231,25 +270,32 @@ export function fitConstants(
   const movable = fittedConstants.filter((constant) =>
     [...harness.runs.values()].some(({ setup, points }) => constant.affects(setup) && points.some(include)),
   );
+  // Coarse to fine: each ladder is swept over every constant until a whole sweep improves nothing.
   const ladders = [
-    [0.4, 0.6, 0.8, 1.25, 1.6, 2.5],
-    [0.8, 0.9, 1.1, 1.25],
-    [0.94, 0.97, 1.03, 1.06],
-  ];
-  for (let round = 0; round < rounds; round++) {
-    for (const constant of movable) {
-      const current = constant.get(constants);
-      for (const factor of ladders[Math.min(round, ladders.length - 1)] as number[]) {
-        const value = Math.min(constant.max, Math.max(constant.min, current * factor));
-        if (value === constant.get(constants)) continue;
-        const candidate = cloneConstants(constants);
-        constant.set(candidate, value);
-        const score = objective(candidate);
-        if (score < best - 1e-12) {
-          best = score;
-          constants = candidate;
+    [0.125, 0.25, 0.5, 2, 4, 8],
+    [0.6, 0.8, 1.25, 1.6],
+    [0.9, 0.95, 1.05, 1.1],
+    [0.97, 0.99, 1.01, 1.03],
+  ].slice(0, rounds + 1);
+  for (const ladder of ladders) {
+    for (let sweep = 0; sweep < 4; sweep++) {
+      let improved = false;
+      for (const constant of movable) {
+        const current = constant.get(constants);
+        for (const factor of ladder) {
+          const value = Math.min(constant.max, Math.max(constant.min, current * factor));
+          if (value === constant.get(constants)) continue;
+          const candidate = cloneConstants(constants);
+          constant.set(candidate, value);
+          const score = objective(candidate);
+          if (score < best - 1e-9) {
+            best = score;
+            constants = candidate;
+            improved = true;
+          }
         }
       }
+      if (!improved) break;
     }
   }
   return {
