@@ -40,8 +40,8 @@ export interface RooflineEfficiency {
  * assumptions. CPU cores: the same assumptions, with KV reads at 0.56 (bench/engine), not fitted.
  */
 export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = {
-  hopper: { prefillMfu: 0.25, decodeMbu: 0.5764, kvReadMbu: 0.7468, hostTimeScale: 1 },
-  ampere: { prefillMfu: 0.25, decodeMbu: 0.5764, kvReadMbu: 0.7468, hostTimeScale: 1 },
+  hopper: { prefillMfu: 0.4389, decodeMbu: 0.8, kvReadMbu: 0.32, hostTimeScale: 1 },
+  ampere: { prefillMfu: 0.5277, decodeMbu: 0.7177, kvReadMbu: 0.6529, hostTimeScale: 1.881 },
   ada: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725, hostTimeScale: 1 },
   cpu: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.56, hostTimeScale: 1 },
 };
@@ -54,22 +54,23 @@ export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = 
  * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. Fitted per flavour on the
  * calibration runs of that flavour: vLLM 0.5 on Lambda's vLLM 0.5.4 runs and ML.ENERGY V2 throughput;
  * V1 on ML.ENERGY V3 (vLLM 0.11.1); 0.6 multi-step on SGLang's vLLM 0.6.0 Poisson runs. llama.cpp is
- * not fitted (bench/engine).
+ * not fitted (bench/engine). vLLM 0.5's two sources disagree: ML.ENERGY V2's throughput asks for several
+ * times Lambda's host time, so the fitted `stepMs` overstates small bursts (docs/simulator-validation.md).
  */
 export const engineOverheads = {
-  'vllm-v1': { stepMs: 0.3008, perSequenceMs: 0.002406, scheduleEverySteps: 1, chunkedPrefill: true },
+  'vllm-v1': { stepMs: 0.05039, perSequenceMs: 0.0006848, scheduleEverySteps: 1, chunkedPrefill: true },
   /**
    * vLLM 0.5 without chunked prefill (its default below 32k context): a step either prefills waiting
    * prompts whole or decodes, and decodes wait while prompts are prefilled.
    */
-  'vllm-0.5': { stepMs: 1.656, perSequenceMs: 0.01325, scheduleEverySteps: 1, chunkedPrefill: false },
+  'vllm-0.5': { stepMs: 9.503, perSequenceMs: 0.07693, scheduleEverySteps: 1, chunkedPrefill: false },
   /**
    * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps, and waiting
    * requests join only between ten-step runs.
    */
   'vllm-0.6-multistep': {
-    stepMs: 0.2544,
-    perSequenceMs: 0.003392,
+    stepMs: 0.5631,
+    perSequenceMs: 0.016,
     scheduleEverySteps: 10,
     // 0.6.0's multi-step scheduler did not support chunked prefill: decodes pause while prompts prefill.
     chunkedPrefill: false,
@@ -98,7 +99,7 @@ export interface EngineOverhead {
  */
 export const tensorParallel = {
   efficiency: 0.85,
-  allReduceLatencyMs: 0.00848,
+  allReduceLatencyMs: 0.02,
 };
 
 /**
@@ -109,7 +110,7 @@ export const tensorParallel = {
  * power × step time (never above TDP). Fitted on ML.ENERGY V3's average GPU power in the calibration set
  * (8B 1×H100 and 70B 4×H100); V2's power is excluded (measured over the whole run, points/README.md).
  */
-export const powerCurve = { floor: 0.6, halfBatch: 16 };
+export const powerCurve = { floor: 0.1576, halfBatch: 12.62 };
 
 /**
  * The constants that fix a replica's speed, as one value: what `resolveReplicaSpec` reads, and what the
@@ -154,8 +155,8 @@ export function defaultSchedulerLimits(hardware: { memoryBytes: number; name: st
 }
 
 /**
- * Power = idle + (max − idle) × the fraction of the step the device computes. Host-side overhead time
- * counts as idle: the GPU waits for the host. One label for every figure this formula produces, whether
+ * Power = idle + (max − idle) × activity while the device computes (`powerCurve`). Host-side overhead
+ * time counts as idle: the GPU waits for the host. One label for every figure this formula produces, whether
  * the simulator or the emulated engine ran the steps: the ledger, `/metrics` and simulation reports agree.
  */
 export const performanceModelEnergySource = 'estimated:performance-model' as const;

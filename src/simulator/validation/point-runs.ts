@@ -207,8 +207,8 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     const v3 = flavour === 'vllm-v1';
     const batch = maxNumSeqs ?? 256;
     // Arrivals are not stated: a server kept full at max_num_seqs, measured in steady state. Enough
-    // requests that the middle of the run is steady: eight generations of the batch.
-    const count = Math.max(1000, batch * 8);
+    // requests that the middle of the run is steady: five generations of the batch.
+    const count = Math.max(600, batch * 5);
     return {
       setup: {
         ...common,

@@ -372,7 +372,7 @@ export function fitObjective(rows: readonly PointRow[]): number {
   if (rows.length === 0) return Number.POSITIVE_INFINITY;
   const logErrors = rows.map((row) => Math.abs(Math.log(row.simulated / row.point.value)));
   const mean = logErrors.reduce((sum, value) => sum + value, 0) / logErrors.length;
-  return (medianOf(logErrors) as number) + Number(process.env.H18_MEAN_WEIGHT ?? 0.25) * mean;
+  return (medianOf(logErrors) as number) + 0.25 * mean;
 }
 
 /** The calibration runs whose fitted points a constant can move: its source, for calibration.ts. */
