@@ -94,7 +94,9 @@ interface PrefillChunk<Tag> {
  * `maxNumSeqs` and a token budget, decodes first, then chunked prefill of running and newly admitted
  * prompts (Sarathi-style mixed steps); KV blocks allocated up front for a prompt and one by one as answers
  * grow; when blocks run out the lowest-priority running request is preempted and later recomputed; a
- * prefix cache serves prompt blocks computed before.
+ * prefix cache serves prompt blocks computed before. Engines without chunked prefill (vLLM 0.5, 0.6
+ * multi-step) instead run prefill-only steps of whole prompts whenever a prompt can be admitted, decodes
+ * waiting meanwhile.
  *
  * The model has no clock. Its driver starts a step (`startStep`), waits until `stepEndMs` — in real time
  * (emulated engine) or by jumping a virtual clock (simulator) — and calls `completeStep`. Decoding
