@@ -1,22 +1,49 @@
-import { prefixBlockTokens } from '../core/prompt-size.js';
 /**
- * Every tunable constant of the performance model, in one place, with where it came from. Nothing here
- * is fitted to a point that docs/simulator-validation.md then reports as validation: the validation
- * document lists which published points set which constant.
+ * Every tunable constant of the performance model, in one place, with where it came from.
+ *
+ * Constants marked "fitted" are set by `npm run validate:model` (src/simulator/validation/) on calibration
+ * points only (src/simulator/validation/points/calibration.json, split declared in points/README.md), by a
+ * deterministic coordinate search minimising the median absolute log error (plus a quarter of the mean as a
+ * tie-break). `npm run validate:model -- --sources` lists, for each fitted constant, the calibration runs
+ * it was fitted on; the rule is given beside each constant here. No validation point ever sets a constant.
+ * docs/simulator-validation.md reports the resulting in-sample, held-out and leave-one-source-out errors.
  */
+import { prefixBlockTokens } from '../core/prompt-size.js';
 
 /**
- * How much of the roofline an engine achieves. Prefill MFU and weight-read MBU are the middles of
- * commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), used as assumptions, not measurements:
- * no source we can cite states them (Databricks, "LLM Inference Performance Engineering: Best Practices",
- * measures 60% MBU on 2×H100 at batch 1). KV reads by paged-attention kernels stream far less efficiently
- * than weight GEMMs; `kvReadMbu` is calibrated on ML.ENERGY v3's Llama-3.1-8B / H100 throughput at
- * max_num_seqs 256 (docs/simulator-validation.md).
+ * Device generations: compute efficiency and the speed of the host that drives the device differ by
+ * generation (kernels, and the CPUs such servers ship with), so they are fitted per generation.
  */
-export const rooflineEfficiency = {
-  prefillMfu: 0.5,
-  decodeMbu: 0.725,
-  kvReadMbu: 0.56,
+export type DeviceGeneration = 'ampere' | 'hopper' | 'ada' | 'cpu';
+
+export function deviceGeneration(hardware: { name: string; kind: 'gpu' | 'cpu' }): DeviceGeneration {
+  if (hardware.kind === 'cpu') return 'cpu';
+  if (hardware.name.startsWith('a100')) return 'ampere';
+  if (hardware.name.startsWith('l4')) return 'ada';
+  return 'hopper';
+}
+
+export interface RooflineEfficiency {
+  prefillMfu: number;
+  decodeMbu: number;
+  /** KV reads by paged-attention kernels stream less efficiently than weight GEMMs. */
+  kvReadMbu: number;
+  /** Multiplies the engine's host overheads: hopper servers are the reference (1). */
+  hostTimeScale: number;
+}
+
+/**
+ * How much of the roofline an engine achieves, per device generation. Hopper and ampere are fitted on
+ * the simulable calibration runs on H100 and A100 (Lambda vLLM 0.5.4 tables and JSON runs, SGLang's vLLM
+ * 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and power). Ada (L40S, L4) has no simulable
+ * published point: the middles of commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), as
+ * assumptions. CPU cores: the same assumptions, with KV reads at 0.56 (bench/engine), not fitted.
+ */
+export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = {
+  hopper: { prefillMfu: 0.4389, decodeMbu: 0.8, kvReadMbu: 0.32, hostTimeScale: 1 },
+  ampere: { prefillMfu: 0.5277, decodeMbu: 0.7177, kvReadMbu: 0.6529, hostTimeScale: 1.881 },
+  ada: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725, hostTimeScale: 1 },
+  cpu: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.56, hostTimeScale: 1 },
 };
 
 /**
@@ -24,35 +51,85 @@ export const rooflineEfficiency = {
  * and detokenisation bookkeeping. It is what separates engine generations at the same GPU work (vLLM
  * blog 2024-09-05: in vLLM 0.5 the GPU was busy only 38% of the time on Llama-3-8B / H100).
  *
- * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. vLLM 0.5: `stepMs` from
- * Lambda's 10-prompt median ITL on 1×H100, `perSequenceMs` from the blog's 38% GPU share at 256
- * sequences (derivations in docs/simulator-validation.md). V1 (vLLM ≥ 0.8, async scheduling): an
- * assumption that little host time is left exposed.
+ * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. Fitted per flavour on the
+ * calibration runs of that flavour: vLLM 0.5 on Lambda's vLLM 0.5.4 runs and ML.ENERGY V2 throughput;
+ * V1 on ML.ENERGY V3 (vLLM 0.11.1); 0.6 multi-step on SGLang's vLLM 0.6.0 Poisson runs. llama.cpp is
+ * not fitted (bench/engine). vLLM 0.5's two sources disagree: ML.ENERGY V2's throughput asks for several
+ * times Lambda's host time, so the fitted `stepMs` overstates small bursts (docs/simulator-validation.md).
  */
 export const engineOverheads = {
-  'vllm-v1': { stepMs: 0.5, perSequenceMs: 0.004, scheduleEverySteps: 1 },
-  'vllm-0.5': { stepMs: 2.45, perSequenceMs: 0.08, scheduleEverySteps: 1 },
+  'vllm-v1': { stepMs: 0.05039, perSequenceMs: 0.0006848, scheduleEverySteps: 1, chunkedPrefill: true },
   /**
-   * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps (so V1-like
-   * per-step overhead), but waiting requests join only between ten-step runs.
+   * vLLM 0.5 without chunked prefill (its default below 32k context): a step either prefills waiting
+   * prompts whole or decodes, and decodes wait while prompts are prefilled.
    */
-  'vllm-0.6-multistep': { stepMs: 0.5, perSequenceMs: 0.004, scheduleEverySteps: 10 },
+  'vllm-0.5': { stepMs: 9.503, perSequenceMs: 0.07693, scheduleEverySteps: 1, chunkedPrefill: false },
+  /**
+   * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps, and waiting
+   * requests join only between ten-step runs.
+   */
+  'vllm-0.6-multistep': {
+    stepMs: 0.5631,
+    perSequenceMs: 0.016,
+    scheduleEverySteps: 10,
+    // 0.6.0's multi-step scheduler did not support chunked prefill: decodes pause while prompts prefill.
+    chunkedPrefill: false,
+  },
   /** llama.cpp on CPU: one native call per step plus per-sequence sampling in JavaScript (bench/engine). */
-  'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1 },
+  'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1, chunkedPrefill: true },
 } as const;
 export type EngineFlavour = keyof typeof engineOverheads;
 export const engineFlavours = Object.keys(engineOverheads) as [EngineFlavour, ...EngineFlavour[]];
+
+export interface EngineOverhead {
+  stepMs: number;
+  perSequenceMs: number;
+  scheduleEverySteps: number;
+  /** Prompts chunked into decode steps (Sarathi-style); false: prefill-only steps, decodes paused. */
+  chunkedPrefill: boolean;
+}
 
 /**
  * Tensor parallelism splits weights, KV and FLOPs across GPUs but adds two all-reduces per layer per
  * step. Their bandwidth cost is a 10–20% efficiency loss (estimate, middle taken); their latency is a
  * fixed cost per all-reduce that grows with the ring's log₂(degree) and does not shrink with more GPUs,
- * which is why decode steps of a 70B model stop getting faster beyond TP 4. The latency is calibrated on
- * one point (Lambda's Llama-3.1-70B FP8 TP 4 median ITL; docs/simulator-validation.md).
+ * which is why decode steps of a 70B model stop getting faster beyond TP 4. The latency is fitted on every
+ * calibration run with TP > 1 (Lambda TP 2–8, SGLang 70B TP 4, ML.ENERGY 70B TP 4); the bandwidth loss is
+ * an estimate, not fitted.
  */
 export const tensorParallel = {
   efficiency: 0.85,
-  allReduceLatencyMs: 0.031,
+  allReduceLatencyMs: 0.02,
+};
+
+/**
+ * Power: idle + (max − idle) × activity while the device computes; host overhead time counts as idle. A
+ * compute-bound (prefill) step has activity 1; a memory-bound step's activity is
+ * floor + (1 − floor) × b / (b + halfBatch) for the b tokens it batches, and all-reduce waits run at the
+ * floor. So power rises with batch, as ML.ENERGY V3 measures it, and J per token at batch 1 stays
+ * power × step time (never above TDP). Fitted on ML.ENERGY V3's average GPU power in the calibration set
+ * (8B 1×H100 and 70B 4×H100); V2's power is excluded (measured over the whole run, points/README.md).
+ */
+export const powerCurve = { floor: 0.1576, halfBatch: 12.62 };
+
+/**
+ * The constants that fix a replica's speed, as one value: what `resolveReplicaSpec` reads, and what the
+ * validation script (src/simulator/validation/validate-points.ts) refits on calibration points by passing
+ * candidates in place of these.
+ */
+export interface PerformanceConstants {
+  rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency>;
+  engineOverheads: Record<EngineFlavour, EngineOverhead>;
+  tensorParallel: { efficiency: number; allReduceLatencyMs: number };
+  powerCurve: { floor: number; halfBatch: number };
+}
+
+/** The constants above, as the performance model uses them unless told otherwise. */
+export const performanceConstants: PerformanceConstants = {
+  rooflineEfficiency,
+  engineOverheads,
+  tensorParallel,
+  powerCurve,
 };
 
 /**
@@ -78,8 +155,8 @@ export function defaultSchedulerLimits(hardware: { memoryBytes: number; name: st
 }
 
 /**
- * Power = idle + (max − idle) × the fraction of the step the device computes. Host-side overhead time
- * counts as idle: the GPU waits for the host. One label for every figure this formula produces, whether
+ * Power = idle + (max − idle) × activity while the device computes (`powerCurve`). Host-side overhead
+ * time counts as idle: the GPU waits for the host. One label for every figure this formula produces, whether
  * the simulator or the emulated engine ran the steps: the ledger, `/metrics` and simulation reports agree.
  */
 export const performanceModelEnergySource = 'estimated:performance-model' as const;

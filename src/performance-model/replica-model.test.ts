@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { segmentBlockHashes } from './block-hashes.js';
-import { rooflineEfficiency } from './calibration.js';
+import { rooflineEfficiency as efficiencyByGeneration } from './calibration.js';
 import { hardwareProfiles } from './hardware-profiles.js';
 import { modelProfile } from './model-profiles.js';
 import { firstComeFirstServed, tierPriority } from './queue-ordering.js';
@@ -8,6 +8,7 @@ import { type ModelledSequence, ReplicaModel, type SequenceRequest } from './rep
 import { ReplicaSpecError, resolveReplicaSpec } from './replica-spec.js';
 import { StepCostModel } from './step-cost-model.js';
 
+const rooflineEfficiency = efficiencyByGeneration.hopper;
 const llama8b = modelProfile('llama-3.1-8b') as NonNullable<ReturnType<typeof modelProfile>>;
 
 interface Trace {
@@ -254,5 +255,95 @@ describe('replica model', () => {
     for (const trace of replica.traces.values()) expect(trace.cancelled).toBe(false);
     expect(replica.model.kv.availableBlocks).toBe(80);
     expect(replica.model.kv.prefixStats.hitTokens).toBeGreaterThan(0);
+  });
+});
+
+describe('power and prefill scheduling', () => {
+  const spec = (flavour?: 'vllm-0.5') =>
+    resolveReplicaSpec({ hardware: hardwareProfiles['h100-sxm'], model: llama8b, flavour });
+  const request = (tag: string, outputTokens: number): SequenceRequest<string> => ({
+    promptTokens: 100,
+    outputTokens,
+    promptBlockHashes: null,
+    outputSeed: null,
+    priority: 1,
+    tag,
+  });
+
+  /** Mean power over decode-only steps of a batch of `batch` sequences, and J per generated token. */
+  function decodePower(batch: number) {
+    const model = new ReplicaModel<string>(spec(), firstComeFirstServed, {
+      onFirstToken: () => {},
+      onFinish: () => {},
+    });
+    for (let index = 0; index < batch; index++) model.submit(request(`r${index}`, 200), 0);
+    let nowMs = 0;
+    while (model.generatedTokensTotal < batch) {
+      model.startStep(nowMs, nowMs);
+      nowMs = model.stepEndMs;
+      model.completeStep();
+    }
+    const [startMs, startJoules, startTokens] = [
+      nowMs,
+      model.dynamicEnergyJoules,
+      model.generatedTokensTotal,
+    ];
+    for (let step = 0; step < 50; step++) {
+      model.startStep(nowMs, nowMs);
+      nowMs = model.stepEndMs;
+      model.completeStep();
+    }
+    const seconds = (nowMs - startMs) / 1000;
+    const joules = model.dynamicEnergyJoules - startJoules + model.spec.idleWatts * seconds;
+    return { watts: joules / seconds, joulesPerToken: joules / (model.generatedTokensTotal - startTokens) };
+  }
+
+  it('draws more power at a larger decode batch, and never more than the device maximum', () => {
+    const one = decodePower(1);
+    const large = decodePower(128);
+    expect(large.watts).toBeGreaterThan(one.watts * 1.3);
+    expect(large.watts).toBeLessThanOrEqual(spec().maxWatts);
+    expect(one.watts).toBeGreaterThan(spec().idleWatts);
+  });
+
+  it('keeps J per token at batch 1 within power × step time', () => {
+    const one = decodePower(1);
+    const stepMs = new StepCostModel(spec()).cost({
+      decodeSequences: 1,
+      decodeContextTokens: 150,
+      prefillTokens: 0,
+      prefillAttentionPositions: 0,
+      prefillContextTokens: 0,
+    }).stepMs;
+    expect(one.joulesPerToken).toBeLessThanOrEqual((spec().maxWatts * stepMs * 1.05) / 1000);
+    expect(one.joulesPerToken).toBeCloseTo((one.watts * stepMs) / 1000, 1);
+  });
+
+  it('pauses decodes while it prefills a newcomer when chunked prefill is off (vLLM 0.5)', () => {
+    let paused = 0;
+    const model = new ReplicaModel<string>(spec('vllm-0.5'), firstComeFirstServed, {
+      onFirstToken: () => {},
+      onFinish: () => {},
+      onDecodesPaused: (sequences) => {
+        paused += sequences;
+      },
+    });
+    const first = model.submit(request('first', 100), 0);
+    let nowMs = 0;
+    for (let step = 0; step < 3; step++) {
+      model.startStep(nowMs, nowMs);
+      nowMs = model.stepEndMs;
+      model.completeStep();
+    }
+    const before = model.generatedTokens(first);
+    model.submit(request('second', 100), nowMs);
+    model.startStep(nowMs, nowMs);
+    nowMs = model.stepEndMs;
+    model.completeStep();
+    expect(model.generatedTokens(first)).toBe(before);
+    expect(paused).toBe(1);
+    model.startStep(nowMs, nowMs);
+    model.completeStep();
+    expect(model.generatedTokens(first)).toBe(before + 1);
   });
 });

@@ -70,6 +70,11 @@ export interface ReplicaModelEvents<Tag> {
    * `sequencesByPriority[p]` counts them by priority (clamped to 0–7), for per-tier inter-token latency.
    */
   onDecodeSteps?(sequencesByPriority: Int32Array, steps: number, durationMs: number): void;
+  /**
+   * A prefill-only step of `durationMs` ran while `decodeSequences` sequences waited to decode (engines
+   * without chunked prefill): their next token comes that much later.
+   */
+  onDecodesPaused?(decodeSequences: number, durationMs: number): void;
   /** The request produced its last token (or was cancelled while running: `cancelled` true). */
   onFinish(sequence: ModelledSequence<Tag>, atMs: number, cancelled: boolean): void;
   onPreempt?(sequence: ModelledSequence<Tag>, atMs: number): void;
@@ -89,7 +94,9 @@ interface PrefillChunk<Tag> {
  * `maxNumSeqs` and a token budget, decodes first, then chunked prefill of running and newly admitted
  * prompts (Sarathi-style mixed steps); KV blocks allocated up front for a prompt and one by one as answers
  * grow; when blocks run out the lowest-priority running request is preempted and later recomputed; a
- * prefix cache serves prompt blocks computed before.
+ * prefix cache serves prompt blocks computed before. Engines without chunked prefill (vLLM 0.5, 0.6
+ * multi-step) instead run prefill-only steps of whole prompts whenever a prompt can be admitted, decodes
+ * waiting meanwhile.
  *
  * The model has no clock. Its driver starts a step (`startStep`), waits until `stepEndMs` — in real time
  * (emulated engine) or by jumping a virtual clock (simulator) — and calls `completeStep`. Decoding
@@ -125,10 +132,15 @@ export class ReplicaModel<Tag> {
     steps: number;
     chunks: PrefillChunk<Tag>[];
     decodeSequences: number;
+    /** A prefill-only step: decoding sequences wait and the decode step index does not advance. */
+    decodesPaused: boolean;
   } | null = null;
   private readonly pendingCancels: ModelledSequence<Tag>[] = [];
   /** Device time booked for the step or span in progress, to give back what an interrupted span skips. */
   private spanDeviceMs = 0;
+  /** Active device time (see StepCostModel.activeDeviceMs) booked for the step or span in progress. */
+  private spanActiveMs = 0;
+  private activeDeviceMsTotal = 0;
 
   // Totals.
   deviceBusyMs = 0;
@@ -185,9 +197,19 @@ export class ReplicaModel<Tag> {
     return this.running;
   }
 
-  /** Device energy beyond idle so far, from the roofline busy time (the power model's dynamic part). */
+  /**
+   * Device energy beyond idle so far: (max − idle) watts over the device's busy time, weighted by how hard
+   * each step works it (StepCostModel.activeDeviceMs). Host overhead time counts as idle.
+   */
   get dynamicEnergyJoules(): number {
-    return ((this.spec.maxWatts - this.spec.idleWatts) * this.deviceBusyMs) / 1000;
+    return ((this.spec.maxWatts - this.spec.idleWatts) * this.activeDeviceMsTotal) / 1000;
+  }
+
+  private bookDevice(deviceMs: number, activeMs: number): void {
+    this.deviceBusyMs += deviceMs;
+    this.activeDeviceMsTotal += activeMs;
+    this.spanDeviceMs = deviceMs;
+    this.spanActiveMs = activeMs;
   }
 
   // ── Requests ───────────────────────────────────────────────────────────────────────────────────────
@@ -291,8 +313,11 @@ export class ReplicaModel<Tag> {
     for (let step = steps; step < span.steps; step++)
       unusedBlocks += this.blocksNeededAt(this.stepIndex + step);
     this.kv.releasePrivate(unusedBlocks);
+    const activeMs = this.costModel.activeDeviceMs(deviceMs, span.decodeSequences, false, steps);
     this.deviceBusyMs -= this.spanDeviceMs - deviceMs;
+    this.activeDeviceMsTotal -= this.spanActiveMs - activeMs;
     this.spanDeviceMs = deviceMs;
+    this.spanActiveMs = activeMs;
     span.steps = steps;
     span.endMs = endMs;
   }
@@ -349,13 +374,21 @@ export class ReplicaModel<Tag> {
     }
     if (steps === 0) return false;
     this.kv.allocatePrivate(blocks);
-    this.deviceBusyMs += deviceMs;
-    this.spanDeviceMs = deviceMs;
-    this.inProgress = { startMs: nowMs, endMs, steps, chunks: [], decodeSequences: this.decodeCount };
+    this.bookDevice(deviceMs, this.costModel.activeDeviceMs(deviceMs, this.decodeCount, false, steps));
+    this.inProgress = {
+      startMs: nowMs,
+      endMs,
+      steps,
+      chunks: [],
+      decodeSequences: this.decodeCount,
+      decodesPaused: false,
+    };
     return true;
   }
 
   private startSingleStep(nowMs: number): boolean {
+    if (!this.spec.chunkedPrefill && this.atSchedulingBoundary && this.canAdmitHead())
+      return this.startPrefillOnlyStep(nowMs);
     // Decodes first: each needs room for one more token, preempting the lowest-priority request if not.
     let needed = this.blocksNeededAt(this.stepIndex);
     while (needed > this.kv.availableBlocks && this.running.size > 0) {
@@ -400,14 +433,73 @@ export class ReplicaModel<Tag> {
 
     if (work.decodeSequences === 0 && work.prefillTokens === 0) return false;
     const cost = this.costModel.cost(work);
-    this.deviceBusyMs += cost.deviceMs;
-    this.spanDeviceMs = cost.deviceMs;
+    this.bookDevice(
+      cost.deviceMs,
+      this.costModel.activeDeviceMs(
+        cost.deviceMs,
+        work.decodeSequences + work.prefillTokens,
+        this.costModel.computeBound(work),
+      ),
+    );
     this.inProgress = {
       startMs: nowMs,
       endMs: nowMs + cost.stepMs,
       steps: 1,
       chunks,
       decodeSequences: this.decodeCount,
+      decodesPaused: false,
+    };
+    return true;
+  }
+
+  /**
+   * Without chunked prefill (vLLM 0.5, 0.6 multi-step), a step that can admit prompts prefills them whole
+   * and nothing else, up to the token budget (the first prompt whatever its length), while decodes wait.
+   */
+  private startPrefillOnlyStep(nowMs: number): boolean {
+    const chunks: PrefillChunk<Tag>[] = [];
+    const work: StepWork = {
+      decodeSequences: 0,
+      decodeContextTokens: 0,
+      prefillTokens: 0,
+      prefillAttentionPositions: 0,
+      prefillContextTokens: 0,
+    };
+    let budget = this.spec.maxNumBatchedTokens;
+    while (this.running.size < this.spec.maxNumSeqs) {
+      const head = this.peekWaiting();
+      if (!head) break;
+      const cost = this.admissionCost(head);
+      if (cost.blocks > this.kv.availableBlocks) break;
+      const tokens = head.prefillTarget - cost.hits * this.blockTokens;
+      if (chunks.length > 0 && tokens > budget) break;
+      this.waiting.pop();
+      this.admit(head, cost.hits, nowMs);
+      const start = head.prefilledTokens;
+      const whole = head.prefillTarget - start;
+      chunks.push({ sequence: head, tokens: whole });
+      budget -= whole;
+      work.prefillTokens += whole;
+      work.prefillAttentionPositions += whole * start + (whole * (whole + 1)) / 2;
+      work.prefillContextTokens += start;
+    }
+    if (chunks.length === 0) return false;
+    const cost = this.costModel.cost(work);
+    this.bookDevice(
+      cost.deviceMs,
+      this.costModel.activeDeviceMs(
+        cost.deviceMs,
+        work.decodeSequences + work.prefillTokens,
+        this.costModel.computeBound(work),
+      ),
+    );
+    this.inProgress = {
+      startMs: nowMs,
+      endMs: nowMs + cost.stepMs,
+      steps: 1,
+      chunks,
+      decodeSequences: 0,
+      decodesPaused: true,
     };
     return true;
   }
@@ -475,6 +567,9 @@ export class ReplicaModel<Tag> {
         this.leaveDecode(done);
         this.finish(done, endMs);
       }
+    } else if (step.decodesPaused) {
+      // Decoding sequences made no token: their step index stays where it was.
+      if (this.decodeCount > 0) this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs);
     } else {
       this.stepIndex += step.steps;
     }

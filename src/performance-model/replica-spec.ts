@@ -1,10 +1,10 @@
 import {
   defaultSchedulerLimits,
+  deviceGeneration,
   type EngineFlavour,
-  engineOverheads,
   memoryPlan,
-  rooflineEfficiency,
-  tensorParallel,
+  type PerformanceConstants,
+  performanceConstants,
 } from './calibration.js';
 import type { HardwareProfile } from './hardware-profiles.js';
 import type { ModelProfile } from './model-profiles.js';
@@ -33,8 +33,13 @@ export interface ReplicaSpec {
   perSequenceOverheadMs: number;
   /** Multi-step scheduling: new requests join only every this many steps (1: every step). */
   scheduleEverySteps: number;
+  /** Prompts chunked into decode steps; false: whole prompts in prefill-only steps while decodes wait. */
+  chunkedPrefill: boolean;
   idleWatts: number;
   maxWatts: number;
+  /** Power model (calibration.ts `powerCurve`): activity of a memory-bound step at batch 0, and the batch at half way to 1. */
+  powerFloor: number;
+  powerHalfBatch: number;
   hourlyUsd: number;
 }
 
@@ -52,8 +57,15 @@ export interface ReplicaSpecOptions {
 
 export class ReplicaSpecError extends Error {}
 
-/** Resolves a replica's derived figures, or explains why the model does not fit the hardware. */
-export function resolveReplicaSpec(options: ReplicaSpecOptions): ReplicaSpec {
+/**
+ * Resolves a replica's derived figures, or explains why the model does not fit the hardware. `constants`
+ * defaults to calibration.ts; the validation script passes candidates while it fits them.
+ */
+export function resolveReplicaSpec(
+  options: ReplicaSpecOptions,
+  constants: PerformanceConstants = performanceConstants,
+): ReplicaSpec {
+  const { tensorParallel, engineOverheads } = constants;
   const deviceCount = options.deviceCount ?? 1;
   const { hardware, model } = options;
   const flavour = options.flavour ?? (hardware.kind === 'cpu' ? 'llama-cpp' : 'vllm-v1');
@@ -80,6 +92,7 @@ export function resolveReplicaSpec(options: ReplicaSpecOptions): ReplicaSpec {
       ? 2 * model.layers * tensorParallel.allReduceLatencyMs * Math.log2(tensorParallelDegree)
       : 0;
   const overhead = engineOverheads[flavour];
+  const rooflineEfficiency = constants.rooflineEfficiency[deviceGeneration(hardware)];
   // FP8 weights run FP8 GEMMs (W8A8) where the device has FP8 tensor cores; elsewhere they are upcast.
   const peakFlops =
     model.weightDtype === 'fp8' && hardware.peakFp8FlopsPerSecond !== undefined
@@ -109,10 +122,13 @@ export function resolveReplicaSpec(options: ReplicaSpecOptions): ReplicaSpec {
         rooflineEfficiency.kvReadMbu *
         parallelEfficiency) /
       1000,
-    stepOverheadMs: overhead.stepMs,
+    stepOverheadMs: overhead.stepMs * rooflineEfficiency.hostTimeScale,
     stepDeviceFixedMs: allReduceMs,
-    perSequenceOverheadMs: overhead.perSequenceMs,
+    perSequenceOverheadMs: overhead.perSequenceMs * rooflineEfficiency.hostTimeScale,
     scheduleEverySteps: overhead.scheduleEverySteps,
+    chunkedPrefill: overhead.chunkedPrefill,
+    powerFloor: constants.powerCurve.floor,
+    powerHalfBatch: constants.powerCurve.halfBatch,
     idleWatts: hardware.idleWatts * deviceCount,
     maxWatts: hardware.maxWatts * deviceCount,
     hourlyUsd: hardware.hourlyUsd * deviceCount,

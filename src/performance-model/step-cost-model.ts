@@ -52,6 +52,35 @@ export class StepCostModel {
     };
   }
 
+  /**
+   * Device time weighted by how hard the device works (0–1), for the power model: dynamic power is
+   * (max − idle) × activity. A compute-bound step runs flat out; a memory-bound step's activity grows with
+   * the tokens it batches (ML.ENERGY: hundreds of watts at small batch, near TDP only at large batch);
+   * all-reduce waits run at the floor. `steps` steps of the same batch took `deviceMs` in all.
+   */
+  activeDeviceMs(deviceMs: number, batchTokens: number, computeBound: boolean, steps = 1): number {
+    const spec = this.spec;
+    const fixedMs = Math.min(deviceMs, spec.stepDeviceFixedMs * steps);
+    const activity = computeBound
+      ? 1
+      : spec.powerFloor + ((1 - spec.powerFloor) * batchTokens) / (batchTokens + spec.powerHalfBatch);
+    return fixedMs * spec.powerFloor + (deviceMs - fixedMs) * activity;
+  }
+
+  /** Whether a step's compute time exceeds its memory time (prefill-heavy steps). */
+  computeBound(work: StepWork): boolean {
+    const spec = this.spec;
+    const flops =
+      this.flopsPerToken * (work.decodeSequences + work.prefillTokens) +
+      this.attentionFlopsPerPosition * (work.decodeContextTokens + work.prefillAttentionPositions);
+    const kvTokensTouched =
+      work.decodeContextTokens + work.decodeSequences + work.prefillContextTokens + work.prefillTokens;
+    const memoryMs =
+      spec.model.weightBytes / spec.effectiveBytesPerMs +
+      (spec.model.kvBytesPerToken * kvTokensTouched) / spec.effectiveKvBytesPerMs;
+    return flops / spec.effectiveFlopsPerMs >= memoryMs;
+  }
+
   deviceMs(work: StepWork): number {
     const spec = this.spec;
     const flops =
