@@ -35,14 +35,6 @@ export class RecentRequests implements RequestObserver {
     const gaps = [...context.interTokenGapsMs].sort((a, b) => a - b);
     const finishedAtMs = context.finishedAtMs ?? this.clock.nowMs();
     const metered = context.metered;
-    let route: unknown = null;
-    if (context.route !== null) {
-      try {
-        route = JSON.parse(context.route);
-      } catch {
-        route = context.route;
-      }
-    }
     const sequence = this.nextSequence++;
     this.ring[sequence % this.ring.length] = {
       sequence,
@@ -65,7 +57,9 @@ export class RecentRequests implements RequestObserver {
       cost_usd: metered?.costUsd ?? null,
       price_usd: metered?.priceUsd ?? null,
       margin_usd: metered?.marginUsd ?? null,
-      route,
+      // The route's explanation stays the string the router wrote until a dashboard reads it (`after`):
+      // most requests finish without anyone looking.
+      route: context.route,
     };
   }
 
@@ -79,7 +73,9 @@ export class RecentRequests implements RequestObserver {
     const found: RecentRequestJson[] = [];
     for (let sequence = first; sequence < this.nextSequence; sequence++) {
       const entry = this.ring[sequence % this.ring.length];
-      if (entry) found.push(entry);
+      if (!entry) continue;
+      if (typeof entry.route === 'string') entry.route = parsedRoute(entry.route);
+      found.push(entry);
     }
     return found;
   }
@@ -95,5 +91,14 @@ export class RecentRequests implements RequestObserver {
       else entry.running++;
     }
     return [...counts.values()];
+  }
+}
+
+/** The router's explanation as an object, or the text itself when it is not JSON. */
+function parsedRoute(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
   }
 }
