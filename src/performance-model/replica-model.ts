@@ -570,7 +570,8 @@ export class ReplicaModel<Tag> {
       }
     } else if (step.decodesPaused) {
       // Decoding sequences made no token: their step index stays where it was.
-      if (this.decodeCount > 0) this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs, this.decodeByPriority);
+      if (this.decodeCount > 0)
+        this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs, this.decodeByPriority);
     } else {
       this.stepIndex += step.steps;
     }

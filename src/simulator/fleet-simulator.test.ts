@@ -110,7 +110,10 @@ describe('fleet simulator', () => {
     const fleet = { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 1, flavour: 'vllm-0.5' };
     const mix = [{ name: 'fixed', input: { fixed: 4000 }, output: { fixed: 400 } }];
     const paused = runScenario(
-      scenario({ fleet, workload: { arrivals: { process: 'poisson', ratePerSecond: 1 }, requests: 20, mix } }),
+      scenario({
+        fleet,
+        workload: { arrivals: { process: 'poisson', ratePerSecond: 1 }, requests: 20, mix },
+      }),
     ).overall.itl;
     // A 4,000-token prefill takes tens of ms, several decode steps: the stretched gap stands out.
     expect(paused.maxMs as number).toBeGreaterThan(3 * (paused.p50Ms as number));
