@@ -72,9 +72,10 @@ export interface ReplicaModelEvents<Tag> {
   onDecodeSteps?(sequencesByPriority: Int32Array, steps: number, durationMs: number): void;
   /**
    * A prefill-only step of `durationMs` ran while `decodeSequences` sequences waited to decode (engines
-   * without chunked prefill): their next token comes that much later.
+   * without chunked prefill): their next token comes that much later. `sequencesByPriority` counts them
+   * by priority, as in `onDecodeSteps`.
    */
-  onDecodesPaused?(decodeSequences: number, durationMs: number): void;
+  onDecodesPaused?(decodeSequences: number, durationMs: number, sequencesByPriority: Int32Array): void;
   /** The request produced its last token (or was cancelled while running: `cancelled` true). */
   onFinish(sequence: ModelledSequence<Tag>, atMs: number, cancelled: boolean): void;
   onPreempt?(sequence: ModelledSequence<Tag>, atMs: number): void;
@@ -569,7 +570,8 @@ export class ReplicaModel<Tag> {
       }
     } else if (step.decodesPaused) {
       // Decoding sequences made no token: their step index stays where it was.
-      if (this.decodeCount > 0) this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs);
+      if (this.decodeCount > 0)
+        this.events.onDecodesPaused?.(this.decodeCount, endMs - step.startMs, this.decodeByPriority);
     } else {
       this.stepIndex += step.steps;
     }

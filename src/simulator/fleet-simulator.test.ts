@@ -105,6 +105,22 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('counts the decode gap stretched by a whole-prompt prefill step (vLLM 0.5) in inter-token latency', () => {
+    // One long answer decoding; a long prompt arrives mid-answer and is prefilled alone while it waits.
+    const fleet = { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 1, flavour: 'vllm-0.5' };
+    const mix = [{ name: 'fixed', input: { fixed: 4000 }, output: { fixed: 400 } }];
+    const paused = runScenario(
+      scenario({
+        fleet,
+        workload: { arrivals: { process: 'poisson', ratePerSecond: 1 }, requests: 20, mix },
+      }),
+    ).overall.itl;
+    // A 4,000-token prefill takes tens of ms, several decode steps: the stretched gap stands out.
+    expect(paused.maxMs as number).toBeGreaterThan(3 * (paused.p50Ms as number));
+    // One gap per token after the first, pauses included (20 requests × 399 gaps).
+    expect(paused.count).toBe(20 * 399);
+  });
+
   it('matches M/D/1 queueing theory for one replica serving one request at a time', () => {
     const mix = [{ name: 'fixed', input: { fixed: 256 }, output: { fixed: 64 } }];
     const fleet = { hardware: 'h100-sxm', model: 'llama-3.1-8b', replicas: 1, maxNumSeqs: 1 };

@@ -128,15 +128,22 @@ export class FleetSimulator {
       },
       finished: (request, atMs, figures) => this.complete(request, atMs, figures),
       failed: (request, atMs, failure) => this.failed(request, atMs, failure),
-      decodeSteps: (sequencesByRank, steps, durationMs) => {
+      decodeSteps: (sequencesByRank, steps, durationMs, pause) => {
         const gapMs = durationMs / steps;
         let all = 0;
+        let allPaused = 0;
         for (let rank = 0; rank < serviceBands.length; rank++) {
-          const count = (sequencesByRank[rank] as number) * steps;
+          const sequences = sequencesByRank[rank] as number;
+          // A sequence held by prefill-only steps waited the pause plus one step for its next token.
+          const paused = pause ? Math.min(sequences, pause.sequencesByRank[rank] as number) : 0;
+          const count = sequences * steps - paused;
           all += count;
+          allPaused += paused;
           this.tierStatistics[rank]?.recordInterTokenGaps(gapMs, count);
+          if (pause) this.tierStatistics[rank]?.recordInterTokenGaps(gapMs + pause.ms, paused);
         }
         this.overall.recordInterTokenGaps(gapMs, all);
+        if (pause) this.overall.recordInterTokenGaps(gapMs + pause.ms, allPaused);
       },
     };
     const coalesce = options.coalesceDecodeSteps !== false;

@@ -20,8 +20,24 @@ export interface SimulatedEngineEvents {
   tokens(request: SimulatedRequest, tokens: number): void;
   finished(request: SimulatedRequest, atMs: number, figures: CompletionFigures): void;
   failed(request: SimulatedRequest, atMs: number, failure: AttemptFailure): void;
-  /** Decoding sequences each made one token per step for `steps` steps of `durationMs` in all, by tier rank. */
-  decodeSteps(sequencesByRank: ArrayLike<number>, steps: number, durationMs: number): void;
+  /**
+   * Decoding sequences each made one token per step for `steps` steps of `durationMs` in all, by tier rank.
+   * `pause`: before these steps, prefill-only steps (engines without chunked prefill) held
+   * `pause.sequencesByRank` of them for `pause.ms`, so each of those waited that much longer for its
+   * first token of these steps.
+   */
+  decodeSteps(
+    sequencesByRank: ArrayLike<number>,
+    steps: number,
+    durationMs: number,
+    pause?: DecodePause,
+  ): void;
+}
+
+/** Decodes held back by prefill-only steps, reported with the decode steps that follow them. */
+export interface DecodePause {
+  ms: number;
+  sequencesByRank: ArrayLike<number>;
 }
 
 /** What one replica's engine did over the run, for fleet figures. */
@@ -68,6 +84,9 @@ export class ModelledReplica implements SimulatedEngine {
   private lastSampleMs = 0;
   /** True while the model completes a step: dispatches then join the step that starts right after. */
   private completing = false;
+  /** Prefill-only steps since the last decode step: how long, and which sequences they held (by rank). */
+  private pausedMs = 0;
+  private readonly pausedByRank = new Int32Array(8);
 
   constructor(
     spec: ReplicaSpec,
@@ -77,8 +96,20 @@ export class ModelledReplica implements SimulatedEngine {
   ) {
     const model = new ReplicaModel<SimulatedRequest>(spec, ordering, {
       onFirstToken: (sequence, atMs) => events.firstToken(sequence.tag, atMs),
-      onDecodeSteps: (sequencesByPriority, steps, durationMs) =>
-        events.decodeSteps(sequencesByPriority, steps, durationMs),
+      onDecodeSteps: (sequencesByPriority, steps, durationMs) => {
+        if (this.pausedMs === 0) {
+          events.decodeSteps(sequencesByPriority, steps, durationMs);
+          return;
+        }
+        const pause = { ms: this.pausedMs, sequencesByRank: this.pausedByRank };
+        events.decodeSteps(sequencesByPriority, steps, durationMs, pause);
+        this.pausedMs = 0;
+      },
+      // vLLM 0.5 / 0.6 multi-step: a whole-prompt prefill step stretches the gap of every waiting decode.
+      onDecodesPaused: (_sequences, durationMs, sequencesByPriority) => {
+        if (this.pausedMs === 0) this.pausedByRank.set(sequencesByPriority);
+        this.pausedMs += durationMs;
+      },
       onFinish: (sequence, atMs, cancelled) => {
         if (!cancelled) events.finished(sequence.tag, atMs, figuresOf(sequence));
       },

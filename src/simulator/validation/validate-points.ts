@@ -154,7 +154,8 @@ function cloneConstants(constants: PerformanceConstants): PerformanceConstants {
 export class ValidationHarness {
   readonly runs = new Map<string, { setup: RunSetup; points: LoadedPoint[] }>();
   readonly skipped: SkippedPoint[] = [];
-  private readonly cache = new Map<string, RunMeasurements | string>();
+  /** Per run and relevant constants: each point's simulated value (or why not), not the whole run (memory). */
+  private readonly cache = new Map<string, Map<string, number | string>>();
   simulations = 0;
   /** Every run simulated so far: the test of the split checks that a fit never touched a validation run. */
   readonly simulatedRuns = new Set<string>();
@@ -180,23 +181,28 @@ export class ValidationHarness {
     ]);
   }
 
-  measure(run: string, constants: PerformanceConstants): RunMeasurements | string {
+  /** The simulated value of every point of `run` under `constants` (or why it cannot be read). */
+  measure(run: string, constants: PerformanceConstants): Map<string, number | string> {
     const entry = this.runs.get(run);
     if (!entry) throw new Error(`unknown run ${run}`);
     const key = this.cacheKey(entry.setup, constants);
-    let result = this.cache.get(key);
-    if (result === undefined) {
+    let values = this.cache.get(key);
+    if (values === undefined) {
       this.simulations++;
       this.simulatedRuns.add(run);
+      let measured: RunMeasurements | string;
       try {
-        result = simulateRun(entry.setup, constants);
+        measured = simulateRun(entry.setup, constants);
       } catch (error) {
         if (!(error instanceof ReplicaSpecError)) throw error;
-        result = error.message;
+        measured = error.message;
       }
-      this.cache.set(key, result);
+      values = new Map();
+      for (const point of entry.points)
+        values.set(point.id, typeof measured === 'string' ? measured : readMetric(point, measured));
+      this.cache.set(key, values);
     }
-    return result;
+    return values;
   }
 
   /** Rows for the given points (those in simulable runs) under `constants`; unreadable ones go to `skipped`. */
@@ -211,7 +217,7 @@ export class ValidationHarness {
       if (wanted.length === 0) continue;
       const measured = this.measure(run, constants);
       for (const point of wanted) {
-        const simulated = typeof measured === 'string' ? measured : readMetric(point, measured);
+        const simulated = measured.get(point.id) as number | string;
         if (typeof simulated === 'string') skipped.push({ point, reason: simulated });
         else rows.push({ point, simulated, error: (simulated - point.value) / point.value });
       }
@@ -263,13 +269,13 @@ export function fitConstants(
   rounds = 3,
 ): FitResult {
   const include = (point: LoadedPoint) => fitPoints(point) && fitsOn(point);
+  const movable = fittedConstants.filter((constant) =>
+    [...harness.runs.values()].some(({ setup, points }) => constant.affects(setup) && points.some(include)),
+  );
   let constants = cloneConstants(start);
   const objective = (candidate: PerformanceConstants) =>
     fitObjective(harness.evaluate(candidate, include).rows);
   let best = objective(constants);
-  const movable = fittedConstants.filter((constant) =>
-    [...harness.runs.values()].some(({ setup, points }) => constant.affects(setup) && points.some(include)),
-  );
   // Coarse to fine: each ladder is swept over every constant until a whole sweep improves nothing.
   const ladders = [
     [0.125, 0.25, 0.5, 2, 4, 8],
