@@ -433,6 +433,17 @@ export class ReplicaModel<Tag> {
     }
 
     if (work.decodeSequences === 0 && work.prefillTokens === 0) return false;
+    this.beginStep(work, chunks, nowMs, false);
+    return true;
+  }
+
+  /** Books one step of `work` on the device and marks it in progress until its cost has passed. */
+  private beginStep(
+    work: StepWork,
+    chunks: PrefillChunk<Tag>[],
+    nowMs: number,
+    decodesPaused: boolean,
+  ): void {
     const cost = this.costModel.cost(work);
     this.bookDevice(
       cost.deviceMs,
@@ -447,10 +458,9 @@ export class ReplicaModel<Tag> {
       endMs: nowMs + cost.stepMs,
       steps: 1,
       chunks,
-      decodeSequences: this.decodeCount,
-      decodesPaused: false,
+      decodeSequences: decodesPaused ? 0 : this.decodeCount,
+      decodesPaused,
     };
-    return true;
   }
 
   /**
@@ -485,23 +495,7 @@ export class ReplicaModel<Tag> {
       work.prefillContextTokens += start;
     }
     if (chunks.length === 0) return false;
-    const cost = this.costModel.cost(work);
-    this.bookDevice(
-      cost.deviceMs,
-      this.costModel.activeDeviceMs(
-        cost.deviceMs,
-        work.decodeSequences + work.prefillTokens,
-        this.costModel.computeBound(work),
-      ),
-    );
-    this.inProgress = {
-      startMs: nowMs,
-      endMs: nowMs + cost.stepMs,
-      steps: 1,
-      chunks,
-      decodeSequences: 0,
-      decodesPaused: true,
-    };
+    this.beginStep(work, chunks, nowMs, true);
     return true;
   }
 

@@ -69,29 +69,30 @@ export class StepCostModel {
 
   /** Whether a step's compute time exceeds its memory time (prefill-heavy steps). */
   computeBound(work: StepWork): boolean {
-    const spec = this.spec;
-    const flops =
-      this.flopsPerToken * (work.decodeSequences + work.prefillTokens) +
-      this.attentionFlopsPerPosition * (work.decodeContextTokens + work.prefillAttentionPositions);
-    const kvTokensTouched =
-      work.decodeContextTokens + work.decodeSequences + work.prefillContextTokens + work.prefillTokens;
-    const memoryMs =
-      spec.model.weightBytes / spec.effectiveBytesPerMs +
-      (spec.model.kvBytesPerToken * kvTokensTouched) / spec.effectiveKvBytesPerMs;
-    return flops / spec.effectiveFlopsPerMs >= memoryMs;
+    return this.computeMs(work) >= this.memoryMs(work);
   }
 
   deviceMs(work: StepWork): number {
-    const spec = this.spec;
+    return Math.max(this.computeMs(work), this.memoryMs(work)) + this.spec.stepDeviceFixedMs;
+  }
+
+  /** The step's FLOPs at the device's effective rate: weights' matmuls plus attention. */
+  private computeMs(work: StepWork): number {
     const flops =
       this.flopsPerToken * (work.decodeSequences + work.prefillTokens) +
       this.attentionFlopsPerPosition * (work.decodeContextTokens + work.prefillAttentionPositions);
+    return flops / this.spec.effectiveFlopsPerMs;
+  }
+
+  /** The step's memory traffic at the device's effective bandwidth: the weights once, every KV token touched. */
+  private memoryMs(work: StepWork): number {
+    const spec = this.spec;
     const kvTokensTouched =
       work.decodeContextTokens + work.decodeSequences + work.prefillContextTokens + work.prefillTokens;
-    const memoryMs =
+    return (
       spec.model.weightBytes / spec.effectiveBytesPerMs +
-      (spec.model.kvBytesPerToken * kvTokensTouched) / spec.effectiveKvBytesPerMs;
-    return Math.max(flops / spec.effectiveFlopsPerMs, memoryMs) + spec.stepDeviceFixedMs;
+      (spec.model.kvBytesPerToken * kvTokensTouched) / spec.effectiveKvBytesPerMs
+    );
   }
 
   /**
