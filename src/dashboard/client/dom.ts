@@ -30,3 +30,13 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
 export function emptyState(...children: Child[]): HTMLElement {
   return element('p', { className: 'empty' }, ...children);
 }
+
+/** A table with one header row of column names (each a `th scope="col"`) and the given body rows. */
+export function dataTable(columns: string[], rows: HTMLElement[]): HTMLTableElement {
+  return element(
+    'table',
+    {},
+    element('thead', {}, element('tr', {}, ...columns.map((name) => element('th', { scope: 'col' }, name)))),
+    element('tbody', {}, ...rows),
+  );
+}

@@ -1,7 +1,7 @@
 import type { TierTargetJson } from '../dashboard-snapshot.js';
 import { getJson, type UsageGroupJson, type UsageJson } from './api.js';
 import { Chart, type ChartSet, latencySeries } from './charts.js';
-import { element, emptyState } from './dom.js';
+import { dataTable, element, emptyState } from './dom.js';
 import { energyProvenance, formatCount, formatJoules, formatUsd, tierColour } from './format.js';
 
 /**
@@ -140,45 +140,29 @@ export class HistoryView {
         formatUsd(value),
       );
     target.replaceChildren(
-      element(
-        'table',
-        {},
-        element(
-          'thead',
-          {},
+      dataTable(
+        ['Tenant', 'Model', 'Requests', 'Revenue', 'Cost', 'Margin'],
+        sorted.map((group) =>
           element(
             'tr',
-            {},
-            ...['Tenant', 'Model', 'Requests', 'Revenue', 'Cost', 'Margin'].map((name) =>
-              element('th', { scope: 'col' }, name),
-            ),
-          ),
-        ),
-        element(
-          'tbody',
-          {},
-          ...sorted.map((group) =>
+            { 'data-tenant': group.tenant ?? '', 'data-model': group.model ?? '' },
+            element('th', { scope: 'row' }, group.tenant ?? ''),
+            element('td', {}, group.model ?? ''),
             element(
-              'tr',
-              { 'data-tenant': group.tenant ?? '', 'data-model': group.model ?? '' },
-              element('th', { scope: 'row' }, group.tenant ?? ''),
-              element('td', {}, group.model ?? ''),
-              element(
-                'td',
-                { 'data-figure': 'requests', 'data-value': String(group.requests), className: 'number' },
-                formatCount(group.requests),
-              ),
-              money('price_usd', group.price_usd),
-              money('cost_usd', group.cost_usd),
-              element(
-                'td',
-                {
-                  'data-figure': 'margin_usd',
-                  'data-value': String(group.margin_usd),
-                  className: group.margin_usd < 0 ? 'number negative' : 'number',
-                },
-                formatUsd(group.margin_usd),
-              ),
+              'td',
+              { 'data-figure': 'requests', 'data-value': String(group.requests), className: 'number' },
+              formatCount(group.requests),
+            ),
+            money('price_usd', group.price_usd),
+            money('cost_usd', group.cost_usd),
+            element(
+              'td',
+              {
+                'data-figure': 'margin_usd',
+                'data-value': String(group.margin_usd),
+                className: group.margin_usd < 0 ? 'number negative' : 'number',
+              },
+              formatUsd(group.margin_usd),
             ),
           ),
         ),

@@ -1,7 +1,7 @@
 import type { DashboardSnapshotJson, RecentRequestJson, TierTargetJson } from '../dashboard-snapshot.js';
 import { getJson } from './api.js';
 import { Chart, type ChartSet, latencySeries } from './charts.js';
-import { element, emptyState } from './dom.js';
+import { dataTable, element, emptyState } from './dom.js';
 import {
   energyProvenance,
   formatJoules,
@@ -284,43 +284,22 @@ export class LiveView {
       return;
     }
     target.replaceChildren(
-      element(
-        'table',
-        {},
-        element(
-          'thead',
-          {},
+      dataTable(
+        ['Replica', 'Health', 'Load (busy / slots)', 'Waiting', 'KV cache used', 'Prefix-cache hits'],
+        snapshot.replicas.map((replica) =>
           element(
             'tr',
-            {},
-            ...[
-              'Replica',
-              'Health',
-              'Load (busy / slots)',
-              'Waiting',
-              'KV cache used',
-              'Prefix-cache hits',
-            ].map((name) => element('th', { scope: 'col' }, name)),
-          ),
-        ),
-        element(
-          'tbody',
-          {},
-          ...snapshot.replicas.map((replica) =>
+            { 'data-replica': replica.id },
+            element('th', { scope: 'row' }, replica.id),
             element(
-              'tr',
-              { 'data-replica': replica.id },
-              element('th', { scope: 'row' }, replica.id),
-              element(
-                'td',
-                { className: `health health-${replica.health}`, title: replica.last_error ?? undefined },
-                replica.health === 'closed' ? 'healthy' : replica.health === 'open' ? 'ejected' : 'probation',
-              ),
-              element('td', {}, `${replica.slots_busy} / ${replica.slots_total}`),
-              element('td', {}, replica.waiting),
-              element('td', {}, formatPercent(replica.kv_used_fraction)),
-              this.prefixHitCell(replica.id, replica.prefix_hit_rate),
+              'td',
+              { className: `health health-${replica.health}`, title: replica.last_error ?? undefined },
+              replica.health === 'closed' ? 'healthy' : replica.health === 'open' ? 'ejected' : 'probation',
             ),
+            element('td', {}, `${replica.slots_busy} / ${replica.slots_total}`),
+            element('td', {}, replica.waiting),
+            element('td', {}, formatPercent(replica.kv_used_fraction)),
+            this.prefixHitCell(replica.id, replica.prefix_hit_rate),
           ),
         ),
       ),
@@ -365,29 +344,9 @@ export class LiveView {
       return;
     }
     target.replaceChildren(
-      element(
-        'table',
-        {},
-        element(
-          'thead',
-          {},
-          element(
-            'tr',
-            {},
-            ...[
-              'Finished (UTC)',
-              'Tier',
-              'Tenant',
-              'Model',
-              'Status',
-              'TTFT',
-              'Tokens in / out',
-              'Price',
-              'Route',
-            ].map((name) => element('th', { scope: 'col' }, name)),
-          ),
-        ),
-        element('tbody', {}, ...newest.map((request) => this.recentRow(request))),
+      dataTable(
+        ['Finished (UTC)', 'Tier', 'Tenant', 'Model', 'Status', 'TTFT', 'Tokens in / out', 'Price', 'Route'],
+        newest.map((request) => this.recentRow(request)),
       ),
     );
     if (focusedRequest)
