@@ -10,7 +10,7 @@ import {
   type ProcessingResponse,
 } from '../src/epp/ext-proc-protocol.js';
 import { type DnsServer, startDnsServer } from './support/dns-server.js';
-import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
+import { destinationList, EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 import { type LoopbackModelServer, startLoopbackModelServer } from './support/loopback-model-server.js';
 
@@ -31,15 +31,6 @@ const chatBody = (content: string) =>
 /** A buffered chat request's headers, optionally with Envoy's subset hint. */
 const headers = (subset?: string[]): ProcessingRequest =>
   requestHeaders('/v1/chat/completions', { bodyMode: buffered, ...(subset !== undefined && { subset }) });
-
-/** The destination list of an answer (the pick, then its fallbacks), or the status of a refusal. */
-function destination(answer: ProcessingResponse): string[] | number {
-  if (answer.immediate_response) return answer.immediate_response.status.code;
-  const header = answer.request_body?.response?.header_mutation?.set_headers?.find(
-    (option) => option.header.key === 'x-gateway-destination-endpoint',
-  )?.header;
-  return (header?.raw_value?.toString('utf8') || header?.value || '').split(',');
-}
 
 let dns: DnsServer;
 let servers: Array<LoopbackModelServer>;
@@ -66,7 +57,7 @@ async function pickable(): Promise<Set<string>> {
   for (let index = 0; index < 3; index++) {
     const { envoy, answer } = await pick(`which endpoint ${index} ${Math.random()}`);
     envoy.call.cancel();
-    const list = destination(answer);
+    const list = destinationList(answer);
     if (typeof list !== 'number') for (const entry of list) seen.add(entry);
   }
   return seen;
@@ -146,7 +137,7 @@ describe('Endpoint Picker: endpoints from DNS', () => {
     const leaving = address('127.0.0.3');
     // Placed on the endpoint that will leave (the subset hint), its response not yet through the EPP.
     const { envoy, answer } = await pick('placed before it left', [leaving]);
-    expect(destination(answer)).toEqual([leaving]);
+    expect(destinationList(answer)).toEqual([leaving]);
     // A second one waits in Gravity's queue for the endpoint's one slot.
     const waiting = new EnvoyStream(client.Process());
     waiting.send(headers([leaving]));
@@ -157,7 +148,7 @@ describe('Endpoint Picker: endpoints from DNS', () => {
     const waitingAnswer = waiting.next(20 * intervalMs + 4000);
     dns.addresses = ['127.0.0.2', '127.0.0.4'];
     // Refused once the endpoint retires, not left waiting for a slot it will never get.
-    expect(destination(await waitingAnswer)).toBe(503);
+    expect(destinationList(await waitingAnswer)).toBe(503);
     waiting.call.cancel();
     await waitFor(async () => !(await pickable()).has(leaving), 20 * intervalMs + 2000);
     // Out of the picks, but its engine stays until the request placed on it has ended.

@@ -3,12 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  extProcServices,
-  type ProcessingRequest,
-  type ProcessingResponse,
-} from '../src/epp/ext-proc-protocol.js';
-import { EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
+import { extProcServices, type ProcessingRequest } from '../src/epp/ext-proc-protocol.js';
+import { destinationList, EnvoyStream, type ProcessCall, requestHeaders } from './support/envoy-ext-proc.js';
 import { type Harness, startHarness } from './support/gravity-harness.js';
 import { type ApiObject, FakeKubernetesApi } from './support/kubernetes-api-stand-in.js';
 import { startLoopbackModelServer } from './support/loopback-model-server.js';
@@ -63,15 +59,6 @@ const headers = (): ProcessingRequest => requestHeaders('/v1/chat/completions', 
 const chatBody = (content: string) =>
   JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 8 });
 
-/** The destination list of an answer (the pick, then its fallbacks), or the status of a refusal. */
-function destination(answer: ProcessingResponse): string[] | number {
-  if (answer.immediate_response) return answer.immediate_response.status.code;
-  const header = answer.request_body?.response?.header_mutation?.set_headers?.find(
-    (option) => option.header.key === 'x-gateway-destination-endpoint',
-  )?.header;
-  return (header?.raw_value?.toString('utf8') || header?.value || '').split(',');
-}
-
 let api: FakeKubernetesApi;
 let modelServers: Array<{ close(): Promise<void> }>;
 let port: number;
@@ -90,7 +77,7 @@ async function pickable(): Promise<Set<string>> {
     envoy.send({
       request_body: { body: Buffer.from(chatBody(`which ${Math.random()}`)), end_of_stream: true },
     });
-    const list = destination(await envoy.next());
+    const list = destinationList(await envoy.next());
     envoy.call.cancel();
     if (typeof list !== 'number') for (const entry of list) seen.add(entry);
   }

@@ -17,8 +17,8 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { emulatedFleetDocument, parseEmulateOption } from '../src/config/emulate-option.js';
 import { loadConfig } from '../src/config/load-config.js';
-import { extProcServices, type ProcessingResponse } from '../src/epp/ext-proc-protocol.js';
-import { EnvoyStream, requestHeaders } from './support/envoy-ext-proc.js';
+import { extProcServices } from '../src/epp/ext-proc-protocol.js';
+import { destinationList, EnvoyStream, requestHeaders } from './support/envoy-ext-proc.js';
 import { freeLoopbackPort } from './support/free-port.js';
 import { spawnGravity } from './support/gravity-process.js';
 import { type KubernetesObject, renderChart } from './support/helm-template.js';
@@ -456,12 +456,9 @@ describe('Helm chart: the rendered pods run', () => {
             end_of_stream: true,
           },
         });
-        const answer: ProcessingResponse = await envoy.next();
+        const picked = destinationList(await envoy.next());
         envoy.call.cancel();
-        const header = answer.request_body?.response?.header_mutation?.set_headers?.find(
-          (entry) => entry.header?.key === 'x-gateway-destination-endpoint',
-        )?.header;
-        return header ? (header.raw_value?.toString('utf8') ?? header.value) : undefined;
+        return typeof picked === 'number' ? undefined : picked.join(',');
       });
       expect(picked).toBe(`127.0.0.2:${modelServer.port}`);
     } finally {

@@ -342,12 +342,7 @@ export class FleetCore<Tag> {
     for (const scheduled of replica.scheduler?.evictQueued() ?? []) {
       const attempt = scheduled.tag as FleetAttempt<Tag>;
       attempt.state = 'done';
-      this.options.events.onDecision?.({
-        type: 'refused',
-        tag: attempt.request.tag,
-        refusal: refusal.kind,
-        atMs: nowMs,
-      });
+      this.noteRefused(attempt.request.tag, refusal.kind, nowMs);
       this.options.events.onExpire(attempt, refusal, nowMs);
     }
     this.removeIfDrained(replica);
@@ -616,12 +611,7 @@ export class FleetCore<Tag> {
               reason: 'none of the eligible endpoints serves the model',
             }
           : { kind: 'no-replica', filter: 'members', reason: 'no replica serves the model now' };
-      this.options.events.onDecision?.({
-        type: 'refused',
-        tag: request.tag,
-        refusal: refusal.kind,
-        atMs: nowMs,
-      });
+      this.noteRefused(request.tag, refusal.kind, nowMs);
       return refusal;
     }
     let replica = candidates[0] as FleetReplica;
@@ -645,12 +635,7 @@ export class FleetCore<Tag> {
       } catch (error) {
         if (!(error instanceof RoutingRejection)) throw error;
         const refusal = refusalOf(error);
-        this.options.events.onDecision?.({
-          type: 'refused',
-          tag: request.tag,
-          refusal: refusal.kind,
-          atMs: nowMs,
-        });
+        this.noteRefused(request.tag, refusal.kind, nowMs);
         return refusal;
       }
       this.health.onAttempt(replica.id);
@@ -686,7 +671,7 @@ export class FleetCore<Tag> {
         retryAfterMs: outcome.decision.retryAfterMs,
         predictedTtftMs: outcome.decision.predictedTtftMs,
       };
-      this.options.events.onDecision?.({ type: 'refused', tag: request.tag, refusal: 'shed', atMs: nowMs });
+      this.noteRefused(request.tag, 'shed', nowMs);
       // Another replica may have room for it: shedding is that replica's view, not the fleet's.
       const next = [...tried, replica];
       if (!this.mayRetry(request, next, number, nowMs)) return refusal;
@@ -697,6 +682,11 @@ export class FleetCore<Tag> {
     attempt.ticket = outcome.request;
     this.armExpiry(replica.index);
     return attempt;
+  }
+
+  /** Tells the decision log a request (or attempt) was refused, and why. */
+  private noteRefused(tag: Tag, refusal: FleetRefusal['kind'], nowMs: number): void {
+    this.options.events.onDecision?.({ type: 'refused', tag, refusal, atMs: nowMs });
   }
 
   private mayRetry(
@@ -737,12 +727,7 @@ export class FleetCore<Tag> {
 
   private expired(attempt: FleetAttempt<Tag>, nowMs: number): void {
     attempt.state = 'done';
-    this.options.events.onDecision?.({
-      type: 'refused',
-      tag: attempt.request.tag,
-      refusal: 'expired',
-      atMs: nowMs,
-    });
+    this.noteRefused(attempt.request.tag, 'expired', nowMs);
     this.options.events.onExpire(
       attempt,
       { kind: 'expired', replica: attempt.replica.id, waitedMs: nowMs - attempt.routedMs },

@@ -86,3 +86,12 @@ export function requestHeaders(
     }),
   };
 }
+
+/** The destination list an answer names (the pick, then its fallbacks), or the status of a refusal. */
+export function destinationList(answer: ProcessingResponse): string[] | number {
+  if (answer.immediate_response) return answer.immediate_response.status.code;
+  const header = answer.request_body?.response?.header_mutation?.set_headers?.find(
+    (option) => option.header.key === 'x-gateway-destination-endpoint',
+  )?.header;
+  return (header?.raw_value?.toString('utf8') || header?.value || '').split(',');
+}
