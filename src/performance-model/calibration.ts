@@ -33,15 +33,20 @@ export interface RooflineEfficiency {
 }
 
 /**
- * How much of the roofline an engine achieves, per device generation. Hopper and ampere are fitted on
- * the simulable calibration runs on H100 and A100 (Lambda vLLM 0.5.4 tables and JSON runs, SGLang's vLLM
- * 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and power). Ada (L40S, L4) has no simulable
- * published point: the middles of commonly quoted ranges (decode 60–85% MBU, prefill 40–60% MFU), as
- * assumptions. CPU cores: the same assumptions, with KV reads at 0.56 (bench/engine), not fitted.
+ * How much of the roofline an engine achieves, per device generation. `prefillMfu`, `kvReadMbu` and
+ * `hostTimeScale` of hopper and ampere are fitted on the simulable calibration runs on H100 and A100 (Lambda
+ * vLLM 0.5.4 tables and JSON runs, SGLang's vLLM 0.6.0 runs, ML.ENERGY V2 throughput and V3 throughput and
+ * power). `decodeMbu` (weights streamed per decode step) is not fitted: 0.725, the middle of commonly quoted
+ * ranges (60–85%; Databricks measured about 60% end to end at batch 1 on 2×H100), because fitted it traded
+ * off against host time and moved out of sample the wrong way (docs/simulator-validation.md, steps table).
+ * The fit leaves ampere's host time at its bound (4× hopper's) and hopper's prefill at 22% MFU: the points
+ * cannot separate host time from kernel efficiency well (docs/simulator-validation.md). Ada (L40S, L4) has
+ * no simulable published point: the middles of the quoted ranges (prefill 40–60% MFU), as assumptions. CPU
+ * cores: the same assumptions, with KV reads at 0.56 (bench/engine), not fitted.
  */
 export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = {
-  hopper: { prefillMfu: 0.4389, decodeMbu: 0.8, kvReadMbu: 0.32, hostTimeScale: 1 },
-  ampere: { prefillMfu: 0.5277, decodeMbu: 0.7177, kvReadMbu: 0.6529, hostTimeScale: 1.881 },
+  hopper: { prefillMfu: 0.2185, decodeMbu: 0.725, kvReadMbu: 0.3837, hostTimeScale: 1 },
+  ampere: { prefillMfu: 0.3438, decodeMbu: 0.725, kvReadMbu: 0.6838, hostTimeScale: 4 },
   ada: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.725, hostTimeScale: 1 },
   cpu: { prefillMfu: 0.5, decodeMbu: 0.725, kvReadMbu: 0.56, hostTimeScale: 1 },
 };
@@ -52,25 +57,25 @@ export const rooflineEfficiency: Record<DeviceGeneration, RooflineEfficiency> = 
  * blog 2024-09-05: in vLLM 0.5 the GPU was busy only 38% of the time on Llama-3-8B / H100).
  *
  * `stepMs` is paid once per step, `perSequenceMs` per sequence in the batch. Fitted per flavour on the
- * calibration runs of that flavour: vLLM 0.5 on Lambda's vLLM 0.5.4 runs and ML.ENERGY V2 throughput;
- * V1 on ML.ENERGY V3 (vLLM 0.11.1); 0.6 multi-step on SGLang's vLLM 0.6.0 Poisson runs. llama.cpp is
- * not fitted (bench/engine). vLLM 0.5's two sources disagree: ML.ENERGY V2's throughput asks for several
- * times Lambda's host time, so the fitted `stepMs` overstates small bursts (docs/simulator-validation.md).
+ * calibration runs of that flavour: vLLM 0.5 on Lambda's vLLM 0.5.4 runs and ML.ENERGY V2 throughput
+ * (V2 ran the HTTP server in the engine process: `inProcessApiServerHostFactor` below); V1 on ML.ENERGY V3
+ * (vLLM 0.11.1); 0.6 multi-step on SGLang's vLLM 0.6.0 Poisson runs. llama.cpp is not fitted
+ * (bench/engine).
  */
 export const engineOverheads = {
-  'vllm-v1': { stepMs: 0.05039, perSequenceMs: 0.0006848, scheduleEverySteps: 1, chunkedPrefill: true },
+  'vllm-v1': { stepMs: 0.053, perSequenceMs: 0.0007609, scheduleEverySteps: 1, chunkedPrefill: true },
   /**
    * vLLM 0.5 without chunked prefill (its default below 32k context): a step either prefills waiting
    * prompts whole or decodes, and decodes wait while prompts are prefilled.
    */
-  'vllm-0.5': { stepMs: 9.503, perSequenceMs: 0.07693, scheduleEverySteps: 1, chunkedPrefill: false },
+  'vllm-0.5': { stepMs: 4.04, perSequenceMs: 0.04, scheduleEverySteps: 1, chunkedPrefill: false },
   /**
    * vLLM 0.6 with `--num-scheduler-steps 10`: host work amortised over ten decode steps, and waiting
    * requests join only between ten-step runs.
    */
   'vllm-0.6-multistep': {
-    stepMs: 0.5631,
-    perSequenceMs: 0.016,
+    stepMs: 0.06875,
+    perSequenceMs: 0.0222,
     scheduleEverySteps: 10,
     // 0.6.0's multi-step scheduler did not support chunked prefill: decodes pause while prompts prefill.
     chunkedPrefill: false,
@@ -78,6 +83,14 @@ export const engineOverheads = {
   /** llama.cpp on CPU: one native call per step plus per-sequence sampling in JavaScript (bench/engine). */
   'llama-cpp': { stepMs: 0.1, perSequenceMs: 0.05, scheduleEverySteps: 1, chunkedPrefill: true },
 } as const;
+/**
+ * Host time when the HTTP API server runs in the engine's own process (vLLM before 0.5.4, or 0.5.4+ with
+ * `--disable-frontend-multiprocessing`), relative to the engine's host time alone. vLLM's profile of 0.5.3
+ * on Llama-3-8B / H100 (vLLM blog, 2024-09-05): API server 33% of the time, scheduling and input
+ * preparation 29%, GPU 38%; the API server's share is taken to scale with the batch as the scheduler's
+ * does, so an in-process server multiplies the host time by 1 + 33/29. A published ratio, not fitted.
+ */
+export const inProcessApiServerHostFactor = 1 + 33 / 29;
 export type EngineFlavour = keyof typeof engineOverheads;
 export const engineFlavours = Object.keys(engineOverheads) as [EngineFlavour, ...EngineFlavour[]];
 
@@ -95,11 +108,12 @@ export interface EngineOverhead {
  * fixed cost per all-reduce that grows with the ring's log₂(degree) and does not shrink with more GPUs,
  * which is why decode steps of a 70B model stop getting faster beyond TP 4. The latency is fitted on every
  * calibration run with TP > 1 (Lambda TP 2–8, SGLang 70B TP 4, ML.ENERGY 70B TP 4); the bandwidth loss is
- * an estimate, not fitted.
+ * an estimate, not fitted. The fit puts the latency at under 1 µs per all-reduce, below NCCL's published
+ * small-message latency (several µs): the calibration runs are host-bound at TP > 1 and do not pin it.
  */
 export const tensorParallel = {
   efficiency: 0.85,
-  allReduceLatencyMs: 0.02,
+  allReduceLatencyMs: 0.0008406,
 };
 
 /**
@@ -110,7 +124,7 @@ export const tensorParallel = {
  * power × step time (never above TDP). Fitted on ML.ENERGY V3's average GPU power in the calibration set
  * (8B 1×H100 and 70B 4×H100); V2's power is excluded (measured over the whole run, points/README.md).
  */
-export const powerCurve = { floor: 0.1576, halfBatch: 12.62 };
+export const powerCurve = { floor: 0.2812, halfBatch: 16 };
 
 /**
  * The constants that fix a replica's speed, as one value: what `resolveReplicaSpec` reads, and what the

@@ -25,6 +25,8 @@ export interface HardwareProfile {
 }
 
 const GB = 1e9;
+/** Memory as the driver reports it (nvidia-smi's total, in MiB): what vLLM's memory plan takes a share of. */
+const MiB = 2 ** 20;
 const TB = 1e12;
 const TFLOPS = 1e12;
 
@@ -35,12 +37,12 @@ export const hardwareProfiles = {
     peakFlopsPerSecond: 989 * TFLOPS,
     peakFp8FlopsPerSecond: 1979 * TFLOPS,
     memoryBandwidthBytesPerSecond: 3.35 * TB,
-    memoryBytes: 80 * GB,
+    memoryBytes: 81559 * MiB,
     idleWatts: 75,
     maxWatts: 700,
     hourlyUsd: 2.5,
     source:
-      'NVIDIA H100 SXM datasheet (80 GB HBM3, 3.35 TB/s, 989 TFLOP/s BF16 / 1,979 FP8 dense, 700 W); idle 60–90 W observed; $2.50/h estimate',
+      'NVIDIA H100 SXM datasheet (80 GB HBM3; nvidia-smi reports 81,559 MiB, 3.35 TB/s, 989 TFLOP/s BF16 / 1,979 FP8 dense, 700 W); idle 60–90 W observed; $2.50/h estimate',
   },
   h200: {
     name: 'h200',
@@ -48,24 +50,24 @@ export const hardwareProfiles = {
     peakFlopsPerSecond: 989 * TFLOPS,
     peakFp8FlopsPerSecond: 1979 * TFLOPS,
     memoryBandwidthBytesPerSecond: 4.8 * TB,
-    memoryBytes: 141 * GB,
+    memoryBytes: 143771 * MiB,
     idleWatts: 75,
     maxWatts: 700,
     hourlyUsd: 3.5,
     source:
-      'NVIDIA H200 datasheet (141 GB HBM3e, 4.8 TB/s, 989 TFLOP/s BF16 dense, 700 W); idle assumed as H100; $3.50/h estimate',
+      'NVIDIA H200 datasheet (141 GB HBM3e; nvidia-smi reports 143,771 MiB, 4.8 TB/s, 989 TFLOP/s BF16 dense, 700 W); idle assumed as H100; $3.50/h estimate',
   },
   'a100-80gb': {
     name: 'a100-80gb',
     kind: 'gpu',
     peakFlopsPerSecond: 312 * TFLOPS,
     memoryBandwidthBytesPerSecond: 2.039 * TB,
-    memoryBytes: 80 * GB,
+    memoryBytes: 81920 * MiB,
     idleWatts: 50,
     maxWatts: 400,
     hourlyUsd: 1.5,
     source:
-      'NVIDIA A100 SXM 80 GB datasheet (2.039 TB/s, 312 TFLOP/s BF16 dense, 400 W); idle estimated; $1.50/h estimate',
+      'NVIDIA A100 SXM 80 GB datasheet (nvidia-smi reports 81,920 MiB; 2.039 TB/s, 312 TFLOP/s BF16 dense, 400 W); idle estimated; $1.50/h estimate',
   },
   l40s: {
     name: 'l40s',
@@ -73,12 +75,12 @@ export const hardwareProfiles = {
     peakFlopsPerSecond: 362 * TFLOPS,
     peakFp8FlopsPerSecond: 733 * TFLOPS,
     memoryBandwidthBytesPerSecond: 0.864 * TB,
-    memoryBytes: 48 * GB,
+    memoryBytes: 46068 * MiB,
     idleWatts: 35,
     maxWatts: 350,
     hourlyUsd: 1.0,
     source:
-      'NVIDIA L40S datasheet (48 GB GDDR6, 864 GB/s, 362 TFLOP/s BF16 / 733 FP8 dense, 350 W); idle estimated; $1.00/h estimate',
+      'NVIDIA L40S datasheet (48 GB GDDR6; nvidia-smi reports 46,068 MiB, 864 GB/s, 362 TFLOP/s BF16 / 733 FP8 dense, 350 W); idle estimated; $1.00/h estimate',
   },
   l4: {
     name: 'l4',
@@ -86,12 +88,12 @@ export const hardwareProfiles = {
     peakFlopsPerSecond: 121 * TFLOPS,
     peakFp8FlopsPerSecond: 242.5 * TFLOPS,
     memoryBandwidthBytesPerSecond: 0.3 * TB,
-    memoryBytes: 24 * GB,
+    memoryBytes: 23034 * MiB,
     idleWatts: 16,
     maxWatts: 72,
     hourlyUsd: 0.5,
     source:
-      'NVIDIA L4 datasheet (24 GB GDDR6, 300 GB/s, 121 TFLOP/s BF16 / 242.5 FP8 dense, 72 W); idle estimated; $0.50/h estimate',
+      'NVIDIA L4 datasheet (24 GB GDDR6; nvidia-smi reports 23,034 MiB, 300 GB/s, 121 TFLOP/s BF16 / 242.5 FP8 dense, 72 W); idle estimated; $0.50/h estimate',
   },
   /**
    * One core of a server CPU, for the in-process llama.cpp engine: AVX2 with two FMA units at ~2.5 GHz

@@ -2,6 +2,7 @@ import {
   defaultSchedulerLimits,
   deviceGeneration,
   type EngineFlavour,
+  inProcessApiServerHostFactor,
   memoryPlan,
   type PerformanceConstants,
   performanceConstants,
@@ -53,6 +54,10 @@ export interface ReplicaSpecOptions {
   prefixCaching?: boolean;
   /** Overrides the memory plan, e.g. to model a small KV cache. */
   kvBlocks?: number;
+  /** The HTTP server shares the engine's process (calibration.ts `inProcessApiServerHostFactor`). */
+  apiServerInProcess?: boolean;
+  /** vLLM's `--gpu-memory-utilization` where a deployment sets it (calibration.ts `memoryPlan` otherwise). */
+  gpuMemoryUtilization?: number;
 }
 
 export class ReplicaSpecError extends Error {}
@@ -75,7 +80,7 @@ export function resolveReplicaSpec(
   const kvBlockTokens = memoryPlan.kvBlockTokens;
 
   const usableBytes =
-    hardware.memoryBytes * deviceCount * memoryPlan.gpuMemoryUtilization -
+    hardware.memoryBytes * deviceCount * (options.gpuMemoryUtilization ?? memoryPlan.gpuMemoryUtilization) -
     model.weightBytes -
     (hardware.kind === 'gpu' ? memoryPlan.activationReserveBytes * deviceCount : 0);
   const kvBlocks = options.kvBlocks ?? Math.floor(usableBytes / (model.kvBytesPerToken * kvBlockTokens));
@@ -93,6 +98,8 @@ export function resolveReplicaSpec(
       : 0;
   const overhead = engineOverheads[flavour];
   const rooflineEfficiency = constants.rooflineEfficiency[deviceGeneration(hardware)];
+  const hostTimeScale =
+    rooflineEfficiency.hostTimeScale * (options.apiServerInProcess ? inProcessApiServerHostFactor : 1);
   // FP8 weights run FP8 GEMMs (W8A8) where the device has FP8 tensor cores; elsewhere they are upcast.
   const peakFlops =
     model.weightDtype === 'fp8' && hardware.peakFp8FlopsPerSecond !== undefined
@@ -122,9 +129,9 @@ export function resolveReplicaSpec(
         rooflineEfficiency.kvReadMbu *
         parallelEfficiency) /
       1000,
-    stepOverheadMs: overhead.stepMs * rooflineEfficiency.hostTimeScale,
+    stepOverheadMs: overhead.stepMs * hostTimeScale,
     stepDeviceFixedMs: allReduceMs,
-    perSequenceOverheadMs: overhead.perSequenceMs * rooflineEfficiency.hostTimeScale,
+    perSequenceOverheadMs: overhead.perSequenceMs * hostTimeScale,
     scheduleEverySteps: overhead.scheduleEverySteps,
     chunkedPrefill: overhead.chunkedPrefill,
     powerFloor: constants.powerCurve.floor,

@@ -42,10 +42,7 @@ interface RunRequest {
   outputTokens: number;
 }
 
-type Arrivals =
-  | { kind: 'burst' }
-  | { kind: 'poisson'; ratePerSecond: number }
-  | { kind: 'closed-loop'; concurrency: number };
+type Arrivals = { kind: 'burst' } | { kind: 'poisson'; ratePerSecond: number };
 
 /** Everything a run needs to be simulated, decided from its points' setup alone. */
 export interface RunSetup {
@@ -58,10 +55,21 @@ export interface RunSetup {
   flavour: EngineFlavour;
   maxNumSeqs: number | undefined;
   maxNumBatchedTokens: number | undefined;
+  /** The HTTP server ran in the engine's process (ML.ENERGY V2's `--disable-frontend-multiprocessing`). */
+  apiServerInProcess: boolean;
+  /** `--gpu-memory-utilization` where the source's harness set it. */
+  gpuMemoryUtilization: number | undefined;
   requests: RunRequest[];
   arrivals: Arrivals;
-  /** `steady`: rates over the middle of the run (ML.ENERGY's measurement window); `whole`: first send to last token. */
-  window: 'whole' | 'steady';
+  /**
+   * Where throughput and J per token are read. `whole`: first send to last token. `until-queue-empty`: from the first send
+   * until no request waits for admission (ML.ENERGY V2's steady state), the whole run when none ever waits
+   * behind a full batch. `{ firstTokensOf, untilFinished }`: from the step at which that many requests have
+   * had their first token to the one at which that many have finished (ML.ENERGY V3's steady state).
+   */
+  window: 'whole' | 'until-queue-empty' | { firstTokensOf: number; untilFinished: number };
+  /** Where average power is read: the same window, or the whole run (ML.ENERGY V2's power, their footnote). */
+  powerWindow: 'same' | 'whole';
   /** How the lengths were chosen, printed with the tables. */
   lengthsNote: string;
   /** Whether any of the run's points is a power or energy figure (only then do power constants matter). */
@@ -150,6 +158,15 @@ function lambdaTableTrace(model: string, hardware: string, gpus: number): string
   );
 }
 
+/**
+ * ML.ENERGY V3's request repeats per max_num_seqs (ml-energy/benchmark `configs/vllm/lm-arena-chat/
+ * meta-llama/Llama-3.1-{8B,70B}-Instruct/H100/sweeps.yaml`): enough requests that a steady state exists.
+ */
+function ml3Repeats(model: string, batch: number): number {
+  if (model.endsWith('70b')) return batch <= 384 ? 1 : batch <= 1024 ? 2 : 3;
+  return batch <= 192 ? 1 : batch <= 512 ? 2 : 3;
+}
+
 /** Decides how to simulate a run from its first point's setup, or why it cannot be simulated. */
 export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
   const point = points[0] as PublishedMeasurement;
@@ -185,6 +202,8 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     // vLLM 0.5/0.6 default max_num_seqs is 256 on every GPU; V1 raises it on large GPUs (calibration.ts).
     maxNumSeqs: maxNumSeqs ?? (flavour === 'vllm-v1' ? undefined : 256),
     maxNumBatchedTokens,
+    apiServerInProcess: false,
+    gpuMemoryUtilization: undefined,
   };
   const workload = setup.workload;
   const load = setup.load;
@@ -197,6 +216,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
         requests: readTrace(trace),
         arrivals: { kind: 'burst' },
         window: 'whole',
+        powerWindow: 'same',
         lengthsNote: workload.trace
           ? 'exact (trace)'
           : `lengths of ${path.basename(trace)} (table publishes none)`,
@@ -204,18 +224,43 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     };
   }
   if (point.source.name === 'ml-energy') {
-    const v3 = flavour === 'vllm-v1';
     const batch = maxNumSeqs ?? 256;
-    // Arrivals are not stated: a server kept full at max_num_seqs, measured in steady state. Enough
-    // requests that the middle of the run is steady: five generations of the batch.
-    const count = Math.max(600, batch * 5);
+    if (flavour === 'vllm-0.5') {
+      // V2 as its leaderboard describes the chat benchmark: 500 ShareGPT prompts, all submitted at the start
+      // with max_num_seqs limiting the batch; the steady state ends when the queue is empty; power was
+      // measured over the whole benchmark (the post's footnote). Its harness started vLLM 0.5.4 with
+      // `--disable-frontend-multiprocessing` and `--gpu-memory-utilization 0.95` (benchmark_one_datapoint.py).
+      // points/README.md, "ML.ENERGY V2".
+      const count = 500;
+      return {
+        setup: {
+          ...common,
+          apiServerInProcess: true,
+          gpuMemoryUtilization: 0.95,
+          requests: syntheticRequests(shareGpt, count, point.run),
+          arrivals: { kind: 'burst' },
+          window: 'until-queue-empty',
+          powerWindow: 'whole',
+          lengthsNote: `ShareGPT lognormal (not published), ${count} requests at once (V2 protocol)`,
+        },
+      };
+    }
+    // V3 as its harness ran it (ml-energy/benchmark, `configs/vllm/lm-arena-chat`): 1,024 LMArena prompts
+    // sent `num_request_repeats` times, all at once (`request_rate` inf), max_num_seqs limiting the batch;
+    // the steady state runs from the max_num_seqs-th first token to the (N − max_num_seqs − 1)-th finished
+    // request (`RequestTracker` in mlenergy/benchmark/llm/benchmark.py).
+    const repeats = ml3Repeats(setup.model, batch);
+    const unique = syntheticRequests(lmArena, 1024, point.run);
+    const requests = Array.from({ length: repeats }, () => unique).flat();
+    const count = requests.length;
     return {
       setup: {
         ...common,
-        requests: syntheticRequests(v3 ? lmArena : shareGpt, count, point.run),
-        arrivals: { kind: 'closed-loop', concurrency: batch },
-        window: 'steady',
-        lengthsNote: `${v3 ? 'LMArena' : 'ShareGPT'} lognormal (not published), ${count} requests`,
+        requests,
+        arrivals: { kind: 'burst' },
+        window: { firstTokensOf: batch, untilFinished: count - batch - 1 },
+        powerWindow: 'same',
+        lengthsNote: `LMArena lognormal (not published), 1024 × ${repeats} requests at once (V3 protocol)`,
       },
     };
   }
@@ -228,6 +273,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
         requests: syntheticRequests(shareGpt, prompts, point.run),
         arrivals: rate ? { kind: 'poisson', ratePerSecond: Number(rate[1]) } : { kind: 'burst' },
         window: 'whole',
+        powerWindow: 'same',
         lengthsNote: `ShareGPT lognormal (not published), ${prompts} requests`,
       },
     };
@@ -245,6 +291,8 @@ export interface RunMeasurements {
   itlWeights: number[];
   durationMs: number;
   window: { ms: number; outputTokens: number; energyJoules: number };
+  /** Where average power is read (the window above unless the source measured power over the whole run). */
+  powerWindow: { ms: number; energyJoules: number };
   devices: number;
   idleWatts: number;
 }
@@ -261,6 +309,8 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
       flavour: setup.flavour,
       maxNumSeqs: setup.maxNumSeqs,
       maxNumBatchedTokens: setup.maxNumBatchedTokens,
+      apiServerInProcess: setup.apiServerInProcess,
+      gpuMemoryUtilization: setup.gpuMemoryUtilization,
       // Benchmarks of these releases ran without prefix caching (vLLM 0.5/0.6 default off); random prompts
       // share nothing anyway.
       prefixCaching: false,
@@ -277,13 +327,14 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   const itlWeights: number[] = [];
   const chunkSteps = spec.scheduleEverySteps;
   let lastDecodeStepMs = 0;
-  const timeline: { atMs: number; tokens: number; energy: number }[] = [];
+  const timeline: TimelineEntry[] = [];
   let finished = 0;
-  const justFinished: number[] = [];
+  let started = 0;
 
   const replica = new ReplicaModel<number>(spec, firstComeFirstServed, {
     onFirstToken: (sequence, atMs) => {
       ttftMs[sequence.tag] = atMs - (arrivalMs[sequence.tag] as number);
+      started++;
     },
     onDecodeSteps: (byPriority, steps, durationMs) => {
       let sequences = 0;
@@ -305,7 +356,6 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
     onFinish: (sequence, atMs) => {
       e2eMs[sequence.tag] = atMs - (arrivalMs[sequence.tag] as number);
       finished++;
-      justFinished.push(sequence.tag);
     },
   });
 
@@ -329,7 +379,7 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   };
 
   const arrivals = setup.arrivals;
-  const openArrivals = new Float64Array(arrivals.kind === 'closed-loop' ? 0 : count);
+  const openArrivals = new Float64Array(count);
   if (arrivals.kind === 'poisson') {
     const random = new SeededRandom(1).fork(`${setup.run}:arrivals`);
     let at = 0;
@@ -338,8 +388,6 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
       at += random.exponential(1000 / arrivals.ratePerSecond);
     }
   }
-  if (arrivals.kind === 'closed-loop')
-    for (let index = 0; index < Math.min(count, arrivals.concurrency); index++) submit(0);
 
   let nowMs = 0;
   for (;;) {
@@ -351,9 +399,11 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
         atMs: nowMs,
         tokens: replica.generatedTokensTotal,
         energy: replica.dynamicEnergyJoules,
+        waiting: replica.waitingRequests,
+        batchFull: replica.runningRequests >= spec.maxNumSeqs,
+        started,
+        finished,
       });
-      if (arrivals.kind === 'closed-loop') for (const _ of justFinished) if (submitted < count) submit(nowMs);
-      justFinished.length = 0;
       replica.startStep(nowMs, Infinity);
     } else if (Number.isFinite(nextArrivalMs)) {
       nowMs = nextArrivalMs;
@@ -366,7 +416,9 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   }
   if (finished !== count) throw new Error(`${setup.run}: ${count - finished} requests never finished`);
 
-  const steady = steadyWindow(timeline, setup.window);
+  const measured = measurementWindow(timeline, setup.window);
+  const whole = measurementWindow(timeline, 'whole');
+  const power = setup.powerWindow === 'whole' ? whole : measured;
   return {
     ttftMs,
     e2eMs,
@@ -375,25 +427,45 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
     itlWeights,
     durationMs: nowMs,
     window: {
-      ms: steady.ms,
-      outputTokens: steady.tokens,
-      energyJoules: (spec.idleWatts * steady.ms) / 1000 + steady.energy,
+      ms: measured.ms,
+      outputTokens: measured.tokens,
+      energyJoules: (spec.idleWatts * measured.ms) / 1000 + measured.energy,
     },
+    powerWindow: { ms: power.ms, energyJoules: (spec.idleWatts * power.ms) / 1000 + power.energy },
     devices: setup.devices,
     idleWatts: spec.idleWatts,
   };
 }
 
-/** The whole run, or the part between 20% and 80% of its output tokens (closed loop in steady state). */
-function steadyWindow(
-  timeline: readonly { atMs: number; tokens: number; energy: number }[],
-  window: 'whole' | 'steady',
-) {
-  const last = timeline[timeline.length - 1] as { atMs: number; tokens: number; energy: number };
-  if (window === 'whole') return { ms: last.atMs, tokens: last.tokens, energy: last.energy };
-  const at = (share: number) => timeline.find((entry) => entry.tokens >= last.tokens * share) ?? last;
-  const from = at(0.2);
-  const to = at(0.8);
+interface TimelineEntry {
+  atMs: number;
+  tokens: number;
+  energy: number;
+  /** Requests waiting for admission at the end of the step. */
+  waiting: number;
+  /** Whether max_num_seqs sequences were running then. */
+  batchFull: boolean;
+  /** Requests that have had their first token, and requests finished, by the end of the step. */
+  started: number;
+  finished: number;
+}
+
+/** The part of the run a source measured over (RunSetup.window). */
+function measurementWindow(timeline: readonly TimelineEntry[], window: RunSetup['window']) {
+  const last = timeline[timeline.length - 1] as TimelineEntry;
+  const whole = { ms: last.atMs, tokens: last.tokens, energy: last.energy };
+  if (window === 'whole') return whole;
+  if (window === 'until-queue-empty') {
+    // Ends at the first step after which nothing waits behind a full batch. When that never happened (the
+    // batch limit at or above the request count) the queue empties with the prefill burst, before any
+    // steady state, and the whole run stands in: a reading of the source, not its stated rule.
+    const queued = timeline.findIndex((entry) => entry.waiting > 0 && entry.batchFull);
+    if (queued < 0) return whole;
+    const end = timeline.slice(queued).find((entry) => entry.waiting === 0) ?? last;
+    return { ms: end.atMs, tokens: end.tokens, energy: end.energy };
+  }
+  const from = timeline.find((entry) => entry.started >= window.firstTokensOf) ?? last;
+  const to = timeline.find((entry) => entry.finished >= window.untilFinished) ?? last;
   return { ms: to.atMs - from.atMs, tokens: to.tokens - from.tokens, energy: to.energy - from.energy };
 }
 
@@ -420,11 +492,11 @@ export function readMetric(point: PublishedMeasurement, run: RunMeasurements): n
   const answered = (index: number) => (outputTokens[index] as number) > 0;
   const indices = Array.from({ length: count }, (_, index) => index);
   const totalOutput = outputTokens.reduce((sum, tokens) => sum + tokens, 0);
-  const steady = run.window;
+  const window = run.window;
   switch (point.metric.name) {
     case 'output tokens/s':
       return point.source.name === 'ml-energy'
-        ? steady.outputTokens / (steady.ms / 1000)
+        ? window.outputTokens / (window.ms / 1000)
         : totalOutput / (run.durationMs / 1000);
     case 'request throughput req/s':
       return count / (run.durationMs / 1000);
@@ -452,9 +524,9 @@ export function readMetric(point: PublishedMeasurement, run: RunMeasurements): n
     case 'median E2E latency ms':
       return medianOf(Array.from(e2eMs)) ?? Number.NaN;
     case 'average GPU power W':
-      return steady.energyJoules / (steady.ms / 1000);
+      return run.powerWindow.energyJoules / (run.powerWindow.ms / 1000);
     case 'J per output token':
-      return steady.energyJoules / steady.outputTokens;
+      return window.energyJoules / window.outputTokens;
     default:
       return `metric ${point.metric.name} is not read from a simulation`;
   }

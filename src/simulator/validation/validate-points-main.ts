@@ -21,11 +21,21 @@ const abs = (value: number) => `${(value * 100).toFixed(1)}%`;
 const figure = (value: number) => (Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(4));
 
 function printRows(title: string, rows: readonly PointRow[]) {
+  const sorted = [...rows].sort((a, b) => a.point.id.localeCompare(b.point.id));
+  if (process.argv.includes('--markdown')) {
+    // The per-point tables of docs/simulator-validation.md, as printed here.
+    console.log(`\n${title}\n\n| point | simulated | published | error |\n|---|--:|--:|--:|`);
+    for (const row of sorted)
+      console.log(
+        `| ${row.point.id} | ${figure(row.simulated)} | ${figure(row.point.value)} | ${percent(row.error)} |`,
+      );
+    return;
+  }
   console.log(`\n${title}`);
   console.log(
     `${'point'.padEnd(62)} ${'simulated'.padStart(10)} ${'published'.padStart(10)} ${'error'.padStart(8)}`,
   );
-  for (const row of [...rows].sort((a, b) => a.point.id.localeCompare(b.point.id)))
+  for (const row of sorted)
     console.log(
       `${row.point.id.padEnd(62)} ${figure(row.simulated).padStart(10)} ${figure(row.point.value).padStart(10)} ${percent(row.error).padStart(8)}`,
     );
@@ -100,11 +110,15 @@ for (const [reason, ids] of reasons) console.log(`  ${ids.length} × ${reason}\n
 const line = (name: string, rows: readonly PointRow[]) => {
   const summary = summarise(rows);
   const worst = summary.worst ? `${summary.worst.point.id} ${percent(summary.worst.error)}` : '-';
+  const within15 = rows.filter((row) => Math.abs(row.error) <= 0.15).length;
+  const beyond50 = rows.filter((row) => Math.abs(row.error) > 0.5).length;
   console.log(
-    `  ${name.padEnd(36)} ${String(summary.points).padStart(6)} ${abs(summary.medianAbsError).padStart(9)}   ${worst}`,
+    `  ${name.padEnd(36)} ${String(summary.points).padStart(6)} ${abs(summary.medianAbsError).padStart(9)} ${String(within15).padStart(7)} ${String(beyond50).padStart(7)}   ${worst}`,
   );
 };
-console.log(`\n  ${'errors'.padEnd(36)} ${'points'.padStart(6)} ${'median|e|'.padStart(9)}   worst point`);
+console.log(
+  `\n  ${'errors'.padEnd(36)} ${'points'.padStart(6)} ${'median|e|'.padStart(9)} ${'<=15%'.padStart(7)} ${'>50%'.padStart(7)}   worst point`,
+);
 line('in-sample (calibration)', report.inSample);
 line('held out (validation)', report.heldOut);
 line(

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type LoadedPoint, loadPoints } from './point-runs.js';
+import { performanceConstants } from '../../performance-model/calibration.js';
+import { hardwareProfile } from '../../performance-model/hardware-profiles.js';
+import { modelProfile } from '../../performance-model/model-profiles.js';
+import { resolveReplicaSpec } from '../../performance-model/replica-spec.js';
+import { type LoadedPoint, loadPoints, planRun, simulateRun } from './point-runs.js';
 import { fitConstants, priorConstants, ValidationHarness } from './validate-points.js';
 
 // Two simulable runs (one per set) and two that cannot be simulated: the mechanics, quickly.
@@ -47,5 +51,58 @@ describe('validation harness', () => {
     const { rows } = harness.evaluate(priorConstants(), (point) => point.run === validationRun);
     expect(rows.length).toBe(4);
     expect(harness.simulations).toBe(1);
+  });
+});
+
+describe('ML.ENERGY runs follow their harnesses', () => {
+  const pointsOf = (run: string) => loadPoints().filter((point) => point.run === run);
+  const setupOf = (run: string) => {
+    const plan = planRun(pointsOf(run));
+    if ('skip' in plan) throw new Error(plan.skip);
+    return plan.setup;
+  };
+
+  it('V3: 1,024 prompts × the sweep’s repeats at once, read from the B-th first token to the (N − B − 1)-th finish', () => {
+    const setup = setupOf('mlenergy-v3-8b-1xh100-batch384');
+    expect(setup.requests.length).toBe(2048);
+    expect(setup.arrivals).toEqual({ kind: 'burst' });
+    expect(setup.window).toEqual({ firstTokensOf: 384, untilFinished: 2048 - 384 - 1 });
+    expect(setupOf('mlenergy-v3-70b-4xh100-batch1024').requests.length).toBe(2048);
+    expect(setupOf('mlenergy-v3-70b-4xh100-batch64').requests.length).toBe(1024);
+
+    const run = simulateRun(setup, performanceConstants);
+    const total = Array.from(run.outputTokens).reduce((sum, tokens) => sum + tokens, 0);
+    // The ramp-up and the drain are outside the window, and the window is most of the run.
+    expect(run.window.outputTokens).toBeLessThan(total);
+    expect(run.window.outputTokens).toBeGreaterThan(total / 2);
+    expect(run.window.ms).toBeLessThan(run.durationMs);
+  });
+
+  it('V2: 500 prompts at once on an in-process API server; power over the whole run, rates until the queue empties', () => {
+    const queued = setupOf('mlenergy-v2-8b-1xh100-batch128');
+    expect(queued.requests.length).toBe(500);
+    expect(queued.apiServerInProcess).toBe(true);
+    expect(queued.gpuMemoryUtilization).toBe(0.95);
+    expect(queued.window).toBe('until-queue-empty');
+    expect(queued.powerWindow).toBe('whole');
+    const run = simulateRun(queued, performanceConstants);
+    expect(run.window.ms).toBeLessThan(run.durationMs);
+    expect(run.powerWindow.ms).toBe(run.durationMs);
+    // With max_num_seqs above the request count nothing queues behind a full batch: the whole run.
+    const unqueued = simulateRun(setupOf('mlenergy-v2-8b-1xh100-batch768'), performanceConstants);
+    expect(unqueued.window.ms).toBe(unqueued.durationMs);
+  });
+
+  it('charges the in-process API server as vLLM’s profile does: host time × (1 + 33/29)', () => {
+    const options = {
+      hardware: hardwareProfile('h100-sxm') as NonNullable<ReturnType<typeof hardwareProfile>>,
+      model: modelProfile('llama-3.1-8b') as NonNullable<ReturnType<typeof modelProfile>>,
+      flavour: 'vllm-0.5' as const,
+    };
+    const separate = resolveReplicaSpec(options);
+    const inProcess = resolveReplicaSpec({ ...options, apiServerInProcess: true });
+    expect(inProcess.stepOverheadMs / separate.stepOverheadMs).toBeCloseTo(1 + 33 / 29, 9);
+    expect(inProcess.perSequenceOverheadMs / separate.perSequenceOverheadMs).toBeCloseTo(1 + 33 / 29, 9);
+    expect(inProcess.effectiveBytesPerMs).toBe(separate.effectiveBytesPerMs);
   });
 });
