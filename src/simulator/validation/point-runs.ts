@@ -74,6 +74,8 @@ export interface RunSetup {
   lengthsNote: string;
   /** Whether any of the run's points is a power or energy figure (only then do power constants matter). */
   measuresPower: boolean;
+  /** The seed of what the source did not publish (planRun's `draw`). */
+  draw: number;
 }
 
 export type RunPlan = { setup: RunSetup } | { skip: string };
@@ -88,16 +90,21 @@ const lmArena = {
   output: { mean: 717, cv: 0.8, min: 1, max: 4096 },
 };
 
-function syntheticRequests(lengths: typeof shareGpt, count: number, seed: string): RunRequest[] {
-  const random = new SeededRandom(1).fork(seed);
-  const draw = (distribution: typeof shareGpt.input) =>
+function syntheticRequests(
+  lengths: typeof shareGpt,
+  count: number,
+  seed: string,
+  draw: number,
+): RunRequest[] {
+  const random = new SeededRandom(draw).fork(seed);
+  const length = (distribution: typeof shareGpt.input) =>
     Math.min(
       distribution.max,
       Math.max(distribution.min, Math.round(random.lognormal(distribution.mean, distribution.cv))),
     );
   return Array.from({ length: count }, () => ({
-    inputTokens: draw(lengths.input),
-    outputTokens: draw(lengths.output),
+    inputTokens: length(lengths.input),
+    outputTokens: length(lengths.output),
   }));
 }
 
@@ -167,8 +174,12 @@ function ml3Repeats(model: string, batch: number): number {
   return batch <= 192 ? 1 : batch <= 512 ? 2 : 3;
 }
 
-/** Decides how to simulate a run from its first point's setup, or why it cannot be simulated. */
-export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
+/**
+ * Decides how to simulate a run from its first point's setup, or why it cannot be simulated. `draw`
+ * seeds what the source did not publish (lengths drawn from a distribution, Poisson arrivals): another
+ * draw shows how much of an error figure is that choice (`npm run validate:model -- --draw N`).
+ */
+export function planRun(points: readonly PublishedMeasurement[], draw = 1): RunPlan {
   const point = points[0] as PublishedMeasurement;
   const setup = point.setup;
   if (setup.engine !== 'vllm') return { skip: `engine ${setup.engine} is not modelled (vLLM flavours only)` };
@@ -204,6 +215,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     maxNumBatchedTokens,
     apiServerInProcess: false,
     gpuMemoryUtilization: undefined,
+    draw,
   };
   const workload = setup.workload;
   const load = setup.load;
@@ -237,7 +249,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
           ...common,
           apiServerInProcess: true,
           gpuMemoryUtilization: 0.95,
-          requests: syntheticRequests(shareGpt, count, point.run),
+          requests: syntheticRequests(shareGpt, count, point.run, draw),
           arrivals: { kind: 'burst' },
           window: 'until-queue-empty',
           powerWindow: 'whole',
@@ -250,7 +262,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     // the steady state runs from the max_num_seqs-th first token to the (N − max_num_seqs − 1)-th finished
     // request (`RequestTracker` in mlenergy/benchmark/llm/benchmark.py).
     const repeats = ml3Repeats(setup.model, batch);
-    const unique = syntheticRequests(lmArena, 1024, point.run);
+    const unique = syntheticRequests(lmArena, 1024, point.run, draw);
     const requests = Array.from({ length: repeats }, () => unique).flat();
     const count = requests.length;
     return {
@@ -270,7 +282,7 @@ export function planRun(points: readonly PublishedMeasurement[]): RunPlan {
     return {
       setup: {
         ...common,
-        requests: syntheticRequests(shareGpt, prompts, point.run),
+        requests: syntheticRequests(shareGpt, prompts, point.run, draw),
         arrivals: rate ? { kind: 'poisson', ratePerSecond: Number(rate[1]) } : { kind: 'burst' },
         window: 'whole',
         powerWindow: 'same',
@@ -381,7 +393,7 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   const arrivals = setup.arrivals;
   const openArrivals = new Float64Array(count);
   if (arrivals.kind === 'poisson') {
-    const random = new SeededRandom(1).fork(`${setup.run}:arrivals`);
+    const random = new SeededRandom(setup.draw).fork(`${setup.run}:arrivals`);
     let at = 0;
     for (let index = 0; index < count; index++) {
       openArrivals[index] = at;

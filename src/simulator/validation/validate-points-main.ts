@@ -47,7 +47,12 @@ console.log(
   `machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, node ${process.version}`,
 );
 const points = loadPoints();
-const harness = new ValidationHarness(points);
+const drawAt = process.argv.indexOf('--draw');
+const draw = drawAt < 0 ? 1 : Number(process.argv[drawAt + 1]);
+if (!Number.isInteger(draw) || draw < 1) throw new Error('--draw takes a positive integer');
+if (draw !== 1)
+  console.log(`draw ${draw}: unpublished lengths and arrivals drawn with seed ${draw} (default 1)`);
+const harness = new ValidationHarness(points, draw);
 const count = (set: string) => points.filter((point) => point.set === set).length;
 const runsOf = (set: string) =>
   new Set(points.filter((point) => point.set === set).map((point) => point.run)).size;

@@ -93,6 +93,18 @@ describe('ML.ENERGY runs follow their harnesses', () => {
     expect(unqueued.window.ms).toBe(unqueued.durationMs);
   });
 
+  it('draws unpublished lengths from the seed it is given, and leaves published traces as they are', () => {
+    const plan = (run: string, draw: number) => {
+      const planned = planRun(pointsOf(run), draw);
+      if ('skip' in planned) throw new Error(planned.skip);
+      return planned.setup.requests;
+    };
+    const drawn = 'mlenergy-v3-8b-1xh100-batch64';
+    expect(plan(drawn, 1)).toEqual(plan(drawn, 1));
+    expect(plan(drawn, 2)).not.toEqual(plan(drawn, 1));
+    expect(plan(validationRun, 2)).toEqual(plan(validationRun, 1));
+  });
+
   it('charges the in-process API server as vLLM’s profile does: host time × (1 + 33/29)', () => {
     const options = {
       hardware: hardwareProfile('h100-sxm') as NonNullable<ReturnType<typeof hardwareProfile>>,

@@ -162,11 +162,15 @@ export class ValidationHarness {
   /** Every run simulated so far: the test of the split checks that a fit never touched a validation run. */
   readonly simulatedRuns = new Set<string>();
 
-  constructor(readonly points: readonly LoadedPoint[]) {
+  /** `draw` seeds the lengths and arrivals sources did not publish (planRun). */
+  constructor(
+    readonly points: readonly LoadedPoint[],
+    draw = 1,
+  ) {
     const byRun = new Map<string, LoadedPoint[]>();
     for (const point of points) byRun.set(point.run, [...(byRun.get(point.run) ?? []), point]);
     for (const [run, runPoints] of byRun) {
-      const plan = planRun(runPoints);
+      const plan = planRun(runPoints, draw);
       if ('skip' in plan) for (const point of runPoints) this.skipped.push({ point, reason: plan.skip });
       else this.runs.set(run, { setup: plan.setup, points: runPoints });
     }
