@@ -431,6 +431,9 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
   const measured = measurementWindow(timeline, setup.window);
   const whole = measurementWindow(timeline, 'whole');
   const power = setup.powerWindow === 'whole' ? whole : measured;
+  // Idle power all along, dynamic energy as the steps booked it.
+  const energyOf = (window: { ms: number; energy: number }) =>
+    (spec.idleWatts * window.ms) / 1000 + window.energy;
   return {
     ttftMs,
     e2eMs,
@@ -441,9 +444,9 @@ export function simulateRun(setup: RunSetup, constants: PerformanceConstants): R
     window: {
       ms: measured.ms,
       outputTokens: measured.tokens,
-      energyJoules: (spec.idleWatts * measured.ms) / 1000 + measured.energy,
+      energyJoules: energyOf(measured),
     },
-    powerWindow: { ms: power.ms, energyJoules: (spec.idleWatts * power.ms) / 1000 + power.energy },
+    powerWindow: { ms: power.ms, energyJoules: energyOf(power) },
     devices: setup.devices,
     idleWatts: spec.idleWatts,
   };
