@@ -75,4 +75,17 @@ describe('gravity serve as a process', () => {
     expect(run.stderr()).toContain('server.prot: unknown setting');
     expect(run.stderr()).not.toContain('    at '); // a message, not a stack trace
   });
+
+  it('refuses to start a CUDA engine where no CUDA build of llama.cpp exists, and says how to get one', async () => {
+    // CI machines have no CUDA build (only the CPU binary is installed): the start must fail at once.
+    const config = writeConfig(
+      'engines:\n  gpu: { type: llama-cpp, model: { generated: gravity-tiny }, device: cuda }\nmodels:\n  tiny: { engine: gpu }\n',
+    );
+    const run = spawnGravity(['serve', '--config', config, '--port', '0']);
+    const { code } = await run.exited;
+    expect(code).toBe(1);
+    expect(run.stderr()).toContain("engine 'gpu': no llama.cpp build for device cuda");
+    expect(run.stderr()).toContain('node-llama-cpp source build --gpu cuda');
+    expect(run.stderr()).not.toContain('    at '); // a message, not a stack trace
+  });
 });

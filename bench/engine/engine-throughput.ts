@@ -109,6 +109,7 @@ async function main(): Promise<void> {
       threads: engineConfig.threads,
       batchSize: engineConfig.batchSize,
       embeddingContexts: 0,
+      device: engineConfig.device,
     });
     engine = inProcess;
     await inProcess.start();

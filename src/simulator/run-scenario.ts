@@ -2,6 +2,7 @@ import { defaults } from '../core/defaults.js';
 import { responsesNativeFeatures } from '../core/request-features.js';
 import { SeededRandom } from '../core/seeded-random.js';
 import type { ServiceBand } from '../core/service-tiers.js';
+import type { PerformanceConstants } from '../performance-model/calibration.js';
 import { hardwareProfiles } from '../performance-model/hardware-profiles.js';
 import { type ModelProfile, modelProfile } from '../performance-model/model-profiles.js';
 import { queueOrderingPolicies } from '../performance-model/queue-ordering.js';
@@ -30,6 +31,8 @@ export interface RunScenarioOptions {
    * the ledger store reads asynchronously, a run is synchronous.
    */
   ledgerReplay?: LedgerReplay;
+  /** The performance model's constants; default calibration.ts (a fit passes candidates). */
+  constants?: PerformanceConstants;
 }
 
 /** The scenario with a sweep point's values in place. */
@@ -69,15 +72,18 @@ export function runScenario(
     options.modelProfile ??
     modelProfile(fleet.model, { weightDtype: fleet.weightDtype, kvDtype: fleet.kvDtype });
   if (!model) throw new ReplicaSpecError(`unknown model profile '${fleet.model}'`);
-  const spec = resolveReplicaSpec({
-    hardware: hardwareProfiles[fleet.hardware],
-    deviceCount: fleet.devices,
-    model,
-    flavour: fleet.flavour,
-    ...(fleet.maxNumSeqs !== undefined && { maxNumSeqs: fleet.maxNumSeqs }),
-    ...(fleet.maxNumBatchedTokens !== undefined && { maxNumBatchedTokens: fleet.maxNumBatchedTokens }),
-    prefixCaching: fleet.prefixCaching,
-  });
+  const spec = resolveReplicaSpec(
+    {
+      hardware: hardwareProfiles[fleet.hardware],
+      deviceCount: fleet.devices,
+      model,
+      flavour: fleet.flavour,
+      ...(fleet.maxNumSeqs !== undefined && { maxNumSeqs: fleet.maxNumSeqs }),
+      ...(fleet.maxNumBatchedTokens !== undefined && { maxNumBatchedTokens: fleet.maxNumBatchedTokens }),
+      prefixCaching: fleet.prefixCaching,
+    },
+    options.constants,
+  );
   const schedulerMode = point.scheduler ?? scenario.scheduling.mode;
   const random = new SeededRandom(scenario.seed);
   const routingRandom = random.fork('routing');

@@ -1,5 +1,7 @@
-// A minimal GGUF v3 encoder and header reader: enough to generate tiny test models and to read a
-// model's shape, without depending on llama.cpp's own tooling.
+// A minimal GGUF v3 encoder and header reader: enough to generate test models (tiny ones in memory, full
+// published shapes streamed to disk) and to read a model's shape, without llama.cpp's own tooling.
+
+import { open } from 'node:fs/promises';
 
 export type GgufValue =
   | { type: 'u32' | 'i32' | 'f32' | 'u64'; value: number }
@@ -222,8 +224,8 @@ function encodeTensorData(tensor: GgufTensor): Buffer {
   return bytes;
 }
 
-function alignmentOf(file: GgufFile): number {
-  const entry = file.metadata.find((item) => item.key === 'general.alignment');
+function alignmentOf(metadata: GgufMetadataEntry[]): number {
+  const entry = metadata.find((item) => item.key === 'general.alignment');
   if (!entry) return defaultAlignmentBytes;
   if (entry.value.type !== 'u32' || entry.value.value <= 0 || entry.value.value % 8 !== 0) {
     throw new Error('GGUF general.alignment must be a u32 multiple of 8');
@@ -231,37 +233,99 @@ function alignmentOf(file: GgufFile): number {
   return entry.value.value;
 }
 
-export function encodeGguf(file: GgufFile): Buffer {
-  const alignmentBytes = alignmentOf(file);
+/** A tensor as the header describes it: its data is written separately (see writeGgufFile). */
+export interface GgufTensorLayout {
+  name: string;
+  /** ggml order: innermost (contiguous) dimension first. */
+  dims: number[];
+  type: GgufTensorType;
+}
+
+export function tensorDataBytes(tensor: GgufTensorLayout): number {
+  return tensor.dims.reduce((product, dim) => product * dim, 1) * bytesPerElement[tensor.type];
+}
+
+/**
+ * The header (metadata, tensor infos) padded to the alignment, so tensor data can follow it directly,
+ * each tensor padded to the alignment in turn.
+ */
+function encodeHeader(metadata: GgufMetadataEntry[], tensors: GgufTensorLayout[]): Buffer {
+  const alignmentBytes = alignmentOf(metadata);
   const writer = new ByteWriter();
   writer.u32(ggufMagic);
   writer.u32(ggufVersion);
-  writer.u64(file.tensors.length);
-  writer.u64(file.metadata.length);
+  writer.u64(tensors.length);
+  writer.u64(metadata.length);
 
-  for (const entry of file.metadata) {
+  for (const entry of metadata) {
     writer.string(entry.key);
     writeValue(writer, entry.value);
   }
 
-  const tensorBytes = file.tensors.map(encodeTensorData);
   let offsetBytes = 0;
-  file.tensors.forEach((tensor, index) => {
+  for (const tensor of tensors) {
     writer.string(tensor.name);
     writer.u32(tensor.dims.length);
     for (const dim of tensor.dims) writer.u64(dim);
     writer.u32(ggmlTypeIds[tensor.type]);
     writer.u64(offsetBytes);
-    offsetBytes = alignUp(offsetBytes + tensorBytes[index]!.length, alignmentBytes);
-  });
-
+    offsetBytes = alignUp(offsetBytes + tensorDataBytes(tensor), alignmentBytes);
+  }
   writer.padTo(alignmentBytes);
-  for (const bytes of tensorBytes) {
-    writer.bytes(bytes);
+  return Buffer.from(writer.toBuffer());
+}
+
+export function encodeGguf(file: GgufFile): Buffer {
+  const alignmentBytes = alignmentOf(file.metadata);
+  const writer = new ByteWriter();
+  writer.bytes(encodeHeader(file.metadata, file.tensors));
+  for (const tensor of file.tensors) {
+    writer.bytes(encodeTensorData(tensor));
     writer.padTo(alignmentBytes);
   }
   // Copy so the returned buffer does not pin the writer's over-allocated backing store.
   return Buffer.from(writer.toBuffer());
+}
+
+/** A tensor whose data comes in chunks that together hold exactly `tensorDataBytes(tensor)` bytes. */
+export interface GgufStreamedTensor extends GgufTensorLayout {
+  chunks: () => Iterable<Uint8Array>;
+}
+
+/**
+ * Writes a GGUF file of any size, one chunk at a time: models far larger than a Buffer can hold (an 8B
+ * model in F16 is 16 GB) never sit in memory.
+ */
+export async function writeGgufFile(
+  path: string,
+  metadata: GgufMetadataEntry[],
+  tensors: GgufStreamedTensor[],
+): Promise<number> {
+  const alignmentBytes = alignmentOf(metadata);
+  const file = await open(path, 'w');
+  try {
+    let position = 0;
+    const write = async (bytes: Uint8Array): Promise<void> => {
+      let written = 0;
+      while (written < bytes.length) {
+        const { bytesWritten } = await file.write(bytes, written, bytes.length - written, position);
+        written += bytesWritten;
+        position += bytesWritten;
+      }
+    };
+    await write(encodeHeader(metadata, tensors));
+    for (const tensor of tensors) {
+      const start = position;
+      for (const chunk of tensor.chunks()) await write(chunk);
+      const expected = tensorDataBytes(tensor);
+      if (position - start !== expected)
+        throw new Error(`GGUF tensor ${tensor.name}: wrote ${position - start} bytes, needs ${expected}`);
+      await write(Buffer.alloc(alignUp(position, alignmentBytes) - position));
+    }
+    return position;
+  } finally {
+    await file.close();
+  }
 }
 
 class ByteReader {

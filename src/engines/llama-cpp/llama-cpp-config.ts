@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defaults } from '../../core/defaults.js';
 import { defineEngineConfigSchema } from '../engine-definition.js';
 
-/** A GGUF model run in Gravity's own process by llama.cpp, on the CPU. */
+/** A GGUF model run in Gravity's own process by llama.cpp, on the CPU or an NVIDIA GPU. */
 export const llamaCppConfigSchema = defineEngineConfigSchema('llama-cpp', {
   /** A GGUF file path, or the name of a model Gravity generates itself. */
   model: z.union([
@@ -18,6 +18,12 @@ export const llamaCppConfigSchema = defineEngineConfigSchema('llama-cpp', {
    * 0 says this engine serves no embeddings, so routing keeps embeddings requests off it.
    */
   embeddingContexts: z.number().int().min(0).max(64).default(defaults.llamaCpp.embeddingContexts),
+  /**
+   * Where the model runs. `cuda`: every layer on the GPU, through a node-llama-cpp CUDA build (its
+   * prebuilt package, or one built from its bundled source with `node-llama-cpp source build --gpu
+   * cuda`); Gravity never builds or downloads one at start, so a missing build fails the start.
+   */
+  device: z.enum(['cpu', 'cuda']).default('cpu'),
 });
 
 export type LlamaCppEngineConfig = z.infer<typeof llamaCppConfigSchema>;

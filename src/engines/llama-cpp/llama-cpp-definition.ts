@@ -12,7 +12,7 @@ const generatedKinds: Record<
   'gravity-tiny-random': 'random',
 };
 
-/** The in-process engine: one GGUF model run by llama.cpp on this host's CPU. */
+/** The in-process engine: one GGUF model run by llama.cpp on this host's CPU or GPU. */
 export const llamaCppEngineDefinition = {
   type: 'llama-cpp',
   configSchema: llamaCppConfigSchema,
@@ -22,12 +22,21 @@ export const llamaCppEngineDefinition = {
     modelledPower: false,
     workCounters: false,
   },
-  hardware: (config) => ({
-    processor: 'cpu',
-    onThisHost: true,
-    // Each thread keeps about one core busy; a single-threaded engine is fully busy with one sequence.
-    powerModel: { hardware: 'cpu-core', count: config.threads, saturationRequests: 1 },
-  }),
+  hardware: (config) =>
+    config.device === 'cuda'
+      ? {
+          processor: 'gpu',
+          onThisHost: true,
+          // The GPU's model is not known from config: the declared power model assumes the catalogue's
+          // most common one (metering.energy.hardware overrides), fully busy when every slot is.
+          powerModel: { hardware: 'h100-sxm', count: 1, saturationRequests: config.slots },
+        }
+      : {
+          processor: 'cpu',
+          onThisHost: true,
+          // Each thread keeps about one core busy; a single-threaded engine is fully busy with one sequence.
+          powerModel: { hardware: 'cpu-core', count: config.threads, saturationRequests: 1 },
+        },
   applyTuning(config, tuning) {
     if (tuning.threads !== undefined) config.threads = tuning.threads;
     if (tuning.slots !== undefined) config.slots = tuning.slots;
@@ -49,6 +58,7 @@ export const llamaCppEngineDefinition = {
       threads: config.threads,
       batchSize: config.batchSize,
       embeddingContexts: config.embeddingContexts,
+      device: config.device,
     });
   },
 } satisfies EngineDefinition<typeof llamaCppConfigSchema>;

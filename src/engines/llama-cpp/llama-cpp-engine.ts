@@ -15,6 +15,7 @@ import {
 } from 'node-llama-cpp';
 import { errors, GravityError } from '../../core/errors.js';
 import { firstUnservedFeature, requestFeatures, unservedFeatureError } from '../../core/request-features.js';
+import { StartupError } from '../../core/startup-error.js';
 import type { FinishReason, StreamPart } from '../../core/stream-parts.js';
 import {
   defaultGenerationOptions,
@@ -57,18 +58,25 @@ export interface LlamaCppEngineOptions {
    * embeddings (routing keeps embeddings requests off it, and it refuses them with a 400).
    */
   embeddingContexts: number;
+  /** `cuda`: every layer offloaded to the GPU. */
+  device: 'cpu' | 'cuda';
 }
 
-// One llama.cpp binding per process: it owns the native backend and its thread pool.
-let sharedLlama: Promise<Llama> | undefined;
-function loadLlama(): Promise<Llama> {
-  sharedLlama ??= getLlama({
-    gpu: false,
-    build: 'never',
-    logLevel: LlamaLogLevel.error,
-    progressLogs: false,
-  });
-  return sharedLlama;
+// One llama.cpp binding per device kind and process: it owns the native backend and its thread pool.
+const sharedLlamas = new Map<LlamaCppEngineOptions['device'], Promise<Llama>>();
+function loadLlama(device: LlamaCppEngineOptions['device']): Promise<Llama> {
+  let llama = sharedLlamas.get(device);
+  if (!llama) {
+    // `build: 'never'`: a missing binary must fail the start, not compile llama.cpp for minutes.
+    llama = getLlama({
+      gpu: device === 'cuda' ? 'cuda' : false,
+      build: 'never',
+      logLevel: LlamaLogLevel.error,
+      progressLogs: false,
+    });
+    sharedLlamas.set(device, llama);
+  }
+  return llama;
 }
 
 // A UTF-8 character is at most 4 bytes, so at most 4 byte-fallback tokens can form one incomplete character.
@@ -113,7 +121,7 @@ interface RenderedPrompt {
 }
 
 /**
- * The embedded engine: a GGUF model run in-process by llama.cpp (node-llama-cpp) on the CPU. Concurrent
+ * The embedded engine: a GGUF model run in-process by llama.cpp (node-llama-cpp) on the CPU or a GPU. Concurrent
  * requests run as parallel sequences of one context, which llama.cpp batches into shared steps
  * (continuous batching). Each slot keeps its KV cache after a request, and a new request goes to the free
  * slot sharing the longest prompt prefix, so repeated system prompts are not recomputed.
@@ -152,14 +160,26 @@ export class LlamaCppEngine implements EngineAdapter {
 
   async start(): Promise<void> {
     this.closing = new AbortController();
-    const llama = await loadLlama();
+    const llama = await loadLlama(this.options.device).catch((error: Error) => {
+      const remedy =
+        this.options.device === 'cuda'
+          ? ' (build one with `npx node-llama-cpp source build --gpu cuda`; bench/gpu/README.md shows it end to end)'
+          : '';
+      throw new StartupError(
+        `engine '${this.id}': no llama.cpp build for device ${this.options.device}: ${error.message}${remedy}`,
+      );
+    });
     this.llama = llama;
     try {
-      this.model = await llama.loadModel({ modelPath: this.options.modelPath });
+      this.model = await llama.loadModel({
+        modelPath: this.options.modelPath,
+        // All layers or a failed start: a model half on the GPU would run at CPU speed without a word.
+        gpuLayers: this.options.device === 'cuda' ? 'max' : 0,
+      });
       // The model's `created` in /v1/models: when its GGUF file was written.
       this.createdSeconds = Math.floor((await stat(this.options.modelPath)).mtimeMs / 1000);
     } catch (error) {
-      throw new Error(
+      throw new StartupError(
         `engine '${this.id}': could not load GGUF model ${path.resolve(this.options.modelPath)}: ${(error as Error).message}`,
       );
     }

@@ -33,17 +33,24 @@ const tokenTypes = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
 
 export const tinyTokenIds = { unknown: 0, bos: 1, eos: 2 } as const;
 
-interface Vocabulary {
+export interface Vocabulary {
   tokens: string[];
   scores: number[];
   types: number[];
   /** Token id of '▁a' … '▁z', in alphabet order. */
   letterWordIds: number[];
+  /** The first token that is text (not a special or byte token): every id from here on is a word or character. */
+  firstTextToken: number;
 }
 
 const spaceMarker = '\u2581';
 
-function buildVocabulary(): Vocabulary {
+/**
+ * An SPM vocabulary: the specials, all 256 byte tokens, '▁', printable ASCII and '▁a' … '▁z'; with
+ * `size`, filled up to it with longer lowercase words ('▁aa', '▁ab', …, then three letters, …), each
+ * one token, so a published model's vocabulary size (and its output layer's cost) can be matched.
+ */
+export function buildVocabulary(size?: number): Vocabulary {
   const tokens: string[] = [];
   const scores: number[] = [];
   const types: number[] = [];
@@ -62,18 +69,30 @@ function buildVocabulary(): Vocabulary {
     add(`<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`, 0, tokenTypes.byte);
   }
   // Single characters score below the words so the SPM merge always prefers '▁a' over '▁' + 'a'.
-  add(spaceMarker, -tokens.length, tokenTypes.normal);
+  const firstTextToken = add(spaceMarker, -tokens.length, tokenTypes.normal);
   for (let code = 0x21; code <= 0x7e; code++)
     add(String.fromCharCode(code), -tokens.length, tokenTypes.normal);
   const letterWordIds: number[] = [];
   for (let letter = 0; letter < 26; letter++) {
     letterWordIds.push(add(spaceMarker + String.fromCharCode(0x61 + letter), 0, tokenTypes.normal));
   }
-  return { tokens, scores, types, letterWordIds };
+  if (size !== undefined) {
+    if (size < tokens.length) throw new Error(`a vocabulary needs at least ${tokens.length} tokens`);
+    for (let letters = 2; tokens.length < size; letters++) {
+      const combinations = 26 ** letters;
+      for (let index = 0; index < combinations && tokens.length < size; index++) {
+        let word = '';
+        for (let rest = index, place = 0; place < letters; place++, rest = Math.floor(rest / 26))
+          word = String.fromCharCode(0x61 + (rest % 26)) + word;
+        add(spaceMarker + word, 0, tokenTypes.normal);
+      }
+    }
+  }
+  return { tokens, scores, types, letterWordIds, firstTextToken };
 }
 
 /** xorshift32: tiny, fast and fully reproducible across platforms. */
-function createRandom(seed: number): { uniform: () => number; normal: () => number } {
+export function createRandom(seed: number): { uniform: () => number; normal: () => number } {
   let state = seed >>> 0 || 1;
   const next = (): number => {
     state ^= state << 13;
@@ -89,7 +108,7 @@ function createRandom(seed: number): { uniform: () => number; normal: () => numb
   return { uniform, normal };
 }
 
-type Random = ReturnType<typeof createRandom>;
+export type Random = ReturnType<typeof createRandom>;
 
 function tensor(name: string, dims: number[], fill: (data: Float32Array) => void): GgufTensor {
   const data = new Float32Array(dims.reduce((product, dim) => product * dim, 1));
@@ -154,7 +173,7 @@ function alphabetPlan(vocabulary: Vocabulary, random: Random): WeightPlan {
 // earlier tokens, not just the last one) and logits spread widely (greedy choices have clear margins).
 function randomPlan(vocabulary: Vocabulary, random: Random): WeightPlan {
   const outputStd = 0.5;
-  const firstTextToken = vocabulary.tokens.indexOf(spaceMarker);
+  const { firstTextToken } = vocabulary;
   return {
     embedding: gaussian(random, 1),
     attention: (fanIn) => gaussian(random, 1 / Math.sqrt(fanIn)),
@@ -169,6 +188,54 @@ function randomPlan(vocabulary: Vocabulary, random: Random): WeightPlan {
       data.fill(0, 0, firstTextToken * embeddingLength);
     },
   };
+}
+
+/** The architecture hyperparameters a llama GGUF declares. */
+export interface LlamaArchitecture {
+  contextLength: number;
+  embeddingLength: number;
+  blockCount: number;
+  feedForwardLength: number;
+  headCount: number;
+  headCountKv: number;
+  ropeFreqBase: number;
+}
+
+/** The metadata llama.cpp needs to load a llama-architecture model with Gravity's SPM vocabulary. */
+export function llamaGgufMetadata(options: {
+  name: string;
+  /** llama.cpp's `general.file_type`: 0 all F32, 1 mostly F16. */
+  fileType: number;
+  shape: LlamaArchitecture;
+  vocabulary: Vocabulary;
+}): GgufMetadataEntry[] {
+  const { shape, vocabulary } = options;
+  const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, value: { type: 'u32', value } });
+  return [
+    { key: 'general.architecture', value: { type: 'string', value: 'llama' } },
+    { key: 'general.name', value: { type: 'string', value: options.name } },
+    u32('general.file_type', options.fileType),
+    u32('gravity.generator_version', tinyModelGeneratorVersion),
+    u32('llama.context_length', shape.contextLength),
+    u32('llama.embedding_length', shape.embeddingLength),
+    u32('llama.block_count', shape.blockCount),
+    u32('llama.feed_forward_length', shape.feedForwardLength),
+    u32('llama.attention.head_count', shape.headCount),
+    u32('llama.attention.head_count_kv', shape.headCountKv),
+    u32('llama.rope.dimension_count', shape.embeddingLength / shape.headCount),
+    { key: 'llama.rope.freq_base', value: { type: 'f32', value: shape.ropeFreqBase } },
+    { key: 'llama.attention.layer_norm_rms_epsilon', value: { type: 'f32', value: 1e-5 } },
+    u32('llama.vocab_size', vocabulary.tokens.length),
+    { key: 'tokenizer.ggml.model', value: { type: 'string', value: 'llama' } },
+    { key: 'tokenizer.ggml.tokens', value: { type: 'array', itemType: 'string', values: vocabulary.tokens } },
+    { key: 'tokenizer.ggml.scores', value: { type: 'array', itemType: 'f32', values: vocabulary.scores } },
+    { key: 'tokenizer.ggml.token_type', value: { type: 'array', itemType: 'i32', values: vocabulary.types } },
+    u32('tokenizer.ggml.bos_token_id', tinyTokenIds.bos),
+    u32('tokenizer.ggml.eos_token_id', tinyTokenIds.eos),
+    u32('tokenizer.ggml.unknown_token_id', tinyTokenIds.unknown),
+    { key: 'tokenizer.ggml.add_bos_token', value: { type: 'bool', value: true } },
+    { key: 'tokenizer.ggml.add_eos_token', value: { type: 'bool', value: false } },
+  ];
 }
 
 const seeds: Record<TinyModelKind, number> = { alphabet: 0x5eed_a1fa, random: 0x5eed_4a4d };
@@ -207,32 +274,20 @@ export function buildTinyModel(kind: TinyModelKind): Buffer {
     tensor('output.weight', [embeddingLength, vocabSize], plan.output),
   );
 
-  const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, value: { type: 'u32', value } });
-  const metadata: GgufMetadataEntry[] = [
-    { key: 'general.architecture', value: { type: 'string', value: 'llama' } },
-    { key: 'general.name', value: { type: 'string', value: tinyModelIds[kind] } },
-    u32('general.file_type', 0),
-    u32('gravity.generator_version', tinyModelGeneratorVersion),
-    u32('llama.context_length', 4096),
-    u32('llama.embedding_length', embeddingLength),
-    u32('llama.block_count', blockCount),
-    u32('llama.feed_forward_length', feedForwardLength),
-    u32('llama.attention.head_count', headCount),
-    u32('llama.attention.head_count_kv', headCountKv),
-    u32('llama.rope.dimension_count', headDimension),
-    { key: 'llama.rope.freq_base', value: { type: 'f32', value: 10000 } },
-    { key: 'llama.attention.layer_norm_rms_epsilon', value: { type: 'f32', value: 1e-5 } },
-    u32('llama.vocab_size', vocabSize),
-    { key: 'tokenizer.ggml.model', value: { type: 'string', value: 'llama' } },
-    { key: 'tokenizer.ggml.tokens', value: { type: 'array', itemType: 'string', values: vocabulary.tokens } },
-    { key: 'tokenizer.ggml.scores', value: { type: 'array', itemType: 'f32', values: vocabulary.scores } },
-    { key: 'tokenizer.ggml.token_type', value: { type: 'array', itemType: 'i32', values: vocabulary.types } },
-    u32('tokenizer.ggml.bos_token_id', tinyTokenIds.bos),
-    u32('tokenizer.ggml.eos_token_id', tinyTokenIds.eos),
-    u32('tokenizer.ggml.unknown_token_id', tinyTokenIds.unknown),
-    { key: 'tokenizer.ggml.add_bos_token', value: { type: 'bool', value: true } },
-    { key: 'tokenizer.ggml.add_eos_token', value: { type: 'bool', value: false } },
-  ];
+  const metadata = llamaGgufMetadata({
+    name: tinyModelIds[kind],
+    fileType: 0,
+    shape: {
+      contextLength: 4096,
+      embeddingLength,
+      blockCount,
+      feedForwardLength,
+      headCount,
+      headCountKv,
+      ropeFreqBase: 10000,
+    },
+    vocabulary,
+  });
   return encodeGguf({ metadata, tensors });
 }
 
