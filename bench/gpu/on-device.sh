@@ -71,16 +71,25 @@ if [ "$device" = cuda ]; then
   cuda_home=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")}
   build_env+=(CUDACXX="$cuda_home/bin/nvcc")
   export NODE_LLAMA_CPP_CMAKE_OPTION_CMAKE_CUDA_ARCHITECTURES=90
-  # cuBLAS may come with the toolkit or only as the pip wheel PyTorch uses: point CMake at whichever exists.
+  # The CUDA runtime and cuBLAS must load in gravity serve too, wherever the image's loader looks.
+  export LD_LIBRARY_PATH="$cuda_home/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # cuBLAS may come with the toolkit or only as the pip wheel PyTorch uses (CUDA 13's wheels put it under
+  # nvidia/cu13/): point the compilers and CMake at whichever exists. The library paths are cmake options
+  # (exported, see above); the include path goes through the compilers' own variables, outside the hash.
   if [ ! -e "$cuda_home/include/cublas_v2.h" ]; then
-    wheel=$(python3 -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))' 2>/dev/null || true)
-    if [ -n "$wheel" ] && [ -e "$wheel/include/cublas_v2.h" ]; then
-      log "cuBLAS from the pip wheel at $wheel"
-      cublas=$(ls "$wheel"/lib/libcublas.so* | head -1)
-      cublas_lt=$(ls "$wheel"/lib/libcublasLt.so* | head -1)
-      export NODE_LLAMA_CPP_CMAKE_OPTION_CUDA_cublas_LIBRARY="$cublas" NODE_LLAMA_CPP_CMAKE_OPTION_CUDA_cublasLt_LIBRARY="$cublas_lt"
-      build_env+=(CPATH="$wheel/include${CPATH:+:$CPATH}")
-      export LD_LIBRARY_PATH="$wheel/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # shellcheck disable=SC2046
+    header=$(find $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) /usr/local /opt \
+      -name cublas_v2.h -path '*nvidia*' 2>/dev/null | head -1)
+    if [ -n "$header" ]; then
+      include_dir=$(dirname "$header")
+      lib_dir=$(cd "$include_dir/../lib" && pwd)
+      log "cuBLAS outside the toolkit: $include_dir, $lib_dir"
+      export NODE_LLAMA_CPP_CMAKE_OPTION_CUDA_cublas_LIBRARY="$(ls "$lib_dir"/libcublas.so* | head -1)"
+      export NODE_LLAMA_CPP_CMAKE_OPTION_CUDA_cublasLt_LIBRARY="$(ls "$lib_dir"/libcublasLt.so* | head -1)"
+      build_env+=(CPATH="$include_dir${CPATH:+:$CPATH}" NVCC_PREPEND_FLAGS="-I$include_dir")
+      export LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    else
+      log "no cublas_v2.h found: the build will say what is missing"
     fi
   fi
 fi
