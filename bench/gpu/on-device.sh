@@ -12,7 +12,7 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 carry=$(cd "${1:-scratch/gpu-carry}" && pwd)
-budget_s=${2:-560}
+budget_s=${2:-470}
 device=${GRAVITY_GPU_DEVICE:-cuda}
 out=${OUT:-$repo/scratch/gpu-out}
 work=${GRAVITY_GPU_WORK:-/tmp/gravity-gpu}
