@@ -208,18 +208,23 @@ export function float32ToFloat16Bits(value: number): number {
   return sign | (combined + (roundUp ? 1 : 0));
 }
 
+/** How many values a tensor of these dimensions holds. */
+export function elementCount(dims: readonly number[]): number {
+  return dims.reduce((product, dim) => product * dim, 1);
+}
+
 function encodeTensorData(tensor: GgufTensor): Buffer {
-  const elementCount = tensor.dims.reduce((product, dim) => product * dim, 1);
-  if (elementCount !== tensor.data.length) {
+  const elements = elementCount(tensor.dims);
+  if (elements !== tensor.data.length) {
     throw new Error(
-      `GGUF tensor ${tensor.name}: dims [${tensor.dims.join(', ')}] need ${elementCount} values, got ${tensor.data.length}`,
+      `GGUF tensor ${tensor.name}: dims [${tensor.dims.join(', ')}] need ${elements} values, got ${tensor.data.length}`,
     );
   }
-  const bytes = Buffer.alloc(elementCount * bytesPerElement[tensor.type]);
+  const bytes = Buffer.alloc(elements * bytesPerElement[tensor.type]);
   if (tensor.type === 'f32') {
-    for (let i = 0; i < elementCount; i++) bytes.writeFloatLE(tensor.data[i]!, i * 4);
+    for (let i = 0; i < elements; i++) bytes.writeFloatLE(tensor.data[i]!, i * 4);
   } else {
-    for (let i = 0; i < elementCount; i++) bytes.writeUInt16LE(float32ToFloat16Bits(tensor.data[i]!), i * 2);
+    for (let i = 0; i < elements; i++) bytes.writeUInt16LE(float32ToFloat16Bits(tensor.data[i]!), i * 2);
   }
   return bytes;
 }
@@ -242,7 +247,7 @@ export interface GgufTensorLayout {
 }
 
 export function tensorDataBytes(tensor: GgufTensorLayout): number {
-  return tensor.dims.reduce((product, dim) => product * dim, 1) * bytesPerElement[tensor.type];
+  return elementCount(tensor.dims) * bytesPerElement[tensor.type];
 }
 
 /**

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { getLlama, LlamaCompletion, LlamaLogLevel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelProfileFromGguf } from '../../performance-model/model-profiles.js';
-import { encodeGguf, type GgufTensor, readGgufHeader, writeGgufFile } from './gguf-writer.js';
+import {
+  encodeGguf,
+  type GgufTensor,
+  readGgufHeader,
+  tensorDataBytes,
+  writeGgufFile,
+} from './gguf-writer.js';
 import { type PublishedShape, publishedShapes, writeShapedModel } from './shaped-model.js';
 import { buildVocabulary } from './tiny-model.js';
 
@@ -28,10 +34,7 @@ describe('streamed GGUF files', () => {
     const path = join(directory, 'streamed.gguf');
     const streamed = tensors.map((tensor, index) => {
       const start = header.dataOffsetBytes + header.tensors[index]!.offsetBytes;
-      const bytes = inMemory.subarray(
-        start,
-        start + tensor.dims.reduce((a, b) => a * b, 1) * (tensor.type === 'f32' ? 4 : 2),
-      );
+      const bytes = inMemory.subarray(start, start + tensorDataBytes(tensor));
       // Split unevenly: the writer must not care where chunks end.
       return { ...tensor, chunks: () => [bytes.subarray(0, 1), bytes.subarray(1)] };
     });

@@ -3,14 +3,20 @@
 // has the published dimensions and the published vocabulary size, so each step moves the same bytes and
 // does the same arithmetic as the real model; only the values (and so the text) differ.
 
-import { rename, rm } from 'node:fs/promises';
 import {
+  elementCount,
   float32ToFloat16Bits,
   type GgufStreamedTensor,
   tensorDataBytes,
   writeGgufFile,
 } from './gguf-writer.js';
-import { buildVocabulary, createRandom, type LlamaArchitecture, llamaGgufMetadata } from './tiny-model.js';
+import {
+  buildVocabulary,
+  createRandom,
+  type LlamaArchitecture,
+  llamaGgufMetadata,
+  writeThroughTemporaryFile,
+} from './tiny-model.js';
 
 export interface PublishedShape extends LlamaArchitecture {
   vocabularySize: number;
@@ -85,10 +91,10 @@ function* cycle(pool: Buffer, startValue: number, bytes: number): Iterable<Uint8
 export async function writeShapedModel(
   shapeOrName: PublishedShapeName | PublishedShape,
   path: string,
-  options: { seed?: number; name?: string } = {},
+  options: { seed?: number } = {},
 ): Promise<{ bytes: number; parameters: number }> {
   const shape: PublishedShape = typeof shapeOrName === 'string' ? publishedShapes[shapeOrName] : shapeOrName;
-  const name = options.name ?? `gravity-shaped-${typeof shapeOrName === 'string' ? shapeOrName : 'custom'}`;
+  const name = `gravity-shaped-${typeof shapeOrName === 'string' ? shapeOrName : 'custom'}`;
   const vocabulary = buildVocabulary(shape.vocabularySize);
   const random = createRandom(options.seed ?? 0x5eed_5a9e);
   // No tensor is larger than the vocabulary or the FFN matrices: a smaller shape needs a smaller pool.
@@ -159,17 +165,9 @@ export async function writeShapedModel(
   if (!shape.tiedEmbeddings) tensors.push(vocabularyMatrix('output.weight', 0.1));
 
   const metadata = llamaGgufMetadata({ name, fileType: 1, shape, vocabulary });
-  const parameters = tensors.reduce(
-    (sum, tensor) => sum + tensor.dims.reduce((product, dim) => product * dim, 1),
-    0,
+  const parameters = tensors.reduce((sum, tensor) => sum + elementCount(tensor.dims), 0);
+  const bytes = await writeThroughTemporaryFile(path, (temporaryPath) =>
+    writeGgufFile(temporaryPath, metadata, tensors),
   );
-  const temporaryPath = `${path}.${process.pid}.tmp`;
-  try {
-    const bytes = await writeGgufFile(temporaryPath, metadata, tensors);
-    await rename(temporaryPath, path);
-    return { bytes, parameters };
-  } catch (error) {
-    await rm(temporaryPath, { force: true });
-    throw error;
-  }
+  return { bytes, parameters };
 }

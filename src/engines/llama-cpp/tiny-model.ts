@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodeGguf, type GgufMetadataEntry, type GgufTensor } from './gguf-writer.js';
+import { elementCount, encodeGguf, type GgufMetadataEntry, type GgufTensor } from './gguf-writer.js';
 
 /**
  * 'alphabet': greedy decoding continues ' a b c …' word by word and emits EOS after ' z'.
@@ -108,10 +108,10 @@ export function createRandom(seed: number): { uniform: () => number; normal: () 
   return { uniform, normal };
 }
 
-export type Random = ReturnType<typeof createRandom>;
+type Random = ReturnType<typeof createRandom>;
 
 function tensor(name: string, dims: number[], fill: (data: Float32Array) => void): GgufTensor {
-  const data = new Float32Array(dims.reduce((product, dim) => product * dim, 1));
+  const data = new Float32Array(elementCount(dims));
   fill(data);
   return { name, dims, type: 'f32', data };
 }
@@ -306,13 +306,25 @@ export async function ensureTinyModel(kind: TinyModelKind, directory: string): P
   if (existing?.equals(expected)) return path;
 
   await mkdir(directory, { recursive: true });
+  await writeThroughTemporaryFile(path, (temporaryPath) => writeFile(temporaryPath, expected));
+  return path;
+}
+
+/**
+ * Runs `write` on a temporary file beside `path`, then renames it into place (removing it on failure):
+ * a process loading `path` meanwhile sees the old file or the whole new one, never part of one.
+ */
+export async function writeThroughTemporaryFile<T>(
+  path: string,
+  write: (temporaryPath: string) => Promise<T>,
+): Promise<T> {
   const temporaryPath = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    await writeFile(temporaryPath, expected);
+    const result = await write(temporaryPath);
     await rename(temporaryPath, path);
+    return result;
   } catch (error) {
     await rm(temporaryPath, { force: true });
     throw error;
   }
-  return path;
 }
