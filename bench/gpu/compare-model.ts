@@ -4,7 +4,7 @@
 // error of each figure. `--fit` fits the llama-cpp flavour's host constants, which were only ever set
 // for the CPU, on the calibration half declared below, and reports the error on the other half.
 //
-//   npx tsx bench/gpu/compare-model.ts <gpu-results.json> [--fit] [--markdown] [--hardware h200]
+//   npx tsx bench/gpu/compare-model.ts <gpu-results.json> [--fit] [--hardware h200]
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -48,13 +48,12 @@ const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     fit: { type: 'boolean', default: false },
-    markdown: { type: 'boolean', default: false },
     /** The device the run measured (a catalogue name): h200 for the GPU run; a CPU rehearsal gives cpu-core. */
     hardware: { type: 'string', default: 'h200' },
   },
 });
 const resultsPath = positionals[0];
-if (!resultsPath) throw new Error('usage: compare-model.ts <gpu-results.json> [--fit] [--markdown]');
+if (!resultsPath) throw new Error('usage: compare-model.ts <gpu-results.json> [--fit] [--hardware h200]');
 const run = JSON.parse(readFileSync(resultsPath, 'utf8')) as GpuResults;
 
 function predict(profile: ModelProfile, level: MeasuredLevel, constants: PerformanceConstants): Predicted {
@@ -180,10 +179,8 @@ const header = [
   'ITL p50 ms',
   'J/token',
 ];
-if (flags.markdown) {
-  console.log(`| ${header.join(' | ')} |\n| ${header.map(() => '---').join(' | ')} |`);
-  for (const row of rows) console.log(`| ${row.join(' | ')} |`);
-} else console.log(formatTable(header, rows));
+// A Markdown table, as docs/gpu-validation.md will paste it.
+console.log(formatTable(header, rows));
 const median = (values: number[]) => percent(medianOf(values));
 console.log(
   flags.fit

@@ -6,16 +6,15 @@
 // ledger joules against that counter. The performance model's predictions are added afterwards, off
 // the GPU, by compare-model.ts.
 //
-//   node gpu-bench.mjs --gravity dist/cli/main.js --out results/ [--device cuda] [--energy nvml]
-//     [--shapes llama-3.1-8b,llama-3.2-1b] [--concurrency 1,4,16,64] [--window-s 12] [--warmup-s 3]
-//     [--prompt-words 256] [--max-tokens 256] [--counter "python3 bench/gpu/nvml-sampler.py 0 10"]
+//   node gpu-bench.mjs --gravity dist/cli/main.js --out results/ [--counter "python3 nvml-sampler.py 0 10"]
+//   (bundled by pack.sh for the device); here: npm run bench:gpu -- --quick (llama.cpp on the CPU, the
+//   1B shape, short levels). `--help` lists the options.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import {
   type PublishedShapeName,
   publishedShapeNames,
@@ -23,6 +22,9 @@ import {
 } from '../../src/engines/llama-cpp/shaped-model.js';
 import { SqliteLedgerStore } from '../../src/metering/ledger/sqlite-ledger-store.js';
 import { modelProfileFromGguf } from '../../src/performance-model/model-profiles.js';
+import { ChildProcessGroup, startGravity } from '../support/child-processes.js';
+import { LoadClient, type LoadRequest, type RequestOutcome } from '../support/load-client.js';
+import { flag, integer, integers, readOptions, text } from '../support/report-format.js';
 import {
   type ClientRequest,
   type CounterSample,
@@ -30,47 +32,50 @@ import {
   counterDelta,
   type LevelFigures,
   levelFigures,
+  startedIn,
 } from './run-analysis.js';
 
-const { values: options } = parseArgs({
-  options: {
-    gravity: { type: 'string', default: 'dist/cli/main.js' },
-    out: { type: 'string', default: 'scratch/gpu-results' },
-    models: { type: 'string' },
-    device: { type: 'string', default: 'cuda' },
-    energy: { type: 'string', default: 'nvml' },
+const options = readOptions(
+  'bench:gpu',
+  'Published-shape models served by llama.cpp in gravity serve: tokens/s, latency, ledger and NVML joules (bench/gpu/README.md).',
+  {
+    gravity: text('dist/cli/main.js', 'the gravity CLI entry to run serve with'),
+    out: text('scratch/gpu-results', 'where configs, ledgers and gpu-results.json go'),
+    models: text('', 'where the GGUF models are written (default <out>/models)'),
+    device: text('cuda', 'the llama-cpp engine device', { choices: ['cuda', 'cpu'], quick: 'cpu' }),
+    energy: text('nvml', 'the engine energy source', { choices: ['nvml', 'auto'], quick: 'auto' }),
     // The 8B first: if the device call's time runs short, the model users run most is the one measured.
-    shapes: { type: 'string', default: 'llama-3.1-8b,llama-3.2-1b' },
-    concurrency: { type: 'string', default: '1,4,16,64' },
-    'window-s': { type: 'string', default: '12' },
-    'warmup-s': { type: 'string', default: '3' },
-    'prompt-words': { type: 'string', default: '256' },
-    'max-tokens': { type: 'string', default: '256' },
-    threads: { type: 'string', default: '4' },
-    port: { type: 'string', default: '18080' },
-    counter: { type: 'string' },
-    /** Write the models and stop (the device script does this while llama.cpp compiles). */
-    'generate-only': { type: 'boolean', default: false },
-    /** Epoch seconds after which no level starts: the device call's time limit, less the copy-out. */
-    deadline: { type: 'string' },
+    shapes: text('llama-3.1-8b,llama-3.2-1b', `comma-separated, of ${publishedShapeNames.join(', ')}`, {
+      quick: 'llama-3.2-1b',
+    }),
+    concurrency: integers([1, 4, 16, 64], 'closed-loop clients per level', { quick: [1, 2] }),
+    windowS: integer(12, 'seconds of steady window per level', { quick: 6 }),
+    warmupS: integer(3, 'seconds of warm-up before each window', { quick: 2 }),
+    promptWords: integer(256, 'one-token words per prompt (the chat template adds ~100 tokens)', {
+      quick: 16,
+    }),
+    maxTokens: integer(256, 'output tokens per request', { quick: 8 }),
+    threads: integer(4, 'llama.cpp CPU threads', { quick: 2 }),
+    counter: text('', 'a command printing "epoch_ms,millijoules" lines: the independent energy reading'),
+    generateOnly: flag('write the models and stop (the device script does this while llama.cpp compiles)'),
+    deadline: integer(0, 'epoch seconds after which no level starts (0: none)', { min: 0 }),
   },
-});
+  (options) => {
+    for (const shape of options.shapes.split(','))
+      if (!publishedShapeNames.includes(shape as PublishedShapeName))
+        throw new Error(`--shapes: unknown shape ${shape} (${publishedShapeNames.join(', ')})`);
+  },
+);
 
 const outDirectory = path.resolve(options.out);
-const modelsDirectory = path.resolve(options.models ?? path.join(outDirectory, 'models'));
+const modelsDirectory = path.resolve(options.models || path.join(outDirectory, 'models'));
 const shapes = options.shapes.split(',') as PublishedShapeName[];
-for (const shape of shapes)
-  if (!publishedShapeNames.includes(shape))
-    throw new Error(`unknown shape ${shape} (${publishedShapeNames.join(', ')})`);
-const levels = options.concurrency.split(',').map(Number);
-const windowMs = Number(options['window-s']) * 1000;
-const warmupMs = Number(options['warmup-s']) * 1000;
-const promptWords = Number(options['prompt-words']);
-const maxTokens = Number(options['max-tokens']);
-const port = Number(options.port);
-const baseUrl = `http://127.0.0.1:${port}`;
+const levels = options.concurrency;
+const windowMs = options.windowS * 1000;
+const warmupMs = options.warmupS * 1000;
+const { promptWords, maxTokens } = options;
 const slots = Math.max(...levels);
-const deadlineMs = options.deadline ? Number(options.deadline) * 1000 : Number.POSITIVE_INFINITY;
+const deadlineMs = options.deadline > 0 ? options.deadline * 1000 : Number.POSITIVE_INFINITY;
 
 const log = (line: string): void =>
   console.log(`[gpu-bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -99,106 +104,73 @@ function promptText(words: number, seed: number): string {
   return parts.join(' ');
 }
 
-async function streamOne(model: string, seed: number): Promise<ClientRequest> {
-  const startMs = Date.now();
-  const tokenTimesMs: number[] = [];
-  const response = await fetch(`${baseUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
+/** One streamed chat request per prompt, each prompt different (llama.cpp reuses a slot's shared prefix). */
+function chatRequests(port: number, model: string, count: number, seedBase: number): LoadRequest[] {
+  return Array.from({ length: count }, (_, index) => ({
+    port,
+    path: '/v1/chat/completions',
     body: JSON.stringify({
       model,
-      messages: [{ role: 'user', content: promptText(promptWords, seed) }],
+      messages: [{ role: 'user', content: promptText(promptWords, seedBase + index) }],
       max_tokens: maxTokens,
       temperature: 0,
       stream: true,
       stream_options: { include_usage: true },
     }),
-  });
-  const requestId = response.headers.get('x-request-id') ?? '';
-  let promptTokens: number | null = null;
-  let completionTokens: number | null = null;
-  let errorBody: string | undefined;
-  if (response.ok && response.body) {
-    let buffered = '';
-    for await (const bytes of response.body as AsyncIterable<Uint8Array>) {
-      const now = Date.now();
-      buffered += Buffer.from(bytes).toString('utf8');
-      let boundary = buffered.indexOf('\n\n');
-      while (boundary >= 0) {
-        const event = buffered.slice(0, boundary);
-        buffered = buffered.slice(boundary + 2);
-        boundary = buffered.indexOf('\n\n');
-        const data = event.startsWith('data: ') ? event.slice(6) : '';
-        if (data === '' || data === '[DONE]') continue;
-        const chunk = JSON.parse(data) as {
-          choices?: Array<{ delta?: { content?: string } }>;
-          usage?: { prompt_tokens: number; completion_tokens: number } | null;
-        };
-        if (chunk.choices?.[0]?.delta?.content) tokenTimesMs.push(now);
-        if (chunk.usage) {
-          promptTokens = chunk.usage.prompt_tokens;
-          completionTokens = chunk.usage.completion_tokens;
-        }
-      }
+  }));
+}
+
+/** The load client's outcome on the wall clock: every token's arrival, to be counted inside a window. */
+function clientRequest(outcome: RequestOutcome): ClientRequest {
+  const tokenTimesMs: number[] = [];
+  if (outcome.ttftMs !== null) {
+    let atMs = outcome.sentAtMs + outcome.ttftMs;
+    tokenTimesMs.push(atMs);
+    for (const gapMs of outcome.gapsMs ?? []) {
+      atMs += gapMs;
+      tokenTimesMs.push(atMs);
     }
-  } else {
-    errorBody = (await response.text()).slice(0, 500);
   }
   return {
-    requestId,
-    startMs,
+    requestId: outcome.requestId ?? '',
+    startMs: outcome.sentAtMs,
     tokenTimesMs,
-    endMs: Date.now(),
-    promptTokens,
-    completionTokens,
-    status: response.status,
-    ...(errorBody !== undefined && { errorBody }),
+    endMs: outcome.sentAtMs + outcome.e2eMs,
+    promptTokens: outcome.promptTokens,
+    completionTokens: outcome.completionTokens,
+    // A 200 whose stream broke off is no answer either.
+    status: outcome.error === null ? outcome.status : outcome.status === 200 ? 0 : outcome.status,
+    ...(outcome.error !== null && { errorBody: outcome.error }),
   };
 }
+
+/** Prompts per level: more than any level can send (64 clients × 15 s of 1B requests), so none repeats. */
+const promptsPerLevel = 4000;
 
 /**
  * `concurrency` clients, each sending its next request when its last one ends. The steady window opens
  * after the warm-up and closes `windowMs` later; clients start no request after it closes, and the level
  * ends when the last one finishes.
  */
-async function runLevel(model: string, concurrency: number, seedBase: number) {
+async function runLevel(port: number, model: string, concurrency: number, seedBase: number) {
   const startMs = Date.now();
+  const run = await loadClient.run({
+    requests: chatRequests(port, model, promptsPerLevel, seedBase),
+    concurrency,
+    seconds: (warmupMs + windowMs) / 1000,
+    detail: 'timing',
+    // A setting that fails every request would otherwise spin for the whole window.
+    maxErrors: 10,
+  });
+  const failures = run.outcomes.filter((outcome) => outcome.error !== null);
+  if (failures.length >= 10) throw new Error(`requests fail at c=${concurrency}: ${failures[0]?.error}`);
+  const requests = run.outcomes.map(clientRequest);
   const windowStartMs = startMs + warmupMs;
-  const windowEndMs = windowStartMs + windowMs;
-  const requests: ClientRequest[] = [];
-  let seed = seedBase;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (Date.now() < windowEndMs) {
-        const request = await streamOne(model, seed++);
-        requests.push(request);
-        // A setting that fails every request would otherwise spin for the whole window.
-        if (request.status !== 200 && requests.filter((each) => each.status !== 200).length > 10)
-          throw new Error(`requests fail at c=${concurrency}: ${request.status} ${request.errorBody}`);
-      }
-    }),
-  );
-  return { requests, figures: levelFigures(concurrency, requests, windowStartMs, windowEndMs) };
+  return { requests, figures: levelFigures(concurrency, requests, windowStartMs, windowStartMs + windowMs) };
 }
 
-async function waitUntilReady(child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new Error(`gravity serve exited with ${child.exitCode} while starting`);
-    const ready = await fetch(`${baseUrl}/readyz`)
-      .then((response) => response.ok)
-      .catch(() => false);
-    if (ready) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`gravity serve not ready within ${timeoutMs / 1000} s`);
-}
-
-function configYaml(shape: string, modelPath: string, dataDirectory: string, promptTokens: number): string {
-  return `server: { host: 127.0.0.1, port: ${port}, logLevel: warn }
-dataDir: ${JSON.stringify(dataDirectory)}
-engines:
+function configYaml(shape: string, modelPath: string, promptTokens: number): string {
+  return `engines:
   gpu:
     type: llama-cpp
     model: { path: ${JSON.stringify(modelPath)} }
@@ -217,7 +189,6 @@ interface ShapeResult {
   shape: PublishedShapeName;
   modelFileBytes: number;
   parameters: number;
-  generateSeconds: number;
   loadSeconds: number;
   profile: Awaited<ReturnType<typeof modelProfileFromGguf>>;
   levels: Array<
@@ -245,102 +216,90 @@ async function ensureModel(shape: PublishedShapeName): Promise<string> {
 }
 
 async function runShape(shape: PublishedShapeName, counter: CounterSample[] | null): Promise<ShapeResult> {
-  const generateStarted = performance.now();
   const modelPath = await ensureModel(shape);
-  const generateSeconds = (performance.now() - generateStarted) / 1000;
   const profile = await modelProfileFromGguf(modelPath);
-  log(
-    `${shape}: ${(profile.weightBytes / 2 ** 30).toFixed(2)} GiB of weights, generated in ${generateSeconds.toFixed(1)} s`,
-  );
+  log(`${shape}: ${(profile.weightBytes / 2 ** 30).toFixed(2)} GiB of weights`);
 
   const dataDirectory = path.join(outDirectory, `data-${shape}`);
   await mkdir(dataDirectory, { recursive: true });
   const configPath = path.join(outDirectory, `${shape}.yaml`);
   // Prompts are words of two letters, one token each, plus the chat template's (about 100 tokens with
   // the generated vocabulary, which spells the template's markers out).
-  await writeFile(configPath, configYaml(shape, modelPath, dataDirectory, promptWords + 256));
+  await writeFile(configPath, configYaml(shape, modelPath, promptWords + 256));
   const loadStarted = performance.now();
-  const server = spawn(process.execPath, [options.gravity, 'serve', '--config', configPath], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const { child: server, port } = await startGravity(children, {
+    name: `gravity serve (${shape})`,
+    configPath,
+    dataDir: dataDirectory,
+    build: { dir: process.cwd(), entry: [path.resolve(options.gravity)] },
+    startTimeoutMs: 600_000,
   });
-  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
-  try {
-    await waitUntilReady(server, 600_000);
-    const loadSeconds = (performance.now() - loadStarted) / 1000;
-    log(`${shape}: serving after ${loadSeconds.toFixed(1)} s`);
-    // One request first: CUDA kernels load and graphs build on first use, not inside a measured window.
-    await streamOne(shape, 0);
-    const levelRuns = [];
-    for (const concurrency of levels) {
-      // A level needs its warm-up, its window and about one request's time to drain.
-      if (Date.now() + warmupMs + windowMs * 1.5 > deadlineMs) {
-        log(`${shape} c=${concurrency}: skipped, the run's deadline is near`);
-        continue;
-      }
-      const run = await runLevel(shape, concurrency, concurrency * 100_000);
-      const { figures } = run;
-      log(
-        `${shape} c=${concurrency}: ${figures.outputTokensPerSecond.toFixed(0)} tok/s, TTFT p50 ${figures.ttftP50Ms?.toFixed(1)} ms, ITL p50 ${figures.itlP50Ms?.toFixed(2)} ms, ${figures.failedRequests} failed`,
-      );
-      levelRuns.push(run);
-      // Idle between levels: each level's window starts and ends with the GPU's counter in a steady state.
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  log(`${shape}: serving after ${loadSeconds.toFixed(1)} s`);
+  // One request first: CUDA kernels load and graphs build on first use, not inside a measured window.
+  await loadClient.run({ requests: chatRequests(port, shape, 1, 0), maxRequests: 1, detail: 'light' });
+  const levelRuns = [];
+  for (const concurrency of levels) {
+    // A level needs its warm-up, its window and about one request's time to drain.
+    if (Date.now() + warmupMs + windowMs * 1.5 > deadlineMs) {
+      log(`${shape} c=${concurrency}: skipped, the run's deadline is near`);
+      continue;
     }
-    server.kill('SIGTERM');
-    await exited;
-
-    // The ledger is complete once the server has exited: its last records and replica periods are flushed.
-    const ledger = new SqliteLedgerStore(path.join(dataDirectory, 'ledger.sqlite'));
-    const records = await ledger.records({});
-    const periods = await ledger.replicaPeriods({});
-    await ledger.close();
-    const byId = new Map(records.map((record) => [record.requestId, record]));
-    const levelsOut = levelRuns.map(({ requests, figures }) => {
-      const inWindow = requests.filter(
-        (request) => request.startMs >= figures.windowStartMs && request.startMs < figures.windowEndMs,
-      );
-      const ledgerRecords = inWindow
-        .map((request) => byId.get(request.requestId))
-        .filter((record) => record !== undefined);
-      const joules = ledgerRecords.reduce((sum, record) => sum + record.energyJoules, 0);
-      const tokens = ledgerRecords.reduce((sum, record) => sum + record.completionTokens, 0);
-      const windowTokens = (figures.outputTokensPerSecond * windowMs) / 1000;
-      const independent = counter ? counterDelta(counter, figures.windowStartMs, figures.windowEndMs) : null;
-      return {
-        ...figures,
-        ledgerJoulesPerToken: tokens > 0 ? joules / tokens : null,
-        ledgerEnergySources: [...new Set(ledgerRecords.map((record) => record.energySource))],
-        independentJoulesPerToken:
-          independent !== null && windowTokens > 0 ? independent / windowTokens : null,
-        independentWatts: independent !== null ? independent / (windowMs / 1000) : null,
-      };
-    });
-    const requestJoules = records.reduce((sum, record) => sum + record.energyJoules, 0);
-    return {
-      shape,
-      modelFileBytes: (await stat(modelPath)).size,
-      parameters: profile.parameters,
-      generateSeconds,
-      loadSeconds,
-      profile,
-      levels: levelsOut,
-      conservation: conservation({ requestJoules, periods, counter: counter ?? [] }),
-    };
-  } finally {
-    if (server.exitCode === null) {
-      server.kill('SIGKILL');
-      await exited;
-    }
+    const run = await runLevel(port, shape, concurrency, concurrency * promptsPerLevel);
+    const { figures } = run;
+    log(
+      `${shape} c=${concurrency}: ${figures.outputTokensPerSecond.toFixed(0)} tok/s, TTFT p50 ${figures.ttftP50Ms?.toFixed(1)} ms, ITL p50 ${figures.itlP50Ms?.toFixed(2)} ms, ${figures.failedRequests} failed`,
+    );
+    levelRuns.push(run);
+    // Idle between levels: each level's window starts and ends with the GPU's counter in a steady state.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
   }
+  // The ledger is complete once the server has exited: its last records and replica periods are flushed.
+  await children.stop(server, 30_000);
+
+  const ledger = new SqliteLedgerStore(path.join(dataDirectory, 'ledger.sqlite'));
+  const records = await ledger.records({});
+  const periods = await ledger.replicaPeriods({});
+  await ledger.close();
+  const byId = new Map(records.map((record) => [record.requestId, record]));
+  const levelsOut = levelRuns.map(({ requests, figures }) => {
+    const ledgerRecords = startedIn(requests, figures.windowStartMs, figures.windowEndMs)
+      .map((request) => byId.get(request.requestId))
+      .filter((record) => record !== undefined);
+    const joules = ledgerRecords.reduce((sum, record) => sum + record.energyJoules, 0);
+    const tokens = ledgerRecords.reduce((sum, record) => sum + record.completionTokens, 0);
+    const independent = counter ? counterDelta(counter, figures.windowStartMs, figures.windowEndMs) : null;
+    return {
+      ...figures,
+      ledgerJoulesPerToken: tokens > 0 ? joules / tokens : null,
+      ledgerEnergySources: [...new Set(ledgerRecords.map((record) => record.energySource))],
+      independentJoulesPerToken:
+        independent !== null && figures.windowTokens > 0 ? independent / figures.windowTokens : null,
+      independentWatts: independent !== null ? independent / (windowMs / 1000) : null,
+    };
+  });
+  const requestJoules = records.reduce((sum, record) => sum + record.energyJoules, 0);
+  return {
+    shape,
+    modelFileBytes: (await stat(modelPath)).size,
+    parameters: profile.parameters,
+    loadSeconds,
+    profile,
+    levels: levelsOut,
+    conservation: conservation({ requestJoules, periods, counter: counter ?? [] }),
+  };
 }
 
 const startedAt = new Date().toISOString();
 await mkdir(outDirectory, { recursive: true });
-if (options['generate-only']) {
+if (options.generateOnly) {
   for (const shape of shapes) await ensureModel(shape);
   process.exit(0);
 }
-const counter = options.counter ? startCounter(options.counter) : null;
+const counter = options.counter !== '' ? startCounter(options.counter) : null;
+const loadClient = new LoadClient();
+// Every gravity serve this run starts: none outlives it, however it ends.
+const children = new ChildProcessGroup();
 const results: ShapeResult[] = [];
 const writeResults = () =>
   writeFile(
@@ -382,6 +341,9 @@ try {
   }
 } finally {
   counter?.stop();
+  await loadClient.close();
+  await children.stopAll(5_000);
+  children.dispose();
 }
 await writeResults();
 log(`wrote ${path.join(outDirectory, 'gpu-results.json')}`);

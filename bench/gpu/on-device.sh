@@ -6,8 +6,9 @@
 #
 #   bash bench/gpu/on-device.sh [carry folder] [time budget in seconds]
 #
-# GRAVITY_GPU_BENCH_ARGS adds arguments to gpu-bench (e.g. "--window-s 10"); GRAVITY_GPU_DEVICE=cpu runs
-# the same steps with a CPU build and estimated energy, to rehearse them on a machine without a GPU;
+# GRAVITY_GPU_BENCH_ARGS adds arguments to gpu-bench (e.g. "--window-s 10", or "--quick" for short
+# levels on the 1B shape); GRAVITY_GPU_DEVICE=cpu runs the same steps with a CPU build and estimated
+# energy, to rehearse them on a machine without a GPU;
 # GRAVITY_GPU_REUSE_BUILD=1 keeps a llama.cpp build already in node_modules rather than compiling again.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)

@@ -38,6 +38,8 @@ npx esbuild bench/gpu/gpu-bench.ts --bundle --platform=node --format=esm --targe
   --external:node-llama-cpp --external:better-sqlite3 \
   --banner:js="import { createRequire as createBundleRequire } from 'node:module'; const require = createBundleRequire(import.meta.url);" \
   --outfile="$work/app/gpu-bench.mjs" --log-level=warning
+# The load client runs on a worker thread loaded from beside its module: beside the bundle here.
+cp bench/support/load-client-worker.mjs "$work/app/"
 
 # llama.cpp's source at the release node-llama-cpp 3.21.1 pins, as its own `source download` leaves it
 # (unpacked from the git bundle it ships, its patches applied), without what no build reads: models, docs,
@@ -52,7 +54,7 @@ tar -C "$llama_dir" -cJf "$carry/llama-cpp-source.tar.xz" llama.cpp llama.cpp.in
 
 # The llama.cpp history bundle (34 MB) is replaced by the pruned source; the CPU binaries are not used.
 rm -rf "$llama_dir/gitRelease.bundle" "$llama_dir/llama.cpp" "$work/app/node_modules/@node-llama-cpp/linux-x64"
-tar -C "$work/app" -cJf "$carry/app.tar.xz" node_modules dist gpu-bench.mjs
+tar -C "$work/app" -cJf "$carry/app.tar.xz" node_modules dist gpu-bench.mjs load-client-worker.mjs
 
 du -sh "$carry"/*
 echo "total: $(du -sb "$carry" | cut -f1) bytes (the device call carries at most 64 MiB with the working tree)"

@@ -24,7 +24,9 @@ export interface LevelFigures {
   /** The steady window: every client busy (after the warm-up), before any stops. */
   windowStartMs: number;
   windowEndMs: number;
-  /** Text chunks that arrived in the window, per second (one token each; see tokensPerChunk). */
+  /** Tokens that arrived in the window: text chunks × tokensPerChunk. */
+  windowTokens: number;
+  /** windowTokens per second of the window. */
   outputTokensPerSecond: number;
   /** Completion tokens ÷ text chunks over completed requests: 1 when every chunk is one token. */
   tokensPerChunk: number;
@@ -37,6 +39,15 @@ export interface LevelFigures {
   meanPromptTokens: number | null;
   meanCompletionTokens: number | null;
   failedRequests: number;
+}
+
+/** The requests that started in [fromMs, toMs): those whose latencies and ledger records a window reports. */
+export function startedIn<Request extends { startMs: number }>(
+  requests: Request[],
+  fromMs: number,
+  toMs: number,
+): Request[] {
+  return requests.filter((request) => request.startMs >= fromMs && request.startMs < toMs);
 }
 
 /**
@@ -59,9 +70,7 @@ export function levelFigures(
   const tokens = completed.reduce((sum, request) => sum + (request.completionTokens ?? 0), 0);
   const tokensPerChunk = chunks > 0 ? tokens / chunks : 1;
 
-  const started = completed.filter(
-    (request) => request.startMs >= windowStartMs && request.startMs < windowEndMs,
-  );
+  const started = startedIn(completed, windowStartMs, windowEndMs);
   const ttfts = started
     .filter((request) => request.tokenTimesMs.length > 0)
     .map((request) => request.tokenTimesMs[0]! - request.startMs);
@@ -75,6 +84,7 @@ export function levelFigures(
     concurrency,
     windowStartMs,
     windowEndMs,
+    windowTokens: chunksInWindow * tokensPerChunk,
     outputTokensPerSecond: (chunksInWindow * tokensPerChunk) / ((windowEndMs - windowStartMs) / 1000),
     tokensPerChunk,
     requestsInWindow: started.length,

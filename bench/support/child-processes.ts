@@ -225,6 +225,8 @@ export async function startGravity(
     eventLoopProbe?: boolean;
     /** Variables set for this child on purpose (GRAVITY_LEDGER_URL …), over the cleaned environment. */
     env?: NodeJS.ProcessEnv;
+    /** How long its engines may take to start (default 60 s; a 16 GB model loading onto a GPU needs more). */
+    startTimeoutMs?: number;
   },
 ): Promise<{ child: ManagedChild; port: number; url: string; argv: string[] }> {
   const { dir, entry } = options.build ?? { dir: repoRoot, entry: ['--import', 'tsx', 'src/cli/main.ts'] };
@@ -247,7 +249,7 @@ export async function startGravity(
       ...(options.eventLoopProbe && { [probeEnvironmentVariable]: '1' }),
     },
     readyPattern: /^gravity: listening on (\S+) models=/,
-    startTimeoutMs,
+    startTimeoutMs: options.startTimeoutMs ?? startTimeoutMs,
     ipc: (options.ipc ?? false) || options.eventLoopProbe === true,
   });
   const url = child.ready[1] as string;

@@ -32,6 +32,7 @@ function readEvent(data, outcome) {
   const chunk = JSON.parse(data);
   if (chunk.error !== undefined) throw new Error(`stream error event: ${data.slice(0, 300)}`);
   if (chunk.usage) {
+    outcome.promptTokens = chunk.usage.prompt_tokens ?? null;
     outcome.completionTokens = chunk.usage.completion_tokens ?? null;
   }
   const choice = chunk.choices?.[0];
@@ -77,6 +78,7 @@ function readJson(text, outcome) {
   outcome.contentChunks = 1;
   outcome.done = true;
   if (outcome.content !== undefined) outcome.content = content;
+  outcome.promptTokens = body.usage?.prompt_tokens ?? null;
   outcome.completionTokens = body.usage?.completion_tokens ?? null;
 }
 
@@ -90,10 +92,13 @@ function send(request, plan) {
     const timing = { sentAt: performance.now(), lastContentAt: 0 };
     const outcome = {
       tag: request.tag ?? '',
+      sentAtMs: performance.timeOrigin + timing.sentAt,
+      requestId: null,
       status: 0,
       ttftMs: null,
       e2eMs: 0,
       contentChunks: 0,
+      promptTokens: null,
       completionTokens: null,
       done: false,
       error: null,
@@ -124,6 +129,7 @@ function send(request, plan) {
       },
       (response) => {
         outcome.status = response.statusCode ?? 0;
+        outcome.requestId = response.headers['x-request-id'] ?? null;
         response.setEncoding('utf8');
         const streaming = (response.headers['content-type'] ?? '').startsWith('text/event-stream');
         const parse = outcome.status === 200 && streaming && plan.detail === 'timing';

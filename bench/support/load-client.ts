@@ -43,6 +43,10 @@ export interface LoadPlan {
 
 export interface RequestOutcome {
   tag: string;
+  /** When the request was sent, in epoch milliseconds (to line it up with other clocks: an energy counter's). */
+  sentAtMs: number;
+  /** The server's `x-request-id` (its ledger key), or null. */
+  requestId: string | null;
   /** HTTP status; 0 when no response came. */
   status: number;
   /** From the request to the first non-empty content delta (streams, timing detail); null otherwise. */
@@ -52,6 +56,7 @@ export interface RequestOutcome {
   gapsMs?: number[];
   contentChunks: number;
   content?: string;
+  promptTokens: number | null;
   completionTokens: number | null;
   /** A stream ended with [DONE], or a JSON body parsed. */
   done: boolean;
